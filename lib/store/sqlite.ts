@@ -1,0 +1,611 @@
+/**
+ * The embedded SQLite backend of the control-plane {@linkcode Store}: one file,
+ * mode 0600, WAL, versioned migrations.
+ *
+ * @example
+ * ```ts
+ * import { openSqliteStore } from "./sqlite.ts";
+ * const store = await openSqliteStore("/var/lib/unibus/control.db");
+ * console.log(await store.listUsers());
+ * await store.close();
+ * ```
+ * @module
+ */
+
+import { type Client, createClient, type InValue, type Row } from "@libsql/client";
+import { dirname, resolve } from "node:path";
+import { migrate } from "./migrations.ts";
+import {
+  type Blob,
+  BlobExistsError,
+  type BlobMeta,
+  check,
+  ConflictError,
+  InvalidInputError,
+  KeyExistsError,
+  type Member,
+  MemberExistsError,
+  type NewBlob,
+  type NewMember,
+  type NewRoom,
+  type NewSealedKey,
+  type NewUser,
+  NotFoundError,
+  type Room,
+  RoomExistsError,
+  type SealedKey,
+  type Store,
+  StoreError,
+  StoreUnavailableError,
+  type User,
+  UserExistsError,
+  validateNewBlob,
+  validateNewMember,
+  validateNewRoom,
+  validateNewSealedKey,
+  validateNewUser,
+} from "./store.ts";
+
+/** How long a writer waits for another process's lock before giving up. */
+const BUSY_TIMEOUT_MS = 5000;
+
+// SQLite extended result codes for the constraints the batches can trip.
+const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+
+/**
+ * Opens (creating if needed) the SQLite store at `path` and migrates it.
+ * The file is created 0600 and an existing looser file is tightened, because
+ * it holds the user registry and sealed keys.
+ *
+ * @example
+ * ```ts
+ * import { openSqliteStore } from "./sqlite.ts";
+ * const store = await openSqliteStore("./data/control.db");
+ * await store.close();
+ * ```
+ */
+export async function openSqliteStore(path: string): Promise<Store> {
+  return await SqliteStore.open(path);
+}
+
+/**
+ * {@linkcode Store} on a local SQLite file through `@libsql/client`.
+ *
+ * @example
+ * ```ts
+ * import { SqliteStore } from "./sqlite.ts";
+ * const store = await SqliteStore.open("./data/control.db");
+ * await store.close();
+ * ```
+ */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  /** Absolute path of the database file. */
+  readonly path: string;
+  #client: Client | null;
+
+  private constructor(path: string, client: Client) {
+    this.path = path;
+    this.#client = client;
+  }
+
+  /**
+   * Prepares the file with safe permissions, connects, and applies migrations.
+   *
+   * @example
+   * ```ts
+   * import { SqliteStore } from "./sqlite.ts";
+   * const store = await SqliteStore.open("/tmp/unibus/control.db");
+   * await store.close();
+   * ```
+   */
+  static async open(path: string): Promise<SqliteStore> {
+    if (typeof path !== "string" || path.length === 0) {
+      throw new InvalidInputError("path", "must be a non-empty file path");
+    }
+    const abs = resolve(path);
+    await prepareFile(abs);
+    let client: Client;
+    try {
+      // One connection: per-connection pragmas then always apply, and calls in
+      // this process are serialised without interactive transactions.
+      client = createClient({ url: fileUrl(abs), concurrency: 1, timeout: BUSY_TIMEOUT_MS });
+    } catch (e) {
+      throw unavailable(`cannot open store at ${abs}`, e);
+    }
+    try {
+      await client.execute("PRAGMA journal_mode = WAL");
+      await client.execute("PRAGMA foreign_keys = ON");
+      await client.execute(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      await migrate(client);
+    } catch (e) {
+      client.close();
+      if (e instanceof StoreError) throw e;
+      throw unavailable(`cannot open store at ${abs}`, e);
+    }
+    return new SqliteStore(abs, client);
+  }
+
+  // ---- users ----
+
+  async addUser(user: NewUser): Promise<User> {
+    validateNewUser(user);
+    const row: User = {
+      signPub: user.signPub,
+      kexPub: user.kexPub,
+      kexSig: user.kexSig,
+      handle: user.handle,
+      role: user.role,
+      status: "active",
+      createdAt: user.createdAt ?? Date.now(),
+    };
+    const rs = await this.#exec(
+      `INSERT INTO users (sign_pub, kex_pub, kex_sig, handle, role, status, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [row.signPub, row.kexPub, row.kexSig, row.handle, row.role, row.status, row.createdAt],
+    );
+    if (rs.rowsAffected === 0) throw new UserExistsError(user.signPub);
+    return row;
+  }
+
+  async getUser(signPub: string): Promise<User | null> {
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec("SELECT * FROM users WHERE sign_pub = ?", [signPub]);
+    return rs.rows.length ? toUser(rs.rows[0]) : null;
+  }
+
+  async listUsers(): Promise<User[]> {
+    const rs = await this.#exec("SELECT * FROM users ORDER BY created_at, handle, sign_pub");
+    return rs.rows.map(toUser);
+  }
+
+  async revokeUser(signPub: string): Promise<void> {
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec("UPDATE users SET status = 'revoked' WHERE sign_pub = ?", [
+      signPub,
+    ]);
+    if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+  }
+
+  async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
+    check.signPub("signPub", signPub);
+    check.kexPub("kexPub", kexPub);
+    check.hex("kexSig", kexSig);
+    const rs = await this.#exec(
+      "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ?",
+      [kexPub, kexSig, signPub],
+    );
+    if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+  }
+
+  // ---- rooms ----
+
+  async createRoom(room: NewRoom): Promise<Room> {
+    validateNewRoom(room);
+    const row: Room = {
+      id: room.id,
+      subject: room.subject,
+      policy: { ...room.policy },
+      createdBy: room.createdBy,
+      createdAt: room.createdAt ?? Date.now(),
+      epoch: 0,
+    };
+    // Without a conflict target, DO NOTHING covers both the id and the subject.
+    const rs = await this.#exec(
+      `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING`,
+      [
+        row.id,
+        row.subject,
+        bit(row.policy.encrypt),
+        bit(row.policy.sign),
+        bit(row.policy.persist),
+        row.createdBy,
+        row.createdAt,
+      ],
+    );
+    if (rs.rowsAffected === 0) throw new RoomExistsError(room.id, room.subject);
+    return row;
+  }
+
+  async getRoom(id: string): Promise<Room | null> {
+    check.id("id", id);
+    const rs = await this.#exec("SELECT * FROM rooms WHERE id = ?", [id]);
+    return rs.rows.length ? toRoom(rs.rows[0]) : null;
+  }
+
+  async getRoomBySubject(subject: string): Promise<Room | null> {
+    check.subject("subject", subject);
+    const rs = await this.#exec("SELECT * FROM rooms WHERE subject = ?", [subject]);
+    return rs.rows.length ? toRoom(rs.rows[0]) : null;
+  }
+
+  async listRoomsForMember(signPub: string): Promise<Room[]> {
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec(
+      `SELECT r.* FROM members m JOIN rooms r ON r.id = m.room_id
+       WHERE m.sign_pub = ? ORDER BY r.id`,
+      [signPub],
+    );
+    return rs.rows.map(toRoom);
+  }
+
+  async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
+    check.id("id", id);
+    check.count("expectedEpoch", expectedEpoch);
+    check.count("newEpoch", newEpoch);
+    // Going back would reuse an epoch whose keys are immutable and maybe leaked.
+    if (newEpoch <= expectedEpoch) {
+      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
+    }
+    const rs = await this.#exec(
+      "UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?",
+      [newEpoch, id, expectedEpoch],
+    );
+    if (rs.rowsAffected > 0) return;
+    const room = await this.getRoom(id);
+    if (room === null) throw new NotFoundError("room", id);
+    throw new ConflictError(`room ${id} epoch is ${room.epoch}, expected ${expectedEpoch}`);
+  }
+
+  async deleteRoom(id: string): Promise<void> {
+    check.id("id", id);
+    // Explicit child deletes keep this correct even if foreign keys were off.
+    const results = await this.#batch([
+      { sql: "DELETE FROM sealed_keys WHERE room_id = ?", args: [id] },
+      { sql: "DELETE FROM members WHERE room_id = ?", args: [id] },
+      { sql: "DELETE FROM rooms WHERE id = ?", args: [id] },
+    ]);
+    if (results[2].rowsAffected === 0) throw new NotFoundError("room", id);
+  }
+
+  // ---- members ----
+
+  async addMember(member: NewMember): Promise<Member> {
+    validateNewMember(member);
+    const row: Member = {
+      roomId: member.roomId,
+      signPub: member.signPub,
+      role: member.role,
+      addedBy: member.addedBy,
+      addedAt: member.addedAt ?? Date.now(),
+      change: member.change,
+    };
+    await this.#requireRoom(member.roomId);
+    let affected: number;
+    try {
+      const rs = await this.#exec(
+        `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        [row.roomId, row.signPub, row.role, row.addedBy, row.addedAt, row.change],
+      );
+      affected = rs.rowsAffected;
+    } catch (e) {
+      // The room was deleted between the check and the insert.
+      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", row.roomId);
+      throw e;
+    }
+    if (affected === 0) throw new MemberExistsError(member.roomId, member.signPub);
+    return row;
+  }
+
+  async removeMember(roomId: string, signPub: string): Promise<void> {
+    check.id("roomId", roomId);
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec("DELETE FROM members WHERE room_id = ? AND sign_pub = ?", [
+      roomId,
+      signPub,
+    ]);
+    if (rs.rowsAffected === 0) throw new NotFoundError("member", `${signPub} in room ${roomId}`);
+  }
+
+  async listMembers(roomId: string): Promise<Member[]> {
+    check.id("roomId", roomId);
+    const rs = await this.#exec(
+      "SELECT * FROM members WHERE room_id = ? ORDER BY added_at, sign_pub",
+      [roomId],
+    );
+    return rs.rows.map(toMember);
+  }
+
+  async getMember(roomId: string, signPub: string): Promise<Member | null> {
+    check.id("roomId", roomId);
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec("SELECT * FROM members WHERE room_id = ? AND sign_pub = ?", [
+      roomId,
+      signPub,
+    ]);
+    return rs.rows.length ? toMember(rs.rows[0]) : null;
+  }
+
+  // ---- sealed keys ----
+
+  async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    check.count("epoch", epoch);
+    if (!Array.isArray(keys) || keys.length === 0) {
+      throw new InvalidInputError("keys", "must be a non-empty array");
+    }
+    const seen = new Set<string>();
+    const now = Date.now();
+    const rows: SealedKey[] = keys.map((k) => {
+      validateNewSealedKey(k);
+      if (seen.has(k.recipient)) throw new InvalidInputError("keys", `${k.recipient} twice`);
+      seen.add(k.recipient);
+      return {
+        roomId,
+        epoch,
+        recipient: k.recipient,
+        sealed: k.sealed,
+        sealedBy: k.sealedBy,
+        createdAt: k.createdAt ?? now,
+      };
+    });
+    await this.#requireRoom(roomId);
+    try {
+      // Plain INSERTs in one batch: any existing key aborts and rolls back all.
+      await this.#batch(rows.map((r) => ({
+        sql: `INSERT INTO sealed_keys (room_id, epoch, recipient, sealed, sealed_by, created_at)
+              VALUES (?, ?, ?, ?, ?, ?)`,
+        args: [r.roomId, r.epoch, r.recipient, r.sealed, r.sealedBy, r.createdAt],
+      })));
+    } catch (e) {
+      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);
+      if (rawCode(e) === SQLITE_CONSTRAINT_PRIMARYKEY) {
+        for (const r of rows) {
+          if (await this.getSealedKey(roomId, epoch, r.recipient)) {
+            throw new KeyExistsError(roomId, epoch, r.recipient);
+          }
+        }
+        throw new KeyExistsError(roomId, epoch, rows[0].recipient);
+      }
+      throw e;
+    }
+    return rows;
+  }
+
+  async getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null> {
+    check.id("roomId", roomId);
+    check.count("epoch", epoch);
+    check.signPub("recipient", recipient);
+    const rs = await this.#exec(
+      "SELECT * FROM sealed_keys WHERE room_id = ? AND recipient = ? AND epoch = ?",
+      [roomId, recipient, epoch],
+    );
+    return rs.rows.length ? toSealedKey(rs.rows[0]) : null;
+  }
+
+  async listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    check.signPub("recipient", recipient);
+    const rs = await this.#exec(
+      "SELECT * FROM sealed_keys WHERE room_id = ? AND recipient = ? ORDER BY epoch",
+      [roomId, recipient],
+    );
+    return rs.rows.map(toSealedKey);
+  }
+
+  // ---- nonces ----
+
+  async rememberNonce(
+    nonce: string,
+    expiresAt: number,
+    now: number = Date.now(),
+  ): Promise<boolean> {
+    check.text("nonce", nonce);
+    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
+    check.count("expiresAt", expiresAt);
+    check.count("now", now);
+    // One statement, so it is atomic: a live nonce is neither replaced nor counted.
+    const rs = await this.#exec(
+      `INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
+       ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at
+       WHERE nonces.expires_at <= ?`,
+      [nonce, expiresAt, now],
+    );
+    return rs.rowsAffected > 0;
+  }
+
+  async pruneNonces(now: number): Promise<number> {
+    check.count("now", now);
+    const rs = await this.#exec("DELETE FROM nonces WHERE expires_at <= ?", [now]);
+    return rs.rowsAffected;
+  }
+
+  // ---- blobs ----
+
+  async putBlob(blob: NewBlob): Promise<BlobMeta> {
+    validateNewBlob(blob);
+    const meta: BlobMeta = {
+      id: blob.id,
+      roomId: blob.roomId,
+      owner: blob.owner,
+      size: blob.data.byteLength,
+      createdAt: blob.createdAt ?? Date.now(),
+    };
+    const rs = await this.#exec(
+      `INSERT INTO blobs (id, room_id, owner, size, created_at, data)
+       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data],
+    );
+    if (rs.rowsAffected === 0) throw new BlobExistsError(blob.id);
+    return meta;
+  }
+
+  async getBlob(id: string): Promise<Blob | null> {
+    check.id("id", id);
+    const rs = await this.#exec("SELECT * FROM blobs WHERE id = ?", [id]);
+    if (!rs.rows.length) return null;
+    const row = rs.rows[0];
+    return { ...toBlobMeta(row), data: new Uint8Array(row.data as ArrayBuffer) };
+  }
+
+  async getBlobMeta(id: string): Promise<BlobMeta | null> {
+    check.id("id", id);
+    const rs = await this.#exec(
+      "SELECT id, room_id, owner, size, created_at FROM blobs WHERE id = ?",
+      [id],
+    );
+    return rs.rows.length ? toBlobMeta(rs.rows[0]) : null;
+  }
+
+  async deleteBlob(id: string): Promise<void> {
+    check.id("id", id);
+    const rs = await this.#exec("DELETE FROM blobs WHERE id = ?", [id]);
+    if (rs.rowsAffected === 0) throw new NotFoundError("blob", id);
+  }
+
+  // ---- lifecycle ----
+
+  close(): Promise<void> {
+    this.#client?.close();
+    this.#client = null;
+    return Promise.resolve();
+  }
+
+  async #requireRoom(roomId: string): Promise<void> {
+    const rs = await this.#exec("SELECT 1 FROM rooms WHERE id = ?", [roomId]);
+    if (rs.rows.length === 0) throw new NotFoundError("room", roomId);
+  }
+
+  async #exec(sql: string, args: InValue[] = []) {
+    const client = this.#open();
+    try {
+      return await client.execute({ sql, args });
+    } catch (e) {
+      throw mapError(e);
+    }
+  }
+
+  async #batch(stmts: { sql: string; args: InValue[] }[]) {
+    const client = this.#open();
+    try {
+      return await client.batch(stmts, "write");
+    } catch (e) {
+      throw mapError(e);
+    }
+  }
+
+  #open(): Client {
+    if (this.#client === null) throw new StoreUnavailableError("store is closed");
+    return this.#client;
+  }
+}
+
+// ---- helpers ----
+
+/** Creates the parent dir (0700) and the file (0600); tightens a looser file. */
+async function prepareFile(abs: string): Promise<void> {
+  try {
+    await Deno.mkdir(dirname(abs), { recursive: true, mode: 0o700 });
+    const f = await Deno.open(abs, { read: true, write: true, create: true, mode: 0o600 });
+    f.close();
+    if (Deno.build.os === "windows") return;
+    // SQLite creates -wal/-shm with the main file's mode, but old ones may be looser.
+    for (const p of [abs, `${abs}-wal`, `${abs}-shm`]) {
+      const st = await Deno.stat(p).catch(() => null);
+      if (st?.mode != null && (st.mode & 0o077) !== 0) await Deno.chmod(p, 0o600);
+    }
+  } catch (e) {
+    throw unavailable(`cannot prepare store file ${abs}`, e);
+  }
+}
+
+/** Percent-encodes each path segment, since libsql decodes the URL path. */
+function fileUrl(abs: string): string {
+  return "file://" + abs.split("/").map(encodeURIComponent).join("/");
+}
+
+function unavailable(context: string, e: unknown): StoreUnavailableError {
+  const detail = e instanceof Error ? e.message : String(e);
+  return new StoreUnavailableError(`${context}: ${detail}`, { cause: e });
+}
+
+/** Backend failures become StoreUnavailableError; programming errors pass through. */
+function mapError(e: unknown): unknown {
+  if (e instanceof StoreError) return e;
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === "string" && code.startsWith("SQLITE_CONSTRAINT")) return e;
+  if (typeof code === "string" && (code.startsWith("SQLITE_") || code === "CLIENT_CLOSED")) {
+    return unavailable("store backend error", e);
+  }
+  return e;
+}
+
+function rawCode(e: unknown): number | undefined {
+  const c = e as { rawCode?: unknown; cause?: { rawCode?: unknown } } | null;
+  const v = c?.rawCode ?? c?.cause?.rawCode;
+  return typeof v === "number" ? v : undefined;
+}
+
+function bit(b: boolean): number {
+  return b ? 1 : 0;
+}
+
+function str(v: unknown): string {
+  return String(v);
+}
+
+function strOrNull(v: unknown): string | null {
+  return v === null || v === undefined ? null : String(v);
+}
+
+function toUser(r: Row): User {
+  return {
+    signPub: str(r.sign_pub),
+    kexPub: strOrNull(r.kex_pub),
+    kexSig: strOrNull(r.kex_sig),
+    handle: str(r.handle),
+    role: str(r.role) as User["role"],
+    status: str(r.status) as User["status"],
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toRoom(r: Row): Room {
+  return {
+    id: str(r.id),
+    subject: str(r.subject),
+    policy: {
+      encrypt: Number(r.encrypt) === 1,
+      sign: Number(r.sign) === 1,
+      persist: Number(r.persist) === 1,
+    },
+    createdBy: str(r.created_by),
+    createdAt: Number(r.created_at),
+    epoch: Number(r.epoch),
+  };
+}
+
+function toMember(r: Row): Member {
+  return {
+    roomId: str(r.room_id),
+    signPub: str(r.sign_pub),
+    role: str(r.role) as Member["role"],
+    addedBy: str(r.added_by),
+    addedAt: Number(r.added_at),
+    change: strOrNull(r.change),
+  };
+}
+
+function toSealedKey(r: Row): SealedKey {
+  return {
+    roomId: str(r.room_id),
+    epoch: Number(r.epoch),
+    recipient: str(r.recipient),
+    sealed: str(r.sealed),
+    sealedBy: str(r.sealed_by),
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toBlobMeta(r: Row): BlobMeta {
+  return {
+    id: str(r.id),
+    roomId: str(r.room_id),
+    owner: str(r.owner),
+    size: Number(r.size),
+    createdAt: Number(r.created_at),
+  };
+}

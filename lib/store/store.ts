@@ -1,0 +1,594 @@
+/**
+ * The control-plane `Store` contract: users, rooms, members, sealed room keys,
+ * anti-replay nonces and blobs. Two backends implement it (SQLite and
+ * JetStream KV), so every write that must not clobber is "create if absent"
+ * and fails with a typed error; callers never need multi-row transactions.
+ *
+ * @example
+ * ```ts
+ * import { type Store, UserExistsError } from "./store.ts";
+ * async function enrol(store: Store, signPub: string) {
+ *   try {
+ *     await store.addUser({ signPub, kexPub: null, kexSig: null, handle: "ada", role: "member" });
+ *   } catch (e) {
+ *     if (!(e instanceof UserExistsError)) throw e;
+ *   }
+ * }
+ * ```
+ * @module
+ */
+
+/** Role of a user on the bus, or of a member within a room. */
+export type Role = "admin" | "member";
+
+/** A user is never deleted, only revoked, so audit trails keep resolving. */
+export type UserStatus = "active" | "revoked";
+
+/** A registered identity, keyed by its Ed25519 public key. */
+export interface User {
+  /** Ed25519 public key, 64 lowercase hex characters. */
+  signPub: string;
+  /** X25519 key-exchange public key, 64 lowercase hex, or null until set. */
+  kexPub: string | null;
+  /** Signature binding `kexPub` to `signPub`, hex; opaque to the store. */
+  kexSig: string | null;
+  handle: string;
+  role: Role;
+  status: UserStatus;
+  /** Milliseconds since the Unix epoch. */
+  createdAt: number;
+}
+
+/** Fields accepted by {@linkcode Store.addUser}; status starts "active". */
+export interface NewUser {
+  signPub: string;
+  kexPub: string | null;
+  kexSig: string | null;
+  handle: string;
+  role: Role;
+  /** Defaults to `Date.now()`. */
+  createdAt?: number;
+}
+
+/** What a room requires of its traffic. */
+export interface RoomPolicy {
+  encrypt: boolean;
+  sign: boolean;
+  persist: boolean;
+}
+
+/** A room: a NATS subject plus a policy and a key epoch. */
+export interface Room {
+  id: string;
+  subject: string;
+  policy: RoomPolicy;
+  /** signPub of the creator. */
+  createdBy: string;
+  createdAt: number;
+  /** Current room-key epoch; starts at 0 and only moves by compare-and-set. */
+  epoch: number;
+}
+
+/** Fields accepted by {@linkcode Store.createRoom}; the epoch starts at 0. */
+export interface NewRoom {
+  id: string;
+  subject: string;
+  policy: RoomPolicy;
+  createdBy: string;
+  /** Defaults to `Date.now()`. */
+  createdAt?: number;
+}
+
+/** A member of a room. */
+export interface Member {
+  roomId: string;
+  signPub: string;
+  role: Role;
+  addedBy: string;
+  addedAt: number;
+  /** Signed membership change, stored verbatim; opaque to the store. */
+  change: string | null;
+}
+
+/** Fields accepted by {@linkcode Store.addMember}. */
+export interface NewMember {
+  roomId: string;
+  signPub: string;
+  role: Role;
+  addedBy: string;
+  change: string | null;
+  /** Defaults to `Date.now()`. */
+  addedAt?: number;
+}
+
+/** A room key of one epoch, sealed to one recipient's X25519 key. */
+export interface SealedKey {
+  roomId: string;
+  epoch: number;
+  /** signPub of the member the key is sealed to. */
+  recipient: string;
+  /** Base64 sealed box; opaque to the store. */
+  sealed: string;
+  /** signPub of the member who sealed it. */
+  sealedBy: string;
+  createdAt: number;
+}
+
+/** One entry of {@linkcode Store.putSealedKeys}; room and epoch are shared. */
+export interface NewSealedKey {
+  recipient: string;
+  sealed: string;
+  sealedBy: string;
+  /** Defaults to `Date.now()`. */
+  createdAt?: number;
+}
+
+/** Blob metadata, i.e. a blob without its bytes. */
+export interface BlobMeta {
+  id: string;
+  roomId: string;
+  /** signPub of the uploader. */
+  owner: string;
+  /** Byte length of `data`. */
+  size: number;
+  createdAt: number;
+}
+
+/** A stored blob with its bytes. */
+export interface Blob extends BlobMeta {
+  data: Uint8Array;
+}
+
+/** Fields accepted by {@linkcode Store.putBlob}; size is derived from data. */
+export interface NewBlob {
+  id: string;
+  roomId: string;
+  owner: string;
+  data: Uint8Array;
+  /** Defaults to `Date.now()`. */
+  createdAt?: number;
+}
+
+/** The control-plane store, implemented by SQLite and by JetStream KV. */
+export interface Store {
+  readonly kind: "sqlite" | "kv";
+
+  /** Creates a user; {@linkcode UserExistsError} if the signPub exists. */
+  addUser(user: NewUser): Promise<User>;
+  /** The user, or null if absent. */
+  getUser(signPub: string): Promise<User | null>;
+  /** All users, revoked included, sorted by createdAt then handle. */
+  listUsers(): Promise<User[]>;
+  /** Marks a user revoked (idempotent); {@linkcode NotFoundError} if absent. */
+  revokeUser(signPub: string): Promise<void>;
+  /** Sets the key-exchange key and its binding signature; NotFoundError if absent. */
+  setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void>;
+
+  /** Creates a room at epoch 0; {@linkcode RoomExistsError} if the id or subject is taken. */
+  createRoom(room: NewRoom): Promise<Room>;
+  getRoom(id: string): Promise<Room | null>;
+  getRoomBySubject(subject: string): Promise<Room | null>;
+  /** Rooms the signPub is a member of, sorted by id. */
+  listRoomsForMember(signPub: string): Promise<Room[]>;
+  /**
+   * Moves the epoch from `expectedEpoch` to `newEpoch`; {@linkcode ConflictError}
+   * if the current epoch differs, {@linkcode NotFoundError} if the room is absent.
+   */
+  setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void>;
+  /** Deletes a room with its members and sealed keys; NotFoundError if absent. */
+  deleteRoom(id: string): Promise<void>;
+
+  /** {@linkcode MemberExistsError} if present, NotFoundError if the room is absent. */
+  addMember(member: NewMember): Promise<Member>;
+  /** NotFoundError if the member is absent. */
+  removeMember(roomId: string, signPub: string): Promise<void>;
+  /** Members sorted by addedAt then signPub. */
+  listMembers(roomId: string): Promise<Member[]>;
+  getMember(roomId: string, signPub: string): Promise<Member | null>;
+
+  /**
+   * Stores the sealed keys of one epoch. Keys are immutable: if any
+   * (room, epoch, recipient) already exists this throws {@linkcode KeyExistsError}
+   * and existing keys are left unchanged. NotFoundError if the room is absent.
+   */
+  putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]>;
+  getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null>;
+  /** The recipient's keys for a room, ascending by epoch. */
+  listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]>;
+
+  /**
+   * Atomically records a nonce: true if it was new (or its previous use had
+   * expired at `now`) and is now stored, false if it is still live.
+   */
+  rememberNonce(nonce: string, expiresAt: number, now?: number): Promise<boolean>;
+  /** Removes nonces that expired at or before `now`; returns how many. */
+  pruneNonces(now: number): Promise<number>;
+
+  /** {@linkcode BlobExistsError} if the id exists. */
+  putBlob(blob: NewBlob): Promise<BlobMeta>;
+  getBlob(id: string): Promise<Blob | null>;
+  getBlobMeta(id: string): Promise<BlobMeta | null>;
+  /** NotFoundError if absent. */
+  deleteBlob(id: string): Promise<void>;
+
+  /** Releases the backend; later calls fail with {@linkcode StoreUnavailableError}. */
+  close(): Promise<void>;
+}
+
+/** Stable machine-readable error codes; safe to map to HTTP statuses. */
+export type StoreErrorCode =
+  | "user_exists"
+  | "room_exists"
+  | "member_exists"
+  | "key_exists"
+  | "blob_exists"
+  | "not_found"
+  | "conflict"
+  | "invalid_input"
+  | "store_unavailable"
+  | "schema_too_new";
+
+/**
+ * Base of every error the store throws on purpose.
+ *
+ * @example
+ * ```ts
+ * import { StoreError } from "./store.ts";
+ * function status(e: unknown): number {
+ *   return e instanceof StoreError && e.code === "not_found" ? 404 : 500;
+ * }
+ * ```
+ */
+export class StoreError extends Error {
+  /** Stable code, independent of the message wording. */
+  readonly code: StoreErrorCode;
+  /**
+   * @example
+   * ```ts
+   * import { StoreError } from "./store.ts";
+   * new StoreError("conflict", "epoch moved");
+   * ```
+   */
+  constructor(code: StoreErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A user with this signPub already exists; the existing one was left unchanged.
+ *
+ * @example
+ * ```ts
+ * import { UserExistsError } from "./store.ts";
+ * throw new UserExistsError("ab".repeat(32));
+ * ```
+ */
+export class UserExistsError extends StoreError {
+  constructor(signPub: string) {
+    super("user_exists", `user exists: ${signPub}`);
+  }
+}
+
+/**
+ * The room id or its subject is already taken.
+ *
+ * @example
+ * ```ts
+ * import { RoomExistsError } from "./store.ts";
+ * throw new RoomExistsError("ops", "chat.ops");
+ * ```
+ */
+export class RoomExistsError extends StoreError {
+  constructor(id: string, subject: string) {
+    super("room_exists", `room exists: id ${id} or subject ${subject} is taken`);
+  }
+}
+
+/**
+ * The signPub is already a member of the room.
+ *
+ * @example
+ * ```ts
+ * import { MemberExistsError } from "./store.ts";
+ * throw new MemberExistsError("ops", "ab".repeat(32));
+ * ```
+ */
+export class MemberExistsError extends StoreError {
+  constructor(roomId: string, signPub: string) {
+    super("member_exists", `member exists: ${signPub} in room ${roomId}`);
+  }
+}
+
+/**
+ * A sealed key for this (room, epoch, recipient) exists; keys are immutable.
+ *
+ * @example
+ * ```ts
+ * import { KeyExistsError } from "./store.ts";
+ * throw new KeyExistsError("ops", 1, "ab".repeat(32));
+ * ```
+ */
+export class KeyExistsError extends StoreError {
+  constructor(roomId: string, epoch: number, recipient: string) {
+    super("key_exists", `sealed key exists: room ${roomId} epoch ${epoch} for ${recipient}`);
+  }
+}
+
+/**
+ * A blob with this id exists.
+ *
+ * @example
+ * ```ts
+ * import { BlobExistsError } from "./store.ts";
+ * throw new BlobExistsError("b1");
+ * ```
+ */
+export class BlobExistsError extends StoreError {
+  constructor(id: string) {
+    super("blob_exists", `blob exists: ${id}`);
+  }
+}
+
+/**
+ * The record an update or delete targets does not exist.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./store.ts";
+ * throw new NotFoundError("user", "ab".repeat(32));
+ * ```
+ */
+export class NotFoundError extends StoreError {
+  constructor(what: string, key: string) {
+    super("not_found", `${what} not found: ${key}`);
+  }
+}
+
+/**
+ * A compare-and-set lost: the current value is not the expected one.
+ *
+ * @example
+ * ```ts
+ * import { ConflictError } from "./store.ts";
+ * throw new ConflictError("room ops epoch is 2, expected 1");
+ * ```
+ */
+export class ConflictError extends StoreError {
+  constructor(message: string) {
+    super("conflict", message);
+  }
+}
+
+/**
+ * Input that breaks the record types (e.g. a signPub that is not 64 hex).
+ *
+ * @example
+ * ```ts
+ * import { InvalidInputError } from "./store.ts";
+ * throw new InvalidInputError("signPub", "must be 64 lowercase hex characters");
+ * ```
+ */
+export class InvalidInputError extends StoreError {
+  /** Name of the offending field. */
+  readonly field: string;
+  constructor(field: string, reason: string) {
+    super("invalid_input", `invalid ${field}: ${reason}`);
+    this.field = field;
+  }
+}
+
+/**
+ * The backend cannot serve the call (closed, locked, I/O error, no quorum).
+ *
+ * @example
+ * ```ts
+ * import { StoreUnavailableError } from "./store.ts";
+ * throw new StoreUnavailableError("store is closed");
+ * ```
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("store_unavailable", message, options);
+  }
+}
+
+/**
+ * The stored schema is newer than this code; refusing it avoids a silent downgrade.
+ *
+ * @example
+ * ```ts
+ * import { SchemaTooNewError } from "./store.ts";
+ * throw new SchemaTooNewError(3, 2);
+ * ```
+ */
+export class SchemaTooNewError extends StoreError {
+  constructor(found: number, known: number) {
+    super(
+      "schema_too_new",
+      `store schema version ${found} is newer than this unibus understands (${known}); ` +
+        "upgrade unibus instead of opening it with an older version",
+    );
+  }
+}
+
+// Validation lives beside the contract so every backend rejects the same input
+// with the same error, before anything is written.
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX = /^(?:[0-9a-f]{2})+$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+// Ids end up in KV keys and URLs, so keep them to a conservative alphabet.
+const ID = /^[A-Za-z0-9_-][A-Za-z0-9._=-]{0,127}$/;
+// Literal NATS subject: dot-separated non-empty tokens, no wildcards or whitespace.
+const SUBJECT = /^[^.\s*>]+(?:\.[^.\s*>]+)*$/;
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const MAX_TEXT = 64 * 1024;
+
+function fail(field: string, reason: string): never {
+  throw new InvalidInputError(field, reason);
+}
+
+/**
+ * Checks a record field against the store's cheap type rules and throws
+ * {@linkcode InvalidInputError} on the first violation.
+ *
+ * @example
+ * ```ts
+ * import { check } from "./store.ts";
+ * check.signPub("signPub", "ab".repeat(32)); // ok
+ * ```
+ */
+export const check = {
+  signPub(field: string, v: unknown): void {
+    if (typeof v !== "string" || !HEX64.test(v)) fail(field, "must be 64 lowercase hex characters");
+  },
+  kexPub(field: string, v: unknown): void {
+    if (typeof v !== "string" || !HEX64.test(v)) fail(field, "must be 64 lowercase hex characters");
+  },
+  hex(field: string, v: unknown): void {
+    if (typeof v !== "string" || v.length > MAX_TEXT || !HEX.test(v)) {
+      fail(field, "must be non-empty lowercase hex");
+    }
+  },
+  base64(field: string, v: unknown): void {
+    if (typeof v !== "string" || v.length === 0 || v.length > MAX_TEXT || !BASE64.test(v)) {
+      fail(field, "must be non-empty padded base64");
+    }
+  },
+  id(field: string, v: unknown): void {
+    if (typeof v !== "string" || !ID.test(v)) {
+      fail(field, "must be 1-128 characters of A-Z a-z 0-9 . _ = - not starting with '.'");
+    }
+  },
+  subject(field: string, v: unknown): void {
+    if (typeof v !== "string" || v.length > 255 || !SUBJECT.test(v)) {
+      fail(field, "must be a literal NATS subject (no wildcards, whitespace or empty tokens)");
+    }
+  },
+  handle(field: string, v: unknown): void {
+    if (typeof v !== "string" || v.trim().length === 0 || v.length > 64 || CONTROL.test(v)) {
+      fail(field, "must be 1-64 printable characters");
+    }
+  },
+  text(field: string, v: unknown): void {
+    if (typeof v !== "string" || v.length === 0 || v.length > MAX_TEXT) {
+      fail(field, `must be a non-empty string of at most ${MAX_TEXT} characters`);
+    }
+  },
+  role(field: string, v: unknown): void {
+    if (v !== "admin" && v !== "member") fail(field, 'must be "admin" or "member"');
+  },
+  count(field: string, v: unknown): void {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+      fail(field, "must be a non-negative integer");
+    }
+  },
+  bool(field: string, v: unknown): void {
+    if (typeof v !== "boolean") fail(field, "must be a boolean");
+  },
+  bytes(field: string, v: unknown): void {
+    if (!(v instanceof Uint8Array)) fail(field, "must be a Uint8Array");
+  },
+};
+
+/**
+ * Validates a {@linkcode NewUser}; both backends call this before writing.
+ *
+ * @example
+ * ```ts
+ * import { validateNewUser } from "./store.ts";
+ * validateNewUser({ signPub: "ab".repeat(32), kexPub: null, kexSig: null, handle: "ada", role: "member" });
+ * ```
+ */
+export function validateNewUser(u: NewUser): void {
+  check.signPub("signPub", u.signPub);
+  if (u.kexPub !== null) check.kexPub("kexPub", u.kexPub);
+  if (u.kexSig !== null) check.hex("kexSig", u.kexSig);
+  if ((u.kexPub === null) !== (u.kexSig === null)) {
+    fail("kexSig", "kexPub and kexSig must be both set or both null");
+  }
+  check.handle("handle", u.handle);
+  check.role("role", u.role);
+  if (u.createdAt !== undefined) check.count("createdAt", u.createdAt);
+}
+
+/**
+ * Validates a {@linkcode NewRoom}.
+ *
+ * @example
+ * ```ts
+ * import { validateNewRoom } from "./store.ts";
+ * validateNewRoom({
+ *   id: "ops",
+ *   subject: "chat.ops",
+ *   policy: { encrypt: true, sign: true, persist: false },
+ *   createdBy: "ab".repeat(32),
+ * });
+ * ```
+ */
+export function validateNewRoom(r: NewRoom): void {
+  check.id("id", r.id);
+  check.subject("subject", r.subject);
+  if (typeof r.policy !== "object" || r.policy === null) fail("policy", "must be an object");
+  check.bool("policy.encrypt", r.policy.encrypt);
+  check.bool("policy.sign", r.policy.sign);
+  check.bool("policy.persist", r.policy.persist);
+  check.signPub("createdBy", r.createdBy);
+  if (r.createdAt !== undefined) check.count("createdAt", r.createdAt);
+}
+
+/**
+ * Validates a {@linkcode NewMember}.
+ *
+ * @example
+ * ```ts
+ * import { validateNewMember } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * validateNewMember({ roomId: "ops", signPub: k, role: "member", addedBy: k, change: null });
+ * ```
+ */
+export function validateNewMember(m: NewMember): void {
+  check.id("roomId", m.roomId);
+  check.signPub("signPub", m.signPub);
+  check.role("role", m.role);
+  check.signPub("addedBy", m.addedBy);
+  if (m.change !== null) check.text("change", m.change);
+  if (m.addedAt !== undefined) check.count("addedAt", m.addedAt);
+}
+
+/**
+ * Validates one {@linkcode NewSealedKey}.
+ *
+ * @example
+ * ```ts
+ * import { validateNewSealedKey } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * validateNewSealedKey({ recipient: k, sealed: "AAAA", sealedBy: k });
+ * ```
+ */
+export function validateNewSealedKey(k: NewSealedKey): void {
+  check.signPub("recipient", k.recipient);
+  check.base64("sealed", k.sealed);
+  check.signPub("sealedBy", k.sealedBy);
+  if (k.createdAt !== undefined) check.count("createdAt", k.createdAt);
+}
+
+/**
+ * Validates a {@linkcode NewBlob}.
+ *
+ * @example
+ * ```ts
+ * import { validateNewBlob } from "./store.ts";
+ * validateNewBlob({ id: "b1", roomId: "ops", owner: "ab".repeat(32), data: new Uint8Array(1) });
+ * ```
+ */
+export function validateNewBlob(b: NewBlob): void {
+  check.id("id", b.id);
+  check.id("roomId", b.roomId);
+  check.signPub("owner", b.owner);
+  check.bytes("data", b.data);
+  if (b.createdAt !== undefined) check.count("createdAt", b.createdAt);
+}

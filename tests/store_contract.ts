@@ -1,0 +1,539 @@
+/**
+ * Backend-independent contract for the control-plane {@linkcode Store}. Every
+ * backend's test file calls {@linkcode storeContract}; each case opens a fresh
+ * store, so backends must not share state between `open()` calls.
+ *
+ * @example
+ * ```ts
+ * import { storeContract } from "./store_contract.ts";
+ * import { openSqliteStore } from "../lib/store/sqlite.ts";
+ * storeContract("sqlite", async () => {
+ *   const dir = await Deno.makeTempDir();
+ *   const store = await openSqliteStore(`${dir}/control.db`);
+ *   return { store, cleanup: () => Deno.remove(dir, { recursive: true }) };
+ * });
+ * ```
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  BlobExistsError,
+  ConflictError,
+  InvalidInputError,
+  KeyExistsError,
+  MemberExistsError,
+  type NewRoom,
+  type NewUser,
+  NotFoundError,
+  RoomExistsError,
+  type Store,
+  StoreError,
+  StoreUnavailableError,
+  UserExistsError,
+} from "../lib/store/store.ts";
+
+/** What a backend hands the contract: a fresh store and how to dispose of it. */
+export interface OpenedStore {
+  store: Store;
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * Distinct valid 64-hex keys for tests: key(1), key(2), ...
+ *
+ * @example
+ * ```ts
+ * import { key } from "./store_contract.ts";
+ * key(1); // "0101...01"
+ * ```
+ */
+export function key(n: number): string {
+  return n.toString(16).padStart(2, "0").repeat(32).slice(0, 64);
+}
+
+const A = key(1);
+const B = key(2);
+const C = key(3);
+
+function user(signPub: string, extra: Partial<NewUser> = {}): NewUser {
+  return { signPub, kexPub: null, kexSig: null, handle: "u", role: "member", ...extra };
+}
+
+function room(id: string, extra: Partial<NewRoom> = {}): NewRoom {
+  return {
+    id,
+    subject: `room.${id}`,
+    policy: { encrypt: true, sign: true, persist: false },
+    createdBy: A,
+    createdAt: 1000,
+    ...extra,
+  };
+}
+
+/**
+ * Registers the Store contract as Deno tests named `store contract (<name>): ...`.
+ *
+ * @example
+ * ```ts
+ * import { storeContract } from "./store_contract.ts";
+ * import { openSqliteStore } from "../lib/store/sqlite.ts";
+ * storeContract("sqlite", async () => {
+ *   const dir = await Deno.makeTempDir();
+ *   return {
+ *     store: await openSqliteStore(`${dir}/c.db`),
+ *     cleanup: () => Deno.remove(dir, { recursive: true }),
+ *   };
+ * });
+ * ```
+ */
+export function storeContract(name: string, open: () => Promise<OpenedStore>): void {
+  const test = (title: string, fn: (s: Store) => Promise<void>) =>
+    Deno.test(`store contract (${name}): ${title}`, async () => {
+      const { store, cleanup } = await open();
+      try {
+        await fn(store);
+      } finally {
+        await store.close();
+        await cleanup();
+      }
+    });
+
+  // ---- users ----
+
+  test("addUser stores an active user that getUser reads back", async (s) => {
+    const added = await s.addUser(user(A, { handle: "ada", role: "admin", createdAt: 5 }));
+    const expected = {
+      signPub: A,
+      kexPub: null,
+      kexSig: null,
+      handle: "ada",
+      role: "admin",
+      status: "active",
+      createdAt: 5,
+    };
+    assert.deepEqual(added, expected);
+    assert.deepEqual(await s.getUser(A), expected);
+  });
+
+  test("addUser defaults createdAt to the current time", async (s) => {
+    const before = Date.now();
+    const u = await s.addUser(user(A));
+    assert.ok(u.createdAt >= before && u.createdAt <= Date.now());
+  });
+
+  test("addUser refuses an existing key and leaves the row unchanged", async (s) => {
+    await s.addUser(user(A, { handle: "first", createdAt: 1 }));
+    await assert.rejects(
+      s.addUser(user(A, { handle: "second", role: "admin", createdAt: 2 })),
+      (e) => e instanceof UserExistsError && e.code === "user_exists",
+    );
+    const u = await s.getUser(A);
+    assert.equal(u?.handle, "first");
+    assert.equal(u?.role, "member");
+    assert.equal(u?.createdAt, 1);
+  });
+
+  test("getUser returns null for an unknown key", async (s) => {
+    assert.equal(await s.getUser(A), null);
+  });
+
+  test("listUsers sorts by createdAt then handle", async (s) => {
+    await s.addUser(user(A, { handle: "zed", createdAt: 10 }));
+    await s.addUser(user(B, { handle: "bob", createdAt: 20 }));
+    await s.addUser(user(C, { handle: "amy", createdAt: 10 }));
+    const list = await s.listUsers();
+    assert.deepEqual(list.map((u) => u.handle), ["amy", "zed", "bob"]);
+  });
+
+  test("revokeUser flips status to revoked, keeps the user, and can repeat", async (s) => {
+    await s.addUser(user(A, { kexPub: B, kexSig: "abcd" }));
+    await s.revokeUser(A);
+    await s.revokeUser(A);
+    const u = await s.getUser(A);
+    assert.equal(u?.status, "revoked");
+    assert.equal(u?.kexPub, B);
+    assert.equal((await s.listUsers()).length, 1);
+  });
+
+  test("revokeUser of an unknown key is NotFoundError", async (s) => {
+    await assert.rejects(s.revokeUser(A), NotFoundError);
+  });
+
+  test("setUserKex replaces the key-exchange key and its signature", async (s) => {
+    await s.addUser(user(A, { handle: "ada" }));
+    await s.setUserKex(A, B, "00ff");
+    const u = await s.getUser(A);
+    assert.equal(u?.kexPub, B);
+    assert.equal(u?.kexSig, "00ff");
+    assert.equal(u?.handle, "ada");
+    await assert.rejects(s.setUserKex(C, B, "00ff"), NotFoundError);
+  });
+
+  test("user input breaking the types is InvalidInputError and nothing is stored", async (s) => {
+    const bad: NewUser[] = [
+      user("AB".repeat(32)),
+      user(A.slice(2)),
+      user("z".repeat(64)),
+      user(A, { kexPub: "12", kexSig: "00" }),
+      user(A, { kexPub: B, kexSig: "xyz" }),
+      user(A, { kexPub: B, kexSig: null }),
+      user(A, { handle: "" }),
+      user(A, { handle: "a\nb" }),
+      user(A, { role: "root" as "admin" }),
+      user(A, { createdAt: -1 }),
+    ];
+    for (const u of bad) {
+      await assert.rejects(
+        s.addUser(u),
+        (e) => e instanceof InvalidInputError && e.code === "invalid_input",
+        JSON.stringify(u),
+      );
+    }
+    assert.deepEqual(await s.listUsers(), []);
+    await assert.rejects(s.getUser("nope"), InvalidInputError);
+    await s.addUser(user(A));
+    await assert.rejects(s.setUserKex(A, "nope", "00"), InvalidInputError);
+  });
+
+  // ---- rooms ----
+
+  test("createRoom starts at epoch 0 and is found by id and by subject", async (s) => {
+    const r = await s.createRoom(
+      room("ops", { policy: { encrypt: false, sign: true, persist: true } }),
+    );
+    const expected = {
+      id: "ops",
+      subject: "room.ops",
+      policy: { encrypt: false, sign: true, persist: true },
+      createdBy: A,
+      createdAt: 1000,
+      epoch: 0,
+    };
+    assert.deepEqual(r, expected);
+    assert.deepEqual(await s.getRoom("ops"), expected);
+    assert.deepEqual(await s.getRoomBySubject("room.ops"), expected);
+    assert.equal(await s.getRoom("other"), null);
+    assert.equal(await s.getRoomBySubject("room.other"), null);
+  });
+
+  test("createRoom refuses a taken id or subject and leaves the room unchanged", async (s) => {
+    await s.createRoom(room("ops"));
+    await assert.rejects(
+      s.createRoom(room("ops", { subject: "room.new", createdBy: B })),
+      (e) => e instanceof RoomExistsError && e.code === "room_exists",
+    );
+    await assert.rejects(s.createRoom(room("new", { subject: "room.ops" })), RoomExistsError);
+    assert.equal(await s.getRoom("new"), null);
+    const r = await s.getRoom("ops");
+    assert.equal(r?.subject, "room.ops");
+    assert.equal(r?.createdBy, A);
+  });
+
+  test("createRoom rejects a bad id, a wildcard subject or a bad policy", async (s) => {
+    await assert.rejects(s.createRoom(room("")), InvalidInputError);
+    await assert.rejects(s.createRoom(room("a b")), InvalidInputError);
+    await assert.rejects(s.createRoom(room("x", { subject: "room.*" })), InvalidInputError);
+    await assert.rejects(s.createRoom(room("x", { subject: "room..x" })), InvalidInputError);
+    await assert.rejects(s.createRoom(room("x", { subject: "room >" })), InvalidInputError);
+    await assert.rejects(
+      s.createRoom(room("x", { policy: { encrypt: 1, sign: true, persist: false } as never })),
+      InvalidInputError,
+    );
+    await assert.rejects(s.createRoom(room("x", { createdBy: "me" })), InvalidInputError);
+    assert.equal(await s.getRoom("x"), null);
+  });
+
+  test("setRoomEpoch advances only from the expected epoch", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.setRoomEpoch("ops", 0, 1);
+    assert.equal((await s.getRoom("ops"))?.epoch, 1);
+    await assert.rejects(
+      s.setRoomEpoch("ops", 0, 2),
+      (e) => e instanceof ConflictError && e.code === "conflict",
+    );
+    assert.equal((await s.getRoom("ops"))?.epoch, 1);
+    await s.setRoomEpoch("ops", 1, 2);
+    assert.equal((await s.getRoom("ops"))?.epoch, 2);
+  });
+
+  test("setRoomEpoch on an unknown room is NotFoundError and never goes back", async (s) => {
+    await assert.rejects(s.setRoomEpoch("nope", 0, 1), NotFoundError);
+    await s.createRoom(room("ops"));
+    await assert.rejects(s.setRoomEpoch("ops", 0, 0), InvalidInputError);
+    await assert.rejects(s.setRoomEpoch("ops", 0, -1), InvalidInputError);
+    await assert.rejects(s.setRoomEpoch("ops", 0, 1.5), InvalidInputError);
+  });
+
+  test("concurrent setRoomEpoch from the same epoch lets exactly one win", async (s) => {
+    await s.createRoom(room("ops"));
+    const results = await Promise.allSettled([1, 2, 3, 4].map(() => s.setRoomEpoch("ops", 0, 1)));
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of results) {
+      if (r.status === "rejected") assert.ok(r.reason instanceof ConflictError);
+    }
+  });
+
+  test("listRoomsForMember follows adds and removes, sorted by room id", async (s) => {
+    await s.createRoom(room("b"));
+    await s.createRoom(room("a"));
+    await s.createRoom(room("c"));
+    for (const id of ["b", "a"]) {
+      await s.addMember({ roomId: id, signPub: B, role: "member", addedBy: A, change: null });
+    }
+    await s.addMember({ roomId: "c", signPub: C, role: "member", addedBy: A, change: null });
+    assert.deepEqual((await s.listRoomsForMember(B)).map((r) => r.id), ["a", "b"]);
+    await s.removeMember("a", B);
+    assert.deepEqual((await s.listRoomsForMember(B)).map((r) => r.id), ["b"]);
+    assert.deepEqual(await s.listRoomsForMember(A), []);
+  });
+
+  test("deleteRoom removes the room, its members and sealed keys", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
+    for (const id of ["ops", "dev"]) {
+      await s.addMember({ roomId: id, signPub: B, role: "member", addedBy: A, change: null });
+      await s.putSealedKeys(id, 0, [{ recipient: B, sealed: "AAAA", sealedBy: A }]);
+    }
+    await s.deleteRoom("ops");
+    assert.equal(await s.getRoom("ops"), null);
+    assert.equal(await s.getRoomBySubject("room.ops"), null);
+    assert.deepEqual(await s.listMembers("ops"), []);
+    assert.equal(await s.getSealedKey("ops", 0, B), null);
+    assert.deepEqual((await s.listRoomsForMember(B)).map((r) => r.id), ["dev"]);
+    assert.ok(await s.getSealedKey("dev", 0, B));
+    await assert.rejects(s.deleteRoom("ops"), NotFoundError);
+    // A deleted room's id and subject are free again, with no stale members.
+    await s.createRoom(room("ops"));
+    assert.deepEqual(await s.listMembers("ops"), []);
+    assert.equal((await s.getRoom("ops"))?.epoch, 0);
+  });
+
+  // ---- members ----
+
+  test("addMember stores the signed change verbatim", async (s) => {
+    await s.createRoom(room("ops"));
+    const change = '{"op":"add","sig":"c2lnbmVk"} \u00e9';
+    const m = await s.addMember({
+      roomId: "ops",
+      signPub: B,
+      role: "admin",
+      addedBy: A,
+      change,
+      addedAt: 7,
+    });
+    const expected = { roomId: "ops", signPub: B, role: "admin", addedBy: A, addedAt: 7, change };
+    assert.deepEqual(m, expected);
+    assert.deepEqual(await s.getMember("ops", B), expected);
+    assert.equal(await s.getMember("ops", C), null);
+  });
+
+  test("addMember refuses an existing member and leaves it unchanged", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.addMember({ roomId: "ops", signPub: B, role: "member", addedBy: A, change: "one" });
+    await assert.rejects(
+      s.addMember({ roomId: "ops", signPub: B, role: "admin", addedBy: C, change: "two" }),
+      (e) => e instanceof MemberExistsError && e.code === "member_exists",
+    );
+    const m = await s.getMember("ops", B);
+    assert.equal(m?.role, "member");
+    assert.equal(m?.change, "one");
+  });
+
+  test("addMember to an unknown room is NotFoundError", async (s) => {
+    await assert.rejects(
+      s.addMember({ roomId: "nope", signPub: B, role: "member", addedBy: A, change: null }),
+      (e) => e instanceof NotFoundError && e.code === "not_found",
+    );
+    assert.deepEqual(await s.listRoomsForMember(B), []);
+  });
+
+  test("listMembers orders by addedAt and removeMember of an absent member fails", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.addMember({
+      roomId: "ops",
+      signPub: C,
+      role: "member",
+      addedBy: A,
+      change: null,
+      addedAt: 2,
+    });
+    await s.addMember({
+      roomId: "ops",
+      signPub: B,
+      role: "member",
+      addedBy: A,
+      change: null,
+      addedAt: 3,
+    });
+    await s.addMember({
+      roomId: "ops",
+      signPub: A,
+      role: "admin",
+      addedBy: A,
+      change: null,
+      addedAt: 1,
+    });
+    assert.deepEqual((await s.listMembers("ops")).map((m) => m.signPub), [A, C, B]);
+    await s.removeMember("ops", C);
+    assert.deepEqual((await s.listMembers("ops")).map((m) => m.signPub), [A, B]);
+    await assert.rejects(s.removeMember("ops", C), NotFoundError);
+    await assert.rejects(s.removeMember("nope", C), NotFoundError);
+    await assert.rejects(
+      s.addMember({ roomId: "ops", signPub: "x", role: "member", addedBy: A, change: null }),
+      InvalidInputError,
+    );
+  });
+
+  // ---- sealed keys ----
+
+  test("putSealedKeys stores one epoch's keys and listSealedKeysFor orders by epoch", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.putSealedKeys("ops", 2, [
+      { recipient: B, sealed: "YjI=", sealedBy: A, createdAt: 20 },
+      { recipient: C, sealed: "YzI=", sealedBy: A, createdAt: 20 },
+    ]);
+    await s.putSealedKeys("ops", 0, [{ recipient: B, sealed: "YjA=", sealedBy: A, createdAt: 1 }]);
+    await s.putSealedKeys("ops", 1, [{ recipient: B, sealed: "YjE=", sealedBy: C, createdAt: 9 }]);
+    assert.deepEqual(await s.getSealedKey("ops", 1, B), {
+      roomId: "ops",
+      epoch: 1,
+      recipient: B,
+      sealed: "YjE=",
+      sealedBy: C,
+      createdAt: 9,
+    });
+    assert.deepEqual((await s.listSealedKeysFor("ops", B)).map((k) => [k.epoch, k.sealed]), [
+      [0, "YjA="],
+      [1, "YjE="],
+      [2, "YjI="],
+    ]);
+    assert.deepEqual((await s.listSealedKeysFor("ops", C)).map((k) => k.epoch), [2]);
+    assert.equal(await s.getSealedKey("ops", 3, B), null);
+    assert.deepEqual(await s.listSealedKeysFor("ops", A), []);
+  });
+
+  test("putSealedKeys refuses an existing key of an epoch and leaves it unchanged", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.putSealedKeys("ops", 1, [{ recipient: B, sealed: "b2xk", sealedBy: A }]);
+    await assert.rejects(
+      s.putSealedKeys("ops", 1, [{ recipient: B, sealed: "bmV3", sealedBy: C }]),
+      (e) => e instanceof KeyExistsError && e.code === "key_exists",
+    );
+    await assert.rejects(
+      s.putSealedKeys("ops", 1, [
+        { recipient: C, sealed: "bmV3", sealedBy: A },
+        { recipient: B, sealed: "bmV3", sealedBy: A },
+      ]),
+      KeyExistsError,
+    );
+    const k = await s.getSealedKey("ops", 1, B);
+    assert.equal(k?.sealed, "b2xk");
+    assert.equal(k?.sealedBy, A);
+  });
+
+  test("putSealedKeys checks the room, the base64 and duplicate recipients", async (s) => {
+    await assert.rejects(
+      s.putSealedKeys("nope", 0, [{ recipient: B, sealed: "AAAA", sealedBy: A }]),
+      NotFoundError,
+    );
+    await s.createRoom(room("ops"));
+    await assert.rejects(
+      s.putSealedKeys("ops", 0, [{ recipient: B, sealed: "not base64!", sealedBy: A }]),
+      InvalidInputError,
+    );
+    await assert.rejects(s.putSealedKeys("ops", 0, []), InvalidInputError);
+    await assert.rejects(
+      s.putSealedKeys("ops", 0, [
+        { recipient: B, sealed: "AAAA", sealedBy: A },
+        { recipient: B, sealed: "BBBB", sealedBy: A },
+      ]),
+      InvalidInputError,
+    );
+    await assert.rejects(
+      s.putSealedKeys("ops", -1, [{ recipient: B, sealed: "AAAA", sealedBy: A }]),
+      InvalidInputError,
+    );
+    assert.deepEqual(await s.listSealedKeysFor("ops", B), []);
+  });
+
+  // ---- nonces ----
+
+  test("rememberNonce accepts a nonce once and refuses it while live", async (s) => {
+    assert.equal(await s.rememberNonce("n1", 2000, 1000), true);
+    assert.equal(await s.rememberNonce("n1", 3000, 1500), false);
+    assert.equal(await s.rememberNonce("n2", 2000, 1500), true);
+  });
+
+  test("rememberNonce under concurrent calls with one nonce returns true exactly once", async (s) => {
+    const now = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => s.rememberNonce("same", now + 60_000)),
+    );
+    assert.equal(results.filter((r) => r).length, 1);
+  });
+
+  test("rememberNonce reuses an expired nonce and pruneNonces drops only expired ones", async (s) => {
+    await s.rememberNonce("old", 100, 0);
+    await s.rememberNonce("live", 10_000, 0);
+    assert.equal(await s.rememberNonce("old", 500, 200), true);
+    // The replacement carries the new expiry, so it is live again at 300.
+    assert.equal(await s.rememberNonce("old", 900, 300), false);
+    assert.equal(await s.pruneNonces(600), 1);
+    assert.equal(await s.pruneNonces(600), 0);
+    assert.equal(await s.rememberNonce("live", 20_000, 600), false);
+    assert.equal(await s.rememberNonce("old", 900, 600), true);
+    await assert.rejects(s.rememberNonce("", 1), InvalidInputError);
+  });
+
+  // ---- blobs ----
+
+  test("putBlob stores bytes that getBlob returns and getBlobMeta describes", async (s) => {
+    const data = new Uint8Array([0, 1, 2, 255, 0]);
+    const meta = await s.putBlob({ id: "b1", roomId: "ops", owner: A, data, createdAt: 3 });
+    const expectedMeta = { id: "b1", roomId: "ops", owner: A, size: 5, createdAt: 3 };
+    assert.deepEqual(meta, expectedMeta);
+    assert.deepEqual(await s.getBlobMeta("b1"), expectedMeta);
+    const blob = await s.getBlob("b1");
+    assert.ok(blob?.data instanceof Uint8Array);
+    assert.deepEqual([...blob.data], [...data]);
+    assert.equal(await s.getBlob("b2"), null);
+    assert.equal(await s.getBlobMeta("b2"), null);
+    await s.putBlob({ id: "empty", roomId: "ops", owner: A, data: new Uint8Array() });
+    assert.equal((await s.getBlob("empty"))?.data.byteLength, 0);
+  });
+
+  test("putBlob refuses a duplicate id and leaves the original bytes", async (s) => {
+    await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array([1]) });
+    await assert.rejects(
+      s.putBlob({ id: "b1", roomId: "dev", owner: B, data: new Uint8Array([2, 2]) }),
+      (e) => e instanceof BlobExistsError && e.code === "blob_exists",
+    );
+    const b = await s.getBlob("b1");
+    assert.deepEqual([...b!.data], [1]);
+    assert.equal(b?.owner, A);
+  });
+
+  test("deleteBlob removes a blob and fails for an absent one", async (s) => {
+    await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array([1]) });
+    await s.deleteBlob("b1");
+    assert.equal(await s.getBlob("b1"), null);
+    await assert.rejects(s.deleteBlob("b1"), NotFoundError);
+    await assert.rejects(
+      s.putBlob({ id: "b2", roomId: "ops", owner: A, data: "text" as never }),
+      InvalidInputError,
+    );
+  });
+
+  // ---- lifecycle ----
+
+  test("a closed store fails with StoreUnavailableError and close can repeat", async (s) => {
+    assert.ok(s.kind === "sqlite" || s.kind === "kv");
+    await s.close();
+    await s.close();
+    await assert.rejects(
+      s.getUser(A),
+      (e) => e instanceof StoreUnavailableError && e instanceof StoreError,
+    );
+  });
+}
