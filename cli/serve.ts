@@ -1,0 +1,218 @@
+/**
+ * `unibus serve`: flags, their validation, and the hand-over to server/serve.ts.
+ *
+ * @module
+ */
+
+import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
+import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
+
+/** Everything `serve` runs with, validated. */
+export interface ServeOptions {
+  httpHost: string;
+  httpPort: number;
+  natsHost: string;
+  natsPort: number;
+  dataDir: string;
+  dbPath: string;
+  store: "sqlite";
+  /** An external NATS to use instead of the managed nats-server. */
+  natsUrl: string | null;
+  natsServerBin: string | null;
+  serverName: string;
+  busAuth: "off";
+  insecurePublic: boolean;
+  maxBodyBytes: number;
+}
+
+/** The option table of `serve`: the parser and `--help` both read it. */
+export const SERVE_OPTIONS: OptionTable = {
+  "http-addr": {
+    type: "string",
+    valueName: "HOST:PORT",
+    description: "control plane (HTTP) listen address",
+    defaultText: "127.0.0.1:8470",
+  },
+  "nats-host": {
+    type: "string",
+    valueName: "HOST",
+    description: "managed nats-server client listen host",
+    defaultText: "127.0.0.1",
+  },
+  "nats-port": {
+    type: "string",
+    valueName: "PORT",
+    description: "managed nats-server client port",
+    defaultText: "4250",
+  },
+  "data-dir": {
+    type: "string",
+    valueName: "DIR",
+    description: "state: SQLite DB, JetStream store, nats-server config and pid files",
+    defaultText: "./local_files",
+  },
+  db: {
+    type: "string",
+    valueName: "PATH",
+    description: "SQLite file",
+    defaultText: "DIR/unibus.db",
+  },
+  store: {
+    type: "string",
+    valueName: "sqlite",
+    description: "control-plane store backend",
+    defaultText: "sqlite",
+  },
+  "nats-url": {
+    type: "string",
+    valueName: "URL",
+    description: "use this external NATS (with JetStream) instead of a managed nats-server",
+  },
+  "nats-server-bin": {
+    type: "string",
+    valueName: "PATH",
+    description: "nats-server executable (else UNIBUS_NATS_SERVER, .tools/, PATH)",
+  },
+  "server-name": {
+    type: "string",
+    valueName: "NAME",
+    description: "nats-server name",
+    defaultText: "unibus-<hostname>",
+  },
+  "bus-auth": {
+    type: "string",
+    valueName: "off",
+    description: "client authentication on the data plane",
+    defaultText: "off",
+  },
+  "insecure-public": {
+    type: "boolean",
+    description:
+      "allow a non-loopback bind while --bus-auth is off (anyone reaching it has full access)",
+  },
+  "max-body": {
+    type: "string",
+    valueName: "BYTES",
+    description: "largest control-plane request body",
+    defaultText: "1048576",
+  },
+};
+
+/** The `serve --help` text. */
+export const SERVE_HELP = renderHelp(
+  "unibus serve [options]",
+  "Runs the control plane (HTTP) and the data plane (a managed nats-server with JetStream).",
+  SERVE_OPTIONS,
+);
+
+function hostnameOrLocal(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "local";
+  }
+}
+
+/**
+ * Parses and validates `serve`'s flags. Throws {@linkcode UsageError} with a
+ * one-line message on any mistake.
+ *
+ * @example
+ * ```ts
+ * const opts = parseServeArgs(["--http-addr", "127.0.0.1:0", "--nats-port", "4251"]);
+ * opts.natsPort; // 4251
+ * ```
+ */
+export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean } {
+  const { values: v } = parseCommandArgs(argv, SERVE_OPTIONS, { maxPositionals: 0 });
+  const str = (name: string) => v[name] as string | undefined;
+
+  const wrap = <T>(flag: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new UsageError(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const http = wrap("http-addr", () => parseHostPort(str("http-addr") ?? "127.0.0.1:8470"));
+  const natsHost = str("nats-host") ?? "127.0.0.1";
+  if (!natsHost || /[\s"'\\$]/.test(natsHost)) {
+    throw new UsageError(`--nats-host: "${natsHost}" is not a host name or address`);
+  }
+  const natsPort = wrap("nats-port", () => parsePort(str("nats-port") ?? "4250"));
+  if (natsPort === 0) throw new UsageError("--nats-port: must be 1-65535");
+
+  const dataDir = str("data-dir") ?? "./local_files";
+  if (!dataDir) throw new UsageError("--data-dir: must not be empty");
+
+  const store = str("store") ?? "sqlite";
+  if (store === "kv") {
+    throw new UsageError(
+      "--store kv (the replicated control plane) is not available yet; use sqlite",
+    );
+  }
+  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
+
+  const busAuth = str("bus-auth") ?? "off";
+  if (busAuth === "enforce") {
+    throw new UsageError("--bus-auth enforce is not available yet; use off on loopback");
+  }
+  if (busAuth !== "off") throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
+
+  const natsUrl = str("nats-url") ?? null;
+  if (natsUrl !== null) {
+    wrap("nats-url", () => {
+      const u = new URL(natsUrl);
+      if (!["nats:", "tls:"].includes(u.protocol)) {
+        throw new Error(`"${natsUrl}" must be a nats:// or tls:// URL`);
+      }
+    });
+  }
+
+  const serverName = str("server-name") ??
+    `unibus-${hostnameOrLocal().replace(/[^A-Za-z0-9_.-]/g, "-")}`.slice(0, 64);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(serverName)) {
+    throw new UsageError(
+      `--server-name: "${serverName}" must be 1-64 letters, digits, '.', '_' or '-'`,
+    );
+  }
+
+  const maxBodyText = str("max-body") ?? "1048576";
+  if (!/^\d{1,10}$/.test(maxBodyText) || Number(maxBodyText) < 1024) {
+    throw new UsageError(`--max-body: "${maxBodyText}" must be a byte count of at least 1024`);
+  }
+
+  const insecurePublic = v["insecure-public"] === true;
+  // With auth off, whoever reaches a port can publish, subscribe and call the
+  // control plane as anyone. That is fine on loopback for development and an
+  // open door anywhere else, so a public bind needs an explicit opt-in.
+  if (!insecurePublic) {
+    const exposed = [
+      !isLoopbackHost(http.host) ? `--http-addr ${http.host}` : null,
+      natsUrl === null && !isLoopbackHost(natsHost) ? `--nats-host ${natsHost}` : null,
+    ].filter((x) => x !== null);
+    if (exposed.length > 0) {
+      throw new UsageError(
+        `${exposed.join(" and ")} is not loopback: with --bus-auth off anyone who reaches it ` +
+          `has full access; bind to 127.0.0.1, or pass --insecure-public to accept that`,
+      );
+    }
+  }
+
+  return {
+    help: v.help === true,
+    httpHost: http.host,
+    httpPort: http.port,
+    natsHost,
+    natsPort,
+    dataDir,
+    dbPath: str("db") ?? `${dataDir.replace(/\/+$/, "")}/unibus.db`,
+    store: "sqlite",
+    natsUrl,
+    natsServerBin: str("nats-server-bin") ?? null,
+    serverName,
+    busAuth: "off",
+    insecurePublic,
+    maxBodyBytes: Number(maxBodyText),
+  };
+}

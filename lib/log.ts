@@ -1,0 +1,70 @@
+/**
+ * Structured logging: one JSON object per line on stdout, so journald and log
+ * shippers can parse every line without guessing at a format.
+ *
+ * Secrets never reach a logger: callers pass public keys, subjects and error
+ * messages, never key material, passwords or request bodies.
+ *
+ * @module
+ */
+
+/** Severity of a log line, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Extra key/value pairs carried on a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** A logger bound to one component of the program. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger for a sub-component that shares this one's sink and level. */
+  child(component: string): Logger;
+}
+
+const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Where log lines go; tests pass their own to capture lines. */
+export type LogSink = (line: string) => void;
+
+const encoder = new TextEncoder();
+const stdoutSink: LogSink = (line) => {
+  Deno.stdout.writeSync(encoder.encode(line + "\n"));
+};
+
+/**
+ * Creates a logger for `component` that writes lines at `level` and above.
+ *
+ * @example
+ * ```ts
+ * const log = createLogger("serve", { level: "info" });
+ * log.info("listening", { addr: "127.0.0.1:8470" });
+ * // {"ts":"…","level":"info","component":"serve","msg":"listening","addr":"127.0.0.1:8470"}
+ * ```
+ */
+export function createLogger(
+  component: string,
+  options: { level?: LogLevel; sink?: LogSink } = {},
+): Logger {
+  const level = options.level ?? "info";
+  const sink = options.sink ?? stdoutSink;
+  const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
+    if (ORDER[lvl] < ORDER[level]) return;
+    const line: LogFields = { ts: new Date().toISOString(), level: lvl, component, msg };
+    if (fields) {
+      for (const [k, v] of Object.entries(fields)) {
+        line[k] = v instanceof Error ? v.message : v;
+      }
+    }
+    sink(JSON.stringify(line));
+  };
+  return {
+    debug: (msg, fields) => write("debug", msg, fields),
+    info: (msg, fields) => write("info", msg, fields),
+    warn: (msg, fields) => write("warn", msg, fields),
+    error: (msg, fields) => write("error", msg, fields),
+    child: (sub) => createLogger(`${component}.${sub}`, { level, sink }),
+  };
+}

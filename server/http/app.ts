@@ -1,0 +1,239 @@
+/**
+ * The control plane's small HTTP core: routes as data, middleware for
+ * cross-cutting concerns, and one error shape. Every failure leaves as JSON
+ * `{ "error": "<code>", "message": "<one line>" }` with a 4xx, or a bare 500
+ * that says nothing about internals: a stack trace is for the log, not the
+ * caller.
+ *
+ * @module
+ */
+
+import type { Logger } from "../../lib/log.ts";
+
+/** An error that maps to an HTTP status and a stable code. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** What a handler gets besides the request. */
+export interface RequestContext {
+  /** `:name` segments of the matched route. */
+  params: Record<string, string>;
+  log: Logger;
+  /** Largest request body this route accepts, in bytes. */
+  maxBodyBytes: number;
+}
+
+/** Answers one request. */
+export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
+
+/** Wraps the rest of the chain. */
+export type Middleware = (
+  req: Request,
+  ctx: RequestContext,
+  next: () => Promise<Response>,
+) => Promise<Response>;
+
+/** One entry of the route table. */
+export interface Route {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Literal segments and `:name` parameters, e.g. `/v1/rooms/:id`. */
+  path: string;
+  handler: Handler;
+  /** Overrides the app's body limit (blob uploads). */
+  maxBodyBytes?: number;
+}
+
+/** Options for {@linkcode createApp}. */
+export interface AppOptions {
+  routes: Route[];
+  middleware?: Middleware[];
+  log: Logger;
+  /** Default body limit; 1 MiB when unset. */
+  maxBodyBytes?: number;
+}
+
+/**
+ * A JSON response.
+ *
+ * @example
+ * ```ts
+ * return json(200, { status: "ok" });
+ * ```
+ */
+export function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+function errorResponse(err: HttpError): Response {
+  return json(err.status, { error: err.code, message: err.message });
+}
+
+/**
+ * Reads the body as bytes, refusing more than `ctx.maxBodyBytes` (413) even
+ * when the client sent no Content-Length or lied about it.
+ *
+ * @example
+ * ```ts
+ * const bytes = await readBody(req, ctx);
+ * ```
+ */
+export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array(0);
+  const limit = ctx.maxBodyBytes;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge(limit);
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Reads and parses a JSON body: 413 beyond the limit, 400 when it is not JSON.
+ *
+ * @example
+ * ```ts
+ * const body = await readJson(req, ctx) as { handle?: string };
+ * ```
+ */
+export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
+  const bytes = await readBody(req, ctx);
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw new HttpError(400, "bad_json", "the request body is not valid JSON");
+  }
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(413, "too_large", `the request body exceeds ${limit} bytes`);
+}
+
+interface CompiledRoute extends Route {
+  segments: string[];
+}
+
+function match(segments: string[], parts: string[]): Record<string, string> | null {
+  if (segments.length !== parts.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i];
+    if (seg.startsWith(":")) {
+      if (!parts[i]) return null;
+      try {
+        params[seg.slice(1)] = decodeURIComponent(parts[i]);
+      } catch {
+        return null;
+      }
+    } else if (seg !== parts[i]) return null;
+  }
+  return params;
+}
+
+/**
+ * Builds the request handler for `Deno.serve` from a route table.
+ *
+ * @example
+ * ```ts
+ * const handler = createApp({
+ *   log,
+ *   routes: [{ method: "GET", path: "/healthz", handler: () => json(200, { status: "ok" }) }],
+ * });
+ * Deno.serve({ port: 8470 }, handler);
+ * ```
+ */
+export function createApp(opts: AppOptions): (req: Request) => Promise<Response> {
+  const routes: CompiledRoute[] = opts.routes.map((r) => ({
+    ...r,
+    segments: r.path.split("/").slice(1),
+  }));
+  const defaultLimit = opts.maxBodyBytes ?? 1024 * 1024;
+  const middleware = opts.middleware ?? [];
+
+  return async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const parts = url.pathname.split("/").slice(1);
+    let route: CompiledRoute | undefined;
+    let params: Record<string, string> = {};
+    let pathMatched = false;
+    for (const r of routes) {
+      const p = match(r.segments, parts);
+      if (!p) continue;
+      pathMatched = true;
+      if (r.method === req.method || (req.method === "HEAD" && r.method === "GET")) {
+        route = r;
+        params = p;
+        break;
+      }
+    }
+    const ctx: RequestContext = {
+      params,
+      log: opts.log,
+      maxBodyBytes: route?.maxBodyBytes ?? defaultLimit,
+    };
+    const final = (): Promise<Response> => {
+      if (!route) {
+        return Promise.resolve(errorResponse(
+          pathMatched
+            ? new HttpError(405, "method_not_allowed", `${req.method} is not allowed here`)
+            : new HttpError(404, "not_found", `no route for ${url.pathname}`),
+        ));
+      }
+      const declared = Number(req.headers.get("content-length") ?? "0");
+      if (declared > ctx.maxBodyBytes) {
+        return Promise.resolve(errorResponse(tooLarge(ctx.maxBodyBytes)));
+      }
+      return Promise.resolve(route.handler(req, ctx));
+    };
+    const chain = middleware.reduceRight<() => Promise<Response>>(
+      (next, mw) => () => mw(req, ctx, next),
+      final,
+    );
+    try {
+      return await chain();
+    } catch (err) {
+      if (err instanceof HttpError) return errorResponse(err);
+      opts.log.error("request failed", {
+        method: req.method,
+        path: url.pathname,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+      });
+      return json(500, { error: "internal", message: "internal error" });
+    }
+  };
+}
+
+/**
+ * Middleware that logs one line per request with its status and duration.
+ *
+ * @example
+ * ```ts
+ * createApp({ log, routes, middleware: [accessLog] });
+ * ```
+ */
+export const accessLog: Middleware = async (req, ctx, next) => {
+  const started = performance.now();
+  const res = await next();
+  ctx.log.info("http", {
+    method: req.method,
+    path: new URL(req.url).pathname,
+    status: res.status,
+    ms: Math.round((performance.now() - started) * 100) / 100,
+  });
+  return res;
+};

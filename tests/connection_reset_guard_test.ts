@@ -1,0 +1,89 @@
+import { resolveNatsServerBin } from "../server/nats/binary.ts";
+import { assertEquals, assertMatch } from "./helpers/assert.ts";
+import { freePort } from "./helpers/ports.ts";
+
+const GUARD = new URL("../lib/nats/connection_reset_guard.ts", import.meta.url).href;
+
+async function runScript(source: string): Promise<{ code: number; out: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-guard-" });
+  try {
+    const file = `${dir}/script.ts`;
+    await Deno.writeTextFile(file, source);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "-A",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        file,
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, out: dec.decode(out.stdout) + dec.decode(out.stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a process with the guard survives repeated NATS refusals", async () => {
+  // A real nats-server that refuses every client: password auth, wrong password.
+  const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
+  const port = freePort();
+  const nats = new Deno.Command(bin, {
+    args: ["-a", "127.0.0.1", "-p", String(port), "--user", "u", "--pass", "right"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    for (let i = 0; i < 50; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const { code, out } = await runScript(`
+      import { connect } from "@nats-io/transport-node";
+      import { installConnectionResetGuard } from "${GUARD}";
+      installConnectionResetGuard();
+      let refused = 0;
+      for (let i = 0; i < 20; i++) {
+        try {
+          await connect({ servers: "127.0.0.1:${port}", user: "u", pass: "wrong", maxReconnectAttempts: 0 });
+        } catch { refused++; }
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      console.log("refused", refused);
+    `);
+    assertEquals(code, 0, out);
+    assertMatch(out, /refused 20/);
+  } finally {
+    nats.kill("SIGKILL");
+    await nats.status;
+  }
+});
+
+Deno.test("the guard swallows connection resets only: any other uncaught error still ends the process", async () => {
+  const reset = await runScript(`
+    import { installConnectionResetGuard, swallowedConnectionResets } from "${GUARD}";
+    installConnectionResetGuard();
+    setTimeout(() => { throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }); });
+    await new Promise((r) => setTimeout(r, 100));
+    console.log("alive after", swallowedConnectionResets());
+  `);
+  assertEquals(reset.code, 0, reset.out);
+  assertMatch(reset.out, /alive after 1/);
+
+  const other = await runScript(`
+    import { installConnectionResetGuard } from "${GUARD}";
+    installConnectionResetGuard();
+    setTimeout(() => { throw new TypeError("a real bug"); });
+    await new Promise((r) => setTimeout(r, 100));
+    console.log("should not print");
+  `);
+  assertEquals(other.code, 1, other.out);
+  assertMatch(other.out, /a real bug/);
+});

@@ -1,0 +1,192 @@
+/**
+ * Runs `unibus serve` as a real child process for integration tests, reading
+ * its JSON log lines as they arrive.
+ *
+ * @module
+ */
+
+import { freePort, isAlive } from "./ports.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** A running (or finished) `unibus` process under test. */
+export interface UnibusProcess {
+  child: Deno.ChildProcess;
+  /** Parsed JSON log lines from stdout, in order. */
+  lines: Record<string, unknown>[];
+  /** Everything written to stderr. */
+  stderr(): string;
+  /** Resolves with the first log line matching `pred`, or throws after `ms`. */
+  waitFor(
+    pred: (line: Record<string, unknown>) => boolean,
+    ms?: number,
+  ): Promise<Record<string, unknown>>;
+  /** Resolves with the exit status once stdout and stderr are drained. */
+  finished: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Spawns `deno run main.ts ...args`.
+ *
+ * @example
+ * ```ts
+ * const p = spawnUnibus(["serve", "--http-addr", "127.0.0.1:0"]);
+ * await p.waitFor((l) => l.msg === "unibus ready");
+ * ```
+ */
+export function spawnUnibus(args: string[], env: Record<string, string> = {}): UnibusProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", MAIN, ...args],
+    env: { DENO_NO_UPDATE_CHECK: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  let stderrText = "";
+  const waiters: Array<() => void> = [];
+  const notify = () => waiters.splice(0).forEach((w) => w());
+
+  const pumpStdout = (async () => {
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const text = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          lines.push(JSON.parse(text));
+        } catch {
+          lines.push({ raw: text });
+        }
+      }
+      notify();
+    }
+  })();
+  const pumpStderr = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderrText += chunk;
+    }
+  })();
+  const finished = (async () => {
+    const status = await child.status;
+    await Promise.all([pumpStdout, pumpStderr]);
+    notify();
+    return status;
+  })();
+  let done = false;
+  finished.then(() => done = true);
+
+  return {
+    child,
+    lines,
+    stderr: () => stderrText,
+    finished,
+    async waitFor(pred, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      let seen = 0;
+      while (true) {
+        for (; seen < lines.length; seen++) if (pred(lines[seen])) return lines[seen];
+        if (done) {
+          throw new Error(`unibus exited before the expected log line; stderr: ${stderrText}`);
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new Error(
+            `timed out waiting for a log line; last lines: ${
+              JSON.stringify(lines.slice(-5))
+            }; stderr: ${stderrText}`,
+          );
+        }
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, Math.min(left, 200));
+          waiters.push(() => {
+            clearTimeout(t);
+            r();
+          });
+        });
+      }
+    },
+  };
+}
+
+/** A `serve` started on free loopback ports in a fresh data dir. */
+export interface ServeUnderTest extends UnibusProcess {
+  dataDir: string;
+  httpPort: number;
+  natsPort: number;
+  httpUrl: string;
+  natsPid: number;
+  /** SIGTERM, wait, and remove the data dir (safe to call twice). */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `serve` and waits until it logs "unibus ready".
+ *
+ * @example
+ * ```ts
+ * const s = await startServe();
+ * try { await fetch(`${s.httpUrl}/healthz`); } finally { await s.stop(); }
+ * ```
+ */
+export async function startServe(
+  options: {
+    dataDir?: string;
+    httpPort?: number;
+    natsPort?: number;
+    extraArgs?: string[];
+    env?: Record<string, string>;
+  } = {},
+): Promise<ServeUnderTest> {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "unibus-serve-" });
+  const httpPort = options.httpPort ?? freePort();
+  const natsPort = options.natsPort ?? freePort();
+  const p = spawnUnibus([
+    "serve",
+    "--data-dir",
+    dataDir,
+    "--http-addr",
+    `127.0.0.1:${httpPort}`,
+    "--nats-port",
+    String(natsPort),
+    ...(options.extraArgs ?? []),
+  ], options.env);
+  let ready;
+  try {
+    ready = await p.waitFor((l) => l.msg === "unibus ready");
+  } catch (err) {
+    try {
+      p.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await p.finished;
+    throw err;
+  }
+  const natsPid = Number(ready.natsPid);
+  let stopped: Promise<Deno.CommandStatus> | null = null;
+  return {
+    ...p,
+    dataDir,
+    httpPort,
+    natsPort,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    natsPid,
+    stop() {
+      stopped ??= (async () => {
+        try {
+          p.child.kill("SIGTERM");
+        } catch { /* already exited */ }
+        const status = await p.finished;
+        // Never leave a nats-server behind, even when the test failed.
+        for (const l of p.lines) {
+          const pid = Number(l.pid);
+          if (l.msg === "nats-server started" && isAlive(pid)) Deno.kill(pid, "SIGKILL");
+        }
+        if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+        return status;
+      })();
+      return stopped;
+    },
+  };
+}

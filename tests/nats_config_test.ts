@@ -1,0 +1,65 @@
+import { NatsConfigError, type NatsConfigInput, renderNatsConfig } from "../server/nats/config.ts";
+import { resolveNatsServerBin } from "../server/nats/binary.ts";
+import { assert, assertMatch, assertThrows } from "./helpers/assert.ts";
+
+const base: NatsConfigInput = {
+  serverName: "unibus-test",
+  host: "127.0.0.1",
+  port: 4250,
+  jetStreamDir: "/var/lib/unibus/jetstream",
+  pidFile: "/var/lib/unibus/nats-server.pid",
+  debug: false,
+  trace: false,
+  monitorPort: null,
+};
+
+Deno.test("the config names the server, the listener, the pid file and the JetStream store", () => {
+  const text = renderNatsConfig(base);
+  assertMatch(text, /^server_name: "unibus-test"$/m);
+  assertMatch(text, /^host: "127.0.0.1"$/m);
+  assertMatch(text, /^port: 4250$/m);
+  assertMatch(text, /^pid_file: "\/var\/lib\/unibus\/nats-server.pid"$/m);
+  assertMatch(text, /jetstream \{\n {2}store_dir: "\/var\/lib\/unibus\/jetstream"\n\}/);
+  assertMatch(text, /^debug: false$/m);
+});
+
+Deno.test("the monitoring endpoint is absent unless asked for, and then loopback only", () => {
+  assert(!renderNatsConfig(base).includes("http:"));
+  const open = renderNatsConfig({ ...base, host: "0.0.0.0", monitorPort: 8222 });
+  assertMatch(open, /^http: "127.0.0.1:8222"$/m);
+});
+
+Deno.test("debug and trace follow the options", () => {
+  const text = renderNatsConfig({ ...base, debug: true, trace: true });
+  assertMatch(text, /^debug: true$/m);
+  assertMatch(text, /^trace: true$/m);
+});
+
+Deno.test("values that could break out of a quoted string are refused", () => {
+  assertThrows(
+    () => renderNatsConfig({ ...base, jetStreamDir: '/tmp/x"\nport: 1' }),
+    NatsConfigError,
+  );
+  assertThrows(() => renderNatsConfig({ ...base, pidFile: "/tmp/$HOME" }), NatsConfigError);
+  assertThrows(() => renderNatsConfig({ ...base, serverName: "a b" }), NatsConfigError);
+  assertThrows(() => renderNatsConfig({ ...base, port: 70000 }), NatsConfigError);
+});
+
+Deno.test("nats-server itself accepts the generated config (nats-server -t)", async () => {
+  const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
+  const dir = await Deno.makeTempDir({ prefix: "unibus-conf-" });
+  try {
+    for (const variant of [base, { ...base, debug: true, trace: true, monitorPort: 8222 }]) {
+      const path = `${dir}/nats.conf`;
+      await Deno.writeTextFile(
+        path,
+        renderNatsConfig({ ...variant, jetStreamDir: `${dir}/js`, pidFile: `${dir}/pid` }),
+      );
+      const out = await new Deno.Command(bin, { args: ["-t", "-c", path] }).output();
+      const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+      assert(out.code === 0, `nats-server -t rejected the config: ${text}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
