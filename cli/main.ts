@@ -76,6 +76,8 @@ export async function runCli(argv: string[]): Promise<number> {
     console.error(`unibus: unknown command "${name}" (try 'unibus --help')`);
     return 2;
   }
+  // Any NATS client in any command can meet a refused connection.
+  installConnectionResetGuard();
   try {
     return await command.run(rest);
   } catch (err) {

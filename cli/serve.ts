@@ -4,8 +4,10 @@
  * @module
  */
 
+import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
+import type { Command } from "./command.ts";
 
 /** Everything `serve` runs with, validated. */
 export interface ServeOptions {
@@ -216,3 +218,22 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     maxBodyBytes: Number(maxBodyText),
   };
 }
+
+/** `unibus serve`. */
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "run the control plane and the data plane",
+  async run(argv) {
+    const opts = parseServeArgs(argv);
+    if (opts.help) {
+      console.log(SERVE_HELP);
+      return 0;
+    }
+    const log = createLogger("serve", {
+      level: Deno.env.get("UNIBUS_LOG_LEVEL") === "debug" ? "debug" : "info",
+    });
+    // Loaded on demand so that the offline commands do not pay for the server.
+    const { runServe } = await import("../server/serve.ts");
+    return await runServe(opts, log);
+  },
+};

@@ -25,6 +25,12 @@ export interface RequestContext {
   log: Logger;
   /** Largest request body this route accepts, in bytes. */
   maxBodyBytes: number;
+  /** The authenticated caller's Ed25519 public key (hex), set by the auth middleware. */
+  caller?: string;
+  /** True when the matched route needs no authentication (`/healthz`). */
+  isPublic: boolean;
+  /** The raw body, once a middleware has read it (signature checks hash it). */
+  body?: Uint8Array;
 }
 
 /** Answers one request. */
@@ -45,6 +51,8 @@ export interface Route {
   handler: Handler;
   /** Overrides the app's body limit (blob uploads). */
   maxBodyBytes?: number;
+  /** Served without authentication; only `/healthz` is. */
+  public?: boolean;
 }
 
 /** Options for {@linkcode createApp}. */
@@ -85,7 +93,8 @@ function errorResponse(err: HttpError): Response {
  * ```
  */
 export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8Array> {
-  if (!req.body) return new Uint8Array(0);
+  if (ctx.body) return ctx.body;
+  if (!req.body) return (ctx.body = new Uint8Array(0));
   const limit = ctx.maxBodyBytes;
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -100,6 +109,7 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
     out.set(c, off);
     off += c.byteLength;
   }
+  ctx.body = out;
   return out;
 }
 
@@ -185,6 +195,8 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
       params,
       log: opts.log,
       maxBodyBytes: route?.maxBodyBytes ?? defaultLimit,
+      // Unmatched paths count as public so that they get a 404, not a 401.
+      isPublic: route === undefined || route.public === true,
     };
     const final = (): Promise<Response> => {
       if (!route) {

@@ -34,6 +34,7 @@ export function healthRoute(
   return {
     method: "GET",
     path: "/healthz",
+    public: true,
     handler: () => {
       const dataPlane = deps.dataPlane();
       const ok = dataPlane.connected;
