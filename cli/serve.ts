@@ -22,7 +22,11 @@ export interface ServeOptions {
   natsUrl: string | null;
   natsServerBin: string | null;
   serverName: string;
-  busAuth: "off";
+  busAuth: "off" | "enforce";
+  /** Persisted internal service identity (load or create); null = ephemeral per process. */
+  internalIdFile: string | null;
+  /** Both planes over TLS; `caFile` is the CA clients pin. */
+  tls: { certFile: string; keyFile: string; caFile: string } | null;
   insecurePublic: boolean;
   maxBodyBytes: number;
 }
@@ -83,9 +87,26 @@ export const SERVE_OPTIONS: OptionTable = {
   },
   "bus-auth": {
     type: "string",
-    valueName: "off",
-    description: "client authentication on the data plane",
+    valueName: "off|enforce",
+    description: "data-plane client authentication: enforce = allowlist + nkey + per-subject ACL",
     defaultText: "off",
+  },
+  "internal-id-file": {
+    type: "string",
+    valueName: "PATH",
+    description: "persist the internal service identity here (created 0600 if missing)",
+    defaultText: "ephemeral",
+  },
+  "tls-cert": {
+    type: "string",
+    valueName: "PATH",
+    description: "certificate (PEM) for both planes: NATS TLS and HTTPS",
+  },
+  "tls-key": { type: "string", valueName: "PATH", description: "private key (PEM) of --tls-cert" },
+  "tls-ca": {
+    type: "string",
+    valueName: "PATH",
+    description: "CA (PEM) that clients pin; serve verifies its own connection with it",
   },
   "insecure-public": {
     type: "boolean",
@@ -156,10 +177,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
   if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
 
   const busAuth = str("bus-auth") ?? "off";
-  if (busAuth === "enforce") {
-    throw new UsageError("--bus-auth enforce is not available yet; use off on loopback");
+  if (busAuth !== "off" && busAuth !== "enforce") {
+    throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
   }
-  if (busAuth !== "off") throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
 
   const natsUrl = str("nats-url") ?? null;
   if (natsUrl !== null) {
@@ -184,15 +204,43 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     throw new UsageError(`--max-body: "${maxBodyText}" must be a byte count of at least 1024`);
   }
 
+  const [certFile, keyFile, caFile] = [str("tls-cert"), str("tls-key"), str("tls-ca")];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  if (certFile !== undefined && caFile === undefined) {
+    throw new UsageError("--tls-cert needs --tls-ca, the CA that clients pin");
+  }
+  if (certFile === undefined && caFile !== undefined) {
+    throw new UsageError("--tls-ca without --tls-cert has nothing to pin");
+  }
+  const tls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
+
+  if (busAuth === "enforce" && natsUrl !== null) {
+    throw new UsageError(
+      "--bus-auth enforce needs the managed nats-server (its config carries the auth callout); drop --nats-url",
+    );
+  }
+
+  const exposed = [
+    !isLoopbackHost(http.host) ? `--http-addr ${http.host}` : null,
+    natsUrl === null && !isLoopbackHost(natsHost) ? `--nats-host ${natsHost}` : null,
+  ].filter((x) => x !== null);
+  // Keys, signatures and the allowlist must not cross a network in clear
+  // (seeds: a public bind requires encryption), whatever else is configured.
+  if (busAuth === "enforce" && exposed.length > 0 && tls === null) {
+    throw new UsageError(
+      `${
+        exposed.join(" and ")
+      } is not loopback: a public bind needs --tls-cert, --tls-key and --tls-ca`,
+    );
+  }
+
   const insecurePublic = v["insecure-public"] === true;
   // With auth off, whoever reaches a port can publish, subscribe and call the
   // control plane as anyone. That is fine on loopback for development and an
   // open door anywhere else, so a public bind needs an explicit opt-in.
-  if (!insecurePublic) {
-    const exposed = [
-      !isLoopbackHost(http.host) ? `--http-addr ${http.host}` : null,
-      natsUrl === null && !isLoopbackHost(natsHost) ? `--nats-host ${natsHost}` : null,
-    ].filter((x) => x !== null);
+  if (busAuth === "off" && !insecurePublic) {
     if (exposed.length > 0) {
       throw new UsageError(
         `${exposed.join(" and ")} is not loopback: with --bus-auth off anyone who reaches it ` +
@@ -213,7 +261,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     natsUrl,
     natsServerBin: str("nats-server-bin") ?? null,
     serverName,
-    busAuth: "off",
+    busAuth,
+    internalIdFile: str("internal-id-file") ?? null,
+    tls,
     insecurePublic,
     maxBodyBytes: Number(maxBodyText),
   };

@@ -7,15 +7,21 @@
  */
 
 import type { ServeOptions } from "../cli/serve.ts";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
+import { startAuthCallout } from "./auth/callout.ts";
+import { startEnforcer } from "./auth/enforcer.ts";
+import { SessionRegistry } from "./auth/sessions.ts";
 import { accessLog, createApp } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
+import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
-import { renderNatsConfig } from "./nats/config.ts";
+import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
 import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
@@ -89,6 +95,41 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     store = await openSqliteStore(opts.dbPath);
     cleanups.push(() => store.close());
 
+    // Enforce mode keys. The callout issuer and the system user live as long
+    // as this process; the internal identity can be persisted so that a CLI
+    // on this node can present it (seed 004: --internal-id-file).
+    const enforce = opts.busAuth === "enforce";
+    const issuer = enforce ? NativeNkeyPair.generate(Prefix.Account) : null;
+    const systemUser = enforce ? NativeNkeyPair.generate(Prefix.User) : null;
+    let internalUser: NativeNkeyPair | null = null;
+    if (enforce) {
+      internalUser = opts.internalIdFile
+        ? new NativeNkeyPair(
+          Prefix.User,
+          (await loadOrCreateIdentity(opts.internalIdFile)).signSeed,
+        )
+        : NativeNkeyPair.generate(Prefix.User);
+      log.info("internal service identity", {
+        nkey: internalUser.getPublicKey(),
+        persisted: opts.internalIdFile ?? false,
+      });
+    }
+    const auth: NatsAuthConfig = enforce
+      ? {
+        mode: "enforce",
+        calloutIssuer: issuer!.getPublicKey(),
+        internalUser: internalUser!.getPublicKey(),
+        systemUser: systemUser!.getPublicKey(),
+      }
+      : { mode: "off" };
+    if (opts.tls) {
+      for (const f of [opts.tls.certFile, opts.tls.keyFile, opts.tls.caFile]) {
+        await Deno.stat(f).catch(() => {
+          throw new Error(`cannot read TLS file ${f}`);
+        });
+      }
+    }
+
     let natsUrl = opts.natsUrl;
     if (natsUrl === null) {
       const bin = await resolveNatsServerBin({
@@ -111,6 +152,8 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           debug: logOpts.debug,
           trace: logOpts.trace,
           monitorPort: logOpts.monitor ? NATS_MONITOR_PORT : null,
+          auth,
+          tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
         }),
       );
       nats = new ManagedNatsServer({
@@ -133,15 +176,51 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         await managed.stop();
         await Deno.remove(layout.natsPidFile).catch(() => {});
       });
-      natsUrl = `nats://${connectHost(opts.natsHost)}:${opts.natsPort}`;
+      natsUrl = `${opts.tls ? "tls" : "nats"}://${connectHost(opts.natsHost)}:${opts.natsPort}`;
     }
 
     conn = await connectInternal({
       servers: [natsUrl],
       name: `unibus-serve-${opts.serverName}`,
+      authenticator: internalUser ? nkeyAuthenticatorFor(internalUser) : undefined,
+      caFile: opts.tls?.caFile,
       log: log.child("nats"),
     });
     cleanups.push(() => conn.close());
+
+    if (enforce) {
+      const sys = await connectInternal({
+        servers: [natsUrl],
+        name: `unibus-serve-${opts.serverName}-sys`,
+        authenticator: nkeyAuthenticatorFor(systemUser!),
+        caFile: opts.tls?.caFile,
+        jetstream: false,
+        log: log.child("nats-sys"),
+      });
+      cleanups.push(() => sys.close());
+      const sessions = new SessionRegistry();
+      const callout = startAuthCallout({
+        nc: conn.nc,
+        issuer: issuer!,
+        store,
+        sessions,
+        log: log.child("auth"),
+      });
+      cleanups.push(() => callout.stop());
+      // The callout's subscription must reach the server before a client
+      // connects, or the first clients time out instead of being answered.
+      await conn.nc.flush();
+      const enforcer = startEnforcer({
+        sys: sys.nc,
+        app: conn.nc,
+        store,
+        sessions,
+        log: log.child("enforcer"),
+      });
+      cleanups.push(() => enforcer.stop());
+    }
+    const stopPruner = startNoncePruner(store, log.child("nonces"));
+    cleanups.push(() => Promise.resolve(stopPruner()));
   } catch (err) {
     await cleanup();
     throw err;
@@ -149,26 +228,33 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
 
   const posture: Posture = {
     auth: opts.busAuth,
-    acl: false,
-    tls: false,
+    acl: opts.busAuth === "enforce",
+    tls: opts.tls !== null,
     store: opts.store,
     replicas: 1,
   };
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
-    middleware: [accessLog],
+    middleware: [accessLog, requireSignedRequests({ store: store! })],
     routes: [healthRoute({ posture, dataPlane: () => conn.state() })],
   });
 
   const stopped = new AbortController();
   let httpServer: Deno.HttpServer<Deno.NetAddr>;
   try {
+    const tlsFiles = opts.tls
+      ? {
+        cert: await Deno.readTextFile(opts.tls.certFile),
+        key: await Deno.readTextFile(opts.tls.keyFile),
+      }
+      : {};
     httpServer = Deno.serve({
       hostname: opts.httpHost,
       port: opts.httpPort,
       signal: stopped.signal,
       onListen: () => {},
+      ...tlsFiles,
     }, handler);
   } catch (err) {
     await cleanup();
@@ -181,6 +267,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   log.info("unibus ready", {
     version: VERSION,
     httpAddr,
+    httpScheme: opts.tls ? "https" : "http",
     natsUrl: conn.nc.getServer(),
     managedNats: nats !== null,
     natsPid: nats?.pid ?? null,

@@ -11,6 +11,8 @@ const base: NatsConfigInput = {
   debug: false,
   trace: false,
   monitorPort: null,
+  auth: { mode: "off" },
+  tls: null,
 };
 
 Deno.test("the config names the server, the listener, the pid file and the JetStream store", () => {

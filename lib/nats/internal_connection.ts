@@ -5,7 +5,7 @@
  * @module
  */
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type Authenticator, connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 
@@ -15,6 +15,12 @@ export interface InternalConnectionOptions {
   name: string;
   /** How long the first connect may take before it is an error. */
   timeoutMs?: number;
+  /** Credentials (enforce mode: the internal identity's nkey). */
+  authenticator?: Authenticator;
+  /** PEM file of the CA that signed the server's certificate. */
+  caFile?: string;
+  /** Check that JetStream answers (false for the system-account connection). */
+  jetstream?: boolean;
   log: Logger;
 }
 
@@ -61,18 +67,22 @@ export async function connectInternal(
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       pingInterval: 10_000,
+      authenticator: opts.authenticator,
+      tls: opts.caFile ? { caFile: opts.caFile } : undefined,
     });
   } catch (err) {
     throw new NatsUnreachableError(`cannot reach NATS at ${where}: ${describe(err)}`);
   }
-  try {
-    const jsm = await jetstreamManager(nc, { timeout: opts.timeoutMs ?? 5000 });
-    await jsm.getAccountInfo();
-  } catch (err) {
-    await nc.close().catch(() => {});
-    throw new NatsUnreachableError(
-      `NATS at ${where} answers but JetStream does not: ${describe(err)}`,
-    );
+  if (opts.jetstream !== false) {
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: opts.timeoutMs ?? 5000 });
+      await jsm.getAccountInfo();
+    } catch (err) {
+      await nc.close().catch(() => {});
+      throw new NatsUnreachableError(
+        `NATS at ${where} answers but JetStream does not: ${describe(err)}`,
+      );
+    }
   }
   let connected = true;
   (async () => {

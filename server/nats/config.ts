@@ -9,6 +9,30 @@
 
 import { NATS_MONITOR_HOST } from "./log_options.ts";
 
+/** The one application account every bus user and stream lives in. */
+export const APP_ACCOUNT = "UNIBUS";
+/** The system account (server events, kick requests). */
+export const SYSTEM_ACCOUNT = "SYS";
+
+/** How clients are authenticated on the data plane. */
+export type NatsAuthConfig =
+  | { mode: "off" }
+  | {
+    mode: "enforce";
+    /** Public account nkey ("A…") whose signature the server accepts on callout answers. */
+    calloutIssuer: string;
+    /** The internal service identity ("U…"): full rights in the app account, bypasses the callout. */
+    internalUser: string;
+    /** serve's system-account user ("U…"), for kick requests and connection events. */
+    systemUser: string;
+  };
+
+/** Certificate and key for the client listener. */
+export interface NatsTlsConfig {
+  certFile: string;
+  keyFile: string;
+}
+
 /** Everything the generated configuration depends on. */
 export interface NatsConfigInput {
   serverName: string;
@@ -22,6 +46,8 @@ export interface NatsConfigInput {
   trace: boolean;
   /** Port of the loopback-only monitoring endpoint, or null to keep it closed. */
   monitorPort: number | null;
+  auth: NatsAuthConfig;
+  tls: NatsTlsConfig | null;
 }
 
 /** Thrown when an option cannot be written into a config file safely. */
@@ -80,9 +106,58 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     `  store_dir: ${quote("JetStream dir", input.jetStreamDir)}`,
     "}",
   ];
+  lines.push(...authLines(input.auth));
+  if (input.tls) {
+    lines.push(
+      "tls {",
+      `  cert_file: ${quote("TLS cert", input.tls.certFile)}`,
+      `  key_file: ${quote("TLS key", input.tls.keyFile)}`,
+      "  timeout: 5",
+      "}",
+    );
+  }
   if (input.monitorPort !== null) {
     // Loopback only, whatever the client bind: the endpoint has no auth.
     lines.push(`http: "${NATS_MONITOR_HOST}:${input.monitorPort}"`);
   }
   return lines.join("\n") + "\n";
+}
+
+function nkey(field: string, value: string, prefix: "A" | "U"): string {
+  if (!new RegExp(`^${prefix}[A-Z2-7]{55}$`).test(value)) {
+    throw new NatsConfigError(`${field} must be a public nkey starting with ${prefix}`);
+  }
+  return `"${value}"`;
+}
+
+// Both modes put clients and JetStream in the same named account, so a data
+// dir keeps its streams when an operator switches --bus-auth.
+function authLines(auth: NatsAuthConfig): string[] {
+  if (auth.mode === "off") {
+    return [
+      "accounts {",
+      `  ${APP_ACCOUNT} { jetstream: enabled, users: [ { user: "local" } ] }`,
+      "}",
+      // Development only: any client without credentials becomes "local".
+      'no_auth_user: "local"',
+    ];
+  }
+  const internal = nkey("internal user", auth.internalUser, "U");
+  const system = nkey("system user", auth.systemUser, "U");
+  return [
+    "accounts {",
+    // An nkey user in the config is also what makes the server send every
+    // client a nonce to sign; without one, nkey clients cannot prove anything.
+    `  ${APP_ACCOUNT} { jetstream: enabled, users: [ { nkey: ${internal} } ] }`,
+    `  ${SYSTEM_ACCOUNT} { users: [ { nkey: ${system} } ] }`,
+    "}",
+    `system_account: ${SYSTEM_ACCOUNT}`,
+    "authorization {",
+    "  auth_callout {",
+    `    issuer: ${nkey("callout issuer", auth.calloutIssuer, "A")}`,
+    `    account: ${APP_ACCOUNT}`,
+    `    auth_users: [ ${internal}, ${system} ]`,
+    "  }",
+    "}",
+  ];
 }

@@ -1,0 +1,375 @@
+/**
+ * `unibus user add|list|revoke`: offline administration of the allowlist in
+ * the SQLite file. Everything is validated before the store is opened, so a
+ * usage mistake (exit 2) writes nothing; an existing user is never
+ * overwritten and a revoked one is never deleted (seed 004).
+ *
+ * @module
+ */
+
+import { isValidPublicKey } from "../lib/crypto/ed25519.ts";
+import { fromHex, normalizeHexInput, toHex } from "../lib/identity/hex.ts";
+import {
+  isValidHandle,
+  isValidKexPublicKey,
+  nkeyPublicFromSignPub,
+  signPubFromNkey,
+  verifyKexBinding,
+} from "../lib/identity/identity.ts";
+import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { type Role, type Store, type User, UserExistsError } from "../lib/store/store.ts";
+import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
+import type { Command } from "./command.ts";
+
+/** Where `serve` keeps its SQLite file with its default `--data-dir`. */
+export const DEFAULT_DB_PATH = "./local_files/unibus.db";
+
+const STORE_OPTIONS: OptionTable = {
+  db: {
+    type: "string",
+    valueName: "PATH",
+    description: "SQLite file of the control plane",
+    defaultText: DEFAULT_DB_PATH,
+  },
+  store: {
+    type: "string",
+    valueName: "sqlite|kv",
+    description: "which store to administer (kv is not available yet)",
+    defaultText: "sqlite",
+  },
+};
+
+const ADD_OPTIONS: OptionTable = {
+  handle: {
+    type: "string",
+    valueName: "H",
+    description: "display name, 1-64 printable characters (required)",
+  },
+  "sign-pub": {
+    type: "string",
+    valueName: "HEX",
+    description: "Ed25519 public key: 64 hex characters or a U… nkey (required)",
+  },
+  "kex-pub": {
+    type: "string",
+    valueName: "HEX",
+    description: "X25519 public key, 64 hex characters (needs --kex-sig)",
+  },
+  "kex-sig": {
+    type: "string",
+    valueName: "HEX",
+    description: "binding signature of --kex-pub by --sign-pub ('unibus identity show')",
+  },
+  role: { type: "string", valueName: "admin|member", description: "role", defaultText: "member" },
+  ...STORE_OPTIONS,
+};
+
+const LIST_OPTIONS: OptionTable = {
+  json: { type: "boolean", description: "print a JSON array instead of a table" },
+  ...STORE_OPTIONS,
+};
+
+const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS };
+
+/** Help of `unibus user add`. */
+export const USER_ADD_HELP = renderHelp(
+  "unibus user add --handle H --sign-pub HEX [--kex-pub HEX --kex-sig HEX] [--role admin|member] [--db PATH]",
+  "Registers a user in the allowlist. A key that is already registered is left\n" +
+    "unchanged (exit 1); revoke it and use a new key instead.",
+  ADD_OPTIONS,
+);
+
+/** Help of `unibus user list`. */
+export const USER_LIST_HELP = renderHelp(
+  "unibus user list [--json] [--db PATH]",
+  "Lists every user, revoked ones included.",
+  LIST_OPTIONS,
+);
+
+/** Help of `unibus user revoke`. */
+export const USER_REVOKE_HELP = renderHelp(
+  "unibus user revoke KEY [--db PATH]",
+  "Marks the user with Ed25519 public key KEY (hex or nkey) revoked. The row is\n" +
+    "kept for the audit trail; a running serve must also cut live connections.",
+  REVOKE_OPTIONS,
+);
+
+/** Help of `unibus user`. */
+export const USER_HELP = `usage: unibus user <subcommand> [options]
+
+Administers the allowlist (offline, against the SQLite file).
+
+subcommands:
+  add       register a user
+  list      list users
+  revoke    revoke a user (never deletes)
+
+Run 'unibus user <subcommand> --help' for its options.`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+function str(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+function dbPath(values: Values): string {
+  const store = str(values, "store") ?? "sqlite";
+  if (store === "kv") throw new UsageError("--store kv is not available yet");
+  if (store !== "sqlite") throw new UsageError(`--store must be sqlite or kv, not "${store}"`);
+  const db = str(values, "db") ?? DEFAULT_DB_PATH;
+  if (db.length === 0) throw new UsageError("--db must not be empty");
+  return db;
+}
+
+/** An Ed25519 public key typed by an operator: hex in either case, or a U… nkey. */
+function parseSignPub(input: string, what: string): string {
+  if (input.startsWith("U")) {
+    try {
+      return toHex(signPubFromNkey(input));
+    } catch (e) {
+      throw new UsageError(`${what}: ${(e as Error).message}`);
+    }
+  }
+  const hex = normalizeHexInput(input, 32);
+  if (hex === null) {
+    throw new UsageError(`${what} must be 64 hex characters (an Ed25519 public key) or a U… nkey`);
+  }
+  return hex;
+}
+
+// Only a file that is already there may be administered by list/revoke:
+// opening a mistyped path would create an empty store and report "no users".
+async function requireDb(path: string): Promise<void> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`no database at ${path}`);
+    throw e;
+  }
+  if (!st.isFile) throw new Error(`no database at ${path} (not a regular file)`);
+}
+
+async function withStore<T>(path: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openSqliteStore(path);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+interface AddRequest {
+  handle: string;
+  signPub: string;
+  kexPub: string | null;
+  kexSig: string | null;
+  role: Role;
+  db: string;
+}
+
+/** Validates every `user add` flag; throws UsageError before anything is opened. */
+function parseAdd(values: Values): AddRequest {
+  const db = dbPath(values);
+  const handle = str(values, "handle");
+  if (handle === undefined) throw new UsageError("--handle is required");
+  if (!isValidHandle(handle)) {
+    throw new UsageError("--handle must be 1-64 printable characters (no control characters)");
+  }
+  const signInput = str(values, "sign-pub");
+  if (signInput === undefined) throw new UsageError("--sign-pub is required");
+  const signPub = parseSignPub(signInput, "--sign-pub");
+  if (!isValidPublicKey(fromHex(signPub))) {
+    throw new UsageError(
+      `--sign-pub ${signPub} is not a valid Ed25519 public key (small-order or malformed)`,
+    );
+  }
+  const role = str(values, "role") ?? "member";
+  if (role !== "admin" && role !== "member") {
+    throw new UsageError(`--role must be admin or member, not "${role}"`);
+  }
+  const kexInput = str(values, "kex-pub");
+  const sigInput = str(values, "kex-sig");
+  let kexPub: string | null = null;
+  let kexSig: string | null = null;
+  if (kexInput !== undefined || sigInput !== undefined) {
+    if (kexInput === undefined) throw new UsageError("--kex-sig needs --kex-pub");
+    if (sigInput === undefined) {
+      throw new UsageError("--kex-pub needs --kex-sig (shown by 'unibus identity show')");
+    }
+    kexPub = normalizeHexInput(kexInput, 32);
+    if (kexPub === null) throw new UsageError("--kex-pub must be 64 hex characters");
+    if (!isValidKexPublicKey(fromHex(kexPub))) {
+      throw new UsageError(
+        `--kex-pub ${kexPub} is not a valid X25519 public key (low-order or non-canonical)`,
+      );
+    }
+    kexSig = normalizeHexInput(sigInput, 64);
+    if (kexSig === null) throw new UsageError("--kex-sig must be 128 hex characters");
+    if (!verifyKexBinding(signPub, kexPub, kexSig)) {
+      throw new UsageError(
+        "--kex-sig does not verify: it is not --sign-pub's binding of --kex-pub",
+      );
+    }
+  }
+  return { handle, signPub, kexPub, kexSig, role, db };
+}
+
+async function runAdd(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, ADD_OPTIONS, { maxPositionals: 0 });
+  if (values.help) {
+    console.log(USER_ADD_HELP);
+    return 0;
+  }
+  const req = parseAdd(values);
+  return await withStore(req.db, async (store) => {
+    try {
+      await store.addUser({
+        signPub: req.signPub,
+        kexPub: req.kexPub,
+        kexSig: req.kexSig,
+        handle: req.handle,
+        role: req.role,
+      });
+    } catch (e) {
+      if (!(e instanceof UserExistsError)) throw e;
+      const existing = await store.getUser(req.signPub);
+      if (existing?.status === "revoked") {
+        throw new Error(
+          `user ${req.signPub} already registered and revoked (unchanged); ` +
+            "a revoked key cannot be re-added, use a new identity",
+        );
+      }
+      throw new Error(
+        `user ${req.signPub} already registered (unchanged); revoke it first to replace`,
+      );
+    }
+    console.log(
+      `added user ${req.signPub} (handle ${JSON.stringify(req.handle)}, role ${req.role}` +
+        `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${req.db}`,
+    );
+    return 0;
+  });
+}
+
+/** A user as `user list --json` prints it. */
+export interface ListedUser {
+  handle: string;
+  role: Role;
+  status: User["status"];
+  signPub: string;
+  nkey: string;
+  kexPub: string | null;
+  kexSig: string | null;
+  /** Milliseconds since the Unix epoch. */
+  createdAt: number;
+}
+
+function listed(u: User): ListedUser {
+  return {
+    handle: u.handle,
+    role: u.role,
+    status: u.status,
+    signPub: u.signPub,
+    nkey: nkeyPublicFromSignPub(fromHex(u.signPub)),
+    kexPub: u.kexPub,
+    kexSig: u.kexSig,
+    createdAt: u.createdAt,
+  };
+}
+
+function table(users: User[]): string {
+  const rows = [
+    ["HANDLE", "ROLE", "STATUS", "SIGN_PUB", "CREATED"],
+    ...users.map((u) => [
+      u.handle,
+      u.role,
+      u.status,
+      u.signPub,
+      new Date(u.createdAt).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    ]),
+  ];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join("  "))
+    .join("\n");
+}
+
+async function runList(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, LIST_OPTIONS, { maxPositionals: 0 });
+  if (values.help) {
+    console.log(USER_LIST_HELP);
+    return 0;
+  }
+  const db = dbPath(values);
+  await requireDb(db);
+  const users = await withStore(db, (store) => store.listUsers());
+  if (values.json) {
+    console.log(JSON.stringify(users.map(listed), null, 2));
+  } else if (users.length === 0) {
+    console.log(`no users in ${db}`);
+  } else {
+    console.log(table(users));
+  }
+  return 0;
+}
+
+async function runRevoke(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, REVOKE_OPTIONS, { maxPositionals: 1 });
+  if (values.help) {
+    console.log(USER_REVOKE_HELP);
+    return 0;
+  }
+  const db = dbPath(values);
+  const key = positionals[0];
+  if (key === undefined) throw new UsageError("user revoke needs the user's KEY (sign_pub hex)");
+  // Unlike add, a key that fails the curve checks may still be revoked: if one
+  // ever got in, taking it out must not be refused.
+  const signPub = parseSignPub(key, "KEY");
+  await requireDb(db);
+  return await withStore(db, async (store) => {
+    const user = await store.getUser(signPub);
+    if (user === null) throw new Error(`no user ${signPub} in ${db}`);
+    if (user.status === "revoked") {
+      console.log(`user ${signPub} is already revoked (unchanged)`);
+      return 0;
+    }
+    await store.revokeUser(signPub);
+    console.log(`revoked user ${signPub}`);
+    return 0;
+  });
+}
+
+/**
+ * `unibus user add|list|revoke`.
+ *
+ * @example
+ * ```ts
+ * import { userCommand } from "./user.ts";
+ * await userCommand.run(["list", "--db", "./local_files/unibus.db"]);
+ * ```
+ */
+export const userCommand: Command = {
+  name: "user",
+  summary: "administer the allowlist: add, list, revoke",
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    switch (sub) {
+      case "add":
+        return await runAdd(rest);
+      case "list":
+        return await runList(rest);
+      case "revoke":
+        return await runRevoke(rest);
+      case "--help":
+      case "-h":
+      case "help":
+        console.log(USER_HELP);
+        return 0;
+      case undefined:
+        throw new UsageError("missing subcommand: add, list or revoke (try 'unibus user --help')");
+      default:
+        throw new UsageError(`unknown subcommand "${sub}" (try 'unibus user --help')`);
+    }
+  },
+};

@@ -1,0 +1,114 @@
+/**
+ * The per-subject ACL: which subjects a bus user may publish and subscribe
+ * to, derived from the rooms they belong to and nothing else.
+ *
+ * Shared by the auth callout (server) and the client library, which must use
+ * the same private inbox prefix or its requests get no replies.
+ *
+ * @module
+ */
+
+/** The room facts the ACL depends on. */
+export interface AclRoom {
+  id: string;
+  subject: string;
+  persist: boolean;
+}
+
+/** NATS permissions as they go into a user JWT. */
+export interface UserPermissions {
+  pub: { allow: string[]; deny: string[] };
+  sub: { allow: string[]; deny: string[] };
+  /** Lets a member answer a request it received (reply subjects are other users' inboxes). */
+  resp: { max: number; ttl: number };
+}
+
+/** The JetStream stream that backs a persisted room. */
+export function roomStreamName(roomId: string): string {
+  return `ROOM_${roomId.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
+
+/**
+ * The private reply-inbox prefix of a user: `_INBOX.<sign pub hex>`. Clients
+ * must connect with this `inboxPrefix`; the shared `_INBOX.>` is never granted,
+ * or any user could subscribe to every other user's replies.
+ *
+ * @example
+ * ```ts
+ * inboxPrefixFor("ab".repeat(32)); // "_INBOX.abab…ab"
+ * ```
+ */
+export function inboxPrefixFor(signPubHex: string): string {
+  return `_INBOX.${signPubHex}`;
+}
+
+// Never granted, whatever the allow list says (deny wins in NATS): the system
+// account's subjects, the control plane's KV buckets and object store, and the
+// JetStream API calls that create, list or delete streams.
+const ALWAYS_DENY = [
+  "$SYS.>",
+  "$KV.>",
+  "$O.>",
+  "$JS.API.STREAM.CREATE.>",
+  "$JS.API.STREAM.DELETE.>",
+];
+
+/**
+ * The permissions of a user who belongs to `rooms`.
+ *
+ * A persisted room adds exactly the JetStream API calls a member needs to
+ * read its history: stream info, and creating, reading from and deleting its
+ * own consumers on that room's stream — never stream listing, creation or
+ * deletion, and never another stream.
+ *
+ * @example
+ * ```ts
+ * const perms = userPermissions(pubHex, [{ id: "r1", subject: "agent.scout.in", persist: false }]);
+ * perms.pub.allow; // ["agent.scout.in"]
+ * ```
+ */
+export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermissions {
+  const inbox = inboxPrefixFor(signPubHex);
+  const pub = new Set<string>();
+  const sub = new Set<string>([`${inbox}.>`]);
+  for (const room of rooms) {
+    pub.add(room.subject);
+    sub.add(room.subject);
+    if (room.persist) {
+      const stream = roomStreamName(room.id);
+      for (
+        const api of [
+          `$JS.API.STREAM.INFO.${stream}`,
+          `$JS.API.CONSUMER.CREATE.${stream}`,
+          `$JS.API.CONSUMER.CREATE.${stream}.>`,
+          `$JS.API.CONSUMER.INFO.${stream}.*`,
+          `$JS.API.CONSUMER.DELETE.${stream}.*`,
+          `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+          `$JS.ACK.${stream}.>`,
+        ]
+      ) pub.add(api);
+    }
+  }
+  return {
+    pub: { allow: [...pub].sort(), deny: [...ALWAYS_DENY] },
+    sub: { allow: [...sub].sort(), deny: [...ALWAYS_DENY] },
+    resp: { max: 1, ttl: 0 },
+  };
+}
+
+/**
+ * True when `next` grants nothing that `granted` did not: a connection holding
+ * `granted` may keep running; otherwise it must be cut so it re-authenticates.
+ *
+ * @example
+ * ```ts
+ * permissionsNarrowed(before, after); // true when a room was removed
+ * ```
+ */
+export function permissionsNarrowed(granted: UserPermissions, next: UserPermissions): boolean {
+  const covers = (have: string[], want: string[]) => {
+    const set = new Set(want);
+    return have.every((s) => set.has(s));
+  };
+  return !covers(granted.pub.allow, next.pub.allow) || !covers(granted.sub.allow, next.sub.allow);
+}

@@ -1,0 +1,162 @@
+/**
+ * NATS nkeys backed by native Ed25519 (lib/crypto/ed25519.ts).
+ *
+ * The stock `@nats-io/nkeys` key pair signs with a pure-JS implementation that
+ * re-derives the key from the seed on every call: each JWT the auth callout
+ * minted cost ~56 ms. This key pair keeps the private key in a native key
+ * object and implements the same `KeyPair` interface, so `@nats-io/jwt` and
+ * nats.js use it unchanged; the nkey text encoding (base32 + CRC16) stays the
+ * library's.
+ *
+ * @module
+ */
+
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
+import { type KeyPair, NKeysError, NKeysErrorCode, Prefix } from "@nats-io/nkeys";
+import { generateSeed, keyPairFromSeed, verifySignature } from "../crypto/ed25519.ts";
+
+export { Prefix };
+
+const text = new TextDecoder();
+
+/**
+ * The nkey spelling of a raw Ed25519 public key, e.g. "U…" for a user.
+ *
+ * @example
+ * ```ts
+ * encodePublicNkey(Prefix.User, signPub); // "UA…"
+ * ```
+ */
+export function encodePublicNkey(prefix: Prefix, publicKey: Uint8Array): string {
+  return text.decode(Codec.encode(prefix, publicKey));
+}
+
+/**
+ * The raw Ed25519 public key inside a public nkey of the expected kind;
+ * throws when the prefix or checksum is wrong.
+ *
+ * @example
+ * ```ts
+ * const raw = decodePublicNkey(Prefix.User, "UA…");
+ * ```
+ */
+export function decodePublicNkey(prefix: Prefix, nkey: string): Uint8Array {
+  return Codec.decode(prefix, new TextEncoder().encode(nkey));
+}
+
+/** A `KeyPair` whose signatures are computed natively. */
+export class NativeNkeyPair implements KeyPair {
+  readonly #seed: Uint8Array;
+  readonly #prefix: Prefix;
+  readonly #signer;
+  readonly publicNkey: string;
+
+  /**
+   * @example
+   * ```ts
+   * const issuer = new NativeNkeyPair(Prefix.Account, generateSeed());
+   * issuer.getPublicKey(); // "A…"
+   * ```
+   */
+  constructor(prefix: Prefix, seed: Uint8Array) {
+    this.#prefix = prefix;
+    this.#seed = seed.slice();
+    this.#signer = keyPairFromSeed(seed);
+    this.publicNkey = encodePublicNkey(prefix, this.#signer.publicKey);
+  }
+
+  /** A fresh key pair of `prefix` from the system CSPRNG. */
+  static generate(prefix: Prefix): NativeNkeyPair {
+    return new NativeNkeyPair(prefix, generateSeed());
+  }
+
+  /** The raw 32-byte Ed25519 public key. */
+  get rawPublicKey(): Uint8Array {
+    return this.#signer.publicKey;
+  }
+
+  getPublicKey(): string {
+    return this.publicNkey;
+  }
+
+  getPrivateKey(): Uint8Array {
+    // The JWT library calls this only to assert that the key can sign.
+    return Codec.encode(Prefix.Private, this.#seed);
+  }
+
+  getSeed(): Uint8Array {
+    return Codec.encodeSeed(this.#prefix, this.#seed);
+  }
+
+  sign(input: Uint8Array): Uint8Array {
+    return this.#signer.sign(input);
+  }
+
+  verify(input: Uint8Array, sig: Uint8Array): boolean {
+    return verifySignature(this.#signer.publicKey, input, sig);
+  }
+
+  clear(): void {
+    this.#seed.fill(0);
+  }
+
+  seal(): Uint8Array {
+    throw new NKeysError(NKeysErrorCode.InvalidNKeyOperation);
+  }
+
+  open(): Uint8Array | null {
+    throw new NKeysError(NKeysErrorCode.InvalidNKeyOperation);
+  }
+}
+
+/** What nats.js sends for nkey authentication. */
+export interface NkeyCredentials {
+  nkey: string;
+  sig: string;
+}
+
+/**
+ * A nats.js `authenticator` that proves possession of `kp` by signing the
+ * server's nonce natively. The signature goes out as unpadded URL-safe base64,
+ * the encoding nats-server and Go clients use.
+ *
+ * @example
+ * ```ts
+ * const nc = await connect({ servers, authenticator: nkeyAuthenticatorFor(kp) });
+ * ```
+ */
+export function nkeyAuthenticatorFor(kp: NativeNkeyPair): (nonce?: string) => NkeyCredentials {
+  return (nonce?: string) => ({
+    nkey: kp.getPublicKey(),
+    sig: nonce ? base64UrlEncode(kp.sign(new TextEncoder().encode(nonce))) : "",
+  });
+}
+
+function base64UrlEncode(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+    /=+$/,
+    "",
+  );
+}
+
+/**
+ * Decodes base64 in either alphabet, padded or not: nats.js sends padded
+ * standard base64, Go clients unpadded URL-safe, and both are legitimate.
+ * Returns null for anything else.
+ *
+ * @example
+ * ```ts
+ * decodeAnyBase64("AQID"); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function decodeAnyBase64(text: string): Uint8Array | null {
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return null;
+  const std = text.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  if (std.length % 4 === 1) return null;
+  try {
+    const bin = atob(std + "=".repeat((4 - (std.length % 4)) % 4));
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The auth callout service: nats-server hands every client connection to it
+ * (`$SYS.REQ.USER.AUTH`), and it answers with a user JWT carrying that user's
+ * ACL, or with an error that the server turns into "Authorization Violation".
+ *
+ * The server does NOT check an nkey client's signature over its nonce when
+ * auth callout is on: it forwards nkey, signature and nonce and trusts the
+ * answer. So the proof of key possession is verified here, natively, before
+ * anything else; skipping it would let anyone connect by naming a user's
+ * public key.
+ *
+ * @module
+ */
+
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
+import { userPermissions } from "../../lib/auth/acl.ts";
+import {
+  decodeAnyBase64,
+  decodePublicNkey,
+  type NativeNkeyPair,
+  Prefix,
+} from "../../lib/auth/nkey.ts";
+import { verifySignature } from "../../lib/crypto/ed25519.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Store } from "../../lib/store/store.ts";
+import { APP_ACCOUNT } from "../nats/config.ts";
+import type { SessionRegistry } from "./sessions.ts";
+
+/** The subject nats-server sends authorization requests to. */
+export const AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH";
+/** One member per node answers each request. */
+export const AUTH_CALLOUT_QUEUE = "unibus-auth";
+
+/** What the callout needs. */
+export interface CalloutOptions {
+  /** The internal connection (app account, bypasses the callout). */
+  nc: NatsConnection;
+  /** Signs answers and user JWTs; its public key is the config's `issuer`. */
+  issuer: NativeNkeyPair;
+  store: Store;
+  sessions: SessionRegistry;
+  log: Logger;
+}
+
+/** Counters for health and benchmarks. */
+export interface CalloutStats {
+  allowed: number;
+  denied: number;
+}
+
+interface AuthRequest {
+  server_id: { id: string; name?: string };
+  user_nkey: string;
+  client_info?: { id?: number; host?: string; nonce?: string; name?: string };
+  connect_opts?: { nkey?: string; sig?: string; name?: string };
+}
+
+/** Thrown for a request that did not come from a nats-server. */
+class BadRequestJwt extends Error {}
+
+const te = new TextEncoder();
+
+function base64UrlJson(part: string): unknown {
+  const bytes = decodeAnyBase64(part);
+  if (!bytes) throw new BadRequestJwt("bad base64");
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+// Decodes the request JWT and checks that the server that names itself as
+// issuer signed it. The subject is only reachable with the internal identity,
+// so this is defence in depth, at native speed.
+function parseRequest(token: string): AuthRequest {
+  const parts = token.split(".");
+  if (parts.length !== 3) throw new BadRequestJwt("not a JWT");
+  const claims = base64UrlJson(parts[1]) as { iss?: string; nats?: AuthRequest };
+  const req = claims.nats;
+  if (!claims.iss || !req?.server_id?.id || claims.iss !== req.server_id.id || !req.user_nkey) {
+    throw new BadRequestJwt("incomplete authorization request");
+  }
+  const sig = decodeAnyBase64(parts[2]);
+  const serverKey = decodePublicNkey(Prefix.Server, claims.iss);
+  if (!sig || !verifySignature(serverKey, te.encode(`${parts[0]}.${parts[1]}`), sig)) {
+    throw new BadRequestJwt("request signature does not verify");
+  }
+  return req;
+}
+
+/** A refusal with the reason that is logged (the client only sees "Authorization Violation"). */
+class Denied extends Error {}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Starts answering authorization requests; returns a handle to stop it.
+ *
+ * @example
+ * ```ts
+ * const callout = startAuthCallout({ nc, issuer, store, sessions, log });
+ * // … later
+ * await callout.stop();
+ * ```
+ */
+export function startAuthCallout(
+  opts: CalloutOptions,
+): { stop(): Promise<void>; stats: CalloutStats } {
+  const stats: CalloutStats = { allowed: 0, denied: 0 };
+  const sub: Subscription = opts.nc.subscribe(AUTH_CALLOUT_SUBJECT, {
+    queue: AUTH_CALLOUT_QUEUE,
+    callback: (err, msg) => {
+      if (err) {
+        opts.log.error("auth callout subscription failed", { error: err });
+        return;
+      }
+      handle(opts, msg, stats).catch((e) =>
+        opts.log.error("auth callout could not answer", { error: e })
+      );
+    },
+  });
+  return {
+    stats,
+    async stop() {
+      await sub.drain().catch(() => {});
+    },
+  };
+}
+
+async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Promise<void> {
+  let req: AuthRequest;
+  try {
+    req = parseRequest(msg.string());
+  } catch (err) {
+    // Without a valid request there is no server key to address an answer
+    // to; the server times the client out, which also refuses it.
+    opts.log.warn("ignored a malformed authorization request", { reason: (err as Error).message });
+    return;
+  }
+  const client = {
+    cid: req.client_info?.id,
+    host: req.client_info?.host,
+    nkey: req.connect_opts?.nkey,
+  };
+  let answer;
+  try {
+    const jwt = await admit(opts, req);
+    answer = { jwt };
+    stats.allowed++;
+  } catch (err) {
+    const reason = err instanceof Denied ? err.message : "authorization unavailable";
+    if (!(err instanceof Denied)) {
+      // The store failed: fail closed, and say why in the log.
+      opts.log.error("authorization failed closed", { ...client, error: err });
+    }
+    opts.log.warn("connection refused", { ...client, reason });
+    answer = { error: reason };
+    stats.denied++;
+  }
+  msg.respond(
+    await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
+  );
+}
+
+async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
+  const nkey = req.connect_opts?.nkey;
+  const sigText = req.connect_opts?.sig;
+  const nonce = req.client_info?.nonce;
+  if (!nkey) throw new Denied("no nkey presented");
+  if (!sigText || !nonce) throw new Denied("no signature over the server nonce");
+  let signPub: Uint8Array;
+  try {
+    signPub = decodePublicNkey(Prefix.User, nkey);
+  } catch {
+    throw new Denied("malformed user nkey");
+  }
+  const sig = decodeAnyBase64(sigText);
+  if (!sig || !verifySignature(signPub, te.encode(nonce), sig)) {
+    throw new Denied("nonce signature does not verify");
+  }
+  const signPubHex = hex(signPub);
+  const user = await opts.store.getUser(signPubHex);
+  if (!user) throw new Denied("key is not on the allowlist");
+  if (user.status !== "active") throw new Denied("user is revoked");
+  const rooms = await opts.store.listRoomsForMember(signPubHex);
+  const permissions = userPermissions(
+    signPubHex,
+    rooms.map((r) => ({ id: r.id, subject: r.subject, persist: r.policy.persist })),
+  );
+  const jwt = await encodeUser(
+    user.handle,
+    req.user_nkey,
+    opts.issuer,
+    { pub: permissions.pub, sub: permissions.sub, resp: permissions.resp },
+    // Without aud naming the account, the JWT library writes "NATS", which
+    // the server rejects: aud places the user in the app account.
+    { aud: APP_ACCOUNT },
+  );
+  if (typeof req.client_info?.id === "number") {
+    opts.sessions.add({
+      signPub: signPubHex,
+      serverId: req.server_id.id,
+      cid: req.client_info.id,
+      permissions,
+      admittedAt: Date.now(),
+    });
+  }
+  opts.log.info("connection admitted", {
+    handle: user.handle,
+    signPub: signPubHex,
+    cid: req.client_info?.id,
+    rooms: rooms.length,
+  });
+  return jwt;
+}

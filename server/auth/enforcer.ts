@@ -1,0 +1,141 @@
+/**
+ * Keeps live data-plane connections in line with the store. NATS fixes a
+ * connection's permissions when it authenticates, so without this a revoked
+ * user, or a member removed from a room, would keep their access for as long
+ * as their TCP connection lasts.
+ *
+ * Every `intervalMs` it re-reads each connected user:
+ * - revoked or deleted → every connection of theirs is kicked (and the callout
+ *   refuses the reconnect);
+ * - rights narrowed (a room removed) → kicked, so the automatic reconnect gets
+ *   the new, smaller ACL;
+ * - rights widened (a room added) → a notice on the user's private inbox
+ *   (`<inbox>.unibus.refresh`) telling the client to refresh its session;
+ *   nothing is cut, because nothing they hold is wrong.
+ *
+ * Polling rather than notifications because the allowlist can change outside
+ * this process (`unibus user revoke` writes the SQLite file directly).
+ *
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { inboxPrefixFor, permissionsNarrowed, userPermissions } from "../../lib/auth/acl.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Store } from "../../lib/store/store.ts";
+import { APP_ACCOUNT } from "../nats/config.ts";
+import type { Session, SessionRegistry } from "./sessions.ts";
+
+/** What the enforcer needs. */
+export interface EnforcerOptions {
+  /** A system-account connection: kick requests and disconnect events. */
+  sys: NatsConnection;
+  /** The internal app-account connection: refresh notices. */
+  app: NatsConnection;
+  store: Store;
+  sessions: SessionRegistry;
+  log: Logger;
+  intervalMs?: number;
+}
+
+/** The subject suffix, under a user's inbox prefix, of "refresh your session" notices. */
+export const REFRESH_NOTICE_SUFFIX = "unibus.refresh";
+
+/**
+ * Starts the enforcer; returns a handle to stop it.
+ *
+ * @example
+ * ```ts
+ * const enforcer = startEnforcer({ sys, app, store, sessions, log });
+ * await enforcer.kickUser(signPubHex, "revoked");
+ * await enforcer.stop();
+ * ```
+ */
+export function startEnforcer(opts: EnforcerOptions) {
+  const interval = opts.intervalMs ?? 250;
+  // Forget connections as they close, so the registry only holds live ones.
+  const events = opts.sys.subscribe(`$SYS.ACCOUNT.${APP_ACCOUNT}.DISCONNECT`, {
+    callback: (_err, msg) => {
+      try {
+        const ev = msg.json<{ client?: { id?: number }; server?: { id?: string } }>();
+        if (ev.server?.id && typeof ev.client?.id === "number") {
+          opts.sessions.remove(ev.server.id, ev.client.id);
+        }
+      } catch { /* not an event we understand */ }
+    },
+  });
+
+  const kick = async (s: Session, reason: string) => {
+    try {
+      const res = await opts.sys.request(
+        `$SYS.REQ.SERVER.${s.serverId}.KICK`,
+        JSON.stringify({ cid: s.cid }),
+        { timeout: 2000 },
+      );
+      const body = res.json<{ error?: { description?: string } }>();
+      if (body.error) throw new Error(body.error.description ?? "kick refused");
+      opts.log.info("connection cut", { signPub: s.signPub, cid: s.cid, reason });
+    } catch (err) {
+      opts.log.warn("could not cut a connection", { signPub: s.signPub, cid: s.cid, error: err });
+    } finally {
+      opts.sessions.remove(s.serverId, s.cid);
+    }
+  };
+
+  const kickUser = async (signPub: string, reason: string) => {
+    await Promise.all(opts.sessions.forUser(signPub).map((s) => kick(s, reason)));
+  };
+
+  const reconcileUser = async (signPub: string) => {
+    const user = await opts.store.getUser(signPub);
+    if (!user || user.status !== "active") {
+      await kickUser(signPub, user ? "user revoked" : "user removed");
+      return;
+    }
+    const rooms = await opts.store.listRoomsForMember(signPub);
+    const now = userPermissions(
+      signPub,
+      rooms.map((r) => ({ id: r.id, subject: r.subject, persist: r.policy.persist })),
+    );
+    const digest = JSON.stringify(now);
+    for (const s of opts.sessions.forUser(signPub)) {
+      if (permissionsNarrowed(s.permissions, now)) {
+        await kick(s, "membership narrowed");
+      } else if (JSON.stringify(s.permissions) !== digest && s.refreshNoticeFor !== digest) {
+        s.refreshNoticeFor = digest;
+        opts.app.publish(`${inboxPrefixFor(signPub)}.${REFRESH_NOTICE_SUFFIX}`, "refresh");
+      }
+    }
+  };
+
+  let running = true;
+  let pass: Promise<void> = Promise.resolve();
+  const loop = async () => {
+    while (running) {
+      pass = (async () => {
+        for (const signPub of opts.sessions.users()) {
+          try {
+            await reconcileUser(signPub);
+          } catch (err) {
+            // New connections fail closed in the callout; existing ones are
+            // re-checked on the next pass.
+            opts.log.error("could not re-check a connected user", { signPub, error: err });
+          }
+        }
+      })();
+      await pass;
+      await new Promise((r) => setTimeout(r, interval));
+    }
+  };
+  const looping = loop();
+
+  return {
+    kickUser,
+    async stop() {
+      running = false;
+      await pass;
+      await looping;
+      events.unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * The authenticated data-plane connections this node has admitted, so that a
+ * revocation or a membership removal can cut them: NATS fixes a connection's
+ * permissions when it authenticates and never re-checks them.
+ *
+ * @module
+ */
+
+import type { UserPermissions } from "../../lib/auth/acl.ts";
+
+/** One admitted connection. */
+export interface Session {
+  signPub: string;
+  /** The nats-server that holds the connection (kick requests go to it). */
+  serverId: string;
+  /** The connection id on that server. */
+  cid: number;
+  /** What the connection was granted. */
+  permissions: UserPermissions;
+  admittedAt: number;
+  /** Set once a "refresh your session" notice went out for wider rights. */
+  refreshNoticeFor?: string;
+}
+
+/** Sessions by user and by connection. */
+export class SessionRegistry {
+  #byConn = new Map<string, Session>();
+
+  /**
+   * Records an admitted connection.
+   *
+   * @example
+   * ```ts
+   * registry.add({ signPub, serverId, cid: 7, permissions, admittedAt: Date.now() });
+   * ```
+   */
+  add(session: Session): void {
+    this.#byConn.set(`${session.serverId}/${session.cid}`, session);
+  }
+
+  /** Forgets a connection (it closed, or was kicked). */
+  remove(serverId: string, cid: number): void {
+    this.#byConn.delete(`${serverId}/${cid}`);
+  }
+
+  /** Every session of one user. */
+  forUser(signPub: string): Session[] {
+    return [...this.#byConn.values()].filter((s) => s.signPub === signPub);
+  }
+
+  /** The distinct users with at least one session. */
+  users(): string[] {
+    return [...new Set([...this.#byConn.values()].map((s) => s.signPub))];
+  }
+
+  /** How many connections are tracked. */
+  get size(): number {
+    return this.#byConn.size;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Authentication of control-plane requests: every route except the public
+ * ones (`/healthz`) must carry an Ed25519 signature by a registered, active
+ * user over the request (see `lib/auth/request_signing.ts` and
+ * `docs/protocol.md`), fresh and never seen before.
+ *
+ * The middleware fails closed: when the store cannot answer who a key
+ * belongs to or whether a nonce was used, the request is refused with 503,
+ * never passed on.
+ *
+ * @module
+ */
+
+import {
+  assertFresh,
+  DEFAULT_SKEW_MS,
+  parseAuthHeaders,
+  RequestAuthError,
+  verifyRequestSignature,
+} from "../../lib/auth/request_signing.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Store } from "../../lib/store/store.ts";
+import { HttpError, type Middleware, readBody } from "./app.ts";
+
+/** Options for {@linkcode requireSignedRequests}. */
+export interface RequestAuthOptions {
+  /** Allowlist (users) and nonce memory. */
+  store: Store;
+  /** Accepted clock difference in ms, either way; 30 s when unset. */
+  skewMs?: number;
+  /** Clock, for tests; `Date.now` when unset. */
+  now?: () => number;
+}
+
+// One message for every refusal: the code is all a caller learns, so a probe
+// cannot tell e.g. which header was wrong or how far off its clock is.
+const REFUSED = "request authentication failed";
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+// Deno builds req.url as "http://" + Host + request target, unnormalised. The
+// signed path is the request target, so take it verbatim after the authority;
+// refuse an authority with URL syntax in it ("a#", "a/b?", "u@h"), which
+// would make the router (new URL) and the signature see different paths.
+const TARGET = /^https?:\/\/([A-Za-z0-9._~:[\]-]*)(\/.*)$/s;
+
+function requestTarget(url: string): string | null {
+  const m = TARGET.exec(url);
+  return m ? m[2] : null;
+}
+
+/**
+ * Middleware that admits a non-public request only if it is signed by an
+ * active user's key, fresh, and not a replay; sets `ctx.caller` to the
+ * signer's public key (hex). Checks run cheapest and least trusting first:
+ * headers, clock, body (413 over the limit), signature, allowlist, and only
+ * then the nonce, so that unauthenticated callers cannot fill the nonce table.
+ *
+ * Answers: 401 `unauthenticated` | `stale_request` | `bad_signature` |
+ * `unknown_key` | `replayed`, 403 `revoked`, 503 `auth_unavailable` when the
+ * store fails.
+ *
+ * @example
+ * ```ts
+ * const handler = createApp({
+ *   log,
+ *   routes,
+ *   middleware: [accessLog, requireSignedRequests({ store })],
+ * });
+ * ```
+ */
+export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
+  const store = opts.store;
+  const skewMs = opts.skewMs ?? DEFAULT_SKEW_MS;
+  const now = opts.now ?? Date.now;
+  if (!Number.isSafeInteger(skewMs) || skewMs <= 0) {
+    throw new RangeError("skewMs must be a positive integer");
+  }
+
+  return async (req, ctx, next) => {
+    if (ctx.isPublic) return next();
+
+    const path = new URL(req.url).pathname;
+    const refuse = (status: number, code: string, fields: Record<string, unknown> = {}) => {
+      ctx.log.info("request refused", { code, method: req.method, path, ...fields });
+      return new HttpError(status, code, REFUSED);
+    };
+    const refuseAuth = (e: unknown, fields: Record<string, unknown> = {}) => {
+      if (e instanceof RequestAuthError) return refuse(401, e.code, fields);
+      return e;
+    };
+
+    const target = requestTarget(req.url);
+    if (target === null) throw refuse(401, "unauthenticated", { reason: "unusable request URL" });
+
+    // Before the body is read, so junk and stale requests cost no upload.
+    try {
+      assertFresh(parseAuthHeaders(req.headers).timestamp, now(), skewMs);
+    } catch (e) {
+      throw refuseAuth(e);
+    }
+
+    // readBody enforces the route's limit (413) and caches the bytes in
+    // ctx.body, so the handler sees exactly the bytes that were signed.
+    const body = await readBody(req, ctx);
+
+    // One instant for the final freshness check and the nonce write: if the
+    // nonce were written "as of" a later time it could already count as
+    // expired, and two concurrent copies of a request would both be admitted.
+    const checkedAt = now();
+    let key: string;
+    let nonce: string;
+    let timestamp: number;
+    try {
+      ({ key, nonce, timestamp } = verifyRequestSignature(
+        { method: req.method, pathAndQuery: target, headers: req.headers, body },
+        { now: checkedAt, skewMs },
+      ));
+    } catch (e) {
+      throw refuseAuth(e);
+    }
+
+    let status: string | undefined;
+    try {
+      status = (await store.getUser(key))?.status;
+    } catch (e) {
+      ctx.log.error("request authentication unavailable", {
+        step: "getUser",
+        error: describe(e),
+        method: req.method,
+        path,
+      });
+      throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
+    }
+    if (status === undefined) throw refuse(401, "unknown_key", { key });
+    // Anything but "active" is refused, so a status added later fails closed.
+    if (status !== "active") throw refuse(403, "revoked", { key });
+
+    // Kept until timestamp + skew: from then on assertFresh refuses the
+    // request anyway, so the nonce table only holds what could still replay.
+    let fresh: boolean;
+    try {
+      fresh = await store.rememberNonce(`${key}:${nonce}`, timestamp + skewMs, checkedAt);
+    } catch (e) {
+      ctx.log.error("request authentication unavailable", {
+        step: "rememberNonce",
+        error: describe(e),
+        method: req.method,
+        path,
+      });
+      throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
+    }
+    if (!fresh) throw refuse(401, "replayed", { key });
+
+    // The pruner deletes nonces at their expiry by the wall clock. A request
+    // checked just before expiry whose nonce write lands after a prune would
+    // find the table empty, so a copy of it could be admitted twice; after
+    // the write, the request must still be inside the window.
+    try {
+      assertFresh(timestamp, now(), skewMs);
+    } catch (e) {
+      throw refuseAuth(e, { key });
+    }
+
+    ctx.caller = key;
+    return next();
+  };
+}
+
+/**
+ * Deletes expired nonces every `intervalMs`; failures are logged and retried
+ * on the next tick, never thrown. Returns a function that stops the timer;
+ * call it on shutdown, or the interval keeps the process alive.
+ *
+ * @example
+ * ```ts
+ * const stopPruner = startNoncePruner(store, log);
+ * // … on shutdown:
+ * stopPruner();
+ * ```
+ */
+export function startNoncePruner(store: Store, log: Logger, intervalMs = 60_000): () => void {
+  if (!Number.isFinite(intervalMs) || intervalMs <= 0) {
+    throw new RangeError("intervalMs must be positive");
+  }
+  let running = false;
+  let stopped = false;
+  const tick = async () => {
+    // A slow store must not pile up overlapping deletes.
+    if (running || stopped) return;
+    running = true;
+    try {
+      const removed = await store.pruneNonces(Date.now());
+      if (removed > 0) log.debug("nonces pruned", { removed });
+    } catch (e) {
+      log.warn("nonce pruning failed", { error: describe(e) });
+    } finally {
+      running = false;
+    }
+  };
+  // Not unref'd: the pruner lives as long as the server that owns it, and
+  // callers stop it explicitly on shutdown.
+  const timer = setInterval(() => void tick(), intervalMs);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
