@@ -30,7 +30,7 @@ const SHOW_OPTIONS: OptionTable = {
 };
 
 /** Help of `unibus identity new`. */
-export const IDENTITY_NEW_HELP = renderHelp(
+export const IDENTITY_NEW_HELP: string = renderHelp(
   "unibus identity new --out FILE [--handle H] [--json]",
   "Creates an identity (Ed25519 signing key + X25519 key-exchange key) in FILE,\n" +
     "mode 0600, and prints its public keys. An existing FILE is never overwritten.",
@@ -38,14 +38,14 @@ export const IDENTITY_NEW_HELP = renderHelp(
 );
 
 /** Help of `unibus identity show`. */
-export const IDENTITY_SHOW_HELP = renderHelp(
+export const IDENTITY_SHOW_HELP: string = renderHelp(
   "unibus identity show FILE [--json]",
   "Prints the public keys of the identity in FILE (never its private keys).",
   SHOW_OPTIONS,
 );
 
 /** Help of `unibus identity`. */
-export const IDENTITY_HELP = `usage: unibus identity <subcommand> [options]
+export const IDENTITY_HELP: string = `usage: unibus identity <subcommand> [options]
 
 Creates and inspects identity files (they hold private keys; keep them 0600).
 
@@ -57,7 +57,8 @@ Run 'unibus identity <subcommand> --help' for its options.`;
 
 function render(id: Identity, json: boolean, file: string): string {
   const pub = id.toPublic();
-  if (json) return JSON.stringify({ file, ...pub }, null, 2);
+  // One line, so scripts can read it with a line reader or jq.
+  if (json) return JSON.stringify({ file, ...pub });
   const rows: Array<[string, string]> = [
     ["file", file],
     ["handle", pub.handle ?? "(none)"],

@@ -7,53 +7,33 @@
  * @module
  */
 
-import { createLogger } from "../lib/log.ts";
 import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.ts";
 import { VERSION } from "../lib/version.ts";
 import { UsageError } from "./args.ts";
-import { parseServeArgs, SERVE_HELP } from "./serve.ts";
+import type { Command } from "./command.ts";
+import { identityCommand } from "./identity.ts";
+import { serveCommand } from "./serve.ts";
+import { userCommand } from "./user.ts";
 
-const USAGE = `usage: unibus <command> [options]
-
-commands:
-  serve      run the control plane and the data plane
-  version    print the version
-
-Run 'unibus <command> --help' for a command's options.`;
-
-/** One command: its name in argv and what it does with the rest. */
-interface Command {
-  name: string;
-  run(argv: string[]): Promise<number>;
-}
-
-const COMMANDS: Command[] = [
-  {
-    name: "serve",
-    async run(argv) {
-      const opts = parseServeArgs(argv);
-      if (opts.help) {
-        console.log(SERVE_HELP);
-        return 0;
-      }
-      const log = createLogger("serve", {
-        level: Deno.env.get("UNIBUS_LOG_LEVEL") === "debug" ? "debug" : "info",
-      });
-      installConnectionResetGuard((err) =>
-        log.debug("swallowed a late connection reset", { error: err })
-      );
-      const { runServe } = await import("../server/serve.ts");
-      return await runServe(opts, log);
-    },
+const versionCommand: Command = {
+  name: "version",
+  summary: "print the version",
+  run() {
+    console.log(`unibus ${VERSION}`);
+    return Promise.resolve(0);
   },
-  {
-    name: "version",
-    run() {
-      console.log(`unibus ${VERSION}`);
-      return Promise.resolve(0);
-    },
-  },
-];
+};
+
+const COMMANDS: Command[] = [serveCommand, userCommand, identityCommand, versionCommand];
+
+const USAGE = [
+  "usage: unibus <command> [options]",
+  "",
+  "commands:",
+  ...COMMANDS.map((c) => `  ${c.name.padEnd(12)}${c.summary}`),
+  "",
+  "Run 'unibus <command> --help' for a command's options.",
+].join("\n");
 
 /**
  * Runs the CLI with `argv` (without the program name); resolves with the exit

@@ -72,7 +72,7 @@ const LIST_OPTIONS: OptionTable = {
 const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS };
 
 /** Help of `unibus user add`. */
-export const USER_ADD_HELP = renderHelp(
+export const USER_ADD_HELP: string = renderHelp(
   "unibus user add --handle H --sign-pub HEX [--kex-pub HEX --kex-sig HEX] [--role admin|member] [--db PATH]",
   "Registers a user in the allowlist. A key that is already registered is left\n" +
     "unchanged (exit 1); revoke it and use a new key instead.",
@@ -80,14 +80,14 @@ export const USER_ADD_HELP = renderHelp(
 );
 
 /** Help of `unibus user list`. */
-export const USER_LIST_HELP = renderHelp(
+export const USER_LIST_HELP: string = renderHelp(
   "unibus user list [--json] [--db PATH]",
   "Lists every user, revoked ones included.",
   LIST_OPTIONS,
 );
 
 /** Help of `unibus user revoke`. */
-export const USER_REVOKE_HELP = renderHelp(
+export const USER_REVOKE_HELP: string = renderHelp(
   "unibus user revoke KEY [--db PATH]",
   "Marks the user with Ed25519 public key KEY (hex or nkey) revoked. The row is\n" +
     "kept for the audit trail; a running serve must also cut live connections.",
@@ -95,7 +95,7 @@ export const USER_REVOKE_HELP = renderHelp(
 );
 
 /** Help of `unibus user`. */
-export const USER_HELP = `usage: unibus user <subcommand> [options]
+export const USER_HELP: string = `usage: unibus user <subcommand> [options]
 
 Administers the allowlist (offline, against the SQLite file).
 
@@ -255,12 +255,19 @@ async function runAdd(argv: string[]): Promise<number> {
 
 /** A user as `user list --json` prints it. */
 export interface ListedUser {
+  /** Display name. */
   handle: string;
+  /** "admin" or "member". */
   role: Role;
+  /** "active" or "revoked". */
   status: User["status"];
+  /** Ed25519 public key, 64 lowercase hex. */
   signPub: string;
+  /** The same key as a NATS user nkey. */
   nkey: string;
+  /** X25519 public key, 64 lowercase hex, or null if none was registered. */
   kexPub: string | null;
+  /** Binding signature of kexPub, 128 lowercase hex, or null. */
   kexSig: string | null;
   /** Milliseconds since the Unix epoch. */
   createdAt: number;
@@ -305,7 +312,7 @@ async function runList(argv: string[]): Promise<number> {
   await requireDb(db);
   const users = await withStore(db, (store) => store.listUsers());
   if (values.json) {
-    console.log(JSON.stringify(users.map(listed), null, 2));
+    console.log(JSON.stringify(users.map(listed))); // one line, for scripts
   } else if (users.length === 0) {
     console.log(`no users in ${db}`);
   } else {

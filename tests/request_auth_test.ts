@@ -434,6 +434,7 @@ Deno.test("the nonce pruner removes expired nonces and stops cleanly", async () 
       if (l.includes("nonces pruned")) done();
     },
   });
+  let stop = () => {};
   try {
     const now = Date.now();
     assert(await store.rememberNonce("old-1", now - 10_000, now - 20_000));
@@ -448,7 +449,7 @@ Deno.test("the nonce pruner removes expired nonces and stops cleanly", async () 
         return n;
       },
     }))(store);
-    const stop = startNoncePruner(counting, log, 10);
+    stop = startNoncePruner(counting, log, 10);
     await firstPrune;
     stop();
     const calls = results.length;
@@ -459,6 +460,7 @@ Deno.test("the nonce pruner removes expired nonces and stops cleanly", async () 
     await new Promise((r) => setTimeout(r, 50));
     assertEquals(results.length, calls, "no prune after stop");
   } finally {
+    stop();
     await store.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -478,8 +480,11 @@ Deno.test("a failing prune is logged, not thrown, and the pruner keeps going", a
     },
   } as unknown as Store;
   const stop = startNoncePruner(broken, log, 5);
-  await reachedTwice;
-  stop();
+  try {
+    await reachedTwice;
+  } finally {
+    stop();
+  }
   // Let the rejected prune's handler run before checking the log.
   await new Promise((r) => setTimeout(r, 0));
   assert(logged.some((l) => l.includes("nonce pruning failed") && l.includes("store is closed")));

@@ -62,6 +62,7 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
     [["--store", "postgres"], "--store"],
     [["--store", "kv"], "not available yet"],
     [["--bus-auth", "maybe"], "--bus-auth"],
+    [["--bus-auth"], "--bus-auth needs a value"],
     [["--nats-url", "http://x:1"], "--nats-url"],
     [["--nats-url", "not a url"], "--nats-url"],
     [["--server-name", "bad name"], "--server-name"],
@@ -72,4 +73,43 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
     [["--insecure-public=yes"], "--insecure-public"],
   ];
   for (const [argv, part] of cases) assertThrows(() => parseServeArgs(argv), UsageError, part);
+});
+
+Deno.test("enforce mode on a public bind requires TLS, with or without --insecure-public", () => {
+  assertThrows(
+    () => parseServeArgs(["--bus-auth", "enforce", "--http-addr", "0.0.0.0:8470"]),
+    UsageError,
+    "needs --tls-cert",
+  );
+  assertThrows(
+    () => parseServeArgs(["--bus-auth", "enforce", "--nats-host", "0.0.0.0", "--insecure-public"]),
+    UsageError,
+    "needs --tls-cert",
+  );
+  const o = parseServeArgs([
+    "--bus-auth",
+    "enforce",
+    "--http-addr",
+    "0.0.0.0:8470",
+    "--tls-cert",
+    "c.pem",
+    "--tls-key",
+    "k.pem",
+    "--tls-ca",
+    "ca.pem",
+  ]);
+  assertEquals(o.tls, { certFile: "c.pem", keyFile: "k.pem", caFile: "ca.pem" });
+  assertEquals(o.busAuth, "enforce");
+});
+
+Deno.test("TLS flags must come as a set, and enforce needs the managed nats-server", () => {
+  assertThrows(() => parseServeArgs(["--tls-cert", "c.pem"]), UsageError, "go together");
+  assertThrows(() => parseServeArgs(["--tls-cert", "c", "--tls-key", "k"]), UsageError, "--tls-ca");
+  assertThrows(() => parseServeArgs(["--tls-ca", "ca.pem"]), UsageError, "nothing to pin");
+  assertThrows(
+    () => parseServeArgs(["--bus-auth", "enforce", "--nats-url", "nats://127.0.0.1:4222"]),
+    UsageError,
+    "managed nats-server",
+  );
+  assertEquals(parseServeArgs(["--internal-id-file", "/x/id.json"]).internalIdFile, "/x/id.json");
 });

@@ -250,7 +250,7 @@ export function pathAndQueryOfUrl(url: string | URL): string {
  * });
  * ```
  */
-export function signedFetch(
+export async function signedFetch(
   signer: Ed25519KeyPair,
   url: string | URL,
   init: Omit<RequestInit, "body"> & { body?: Uint8Array | string | null } = {},
@@ -263,7 +263,7 @@ export function signedFetch(
   const headers = new Headers(init.headers);
   const signed = signRequest(signer, { method, pathAndQuery: pathAndQueryOfUrl(url), body });
   for (const [k, v] of Object.entries(signed)) headers.set(k, v);
-  return fetch(url, { ...init, method, headers, body: body as BodyInit | undefined });
+  return await fetch(url, { ...init, method, headers, body: body as BodyInit | undefined });
 }
 
 function malformed(message: string): RequestAuthError {

@@ -140,10 +140,12 @@ export class Identity {
     return this.toPublic();
   }
 
+  /** What `console.log` and `Deno.inspect` show: public parts only. */
   [Symbol.for("Deno.customInspect")](): string {
     return `Identity ${JSON.stringify(this.toPublic())}`;
   }
 
+  /** What `node:util` inspect shows: public parts only. */
   [Symbol.for("nodejs.util.inspect.custom")](): string {
     return `Identity ${JSON.stringify(this.toPublic())}`;
   }
@@ -151,6 +153,7 @@ export class Identity {
 
 /** What may be shown about an identity: public keys and the handle. */
 export interface PublicIdentity {
+  /** Display name recorded at creation, or null. */
   handle: string | null;
   /** Ed25519 public key, 64 lowercase hex. */
   signPub: string;

@@ -70,6 +70,14 @@ export class ManagedNatsServer {
     return [...this.#tail];
   }
 
+  // What to quote when the child fails: its errors if it printed any (the
+  // start-up banner before them is noise), else its last lines.
+  #failureLines(): string {
+    const lines = this.#tail.map((l) => l.replace(/^\[\d+\]\s*/, ""));
+    const errors = lines.filter((l) => /^\[(FTL|ERR)\]/.test(l));
+    return (errors.length > 0 ? errors.slice(-5) : lines.slice(-10)).join("\n") || "(nothing)";
+  }
+
   /** Starts the child, waits until it serves, then supervises it. */
   async start(): Promise<void> {
     const child = await this.#spawnReady();
@@ -155,7 +163,7 @@ export class ManagedNatsServer {
         throw new NatsStartError(
           `nats-server exited during start (code ${exited.code}${
             exited.signal ? `, ${exited.signal}` : ""
-          }); its last output:\n${this.#tail.slice(-10).join("\n")}`,
+          }); its last output:\n${this.#failureLines()}`,
         );
       }
       // The "ready" line proves the listener is this child's, not a stranger
@@ -164,9 +172,7 @@ export class ManagedNatsServer {
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new NatsStartError(
-      `nats-server did not accept connections on ${this.#opts.host}:${this.#opts.port} within ${timeout} ms; its last output:\n${
-        this.#tail.slice(-10).join("\n") || "(nothing)"
-      }`,
+      `nats-server did not accept connections on ${this.#opts.host}:${this.#opts.port} within ${timeout} ms; its last output:\n${this.#failureLines()}`,
     );
   }
 

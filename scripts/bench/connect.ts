@@ -1,0 +1,66 @@
+/**
+ * Connect latency: an authenticated connect (nkey + auth callout, enforce
+ * mode) against an unauthenticated one (auth off), each against its own real
+ * `unibus serve`, in the same run.
+ *
+ * @module
+ */
+
+import { connect } from "@nats-io/transport-node";
+import { inboxPrefixFor } from "../../lib/auth/acl.ts";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { generateIdentity } from "../../lib/identity/identity.ts";
+import { openSqliteStore } from "../../lib/store/sqlite.ts";
+import { startServe } from "../../tests/helpers/serve_process.ts";
+import { summarize, type Summary } from "./stats.ts";
+
+async function timeConnects(
+  n: number,
+  open: () => Promise<{ close(): Promise<void> }>,
+): Promise<number[]> {
+  // Warm-up: JIT, TCP and the first JWT minted are not what a client sees later.
+  for (let i = 0; i < 20; i++) await (await open()).close();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const nc = await open();
+    times.push(performance.now() - t0);
+    await nc.close();
+  }
+  return times;
+}
+
+/** Runs the benchmark; `n` connects per mode. */
+export async function benchConnect(n: number): Promise<{ auth: Summary; noAuth: Summary }> {
+  const enforce = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  let auth: number[];
+  try {
+    const store = await openSqliteStore(`${enforce.dataDir}/unibus.db`);
+    const id = generateIdentity("bench");
+    await store.addUser({
+      signPub: id.signPubHex,
+      handle: "bench",
+      role: "member",
+      kexPub: id.kexPubHex,
+      kexSig: id.kexSigHex,
+    });
+    await store.close();
+    const kp = new NativeNkeyPair(Prefix.User, id.signSeed);
+    auth = await timeConnects(n, () =>
+      connect({
+        servers: `127.0.0.1:${enforce.natsPort}`,
+        authenticator: nkeyAuthenticatorFor(kp),
+        inboxPrefix: inboxPrefixFor(id.signPubHex),
+      }));
+  } finally {
+    await enforce.stop();
+  }
+  const open = await startServe();
+  let noAuth: number[];
+  try {
+    noAuth = await timeConnects(n, () => connect({ servers: `127.0.0.1:${open.natsPort}` }));
+  } finally {
+    await open.stop();
+  }
+  return { auth: summarize(auth), noAuth: summarize(noAuth) };
+}

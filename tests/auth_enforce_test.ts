@@ -1,0 +1,292 @@
+import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
+import { inboxPrefixFor } from "../lib/auth/acl.ts";
+import { Prefix } from "../lib/auth/nkey.ts";
+import { openSqliteStore } from "../lib/store/sqlite.ts";
+import type { Store } from "../lib/store/store.ts";
+import { REFRESH_NOTICE_SUFFIX } from "../server/auth/enforcer.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
+import {
+  addBusUser,
+  addRoom,
+  connectAs,
+  publishDenied,
+  strangerUser,
+  subscribeDenied,
+} from "./helpers/bus.ts";
+import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+
+async function enforceBus(extraArgs: string[] = []): Promise<{ s: ServeUnderTest; store: Store }> {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...extraArgs] });
+  // The test writes the allowlist straight into serve's SQLite file, as the
+  // offline `unibus user` commands do.
+  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  return { s, store };
+}
+
+async function stopBus(bus: { s: ServeUnderTest; store: Store }): Promise<void> {
+  await bus.store.close();
+  assertEquals((await bus.s.stop()).code, 0);
+}
+
+/** `p`'s value if it settles within `ms`, else null; never leaves a timer behind. */
+async function within<T>(ms: number, p: Promise<T>): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([p, new Promise<null>((r) => timer = setTimeout(() => r(null), ms))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function refusedLine(s: ServeUnderTest, reason: string) {
+  return s.waitFor((l) => l.msg === "connection refused" && l.reason === reason, 5000);
+}
+
+Deno.test("enforce mode reports its posture on /healthz", async () => {
+  const bus = await enforceBus();
+  try {
+    const body = await (await fetch(`${bus.s.httpUrl}/healthz`)).json();
+    assertEquals(body.posture, {
+      auth: "enforce",
+      acl: true,
+      tls: false,
+      store: "sqlite",
+      replicas: 1,
+    });
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("clients that cannot prove an allowlisted, active key are refused, with the reason logged", async () => {
+  const bus = await enforceBus();
+  try {
+    const port = bus.s.natsPort;
+    const alice = await addBusUser(bus.store, "alice");
+    const mallory = await addBusUser(bus.store, "mallory");
+    await bus.store.revokeUser(mallory.hex);
+
+    // No credentials at all.
+    await assertRejects(() => connectAs(port, null), Error, "Authorization Violation");
+    await refusedLine(bus.s, "no nkey presented");
+
+    // A well-formed key that is not on the allowlist.
+    await assertRejects(() => connectAs(port, strangerUser()), Error, "Authorization Violation");
+    await refusedLine(bus.s, "key is not on the allowlist");
+
+    // Alice's public key, but the nonce signed by someone else's key.
+    const forger = strangerUser();
+    await assertRejects(
+      () =>
+        connectAs(port, alice, {
+          authenticator: (nonce?: string) => ({
+            nkey: alice.kp.getPublicKey(),
+            sig: forger.kp.sign(new TextEncoder().encode(nonce ?? "")).toBase64(),
+          }),
+        }),
+      Error,
+      "Authorization Violation",
+    );
+    await refusedLine(bus.s, "nonce signature does not verify");
+
+    // A revoked user with a perfectly good signature.
+    await assertRejects(() => connectAs(port, mallory), Error, "Authorization Violation");
+    await refusedLine(bus.s, "user is revoked");
+
+    // And serve survived all of it.
+    assertEquals((await fetch(`${bus.s.httpUrl}/healthz`)).status, 200);
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("nats.js's stock nkey authenticator (padded standard base64) is accepted too", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const seed = Codec.encodeSeed(Prefix.User, alice.identity.signSeed);
+    const nc = await connect({
+      servers: `127.0.0.1:${bus.s.natsPort}`,
+      authenticator: nkeyAuthenticator(seed),
+      inboxPrefix: inboxPrefixFor(alice.hex),
+      maxReconnectAttempts: 0,
+    });
+    await nc.close();
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a member publishes, subscribes and answers requests on its room's subject", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const bob = await addBusUser(bus.store, "bob");
+    await addRoom(bus.store, "scout-in", "agent.scout.in", [alice, bob]);
+    const na = await connectAs(bus.s.natsPort, alice);
+    const nb = await connectAs(bus.s.natsPort, bob);
+    try {
+      const sub = nb.subscribe("agent.scout.in", {
+        callback: (_err, msg) => {
+          if (msg.reply) msg.respond(`pong:${msg.string()}`);
+        },
+      });
+      await nb.flush();
+      // The reply travels to Alice's private inbox; Bob may publish there only
+      // because he received a request naming it (allow_responses).
+      const reply = await na.request("agent.scout.in", "ping", { timeout: 2000 });
+      assertEquals(reply.string(), "pong:ping");
+      sub.unsubscribe();
+    } finally {
+      await na.close();
+      await nb.close();
+    }
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a member is denied every subject that is not its own", async (t) => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const bob = await addBusUser(bus.store, "bob");
+    await addRoom(bus.store, "a-room", "agent.alice.in", [alice]);
+    await addRoom(bus.store, "b-room", "agent.bob.in", [bob]);
+    const nc = await connectAs(bus.s.natsPort, alice);
+    try {
+      await t.step("another room's subject", async () => {
+        await publishDenied(nc, "agent.bob.in");
+        await subscribeDenied(nc, "agent.bob.in");
+      });
+      await t.step("the full wildcard", async () => {
+        await subscribeDenied(nc, ">");
+        await publishDenied(nc, "agent.anything");
+      });
+      await t.step("the control plane's KV buckets", async () => {
+        await subscribeDenied(nc, "$KV.UNIBUS_users.>");
+        await publishDenied(nc, `$KV.UNIBUS_users.${alice.hex}`);
+      });
+      await t.step("the JetStream API beyond its rooms", async () => {
+        await publishDenied(nc, "$JS.API.STREAM.LIST");
+        await publishDenied(nc, "$JS.API.STREAM.CREATE.EVIL");
+        await publishDenied(nc, "$JS.API.STREAM.INFO.KV_UNIBUS_users");
+      });
+      await t.step("the system account", async () => {
+        await subscribeDenied(nc, "$SYS.>");
+        await publishDenied(nc, "$SYS.REQ.SERVER.PING");
+      });
+      await t.step("another user's inbox and the shared inbox", async () => {
+        await subscribeDenied(nc, `${inboxPrefixFor(bob.hex)}.>`);
+        await subscribeDenied(nc, "_INBOX.>");
+      });
+      assert(!nc.isClosed(), "violations are reported, the connection stays");
+    } finally {
+      await nc.close();
+    }
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("revoking a connected user cuts it within a second and refuses its reconnect", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const nc = await connectAs(bus.s.natsPort, alice);
+    const closed = nc.closed();
+    const revokedAt = performance.now();
+    await bus.store.revokeUser(alice.hex);
+    const cut = await within(1000, closed.then(() => performance.now() - revokedAt));
+    assert(cut !== null, "the connection was not cut within a second");
+    await bus.s.waitFor((l) => l.msg === "connection cut" && l.signPub === alice.hex);
+    await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("removing a member cuts its connection and the reconnect no longer has the room", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const bob = await addBusUser(bus.store, "bob");
+    await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
+    const nb = await connectAs(bus.s.natsPort, bob);
+    const closed = nb.closed();
+    await bus.store.removeMember("shared", bob.hex);
+    assert(await within(1500, closed.then(() => true)), "bob was not cut");
+    const again = await connectAs(bus.s.natsPort, bob);
+    try {
+      await subscribeDenied(again, "team.shared");
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("adding a member to a room tells its live connection to refresh its session", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const bob = await addBusUser(bus.store, "bob");
+    const nb = await connectAs(bus.s.natsPort, bob);
+    try {
+      const notice = nb.subscribe(`${inboxPrefixFor(bob.hex)}.${REFRESH_NOTICE_SUFFIX}`, {
+        max: 1,
+      });
+      await nb.flush();
+      await addRoom(bus.store, "new-room", "team.new", [alice, bob]);
+      const got = await within(
+        2000,
+        (async () => {
+          for await (const m of notice) return m.string();
+        })(),
+      );
+      assertEquals(got, "refresh");
+      // Nothing Bob holds is wrong, so he is not cut; after refreshing he has the room.
+      assert(!nb.isClosed());
+      const fresh = await connectAs(bus.s.natsPort, bob);
+      const sub = fresh.subscribe("team.new", { max: 1 });
+      await fresh.flush();
+      const na = await connectAs(bus.s.natsPort, alice);
+      na.publish("team.new", "welcome");
+      await na.flush();
+      for await (const m of sub) assertEquals(m.string(), "welcome");
+      await na.close();
+      await fresh.close();
+    } finally {
+      await nb.close();
+    }
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("--internal-id-file is created 0600 and the same identity is used after a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-internal-" });
+  const idFile = `${dir}/internal.id`;
+  try {
+    const nkeys: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const s = await startServe({
+        extraArgs: ["--bus-auth", "enforce", "--internal-id-file", idFile],
+      });
+      try {
+        const line = s.lines.find((l) => l.msg === "internal service identity")!;
+        nkeys.push(String(line.nkey));
+        assertEquals(line.persisted, idFile);
+        assertEquals((await Deno.stat(idFile)).mode! & 0o777, 0o600);
+      } finally {
+        await s.stop();
+      }
+    }
+    assertMatch(nkeys[0], /^U[A-Z2-7]{55}$/);
+    assertEquals(nkeys[0], nkeys[1]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

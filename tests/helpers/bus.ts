@@ -1,0 +1,191 @@
+/**
+ * Bus users for enforce-mode tests: allowlisted identities, raw nats.js
+ * connections made with them, and checks for NATS permission violations.
+ *
+ * The connections are deliberately made with the raw nats.js library, not a
+ * unibus client: the tests play the attacker, and an attacker brings their own
+ * client.
+ *
+ * @module
+ */
+
+import {
+  type Authenticator,
+  connect,
+  type NatsConnection,
+  PermissionViolationError,
+} from "@nats-io/transport-node";
+import { inboxPrefixFor } from "../../lib/auth/acl.ts";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
+import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
+import type { Role, Store } from "../../lib/store/store.ts";
+
+// Refused and cut connections end in a late ECONNRESET under node-compat; the
+// same guard as in the CLI keeps it from failing the test module.
+installConnectionResetGuard();
+
+/** An allowlisted user with its nkey pair. */
+export interface BusUser {
+  identity: Identity;
+  kp: NativeNkeyPair;
+  hex: string;
+}
+
+/**
+ * Creates an identity and puts it on the allowlist.
+ *
+ * @example
+ * ```ts
+ * const alice = await addBusUser(store, "alice");
+ * ```
+ */
+export async function addBusUser(
+  store: Store,
+  handle: string,
+  role: Role = "member",
+): Promise<BusUser> {
+  const identity = generateIdentity(handle);
+  await store.addUser({
+    signPub: identity.signPubHex,
+    handle,
+    role,
+    kexPub: identity.kexPubHex,
+    kexSig: identity.kexSigHex,
+  });
+  return {
+    identity,
+    kp: new NativeNkeyPair(Prefix.User, identity.signSeed),
+    hex: identity.signPubHex,
+  };
+}
+
+/** An identity that is NOT on the allowlist. */
+export function strangerUser(): BusUser {
+  const identity = generateIdentity("stranger");
+  return {
+    identity,
+    kp: new NativeNkeyPair(Prefix.User, identity.signSeed),
+    hex: identity.signPubHex,
+  };
+}
+
+/**
+ * Creates a room with `members` (first one is its admin).
+ *
+ * @example
+ * ```ts
+ * await addRoom(store, "r1", "agent.scout.in", [alice, bob]);
+ * ```
+ */
+export async function addRoom(
+  store: Store,
+  id: string,
+  subject: string,
+  members: BusUser[],
+  persist = false,
+): Promise<void> {
+  await store.createRoom({
+    id,
+    subject,
+    policy: { encrypt: true, sign: true, persist },
+    createdBy: members[0].hex,
+  });
+  for (const [i, m] of members.entries()) {
+    await store.addMember({
+      roomId: id,
+      signPub: m.hex,
+      role: i === 0 ? "admin" : "member",
+      addedBy: members[0].hex,
+      change: null,
+    });
+  }
+}
+
+/**
+ * Connects with raw nats.js as `user` (or with any authenticator), without
+ * reconnecting, so a refused or cut connection stays visible.
+ *
+ * @example
+ * ```ts
+ * const nc = await connectAs(4250, alice);
+ * ```
+ */
+export function connectAs(
+  port: number,
+  user: BusUser | null,
+  opts: { authenticator?: Authenticator; reconnect?: boolean; caFile?: string; tls?: boolean } = {},
+): Promise<NatsConnection> {
+  return connect({
+    servers: `${opts.tls ? "tls" : "nats"}://127.0.0.1:${port}`,
+    authenticator: opts.authenticator ?? (user ? nkeyAuthenticatorFor(user.kp) : undefined),
+    inboxPrefix: user ? inboxPrefixFor(user.hex) : undefined,
+    reconnect: opts.reconnect ?? false,
+    maxReconnectAttempts: opts.reconnect ? -1 : 0,
+    reconnectTimeWait: 100,
+    timeout: 3000,
+    tls: opts.caFile ? { caFile: opts.caFile } : undefined,
+  });
+}
+
+/**
+ * Resolves with the permission violation the server reports for publishing
+ * to `subject`, or throws if none arrives.
+ *
+ * @example
+ * ```ts
+ * await publishDenied(nc, "$SYS.REQ.SERVER.PING");
+ * ```
+ */
+export async function publishDenied(nc: NatsConnection, subject: string): Promise<void> {
+  const seen = Promise.withResolvers<void>();
+  const timer = setTimeout(
+    () => seen.reject(new Error(`publish to ${subject} was not denied`)),
+    3000,
+  );
+  (async () => {
+    for await (const s of nc.status()) {
+      if (
+        s.type === "error" && s.error instanceof PermissionViolationError &&
+        s.error.message.includes(`"${subject}"`)
+      ) {
+        seen.resolve();
+        return;
+      }
+    }
+  })();
+  nc.publish(subject, "probe");
+  await nc.flush().catch(() => {});
+  try {
+    await seen.promise;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Resolves when the server refuses a subscription to `subject`.
+ *
+ * @example
+ * ```ts
+ * await subscribeDenied(nc, ">");
+ * ```
+ */
+export async function subscribeDenied(nc: NatsConnection, subject: string): Promise<void> {
+  const seen = Promise.withResolvers<void>();
+  const timer = setTimeout(
+    () => seen.reject(new Error(`subscription to ${subject} was not denied`)),
+    3000,
+  );
+  nc.subscribe(subject, {
+    callback: (err) => {
+      if (err instanceof PermissionViolationError) seen.resolve();
+    },
+  });
+  await nc.flush().catch(() => {});
+  try {
+    await seen.promise;
+  } finally {
+    clearTimeout(timer);
+  }
+}

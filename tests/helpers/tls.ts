@@ -1,0 +1,92 @@
+/**
+ * A throw-away CA and a server certificate for 127.0.0.1/localhost, made with
+ * the openssl command line (Debian's openssl), for TLS tests.
+ *
+ * @module
+ */
+
+/** Paths of the generated PEM files. */
+export interface TestPki {
+  dir: string;
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+  cleanup(): Promise<void>;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
+    .output();
+  if (out.code !== 0) {
+    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/**
+ * Generates a CA and a server certificate signed by it.
+ *
+ * @example
+ * ```ts
+ * const pki = await makeTestPki();
+ * try { … } finally { await pki.cleanup(); }
+ * ```
+ */
+export async function makeTestPki(): Promise<TestPki> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-pki-" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=unibus test CA",
+    ],
+    dir,
+  );
+  await openssl([
+    "req",
+    ...ec,
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.crt",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ], dir);
+  await Deno.chmod(`${dir}/server.key`, 0o600);
+  return {
+    dir,
+    caCert: `${dir}/ca.crt`,
+    serverCert: `${dir}/server.crt`,
+    serverKey: `${dir}/server.key`,
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+  };
+}

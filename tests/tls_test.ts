@@ -1,0 +1,47 @@
+import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { assertEquals, assertRejects } from "./helpers/assert.ts";
+import { addBusUser, addRoom, connectAs } from "./helpers/bus.ts";
+import { startServe } from "./helpers/serve_process.ts";
+import { makeTestPki } from "./helpers/tls.ts";
+
+Deno.test("--tls-cert/--tls-key serve HTTPS and NATS over TLS, pinned to --tls-ca", async () => {
+  const pki = await makeTestPki();
+  const s = await startServe({
+    extraArgs: [
+      "--bus-auth",
+      "enforce",
+      "--tls-cert",
+      pki.serverCert,
+      "--tls-key",
+      pki.serverKey,
+      "--tls-ca",
+      pki.caCert,
+    ],
+  });
+  const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(pki.caCert)] });
+  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  try {
+    const res = await fetch(`https://127.0.0.1:${s.httpPort}/healthz`, { client });
+    assertEquals(res.status, 200);
+    assertEquals((await res.json()).posture.tls, true);
+
+    // Plain HTTP to the HTTPS port gets nothing useful.
+    await assertRejects(() => fetch(`http://127.0.0.1:${s.httpPort}/healthz`), TypeError);
+
+    const alice = await addBusUser(store, "alice");
+    await addRoom(store, "r", "tls.room", [alice]);
+    const nc = await connectAs(s.natsPort, alice, { caFile: pki.caCert, tls: true });
+    const sub = nc.subscribe("tls.room", { max: 1 });
+    nc.publish("tls.room", "over tls");
+    for await (const m of sub) assertEquals(m.string(), "over tls");
+    await nc.close();
+
+    // A client that does not speak TLS is refused by nats-server itself.
+    await assertRejects(() => connectAs(s.natsPort, alice), Error);
+  } finally {
+    client.close();
+    await store.close();
+    await s.stop();
+    await pki.cleanup();
+  }
+});
