@@ -1,0 +1,341 @@
+/**
+ * Signed membership changes: the server stores and relays them but cannot
+ * forge one, so clients compute a room's members themselves and seal room
+ * keys only to those. A member the server inserts, or a key it swaps, fails
+ * verification instead of being obeyed.
+ *
+ * A change is a small text document, signed byte for byte (no JSON
+ * canonicalisation to get wrong in another language):
+ *
+ *   unibus/membership/v1
+ *   room: <room id>
+ *   seq: <0, 1, 2, …>
+ *   prev: <hex SHA-256 of the previous change's text; 64 zeros for seq 0>
+ *   op: create | add | remove
+ *   subject: <NATS subject>                 (create only)
+ *   policy: <encrypt,sign,persist subset>   (create only; "none" when empty)
+ *   member: <member's Ed25519 public key, hex>
+ *   kex: <member's X25519 public key, hex>  (create/add)
+ *   kex-sig: <member's binding signature, hex> (create/add)
+ *   role: admin | member                    (create/add)
+ *   epoch: <the epoch this change starts>
+ *   by: <signer's Ed25519 public key, hex>
+ *   at: <milliseconds since the Unix epoch>
+ *
+ * Lines end in "\n", fields appear in exactly this order, absent ones are
+ * omitted. Rules: seq 0 is `create`, by its own member, role admin, epoch 0;
+ * every later change is signed by an admin of the state before it, names the
+ * previous change's hash, and starts epoch + 1. Every change starts an epoch,
+ * so each epoch has one fixed member set: a removed member never gets the new
+ * key, a new member never gets the old ones unless an admin shares them.
+ *
+ * @module
+ */
+
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
+import { isValidPublicKey, verifySignature } from "../crypto/ed25519.ts";
+import { verifyKexBinding } from "../identity/identity.ts";
+import { fromBase64, fromHex, toBase64, toHex, utf8 } from "./bytes.ts";
+
+/** A room's policy. */
+export interface RoomPolicy {
+  encrypt: boolean;
+  sign: boolean;
+  persist: boolean;
+}
+
+/** The fields of a change. */
+export interface ChangeBody {
+  room: string;
+  seq: number;
+  prev: string;
+  op: "create" | "add" | "remove";
+  subject?: string;
+  policy?: RoomPolicy;
+  member: string;
+  kex?: string;
+  kexSig?: string;
+  role?: "admin" | "member";
+  epoch: number;
+  by: string;
+  at: number;
+}
+
+/** A change as stored and sent: its exact text and the signature over it. */
+export interface SignedChange {
+  text: string;
+  /** Standard base64 of the 64-byte Ed25519 signature by `by`. */
+  sig: string;
+}
+
+/** A member as the verified log says. */
+export interface VerifiedMember {
+  signPub: string;
+  kexPub: string;
+  role: "admin" | "member";
+}
+
+/** What a verified log proves about a room. */
+export interface RoomState {
+  roomId: string;
+  subject: string;
+  policy: RoomPolicy;
+  epoch: number;
+  members: Map<string, VerifiedMember>;
+  /** Members of every epoch so far: epoch → signPub → member. */
+  epochs: Map<number, Map<string, VerifiedMember>>;
+  /** Hash of the last change: the `prev` of the next one. */
+  head: string;
+  seq: number;
+}
+
+/** Thrown when a log does not verify; the message says which change and why. */
+export class MembershipError extends Error {
+  override name = "MembershipError";
+}
+
+const HEADER = "unibus/membership/v1";
+const ZERO_HASH = "0".repeat(64);
+
+/** The SHA-256 (hex) of a change's text, which the next change names as `prev`. */
+export function changeHash(change: SignedChange): string {
+  return toHex(sha256(utf8(change.text)));
+}
+
+function policyText(p: RoomPolicy): string {
+  const on = (["encrypt", "sign", "persist"] as const).filter((k) => p[k]);
+  return on.length ? on.join(",") : "none";
+}
+
+/**
+ * The exact text of a change body.
+ *
+ * @example
+ * ```ts
+ * const text = changeText({ room: "r1", seq: 0, prev: "0".repeat(64), op: "create", … });
+ * ```
+ */
+export function changeText(b: ChangeBody): string {
+  const lines = [
+    HEADER,
+    `room: ${b.room}`,
+    `seq: ${b.seq}`,
+    `prev: ${b.prev}`,
+    `op: ${b.op}`,
+  ];
+  if (b.op === "create") {
+    lines.push(`subject: ${b.subject}`, `policy: ${policyText(b.policy!)}`);
+  }
+  lines.push(`member: ${b.member}`);
+  if (b.op !== "remove") lines.push(`kex: ${b.kex}`, `kex-sig: ${b.kexSig}`, `role: ${b.role}`);
+  lines.push(`epoch: ${b.epoch}`, `by: ${b.by}`, `at: ${b.at}`);
+  for (const l of lines) {
+    if (/[\n\r]/.test(l)) throw new MembershipError("a change field contains a line break");
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Signs a change body.
+ *
+ * @example
+ * ```ts
+ * const change = signChange(body, identity.signer);
+ * ```
+ */
+export function signChange(body: ChangeBody, signer: Ed25519KeyPair): SignedChange {
+  if (toHex(signer.publicKey) !== body.by) throw new MembershipError("`by` must be the signer");
+  const text = changeText(body);
+  return { text, sig: toBase64(signer.sign(utf8(text))) };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX128 = /^[0-9a-f]{128}$/;
+
+/**
+ * Parses a change's text strictly (the text must be exactly what
+ * {@linkcode changeText} produces for the parsed body).
+ *
+ * @example
+ * ```ts
+ * const body = parseChange(change.text);
+ * ```
+ */
+export function parseChange(text: string): ChangeBody {
+  const lines = text.split("\n");
+  if (lines.pop() !== "" || lines[0] !== HEADER) {
+    throw new MembershipError("not a membership change");
+  }
+  const fields = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const m = /^([a-z-]+): (.*)$/.exec(line);
+    if (!m || fields.has(m[1])) throw new MembershipError(`malformed line "${line}"`);
+    fields.set(m[1], m[2]);
+  }
+  const get = (k: string) => {
+    const v = fields.get(k);
+    if (v === undefined) throw new MembershipError(`missing field ${k}`);
+    return v;
+  };
+  const int = (k: string) => {
+    const v = get(k);
+    if (!/^(0|[1-9]\d{0,15})$/.test(v)) throw new MembershipError(`${k} is not a number`);
+    return Number(v);
+  };
+  const op = get("op");
+  if (op !== "create" && op !== "add" && op !== "remove") {
+    throw new MembershipError(`unknown op ${op}`);
+  }
+  const body: ChangeBody = {
+    room: get("room"),
+    seq: int("seq"),
+    prev: get("prev"),
+    op,
+    member: get("member"),
+    epoch: int("epoch"),
+    by: get("by"),
+    at: int("at"),
+  };
+  if (op === "create") {
+    body.subject = get("subject");
+    const p = get("policy");
+    const flags = p === "none" ? [] : p.split(",");
+    if (!flags.every((f) => f === "encrypt" || f === "sign" || f === "persist")) {
+      throw new MembershipError(`unknown policy ${p}`);
+    }
+    body.policy = {
+      encrypt: flags.includes("encrypt"),
+      sign: flags.includes("sign"),
+      persist: flags.includes("persist"),
+    };
+  }
+  if (op !== "remove") {
+    body.kex = get("kex");
+    body.kexSig = get("kex-sig");
+    const role = get("role");
+    if (role !== "admin" && role !== "member") throw new MembershipError(`unknown role ${role}`);
+    body.role = role;
+  }
+  if (!/^[0-9a-f]{32}$/.test(body.room)) throw new MembershipError("room is not 32 lowercase hex");
+  for (const [k, v] of [["prev", body.prev], ["member", body.member], ["by", body.by]]) {
+    if (!HEX64.test(v)) throw new MembershipError(`${k} is not 64 lowercase hex`);
+  }
+  if (body.kex !== undefined && !HEX64.test(body.kex)) throw new MembershipError("kex is not hex");
+  if (body.kexSig !== undefined && !HEX128.test(body.kexSig)) {
+    throw new MembershipError("kex-sig is not hex");
+  }
+  if (changeText(body) !== text) throw new MembershipError("change text is not canonical");
+  return body;
+}
+
+function verifyOne(change: SignedChange): ChangeBody {
+  const body = parseChange(change.text);
+  let sig: Uint8Array;
+  try {
+    sig = fromBase64(change.sig);
+  } catch {
+    throw new MembershipError(`change ${body.seq}: signature is not base64`);
+  }
+  const by = fromHex(body.by);
+  if (!isValidPublicKey(by) || !verifySignature(by, utf8(change.text), sig)) {
+    throw new MembershipError(`change ${body.seq}: signature by ${body.by} does not verify`);
+  }
+  if (body.op !== "remove" && !verifyKexBinding(body.member, body.kex!, body.kexSig!)) {
+    throw new MembershipError(
+      `change ${body.seq}: ${body.member}'s key-exchange key is not bound to its signing key`,
+    );
+  }
+  return body;
+}
+
+/**
+ * Verifies a whole log and returns the room state it proves. Throws
+ * {@linkcode MembershipError} on the first change that breaks a rule.
+ *
+ * @example
+ * ```ts
+ * const state = verifyLog(roomId, changes);
+ * state.members.has(bobHex);
+ * ```
+ */
+export function verifyLog(roomId: string, changes: SignedChange[]): RoomState {
+  if (changes.length === 0) throw new MembershipError("empty membership log");
+  let state: RoomState | null = null;
+  for (const change of changes) {
+    const body = verifyOne(change);
+    if (body.room !== roomId) throw new MembershipError(`change ${body.seq} is for another room`);
+    state = apply(state, body, change);
+  }
+  return state!;
+}
+
+/**
+ * Applies one more change to a verified state (same rules as the log).
+ *
+ * @example
+ * ```ts
+ * const next = applyChange(state, change);
+ * ```
+ */
+export function applyChange(state: RoomState, change: SignedChange): RoomState {
+  const body = verifyOne(change);
+  if (body.room !== state.roomId) throw new MembershipError("change is for another room");
+  return apply(state, body, change);
+}
+
+function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): RoomState {
+  const hash = changeHash(change);
+  if (prev === null) {
+    if (b.op !== "create" || b.seq !== 0 || b.prev !== ZERO_HASH || b.epoch !== 0) {
+      throw new MembershipError("the first change must create the room at seq 0, epoch 0");
+    }
+    if (b.by !== b.member || b.role !== "admin") {
+      throw new MembershipError("the creator must add itself as the first admin");
+    }
+    if (b.policy!.encrypt && !b.policy!.sign) {
+      // Packets are always signed when encrypted; a log saying otherwise is
+      // not one a client wrote.
+      throw new MembershipError("an encrypted room is always signed");
+    }
+    const members = new Map([[b.member, {
+      signPub: b.member,
+      kexPub: b.kex!,
+      role: "admin" as const,
+    }]]);
+    return {
+      roomId: b.room,
+      subject: b.subject!,
+      policy: b.policy!,
+      epoch: 0,
+      members,
+      epochs: new Map([[0, members]]),
+      head: hash,
+      seq: 0,
+    };
+  }
+  if (b.op === "create") throw new MembershipError(`change ${b.seq}: a room is created once`);
+  if (b.seq !== prev.seq + 1 || b.prev !== prev.head) {
+    throw new MembershipError(`change ${b.seq}: does not follow change ${prev.seq}`);
+  }
+  if (b.epoch !== prev.epoch + 1) throw new MembershipError(`change ${b.seq}: wrong epoch`);
+  if (prev.members.get(b.by)?.role !== "admin") {
+    throw new MembershipError(`change ${b.seq}: ${b.by} is not an admin of the room`);
+  }
+  const members = new Map(prev.members);
+  if (b.op === "add") {
+    if (members.has(b.member)) throw new MembershipError(`change ${b.seq}: already a member`);
+    members.set(b.member, { signPub: b.member, kexPub: b.kex!, role: b.role! });
+  } else {
+    if (!members.has(b.member)) throw new MembershipError(`change ${b.seq}: not a member`);
+    members.delete(b.member);
+    // A room without an admin could never change again: no rotation, no
+    // removal of a compromised member.
+    if (![...members.values()].some((m) => m.role === "admin")) {
+      throw new MembershipError(`change ${b.seq}: would remove the last admin`);
+    }
+  }
+  const epochs = new Map(prev.epochs);
+  epochs.set(b.epoch, members);
+  return { ...prev, epoch: b.epoch, members, epochs, head: hash, seq: b.seq };
+}

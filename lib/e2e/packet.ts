@@ -1,0 +1,216 @@
+/**
+ * Packets: the NATS payload of an E2E room. One packet carries a run of 1 to
+ * 1024 frames from one sender session and ONE Ed25519 signature over all of
+ * them, so a busy sender pays for a signature per run, not per message, while
+ * a lone message is still a packet of one, signed and sent at once.
+ *
+ *   offset  size  field
+ *   0       4     magic "UBP1"
+ *   4       1     flags: bit 0 = frames are encrypted (else signed plaintext)
+ *   5       1     reserved, 0
+ *   6       2     frame count k (1..1024)
+ *   8       32    sender Ed25519 public key
+ *   40      4     epoch
+ *   44      16    sender session id
+ *   60      ...   k frames: u32 index, 12-byte nonce (zero when not encrypted),
+ *                 u32 length L, L bytes (ciphertext || tag, or plaintext)
+ *   end-64  64    Ed25519 signature by the sender over
+ *                 "unibus/packet/v1" || lp(room id) || bytes [0, end-64)
+ *
+ * Frame AEAD (ChaCha20-Poly1305, lib/e2e/aead.ts) uses the ratchet's message
+ * key for the index and binds everything that places the frame:
+ *   aad = "unibus/frame/v1" || lp(room id) || u32 epoch || sender (32)
+ *         || session (16) || u32 index
+ *
+ * @module
+ */
+
+import { randomFillSync } from "node:crypto";
+import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
+import { verifySignature } from "../crypto/ed25519.ts";
+import { aeadEncrypt, NONCE_BYTES } from "./aead.ts";
+import { ByteReader, concatBytes, lengthPrefixed, u32, utf8 } from "./bytes.ts";
+
+/** Magic bytes at the start of every packet. */
+export const PACKET_MAGIC = utf8("UBP1");
+/** The most frames one packet may carry. */
+export const MAX_FRAMES = 1024;
+const HEADER_BYTES = 60;
+const SIG_BYTES = 64;
+const SIGN_CONTEXT = utf8("unibus/packet/v1");
+const FRAME_CONTEXT = utf8("unibus/frame/v1");
+
+/** One frame as it travels. */
+export interface WireFrame {
+  index: number;
+  nonce: Uint8Array;
+  body: Uint8Array;
+}
+
+/** A parsed packet whose signature has been checked. */
+export interface Packet {
+  encrypted: boolean;
+  sender: Uint8Array;
+  epoch: number;
+  session: Uint8Array;
+  frames: WireFrame[];
+}
+
+/** Thrown for a packet that is malformed, truncated or not signed by its sender. */
+export class PacketError extends Error {
+  override name = "PacketError";
+}
+
+/**
+ * The additional data a frame's AEAD binds.
+ *
+ * @example
+ * ```ts
+ * const aad = frameAad("r1", 3, senderPub, session, 17);
+ * ```
+ */
+export function frameAad(
+  roomId: string,
+  epoch: number,
+  sender: Uint8Array,
+  session: Uint8Array,
+  index: number,
+): Uint8Array {
+  // One allocation per frame: this runs for every message on both sides.
+  const prefix = roomPrefix(FRAME_CONTEXT, roomId);
+  const out = new Uint8Array(prefix.length + 4 + 32 + 16 + 4);
+  const view = new DataView(out.buffer);
+  out.set(prefix);
+  view.setUint32(prefix.length, epoch);
+  out.set(sender, prefix.length + 4);
+  out.set(session, prefix.length + 36);
+  view.setUint32(prefix.length + 52, index);
+  return out;
+}
+
+const prefixes = new Map<string, Uint8Array>();
+
+// context || lp(room id), cached: it is the same for every frame of a room.
+function roomPrefix(context: Uint8Array, roomId: string): Uint8Array {
+  const key = `${context.length}:${roomId}`;
+  let p = prefixes.get(key);
+  if (!p) {
+    p = concatBytes(context, lengthPrefixed(roomId));
+    if (prefixes.size > 1024) prefixes.clear();
+    prefixes.set(key, p);
+  }
+  return p;
+}
+
+/** What a sender needs to build packets for one room, epoch and session. */
+export interface PacketContext {
+  roomId: string;
+  epoch: number;
+  session: Uint8Array;
+  signer: Ed25519KeyPair;
+  encrypted: boolean;
+}
+
+/**
+ * Builds and signs a packet. `frames` are (index, message key, plaintext);
+ * with `encrypted` false the message keys are ignored and plaintext travels
+ * signed but readable.
+ *
+ * `nonces` (one 12-byte nonce per frame, encrypted packets only) exists so
+ * test vectors can be reproduced (scripts/gen_e2e_vectors.ts); real callers
+ * leave it out and get random nonces.
+ *
+ * @example
+ * ```ts
+ * const bytes = encodePacket(ctx, [{ index: 0, key: mk0, plaintext }]);
+ * ```
+ */
+export function encodePacket(
+  ctx: PacketContext,
+  frames: Array<{ index: number; key: Uint8Array | null; plaintext: Uint8Array }>,
+  nonces?: Uint8Array[],
+): Uint8Array {
+  if (frames.length < 1 || frames.length > MAX_FRAMES) {
+    throw new RangeError(`a packet carries 1 to ${MAX_FRAMES} frames`);
+  }
+  if (nonces !== undefined) {
+    // Plaintext frames carry zero nonces by definition; accepting others
+    // here would let a caller emit packets no other encoder produces.
+    if (!ctx.encrypted) throw new RangeError("nonces are for encrypted packets only");
+    if (nonces.length !== frames.length || nonces.some((n) => n.length !== NONCE_BYTES)) {
+      throw new RangeError(`one ${NONCE_BYTES}-byte nonce per frame`);
+    }
+  }
+  if (ctx.session.length !== 16) throw new RangeError("a session id is 16 bytes");
+  const sender = ctx.signer.publicKey;
+  const parts: Uint8Array[] = [
+    PACKET_MAGIC,
+    Uint8Array.of(ctx.encrypted ? 1 : 0, 0, frames.length >> 8, frames.length & 0xff),
+    sender,
+    u32(ctx.epoch),
+    ctx.session,
+  ];
+  const allNonces = new Uint8Array(NONCE_BYTES * frames.length);
+  if (nonces !== undefined) nonces.forEach((n, i) => allNonces.set(n, i * NONCE_BYTES));
+  else if (ctx.encrypted) randomFillSync(allNonces);
+  frames.forEach((f, i) => {
+    const nonce = allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
+    let body = f.plaintext;
+    if (ctx.encrypted) {
+      if (!f.key) throw new Error("an encrypted frame needs its message key");
+      body = aeadEncrypt(
+        f.key,
+        nonce,
+        f.plaintext,
+        frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, f.index),
+      );
+    }
+    parts.push(u32(f.index), nonce, u32(body.length), body);
+  });
+  const unsigned = concatBytes(...parts);
+  const sig = ctx.signer.sign(concatBytes(roomPrefix(SIGN_CONTEXT, ctx.roomId), unsigned));
+  return concatBytes(unsigned, sig);
+}
+
+/**
+ * Parses a packet and checks its signature against the sender key it names.
+ * Membership of that sender is the caller's to check: a valid signature only
+ * says who sent it.
+ *
+ * @example
+ * ```ts
+ * const packet = decodePacket("r1", bytes); // throws PacketError if forged or cut short
+ * ```
+ */
+export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
+  if (bytes.length < HEADER_BYTES + SIG_BYTES) throw new PacketError("packet too short");
+  const signed = bytes.subarray(0, bytes.length - SIG_BYTES);
+  const r = new ByteReader(signed);
+  try {
+    const magic = r.take(4);
+    if (!magic.every((b, i) => b === PACKET_MAGIC[i])) throw new PacketError("not a unibus packet");
+    const flags = r.u8();
+    if ((flags & ~1) !== 0 || r.u8() !== 0) throw new PacketError("unknown packet flags");
+    const count = r.u16();
+    if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
+    const sender = r.take(32);
+    const epoch = r.u32();
+    const session = r.take(16);
+    const frames: WireFrame[] = [];
+    for (let i = 0; i < count; i++) {
+      const index = r.u32();
+      const nonce = r.take(NONCE_BYTES);
+      const body = r.take(r.u32());
+      frames.push({ index, nonce, body });
+    }
+    if (r.remaining !== 0) throw new PacketError("trailing bytes after the frames");
+    const sig = bytes.subarray(bytes.length - SIG_BYTES);
+    if (!verifySignature(sender, concatBytes(roomPrefix(SIGN_CONTEXT, roomId), signed), sig)) {
+      throw new PacketError("packet signature does not verify");
+    }
+    return { encrypted: (flags & 1) === 1, sender, epoch, session, frames };
+  } catch (err) {
+    if (err instanceof PacketError) throw err;
+    throw new PacketError("packet truncated");
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Sealed boxes, byte-for-byte libsodium's `crypto_box_seal`: an ephemeral
+ * X25519 key, the box key `HSalsa20(X25519(esk, rpk), 0)`, XSalsa20-Poly1305
+ * with nonce `BLAKE2b-192(epk || rpk)`; output `epk || ciphertext`. Anyone
+ * can seal to a public key; only its owner can open, and learns nothing about
+ * the sender (unibus signs sealed room keys separately for that).
+ *
+ * Composed from @noble primitives; tests/e2e_interop_test.ts opens ours with
+ * libsodium and the reverse.
+ *
+ * @module
+ */
+
+import { x25519 } from "@noble/curves/ed25519.js";
+import { hsalsa, xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import { blake2b } from "@noble/hashes/blake2.js";
+import { concatBytes } from "./bytes.ts";
+
+/** Bytes a sealed box adds to its plaintext. */
+export const SEAL_OVERHEAD = 32 + 16;
+
+// "expand 32-byte k", the Salsa20 constant, as little-endian words.
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+
+function boxKey(shared: Uint8Array): Uint8Array {
+  const out = new Uint32Array(8);
+  hsalsa(
+    SIGMA,
+    new Uint32Array(shared.slice().buffer),
+    new Uint32Array(4),
+    out,
+  );
+  return new Uint8Array(out.buffer);
+}
+
+function sealNonce(epk: Uint8Array, rpk: Uint8Array): Uint8Array {
+  return blake2b(concatBytes(epk, rpk), { dkLen: 24 });
+}
+
+/**
+ * Seals `plaintext` to the X25519 public key `recipient`.
+ *
+ * `ephemeralSecret` exists only so test vectors can be reproduced
+ * (scripts/gen_e2e_vectors.ts): a sealed box's secrecy rests on a fresh
+ * ephemeral key per box, so real callers leave it out. A caller's key is
+ * neither kept nor zeroed; a generated one is zeroed after use.
+ *
+ * @example
+ * ```ts
+ * const box = sealBox(roomKey, memberKexPub);
+ * ```
+ */
+export function sealBox(
+  plaintext: Uint8Array,
+  recipient: Uint8Array,
+  ephemeralSecret?: Uint8Array,
+): Uint8Array {
+  if (ephemeralSecret !== undefined && ephemeralSecret.length !== 32) {
+    throw new RangeError("an X25519 secret key is 32 bytes");
+  }
+  const esk = ephemeralSecret ?? x25519.utils.randomSecretKey();
+  const epk = x25519.getPublicKey(esk);
+  const key = boxKey(x25519.getSharedSecret(esk, recipient));
+  const ct = xsalsa20poly1305(key, sealNonce(epk, recipient)).encrypt(plaintext);
+  if (ephemeralSecret === undefined) esk.fill(0);
+  return concatBytes(epk, ct);
+}
+
+/**
+ * Opens a sealed box with the recipient's key pair; null when it was not
+ * sealed to this key or was altered.
+ *
+ * @example
+ * ```ts
+ * const roomKey = openBox(box, myKexPub, myKexPriv);
+ * ```
+ */
+export function openBox(
+  box: Uint8Array,
+  recipientPub: Uint8Array,
+  recipientPriv: Uint8Array,
+): Uint8Array | null {
+  if (box.length < SEAL_OVERHEAD) return null;
+  const epk = box.subarray(0, 32);
+  try {
+    const key = boxKey(x25519.getSharedSecret(recipientPriv, epk));
+    return xsalsa20poly1305(key, sealNonce(epk, recipientPub)).decrypt(box.subarray(32));
+  } catch {
+    return null;
+  }
+}
