@@ -20,6 +20,7 @@ import { SessionRegistry } from "./auth/sessions.ts";
 import { accessLog, createApp } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
+import { apiRoutes } from "./http/routes/mod.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
 import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
 import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
@@ -91,6 +92,8 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   let conn: InternalConnection;
   let store: Store;
   let nats: ManagedNatsServer | null = null;
+  // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
+  let recheck = () => {};
   try {
     store = await openSqliteStore(opts.dbPath);
     cleanups.push(() => store.close());
@@ -218,6 +221,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("enforcer"),
       });
       cleanups.push(() => enforcer.stop());
+      recheck = () => enforcer.recheckNow();
     }
     const stopPruner = startNoncePruner(store, log.child("nonces"));
     cleanups.push(() => Promise.resolve(stopPruner()));
@@ -237,7 +241,15 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
     middleware: [accessLog, requireSignedRequests({ store: store! })],
-    routes: [healthRoute({ posture, dataPlane: () => conn.state() })],
+    routes: [
+      healthRoute({ posture, dataPlane: () => conn.state() }),
+      ...apiRoutes({
+        store: store!,
+        nc: conn!.nc,
+        recheck: () => recheck(),
+        log: log.child("api"),
+      }),
+    ],
   });
 
   const stopped = new AbortController();

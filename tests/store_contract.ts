@@ -309,6 +309,97 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     assert.equal((await s.getRoom("ops"))?.epoch, 0);
   });
 
+  // ---- room change log ----
+
+  test("appendRoomChange stores changes that listRoomChanges returns in seq order", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
+    await s.appendRoomChange("ops", 0, { text: "zero\n", sig: "AAAA" });
+    await s.appendRoomChange("ops", 2, { text: "two \u00e9\n", sig: "Ag==" });
+    await s.appendRoomChange("ops", 1, { text: "one\n", sig: "AQ==" });
+    await s.appendRoomChange("dev", 0, { text: "dev\n", sig: "BBBB" });
+    assert.deepEqual(await s.listRoomChanges("ops"), [
+      { seq: 0, text: "zero\n", sig: "AAAA" },
+      { seq: 1, text: "one\n", sig: "AQ==" },
+      { seq: 2, text: "two \u00e9\n", sig: "Ag==" },
+    ]);
+    assert.deepEqual(await s.listRoomChanges("dev"), [{ seq: 0, text: "dev\n", sig: "BBBB" }]);
+    assert.deepEqual(await s.listRoomChanges("none"), []);
+  });
+
+  test("appendRoomChange at a taken seq is ConflictError and keeps the first change", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.appendRoomChange("ops", 0, { text: "first\n", sig: "AAAA" });
+    await assert.rejects(
+      s.appendRoomChange("ops", 0, { text: "second\n", sig: "BBBB" }),
+      (e) => e instanceof ConflictError && e.code === "conflict",
+    );
+    assert.deepEqual(await s.listRoomChanges("ops"), [{ seq: 0, text: "first\n", sig: "AAAA" }]);
+  });
+
+  test("concurrent appendRoomChange at one seq lets exactly one win", async (s) => {
+    await s.createRoom(room("ops"));
+    const results = await Promise.allSettled(
+      [1, 2, 3, 4].map((n) => s.appendRoomChange("ops", 1, { text: `c${n}\n`, sig: "AAAA" })),
+    );
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of results) {
+      if (r.status === "rejected") assert.ok(r.reason instanceof ConflictError);
+    }
+    assert.equal((await s.listRoomChanges("ops")).length, 1);
+  });
+
+  test("appendRoomChange to an unknown room is NotFoundError", async (s) => {
+    await assert.rejects(
+      s.appendRoomChange("nope", 0, { text: "x\n", sig: "AAAA" }),
+      (e) => e instanceof NotFoundError && e.code === "not_found",
+    );
+    assert.deepEqual(await s.listRoomChanges("nope"), []);
+  });
+
+  test("appendRoomChange rejects a bad seq, empty text or non-base64 signature", async (s) => {
+    await s.createRoom(room("ops"));
+    const bad: Array<[number, { text: string; sig: string }]> = [
+      [-1, { text: "x", sig: "AAAA" }],
+      [1.5, { text: "x", sig: "AAAA" }],
+      [0, { text: "", sig: "AAAA" }],
+      [0, { text: "x", sig: "not base64!" }],
+      [0, { text: "x", sig: "" }],
+      [0, { text: 5, sig: "AAAA" } as never],
+      [0, null as never],
+    ];
+    for (const [seq, change] of bad) {
+      await assert.rejects(
+        s.appendRoomChange("ops", seq, change),
+        InvalidInputError,
+        JSON.stringify([seq, change]),
+      );
+    }
+    await assert.rejects(
+      s.appendRoomChange("a b", 0, { text: "x", sig: "AAAA" }),
+      InvalidInputError,
+    );
+    assert.deepEqual(await s.listRoomChanges("ops"), []);
+  });
+
+  test("deleteRoom removes the change log and blobs, so a re-created room starts empty", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
+    await s.appendRoomChange("ops", 0, { text: "old\n", sig: "AAAA" });
+    await s.appendRoomChange("dev", 0, { text: "dev\n", sig: "AAAA" });
+    await s.putBlob({ id: "b-ops", roomId: "ops", owner: A, data: new Uint8Array([1]) });
+    await s.putBlob({ id: "b-dev", roomId: "dev", owner: A, data: new Uint8Array([2]) });
+    await s.deleteRoom("ops");
+    assert.deepEqual(await s.listRoomChanges("ops"), []);
+    assert.equal(await s.getBlob("b-ops"), null);
+    assert.equal(await s.getBlobMeta("b-ops"), null);
+    assert.equal((await s.listRoomChanges("dev")).length, 1);
+    assert.ok(await s.getBlob("b-dev"));
+    await s.createRoom(room("ops"));
+    await s.appendRoomChange("ops", 0, { text: "new\n", sig: "BBBB" });
+    assert.deepEqual(await s.listRoomChanges("ops"), [{ seq: 0, text: "new\n", sig: "BBBB" }]);
+  });
+
   // ---- members ----
 
   test("addMember stores the signed change verbatim", async (s) => {

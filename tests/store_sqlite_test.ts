@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
 import { key, storeContract } from "./store_contract.ts";
 import { openSqliteStore, SqliteStore } from "../lib/store/sqlite.ts";
-import { LATEST_SCHEMA_VERSION, MIGRATIONS } from "../lib/store/migrations.ts";
+import { LATEST_SCHEMA_VERSION, migrate, MIGRATIONS } from "../lib/store/migrations.ts";
 import { SchemaTooNewError, StoreUnavailableError } from "../lib/store/store.ts";
 
 storeContract("sqlite", async () => {
@@ -173,5 +173,30 @@ Deno.test("sqlite store opens a path with spaces, percent and hash characters", 
     const store = await openSqliteStore(path);
     await store.close();
     assert.ok((await Deno.stat(path)).isFile);
+  });
+});
+
+Deno.test("sqlite store upgrades a schema-1 file to the change log and keeps its rooms", async () => {
+  await inTempDir(async (dir) => {
+    const path = `${dir}/control.db`;
+    const db = createClient({ url: `file:${path}` });
+    try {
+      await migrate(db, MIGRATIONS.slice(0, 1));
+      await db.execute(
+        `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
+         VALUES ('ops', 'room.ops', 1, 1, 0, '${A}', 1, 0)`,
+      );
+    } finally {
+      db.close();
+    }
+    const store = await openSqliteStore(path);
+    try {
+      assert.equal((await store.getRoom("ops"))?.subject, "room.ops");
+      assert.deepEqual(await store.listRoomChanges("ops"), []);
+      await store.appendRoomChange("ops", 0, { text: "c\n", sig: "AAAA" });
+      assert.equal((await store.listRoomChanges("ops")).length, 1);
+    } finally {
+      await store.close();
+    }
   });
 });

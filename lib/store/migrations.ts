@@ -8,7 +8,7 @@
  * import { createClient } from "@libsql/client";
  * import { migrate } from "./migrations.ts";
  * const db = createClient({ url: "file:/tmp/unibus-example.db" });
- * const applied = await migrate(db); // e.g. [1] on a fresh file, [] afterwards
+ * const applied = await migrate(db); // e.g. [1, 2] on a fresh file, [] afterwards
  * db.close();
  * ```
  * @module
@@ -83,6 +83,22 @@ export const MIGRATIONS: readonly Migration[] = [
         data       BLOB NOT NULL
       ) STRICT`,
       `CREATE INDEX blobs_by_room ON blobs (room_id)`,
+    ],
+  },
+  {
+    version: 2,
+    name: "room membership change log",
+    sql: [
+      // The primary key is the compare-and-set: of two changes racing for the
+      // same seq exactly one insert succeeds, which serialises membership
+      // changes without a multi-row transaction.
+      `CREATE TABLE room_changes (
+        room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL CHECK (seq >= 0),
+        text    TEXT NOT NULL,
+        sig     TEXT NOT NULL,
+        PRIMARY KEY (room_id, seq)
+      ) STRICT`,
     ],
   },
 ];

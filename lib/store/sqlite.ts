@@ -32,6 +32,7 @@ import {
   type NewUser,
   NotFoundError,
   type Room,
+  type RoomChange,
   RoomExistsError,
   type SealedKey,
   type Store,
@@ -44,6 +45,7 @@ import {
   validateNewRoom,
   validateNewSealedKey,
   validateNewUser,
+  validateRoomChange,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -252,12 +254,49 @@ export class SqliteStore implements Store {
   async deleteRoom(id: string): Promise<void> {
     check.id("id", id);
     // Explicit child deletes keep this correct even if foreign keys were off.
+    // The blobs table has no foreign key to rooms, so only this removes them.
     const results = await this.#batch([
       { sql: "DELETE FROM sealed_keys WHERE room_id = ?", args: [id] },
       { sql: "DELETE FROM members WHERE room_id = ?", args: [id] },
+      { sql: "DELETE FROM room_changes WHERE room_id = ?", args: [id] },
+      { sql: "DELETE FROM blobs WHERE room_id = ?", args: [id] },
       { sql: "DELETE FROM rooms WHERE id = ?", args: [id] },
     ]);
-    if (results[2].rowsAffected === 0) throw new NotFoundError("room", id);
+    if (results[4].rowsAffected === 0) throw new NotFoundError("room", id);
+  }
+
+  // ---- room change log ----
+
+  async appendRoomChange(
+    roomId: string,
+    seq: number,
+    change: { text: string; sig: string },
+  ): Promise<void> {
+    validateRoomChange(roomId, seq, change);
+    await this.#requireRoom(roomId);
+    let affected: number;
+    try {
+      const rs = await this.#exec(
+        `INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+        [roomId, seq, change.text, change.sig],
+      );
+      affected = rs.rowsAffected;
+    } catch (e) {
+      // The room was deleted between the check and the insert.
+      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);
+      throw e;
+    }
+    if (affected === 0) throw new ConflictError(`room ${roomId} already has change ${seq}`);
+  }
+
+  async listRoomChanges(roomId: string): Promise<RoomChange[]> {
+    check.id("roomId", roomId);
+    const rs = await this.#exec(
+      "SELECT seq, text, sig FROM room_changes WHERE room_id = ? ORDER BY seq",
+      [roomId],
+    );
+    return rs.rows.map((r) => ({ seq: Number(r.seq), text: str(r.text), sig: str(r.sig) }));
   }
 
   // ---- members ----

@@ -123,6 +123,20 @@ export interface NewSealedKey {
   createdAt?: number;
 }
 
+/**
+ * One entry of a room's membership change log: a signed change stored
+ * verbatim. The store does not interpret it (see `lib/e2e/membership.ts`);
+ * it only guarantees that each seq is written once.
+ */
+export interface RoomChange {
+  /** Position in the log, 0 for the room's creation. */
+  seq: number;
+  /** The exact signed text of the change. */
+  text: string;
+  /** Standard base64 of the signature over `text`. */
+  sig: string;
+}
+
 /** Blob metadata, i.e. a blob without its bytes. */
 export interface BlobMeta {
   id: string;
@@ -175,8 +189,25 @@ export interface Store {
    * if the current epoch differs, {@linkcode NotFoundError} if the room is absent.
    */
   setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void>;
-  /** Deletes a room with its members and sealed keys; NotFoundError if absent. */
+  /**
+   * Deletes a room with its members, sealed keys, change log and blobs;
+   * NotFoundError if absent.
+   */
   deleteRoom(id: string): Promise<void>;
+
+  /**
+   * Appends a signed membership change at `seq`, create-if-absent: this is
+   * the compare-and-set that serialises concurrent membership changes.
+   * {@linkcode ConflictError} if that seq exists (the stored change is left
+   * unchanged), {@linkcode NotFoundError} if the room is absent.
+   */
+  appendRoomChange(
+    roomId: string,
+    seq: number,
+    change: { text: string; sig: string },
+  ): Promise<void>;
+  /** The room's change log ascending by seq; empty if the room has none or is absent. */
+  listRoomChanges(roomId: string): Promise<RoomChange[]>;
 
   /** {@linkcode MemberExistsError} if present, NotFoundError if the room is absent. */
   addMember(member: NewMember): Promise<Member>;
@@ -591,4 +622,25 @@ export function validateNewBlob(b: NewBlob): void {
   check.signPub("owner", b.owner);
   check.bytes("data", b.data);
   if (b.createdAt !== undefined) check.count("createdAt", b.createdAt);
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.appendRoomChange}.
+ *
+ * @example
+ * ```ts
+ * import { validateRoomChange } from "./store.ts";
+ * validateRoomChange("0123456789abcdef0123456789abcdef", 0, { text: "unibus/…\n", sig: "AAAA" });
+ * ```
+ */
+export function validateRoomChange(
+  roomId: string,
+  seq: number,
+  change: { text: string; sig: string },
+): void {
+  check.id("roomId", roomId);
+  check.count("seq", seq);
+  if (typeof change !== "object" || change === null) fail("change", "must be an object");
+  check.text("change.text", change.text);
+  check.base64("change.sig", change.sig);
 }

@@ -47,6 +47,7 @@ export const REFRESH_NOTICE_SUFFIX = "unibus.refresh";
  * @example
  * ```ts
  * const enforcer = startEnforcer({ sys, app, store, sessions, log });
+ * enforcer.recheckNow(); // after a membership change
  * await enforcer.kickUser(signPubHex, "revoked");
  * await enforcer.stop();
  * ```
@@ -110,8 +111,23 @@ export function startEnforcer(opts: EnforcerOptions) {
 
   let running = true;
   let pass: Promise<void> = Promise.resolve();
+  // A recheck requested while a pass runs may have come after that pass read
+  // the user it is about, so it earns one more full pass, not a skip.
+  let recheckPending = false;
+  let wake: (() => void) | null = null;
+  const sleep = () =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, interval);
+      function done() {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      }
+      wake = done;
+    });
   const loop = async () => {
     while (running) {
+      recheckPending = false;
       pass = (async () => {
         for (const signPub of opts.sessions.users()) {
           try {
@@ -124,15 +140,24 @@ export function startEnforcer(opts: EnforcerOptions) {
         }
       })();
       await pass;
-      await new Promise((r) => setTimeout(r, interval));
+      if (running && !recheckPending) await sleep();
     }
   };
   const looping = loop();
 
   return {
     kickUser,
+    /**
+     * Starts a reconcile pass now instead of at the next tick, so a member
+     * removed through the control plane is cut within one pass.
+     */
+    recheckNow(): void {
+      recheckPending = true;
+      wake?.();
+    },
     async stop() {
       running = false;
+      wake?.();
       await pass;
       await looping;
       events.unsubscribe();

@@ -1,0 +1,100 @@
+/**
+ * Blobs: opaque bytes (attachments a client encrypted under a room key) that
+ * are too large for a NATS message. They belong to a room; only its current
+ * members may upload or download them, and a blob of a room the caller is
+ * not in answers 404 exactly like a missing one.
+ *
+ * @module
+ */
+
+import { BlobExistsError, type Store } from "../../../lib/store/store.ts";
+import { HttpError, json, readBody, type Route } from "../app.ts";
+import { callerOf, ID32, notFound, storeErrors } from "./common.ts";
+import { memberRoom } from "./rooms.ts";
+
+/** What the blob routes need. */
+export interface BlobRouteDeps {
+  store: Store;
+  /** Largest blob accepted, in bytes; 8 MiB when unset. */
+  maxBlobBytes?: number;
+}
+
+/** Default largest blob: 8 MiB. */
+export const MAX_BLOB_BYTES = 8 * 1024 * 1024;
+
+function newBlobId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * `POST /v1/rooms/:id/blobs` and `GET /v1/blobs/:id`.
+ *
+ * @example
+ * ```ts
+ * createApp({ log, routes: [...blobRoutes({ store })] });
+ * ```
+ */
+export function blobRoutes(deps: BlobRouteDeps): Route[] {
+  const { store } = deps;
+  return [
+    {
+      method: "POST",
+      path: "/v1/rooms/:id/blobs",
+      maxBodyBytes: deps.maxBlobBytes ?? MAX_BLOB_BYTES,
+      handler: storeErrors(async (req, ctx) => {
+        const caller = callerOf(ctx);
+        const room = await memberRoom(store, ctx.params.id, caller);
+        const type = req.headers.get("content-type")?.split(";")[0].trim().toLowerCase();
+        if (type !== "application/octet-stream") {
+          throw new HttpError(
+            415,
+            "unsupported_media_type",
+            "upload blobs as application/octet-stream",
+          );
+        }
+        const data = await readBody(req, ctx);
+        if (data.byteLength === 0) throw new HttpError(400, "empty_blob", "the blob is empty");
+        let id = newBlobId();
+        for (let attempt = 0;; attempt++) {
+          try {
+            await store.putBlob({ id, roomId: room.id, owner: caller, data });
+            break;
+          } catch (err) {
+            // 128 random bits do not collide; this guards a broken RNG, once.
+            if (!(err instanceof BlobExistsError) || attempt > 0) throw err;
+            id = newBlobId();
+          }
+        }
+        // The room may have been deleted while the bytes arrived; its blobs
+        // went with it, so this one must not outlive it either.
+        if (!(await store.getRoom(room.id))) {
+          await store.deleteBlob(id).catch(() => {});
+          throw notFound("room");
+        }
+        return json(201, { id, size: data.byteLength });
+      }),
+    },
+    {
+      method: "GET",
+      path: "/v1/blobs/:id",
+      handler: storeErrors(async (_req, ctx) => {
+        const caller = callerOf(ctx);
+        const id = ctx.params.id;
+        if (!ID32.test(id)) throw notFound("blob");
+        const meta = await store.getBlobMeta(id);
+        if (!meta || !(await store.getMember(meta.roomId, caller))) throw notFound("blob");
+        const blob = await store.getBlob(id);
+        if (!blob) throw notFound("blob");
+        return new Response(blob.data as Uint8Array<ArrayBuffer>, {
+          status: 200,
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(blob.data.byteLength),
+            "cache-control": "no-store",
+          },
+        });
+      }),
+    },
+  ];
+}

@@ -1,0 +1,177 @@
+/**
+ * Helpers shared by the control-plane route modules: the authenticated
+ * caller, strict field readers for JSON bodies, the mapping of store errors
+ * to HTTP answers, and a per-key lock.
+ *
+ * Every reader throws {@linkcode HttpError} 400 with a message naming the
+ * field, so that bad input is always a 4xx and never reaches the store as a
+ * surprise (a 500).
+ *
+ * @module
+ */
+
+import {
+  InvalidInputError,
+  NotFoundError,
+  StoreError,
+  StoreUnavailableError,
+} from "../../../lib/store/store.ts";
+import { type Handler, HttpError, type RequestContext } from "../app.ts";
+
+/** 64 lowercase hex characters: an Ed25519 or X25519 public key. */
+export const HEX64 = /^[0-9a-f]{64}$/;
+/** 128 lowercase hex characters: an Ed25519 signature. */
+export const HEX128 = /^[0-9a-f]{128}$/;
+/** 32 lowercase hex characters: a room or blob id. */
+export const ID32 = /^[0-9a-f]{32}$/;
+
+/**
+ * The authenticated caller's signing key. The auth middleware sets it on
+ * every non-public route; its absence is a wiring bug, refused rather than
+ * served anonymously.
+ *
+ * @example
+ * ```ts
+ * const caller = callerOf(ctx);
+ * ```
+ */
+export function callerOf(ctx: RequestContext): string {
+  if (!ctx.caller) throw new HttpError(401, "unauthenticated", "request authentication failed");
+  return ctx.caller;
+}
+
+/**
+ * A 400 `invalid_request` naming what is wrong with the body.
+ *
+ * @example
+ * ```ts
+ * throw badRequest("keys must be a non-empty array");
+ * ```
+ */
+export function badRequest(message: string, code = "invalid_request"): HttpError {
+  return new HttpError(400, code, message);
+}
+
+/**
+ * A 404 `not_found`. Rooms a caller does not belong to get this same answer,
+ * so that probing cannot tell which rooms exist.
+ *
+ * @example
+ * ```ts
+ * throw notFound("room");
+ * ```
+ */
+export function notFound(what: string): HttpError {
+  return new HttpError(404, "not_found", `${what} not found`);
+}
+
+/**
+ * The value as a plain JSON object, else 400.
+ *
+ * @example
+ * ```ts
+ * const body = asObject(await readJson(req, ctx), "the request body");
+ * ```
+ */
+export function asObject(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw badRequest(`${what} must be a JSON object`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/**
+ * `obj[field]` as a string matching `re` (if given), else 400.
+ *
+ * @example
+ * ```ts
+ * const kexPub = stringField(body, "kexPub", HEX64, "64 lowercase hex characters");
+ * ```
+ */
+export function stringField(
+  obj: Record<string, unknown>,
+  field: string,
+  re?: RegExp,
+  shape = "a string",
+): string {
+  const v = obj[field];
+  if (typeof v !== "string" || (re && !re.test(v))) {
+    throw badRequest(`${field} must be ${re ? shape : "a string"}`);
+  }
+  return v;
+}
+
+/**
+ * Runs `handler`, turning the store's typed errors into HTTP answers:
+ * invalid input 400, not found 404, unavailable 503. Anything else (a bug)
+ * is left to the app, which logs it and answers a bare 500.
+ *
+ * @example
+ * ```ts
+ * const route = { method: "GET", path: "/v1/x", handler: storeErrors(async () => json(200, {})) };
+ * ```
+ */
+export function storeErrors(handler: Handler): Handler {
+  return async (req, ctx) => {
+    try {
+      return await handler(req, ctx);
+    } catch (err) {
+      throw toHttpError(err);
+    }
+  };
+}
+
+/**
+ * The HTTP answer for a store error; other errors are returned unchanged.
+ *
+ * @example
+ * ```ts
+ * try { await store.getRoom(id); } catch (e) { throw toHttpError(e); }
+ * ```
+ */
+export function toHttpError(err: unknown): unknown {
+  if (err instanceof HttpError || !(err instanceof StoreError)) return err;
+  if (err instanceof InvalidInputError) return new HttpError(400, "invalid_input", err.message);
+  if (err instanceof NotFoundError) return new HttpError(404, "not_found", err.message);
+  if (err instanceof StoreUnavailableError) {
+    return new HttpError(503, "store_unavailable", "the control-plane store is unavailable");
+  }
+  return new HttpError(409, err.code, err.message);
+}
+
+/**
+ * Runs async functions one at a time per key, in arrival order. Serialising
+ * the read-verify-write of one room (or one user's key) in this process
+ * keeps its derived tables from being written by two requests at once; the
+ * store's compare-and-set still guards against other processes.
+ *
+ * @example
+ * ```ts
+ * const locks = new KeyedLock();
+ * await locks.run(roomId, async () => { ... });
+ * ```
+ */
+export class KeyedLock {
+  #tails = new Map<string, Promise<unknown>>();
+
+  /**
+   * Runs `fn` after every earlier `run` with the same key has settled.
+   *
+   * @example
+   * ```ts
+   * await new KeyedLock().run("room", () => Promise.resolve(1)); // 1
+   * ```
+   */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    const mine = prev.catch(() => {}).then(fn);
+    const tail = mine.catch(() => {});
+    this.#tails.set(key, tail);
+    try {
+      return await mine;
+    } finally {
+      // Drop the entry once nothing queued after us, so the map stays small.
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * Room routes: create a room from a signed genesis change, read rooms,
+ * append signed membership changes, delete a room.
+ *
+ * The server enforces the same rules as `lib/e2e/membership.ts` (clients
+ * verify independently), plus what only it can check: that the signer is
+ * the caller, that an added member is an active user whose registered
+ * key-exchange key is the one named in the change, and that subjects and
+ * ids are free. Rooms the caller does not belong to answer 404, exactly as
+ * rooms that do not exist.
+ *
+ * @module
+ */
+
+import {
+  applyChange,
+  type ChangeBody,
+  MembershipError,
+  parseChange,
+  type SignedChange,
+  verifyLog,
+} from "../../../lib/e2e/membership.ts";
+import type { Logger } from "../../../lib/log.ts";
+import {
+  check,
+  ConflictError,
+  InvalidInputError,
+  NotFoundError,
+  type Room,
+  RoomExistsError,
+  type Store,
+} from "../../../lib/store/store.ts";
+import type { RoomStreams } from "../../rooms/streams.ts";
+import { roomView, syncMembers, verifiedRoom } from "../../rooms/state.ts";
+import { HttpError, json, readJson, type Route } from "../app.ts";
+import {
+  asObject,
+  badRequest,
+  callerOf,
+  ID32,
+  KeyedLock,
+  notFound,
+  storeErrors,
+  stringField,
+} from "./common.ts";
+
+/** What the room routes need. */
+export interface RoomRouteDeps {
+  store: Store;
+  /** Creates and deletes the JetStream streams of persisted rooms. */
+  streams: RoomStreams;
+  /**
+   * Asks the session enforcer for an immediate pass after a membership
+   * change (removed members are cut, added ones told to refresh); a no-op
+   * when the bus runs without auth.
+   */
+  recheck: () => void;
+  log: Logger;
+  /** Serialises changes to one room in this process; shared with other room routes. */
+  locks?: KeyedLock;
+}
+
+/**
+ * A room the caller is a current member of, else 404 (also for ids that
+ * cannot exist, so a probe learns nothing).
+ *
+ * @example
+ * ```ts
+ * const room = await memberRoom(store, ctx.params.id, caller);
+ * ```
+ */
+export async function memberRoom(store: Store, id: string, caller: string): Promise<Room> {
+  if (!ID32.test(id)) throw notFound("room");
+  const room = await store.getRoom(id);
+  if (!room || !(await store.getMember(id, caller))) throw notFound("room");
+  return room;
+}
+
+/**
+ * Reads `{change: {text, sig}}` from a request body, else 400.
+ *
+ * @example
+ * ```ts
+ * const change = changeFromBody(await readJson(req, ctx));
+ * ```
+ */
+export function changeFromBody(body: unknown): SignedChange {
+  const change = asObject(asObject(body, "the request body").change, "change");
+  return { text: stringField(change, "text"), sig: stringField(change, "sig") };
+}
+
+function invalidChange(message: string): HttpError {
+  return new HttpError(400, "invalid_change", message);
+}
+
+function parsed(change: SignedChange): ChangeBody {
+  try {
+    return parseChange(change.text);
+  } catch (err) {
+    if (err instanceof MembershipError) throw invalidChange(err.message);
+    throw err;
+  }
+}
+
+/**
+ * `POST /v1/rooms`, `GET /v1/rooms`, `GET /v1/rooms/:id`,
+ * `GET /v1/rooms/by-subject/:subject`, `POST /v1/rooms/:id/changes`,
+ * `DELETE /v1/rooms/:id`.
+ *
+ * @example
+ * ```ts
+ * const routes = roomRoutes({ store, streams: natsRoomStreams(nc), recheck, log });
+ * ```
+ */
+export function roomRoutes(deps: RoomRouteDeps): Route[] {
+  const { store, streams, recheck, log } = deps;
+  const locks = deps.locks ?? new KeyedLock();
+
+  /** The caller's registered kex must be the one the change names; registers it if none. */
+  const requireKex = async (signPub: string, b: ChangeBody, unknown: string) => {
+    const user = await store.getUser(signPub);
+    if (!user || user.status !== "active") {
+      throw badRequest(`${signPub} is not an active user`, unknown);
+    }
+    if (user.kexPub === null) {
+      // The change carries the binding signed by the member's own key, which
+      // verifyLog/applyChange already checked: registering it is what the
+      // member would do with PUT /v1/me/kex.
+      await store.setUserKex(signPub, b.kex!, b.kexSig!);
+    } else if (user.kexPub !== b.kex) {
+      throw badRequest(
+        `the change names a key-exchange key for ${signPub} that is not the registered one`,
+        "kex_mismatch",
+      );
+    }
+  };
+
+  const createRoom = storeErrors(async (req, ctx) => {
+    const caller = callerOf(ctx);
+    const change = changeFromBody(await readJson(req, ctx));
+    // Checked on the raw line before parsing, so the answer is the specific
+    // code whether or not the parser also insists on the id's shape.
+    const roomLine = /^room: (.*)$/m.exec(change.text);
+    if (roomLine && !ID32.test(roomLine[1])) {
+      throw badRequest("the room id must be 32 lowercase hex characters", "invalid_room_id");
+    }
+    const b = parsed(change);
+    if (b.op !== "create") throw invalidChange("a room is created by a `create` change");
+    try {
+      verifyLog(b.room, [change]);
+    } catch (err) {
+      if (err instanceof MembershipError) throw invalidChange(err.message);
+      throw err;
+    }
+    if (b.by !== caller) throw new HttpError(403, "not_signer", "the change is not signed by you");
+    const subject = b.subject!;
+    try {
+      check.subject("subject", subject);
+    } catch (err) {
+      if (err instanceof InvalidInputError) throw badRequest(err.message, "invalid_subject");
+      throw err;
+    }
+    // `$…` subjects are NATS's own (system, JetStream API, KV) and `_…` its
+    // inboxes: a room there would put them in its members' ACL.
+    if (subject.startsWith("$") || subject.startsWith("_")) {
+      throw badRequest("subjects starting with '$' or '_' are reserved", "reserved_subject");
+    }
+    const taken = async () => {
+      if (await store.getRoom(b.room)) {
+        return new HttpError(409, "room_exists", "a room with this id exists");
+      }
+      if (await store.getRoomBySubject(subject)) {
+        return new HttpError(409, "subject_taken", "another room uses this subject");
+      }
+      return null;
+    };
+    return await locks.run(b.room, async () => {
+      const conflict = await taken();
+      if (conflict) throw conflict;
+      await requireKex(caller, b, "unknown_user");
+      let room: Room;
+      try {
+        room = await store.createRoom({
+          id: b.room,
+          subject,
+          policy: b.policy!,
+          createdBy: caller,
+        });
+      } catch (err) {
+        // Another request (or node) took the id or subject since we looked.
+        if (err instanceof RoomExistsError) throw (await taken()) ?? err;
+        throw err;
+      }
+      // A room without its log, creator or stream would be unusable: undo it
+      // so the creator can simply retry.
+      const rollBack = async (step: string, err: unknown) => {
+        log.error("room creation failed, rolled back", { room: room.id, step, error: err });
+        await store.deleteRoom(room.id).catch(() => {});
+      };
+      try {
+        await store.appendRoomChange(room.id, 0, change);
+        await store.addMember({
+          roomId: room.id,
+          signPub: caller,
+          role: "admin",
+          addedBy: caller,
+          change: JSON.stringify(change),
+        });
+      } catch (err) {
+        await rollBack("store", err);
+        throw err;
+      }
+      if (room.policy.persist) {
+        try {
+          await streams.create({ id: room.id, subject: room.subject });
+        } catch (err) {
+          await rollBack("stream", err);
+          throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+        }
+      }
+      log.info("room created", { room: room.id, subject: room.subject, by: caller });
+      recheck();
+      return json(201, await roomView(store, room));
+    });
+  });
+
+  const changeRoom = storeErrors(async (req, ctx) => {
+    const caller = callerOf(ctx);
+    const id = ctx.params.id;
+    const change = changeFromBody(await readJson(req, ctx));
+    const b = parsed(change);
+    return await locks.run(id, async () => {
+      const room = await memberRoom(store, id, caller);
+      const { state, changes } = await verifiedRoom(store, id);
+      if (b.room !== id) throw invalidChange("the change is for another room");
+      if (b.by !== caller) {
+        throw new HttpError(403, "not_signer", "the change is not signed by you");
+      }
+      if (b.seq <= state.seq) {
+        throw new HttpError(
+          409,
+          "conflict",
+          `the room changed first (it is at seq ${state.seq}); refetch it and retry`,
+        );
+      }
+      let next;
+      try {
+        next = applyChange(state, change);
+      } catch (err) {
+        if (err instanceof MembershipError) throw invalidChange(err.message);
+        throw err;
+      }
+      if (b.op === "add") await requireKex(b.member, b, "unknown_member");
+      try {
+        await store.appendRoomChange(id, b.seq, change);
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          throw new HttpError(409, "conflict", "the room changed first; refetch it and retry");
+        }
+        if (err instanceof NotFoundError) throw notFound("room");
+        throw err;
+      }
+      await syncMembers(store, id, next, [...changes, change]);
+      log.info("room changed", { room: id, seq: b.seq, op: b.op, member: b.member, by: caller });
+      recheck();
+      const now = await store.getRoom(id);
+      return json(200, await roomView(store, now ?? room));
+    });
+  });
+
+  const deleteRoom = storeErrors(async (_req, ctx) => {
+    const caller = callerOf(ctx);
+    const id = ctx.params.id;
+    return await locks.run(id, async () => {
+      const room = await memberRoom(store, id, caller);
+      const { state } = await verifiedRoom(store, id);
+      if (state.members.get(caller)?.role !== "admin") {
+        throw new HttpError(403, "not_admin", "only an admin of the room may delete it");
+      }
+      // Stream first: if JetStream cannot delete it the room stays whole and
+      // the admin can retry, instead of leaving history nobody can manage.
+      if (room.policy.persist) {
+        try {
+          await streams.delete(id);
+        } catch (err) {
+          log.error("could not delete a room stream", { room: id, error: err });
+          throw new HttpError(503, "stream_unavailable", "could not delete the room's stream");
+        }
+      }
+      await store.deleteRoom(id);
+      log.info("room deleted", { room: id, by: caller });
+      recheck();
+      return new Response(null, { status: 204 });
+    });
+  });
+
+  return [
+    { method: "POST", path: "/v1/rooms", handler: createRoom },
+    {
+      method: "GET",
+      path: "/v1/rooms",
+      handler: storeErrors(async (_req, ctx) => {
+        const caller = callerOf(ctx);
+        const rooms = await store.listRoomsForMember(caller);
+        return json(200, { rooms: await Promise.all(rooms.map((r) => roomView(store, r))) });
+      }),
+    },
+    {
+      method: "GET",
+      path: "/v1/rooms/by-subject/:subject",
+      handler: storeErrors(async (_req, ctx) => {
+        const caller = callerOf(ctx);
+        const subject = ctx.params.subject;
+        try {
+          check.subject("subject", subject);
+        } catch {
+          throw notFound("room");
+        }
+        const room = await store.getRoomBySubject(subject);
+        if (!room || !(await store.getMember(room.id, caller))) throw notFound("room");
+        return json(200, await roomView(store, room));
+      }),
+    },
+    {
+      method: "GET",
+      path: "/v1/rooms/:id",
+      handler: storeErrors(async (_req, ctx) => {
+        const room = await memberRoom(store, ctx.params.id, callerOf(ctx));
+        return json(200, await roomView(store, room));
+      }),
+    },
+    { method: "POST", path: "/v1/rooms/:id/changes", handler: changeRoom },
+    { method: "DELETE", path: "/v1/rooms/:id", handler: deleteRoom },
+  ];
+}

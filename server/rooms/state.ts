@@ -1,0 +1,159 @@
+/**
+ * A room as the control plane serves it, and the bridge between the signed
+ * membership log (the truth, which clients verify themselves) and the
+ * `members` table and room epoch (derived from it, because the auth callout
+ * and the enforcer compute ACLs from them).
+ *
+ * @module
+ */
+
+import { roomStreamName } from "../../lib/auth/acl.ts";
+import {
+  MembershipError,
+  parseChange,
+  type RoomState,
+  type SignedChange,
+  verifyLog,
+} from "../../lib/e2e/membership.ts";
+import {
+  ConflictError,
+  MemberExistsError,
+  NotFoundError,
+  type Room,
+  type RoomPolicy,
+  type Store,
+} from "../../lib/store/store.ts";
+import { HttpError } from "../http/app.ts";
+
+/** What the API returns for a room. */
+export interface RoomView {
+  id: string;
+  subject: string;
+  policy: RoomPolicy;
+  epoch: number;
+  createdBy: string;
+  createdAt: number;
+  members: { signPub: string; role: "admin" | "member" }[];
+  /** The full signed membership log, in seq order. */
+  changes: SignedChange[];
+  /** The JetStream stream of a persisted room, else null. */
+  stream: string | null;
+}
+
+/**
+ * The API view of a stored room.
+ *
+ * @example
+ * ```ts
+ * const view = await roomView(store, await store.getRoom(id));
+ * ```
+ */
+export async function roomView(store: Store, room: Room): Promise<RoomView> {
+  const [members, changes] = await Promise.all([
+    store.listMembers(room.id),
+    store.listRoomChanges(room.id),
+  ]);
+  return {
+    id: room.id,
+    subject: room.subject,
+    policy: { ...room.policy },
+    epoch: room.epoch,
+    createdBy: room.createdBy,
+    createdAt: room.createdAt,
+    members: members.map((m) => ({ signPub: m.signPub, role: m.role })),
+    changes: changes.map((c) => ({ text: c.text, sig: c.sig })),
+    stream: room.policy.persist ? roomStreamName(room.id) : null,
+  };
+}
+
+/**
+ * Verifies a room's stored log. A log the server itself cannot verify means
+ * the store was tampered with or written outside the API; that room cannot
+ * be changed through the API until an operator repairs it (409, not a 500:
+ * nothing about the request is wrong, and retrying will not help).
+ *
+ * @example
+ * ```ts
+ * const { state, changes } = await verifiedRoom(store, id);
+ * ```
+ */
+export async function verifiedRoom(
+  store: Store,
+  roomId: string,
+): Promise<{ state: RoomState; changes: SignedChange[] }> {
+  const changes = (await store.listRoomChanges(roomId)).map((c) => ({ text: c.text, sig: c.sig }));
+  try {
+    return { state: verifyLog(roomId, changes), changes };
+  } catch (err) {
+    if (!(err instanceof MembershipError)) throw err;
+    throw new HttpError(
+      409,
+      "log_unverifiable",
+      `the room's stored membership log does not verify: ${err.message}`,
+    );
+  }
+}
+
+/** True when `signPub` was a member in any epoch of `state`. */
+export function everMember(state: RoomState, signPub: string): boolean {
+  for (const members of state.epochs.values()) if (members.has(signPub)) return true;
+  return false;
+}
+
+/**
+ * Makes the `members` table and the room epoch match a verified state. It
+ * writes only the difference, so it also repairs what an earlier request
+ * left half-done (e.g. a crash between appending a change and adding the
+ * member). Callers hold the room's lock, so no other request in this process
+ * writes the same rows meanwhile.
+ *
+ * @example
+ * ```ts
+ * await syncMembers(store, roomId, verifyLog(roomId, changes), changes);
+ * ```
+ */
+export async function syncMembers(
+  store: Store,
+  roomId: string,
+  state: RoomState,
+  changes: SignedChange[],
+): Promise<void> {
+  // The change that (last) added each member: stored with the member row as
+  // its provenance.
+  const addedBy = new Map<string, { by: string; change: SignedChange }>();
+  for (const change of changes) {
+    const body = parseChange(change.text);
+    if (body.op !== "remove") addedBy.set(body.member, { by: body.by, change });
+  }
+  const rows = await store.listMembers(roomId);
+  const have = new Map(rows.map((m) => [m.signPub, m]));
+  // Removals first: a narrowed ACL should never wait on an addition.
+  for (const row of rows) {
+    const want = state.members.get(row.signPub);
+    if (want && want.role === row.role) continue;
+    await store.removeMember(roomId, row.signPub).catch(ignore(NotFoundError));
+    have.delete(row.signPub);
+  }
+  for (const [signPub, m] of state.members) {
+    if (have.has(signPub)) continue;
+    const origin = addedBy.get(signPub)!;
+    await store.addMember({
+      roomId,
+      signPub,
+      role: m.role,
+      addedBy: origin.by,
+      change: JSON.stringify(origin.change),
+    }).catch(ignore(MemberExistsError));
+  }
+  const room = await store.getRoom(roomId);
+  if (room && room.epoch < state.epoch) {
+    await store.setRoomEpoch(roomId, room.epoch, state.epoch).catch(ignore(ConflictError));
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+function ignore(cls: new (...args: any[]) => Error) {
+  return (err: unknown) => {
+    if (!(err instanceof cls)) throw err;
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * The JetStream stream behind a `persist` room: it keeps the room's
+ * ciphertext so a member who was offline can read what they missed. Streams
+ * are created and deleted only by `serve` over its internal connection;
+ * members' ACLs never include stream creation or deletion.
+ *
+ * @module
+ */
+
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { roomStreamName } from "../../lib/auth/acl.ts";
+
+/** How long a persisted room keeps its history. */
+export const ROOM_STREAM_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
+
+/** The room facts a stream depends on. */
+export interface StreamRoom {
+  id: string;
+  subject: string;
+}
+
+/** Creates and deletes room streams; an interface so routes can be tested without JetStream. */
+export interface RoomStreams {
+  /** Creates the room's stream; succeeds if an identical one exists. */
+  create(room: StreamRoom): Promise<string>;
+  /** Deletes the room's stream; a missing stream is not an error. */
+  delete(roomId: string): Promise<void>;
+}
+
+/**
+ * The stream configuration of a persisted room: its one subject, file
+ * storage, 30 days of history with the oldest dropped first, one replica.
+ *
+ * @example
+ * ```ts
+ * const cfg = roomStreamConfig({ id: "0123456789abcdef0123456789abcdef", subject: "chat.ops" });
+ * cfg.name; // "ROOM_0123456789abcdef0123456789abcdef"
+ * ```
+ */
+export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { name: string } {
+  return {
+    name: roomStreamName(room.id),
+    subjects: [room.subject],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    max_age: nanos(ROOM_STREAM_MAX_AGE_MS),
+    discard: DiscardPolicy.Old,
+    num_replicas: 1,
+  };
+}
+
+/**
+ * Creates the stream of a persisted room through `nc` (serve's internal
+ * connection) and returns its name.
+ *
+ * @example
+ * ```ts
+ * const name = await createRoomStream(conn.nc, { id: room.id, subject: room.subject });
+ * ```
+ */
+export async function createRoomStream(nc: NatsConnection, room: StreamRoom): Promise<string> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const cfg = roomStreamConfig(room);
+  await jsm.streams.add(cfg);
+  return cfg.name;
+}
+
+/**
+ * Deletes the stream of a room; resolves when it is gone, including when it
+ * never existed (a room that was not persisted, or a delete being retried).
+ *
+ * @example
+ * ```ts
+ * await deleteRoomStream(conn.nc, room.id);
+ * ```
+ */
+export async function deleteRoomStream(nc: NatsConnection, roomId: string): Promise<void> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  try {
+    await jsm.streams.delete(roomStreamName(roomId));
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return;
+    throw err;
+  }
+}
+
+/**
+ * {@linkcode RoomStreams} over a NATS connection with JetStream.
+ *
+ * @example
+ * ```ts
+ * const streams = natsRoomStreams(conn.nc);
+ * await streams.create({ id: room.id, subject: room.subject });
+ * ```
+ */
+export function natsRoomStreams(nc: NatsConnection): RoomStreams {
+  return {
+    create: (room) => createRoomStream(nc, room),
+    delete: (roomId) => deleteRoomStream(nc, roomId),
+  };
+}
