@@ -10,6 +10,7 @@
 import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.ts";
 import { VERSION } from "../lib/version.ts";
 import { UsageError } from "./args.ts";
+import { clientcheckCommand } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
 import { identityCommand } from "./identity.ts";
 import { serveCommand } from "./serve.ts";
@@ -24,7 +25,13 @@ const versionCommand: Command = {
   },
 };
 
-const COMMANDS: Command[] = [serveCommand, userCommand, identityCommand, versionCommand];
+const COMMANDS: Command[] = [
+  serveCommand,
+  userCommand,
+  identityCommand,
+  clientcheckCommand,
+  versionCommand,
+];
 
 const USAGE = [
   "usage: unibus <command> [options]",

@@ -1,0 +1,733 @@
+/**
+ * The unibus client: one identity, one NATS connection (nkey, private inbox,
+ * failover across seeds), one control-plane client (signed requests, failover
+ * across seeds), and end-to-end encrypted rooms on top.
+ *
+ * @module
+ */
+
+import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { randomBytes } from "node:crypto";
+import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../auth/nkey.ts";
+import { aeadDecrypt, aeadEncrypt, NONCE_BYTES } from "../e2e/aead.ts";
+import {
+  concatBytes,
+  fromBase64,
+  fromHex,
+  lengthPrefixed,
+  toBase64,
+  toHex,
+  utf8,
+} from "../e2e/bytes.ts";
+import { type RoomPolicy, signChange } from "../e2e/membership.ts";
+import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
+import { type Identity, verifyKexBinding } from "../identity/identity.ts";
+import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
+import { ControlPlaneClient, type RoomView } from "./control_plane.ts";
+import {
+  ClosedError,
+  ControlPlaneError,
+  MembershipVerificationError,
+  UnibusError,
+  UnreachableError,
+} from "./errors.ts";
+import { type FrameMeta, RoomSession, type RoomStats } from "./room_session.ts";
+
+export type { FrameMeta, RoomStats };
+
+/** Options for {@linkcode connect}. */
+export interface ConnectOptions {
+  /** NATS seed URLs (nats:// or tls://); the client fails over between them. */
+  natsServers: string[];
+  /** Control-plane seed URLs (http:// or https://). */
+  ctrlUrls: string[];
+  identity: Identity;
+  /** Pin TLS on both planes to this CA (PEM file). */
+  tls?: { caFile: string };
+  /** Connection name shown in nats-server's monitoring. */
+  name?: string;
+}
+
+/** A room this client can use. */
+export interface RoomInfo {
+  id: string;
+  subject: string;
+  policy: RoomPolicy;
+  epoch: number;
+}
+
+/** A room given by id (32 hex characters) or by subject. */
+export type RoomRef = string | { id: string };
+
+/** A live room subscription. */
+export interface RoomSubscription {
+  /** What was delivered and dropped on this subscription. */
+  readonly stats: RoomStats;
+  unsubscribe(): void;
+  /** Resolves once every message received so far was handled. */
+  drained(): Promise<void>;
+}
+
+/** A reference to an encrypted blob, to be sent inside a room message. */
+export interface BlobRef {
+  id: string;
+  /** Base64 of the blob's own key; only ever travels end-to-end encrypted. */
+  key: string;
+  size: number;
+}
+
+const MAX_BATCH_FRAMES = 256;
+const MAX_BATCH_BYTES = 256 * 1024;
+/** The subject suffix under a user's inbox where the server says "refresh". */
+const REFRESH_SUFFIX = "unibus.refresh";
+
+function isRoomId(s: string): boolean {
+  return /^[0-9a-f]{32}$/.test(s);
+}
+
+interface Batch {
+  frames: Uint8Array[];
+  bytes: number;
+  done: PromiseWithResolvers<void>;
+}
+
+/**
+ * Connects an identity to unibus.
+ *
+ * @example
+ * ```ts
+ * const client = await connect({
+ *   natsServers: ["nats://127.0.0.1:4250"],
+ *   ctrlUrls: ["http://127.0.0.1:8470"],
+ *   identity: await loadIdentity("alice.id"),
+ * });
+ * ```
+ */
+export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
+  installConnectionResetGuard();
+  const caCert = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
+  const control = new ControlPlaneClient({
+    urls: opts.ctrlUrls,
+    signer: opts.identity.signer,
+    caCert,
+  });
+  try {
+    // The key-exchange key must be on record (and unchanged) before anyone
+    // can seal a room key to it.
+    const me = await control.getUser(opts.identity.signPubHex);
+    if (me.kexPub === null) {
+      await control.putKex(opts.identity.kexPubHex, opts.identity.kexSigHex);
+    } else if (me.kexPub !== opts.identity.kexPubHex) {
+      throw new ControlPlaneError(
+        409,
+        "kex_conflict",
+        "the server has another key-exchange key for this identity",
+      );
+    }
+  } catch (err) {
+    control.close();
+    throw err;
+  }
+  const kp = new NativeNkeyPair(Prefix.User, opts.identity.signSeed);
+  let nc: NatsConnection;
+  try {
+    nc = await natsConnect({
+      servers: opts.natsServers,
+      authenticator: nkeyAuthenticatorFor(kp),
+      inboxPrefix: inboxPrefixFor(opts.identity.signPubHex),
+      name: opts.name ??
+        `unibus-client-${opts.identity.handle ?? opts.identity.signPubHex.slice(0, 8)}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
+      timeout: 5000,
+    });
+  } catch (err) {
+    control.close();
+    throw new UnreachableError(
+      `cannot connect to NATS (${opts.natsServers.join(", ")}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return new UnibusClient(opts.identity, nc, control);
+}
+
+/**
+ * A connected unibus client. Create it with {@linkcode connect}.
+ */
+export class UnibusClient {
+  readonly identity: Identity;
+  readonly #nc: NatsConnection;
+  readonly #control: ControlPlaneClient;
+  #rooms = new Map<string, RoomSession>();
+  #loading = new Map<string, Promise<RoomSession>>();
+  #batches = new Map<string, Batch>();
+  #connected = true;
+  #closed = false;
+  #refreshing: Promise<void> | null = null;
+  #reconnected: PromiseWithResolvers<void> | null = null;
+
+  constructor(identity: Identity, nc: NatsConnection, control: ControlPlaneClient) {
+    this.identity = identity;
+    this.#nc = nc;
+    this.#control = control;
+    (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") this.#connected = false;
+        if (s.type === "reconnect") {
+          this.#connected = true;
+          this.#reconnected?.resolve();
+        }
+      }
+    })();
+    // The server's side of a membership change: when this identity gains
+    // rights, it says so here; the client's side is to re-authenticate.
+    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_SUFFIX}`, {
+      callback: () => {
+        this.refreshSession().catch(() => {});
+      },
+    });
+  }
+
+  /** The underlying NATS connection (for plain NATS use alongside rooms). */
+  get nats(): NatsConnection {
+    return this.#nc;
+  }
+
+  /** The control plane client (signed requests). */
+  get control(): ControlPlaneClient {
+    return this.#control;
+  }
+
+  /** The NATS server this client is attached to ("host:port"), or null while disconnected. */
+  connectedServer(): string | null {
+    return this.isConnected() ? this.#nc.getServer() : null;
+  }
+
+  /** True while the NATS connection is up. */
+  isConnected(): boolean {
+    return this.#connected && !this.#nc.isClosed();
+  }
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new ClosedError();
+  }
+
+  /**
+   * Re-authenticates the NATS connection so that it carries the current ACL.
+   * NATS fixes permissions when a connection authenticates: after joining a
+   * room, a client must refresh before it can use the room's subject.
+   * Subscriptions survive the refresh.
+   */
+  refreshSession(): Promise<void> {
+    this.#ensureOpen();
+    this.#refreshing ??= (async () => {
+      try {
+        // reconnect() only starts the cycle: wait for the new, re-authenticated
+        // connection before anything relies on its permissions.
+        const back = Promise.withResolvers<void>();
+        this.#reconnected = back;
+        const timer = setTimeout(
+          () => back.reject(new UnreachableError("the session did not come back within 10 s")),
+          10_000,
+        );
+        try {
+          await this.#nc.reconnect();
+          await back.promise;
+        } finally {
+          clearTimeout(timer);
+          this.#reconnected = null;
+        }
+        await this.#nc.flush();
+        await Promise.all([...this.#rooms.keys()].map((id) => this.#reload(id).catch(() => {})));
+      } finally {
+        this.#refreshing = null;
+      }
+    })();
+    return this.#refreshing;
+  }
+
+  async #reload(id: string): Promise<RoomSession> {
+    const [view, keys] = await Promise.all([this.#control.getRoom(id), this.#control.getKeys(id)]);
+    let session = this.#rooms.get(id);
+    if (session) session.update(view, keys);
+    else {
+      session = new RoomSession(this.identity, view, keys);
+      this.#rooms.set(id, session);
+    }
+    await this.#ensureCurrentKey(session);
+    return session;
+  }
+
+  /** The verified session of a room, loading it on first use. */
+  async room(ref: RoomRef): Promise<RoomSession> {
+    this.#ensureOpen();
+    const key = typeof ref === "string" ? ref : ref.id;
+    const known = this.#known(ref);
+    if (known) return known;
+    let loading = this.#loading.get(key);
+    if (!loading) {
+      loading = (async () => {
+        const id = isRoomId(key) ? key : (await this.#control.getRoomBySubject(key)).id;
+        return this.#rooms.get(id) ?? await this.#reload(id);
+      })();
+      this.#loading.set(key, loading);
+      loading.finally(() => this.#loading.delete(key)).catch(() => {});
+    }
+    return await loading;
+  }
+
+  // An admin who finds the current epoch without a key (its creator crashed
+  // between the change and the upload) makes one, so the room never stalls.
+  async #ensureCurrentKey(session: RoomSession): Promise<void> {
+    const state = session.state;
+    if (!state.policy.encrypt || session.keyFor(state.epoch)) return;
+    if (state.members.get(this.identity.signPubHex)?.role !== "admin") return;
+    await this.#distributeKey(session, state.epoch).catch(async (err) => {
+      if (err instanceof ControlPlaneError && err.status === 409) {
+        session.update(
+          await this.#control.getRoom(session.roomId),
+          await this.#control.getKeys(session.roomId),
+        );
+        return;
+      }
+      throw err;
+    });
+  }
+
+  async #distributeKey(session: RoomSession, epoch: number): Promise<void> {
+    const members = session.state.epochs.get(epoch)!;
+    const roomKey = generateRoomKey();
+    const keys = [...members.values()].map((m) => ({
+      recipient: m.signPub,
+      sealed: toBase64(
+        sealRoomKey({
+          roomId: session.roomId,
+          epoch,
+          roomKey,
+          memberSignPub: fromHex(m.signPub),
+          memberKexPub: fromHex(m.kexPub),
+          admin: this.identity.signer,
+        }),
+      ),
+    }));
+    await this.#control.putKeys(session.roomId, epoch, keys);
+    session.adoptKey(epoch, roomKey);
+  }
+
+  /**
+   * Creates a room on `subject` with this identity as its first admin, and
+   * refreshes the session so the new subject is usable at once.
+   *
+   * @example
+   * ```ts
+   * const room = await client.createRoom("agent.scout.in", { encrypt: true, sign: true, persist: false });
+   * ```
+   */
+  async createRoom(
+    subject: string,
+    policy: RoomPolicy = { encrypt: true, sign: true, persist: false },
+  ): Promise<RoomInfo> {
+    this.#ensureOpen();
+    if (policy.encrypt && !policy.sign) throw new RangeError("an encrypted room is always signed");
+    const id = toHex(new Uint8Array(randomBytes(16)));
+    const me = this.identity;
+    const change = signChange({
+      room: id,
+      seq: 0,
+      prev: "0".repeat(64),
+      op: "create",
+      subject,
+      policy,
+      member: me.signPubHex,
+      kex: me.kexPubHex,
+      kexSig: me.kexSigHex,
+      role: "admin",
+      epoch: 0,
+      by: me.signPubHex,
+      at: Date.now(),
+    }, me.signer);
+    const view = await this.#control.createRoom(change);
+    const session = new RoomSession(me, view, []);
+    this.#rooms.set(id, session);
+    if (policy.encrypt) await this.#distributeKey(session, 0);
+    await this.refreshSession();
+    return { id, subject, policy, epoch: 0 };
+  }
+
+  async #change(
+    ref: RoomRef,
+    build: (session: RoomSession) => Promise<Parameters<typeof signChange>[0]>,
+  ) {
+    this.#ensureOpen();
+    for (let attempt = 0;; attempt++) {
+      const session = await this.#reload((await this.room(ref)).roomId);
+      const change = signChange(await build(session), this.identity.signer);
+      try {
+        const view = await this.#control.postChange(session.roomId, change);
+        session.update(view, await this.#control.getKeys(session.roomId));
+        if (session.state.policy.encrypt) await this.#distributeKey(session, session.state.epoch);
+        return session;
+      } catch (err) {
+        // Someone else changed the room first: rebuild on the new head.
+        if (err instanceof ControlPlaneError && err.status === 409 && attempt < 3) continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Adds a member (by Ed25519 public key, hex) and rotates the room to a new
+   * epoch whose key is sealed to every member, the new one included. The new
+   * member's key-exchange key is taken from the directory only after its
+   * binding signature verifies: a server that swaps it is caught here.
+   */
+  async addMember(
+    ref: RoomRef,
+    signPub: string,
+    role: "admin" | "member" = "member",
+  ): Promise<RoomInfo> {
+    const user = await this.#control.getUser(signPub);
+    if (!user.kexPub || !user.kexSig) {
+      throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
+    }
+    if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
+      throw new MembershipVerificationError(
+        `the server's key-exchange key for ${signPub} is not signed by that user`,
+      );
+    }
+    const session = await this.#change(ref, (s) =>
+      Promise.resolve({
+        room: s.roomId,
+        seq: s.state.seq + 1,
+        prev: s.state.head,
+        op: "add" as const,
+        member: signPub,
+        kex: user.kexPub!,
+        kexSig: user.kexSig!,
+        role,
+        epoch: s.state.epoch + 1,
+        by: this.identity.signPubHex,
+        at: Date.now(),
+      }));
+    return this.#info(session);
+  }
+
+  /**
+   * Removes a member and rotates the room: the new epoch's key is sealed only
+   * to those who remain, so the removed member cannot read what follows.
+   */
+  async removeMember(ref: RoomRef, signPub: string): Promise<RoomInfo> {
+    const session = await this.#change(ref, (s) =>
+      Promise.resolve({
+        room: s.roomId,
+        seq: s.state.seq + 1,
+        prev: s.state.head,
+        op: "remove" as const,
+        member: signPub,
+        epoch: s.state.epoch + 1,
+        by: this.identity.signPubHex,
+        at: Date.now(),
+      }));
+    return this.#info(session);
+  }
+
+  /** Deletes a room (admins only); its stream and blobs go with it. */
+  async deleteRoom(ref: RoomRef): Promise<void> {
+    const session = await this.room(ref);
+    await this.#control.deleteRoom(session.roomId);
+    this.#rooms.delete(session.roomId);
+  }
+
+  #info(s: RoomSession): RoomInfo {
+    return { id: s.roomId, subject: s.subject, policy: s.state.policy, epoch: s.state.epoch };
+  }
+
+  /** The rooms this identity belongs to (as the server lists them). */
+  async listRooms(): Promise<RoomInfo[]> {
+    return (await this.#control.listRooms()).map((v: RoomView) => ({
+      id: v.id,
+      subject: v.subject,
+      policy: v.policy,
+      epoch: v.epoch,
+    }));
+  }
+
+  /**
+   * Publishes a message to a room. Messages published in the same tick go
+   * out as one packet with one signature (up to 256 messages or 256 KiB); a
+   * lone message is sealed and sent at once. Resolves when the packet was
+   * handed to NATS.
+   *
+   * @example
+   * ```ts
+   * await client.publish(room, "hello");
+   * ```
+   */
+  publish(ref: RoomRef, data: Uint8Array | string): Promise<void> {
+    const bytes = typeof data === "string" ? utf8(data) : data;
+    const key = typeof ref === "string" ? ref : ref.id;
+    let batch = this.#batches.get(key);
+    if (
+      !batch || batch.frames.length >= MAX_BATCH_FRAMES ||
+      batch.bytes + bytes.length > MAX_BATCH_BYTES
+    ) {
+      batch = { frames: [], bytes: 0, done: Promise.withResolvers<void>() };
+      this.#batches.set(key, batch);
+      const sealed = batch;
+      queueMicrotask(() => {
+        if (this.#batches.get(key) === sealed) this.#batches.delete(key);
+        try {
+          this.#send(ref, sealed.frames).then(sealed.done.resolve, sealed.done.reject);
+        } catch (err) {
+          sealed.done.reject(err);
+        }
+      });
+    }
+    batch.frames.push(bytes);
+    batch.bytes += bytes.length;
+    return batch.done.promise;
+  }
+
+  #send(ref: RoomRef, frames: Uint8Array[]): Promise<void> {
+    this.#ensureOpen();
+    // Known room: seal and hand to NATS in this very microtask (latency);
+    // otherwise load it first.
+    const known = this.#known(ref);
+    if (known) {
+      this.#sendNow(known, frames);
+      return Promise.resolve();
+    }
+    return this.room(ref).then((session) => this.#sendNow(session, frames));
+  }
+
+  #sendNow(session: RoomSession, frames: Uint8Array[]): void {
+    const policy = session.state.policy;
+    if (!policy.encrypt && !policy.sign) {
+      for (const f of frames) this.#nc.publish(session.subject, f);
+      return;
+    }
+    this.#nc.publish(session.subject, session.seal(frames));
+  }
+
+  #known(ref: RoomRef): RoomSession | undefined {
+    const key = typeof ref === "string" ? ref : ref.id;
+    return isRoomId(key)
+      ? this.#rooms.get(key)
+      : [...this.#rooms.values()].find((r) => r.subject === key);
+  }
+
+  /**
+   * Sends a request into a room and waits for one member's reply. The reply
+   * is sealed with the room's keys like any room message and goes to this
+   * client's private inbox only.
+   *
+   * @example
+   * ```ts
+   * const { meta, plaintext } = await client.request("agent.scout.in", "status?");
+   * ```
+   */
+  async request(
+    ref: RoomRef,
+    data: Uint8Array | string,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<{ meta: FrameMeta; plaintext: Uint8Array }> {
+    this.#ensureOpen();
+    const session = await this.room(ref);
+    const bytes = typeof data === "string" ? utf8(data) : data;
+    const msg = await this.#nc.request(session.subject, session.seal([bytes]), {
+      timeout: opts.timeoutMs ?? 5000,
+    });
+    const packet = new Uint8Array(msg.data);
+    let r = session.receive(packet);
+    if (r.kind === "stale") {
+      await this.#reload(session.roomId);
+      r = session.receive(packet);
+    }
+    if (r.kind !== "delivered") {
+      throw new UnibusError(
+        "reply_rejected",
+        `the reply did not verify (${r.kind === "dropped" ? r.detail : r.kind})`,
+      );
+    }
+    return r.frames[0];
+  }
+
+  /**
+   * Answers a request received by a subscription handler (`meta.reply` set).
+   * The reply is sealed for the room on a lane of its own for that requester.
+   */
+  async respond(ref: RoomRef, meta: FrameMeta, data: Uint8Array | string): Promise<void> {
+    if (!meta.reply) throw new RangeError("this message did not ask for a reply");
+    const session = this.#known(ref) ?? await this.room(ref);
+    const bytes = typeof data === "string" ? utf8(data) : data;
+    this.#nc.publish(meta.reply, session.seal([bytes], meta.sender));
+  }
+
+  /** Resolves when everything published so far reached the server. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#batches.values()].map((b) => b.done.promise));
+    await this.#nc.flush();
+  }
+
+  /**
+   * Subscribes to a room: `handler` gets every message that verifies (sender
+   * signature, sender membership of that epoch, never twice, decrypts),
+   * in order; everything else is dropped and counted in `stats`.
+   *
+   * @example
+   * ```ts
+   * const sub = await client.subscribe(room, (meta, text) => console.log(meta.sender, new TextDecoder().decode(text)));
+   * ```
+   */
+  async subscribe(
+    ref: RoomRef,
+    handler: (meta: FrameMeta, plaintext: Uint8Array) => void,
+  ): Promise<RoomSubscription> {
+    this.#ensureOpen();
+    const session = await this.room(ref);
+    const plain = !session.state.policy.encrypt && !session.state.policy.sign;
+    let queue: Promise<void> = Promise.resolve();
+    let pending = 0;
+    const stats = session.stats;
+    const handle = async (data: Uint8Array, reply: string | undefined) => {
+      if (plain) {
+        stats.delivered++;
+        handler({
+          roomId: session.roomId,
+          subject: session.subject,
+          sender: "",
+          epoch: 0,
+          session: "",
+          index: 0,
+          encrypted: false,
+        }, data);
+        return;
+      }
+      let result = session.receive(data);
+      if (result.kind === "stale") {
+        // A newer epoch than we know: the room changed; learn it and retry.
+        await this.#reload(session.roomId).catch(() => {});
+        result = session.receive(data);
+        if (result.kind === "stale") {
+          stats.noKey++;
+          return;
+        }
+      }
+      if (result.kind === "delivered") {
+        for (const f of result.frames) handler(reply ? { ...f.meta, reply } : f.meta, f.plaintext);
+      } else if (result.kind === "dropped" && result.reason === "noKey") {
+        // Perhaps the key was uploaded after we loaded the room: one refetch.
+        await this.#reload(session.roomId).catch(() => {});
+      }
+    };
+    const sub: NatsSubscription = this.#nc.subscribe(session.subject, {
+      callback: (_err, msg) => {
+        if (!msg) return;
+        // A copy: the client's read buffer is reused, and a message may wait
+        // in the queue (or be kept by the handler) after the next read.
+        const data = new Uint8Array(msg.data);
+        const reply = msg.reply || undefined;
+        pending++;
+        if (pending === 1) {
+          // Fast path: nothing queued, handle synchronously where possible.
+          queue = handle(data, reply).finally(() => pending--);
+        } else {
+          queue = queue.then(() => handle(data, reply)).finally(() => pending--);
+        }
+      },
+    });
+    await this.#nc.flush();
+    return {
+      stats,
+      unsubscribe: () => sub.unsubscribe(),
+      drained: () => queue,
+    };
+  }
+
+  /**
+   * Reads a persisted room's stored messages, oldest first, verified and
+   * decrypted like live ones (epochs whose keys this identity never received
+   * are counted in `stats.noKey`, not delivered).
+   */
+  async history(
+    ref: RoomRef,
+    opts: { limit?: number } = {},
+  ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
+    this.#ensureOpen();
+    const session = await this.room(ref);
+    if (!session.state.policy.persist) {
+      throw new RangeError(`room ${session.roomId} is not persisted`);
+    }
+    const reader = session.forHistory();
+    const js = jetstream(this.#nc);
+    const consumer = await js.consumers.get(roomStreamName(session.roomId));
+    const messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
+    const limit = opts.limit ?? Infinity;
+    const info = await consumer.info(true).catch(() => null);
+    let left = info ? info.num_pending : 0;
+    while (left > 0 && messages.length < limit) {
+      const batch = await consumer.fetch({ max_messages: Math.min(left, 256), expires: 2000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        left = m.info.pending;
+        const r = reader.receive(m.data);
+        if (r.kind === "delivered") messages.push(...r.frames);
+        if (messages.length >= limit) break;
+      }
+      if (got === 0) break;
+    }
+    return {
+      messages: messages.slice(0, limit === Infinity ? undefined : limit),
+      stats: reader.stats,
+    };
+  }
+
+  /**
+   * Encrypts `bytes` with a fresh key and stores the ciphertext as a blob of
+   * the room; share the returned reference inside a room message.
+   */
+  async putBlob(ref: RoomRef, bytes: Uint8Array): Promise<BlobRef> {
+    const session = await this.room(ref);
+    const key = new Uint8Array(randomBytes(32));
+    const nonce = new Uint8Array(randomBytes(NONCE_BYTES));
+    const sealed = concatBytes(nonce, aeadEncrypt(key, nonce, bytes, blobAad(session.roomId)));
+    const { id } = await this.#control.putBlob(session.roomId, sealed);
+    return { id, key: toBase64(key), size: bytes.length };
+  }
+
+  /** Fetches and decrypts a blob; throws if it was altered. */
+  async getBlob(ref: RoomRef, blob: BlobRef): Promise<Uint8Array> {
+    const session = await this.room(ref);
+    const sealed = await this.#control.getBlob(blob.id);
+    const plain = aeadDecrypt(
+      fromBase64(blob.key),
+      sealed.subarray(0, NONCE_BYTES),
+      sealed.subarray(NONCE_BYTES),
+      blobAad(session.roomId),
+    );
+    if (!plain) {
+      throw new MembershipVerificationError(
+        `blob ${blob.id} does not decrypt: altered or not this room's`,
+      );
+    }
+    return plain;
+  }
+
+  /** Closes the NATS connection and the control-plane client. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush().catch(() => {});
+    this.#closed = true;
+    await this.#nc.close();
+    this.#control.close();
+  }
+}
+
+function blobAad(roomId: string): Uint8Array {
+  return concatBytes(utf8("unibus/blob/v1"), lengthPrefixed(roomId));
+}

@@ -1,0 +1,387 @@
+/**
+ * One room's end-to-end state inside a client: the membership its signed log
+ * proves, the epoch keys sealed to this identity, this client's sending chain
+ * and the receiving chains of every sender session it has heard. No network
+ * here: client.ts feeds it views and packets.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { aeadDecrypt } from "../e2e/aead.ts";
+import { fromBase64, fromHex, toHex } from "../e2e/bytes.ts";
+import { changeHash, MembershipError, type RoomState, verifyLog } from "../e2e/membership.ts";
+import { decodePacket, encodePacket, frameAad, PacketError } from "../e2e/packet.ts";
+import { Chain, initialChainKey, RatchetPassedError } from "../e2e/ratchet.ts";
+import { openRoomKey, RoomKeyError } from "../e2e/room_key.ts";
+import type { Identity } from "../identity/identity.ts";
+import type { RoomView, SealedKeyView } from "./control_plane.ts";
+import { MembershipVerificationError, NotAMemberError, RoomKeyUnavailableError } from "./errors.ts";
+
+/** Where a delivered message came from; every field is authenticated. */
+export interface FrameMeta {
+  roomId: string;
+  subject: string;
+  /** The sender's Ed25519 public key (hex), verified by signature and membership. */
+  sender: string;
+  epoch: number;
+  /** The sender session (hex): one per client process and room. */
+  session: string;
+  index: number;
+  encrypted: boolean;
+  /** Set when the sender asked for a reply: answer with `client.respond(room, meta, data)`. */
+  reply?: string;
+}
+
+/** Counters of what was delivered and what was dropped, and why. */
+export interface RoomStats {
+  delivered: number;
+  /** Same (epoch, sender, session, index) twice, or out of order. */
+  replayed: number;
+  /** Validly signed by someone who is not a member of that epoch. */
+  nonMember: number;
+  /** Malformed, truncated, wrongly signed, or failing decryption. */
+  invalid: number;
+  /** For an epoch whose key this client does not have. */
+  noKey: number;
+}
+
+/** What {@linkcode RoomSession.receive} made of a packet. */
+export type ReceiveResult =
+  | { kind: "delivered"; frames: Array<{ meta: FrameMeta; plaintext: Uint8Array }> }
+  | { kind: "dropped"; reason: keyof Omit<RoomStats, "delivered">; detail: string }
+  /** The packet is for an epoch newer than this state: refresh, then call again. */
+  | { kind: "stale"; epoch: number };
+
+const MAX_RECEIVE_CHAINS = 4096;
+
+interface SendLane {
+  epoch: number;
+  session: Uint8Array;
+  chain: Chain | null;
+  nextIndex: number;
+}
+const MAX_RETIRED_CHAINS = 65_536;
+
+/**
+ * The E2E state of one room for one identity.
+ *
+ * @example
+ * ```ts
+ * const room = new RoomSession(identity, view, keys);
+ * const packet = room.seal([new TextEncoder().encode("hello")]);
+ * ```
+ */
+export class RoomSession {
+  readonly roomId: string;
+  readonly subject: string;
+  #me: Identity;
+  #meHex: string;
+  #state!: RoomState;
+  #keys = new Map<number, Uint8Array>();
+  #session = new Uint8Array(randomBytes(16));
+  #lanes = new Map<string, SendLane>();
+  #receive = new Map<string, Chain | number>();
+  #retired = new Set<string>();
+  #history = false;
+  #view!: RoomView;
+  #sealed: SealedKeyView[] = [];
+  readonly stats: RoomStats = { delivered: 0, replayed: 0, nonMember: 0, invalid: 0, noKey: 0 };
+
+  constructor(me: Identity, view: RoomView, keys: SealedKeyView[]) {
+    this.roomId = view.id;
+    this.subject = view.subject;
+    this.#me = me;
+    this.#meHex = me.signPubHex;
+    this.update(view, keys);
+  }
+
+  /** The verified state (members per epoch, policy, current epoch). */
+  get state(): RoomState {
+    return this.#state;
+  }
+
+  /** This client's sending session id (hex). */
+  get session(): string {
+    return toHex(this.#session);
+  }
+
+  /** The epochs whose keys this client holds. */
+  get keyEpochs(): number[] {
+    return [...this.#keys.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Takes a fresh view and key list from the control plane. The view is only
+   * trusted as far as its signed log goes: a member the server lists but the
+   * log does not prove is an attack, reported as such.
+   */
+  update(view: RoomView, keys: SealedKeyView[]): void {
+    if (view.id !== this.roomId) throw new Error("view is for another room");
+    let state: RoomState;
+    try {
+      state = verifyLog(view.id, view.changes);
+    } catch (err) {
+      if (err instanceof MembershipError) {
+        throw new MembershipVerificationError(`room ${view.id}: ${err.message}`);
+      }
+      throw err;
+    }
+    if (state.subject !== view.subject) {
+      throw new MembershipVerificationError(`room ${view.id}: server reports another subject`);
+    }
+    const listed = new Set(view.members.map((m) => m.signPub));
+    const proven = new Set(state.members.keys());
+    const injected = [...listed].filter((m) => !proven.has(m));
+    if (injected.length > 0) {
+      throw new MembershipVerificationError(
+        `room ${view.id}: the server lists members its signed log does not prove: ${
+          injected.join(", ")
+        }`,
+      );
+    }
+    // The log only grows: a server that serves an older prefix (hiding a
+    // removal) or a different history is caught against what we saw before.
+    const seen = this.#state as RoomState | undefined;
+    if (seen) {
+      if (state.seq < seen.seq) {
+        throw new MembershipVerificationError(
+          `room ${view.id}: the server served membership up to change ${state.seq}, but change ${seen.seq} was already seen`,
+        );
+      }
+      if (changeHash(view.changes[seen.seq]) !== seen.head) {
+        throw new MembershipVerificationError(
+          `room ${view.id}: the server's membership history differs from the one already seen`,
+        );
+      }
+    }
+    this.#state = state;
+    this.#view = view;
+    this.#sealed = keys;
+    for (const k of keys) {
+      if (this.#keys.has(k.epoch)) continue;
+      const epochMembers = state.epochs.get(k.epoch);
+      const sealerOk = epochMembers?.get(k.sealedBy)?.role === "admin" ||
+        state.members.get(k.sealedBy)?.role === "admin";
+      if (!sealerOk) continue; // not from an admin: ignore, never use
+      try {
+        this.#keys.set(
+          k.epoch,
+          openRoomKey({
+            envelope: fromBase64(k.sealed),
+            roomId: this.roomId,
+            epoch: k.epoch,
+            adminSignPub: fromHex(k.sealedBy),
+            me: this.#me,
+          }),
+        );
+      } catch (err) {
+        if (!(err instanceof RoomKeyError)) throw err;
+      }
+    }
+  }
+
+  /** True when this identity is a member of the current epoch. */
+  get isMember(): boolean {
+    return this.#state.members.has(this.#meHex);
+  }
+
+  /**
+   * The sending lane for `lane` ("" = the room subject; a requester's key =
+   * replies to that requester), restarted when the epoch moved. Each lane is
+   * its own sender session: replies travel on another subject than room
+   * messages, and one shared chain would make receivers see its indices out
+   * of order.
+   */
+  #laneFor(lane: string): SendLane {
+    const epoch = this.#state.epoch;
+    if (!this.isMember) throw new NotAMemberError(`not a member of room ${this.roomId}`);
+    let l = this.#lanes.get(lane);
+    if (!l || l.epoch !== epoch) {
+      const session = lane === "" ? this.#session : new Uint8Array(randomBytes(16));
+      let chain: Chain | null = null;
+      if (this.#state.policy.encrypt) {
+        const key = this.#keys.get(epoch);
+        if (!key) {
+          throw new RoomKeyUnavailableError(`no key for epoch ${epoch} of room ${this.roomId}`);
+        }
+        chain = new Chain(
+          initialChainKey(key, { roomId: this.roomId, epoch, sender: this.#me.signPub, session }),
+        );
+      }
+      l = { epoch, session, chain, nextIndex: 0 };
+      if (this.#lanes.size >= MAX_RECEIVE_CHAINS) {
+        this.#lanes.delete(this.#lanes.keys().next().value!);
+      }
+      this.#lanes.set(lane, l);
+    }
+    return l;
+  }
+
+  /**
+   * Encrypts (or only signs, per policy) a run of messages into one packet.
+   * Plain rooms (neither encrypt nor sign) are not sealed: the caller sends
+   * the bytes as they are. `lane` is "" for the room subject, or the
+   * requester's key for a reply.
+   */
+  seal(plaintexts: Uint8Array[], lane = ""): Uint8Array {
+    const l = this.#laneFor(lane);
+    const frames = plaintexts.map((plaintext) => {
+      if (l.chain) {
+        const index = l.chain.index;
+        return { index, key: l.chain.next(), plaintext };
+      }
+      return { index: l.nextIndex++, key: null, plaintext };
+    });
+    return encodePacket(
+      {
+        roomId: this.roomId,
+        epoch: l.epoch,
+        session: l.session,
+        signer: this.#me.signer,
+        encrypted: this.#state.policy.encrypt,
+      },
+      frames,
+    );
+  }
+
+  /**
+   * Authenticates and opens a packet: signature, membership of the sender in
+   * the packet's epoch, order (no index twice), then decryption.
+   */
+  receive(bytes: Uint8Array): ReceiveResult {
+    let packet;
+    try {
+      packet = decodePacket(this.roomId, bytes);
+    } catch (err) {
+      if (err instanceof PacketError) return this.#drop("invalid", err.message);
+      throw err;
+    }
+    const policy = this.#state.policy;
+    if (packet.encrypted !== policy.encrypt) {
+      return this.#drop("invalid", "packet encryption does not match the room policy");
+    }
+    const epochMembers = this.#state.epochs.get(packet.epoch);
+    if (!epochMembers) {
+      if (packet.epoch > this.#state.epoch) return { kind: "stale", epoch: packet.epoch };
+      return this.#drop("invalid", `unknown epoch ${packet.epoch}`);
+    }
+    const sender = toHex(packet.sender);
+    if (!epochMembers.has(sender)) {
+      return this.#drop("nonMember", `${sender} is not a member of epoch ${packet.epoch}`);
+    }
+    // Live, a removed member must not keep talking in an epoch it still has
+    // the key of; history (written while it was a member) stays readable.
+    if (!this.#history && !this.#state.members.has(sender)) {
+      return this.#drop("nonMember", `${sender} is no longer a member`);
+    }
+    const session = toHex(packet.session);
+    const chainKey = `${packet.epoch}/${sender}/${session}`;
+    let chain = this.#receive.get(chainKey);
+    if (chain === undefined && this.#retired.has(chainKey)) {
+      return this.#drop("replayed", "sender session was retired");
+    }
+    if (chain === undefined) {
+      if (policy.encrypt) {
+        const key = this.#keys.get(packet.epoch);
+        if (!key) return this.#drop("noKey", `no key for epoch ${packet.epoch}`);
+        chain = new Chain(
+          initialChainKey(key, {
+            roomId: this.roomId,
+            epoch: packet.epoch,
+            sender: packet.sender,
+            session: packet.session,
+          }),
+        );
+      } else {
+        chain = -1; // last accepted index of a sign-only session
+      }
+      if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
+        const oldest = this.#receive.keys().next().value!;
+        this.#receive.delete(oldest);
+        // Remember it is closed: restarting an evicted chain at CK_0 would
+        // accept its old packets again.
+        this.#retired.add(oldest);
+        if (this.#retired.size > MAX_RETIRED_CHAINS) {
+          this.#retired.delete(this.#retired.values().next().value!);
+        }
+      }
+      this.#receive.set(chainKey, chain);
+    }
+    const out: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
+    for (const f of packet.frames) {
+      let plaintext: Uint8Array | null = f.body;
+      if (chain instanceof Chain) {
+        let mk: Uint8Array;
+        try {
+          mk = chain.keyFor(f.index);
+        } catch (err) {
+          if (err instanceof RatchetPassedError) {
+            this.stats.replayed++;
+            continue;
+          }
+          this.stats.invalid++;
+          continue;
+        }
+        plaintext = aeadDecrypt(
+          mk,
+          f.nonce,
+          f.body,
+          frameAad(this.roomId, packet.epoch, packet.sender, packet.session, f.index),
+        );
+        if (plaintext === null) {
+          this.stats.invalid++;
+          continue;
+        }
+      } else {
+        const last = this.#receive.get(chainKey) as number;
+        if (f.index <= last) {
+          this.stats.replayed++;
+          continue;
+        }
+        this.#receive.set(chainKey, f.index);
+      }
+      out.push({
+        meta: {
+          roomId: this.roomId,
+          subject: this.subject,
+          sender,
+          epoch: packet.epoch,
+          session,
+          index: f.index,
+          encrypted: packet.encrypted,
+        },
+        plaintext,
+      });
+    }
+    this.stats.delivered += out.length;
+    if (out.length === 0) return { kind: "dropped", reason: "replayed", detail: "no new frames" };
+    return { kind: "delivered", frames: out };
+  }
+
+  #drop(reason: keyof Omit<RoomStats, "delivered">, detail: string): ReceiveResult {
+    this.stats[reason]++;
+    return { kind: "dropped", reason, detail };
+  }
+
+  /**
+   * A receiving-only copy for reading history: same keys and membership,
+   * fresh chains, so old frames are not mistaken for replays of live ones.
+   */
+  forHistory(): RoomSession {
+    const copy = new RoomSession(this.#me, this.#view, this.#sealed);
+    for (const [epoch, key] of this.#keys) copy.adoptKey(epoch, key);
+    copy.#history = true;
+    return copy;
+  }
+
+  /** The epoch key, when this client holds it (admins share older epochs with it). */
+  keyFor(epoch: number): Uint8Array | undefined {
+    return this.#keys.get(epoch);
+  }
+
+  /** Records a key this client generated itself. */
+  adoptKey(epoch: number, key: Uint8Array): void {
+    this.#keys.set(epoch, key);
+  }
+}

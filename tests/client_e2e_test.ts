@@ -1,0 +1,336 @@
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { connect, type UnibusClient } from "../lib/client/client.ts";
+import { ControlPlaneError, MembershipVerificationError } from "../lib/client/errors.ts";
+import { RoomSession } from "../lib/client/room_session.ts";
+import { toHex } from "../lib/e2e/bytes.ts";
+import { encodePacket } from "../lib/e2e/packet.ts";
+import { generateIdentity, type Identity, loadIdentity } from "../lib/identity/identity.ts";
+import { openSqliteStore } from "../lib/store/sqlite.ts";
+import type { Store } from "../lib/store/store.ts";
+import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
+import { addBusUser, type BusUser } from "./helpers/bus.ts";
+import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+
+const dec = new TextDecoder();
+
+interface Bus {
+  s: ServeUnderTest;
+  store: Store;
+  internalId: string;
+  stop(): Promise<void>;
+}
+
+async function bus(): Promise<Bus> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
+  const internalId = `${dir}/internal.id`;
+  const s = await startServe({
+    extraArgs: ["--bus-auth", "enforce", "--internal-id-file", internalId],
+  });
+  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  return {
+    s,
+    store,
+    internalId,
+    async stop() {
+      await store.close();
+      await s.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function clientFor(b: Bus, user: BusUser): Promise<UnibusClient> {
+  return connect({
+    natsServers: [`nats://127.0.0.1:${b.s.natsPort}`],
+    ctrlUrls: [b.s.httpUrl],
+    identity: user.identity,
+  });
+}
+
+/** The internal service identity: full NATS rights, like a curious operator. */
+async function operatorTap(b: Bus) {
+  const id = await loadIdentity(b.internalId);
+  return await natsConnect({
+    servers: `127.0.0.1:${b.s.natsPort}`,
+    authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+  });
+}
+
+/** Collects plaintexts until `n` arrived or `ms` passed. */
+function collector(n: number, ms = 5000) {
+  const got: string[] = [];
+  const done = Promise.withResolvers<string[]>();
+  const timer = setTimeout(() => done.resolve(got), ms);
+  return {
+    got,
+    push(text: string) {
+      got.push(text);
+      if (got.length >= n) {
+        clearTimeout(timer);
+        done.resolve(got);
+      }
+    },
+    wait: () => done.promise,
+    cancel: () => clearTimeout(timer),
+  };
+}
+
+Deno.test("two members exchange messages in both directions, authenticated to their sender", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await clientFor(b, alice);
+  const cb = await clientFor(b, bob);
+  try {
+    const room = await ca.createRoom("agent.scout.in");
+    await ca.addMember(room, bob.hex);
+    await cb.refreshSession();
+    const atBob = collector(3);
+    const atAlice = collector(3);
+    await cb.subscribe(room, (m, p) => {
+      if (m.sender === alice.hex) atBob.push(dec.decode(p));
+    });
+    await ca.subscribe(room, (m, p) => {
+      if (m.sender === bob.hex) atAlice.push(dec.decode(p));
+    });
+    for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
+    for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
+    assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
+    assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
+  } finally {
+    await ca.close();
+    await cb.close();
+    await b.stop();
+  }
+});
+
+Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const ca = await clientFor(b, alice);
+  const tap = await operatorTap(b);
+  try {
+    const room = await ca.createRoom("secret.room");
+    const sub = tap.subscribe("secret.room", { max: 1 });
+    await tap.flush();
+    await ca.publish(room, "the plaintext nobody else may read");
+    for await (const m of sub) {
+      assert(!dec.decode(m.data).includes("plaintext"), "no plaintext on the wire");
+      // And without a sealed key, a RoomSession for a stranger cannot open it.
+      const stranger = generateIdentity("stranger");
+      const view = await ca.control.getRoom(room.id);
+      const session = new RoomSession(stranger, view, []);
+      const r = session.receive(m.data);
+      assertEquals(r.kind, "dropped");
+    }
+    // Nor is it in the server's database.
+    const dbBytes = await Deno.readFile(`${b.s.dataDir}/unibus.db`);
+    assert(!dec.decode(dbBytes).includes("the plaintext nobody"), "no plaintext at rest");
+  } finally {
+    await tap.close();
+    await ca.close();
+    await b.stop();
+  }
+});
+
+Deno.test("a removed member cannot decrypt what is sent after its removal", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await clientFor(b, alice);
+  const cb = await clientFor(b, bob);
+  const tap = await operatorTap(b);
+  try {
+    const room = await ca.createRoom("team.shared");
+    await ca.addMember(room, bob.hex);
+    await cb.refreshSession();
+    // Bob's state as it was while he was a member: keys of epoch 1.
+    const bobSession = await cb.room(room.id);
+    assert(bobSession.keyFor(1) !== undefined, "bob holds epoch 1's key");
+    const info = await ca.removeMember(room, bob.hex);
+    assertEquals(info.epoch, 2);
+    const sub = tap.subscribe("team.shared", { max: 1 });
+    await tap.flush();
+    await ca.publish(room, "after bob left");
+    for await (const m of sub) {
+      // Even handed the ciphertext by a colluding server, Bob's keys do not open it.
+      const r = bobSession.receive(m.data);
+      assert(r.kind !== "delivered", `bob must not read it, got ${r.kind}`);
+    }
+    // And the server will not give him the new epoch's key.
+    const keys = await cb.control.getKeys(room.id).catch(() => []);
+    assert(keys.every((k) => k.epoch < 2), "no key for epoch 2 was sealed to bob");
+  } finally {
+    await tap.close();
+    await ca.close();
+    await cb.close();
+    await b.stop();
+  }
+});
+
+Deno.test("replayed, truncated, tampered and non-member packets are dropped and counted", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await clientFor(b, alice);
+  const cb = await clientFor(b, bob);
+  const tap = await operatorTap(b);
+  try {
+    const room = await ca.createRoom("guarded.room");
+    await ca.addMember(room, bob.hex);
+    await cb.refreshSession();
+    const seen: string[] = [];
+    const sub = await cb.subscribe(room, (_m, p) => seen.push(dec.decode(p)));
+    const wire = tap.subscribe("guarded.room", { max: 1 });
+    await tap.flush();
+    await ca.publish(room, "original");
+    let captured = new Uint8Array();
+    // A copy: nats.js hands out views of a read buffer it reuses.
+    for await (const m of wire) captured = new Uint8Array(m.data);
+
+    tap.publish("guarded.room", captured); // replay
+    tap.publish("guarded.room", captured.subarray(0, captured.length - 10)); // truncated
+    const tampered = captured.slice();
+    tampered[70] ^= 1;
+    tap.publish("guarded.room", tampered); // tampered
+    // A packet validly signed by Carol, who is allowlisted but not a member.
+    const session = await ca.room(room.id);
+    const forged = encodePacket({
+      roomId: room.id,
+      epoch: session.state.epoch,
+      session: new Uint8Array(16),
+      signer: carol.identity.signer,
+      encrypted: true,
+    }, [{ index: 0, key: new Uint8Array(32), plaintext: new TextEncoder().encode("from carol") }]);
+    tap.publish("guarded.room", forged);
+    await tap.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    await sub.drained();
+    assertEquals(seen, ["original"]);
+    assertEquals(sub.stats.replayed, 1);
+    assertEquals(sub.stats.invalid, 2);
+    assertEquals(sub.stats.nonMember, 1);
+  } finally {
+    await tap.close();
+    await ca.close();
+    await cb.close();
+    await b.stop();
+  }
+});
+
+Deno.test("a member the server inserts, or a key it swaps, is detected and not obeyed", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const mallory = await addBusUser(b.store, "mallory");
+  const ca = await clientFor(b, alice);
+  try {
+    const room = await ca.createRoom("trust.room");
+    // The server (here: its database) lists Mallory without a signed change.
+    await b.store.addMember({
+      roomId: room.id,
+      signPub: mallory.hex,
+      role: "member",
+      addedBy: alice.hex,
+      change: null,
+    });
+    const fresh = await clientFor(b, alice);
+    try {
+      await assertRejects(() => fresh.room(room.id), MembershipVerificationError, "does not prove");
+    } finally {
+      await fresh.close();
+    }
+    await b.store.removeMember(room.id, mallory.hex);
+
+    // The directory hands out a key-exchange key for Bob that Bob never signed.
+    const other = generateIdentity("other");
+    await replaceKex(b.s.dataDir, bob.hex, other);
+    await assertRejects(
+      () => ca.addMember(room, bob.hex),
+      MembershipVerificationError,
+      "not signed",
+    );
+  } finally {
+    await ca.close();
+    await b.stop();
+  }
+});
+
+/** Rewrites a user's key-exchange key behind the API, as a compromised server could. */
+async function replaceKex(dataDir: string, signPub: string, other: Identity) {
+  const { createClient } = await import("@libsql/client");
+  const db = createClient({ url: `file:${dataDir}/unibus.db` });
+  try {
+    await db.execute({
+      sql: "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ?",
+      args: [other.kexPubHex, other.kexSigHex, signPub],
+    });
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("a persisted room's history is readable after reconnecting, decrypted", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await clientFor(b, alice);
+  try {
+    const room = await ca.createRoom("log.room", { encrypt: true, sign: true, persist: true });
+    await ca.addMember(room, bob.hex);
+    for (let i = 0; i < 5; i++) ca.publish(room, `entry-${i}`);
+    await ca.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    // Bob was offline; he connects now and reads what he missed.
+    const cb = await clientFor(b, bob);
+    try {
+      const { messages, stats } = await cb.history(room);
+      assertEquals(
+        messages.map((m) => dec.decode(m.plaintext)),
+        [0, 1, 2, 3, 4].map((i) => `entry-${i}`),
+      );
+      assertEquals(stats.invalid, 0);
+      // The stream holds ciphertext only.
+      const tap = await operatorTap(b);
+      try {
+        const { jetstream } = await import("@nats-io/jetstream");
+        const js = jetstream(tap);
+        const stream = await js.streams.get(`ROOM_${room.id}`);
+        const first = await stream.getMessage({ seq: 1 });
+        assert(first && !dec.decode(first.data).includes("entry-"), "ciphertext at rest");
+      } finally {
+        await tap.close();
+      }
+    } finally {
+      await cb.close();
+    }
+  } finally {
+    await ca.close();
+    await b.stop();
+  }
+});
+
+Deno.test("blobs round-trip encrypted for members and stay closed to others", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await clientFor(b, alice);
+  const cb = await clientFor(b, bob);
+  const cc = await clientFor(b, carol);
+  try {
+    const room = await ca.createRoom("files.room");
+    await ca.addMember(room, bob.hex);
+    const content = new TextEncoder().encode("a file only members read");
+    const ref = await ca.putBlob(room, content);
+    assertEquals(toHex(await cb.getBlob(room, ref)), toHex(content));
+    await assertRejects(() => cc.control.getBlob(ref.id), ControlPlaneError);
+  } finally {
+    await ca.close();
+    await cb.close();
+    await cc.close();
+    await b.stop();
+  }
+});
