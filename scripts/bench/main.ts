@@ -8,15 +8,21 @@
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchConnect } from "./connect.ts";
+import { benchE2E } from "./e2e.ts";
 
 installConnectionResetGuard();
 const json = Deno.args.includes("--json");
 const n = Number(Deno.args.find((a) => a.startsWith("--connects="))?.split("=")[1] ?? 500);
 
+const count = Number(Deno.args.find((a) => a.startsWith("--messages="))?.split("=")[1] ?? 200_000);
+const pings = Number(Deno.args.find((a) => a.startsWith("--pings="))?.split("=")[1] ?? 2000);
 const connects = await benchConnect(n);
+const e2e = await benchE2E(count, pings);
 const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 if (json) {
-  console.log(JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects }, null, 2));
+  console.log(
+    JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects, e2e }, null, 2),
+  );
 } else {
   const row = (name: string, s: typeof connects.auth) =>
     `| ${name} | ${s.n} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.max} |`;
@@ -30,6 +36,21 @@ if (json) {
       "|---|---|---|---|---|---|",
       row("enforce: nkey + auth callout", connects.auth),
       row("auth off (no credentials)", connects.noAuth),
+      "",
+      `Publish → subscribe, 256-byte payloads, ${count} messages, publisher and subscriber in separate processes:`,
+      "",
+      "| path | received | msgs/s |",
+      "|---|---|---|",
+      `| raw nats.js | ${e2e.raw.received} | ${e2e.raw.msgsPerSec} |`,
+      `| unibus E2E room (encrypted + signed) | ${e2e.e2e.received} | ${e2e.e2e.msgsPerSec} |`,
+      `| ratio raw : E2E | | 1 : ${(e2e.raw.msgsPerSec / e2e.e2e.msgsPerSec).toFixed(1)} |`,
+      "",
+      `Round trip (request → echo → reply), 256-byte payloads, ${pings} round trips, milliseconds:`,
+      "",
+      "| path | p50 | p90 | p99 | max |",
+      "|---|---|---|---|---|",
+      `| raw nats.js request/reply | ${e2e.rawLat.p50} | ${e2e.rawLat.p90} | ${e2e.rawLat.p99} | ${e2e.rawLat.max} |`,
+      `| unibus E2E room ping/pong | ${e2e.e2eLat.p50} | ${e2e.e2eLat.p90} | ${e2e.e2eLat.p99} | ${e2e.e2eLat.max} |`,
     ].join("\n"),
   );
 }

@@ -1,0 +1,149 @@
+/**
+ * One side of a throughput or latency measurement, run as its own process
+ * so that publisher and subscriber each have a core (scripts/bench/e2e.ts
+ * starts them). Prints one JSON line with its result.
+ *
+ *   worker.ts raw-sub   '{"url","subject","count"}'
+ *   worker.ts raw-pub   '{"url","subject","count","size"}'
+ *   worker.ts raw-echo  '{"url","subject"}'                  replies until killed
+ *   worker.ts raw-ping  '{"url","subject","count"}'
+ *   worker.ts e2e-sub / e2e-pub / e2e-echo / e2e-ping          same, plus "ctrl","identity","room"
+ *
+ * @module
+ */
+
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { connect } from "../../lib/client/client.ts";
+import { loadIdentity } from "../../lib/identity/identity.ts";
+import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
+import { summarize } from "./stats.ts";
+
+installConnectionResetGuard();
+const [role, configText] = Deno.args;
+const cfg = JSON.parse(configText);
+const say = (o: unknown) => console.log(JSON.stringify(o));
+const payload = new Uint8Array(cfg.size ?? 256).fill(120);
+
+async function e2eClient() {
+  return await connect({
+    natsServers: [cfg.url],
+    ctrlUrls: [cfg.ctrl],
+    identity: await loadIdentity(cfg.identity),
+  });
+}
+
+function counter(count: number) {
+  let n = 0;
+  let first = 0;
+  const done = Promise.withResolvers<{ received: number; ms: number }>();
+  const timeout = setTimeout(
+    () => done.resolve({ received: n, ms: performance.now() - first }),
+    60_000,
+  );
+  return {
+    hit() {
+      if (n === 0) first = performance.now();
+      if (++n === count) {
+        clearTimeout(timeout);
+        done.resolve({ received: n, ms: performance.now() - first });
+      }
+    },
+    done: done.promise,
+  };
+}
+
+switch (role) {
+  case "raw-sub": {
+    const nc = await natsConnect({ servers: cfg.url });
+    const c = counter(cfg.count);
+    nc.subscribe(cfg.subject, { callback: () => c.hit() });
+    await nc.flush();
+    say({ ready: true });
+    say(await c.done);
+    await nc.close();
+    break;
+  }
+  case "raw-pub": {
+    const nc = await natsConnect({ servers: cfg.url });
+    const t0 = performance.now();
+    for (let i = 0; i < cfg.count; i++) {
+      nc.publish(cfg.subject, payload);
+      if (i % 10_000 === 9_999) await nc.flush();
+    }
+    await nc.flush();
+    say({ sent: cfg.count, ms: performance.now() - t0 });
+    await nc.close();
+    break;
+  }
+  case "raw-echo": {
+    const nc = await natsConnect({ servers: cfg.url });
+    nc.subscribe(cfg.subject, {
+      callback: (_e, m) => {
+        m.respond(m.data);
+      },
+    });
+    await nc.flush();
+    say({ ready: true });
+    await new Promise(() => {});
+    break;
+  }
+  case "raw-ping": {
+    const nc = await natsConnect({ servers: cfg.url });
+    const times: number[] = [];
+    for (let i = 0; i < cfg.count + 200; i++) {
+      const t0 = performance.now();
+      await nc.request(cfg.subject, payload, { timeout: 5000 });
+      if (i >= 200) times.push(performance.now() - t0);
+    }
+    say(summarize(times));
+    await nc.close();
+    break;
+  }
+  case "e2e-sub": {
+    const client = await e2eClient();
+    const c = counter(cfg.count);
+    await client.subscribe(cfg.room, () => c.hit());
+    say({ ready: true });
+    say(await c.done);
+    await client.close();
+    break;
+  }
+  case "e2e-pub": {
+    const client = await e2eClient();
+    const t0 = performance.now();
+    for (let i = 0; i < cfg.count; i++) {
+      client.publish(cfg.room, payload);
+      // Let the batches go out (and NATS push back) every few thousand.
+      if (i % 4096 === 4095) await client.flush();
+    }
+    await client.flush();
+    say({ sent: cfg.count, ms: performance.now() - t0 });
+    await client.close();
+    break;
+  }
+  case "e2e-echo": {
+    const client = await e2eClient();
+    await client.subscribe(cfg.room, (meta, data) => {
+      if (meta.reply) client.respond(cfg.room, meta, data);
+    });
+    say({ ready: true });
+    await new Promise(() => {});
+    break;
+  }
+  case "e2e-ping": {
+    const client = await e2eClient();
+    const times: number[] = [];
+    for (let i = 0; i < cfg.count + 200; i++) {
+      const t0 = performance.now();
+      await client.request(cfg.room, payload, { timeoutMs: 5000 });
+      if (i >= 200) times.push(performance.now() - t0);
+    }
+    say(summarize(times));
+    await client.close();
+    break;
+  }
+  default:
+    console.error(`unknown role ${role}`);
+    Deno.exit(2);
+}
+Deno.exit(0);
