@@ -334,3 +334,40 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
     await b.stop();
   }
 });
+
+Deno.test("after a removal the remaining members move to the new epoch without being asked", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await clientFor(b, alice);
+  const cc = await clientFor(b, carol);
+  try {
+    const room = await ca.createRoom("rotating.room");
+    await ca.addMember(room, carol.hex);
+    await ca.addMember(room, bob.hex);
+    await cc.refreshSession();
+    const heard = collector(2);
+    const epochs: number[] = [];
+    await ca.subscribe(room, (m, p) => {
+      if (m.sender === carol.hex) {
+        epochs.push(m.epoch);
+        heard.push(dec.decode(p));
+      }
+    });
+    await cc.publish(room, "before");
+    const info = await ca.removeMember(room, bob.hex);
+    // Carol did nothing but get the server's notice and verify the new log.
+    const deadline = Date.now() + 3000;
+    while ((await cc.room(room.id)).state.epoch !== info.epoch && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await cc.publish(room, "after");
+    assertEquals(await heard.wait(), ["before", "after"]);
+    assertEquals(epochs, [info.epoch - 1, info.epoch]);
+  } finally {
+    await ca.close();
+    await cc.close();
+    await b.stop();
+  }
+});

@@ -31,6 +31,7 @@ import {
   ClosedError,
   ControlPlaneError,
   MembershipVerificationError,
+  RoomKeyUnavailableError,
   UnibusError,
   UnreachableError,
 } from "./errors.ts";
@@ -83,6 +84,8 @@ const MAX_BATCH_FRAMES = 256;
 const MAX_BATCH_BYTES = 256 * 1024;
 /** The subject suffix under a user's inbox where the server says "refresh". */
 const REFRESH_SUFFIX = "unibus.refresh";
+/** … and where it says "a room you are in changed". */
+const ROOM_NOTICE_SUFFIX = "unibus.room";
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
@@ -169,6 +172,7 @@ export class UnibusClient {
   #closed = false;
   #refreshing: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
+  #keying = new Map<string, Promise<void>>();
 
   constructor(identity: Identity, nc: NatsConnection, control: ControlPlaneClient) {
     this.identity = identity;
@@ -188,6 +192,14 @@ export class UnibusClient {
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_SUFFIX}`, {
       callback: () => {
         this.refreshSession().catch(() => {});
+      },
+    });
+    // A room changed (a member came or went, so a new epoch began): learn it
+    // now, so that this client stops sending under the previous epoch's key.
+    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${ROOM_NOTICE_SUFFIX}`, {
+      callback: (_err, msg) => {
+        const id = msg?.string();
+        if (id && this.#rooms.has(id)) this.#reload(id).catch(() => {});
       },
     });
   }
@@ -282,7 +294,15 @@ export class UnibusClient {
 
   // An admin who finds the current epoch without a key (its creator crashed
   // between the change and the upload) makes one, so the room never stalls.
-  async #ensureCurrentKey(session: RoomSession): Promise<void> {
+  #ensureCurrentKey(session: RoomSession): Promise<void> {
+    // One at a time per room: a change and its own notice both land here.
+    const running = this.#keying.get(session.roomId);
+    const next = (running ?? Promise.resolve()).then(() => this.#makeCurrentKey(session));
+    this.#keying.set(session.roomId, next.catch(() => {}));
+    return next;
+  }
+
+  async #makeCurrentKey(session: RoomSession): Promise<void> {
     const state = session.state;
     if (!state.policy.encrypt || session.keyFor(state.epoch)) return;
     if (state.members.get(this.identity.signPubHex)?.role !== "admin") return;
@@ -366,16 +386,19 @@ export class UnibusClient {
     for (let attempt = 0;; attempt++) {
       const session = await this.#reload((await this.room(ref)).roomId);
       const change = signChange(await build(session), this.identity.signer);
+      let view: RoomView;
       try {
-        const view = await this.#control.postChange(session.roomId, change);
-        session.update(view, await this.#control.getKeys(session.roomId));
-        if (session.state.policy.encrypt) await this.#distributeKey(session, session.state.epoch);
-        return session;
+        view = await this.#control.postChange(session.roomId, change);
       } catch (err) {
         // Someone else changed the room first: rebuild on the new head.
         if (err instanceof ControlPlaneError && err.status === 409 && attempt < 3) continue;
         throw err;
       }
+      session.update(view, await this.#control.getKeys(session.roomId));
+      // The new epoch needs a key; #ensureCurrentKey makes it unless another
+      // admin (or this client's own notice handler) already did.
+      await this.#ensureCurrentKey(session);
+      return session;
     }
   }
 
@@ -498,10 +521,29 @@ export class UnibusClient {
     // otherwise load it first.
     const known = this.#known(ref);
     if (known) {
-      this.#sendNow(known, frames);
-      return Promise.resolve();
+      try {
+        this.#sendNow(known, frames);
+        return Promise.resolve();
+      } catch (err) {
+        if (!(err instanceof RoomKeyUnavailableError)) throw err;
+      }
     }
-    return this.room(ref).then((session) => this.#sendNow(session, frames));
+    return this.#sendWhenKeyed(ref, frames);
+  }
+
+  // The room's current epoch may be younger than its key: the admin uploads
+  // the key right after the change, so wait a little for it.
+  async #sendWhenKeyed(ref: RoomRef, frames: Uint8Array[]): Promise<void> {
+    const session = await this.room(ref);
+    for (let attempt = 0;; attempt++) {
+      try {
+        return this.#sendNow(session, frames);
+      } catch (err) {
+        if (!(err instanceof RoomKeyUnavailableError) || attempt >= 6) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+      await this.#reload(session.roomId);
+    }
   }
 
   #sendNow(session: RoomSession, frames: Uint8Array[]): void {
@@ -608,20 +650,25 @@ export class UnibusClient {
         return;
       }
       let result = session.receive(data);
-      if (result.kind === "stale") {
-        // A newer epoch than we know: the room changed; learn it and retry.
+      // A newer epoch than we know (the room changed), or an epoch whose key
+      // is not uploaded yet: learn, then try the same packet again. Nothing
+      // is consumed from a chain until the packet is accepted, so a retry is
+      // exact.
+      for (let attempt = 0; attempt < 4; attempt++) {
+        // (A missing key is only worth waiting for while the current epoch's
+        // is missing too; an old epoch's key will not arrive by waiting.)
+        const retry = result.kind === "stale" ||
+          (result.kind === "dropped" && result.reason === "noKey" &&
+            session.keyFor(session.state.epoch) === undefined);
+        if (!retry) break;
+        if (result.kind === "dropped") stats.noKey--; // counted only if it stays undecryptable
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
         await this.#reload(session.roomId).catch(() => {});
         result = session.receive(data);
-        if (result.kind === "stale") {
-          stats.noKey++;
-          return;
-        }
       }
+      if (result.kind === "stale") stats.noKey++;
       if (result.kind === "delivered") {
         for (const f of result.frames) handler(reply ? { ...f.meta, reply } : f.meta, f.plaintext);
-      } else if (result.kind === "dropped" && result.reason === "noKey") {
-        // Perhaps the key was uploaded after we loaded the room: one refetch.
-        await this.#reload(session.roomId).catch(() => {});
       }
     };
     const sub: NatsSubscription = this.#nc.subscribe(session.subject, {

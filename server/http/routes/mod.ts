@@ -14,6 +14,7 @@ import { blobRoutes } from "./blobs.ts";
 import { KeyedLock } from "./common.ts";
 import { keyRoutes } from "./keys.ts";
 import { roomRoutes } from "./rooms.ts";
+import { roomChangeNotifier } from "../../rooms/notices.ts";
 import { userRoutes } from "./users.ts";
 
 /** What the API needs from `serve`. */
@@ -43,6 +44,7 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       store: deps.store,
       streams: deps.streams ?? natsRoomStreams(deps.nc),
       recheck: deps.recheck,
+      notify: roomChangeNotifier(deps.nc),
       log: deps.log,
       locks: new KeyedLock(),
     }),

@@ -55,6 +55,8 @@ export interface RoomRouteDeps {
    * when the bus runs without auth.
    */
   recheck: () => void;
+  /** Tells the affected users that a room changed (server/rooms/notices.ts). */
+  notify?: (roomId: string, users: string[]) => void;
   log: Logger;
   /** Serialises changes to one room in this process; shared with other room routes. */
   locks?: KeyedLock;
@@ -114,6 +116,7 @@ function parsed(change: SignedChange): ChangeBody {
  */
 export function roomRoutes(deps: RoomRouteDeps): Route[] {
   const { store, streams, recheck, log } = deps;
+  const notify = deps.notify ?? (() => {});
   const locks = deps.locks ?? new KeyedLock();
 
   /** The caller's registered kex must be the one the change names; registers it if none. */
@@ -263,6 +266,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       await syncMembers(store, id, next, [...changes, change]);
       log.info("room changed", { room: id, seq: b.seq, op: b.op, member: b.member, by: caller });
       recheck();
+      notify(id, [...next.members.keys(), b.member]);
       const now = await store.getRoom(id);
       return json(200, await roomView(store, now ?? room));
     });
