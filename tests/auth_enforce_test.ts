@@ -14,7 +14,7 @@ import {
   strangerUser,
   subscribeDenied,
 } from "./helpers/bus.ts";
-import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+import { type ServeUnderTest, spawnUnibus, startServe } from "./helpers/serve_process.ts";
 
 async function enforceBus(extraArgs: string[] = []): Promise<{ s: ServeUnderTest; store: Store }> {
   const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...extraArgs] });
@@ -288,5 +288,20 @@ Deno.test("--internal-id-file is created 0600 and the same identity is used afte
     assertEquals(nkeys[0], nkeys[1]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("`unibus user revoke` on the node's database cuts the user's live connection", async () => {
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const nc = await connectAs(bus.s.natsPort, alice);
+    const closed = nc.closed();
+    const cli = spawnUnibus(["user", "revoke", alice.hex, "--db", `${bus.s.dataDir}/unibus.db`]);
+    assertEquals((await cli.finished).code, 0, cli.stderr());
+    assert(await within(1500, closed.then(() => true)), "the connection was not cut");
+    await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
+  } finally {
+    await stopBus(bus);
   }
 });

@@ -1,0 +1,168 @@
+import { generateIdentity, saveIdentity } from "../lib/identity/identity.ts";
+import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { parseClientcheckArgs, parseDuration } from "../cli/clientcheck.ts";
+import { UsageError } from "../cli/args.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import { type ServeUnderTest, spawnUnibus, startServe } from "./helpers/serve_process.ts";
+
+async function operatorIdentity(s: ServeUnderTest, dir: string, allowlisted = true) {
+  const id = generateIdentity("operator");
+  const file = `${dir}/operator.id`;
+  await saveIdentity(file, id);
+  if (allowlisted) {
+    const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+    await store.addUser({
+      signPub: id.signPubHex,
+      handle: "operator",
+      role: "admin",
+      kexPub: id.kexPubHex,
+      kexSig: id.kexSigHex,
+    });
+    await store.close();
+  }
+  return file;
+}
+
+function clientcheck(s: ServeUnderTest, idFile: string, extra: string[]) {
+  return spawnUnibus([
+    "clientcheck",
+    "--identity-file",
+    idFile,
+    "--nats-seeds",
+    `nats://127.0.0.1:${s.natsPort}`,
+    "--ctrl-seeds",
+    s.httpUrl,
+    ...extra,
+  ]);
+}
+
+Deno.test("clientcheck golden passes against a single node and leaves no room behind", async () => {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  try {
+    const idFile = await operatorIdentity(s, dir);
+    const p = clientcheck(s, idFile, ["--messages", "20", "--json"]);
+    const status = await p.finished;
+    assertEquals(status.code, 0, p.stderr());
+    const summary = p.lines.find((l) => l.event === "golden")!;
+    assertEquals(summary.ok, true);
+    assertEquals(summary.received, 20);
+    assertEquals(summary.missing, []);
+    const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+    try {
+      const rooms = await store.listRoomsForMember((await store.listUsers())[0].signPub);
+      assertEquals(rooms.length, 0, "the ephemeral room was deleted");
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("clientcheck loop reports ticks, the attached node and a summary", async () => {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  try {
+    const idFile = await operatorIdentity(s, dir);
+    const p = clientcheck(s, idFile, ["--mode", "loop", "--duration", "1s", "--interval", "100ms"]);
+    const status = await p.finished;
+    assertEquals(status.code, 0, p.stderr());
+    const text = p.lines.map((l) => l.raw ?? JSON.stringify(l)).join("\n");
+    assertMatch(
+      text,
+      new RegExp(`t=1 sent=1 recv=\\d+ up=true node=127\\.0\\.0\\.1:${s.natsPort}`),
+    );
+    assertMatch(text, /LOOP OK/);
+    assert(!text.includes("FAILOVER OBSERVED"), "one node, no failover");
+  } finally {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("clientcheck fails non-zero with a clear message when the room cannot be created", async () => {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  try {
+    const idFile = await operatorIdentity(s, dir);
+    // The server refuses rooms on reserved subjects (here: someone's inbox space).
+    const p = clientcheck(s, idFile, ["--subject", "_INBOX.probe"]);
+    const status = await p.finished;
+    assertEquals(status.code, 1);
+    const err = p.stderr().trim();
+    assertEquals(err.split("\n").length, 1, err);
+    assertMatch(err, /cannot create the test room on _INBOX\.probe\.[0-9a-f]{16}: .*reserved/);
+  } finally {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("clientcheck with an identity that is not on the allowlist fails clearly", async () => {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  try {
+    const idFile = await operatorIdentity(s, dir, false);
+    const p = clientcheck(s, idFile, []);
+    assertEquals((await p.finished).code, 1);
+    assertMatch(p.stderr(), /401 unknown_key/);
+  } finally {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("clientcheck flag mistakes are usage errors", () => {
+  const base = [
+    "--identity-file",
+    "a.id",
+    "--nats-seeds",
+    "nats://h:4250",
+    "--ctrl-seeds",
+    "http://h:8470",
+  ];
+  parseClientcheckArgs(base);
+  assertThrows(
+    () => parseClientcheckArgs(base.slice(2)),
+    UsageError,
+    "--identity-file is required",
+  );
+  assertThrows(() => parseClientcheckArgs([...base, "--mode", "soak"]), UsageError, "--mode");
+  assertThrows(
+    () => parseClientcheckArgs([...base, "--ca", "ca.pem"]),
+    UsageError,
+    "must be https://",
+  );
+  assertThrows(() => parseClientcheckArgs([...base, "--messages", "0"]), UsageError, "--messages");
+  assertThrows(
+    () => parseClientcheckArgs([...base, "--duration", "soon"]),
+    UsageError,
+    "--duration",
+  );
+  assertThrows(
+    () =>
+      parseClientcheckArgs([
+        "--identity-file",
+        "a",
+        "--nats-seeds",
+        "http://x",
+        "--ctrl-seeds",
+        "http://h",
+      ]),
+    UsageError,
+    "--nats-seeds",
+  );
+  assertEquals([
+    parseDuration("250ms"),
+    parseDuration("2s"),
+    parseDuration("1m"),
+    parseDuration("3"),
+  ], [
+    250,
+    2000,
+    60_000,
+    3000,
+  ]);
+});
