@@ -371,3 +371,37 @@ Deno.test("after a removal the remaining members move to the new epoch without b
     await b.stop();
   }
 });
+
+Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await clientFor(b, alice);
+  try {
+    const room = await ca.createRoom("archive.room", { encrypt: true, sign: true, persist: true });
+    await ca.publish(room, "before bob");
+    await ca.addMember(room, bob.hex);
+    await ca.publish(room, "after bob");
+    await ca.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    const cb = await clientFor(b, bob);
+    try {
+      const first = await cb.history(room);
+      assertEquals(first.messages.map((m) => dec.decode(m.plaintext)), ["after bob"]);
+      assertEquals(first.stats.noKey, 1);
+      assertEquals(await ca.shareHistory(room, bob.hex), [0]);
+      const fresh = await clientFor(b, bob);
+      try {
+        const all = await fresh.history(room);
+        assertEquals(all.messages.map((m) => dec.decode(m.plaintext)), ["before bob", "after bob"]);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await cb.close();
+    }
+  } finally {
+    await ca.close();
+    await b.stop();
+  }
+});

@@ -263,7 +263,7 @@ Deno.test("vectors: the encrypted packet re-encodes byte for byte, decodes and d
   const v = vectors.packets.find((p) => p.name === "encrypted-two-frames")!;
   const sender = ids[v.sender];
   const session = fromHex(v.sessionHex);
-  const mks = vectors.chain.messageKeysHex.map(fromHex);
+  const mks = vectors.chain.messageKeysHex.map((h) => fromHex(h));
   const bytes = encodePacket(
     { roomId: v.roomId, epoch: v.epoch, session, signer: sender.signer, encrypted: true },
     v.frames.map((f) => ({ index: f.index, key: mks[f.index], plaintext: utf8(f.plaintextUtf8) })),

@@ -1,27 +1,7 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { spawnUnibus } from "./helpers/serve_process.ts";
+import { type CliRun as Run, runUnibus as unibus, stderrLines } from "./helpers/serve_process.ts";
 import { encodeIdentityFile, generateIdentity, loadIdentity } from "../lib/identity/identity.ts";
 import { toHex } from "../lib/identity/hex.ts";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  lines: Record<string, unknown>[];
-}
-
-async function unibus(args: string[]): Promise<Run> {
-  const p = spawnUnibus(args);
-  const status = await p.finished;
-  const stdout = p.lines
-    .map((l) => typeof l.raw === "string" ? l.raw : JSON.stringify(l))
-    .join("\n");
-  return { code: status.code, stdout, stderr: p.stderr(), lines: p.lines };
-}
-
-function stderrLines(r: Run): string[] {
-  return r.stderr.split("\n").filter((l) => l.length > 0);
-}
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "unibus-identity-cli-" });

@@ -31,6 +31,7 @@ import {
   ClosedError,
   ControlPlaneError,
   MembershipVerificationError,
+  NotAMemberError,
   RoomKeyUnavailableError,
   UnibusError,
   UnreachableError,
@@ -456,6 +457,38 @@ export class UnibusClient {
         at: Date.now(),
       }));
     return this.#info(session);
+  }
+
+  /**
+   * Shares the keys of earlier epochs with a current member (admins only), so
+   * that a member who joined later can read the room's history from before
+   * its join. Without this, a new member reads from its join onward.
+   * Resolves with the epochs shared.
+   */
+  async shareHistory(ref: RoomRef, signPub: string): Promise<number[]> {
+    const session = await this.#reload((await this.room(ref)).roomId);
+    const member = session.state.members.get(signPub);
+    if (!member) throw new NotAMemberError(`${signPub} is not a member of room ${session.roomId}`);
+    const shared: number[] = [];
+    for (const epoch of session.keyEpochs) {
+      if (session.state.epochs.get(epoch)?.has(signPub)) continue; // it has these already
+      const roomKey = session.keyFor(epoch)!;
+      const sealed = toBase64(sealRoomKey({
+        roomId: session.roomId,
+        epoch,
+        roomKey,
+        memberSignPub: fromHex(signPub),
+        memberKexPub: fromHex(member.kexPub),
+        admin: this.identity.signer,
+      }));
+      try {
+        await this.#control.putKeys(session.roomId, epoch, [{ recipient: signPub, sealed }]);
+        shared.push(epoch);
+      } catch (err) {
+        if (!(err instanceof ControlPlaneError && err.status === 409)) throw err;
+      }
+    }
+    return shared;
   }
 
   /** Deletes a room (admins only); its stream and blobs go with it. */

@@ -61,20 +61,8 @@ export function lengthPrefixed(s: string): Uint8Array {
   return concatBytes(u16(b.length), b);
 }
 
-/** Lowercase hex of `bytes`. */
-export function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
-
-/** Bytes of a lowercase or uppercase hex string; throws on anything else. */
-export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new RangeError("not hex");
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
+// One hex implementation for the whole code base (strict: lowercase only).
+export { fromHex, toHex } from "../identity/hex.ts";
 
 /** Standard base64 with padding. */
 export function toBase64(bytes: Uint8Array): string {

@@ -22,6 +22,7 @@ import {
   Prefix,
 } from "../../lib/auth/nkey.ts";
 import { verifySignature } from "../../lib/crypto/ed25519.ts";
+import { toHex } from "../../lib/identity/hex.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { APP_ACCOUNT } from "../nats/config.ts";
@@ -88,10 +89,6 @@ function parseRequest(token: string): AuthRequest {
 
 /** A refusal with the reason that is logged (the client only sees "Authorization Violation"). */
 class Denied extends Error {}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * Starts answering authorization requests; returns a handle to stop it.
@@ -184,7 +181,7 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
   if (!sig || !verifySignature(signPub, te.encode(nonce), sig)) {
     throw new Denied("nonce signature does not verify");
   }
-  const signPubHex = hex(signPub);
+  const signPubHex = toHex(signPub);
   // Both reads at once: the rooms are wasted on a refusal, but an admitted
   // connect (the common case) waits for one store round trip, not two.
   const [user, rooms] = await Promise.all([

@@ -190,3 +190,33 @@ export async function startServe(
     },
   };
 }
+
+/** A finished CLI run. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  lines: Record<string, unknown>[];
+}
+
+/**
+ * Runs `unibus ...args` to completion.
+ *
+ * @example
+ * ```ts
+ * const r = await runUnibus(["user", "list", "--db", db]);
+ * ```
+ */
+export async function runUnibus(args: string[]): Promise<CliRun> {
+  const p = spawnUnibus(args);
+  const status = await p.finished;
+  const stdout = p.lines
+    .map((l) => typeof l.raw === "string" ? l.raw : JSON.stringify(l))
+    .join("\n");
+  return { code: status.code, stdout, stderr: p.stderr(), lines: p.lines };
+}
+
+/** The non-empty lines of a run's stderr. */
+export function stderrLines(r: CliRun): string[] {
+  return r.stderr.split("\n").filter((l) => l.length > 0);
+}
