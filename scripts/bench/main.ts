@@ -50,7 +50,7 @@ if (json) {
       "| path | p50 | p90 | p99 | max |",
       "|---|---|---|---|---|",
       `| raw nats.js request/reply | ${e2e.rawLat.p50} | ${e2e.rawLat.p90} | ${e2e.rawLat.p99} | ${e2e.rawLat.max} |`,
-      `| unibus E2E room ping/pong | ${e2e.e2eLat.p50} | ${e2e.e2eLat.p90} | ${e2e.e2eLat.p99} | ${e2e.e2eLat.max} |`,
+      `| unibus E2E room request/respond | ${e2e.e2eLat.p50} | ${e2e.e2eLat.p90} | ${e2e.e2eLat.p99} | ${e2e.e2eLat.max} |`,
     ].join("\n"),
   );
 }
