@@ -88,19 +88,18 @@ Deno.test("/healthz answers 503 while the data plane is down, 200 once it is bac
     }).spawn();
   let nats = startNats();
   const dataDir = await Deno.makeTempDir({ prefix: "unibus-503-" });
-  const httpPort = freePort();
-  const url = `http://127.0.0.1:${httpPort}`;
+  let url = "";
   const p = spawnUnibus([
     "serve",
     "--data-dir",
     dataDir,
     "--http-addr",
-    `127.0.0.1:${httpPort}`,
+    "127.0.0.1:0",
     "--nats-url",
     `nats://127.0.0.1:${natsPort}`,
   ]);
   try {
-    await p.waitFor((l) => l.msg === "unibus ready");
+    url = `http://${(await p.waitFor((l) => l.msg === "unibus ready")).httpAddr}`;
     assertEquals((await health(url)).status, 200);
     nats.kill("SIGKILL");
     await nats.status;
@@ -245,20 +244,19 @@ Deno.test("serve works against an external NATS given with --nats-url", async ()
   const ext = await startServe();
   try {
     const dataDir = await Deno.makeTempDir({ prefix: "unibus-extok-" });
-    const httpPort = freePort();
     const p = spawnUnibus([
       "serve",
       "--data-dir",
       dataDir,
       "--http-addr",
-      `127.0.0.1:${httpPort}`,
+      "127.0.0.1:0",
       "--nats-url",
       `nats://127.0.0.1:${ext.natsPort}`,
     ]);
     try {
       const ready = await p.waitFor((l) => l.msg === "unibus ready");
       assertEquals(ready.managedNats, false);
-      assertEquals((await health(`http://127.0.0.1:${httpPort}`)).status, 200);
+      assertEquals((await health(`http://${ready.httpAddr}`)).status, 200);
     } finally {
       p.child.kill("SIGTERM");
       assertEquals((await p.finished).code, 0);

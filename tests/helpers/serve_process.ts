@@ -141,28 +141,38 @@ export async function startServe(
   } = {},
 ): Promise<ServeUnderTest> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "unibus-serve-" });
-  const httpPort = options.httpPort ?? freePort();
-  const natsPort = options.natsPort ?? freePort();
-  const p = spawnUnibus([
-    "serve",
-    "--data-dir",
-    dataDir,
-    "--http-addr",
-    `127.0.0.1:${httpPort}`,
-    "--nats-port",
-    String(natsPort),
-    ...(options.extraArgs ?? []),
-  ], options.env);
-  let ready;
-  try {
-    ready = await p.waitFor((l) => l.msg === "unibus ready");
-  } catch (err) {
+  // A port found free can be taken (by any client's outgoing connection)
+  // before serve binds it: the HTTP side asks for port 0 and reads the real
+  // one from the ready line; the NATS side retries with another port.
+  let p: UnibusProcess;
+  let ready: Record<string, unknown>;
+  let natsPort: number;
+  for (let attempt = 0;; attempt++) {
+    natsPort = options.natsPort ?? freePort();
+    p = spawnUnibus([
+      "serve",
+      "--data-dir",
+      dataDir,
+      "--http-addr",
+      `127.0.0.1:${options.httpPort ?? 0}`,
+      "--nats-port",
+      String(natsPort),
+      ...(options.extraArgs ?? []),
+    ], options.env);
     try {
-      p.child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await p.finished;
-    throw err;
+      ready = await p.waitFor((l) => l.msg === "unibus ready");
+      break;
+    } catch (err) {
+      try {
+        p.child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await p.finished;
+      const raced = /already in use/i.test(p.stderr()) && options.natsPort === undefined &&
+        options.httpPort === undefined;
+      if (!raced || attempt >= 3) throw err;
+    }
   }
+  const httpPort = Number(String(ready.httpAddr).split(":").pop());
   const natsPid = Number(ready.natsPid);
   let stopped: Promise<Deno.CommandStatus> | null = null;
   return {
