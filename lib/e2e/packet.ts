@@ -29,7 +29,7 @@ import { randomFillSync } from "node:crypto";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { verifySignature } from "../crypto/ed25519.ts";
 import { aeadEncrypt, NONCE_BYTES } from "./aead.ts";
-import { ByteReader, concatBytes, lengthPrefixed, u32, utf8 } from "./bytes.ts";
+import { ByteReader, concatBytes, lengthPrefixed, utf8 } from "./bytes.ts";
 
 /** Magic bytes at the start of every packet. */
 export const PACKET_MAGIC = utf8("UBP1");
@@ -143,33 +143,46 @@ export function encodePacket(
   }
   if (ctx.session.length !== 16) throw new RangeError("a session id is 16 bytes");
   const sender = ctx.signer.publicKey;
-  const parts: Uint8Array[] = [
-    PACKET_MAGIC,
-    Uint8Array.of(ctx.encrypted ? 1 : 0, 0, frames.length >> 8, frames.length & 0xff),
-    sender,
-    u32(ctx.epoch),
-    ctx.session,
-  ];
   const allNonces = new Uint8Array(NONCE_BYTES * frames.length);
   if (nonces !== undefined) nonces.forEach((n, i) => allNonces.set(n, i * NONCE_BYTES));
   else if (ctx.encrypted) randomFillSync(allNonces);
-  frames.forEach((f, i) => {
+  const bodies = frames.map((f, i) => {
+    if (!ctx.encrypted) return f.plaintext;
+    if (!f.key) throw new Error("an encrypted frame needs its message key");
     const nonce = allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-    let body = f.plaintext;
-    if (ctx.encrypted) {
-      if (!f.key) throw new Error("an encrypted frame needs its message key");
-      body = aeadEncrypt(
-        f.key,
-        nonce,
-        f.plaintext,
-        frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, f.index),
-      );
-    }
-    parts.push(u32(f.index), nonce, u32(body.length), body);
+    return aeadEncrypt(
+      f.key,
+      nonce,
+      f.plaintext,
+      frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, f.index),
+    );
   });
-  const unsigned = concatBytes(...parts);
-  const sig = ctx.signer.sign(concatBytes(roomPrefix(SIGN_CONTEXT, ctx.roomId), unsigned));
-  return concatBytes(unsigned, sig);
+  // One buffer laid out as signing prefix || packet || signature: the
+  // signature covers the first two parts in place, the packet is the last
+  // two, and nothing is copied twice (this runs for every packet sent).
+  const prefix = roomPrefix(SIGN_CONTEXT, ctx.roomId);
+  let size = HEADER_BYTES + SIG_BYTES;
+  for (const b of bodies) size += 4 + NONCE_BYTES + 4 + b.length;
+  const buf = new Uint8Array(prefix.length + size);
+  const view = new DataView(buf.buffer);
+  let at = prefix.length;
+  buf.set(prefix);
+  buf.set(PACKET_MAGIC, at);
+  buf[at + 4] = ctx.encrypted ? 1 : 0;
+  view.setUint16(at + 6, frames.length);
+  buf.set(sender, at + 8);
+  view.setUint32(at + 40, ctx.epoch);
+  buf.set(ctx.session, at + 44);
+  at += HEADER_BYTES;
+  frames.forEach((f, i) => {
+    view.setUint32(at, f.index);
+    buf.set(allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES), at + 4);
+    view.setUint32(at + 4 + NONCE_BYTES, bodies[i].length);
+    buf.set(bodies[i], at + 8 + NONCE_BYTES);
+    at += 8 + NONCE_BYTES + bodies[i].length;
+  });
+  buf.set(ctx.signer.sign(buf.subarray(0, at)), at);
+  return buf.subarray(prefix.length);
 }
 
 /**
