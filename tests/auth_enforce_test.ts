@@ -1,7 +1,7 @@
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { inboxPrefixFor } from "../lib/auth/acl.ts";
-import { Prefix } from "../lib/auth/nkey.ts";
+import { busUserAuthenticator, natsAuthMessage, Prefix } from "../lib/auth/nkey.ts";
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { REFRESH_NOTICE_SUFFIX } from "../server/auth/enforcer.ts";
@@ -82,7 +82,7 @@ Deno.test("clients that cannot prove an allowlisted, active key are refused, wit
         connectAs(port, alice, {
           authenticator: (nonce?: string) => ({
             nkey: alice.kp.getPublicKey(),
-            sig: forger.kp.sign(new TextEncoder().encode(nonce ?? "")).toBase64(),
+            sig: forger.kp.sign(natsAuthMessage(nonce ?? "")).toBase64(),
           }),
         }),
       Error,
@@ -101,14 +101,16 @@ Deno.test("clients that cannot prove an allowlisted, active key are refused, wit
   }
 });
 
-Deno.test("nats.js's stock nkey authenticator (padded standard base64) is accepted too", async () => {
+Deno.test("a signature in padded standard base64 (as nats.js encodes) is accepted as well as url-safe", async () => {
   const bus = await enforceBus();
   try {
     const alice = await addBusUser(bus.store, "alice");
-    const seed = Codec.encodeSeed(Prefix.User, alice.identity.signSeed);
     const nc = await connect({
       servers: `127.0.0.1:${bus.s.natsPort}`,
-      authenticator: nkeyAuthenticator(seed),
+      authenticator: (nonce?: string) => ({
+        nkey: alice.kp.getPublicKey(),
+        sig: alice.kp.sign(natsAuthMessage(nonce ?? "")).toBase64(),
+      }),
       inboxPrefix: inboxPrefixFor(alice.hex),
       maxReconnectAttempts: 0,
     });
@@ -116,6 +118,38 @@ Deno.test("nats.js's stock nkey authenticator (padded standard base64) is accept
   } finally {
     await stopBus(bus);
   }
+});
+
+Deno.test("a signature over the bare nonce (stock nkey authenticator) is refused", async () => {
+  // The identity key also signs membership changes and HTTP requests, so a
+  // login signature is only valid over "unibus/nats-auth/v1\n" + nonce: a
+  // server that sent other text as its nonce gets nothing reusable.
+  const bus = await enforceBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const seed = Codec.encodeSeed(Prefix.User, alice.identity.signSeed);
+    await assertRejects(
+      () =>
+        connect({
+          servers: `127.0.0.1:${bus.s.natsPort}`,
+          authenticator: nkeyAuthenticator(seed),
+          maxReconnectAttempts: 0,
+        }),
+      Error,
+      "Authorization Violation",
+    );
+    await refusedLine(bus.s, "nonce signature does not verify");
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("the bus-user authenticator will not sign a 'nonce' that is not one", () => {
+  const kp = strangerUser().kp;
+  const auth = busUserAuthenticator(kp);
+  assertEquals(auth("unibus/membership/v1\nroom: x\n").sig, "");
+  assertEquals(auth("").sig, "");
+  assert(auth("6d9cL3Q2vE4ZRtA").sig.length > 80, "a real nonce is signed");
 });
 
 Deno.test("a member publishes, subscribes and answers requests on its room's subject", async () => {
@@ -180,6 +214,28 @@ Deno.test("a member is denied every subject that is not its own", async (t) => {
       await t.step("another user's inbox and the shared inbox", async () => {
         await subscribeDenied(nc, `${inboxPrefixFor(bob.hex)}.>`);
         await subscribeDenied(nc, "_INBOX.>");
+      });
+      await t.step("the server's notices on another user's inbox", async () => {
+        await publishDenied(nc, `${inboxPrefixFor(bob.hex)}.unibus.refresh`);
+        await publishDenied(nc, `${inboxPrefixFor(bob.hex)}.unibus.room`);
+      });
+      await t.step("a reply to a reply subject it chose itself (no allow_responses)", async () => {
+        // Publish into its own room naming a JetStream API subject as the
+        // reply, receive it, answer it: with allow_responses NATS would let
+        // that answer through the deny list.
+        nc.subscribe("agent.alice.in", {
+          max: 1,
+          callback: (_e, m) => {
+            m.respond("{}");
+          },
+        });
+        await nc.flush();
+        const denied = publishDenied(nc, "$JS.API.STREAM.LIST", { send: false });
+        nc.publish("agent.alice.in", "x", { reply: "$JS.API.STREAM.LIST" });
+        await denied;
+      });
+      await t.step("consumers on any stream", async () => {
+        await publishDenied(nc, "$JS.API.CONSUMER.CREATE.ROOM_a-room");
       });
       assert(!nc.isClosed(), "violations are reported, the connection stays");
     } finally {

@@ -19,8 +19,6 @@ export interface AclRoom {
 export interface UserPermissions {
   pub: { allow: string[]; deny: string[] };
   sub: { allow: string[]; deny: string[] };
-  /** Lets a member answer a request it received (reply subjects are other users' inboxes). */
-  resp: { max: number; ttl: number };
 }
 
 /** The JetStream stream that backs a persisted room. */
@@ -51,48 +49,50 @@ const ALWAYS_DENY = [
   "$O.>",
   "$JS.API.STREAM.CREATE.>",
   "$JS.API.STREAM.DELETE.>",
+  "$JS.API.CONSUMER.>",
 ];
+
+/** Reply inboxes: everyone's, so that a member can answer a request. */
+const ANY_INBOX = "_INBOX.*.>";
+/** Where the server's notices arrive: nobody else may publish there. */
+const NOTICES = "_INBOX.*.unibus.>";
 
 /**
  * The permissions of a user who belongs to `rooms`.
  *
- * A persisted room adds exactly the JetStream API calls a member needs to
- * read its history: stream info, and creating, reading from and deleting its
- * own consumers on that room's stream — never stream listing, creation or
- * deletion, and never another stream.
+ * Replies: a member may publish to any user's inbox (`_INBOX.<hex>.…`), which
+ * is how a reply reaches a requester; it cannot subscribe to anyone's but its
+ * own, and cannot publish under `_INBOX.*.unibus.>`, where the server's
+ * notices arrive. NATS's `allow_responses` is deliberately not used: it lets
+ * a client answer any reply subject it set on its own message (including
+ * `$JS.API.…`), which turns one room into publish rights everywhere.
+ *
+ * A persisted room adds exactly what reading its history needs: stream info
+ * and direct get on that room's stream. No consumer API at all: a consumer
+ * made while a member keeps delivering after the member is removed.
  *
  * @example
  * ```ts
  * const perms = userPermissions(pubHex, [{ id: "r1", subject: "agent.scout.in", persist: false }]);
- * perms.pub.allow; // ["agent.scout.in"]
+ * perms.pub.allow; // ["_INBOX.*.>", "agent.scout.in"]
  * ```
  */
 export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermissions {
   const inbox = inboxPrefixFor(signPubHex);
-  const pub = new Set<string>();
+  const pub = new Set<string>([ANY_INBOX]);
   const sub = new Set<string>([`${inbox}.>`]);
   for (const room of rooms) {
     pub.add(room.subject);
     sub.add(room.subject);
     if (room.persist) {
       const stream = roomStreamName(room.id);
-      for (
-        const api of [
-          `$JS.API.STREAM.INFO.${stream}`,
-          `$JS.API.CONSUMER.CREATE.${stream}`,
-          `$JS.API.CONSUMER.CREATE.${stream}.>`,
-          `$JS.API.CONSUMER.INFO.${stream}.*`,
-          `$JS.API.CONSUMER.DELETE.${stream}.*`,
-          `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
-          `$JS.ACK.${stream}.>`,
-        ]
-      ) pub.add(api);
+      pub.add(`$JS.API.STREAM.INFO.${stream}`);
+      pub.add(`$JS.API.DIRECT.GET.${stream}`);
     }
   }
   return {
-    pub: { allow: [...pub].sort(), deny: [...ALWAYS_DENY] },
+    pub: { allow: [...pub].sort(), deny: [...ALWAYS_DENY, NOTICES] },
     sub: { allow: [...sub].sort(), deny: [...ALWAYS_DENY] },
-    resp: { max: 1, ttl: 0 },
   };
 }
 

@@ -116,19 +116,61 @@ export interface NkeyCredentials {
 }
 
 /**
- * A nats.js `authenticator` that proves possession of `kp` by signing the
- * server's nonce natively. The signature goes out as unpadded URL-safe base64,
- * the encoding nats-server and Go clients use.
+ * A nats.js `authenticator` for the nkey users in nats-server's own config
+ * (serve's internal identities): nats-server itself checks these, over the
+ * raw nonce. The signature goes out as unpadded URL-safe base64, the encoding
+ * nats-server and Go clients use. Never use it with a user identity: see
+ * {@linkcode busUserAuthenticator}.
  *
  * @example
  * ```ts
- * const nc = await connect({ servers, authenticator: nkeyAuthenticatorFor(kp) });
+ * const nc = await connect({ servers, authenticator: nkeyAuthenticatorFor(internal) });
  * ```
  */
 export function nkeyAuthenticatorFor(kp: NativeNkeyPair): (nonce?: string) => NkeyCredentials {
   return (nonce?: string) => ({
     nkey: kp.getPublicKey(),
     sig: nonce ? base64UrlEncode(kp.sign(new TextEncoder().encode(nonce))) : "",
+  });
+}
+
+/** What a bus user signs to log in: this context, then the server's nonce. */
+export const NATS_AUTH_CONTEXT = "unibus/nats-auth/v1\n";
+
+// nats-server's nonces are short base64url strings; anything else is a
+// server (or a man in the middle) fishing for a signature over chosen text.
+const NONCE = /^[A-Za-z0-9_-]{8,64}$/;
+
+/**
+ * The bytes a bus user signs to prove its key to the auth callout.
+ *
+ * @example
+ * ```ts
+ * natsAuthMessage("6d9cL3Q2vE4ZRtA"); // "unibus/nats-auth/v1\n6d9cL3Q2vE4ZRtA" as UTF-8
+ * ```
+ */
+export function natsAuthMessage(nonce: string): Uint8Array {
+  return new TextEncoder().encode(NATS_AUTH_CONTEXT + nonce);
+}
+
+/**
+ * The nats.js `authenticator` of a bus user (a unibus identity). The identity
+ * key also signs membership changes and control-plane requests, so it never
+ * signs the server's nonce bare: a malicious server could send any text as
+ * its "nonce" and collect a signature over, say, a membership change. It
+ * signs {@linkcode natsAuthMessage} instead, which no other unibus message
+ * starts with, and refuses nonces that are not nonces. The auth callout
+ * checks exactly that (nats-server does not check callout users itself).
+ *
+ * @example
+ * ```ts
+ * const nc = await connect({ servers, authenticator: busUserAuthenticator(kp) });
+ * ```
+ */
+export function busUserAuthenticator(kp: NativeNkeyPair): (nonce?: string) => NkeyCredentials {
+  return (nonce?: string) => ({
+    nkey: kp.getPublicKey(),
+    sig: nonce && NONCE.test(nonce) ? base64UrlEncode(kp.sign(natsAuthMessage(nonce))) : "",
   });
 }
 

@@ -8,10 +8,10 @@
 
 import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
 import { connect as natsConnect } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../auth/nkey.ts";
+import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
 import { aeadDecrypt, aeadEncrypt, NONCE_BYTES } from "../e2e/aead.ts";
 import {
   concatBytes,
@@ -140,7 +140,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   try {
     nc = await natsConnect({
       servers: opts.natsServers,
-      authenticator: nkeyAuthenticatorFor(kp),
+      authenticator: busUserAuthenticator(kp),
       inboxPrefix: inboxPrefixFor(opts.identity.signPubHex),
       name: opts.name ??
         `unibus-client-${opts.identity.handle ?? opts.identity.signPubHex.slice(0, 8)}`,
@@ -743,23 +743,18 @@ export class UnibusClient {
       throw new RangeError(`room ${session.roomId} is not persisted`);
     }
     const reader = session.forHistory();
-    const js = jetstream(this.#nc);
-    const consumer = await js.consumers.get(roomStreamName(session.roomId));
+    // Stream info and direct get: the only JetStream calls a member's ACL
+    // allows on a room's stream (see lib/auth/acl.ts).
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    const stream = roomStreamName(session.roomId);
+    const { state } = await jsm.streams.info(stream);
     const messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
     const limit = opts.limit ?? Infinity;
-    const info = await consumer.info(true).catch(() => null);
-    let left = info ? info.num_pending : 0;
-    while (left > 0 && messages.length < limit) {
-      const batch = await consumer.fetch({ max_messages: Math.min(left, 256), expires: 2000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        left = m.info.pending;
-        const r = reader.receive(m.data);
-        if (r.kind === "delivered") messages.push(...r.frames);
-        if (messages.length >= limit) break;
-      }
-      if (got === 0) break;
+    for (let seq = state.first_seq; seq <= state.last_seq && messages.length < limit; seq++) {
+      const m = await jsm.direct.getMessage(stream, { seq });
+      if (!m) continue; // removed by the stream's age limit, or deleted
+      const r = reader.receive(new Uint8Array(m.data));
+      if (r.kind === "delivered") messages.push(...r.frames);
     }
     return {
       messages: messages.slice(0, limit === Infinity ? undefined : limit),

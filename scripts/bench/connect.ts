@@ -8,7 +8,7 @@
 
 import { connect } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
@@ -49,7 +49,7 @@ export async function benchConnect(n: number): Promise<{ auth: Summary; noAuth: 
     auth = await timeConnects(n, () =>
       connect({
         servers: `127.0.0.1:${enforce.natsPort}`,
-        authenticator: nkeyAuthenticatorFor(kp),
+        authenticator: busUserAuthenticator(kp),
         inboxPrefix: inboxPrefixFor(id.signPubHex),
       }));
   } finally {

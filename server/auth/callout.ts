@@ -19,6 +19,7 @@ import {
   decodeAnyBase64,
   decodePublicNkey,
   type NativeNkeyPair,
+  natsAuthMessage,
   Prefix,
 } from "../../lib/auth/nkey.ts";
 import { verifySignature } from "../../lib/crypto/ed25519.ts";
@@ -178,7 +179,9 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
     throw new Denied("malformed user nkey");
   }
   const sig = decodeAnyBase64(sigText);
-  if (!sig || !verifySignature(signPub, te.encode(nonce), sig)) {
+  // Over the domain-separated message, never the bare nonce (lib/auth/nkey.ts:
+  // busUserAuthenticator says why).
+  if (!sig || !verifySignature(signPub, natsAuthMessage(nonce), sig)) {
     throw new Denied("nonce signature does not verify");
   }
   const signPubHex = toHex(signPub);
@@ -198,7 +201,7 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
     user.handle,
     req.user_nkey,
     opts.issuer,
-    { pub: permissions.pub, sub: permissions.sub, resp: permissions.resp },
+    { pub: permissions.pub, sub: permissions.sub },
     // Without aud naming the account, the JWT library writes "NATS", which
     // the server rejects: aud places the user in the app account.
     { aud: APP_ACCOUNT },

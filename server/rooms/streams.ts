@@ -55,6 +55,9 @@ export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { na
     max_age: nanos(ROOM_STREAM_MAX_AGE_MS),
     discard: DiscardPolicy.Old,
     num_replicas: 1,
+    // Members read history by direct get: the only JetStream read their ACL
+    // allows (no consumers, which could outlive a member's removal).
+    allow_direct: true,
   };
 }
 

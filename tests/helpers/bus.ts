@@ -16,7 +16,7 @@ import {
   PermissionViolationError,
 } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import type { Role, Store } from "../../lib/store/store.ts";
@@ -118,7 +118,7 @@ export function connectAs(
 ): Promise<NatsConnection> {
   return connect({
     servers: `${opts.tls ? "tls" : "nats"}://127.0.0.1:${port}`,
-    authenticator: opts.authenticator ?? (user ? nkeyAuthenticatorFor(user.kp) : undefined),
+    authenticator: opts.authenticator ?? (user ? busUserAuthenticator(user.kp) : undefined),
     inboxPrefix: user ? inboxPrefixFor(user.hex) : undefined,
     reconnect: opts.reconnect ?? false,
     maxReconnectAttempts: opts.reconnect ? -1 : 0,
@@ -130,14 +130,19 @@ export function connectAs(
 
 /**
  * Resolves with the permission violation the server reports for publishing
- * to `subject`, or throws if none arrives.
+ * to `subject`, or throws if none arrives. With `send: false` it only waits
+ * (the caller makes the publish happen some other way).
  *
  * @example
  * ```ts
  * await publishDenied(nc, "$SYS.REQ.SERVER.PING");
  * ```
  */
-export async function publishDenied(nc: NatsConnection, subject: string): Promise<void> {
+export async function publishDenied(
+  nc: NatsConnection,
+  subject: string,
+  opts: { send?: boolean } = {},
+): Promise<void> {
   const seen = Promise.withResolvers<void>();
   const timer = setTimeout(
     () => seen.reject(new Error(`publish to ${subject} was not denied`)),
@@ -154,7 +159,7 @@ export async function publishDenied(nc: NatsConnection, subject: string): Promis
       }
     }
   })();
-  nc.publish(subject, "probe");
+  if (opts.send !== false) nc.publish(subject, "probe");
   await nc.flush().catch(() => {});
   try {
     await seen.promise;
