@@ -489,3 +489,13 @@ Deno.test("a failing prune is logged, not thrown, and the pruner keeps going", a
   await new Promise((r) => setTimeout(r, 0));
   assert(logged.some((l) => l.includes("nonce pruning failed") && l.includes("store is closed")));
 });
+
+Deno.test("a large body from a key not on the allowlist is refused before it is read", async () => {
+  await withServer(async ({ base }) => {
+    const stranger = keyPairFromSeed(generateSeed());
+    const big = "x".repeat(100 * 1024);
+    const res = await signedFetch(stranger, `${base}/v1/echo`, { method: "POST", body: big });
+    const e = await errorOf(res);
+    assertEquals([res.status, e.error], [401, "unauthenticated"]);
+  });
+});

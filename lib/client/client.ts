@@ -285,7 +285,17 @@ export class UnibusClient {
     if (!loading) {
       loading = (async () => {
         const id = isRoomId(key) ? key : (await this.#control.getRoomBySubject(key)).id;
-        return this.#rooms.get(id) ?? await this.#reload(id);
+        const session = this.#rooms.get(id) ?? await this.#reload(id);
+        // The subject a caller named is part of what it trusts: a server that
+        // answers with another room (one the caller is also in) would
+        // redirect its messages to other readers.
+        if (!isRoomId(key) && session.subject !== key) {
+          this.#rooms.delete(id);
+          throw new MembershipVerificationError(
+            `the server answered for subject ${key} with a room on ${session.subject}`,
+          );
+        }
+        return session;
       })();
       this.#loading.set(key, loading);
       loading.finally(() => this.#loading.delete(key)).catch(() => {});

@@ -54,6 +54,10 @@ export type ReceiveResult =
   | { kind: "stale"; epoch: number };
 
 const MAX_RECEIVE_CHAINS = 4096;
+/** Sender sessions kept per sender: one member cannot push everyone else's chains out. */
+const MAX_SESSIONS_PER_SENDER = 64;
+/** How far ahead of the known epoch a member's packet may be before it is dropped. */
+const MAX_EPOCH_LEAD = 16;
 
 interface SendLane {
   epoch: number;
@@ -83,6 +87,7 @@ export class RoomSession {
   #lanes = new Map<string, SendLane>();
   #receive = new Map<string, Chain | number>();
   #retired = new Set<string>();
+  #perSender = new Map<string, string[]>();
   #history = false;
   #view!: RoomView;
   #sealed: SealedKeyView[] = [];
@@ -263,7 +268,19 @@ export class RoomSession {
     }
     const epochMembers = this.#state.epochs.get(packet.epoch);
     if (!epochMembers) {
-      if (packet.epoch > this.#state.epoch) return { kind: "stale", epoch: packet.epoch };
+      // A newer epoch may simply be unknown yet (refetch and retry), but only
+      // from someone who is a member now and only a few epochs ahead: a
+      // stranger's packet with epoch 2^32-1 must not make us reload.
+      const sender = toHex(packet.sender);
+      if (
+        packet.epoch > this.#state.epoch && packet.epoch <= this.#state.epoch + MAX_EPOCH_LEAD &&
+        this.#state.members.has(sender)
+      ) {
+        return { kind: "stale", epoch: packet.epoch };
+      }
+      if (packet.epoch > this.#state.epoch && !this.#state.members.has(sender)) {
+        return this.#drop("nonMember", `${sender} is not a member`);
+      }
       return this.#drop("invalid", `unknown epoch ${packet.epoch}`);
     }
     const sender = toHex(packet.sender);
@@ -296,15 +313,15 @@ export class RoomSession {
       } else {
         chain = -1; // last accepted index of a sign-only session
       }
+      const mine = this.#perSender.get(sender) ?? [];
+      if (mine.length >= MAX_SESSIONS_PER_SENDER) {
+        // Evict this sender's own oldest session, never someone else's.
+        this.#retire(mine.shift()!);
+      }
+      mine.push(chainKey);
+      this.#perSender.set(sender, mine);
       if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
-        const oldest = this.#receive.keys().next().value!;
-        this.#receive.delete(oldest);
-        // Remember it is closed: restarting an evicted chain at CK_0 would
-        // accept its old packets again.
-        this.#retired.add(oldest);
-        if (this.#retired.size > MAX_RETIRED_CHAINS) {
-          this.#retired.delete(this.#retired.values().next().value!);
-        }
+        this.#retire(this.#receive.keys().next().value!);
       }
       this.#receive.set(chainKey, chain);
     }
@@ -357,6 +374,16 @@ export class RoomSession {
     this.stats.delivered += out.length;
     if (out.length === 0) return { kind: "dropped", reason: "replayed", detail: "no new frames" };
     return { kind: "delivered", frames: out };
+  }
+
+  // Closes a receiving chain for good: restarting it at CK_0 later would
+  // accept its old packets again, so its id is remembered (bounded).
+  #retire(chainKey: string): void {
+    this.#receive.delete(chainKey);
+    this.#retired.add(chainKey);
+    if (this.#retired.size > MAX_RETIRED_CHAINS) {
+      this.#retired.delete(this.#retired.values().next().value!);
+    }
   }
 
   #drop(reason: keyof Omit<RoomStats, "delivered">, detail: string): ReceiveResult {

@@ -76,10 +76,20 @@ export function startEnforcer(opts: EnforcerOptions) {
       const body = res.json<{ error?: { description?: string } }>();
       if (body.error) throw new Error(body.error.description ?? "kick refused");
       opts.log.info("connection cut", { signPub: s.signPub, cid: s.cid, reason });
-    } catch (err) {
-      opts.log.warn("could not cut a connection", { signPub: s.signPub, cid: s.cid, error: err });
-    } finally {
       opts.sessions.remove(s.serverId, s.cid);
+    } catch (err) {
+      if (/not found/i.test((err as Error).message)) {
+        opts.sessions.remove(s.serverId, s.cid); // already gone
+        return;
+      }
+      // Kept: the next pass tries again. Forgetting it here would leave a
+      // revoked user connected for good. A connection that is already gone
+      // leaves the registry through its disconnect event.
+      opts.log.warn("could not cut a connection; will retry", {
+        signPub: s.signPub,
+        cid: s.cid,
+        error: err,
+      });
     }
   };
 

@@ -32,6 +32,9 @@ export interface RequestAuthOptions {
   now?: () => number;
 }
 
+/** Bodies up to this size are read before the signer is looked up. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
 // One message for every refusal: the code is all a caller learns, so a probe
 // cannot tell e.g. which header was wrong or how far off its clock is.
 const REFUSED = "request authentication failed";
@@ -100,6 +103,30 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
       assertFresh(parseAuthHeaders(req.headers).timestamp, now(), skewMs);
     } catch (e) {
       throw refuseAuth(e);
+    }
+
+    // A large upload (a blob) is only read for a key on the allowlist: the
+    // signature can only be checked after the whole body is in, and a
+    // stranger must not make the server buffer megabytes first. Small bodies
+    // skip this, so that the answer to a stranger stays "bad_signature" and
+    // does not tell which keys are registered.
+    const declared = Number(req.headers.get("content-length") ?? "NaN");
+    if (req.body && !(declared <= SMALL_BODY_BYTES)) {
+      let known: boolean;
+      try {
+        known = (await store.getUser(parseAuthHeaders(req.headers).key))?.status === "active";
+      } catch (e) {
+        ctx.log.error("request authentication unavailable", {
+          step: "getUser",
+          error: describe(e),
+          method: req.method,
+          path,
+        });
+        throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
+      }
+      if (!known) {
+        throw refuse(401, "unauthenticated", { reason: "large body from an unknown key" });
+      }
     }
 
     // readBody enforces the route's limit (413) and caches the bytes in

@@ -4,8 +4,8 @@
  * sealed to them. The server only stores opaque base64 and checks who may
  * hand a key to whom, against the verified membership log:
  *
- * - the uploader is a current member and an admin of that epoch or of the
- *   current state (so an admin can share an older epoch with a newer member);
+ * - the uploader is an admin of the current state (who may also share an
+ *   older epoch with a newer member);
  * - every recipient is a member of that epoch or of the current state;
  * - keys are immutable: a second key for the same (epoch, recipient) is 409.
  *
@@ -72,8 +72,10 @@ export function keyRoutes(deps: KeyRouteDeps): Route[] {
           throw badRequest(`the room is at epoch ${state.epoch}`, "invalid_epoch");
         }
         const ofEpoch = state.epochs.get(epoch)!;
-        const isAdmin = ofEpoch.get(caller)?.role === "admin" ||
-          state.members.get(caller)?.role === "admin";
+        // A current admin only: an admin of an old epoch who is now a plain
+        // member could otherwise pre-empt (keys are immutable, first one wins)
+        // the key an admin shares with a newer member.
+        const isAdmin = state.members.get(caller)?.role === "admin";
         if (!isAdmin) {
           throw new HttpError(403, "not_admin", "only an admin of the room may share its keys");
         }

@@ -1,0 +1,124 @@
+import { RoomSession } from "../lib/client/room_session.ts";
+import type { RoomView, SealedKeyView } from "../lib/client/control_plane.ts";
+import { toBase64 } from "../lib/e2e/bytes.ts";
+import { changeHash, signChange, type SignedChange } from "../lib/e2e/membership.ts";
+import { encodePacket } from "../lib/e2e/packet.ts";
+import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
+import { generateRoomKey, sealRoomKey } from "../lib/e2e/room_key.ts";
+import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
+import { assertEquals } from "./helpers/assert.ts";
+
+const ROOM = "00112233445566778899aabbccddeeff";
+const enc = new TextEncoder();
+const POLICY = { encrypt: true, sign: true, persist: false };
+
+/** A room created by `admin` with `member` added: epoch 1, key sealed to both. */
+function twoMemberRoom(
+  admin: Identity,
+  member: Identity,
+): { view: RoomView; keys: SealedKeyView[]; roomKey: Uint8Array } {
+  const create = signChange({
+    room: ROOM,
+    seq: 0,
+    prev: "0".repeat(64),
+    op: "create",
+    subject: "t.room",
+    policy: POLICY,
+    member: admin.signPubHex,
+    kex: admin.kexPubHex,
+    kexSig: admin.kexSigHex,
+    role: "admin",
+    epoch: 0,
+    by: admin.signPubHex,
+    at: 1,
+  }, admin.signer);
+  const add = signChange({
+    room: ROOM,
+    seq: 1,
+    prev: changeHash(create),
+    op: "add",
+    member: member.signPubHex,
+    kex: member.kexPubHex,
+    kexSig: member.kexSigHex,
+    role: "member",
+    epoch: 1,
+    by: admin.signPubHex,
+    at: 2,
+  }, admin.signer);
+  const changes: SignedChange[] = [create, add];
+  const roomKey = generateRoomKey();
+  const keys = [admin, member].map((m) => ({
+    epoch: 1,
+    recipient: m.signPubHex,
+    sealed: toBase64(sealRoomKey({
+      roomId: ROOM,
+      epoch: 1,
+      roomKey,
+      memberSignPub: m.signPub,
+      memberKexPub: m.kexPub,
+      admin: admin.signer,
+    })),
+    sealedBy: admin.signPubHex,
+  }));
+  const view: RoomView = {
+    id: ROOM,
+    subject: "t.room",
+    policy: POLICY,
+    epoch: 1,
+    createdBy: admin.signPubHex,
+    createdAt: 1,
+    members: [
+      { signPub: admin.signPubHex, role: "admin" },
+      { signPub: member.signPubHex, role: "member" },
+    ],
+    changes,
+    stream: null,
+  };
+  return { view, keys: keys as unknown as SealedKeyView[], roomKey };
+}
+
+/** What `who` sees: its own sealed key only. */
+function sessionOf(who: Identity, room: { view: RoomView; keys: SealedKeyView[] }): RoomSession {
+  const mine = (room.keys as unknown as Array<SealedKeyView & { recipient: string }>)
+    .filter((k) => k.recipient === who.signPubHex);
+  return new RoomSession(who, room.view, mine);
+}
+
+Deno.test("a stranger's packet claiming a far future epoch is dropped, not a reason to reload", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const stranger = generateIdentity("stranger");
+  const session = sessionOf(alice, twoMemberRoom(alice, bob));
+  const forged = encodePacket({
+    roomId: ROOM,
+    epoch: 0xffffffff,
+    session: new Uint8Array(16),
+    signer: stranger.signer,
+    encrypted: true,
+  }, [{ index: 0, key: new Uint8Array(32), plaintext: enc.encode("x") }]);
+  assertEquals(session.receive(forged).kind, "dropped");
+  assertEquals(session.stats.nonMember, 1);
+});
+
+Deno.test("one member opening thousands of sessions cannot push another member's chain out", () => {
+  const alice = generateIdentity("alice");
+  const mallory = generateIdentity("mallory");
+  const room = twoMemberRoom(alice, mallory);
+  const receiver = sessionOf(alice, room);
+  const aliceSender = sessionOf(alice, room);
+  assertEquals(receiver.receive(aliceSender.seal([enc.encode("first")])).kind, "delivered");
+  // More throw-away sessions than the receiver keeps in all.
+  for (let i = 0; i < 5000; i++) {
+    const session = crypto.getRandomValues(new Uint8Array(16));
+    const chain = new Chain(
+      initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: mallory.signPub, session }),
+    );
+    receiver.receive(encodePacket(
+      { roomId: ROOM, epoch: 1, session, signer: mallory.signer, encrypted: true },
+      [{ index: 0, key: chain.next(), plaintext: enc.encode("junk") }],
+    ));
+  }
+  assertEquals(receiver.stats.delivered, 5001);
+  const r = receiver.receive(aliceSender.seal([enc.encode("second")]));
+  assertEquals(r.kind, "delivered");
+});
