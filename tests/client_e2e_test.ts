@@ -1,7 +1,11 @@
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { connect, type UnibusClient } from "../lib/client/client.ts";
-import { ControlPlaneError, MembershipVerificationError } from "../lib/client/errors.ts";
+import {
+  ControlPlaneError,
+  MembershipVerificationError,
+  UnibusError,
+} from "../lib/client/errors.ts";
 import { RoomSession } from "../lib/client/room_session.ts";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
@@ -9,7 +13,7 @@ import { generateIdentity, type Identity, loadIdentity } from "../lib/identity/i
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { addBusUser, type BusUser } from "./helpers/bus.ts";
+import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
 import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
 
 const dec = new TextDecoder();
@@ -402,6 +406,58 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
     }
   } finally {
     await ca.close();
+    await b.stop();
+  }
+});
+
+Deno.test("request/respond: the reply is sealed for the room and bound to its request", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const dave = await addBusUser(b.store, "dave");
+  const ca = await clientFor(b, alice);
+  const cb = await clientFor(b, bob);
+  const cd = await clientFor(b, dave);
+  const tap = await operatorTap(b);
+  try {
+    const room = await ca.createRoom("agent.oracle.in");
+    for (const u of [bob, carol, dave]) await ca.addMember(room, u.hex);
+    await cb.refreshSession();
+    await cd.refreshSession();
+    const answering = await cb.subscribe(room, (meta, data) => {
+      if (meta.reply) cb.respond(room, meta, `answer to ${dec.decode(data)}`);
+    });
+    const reply = await ca.request(room, "question 1");
+    assertEquals(dec.decode(reply.plaintext), "answer to question 1");
+    assertEquals(reply.meta.sender, bob.hex);
+
+    // Capture Bob's sealed reply to Dave.
+    const daveInbox = tap.subscribe(`_INBOX.${dave.hex}.>`, { max: 1 });
+    await tap.flush();
+    await cd.request(room, "dave's question");
+    let captured = new Uint8Array();
+    for await (const m of daveInbox) captured = new Uint8Array(m.data);
+    answering.unsubscribe();
+
+    // Carol, a member, answers Alice's next request with that genuine,
+    // validly signed reply of Bob's to somebody else.
+    const nc = await connectAs(b.s.natsPort, carol);
+    nc.subscribe("agent.oracle.in", {
+      callback: (_e, m) => {
+        if (m.reply) nc.publish(m.reply, captured);
+      },
+    });
+    await nc.flush();
+    await assertRejects(
+      () => ca.request(room, "question 2"),
+      UnibusError,
+      "does not answer this request",
+    );
+    await nc.close();
+  } finally {
+    await tap.close();
+    for (const c of [ca, cb, cd]) await c.close();
     await b.stop();
   }
 });

@@ -623,7 +623,8 @@ export class UnibusClient {
     this.#ensureOpen();
     const session = await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
-    const msg = await this.#nc.request(session.subject, session.seal([bytes]), {
+    const { packet: request, replySession } = session.sealRequest(bytes);
+    const msg = await this.#nc.request(session.subject, request, {
       timeout: opts.timeoutMs ?? 5000,
     });
     const packet = new Uint8Array(msg.data);
@@ -638,6 +639,10 @@ export class UnibusClient {
         `the reply did not verify (${r.kind === "dropped" ? r.detail : r.kind})`,
       );
     }
+    // Signed into the reply's header: a reply to another request does not fit.
+    if (r.frames[0].meta.session !== replySession) {
+      throw new UnibusError("reply_rejected", "the reply does not answer this request");
+    }
     return r.frames[0];
   }
 
@@ -649,7 +654,7 @@ export class UnibusClient {
     if (!meta.reply) throw new RangeError("this message did not ask for a reply");
     const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
-    this.#nc.publish(meta.reply, session.seal([bytes], meta.sender));
+    this.#nc.publish(meta.reply, session.sealReply(meta, bytes));
   }
 
   /** Resolves when everything published so far reached the server. */

@@ -11,7 +11,13 @@ import { randomBytes } from "node:crypto";
 import { aeadDecrypt } from "../e2e/aead.ts";
 import { fromBase64, fromHex, toHex } from "../e2e/bytes.ts";
 import { changeHash, MembershipError, type RoomState, verifyLog } from "../e2e/membership.ts";
-import { decodePacket, encodePacket, frameAad, PacketError } from "../e2e/packet.ts";
+import {
+  decodePacket,
+  encodePacket,
+  frameAad,
+  PacketError,
+  replySessionFor,
+} from "../e2e/packet.ts";
 import { Chain, initialChainKey, RatchetPassedError } from "../e2e/ratchet.ts";
 import { openRoomKey, RoomKeyError } from "../e2e/room_key.ts";
 import type { Identity } from "../identity/identity.ts";
@@ -84,7 +90,8 @@ export class RoomSession {
   #state!: RoomState;
   #keys = new Map<number, Uint8Array>();
   #session = new Uint8Array(randomBytes(16));
-  #lanes = new Map<string, SendLane>();
+  #broadcast: SendLane | null = null;
+  #answered = new Set<string>();
   #receive = new Map<string, Chain | number>();
   #retired = new Set<string>();
   #perSender = new Map<string, string[]>();
@@ -191,46 +198,31 @@ export class RoomSession {
     return this.#state.members.has(this.#meHex);
   }
 
-  /**
-   * The sending lane for `lane` ("" = the room subject; a requester's key =
-   * replies to that requester), restarted when the epoch moved. Each lane is
-   * its own sender session: replies travel on another subject than room
-   * messages, and one shared chain would make receivers see its indices out
-   * of order.
-   */
-  #laneFor(lane: string): SendLane {
+  /** The broadcast sending chain, restarted when the epoch moved. */
+  #lane(): SendLane {
     const epoch = this.#state.epoch;
     if (!this.isMember) throw new NotAMemberError(`not a member of room ${this.roomId}`);
-    let l = this.#lanes.get(lane);
-    if (!l || l.epoch !== epoch) {
-      const session = lane === "" ? this.#session : new Uint8Array(randomBytes(16));
-      let chain: Chain | null = null;
-      if (this.#state.policy.encrypt) {
-        const key = this.#keys.get(epoch);
-        if (!key) {
-          throw new RoomKeyUnavailableError(`no key for epoch ${epoch} of room ${this.roomId}`);
-        }
-        chain = new Chain(
-          initialChainKey(key, { roomId: this.roomId, epoch, sender: this.#me.signPub, session }),
-        );
-      }
-      l = { epoch, session, chain, nextIndex: 0 };
-      if (this.#lanes.size >= MAX_RECEIVE_CHAINS) {
-        this.#lanes.delete(this.#lanes.keys().next().value!);
-      }
-      this.#lanes.set(lane, l);
+    if (!this.#broadcast || this.#broadcast.epoch !== epoch) {
+      this.#broadcast = this.#newLane(epoch, this.#session);
     }
-    return l;
+    return this.#broadcast;
   }
 
-  /**
-   * Encrypts (or only signs, per policy) a run of messages into one packet.
-   * Plain rooms (neither encrypt nor sign) are not sealed: the caller sends
-   * the bytes as they are. `lane` is "" for the room subject, or the
-   * requester's key for a reply.
-   */
-  seal(plaintexts: Uint8Array[], lane = ""): Uint8Array {
-    const l = this.#laneFor(lane);
+  #newLane(epoch: number, session: Uint8Array): SendLane {
+    let chain: Chain | null = null;
+    if (this.#state.policy.encrypt) {
+      const key = this.#keys.get(epoch);
+      if (!key) {
+        throw new RoomKeyUnavailableError(`no key for epoch ${epoch} of room ${this.roomId}`);
+      }
+      chain = new Chain(
+        initialChainKey(key, { roomId: this.roomId, epoch, sender: this.#me.signPub, session }),
+      );
+    }
+    return { epoch, session, chain, nextIndex: 0 };
+  }
+
+  #encode(l: SendLane, plaintexts: Uint8Array[]): Uint8Array {
     const frames = plaintexts.map((plaintext) => {
       if (l.chain) {
         const index = l.chain.index;
@@ -248,6 +240,51 @@ export class RoomSession {
       },
       frames,
     );
+  }
+
+  /**
+   * Encrypts (or only signs, per policy) a run of messages into one packet.
+   * Plain rooms (neither encrypt nor sign) are not sealed: the caller sends
+   * the bytes as they are.
+   */
+  seal(plaintexts: Uint8Array[]): Uint8Array {
+    return this.#encode(this.#lane(), plaintexts);
+  }
+
+  /**
+   * Seals one request; returns the packet and the session (hex) its reply
+   * must come on (lib/e2e/packet.ts `replySessionFor`).
+   */
+  sealRequest(plaintext: Uint8Array): { packet: Uint8Array; replySession: string } {
+    const l = this.#lane();
+    const index = l.chain ? l.chain.index : l.nextIndex;
+    const packet = this.#encode(l, [plaintext]);
+    return {
+      packet,
+      replySession: toHex(replySessionFor(this.#me.signPub, l.session, l.epoch, index)),
+    };
+  }
+
+  /**
+   * Seals the one reply to the request `meta` describes, on the session
+   * derived from that request, so the requester can tell it answers it.
+   * A request is answered at most once.
+   */
+  sealReply(request: FrameMeta, plaintext: Uint8Array): Uint8Array {
+    const id = `${request.epoch}/${request.sender}/${request.session}/${request.index}`;
+    if (this.#answered.has(id)) throw new RangeError("this request was already answered");
+    this.#answered.add(id);
+    if (this.#answered.size > MAX_RETIRED_CHAINS) {
+      this.#answered.delete(this.#answered.values().next().value!);
+    }
+    if (!this.isMember) throw new NotAMemberError(`not a member of room ${this.roomId}`);
+    const session = replySessionFor(
+      fromHex(request.sender),
+      fromHex(request.session),
+      request.epoch,
+      request.index,
+    );
+    return this.#encode(this.#newLane(this.#state.epoch, session), [plaintext]);
   }
 
   /**

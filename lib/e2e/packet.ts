@@ -26,6 +26,7 @@
  */
 
 import { randomFillSync } from "node:crypto";
+import { sha256 } from "@noble/hashes/sha2.js";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { verifySignature } from "../crypto/ed25519.ts";
 import { aeadEncrypt, NONCE_BYTES } from "./aead.ts";
@@ -226,4 +227,34 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     if (err instanceof PacketError) throw err;
     throw new PacketError("packet truncated");
   }
+}
+
+const REPLY_CONTEXT = utf8("unibus/reply/v1");
+
+/**
+ * The sender session of the reply to one request: SHA-256("unibus/reply/v1"
+ * || requester sign pub (32) || request session (16) || u32 request epoch ||
+ * u32 request index), first 16 bytes. The session is inside the signed
+ * packet, so a reply proves which request it answers; a reply captured from
+ * another exchange does not fit.
+ *
+ * @example
+ * ```ts
+ * const session = replySessionFor(requesterPub, requestSession, 3, 17);
+ * ```
+ */
+export function replySessionFor(
+  requester: Uint8Array,
+  requestSession: Uint8Array,
+  epoch: number,
+  index: number,
+): Uint8Array {
+  const b = new Uint8Array(REPLY_CONTEXT.length + 32 + 16 + 8);
+  const view = new DataView(b.buffer);
+  b.set(REPLY_CONTEXT);
+  b.set(requester, REPLY_CONTEXT.length);
+  b.set(requestSession, REPLY_CONTEXT.length + 32);
+  view.setUint32(REPLY_CONTEXT.length + 48, epoch);
+  view.setUint32(REPLY_CONTEXT.length + 52, index);
+  return sha256(b).subarray(0, 16);
 }
