@@ -22,6 +22,9 @@ import { roomStreamName } from "../../lib/auth/acl.ts";
 /** How long a persisted room keeps its history. */
 export const ROOM_STREAM_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
 
+/** The most a persisted room's stream keeps (oldest messages go first): 1 GiB. */
+export const ROOM_STREAM_MAX_BYTES = 1024 * 1024 * 1024;
+
 /** The room facts a stream depends on. */
 export interface StreamRoom {
   id: string;
@@ -53,6 +56,8 @@ export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { na
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     max_age: nanos(ROOM_STREAM_MAX_AGE_MS),
+    // Bounded like the age: one chatty room must not fill the node's disk.
+    max_bytes: ROOM_STREAM_MAX_BYTES,
     discard: DiscardPolicy.Old,
     num_replicas: 1,
     // Members read history by direct get: the only JetStream read their ACL
