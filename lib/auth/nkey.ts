@@ -14,6 +14,7 @@
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { type KeyPair, NKeysError, NKeysErrorCode, Prefix } from "@nats-io/nkeys";
 import { generateSeed, keyPairFromSeed, verifySignature } from "../crypto/ed25519.ts";
+import { toBase64Url } from "../e2e/bytes.ts";
 
 export { Prefix };
 
@@ -130,7 +131,7 @@ export interface NkeyCredentials {
 export function nkeyAuthenticatorFor(kp: NativeNkeyPair): (nonce?: string) => NkeyCredentials {
   return (nonce?: string) => ({
     nkey: kp.getPublicKey(),
-    sig: nonce ? base64UrlEncode(kp.sign(new TextEncoder().encode(nonce))) : "",
+    sig: nonce ? toBase64Url(kp.sign(new TextEncoder().encode(nonce))) : "",
   });
 }
 
@@ -170,15 +171,8 @@ export function natsAuthMessage(nonce: string): Uint8Array {
 export function busUserAuthenticator(kp: NativeNkeyPair): (nonce?: string) => NkeyCredentials {
   return (nonce?: string) => ({
     nkey: kp.getPublicKey(),
-    sig: nonce && NONCE.test(nonce) ? base64UrlEncode(kp.sign(natsAuthMessage(nonce))) : "",
+    sig: nonce && NONCE.test(nonce) ? toBase64Url(kp.sign(natsAuthMessage(nonce))) : "",
   });
-}
-
-function base64UrlEncode(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
-    /=+$/,
-    "",
-  );
 }
 
 /**

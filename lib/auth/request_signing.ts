@@ -27,6 +27,7 @@
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { type Ed25519KeyPair, verifySignature } from "../crypto/ed25519.ts";
+import { toBase64Url } from "../e2e/bytes.ts";
 
 /** First line of the canonical string; bumping it retires every old signature. */
 export const REQUEST_SIGNING_VERSION = "unibus-request-v1";
@@ -178,19 +179,7 @@ export function canonicalRequest(input: CanonicalRequestInput): string {
  * ```
  */
 export function newNonce(): string {
-  return base64UrlEncode(new Uint8Array(randomBytes(16)));
-}
-
-/**
- * Unpadded base64url of `bytes`.
- *
- * @example
- * ```ts
- * base64UrlEncode(new Uint8Array([0xfb, 0xff])); // "-_8"
- * ```
- */
-export function base64UrlEncode(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("base64url");
+  return toBase64Url(new Uint8Array(randomBytes(16)));
 }
 
 /**
@@ -218,7 +207,7 @@ export function signRequest(
     [AUTH_HEADERS.key]: Buffer.from(signer.publicKey).toString("hex"),
     [AUTH_HEADERS.timestamp]: String(timestamp),
     [AUTH_HEADERS.nonce]: nonce,
-    [AUTH_HEADERS.signature]: base64UrlEncode(signature),
+    [AUTH_HEADERS.signature]: toBase64Url(signature),
   };
 }
 
@@ -299,7 +288,7 @@ export function parseAuthHeaders(headers: Headers): RequestAuthHeaders {
   const signature = new Uint8Array(Buffer.from(sig, "base64url"));
   // Non-zero trailing bits decode to the same bytes; refusing them keeps one
   // spelling per signature, so logs and caches never see aliases.
-  if (signature.length !== 64 || base64UrlEncode(signature) !== sig) {
+  if (signature.length !== 64 || toBase64Url(signature) !== sig) {
     throw malformed("x-unibus-signature is not canonical base64url of 64 bytes");
   }
   return {

@@ -73,6 +73,18 @@ export function toBase64(bytes: Uint8Array): string {
   return btoa(bin);
 }
 
+/**
+ * Unpadded base64url of `bytes`.
+ *
+ * @example
+ * ```ts
+ * toBase64Url(new Uint8Array([0xfb, 0xff])); // "-_8"
+ * ```
+ */
+export function toBase64Url(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64url");
+}
+
 /** Bytes of standard padded base64; throws on anything else. */
 export function fromBase64(text: string): Uint8Array {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {

@@ -95,6 +95,22 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
       return e;
     };
 
+    // Every store call here fails closed: 503, the reason in the log, never
+    // an admitted request.
+    const fromStore = async <T>(step: string, call: () => Promise<T>): Promise<T> => {
+      try {
+        return await call();
+      } catch (e) {
+        ctx.log.error("request authentication unavailable", {
+          step,
+          error: describe(e),
+          method: req.method,
+          path,
+        });
+        throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
+      }
+    };
+
     const target = requestTarget(req.url);
     if (target === null) throw refuse(401, "unauthenticated", { reason: "unusable request URL" });
 
@@ -111,20 +127,13 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
     // skip this, so that the answer to a stranger stays "bad_signature" and
     // does not tell which keys are registered.
     const declared = Number(req.headers.get("content-length") ?? "NaN");
+    // The signer's status, looked up once: here for a large body, else after
+    // the signature (the key in the headers is the one the signature proves).
+    let status: string | undefined | null = null;
     if (req.body && !(declared <= SMALL_BODY_BYTES)) {
-      let known: boolean;
-      try {
-        known = (await store.getUser(parseAuthHeaders(req.headers).key))?.status === "active";
-      } catch (e) {
-        ctx.log.error("request authentication unavailable", {
-          step: "getUser",
-          error: describe(e),
-          method: req.method,
-          path,
-        });
-        throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
-      }
-      if (!known) {
+      const key = parseAuthHeaders(req.headers).key;
+      status = (await fromStore("getUser", () => store.getUser(key)))?.status;
+      if (status !== "active") {
         throw refuse(401, "unauthenticated", { reason: "large body from an unknown key" });
       }
     }
@@ -149,36 +158,17 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
       throw refuseAuth(e);
     }
 
-    let status: string | undefined;
-    try {
-      status = (await store.getUser(key))?.status;
-    } catch (e) {
-      ctx.log.error("request authentication unavailable", {
-        step: "getUser",
-        error: describe(e),
-        method: req.method,
-        path,
-      });
-      throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
-    }
+    if (status === null) status = (await fromStore("getUser", () => store.getUser(key)))?.status;
     if (status === undefined) throw refuse(401, "unknown_key", { key });
     // Anything but "active" is refused, so a status added later fails closed.
     if (status !== "active") throw refuse(403, "revoked", { key });
 
     // Kept until timestamp + skew: from then on assertFresh refuses the
     // request anyway, so the nonce table only holds what could still replay.
-    let fresh: boolean;
-    try {
-      fresh = await store.rememberNonce(`${key}:${nonce}`, timestamp + skewMs, checkedAt);
-    } catch (e) {
-      ctx.log.error("request authentication unavailable", {
-        step: "rememberNonce",
-        error: describe(e),
-        method: req.method,
-        path,
-      });
-      throw new HttpError(503, "auth_unavailable", "authentication is temporarily unavailable");
-    }
+    const fresh = await fromStore(
+      "rememberNonce",
+      () => store.rememberNonce(`${key}:${nonce}`, timestamp + skewMs, checkedAt),
+    );
     if (!fresh) throw refuse(401, "replayed", { key });
 
     // The pruner deletes nonces at their expiry by the wall clock. A request
