@@ -87,36 +87,24 @@ Deno.test("/healthz answers 503 while the data plane is down, 200 once it is bac
       stderr: "null",
     }).spawn();
   let nats = startNats();
-  const dataDir = await Deno.makeTempDir({ prefix: "unibus-503-" });
-  let url = "";
-  const p = spawnUnibus([
-    "serve",
-    "--data-dir",
-    dataDir,
-    "--http-addr",
-    "127.0.0.1:0",
-    "--nats-url",
-    `nats://127.0.0.1:${natsPort}`,
-  ]);
+  let s: Awaited<ReturnType<typeof startServe>> | null = null;
   try {
-    url = `http://${(await p.waitFor((l) => l.msg === "unibus ready")).httpAddr}`;
-    assertEquals((await health(url)).status, 200);
+    s = await startServe({ extraArgs: ["--nats-url", `nats://127.0.0.1:${natsPort}`] });
+    assertEquals((await health(s.httpUrl)).status, 200);
     nats.kill("SIGKILL");
     await nats.status;
-    await waitHealth(url, 503, 10_000);
-    const down = await health(url);
+    await waitHealth(s.httpUrl, 503, 10_000);
+    const down = await health(s.httpUrl);
     assertEquals(down.body.status, "unavailable");
     assertEquals((down.body.dataPlane as Record<string, unknown>).connected, false);
     nats = startNats();
-    await waitHealth(url, 200, 15_000);
+    await waitHealth(s.httpUrl, 200, 15_000);
   } finally {
-    p.child.kill("SIGTERM");
-    await p.finished;
+    await s?.stop();
     try {
       nats.kill("SIGKILL");
     } catch { /* already gone */ }
     await nats.status;
-    await Deno.remove(dataDir, { recursive: true });
     await Deno.remove(jsDir, { recursive: true });
   }
 });
@@ -243,24 +231,12 @@ Deno.test("a nats-server that cannot start is reported with its own last lines",
 Deno.test("serve works against an external NATS given with --nats-url", async () => {
   const ext = await startServe();
   try {
-    const dataDir = await Deno.makeTempDir({ prefix: "unibus-extok-" });
-    const p = spawnUnibus([
-      "serve",
-      "--data-dir",
-      dataDir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--nats-url",
-      `nats://127.0.0.1:${ext.natsPort}`,
-    ]);
+    const s = await startServe({ extraArgs: ["--nats-url", `nats://127.0.0.1:${ext.natsPort}`] });
     try {
-      const ready = await p.waitFor((l) => l.msg === "unibus ready");
-      assertEquals(ready.managedNats, false);
-      assertEquals((await health(`http://${ready.httpAddr}`)).status, 200);
+      assertEquals(s.lines.find((l) => l.msg === "unibus ready")!.managedNats, false);
+      assertEquals((await health(s.httpUrl)).status, 200);
     } finally {
-      p.child.kill("SIGTERM");
-      assertEquals((await p.finished).code, 0);
-      await Deno.remove(dataDir, { recursive: true });
+      assertEquals((await s.stop()).code, 0);
     }
   } finally {
     await ext.stop();
