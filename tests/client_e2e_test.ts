@@ -1,4 +1,4 @@
-import { connect as natsConnect } from "@nats-io/transport-node";
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { connect, type UnibusClient } from "../lib/client/client.ts";
 import {
@@ -22,6 +22,11 @@ interface Bus {
   s: ServeUnderTest;
   store: Store;
   internalId: string;
+  /** A client library connection as `user`, closed by stop(). */
+  client(user: BusUser): Promise<UnibusClient>;
+  /** A raw connection with the internal identity (full NATS rights, like a curious operator). */
+  tap(): Promise<NatsConnection>;
+  /** Closes every connection made through this bus, then serve. */
   stop(): Promise<void>;
 }
 
@@ -32,33 +37,37 @@ async function bus(): Promise<Bus> {
     extraArgs: ["--bus-auth", "enforce", "--internal-id-file", internalId],
   });
   const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  const opened: Array<{ close(): Promise<void> }> = [];
+  const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
   return {
     s,
     store,
     internalId,
+    async client(user) {
+      return track(
+        await connect({
+          natsServers: [`nats://127.0.0.1:${s.natsPort}`],
+          ctrlUrls: [s.httpUrl],
+          identity: user.identity,
+        }),
+      );
+    },
+    async tap() {
+      const id = await loadIdentity(internalId);
+      return track(
+        await natsConnect({
+          servers: `127.0.0.1:${s.natsPort}`,
+          authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+        }),
+      );
+    },
     async stop() {
+      for (const c of opened.reverse()) await c.close().catch(() => {});
       await store.close();
       await s.stop();
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-function clientFor(b: Bus, user: BusUser): Promise<UnibusClient> {
-  return connect({
-    natsServers: [`nats://127.0.0.1:${b.s.natsPort}`],
-    ctrlUrls: [b.s.httpUrl],
-    identity: user.identity,
-  });
-}
-
-/** The internal service identity: full NATS rights, like a curious operator. */
-async function operatorTap(b: Bus) {
-  const id = await loadIdentity(b.internalId);
-  return await natsConnect({
-    servers: `127.0.0.1:${b.s.natsPort}`,
-    authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
-  });
 }
 
 /** Collects plaintexts until `n` arrived or `ms` passed. */
@@ -84,8 +93,8 @@ Deno.test("two members exchange messages in both directions, authenticated to th
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
-  const ca = await clientFor(b, alice);
-  const cb = await clientFor(b, bob);
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
   try {
     const room = await ca.createRoom("agent.scout.in");
     await ca.addMember(room, bob.hex);
@@ -103,8 +112,6 @@ Deno.test("two members exchange messages in both directions, authenticated to th
     assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
     assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
   } finally {
-    await ca.close();
-    await cb.close();
     await b.stop();
   }
 });
@@ -112,8 +119,8 @@ Deno.test("two members exchange messages in both directions, authenticated to th
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");
-  const ca = await clientFor(b, alice);
-  const tap = await operatorTap(b);
+  const ca = await b.client(alice);
+  const tap = await b.tap();
   try {
     const room = await ca.createRoom("secret.room");
     const sub = tap.subscribe("secret.room", { max: 1 });
@@ -132,8 +139,6 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
     const dbBytes = await Deno.readFile(`${b.s.dataDir}/unibus.db`);
     assert(!dec.decode(dbBytes).includes("the plaintext nobody"), "no plaintext at rest");
   } finally {
-    await tap.close();
-    await ca.close();
     await b.stop();
   }
 });
@@ -142,9 +147,9 @@ Deno.test("a removed member cannot decrypt what is sent after its removal", asyn
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
-  const ca = await clientFor(b, alice);
-  const cb = await clientFor(b, bob);
-  const tap = await operatorTap(b);
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const tap = await b.tap();
   try {
     const room = await ca.createRoom("team.shared");
     await ca.addMember(room, bob.hex);
@@ -166,9 +171,6 @@ Deno.test("a removed member cannot decrypt what is sent after its removal", asyn
     const keys = await cb.control.getKeys(room.id).catch(() => []);
     assert(keys.every((k) => k.epoch < 2), "no key for epoch 2 was sealed to bob");
   } finally {
-    await tap.close();
-    await ca.close();
-    await cb.close();
     await b.stop();
   }
 });
@@ -178,9 +180,9 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
-  const ca = await clientFor(b, alice);
-  const cb = await clientFor(b, bob);
-  const tap = await operatorTap(b);
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const tap = await b.tap();
   try {
     const room = await ca.createRoom("guarded.room");
     await ca.addMember(room, bob.hex);
@@ -217,9 +219,6 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
     assertEquals(sub.stats.invalid, 2);
     assertEquals(sub.stats.nonMember, 1);
   } finally {
-    await tap.close();
-    await ca.close();
-    await cb.close();
     await b.stop();
   }
 });
@@ -229,7 +228,7 @@ Deno.test("a member the server inserts, or a key it swaps, is detected and not o
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const mallory = await addBusUser(b.store, "mallory");
-  const ca = await clientFor(b, alice);
+  const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("trust.room");
     // The server (here: its database) lists Mallory without a signed change.
@@ -240,12 +239,8 @@ Deno.test("a member the server inserts, or a key it swaps, is detected and not o
       addedBy: alice.hex,
       change: null,
     });
-    const fresh = await clientFor(b, alice);
-    try {
-      await assertRejects(() => fresh.room(room.id), MembershipVerificationError, "does not prove");
-    } finally {
-      await fresh.close();
-    }
+    const fresh = await b.client(alice);
+    await assertRejects(() => fresh.room(room.id), MembershipVerificationError, "does not prove");
     await b.store.removeMember(room.id, mallory.hex);
 
     // The directory hands out a key-exchange key for Bob that Bob never signed.
@@ -257,7 +252,6 @@ Deno.test("a member the server inserts, or a key it swaps, is detected and not o
       "not signed",
     );
   } finally {
-    await ca.close();
     await b.stop();
   }
 });
@@ -280,7 +274,7 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
-  const ca = await clientFor(b, alice);
+  const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("log.room", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
@@ -288,30 +282,21 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
     await ca.flush();
     await new Promise((r) => setTimeout(r, 200));
     // Bob was offline; he connects now and reads what he missed.
-    const cb = await clientFor(b, bob);
-    try {
-      const { messages, stats } = await cb.history(room);
-      assertEquals(
-        messages.map((m) => dec.decode(m.plaintext)),
-        [0, 1, 2, 3, 4].map((i) => `entry-${i}`),
-      );
-      assertEquals(stats.invalid, 0);
-      // The stream holds ciphertext only.
-      const tap = await operatorTap(b);
-      try {
-        const { jetstream } = await import("@nats-io/jetstream");
-        const js = jetstream(tap);
-        const stream = await js.streams.get(`ROOM_${room.id}`);
-        const first = await stream.getMessage({ seq: 1 });
-        assert(first && !dec.decode(first.data).includes("entry-"), "ciphertext at rest");
-      } finally {
-        await tap.close();
-      }
-    } finally {
-      await cb.close();
-    }
+    const cb = await b.client(bob);
+    const { messages, stats } = await cb.history(room);
+    assertEquals(
+      messages.map((m) => dec.decode(m.plaintext)),
+      [0, 1, 2, 3, 4].map((i) => `entry-${i}`),
+    );
+    assertEquals(stats.invalid, 0);
+    // The stream holds ciphertext only.
+    const tap = await b.tap();
+    const { jetstream } = await import("@nats-io/jetstream");
+    const js = jetstream(tap);
+    const stream = await js.streams.get(`ROOM_${room.id}`);
+    const first = await stream.getMessage({ seq: 1 });
+    assert(first && !dec.decode(first.data).includes("entry-"), "ciphertext at rest");
   } finally {
-    await ca.close();
     await b.stop();
   }
 });
@@ -321,9 +306,9 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
-  const ca = await clientFor(b, alice);
-  const cb = await clientFor(b, bob);
-  const cc = await clientFor(b, carol);
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const cc = await b.client(carol);
   try {
     const room = await ca.createRoom("files.room");
     await ca.addMember(room, bob.hex);
@@ -332,9 +317,6 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
     assertEquals(toHex(await cb.getBlob(room, ref)), toHex(content));
     await assertRejects(() => cc.control.getBlob(ref.id), ControlPlaneError);
   } finally {
-    await ca.close();
-    await cb.close();
-    await cc.close();
     await b.stop();
   }
 });
@@ -344,8 +326,8 @@ Deno.test("after a removal the remaining members move to the new epoch without b
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
-  const ca = await clientFor(b, alice);
-  const cc = await clientFor(b, carol);
+  const ca = await b.client(alice);
+  const cc = await b.client(carol);
   try {
     const room = await ca.createRoom("rotating.room");
     await ca.addMember(room, carol.hex);
@@ -370,8 +352,6 @@ Deno.test("after a removal the remaining members move to the new epoch without b
     assertEquals(await heard.wait(), ["before", "after"]);
     assertEquals(epochs, [info.epoch - 1, info.epoch]);
   } finally {
-    await ca.close();
-    await cc.close();
     await b.stop();
   }
 });
@@ -380,7 +360,7 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
-  const ca = await clientFor(b, alice);
+  const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("archive.room", { encrypt: true, sign: true, persist: true });
     await ca.publish(room, "before bob");
@@ -388,24 +368,15 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
     await ca.publish(room, "after bob");
     await ca.flush();
     await new Promise((r) => setTimeout(r, 200));
-    const cb = await clientFor(b, bob);
-    try {
-      const first = await cb.history(room);
-      assertEquals(first.messages.map((m) => dec.decode(m.plaintext)), ["after bob"]);
-      assertEquals(first.stats.noKey, 1);
-      assertEquals(await ca.shareHistory(room, bob.hex), [0]);
-      const fresh = await clientFor(b, bob);
-      try {
-        const all = await fresh.history(room);
-        assertEquals(all.messages.map((m) => dec.decode(m.plaintext)), ["before bob", "after bob"]);
-      } finally {
-        await fresh.close();
-      }
-    } finally {
-      await cb.close();
-    }
+    const cb = await b.client(bob);
+    const first = await cb.history(room);
+    assertEquals(first.messages.map((m) => dec.decode(m.plaintext)), ["after bob"]);
+    assertEquals(first.stats.noKey, 1);
+    assertEquals(await ca.shareHistory(room, bob.hex), [0]);
+    const fresh = await b.client(bob);
+    const all = await fresh.history(room);
+    assertEquals(all.messages.map((m) => dec.decode(m.plaintext)), ["before bob", "after bob"]);
   } finally {
-    await ca.close();
     await b.stop();
   }
 });
@@ -416,10 +387,10 @@ Deno.test("request/respond: the reply is sealed for the room and bound to its re
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
   const dave = await addBusUser(b.store, "dave");
-  const ca = await clientFor(b, alice);
-  const cb = await clientFor(b, bob);
-  const cd = await clientFor(b, dave);
-  const tap = await operatorTap(b);
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const cd = await b.client(dave);
+  const tap = await b.tap();
   try {
     const room = await ca.createRoom("agent.oracle.in");
     for (const u of [bob, carol, dave]) await ca.addMember(room, u.hex);
@@ -456,8 +427,6 @@ Deno.test("request/respond: the reply is sealed for the room and bound to its re
     );
     await nc.close();
   } finally {
-    await tap.close();
-    for (const c of [ca, cb, cd]) await c.close();
     await b.stop();
   }
 });
