@@ -8,11 +8,11 @@
  * @module
  */
 
-/** The room facts the ACL depends on. */
+/** The room facts the ACL depends on (a store `Room` has them). */
 export interface AclRoom {
   id: string;
   subject: string;
-  persist: boolean;
+  policy: { persist: boolean };
 }
 
 /** NATS permissions as they go into a user JWT. */
@@ -73,7 +73,7 @@ const NOTICES = "_INBOX.*.unibus.>";
  *
  * @example
  * ```ts
- * const perms = userPermissions(pubHex, [{ id: "r1", subject: "agent.scout.in", persist: false }]);
+ * const perms = userPermissions(pubHex, [{ id: "r1", subject: "agent.scout.in", policy: { persist: false } }]);
  * perms.pub.allow; // ["_INBOX.*.>", "agent.scout.in"]
  * ```
  */
@@ -84,7 +84,7 @@ export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermi
   for (const room of rooms) {
     pub.add(room.subject);
     sub.add(room.subject);
-    if (room.persist) {
+    if (room.policy.persist) {
       const stream = roomStreamName(room.id);
       pub.add(`$JS.API.STREAM.INFO.${stream}`);
       pub.add(`$JS.API.DIRECT.GET.${stream}`);

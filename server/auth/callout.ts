@@ -193,10 +193,7 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
   ]);
   if (!user) throw new Denied("key is not on the allowlist");
   if (user.status !== "active") throw new Denied("user is revoked");
-  const permissions = userPermissions(
-    signPubHex,
-    rooms.map((r) => ({ id: r.id, subject: r.subject, persist: r.policy.persist })),
-  );
+  const permissions = userPermissions(signPubHex, rooms);
   const jwt = await encodeUser(
     user.handle,
     req.user_nkey,

@@ -104,10 +104,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       return;
     }
     const rooms = await opts.store.listRoomsForMember(signPub);
-    const now = userPermissions(
-      signPub,
-      rooms.map((r) => ({ id: r.id, subject: r.subject, persist: r.policy.persist })),
-    );
+    const now = userPermissions(signPub, rooms);
     const digest = JSON.stringify(now);
     for (const s of opts.sessions.forUser(signPub)) {
       if (permissionsNarrowed(s.permissions, now)) {
