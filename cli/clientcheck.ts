@@ -10,7 +10,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { connect, type UnibusClient } from "../lib/client/client.ts";
+import type { UnibusClient } from "../lib/client/client.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -192,6 +192,9 @@ export async function runClientcheck(o: ClientcheckOptions): Promise<number> {
     console.log(o.json ? JSON.stringify(machine) : human);
   };
   const identity = await loadIdentity(o.identityFile);
+  // Loaded here, not at the top: every other command starts without the
+  // NATS client and the E2E stack.
+  const { connect } = await import("../lib/client/client.ts");
   const client = await connect({
     natsServers: o.natsSeeds,
     ctrlUrls: o.ctrlSeeds,
