@@ -457,7 +457,9 @@ const HEX = /^(?:[0-9a-f]{2})+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 // Ids end up in KV keys and URLs, so keep them to a conservative alphabet.
 const ID = /^[A-Za-z0-9_-][A-Za-z0-9._=-]{0,127}$/;
-const MAX_TEXT = 64 * 1024;
+/** Longest stored text field (a signed change, a nonce), in characters. */
+export const MAX_TEXT_LENGTH = 64 * 1024;
+const MAX_TEXT = MAX_TEXT_LENGTH;
 
 function fail(field: string, reason: string, rule?: string): never {
   throw new InvalidInputError(field, reason, rule);
