@@ -23,6 +23,16 @@ async function operatorIdentity(s: ServeUnderTest, dir: string, allowlisted = tr
   return file;
 }
 
+/** The required flags, for tests of the parser alone. */
+const PARSE_BASE = [
+  "--identity-file",
+  "a.id",
+  "--nats-seeds",
+  "nats://h:4250",
+  "--ctrl-seeds",
+  "http://h:8470",
+];
+
 function clientcheck(s: ServeUnderTest, idFile: string, extra: string[]) {
   return spawnUnibus([
     "clientcheck",
@@ -110,14 +120,7 @@ Deno.test("clientcheck refuses a subject outside the grammar before it connects"
     assertEquals(err.split("\n").length, 1, err);
     assertMatch(err, new RegExp(`--subject .*\\(rule ${rule}\\)`));
   }
-  const base = [
-    "--identity-file",
-    "a.id",
-    "--nats-seeds",
-    "nats://h:4250",
-    "--ctrl-seeds",
-    "http://h:8470",
-  ];
+  const base = PARSE_BASE;
   // A NUL cannot travel in argv; the parser refuses it all the same.
   assertThrows(
     () => parseClientcheckArgs([...base, "--subject", "chat.ops\u0000x"]),
@@ -143,14 +146,7 @@ Deno.test("clientcheck with an identity that is not on the allowlist fails clear
 });
 
 Deno.test("clientcheck flag mistakes are usage errors", () => {
-  const base = [
-    "--identity-file",
-    "a.id",
-    "--nats-seeds",
-    "nats://h:4250",
-    "--ctrl-seeds",
-    "http://h:8470",
-  ];
+  const base = PARSE_BASE;
   parseClientcheckArgs(base);
   assertThrows(
     () => parseClientcheckArgs(base.slice(2)),
