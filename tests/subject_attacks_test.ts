@@ -161,6 +161,10 @@ Deno.test("rooms stored with inexpressible subjects are reported at start, grant
           }
           return left.size === 5;
         });
+        const admitted = await s.waitFor((l) =>
+          l.msg === "connection admitted" && l.signPub === bob.hex
+        );
+        assertEquals([admitted.rooms, admitted.roomsLeftOut], [1, 5]);
         const sub = nb.subscribe("team.good", { max: 1 });
         await nb.flush();
         na.publish("team.good", "hello");

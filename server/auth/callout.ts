@@ -249,6 +249,7 @@ async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats
     signPub: signPubHex,
     cid: req.client_info?.id,
     rooms: granted.length,
+    roomsLeftOut: inexpressible.length,
   });
   return jwt;
 }
