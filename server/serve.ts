@@ -273,7 +273,13 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
-    middleware: [accessLog, requireSignedRequests({ store: store! })],
+    middleware: [
+      accessLog,
+      requireSignedRequests({
+        store: store!,
+        uploads: { perUser: opts.limits.uploadsPerUser, total: opts.limits.uploadsTotal },
+      }),
+    ],
     routes: [
       healthRoute({ posture, dataPlane: () => conn.state() }),
       ...apiRoutes({
