@@ -16,6 +16,7 @@ import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { publishDenied, subscribeDenied } from "./helpers/denied.ts";
+import { runScript } from "./helpers/script.ts";
 import { runUnibus, startServe } from "./helpers/serve_process.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -24,7 +25,6 @@ import { waitFor } from "./helpers/wait.ts";
 installConnectionResetGuard();
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 const ROOM_SUBJECT = "stock.room";
 
 /** What a user has: the identity file `unibus identity new` wrote. */
@@ -38,11 +38,15 @@ function hexBytes(hex: string): Uint8Array {
 }
 
 /** docs/clients.md, nats.js: the login with nats.js and @nats-io/nkeys only. */
-async function stockLogin(port: number, file: IdentityFile): Promise<NatsConnection> {
+async function stockLogin(
+  port: number,
+  file: IdentityFile,
+  opts: { ownInbox?: boolean } = {},
+): Promise<NatsConnection> {
   const kp = fromSeed(Codec.encodeSeed(Prefix.User, hexBytes(file.sign_seed)));
   return await connect({
     servers: `127.0.0.1:${port}`,
-    inboxPrefix: `_INBOX.${file.sign_pub}`,
+    inboxPrefix: opts.ownInbox === false ? undefined : `_INBOX.${file.sign_pub}`,
     authenticator: (nonce?: string) => ({
       nkey: kp.getPublicKey(),
       sig: nonce ? base64(kp.sign(enc.encode(`unibus/nats-auth/v1\n${nonce}`))) : "",
@@ -78,17 +82,13 @@ async function newUser(dir: string, db: string, handle: string) {
 
 /** Alice creates a persisted room and adds Bob, with the public client library, in a child. */
 async function createSharedRoom(
-  dir: string,
   natsPort: number,
   httpUrl: string,
   alicePath: string,
   bobPub: string,
 ): Promise<string> {
-  const script = `${dir}/create_room.ts`;
   const mod = new URL("../lib/client/mod.ts", import.meta.url).href;
-  await Deno.writeTextFile(
-    script,
-    `import { connect, loadIdentity } from "${mod}";
+  const out = await runScript(`import { connect, loadIdentity } from "${mod}";
 const c = await connect({
   natsServers: ["nats://127.0.0.1:${natsPort}"],
   ctrlUrls: ["${httpUrl}"],
@@ -98,22 +98,9 @@ const room = await c.createRoom("${ROOM_SUBJECT}", { encrypt: true, sign: true, 
 await c.addMember(room, "${bobPub}");
 console.log(room.id);
 await c.close();
-`,
-  );
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "-A",
-      "--config",
-      new URL("../deno.json", import.meta.url).pathname,
-      script,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(out.code, 0, dec.decode(out.stderr));
-  return dec.decode(out.stdout).trim();
+`);
+  assertEquals(out.code, 0, out.stderr);
+  return out.stdout.trim();
 }
 
 Deno.test("a stock nats.js client logs in with its identity file and is confined to its room", async (t) => {
@@ -125,7 +112,6 @@ Deno.test("a stock nats.js client logs in with its identity file and is confined
   const open: NatsConnection[] = [];
   try {
     const roomId = await createSharedRoom(
-      dir,
       s.natsPort,
       s.httpUrl,
       alice.path,
@@ -212,17 +198,7 @@ Deno.test("a stock nats.js client logs in with its identity file and is confined
 
     await t.step("a reply subject outside the own inbox prefix cannot receive", async () => {
       // Without inboxPrefix, nats.js answers requests on `_INBOX.<random>`: refused.
-      const seed = Codec.encodeSeed(Prefix.User, hexBytes(bob.file.sign_seed));
-      const kp = fromSeed(seed);
-      const plain = await connect({
-        servers: `127.0.0.1:${s.natsPort}`,
-        authenticator: (nonce?: string) => ({
-          nkey: kp.getPublicKey(),
-          sig: nonce ? base64(kp.sign(enc.encode(`unibus/nats-auth/v1\n${nonce}`))) : "",
-        }),
-        reconnect: false,
-        timeout: 3000,
-      });
+      const plain = await stockLogin(s.natsPort, bob.file, { ownInbox: false });
       open.push(plain);
       await assertRejects(
         () =>
