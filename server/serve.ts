@@ -24,7 +24,7 @@ import { apiRoutes } from "./http/routes/mod.ts";
 import { jetStreamStoreFromDisk } from "./limits.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
 import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
-import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
+import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
 import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
@@ -189,7 +189,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
-          monitorPort: logOpts.monitor ? NATS_MONITOR_PORT : null,
+          monitorPort: logOpts.monitor
+            ? natsMonitorPort(Deno.env.get("UNIBUS_NATS_MONITOR_PORT"))
+            : null,
           auth,
           tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
         }),

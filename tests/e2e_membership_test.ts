@@ -240,6 +240,33 @@ Deno.test("membership: the log must start with the creator adding itself as admi
   assertThrows(() => verifyLog(ROOM, [...log, recreate]), MembershipError, "created once");
 });
 
+Deno.test("membership: a policy with encrypt but not sign is refused, not read as encrypt,sign", () => {
+  // protocol.md §2.3: one spelling per room, so `policy: encrypt` is invalid.
+  for (const persist of [false, true]) {
+    const body = createBody(alice, { policy: { encrypt: true, sign: false, persist } });
+    const change = signChange(body, alice.signer);
+    assert(
+      change.text.includes(`policy: encrypt${persist ? ",persist" : ""}\n`),
+      change.text,
+    );
+    assertThrows(() => verifyLog(ROOM, [change]), MembershipError, "always signed");
+  }
+  // Every other subset is a valid policy.
+  for (
+    const policy of [
+      { encrypt: false, sign: false, persist: false },
+      { encrypt: false, sign: true, persist: false },
+      { encrypt: false, sign: false, persist: true },
+      { encrypt: false, sign: true, persist: true },
+      { encrypt: true, sign: true, persist: false },
+      { encrypt: true, sign: true, persist: true },
+    ]
+  ) {
+    const state = verifyLog(ROOM, [signChange(createBody(alice, { policy }), alice.signer)]);
+    assertEquals(state.policy, policy);
+  }
+});
+
 Deno.test("membership: signChange refuses a body whose `by` is not the signer", () => {
   assertThrows(() => signChange(createBody(alice), bob.signer), MembershipError);
 });
