@@ -45,9 +45,9 @@ unpack() {
   trap 'exit 143' TERM
   # Checked before tar reads a byte: a truncated download or an altered file
   # must not unpack into a cache that later runs trust without re-checking.
-  # expr, not $((…)): the zero-padded offset would read as octal there.
-  start=$(expr "$PAYLOAD_OFFSET" + 1)
-  tail -c +"$start" "$self" >"$tmp/payload.tgz" || die "cannot read my payload"
+  # Leading zeros off first: $((…)) would read the padded offset as octal.
+  offset=${PAYLOAD_OFFSET#"${PAYLOAD_OFFSET%%[!0]*}"}
+  tail -c +"$((offset + 1))" "$self" >"$tmp/payload.tgz" || die "cannot read my payload"
   got=$(sha256sum "$tmp/payload.tgz" | cut -d' ' -f1)
   [ "$got" = "$PAYLOAD_SHA256" ] \
     || die "payload checksum mismatch ($got): this file is damaged or was altered; get it again"
