@@ -86,6 +86,19 @@ async function generated(ports = { nats: 4250, http: 8470, cluster: 6250 }) {
   return { dir, out: `${dir}/out`, tls: `${dir}/out/tls`, generateOutput: r.stdout };
 }
 
+/** deploy-cluster.sh's dry run against what generated() made. */
+function deployDryRun(g: { dir: string; out: string }): Promise<Run> {
+  return run("bash", [
+    `${CLUSTER}/deploy-cluster.sh`,
+    "--nodes",
+    `${g.dir}/nodes.env`,
+    "--out",
+    g.out,
+    "--artifact",
+    "/bin/true",
+  ]);
+}
+
 async function openssl(args: string[]): Promise<string> {
   const r = await run(tool("UNIBUS_OPENSSL", "openssl"), args);
   assertEquals(r.code, 0, r.stderr);
@@ -260,15 +273,7 @@ Deno.test("generate-cluster-certs makes separate CAs, per-node certificates with
 Deno.test("deploy-cluster dry run prints no secret, only bare routes, and contacts nothing", async () => {
   const g = await generated();
   try {
-    const r = await run("bash", [
-      `${CLUSTER}/deploy-cluster.sh`,
-      "--nodes",
-      `${g.dir}/nodes.env`,
-      "--out",
-      g.out,
-      "--artifact",
-      "/bin/true",
-    ]);
+    const r = await deployDryRun(g);
     assertEquals(r.code, 0, r.stderr);
     assertMatch(r.stdout, /DRY RUN/);
     const secrets = [
@@ -401,15 +406,7 @@ Deno.test({
     const g = await generated(ports);
     const procs: Deno.ChildProcess[] = [];
     try {
-      const dep = await run("bash", [
-        `${CLUSTER}/deploy-cluster.sh`,
-        "--nodes",
-        `${g.dir}/nodes.env`,
-        "--out",
-        g.out,
-        "--artifact",
-        "/bin/true",
-      ]);
+      const dep = await deployDryRun(g);
       assertEquals(dep.code, 0, dep.stderr);
       const unit = await Deno.readTextFile(`${CLUSTER}/unibus-cluster.service`);
       const exec = execStartArgs(unit);
