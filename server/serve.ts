@@ -26,6 +26,7 @@ import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
 import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
+import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
 
 /** Paths of everything `serve` keeps in the data dir. */
 export function dataDirLayout(dataDir: string) {
@@ -97,6 +98,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   try {
     store = await openSqliteStore(opts.dbPath);
     cleanups.push(() => store.close());
+    await reportInexpressibleRooms(store, log.child("rooms"));
 
     // Enforce mode keys. The callout issuer and the system user live as long
     // as this process; the internal identity can be persisted so that a CLI
