@@ -138,7 +138,8 @@ export const SERVE_OPTIONS: OptionTable = {
   "nats-server-bin": {
     type: "string",
     valueName: "PATH",
-    description: "nats-server executable (else UNIBUS_NATS_SERVER, .tools/, PATH)",
+    description:
+      "nats-server executable (else UNIBUS_NATS_SERVER, the artifact's embedded copy, .tools/, PATH)",
   },
   "server-name": {
     type: "string",
