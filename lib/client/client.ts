@@ -92,6 +92,19 @@ function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
 }
 
+/**
+ * True when `reply` is a literal subject under `_INBOX.<requester>.`, and not
+ * under its `unibus.` notice subjects (the ACL denies those to members anyway).
+ */
+function isReplySubjectOf(reply: string, requester: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(requester)) return false;
+  const prefix = `${inboxPrefixFor(requester)}.`;
+  if (!reply.startsWith(prefix) || reply.length > 255) return false;
+  const tokens = reply.slice(prefix.length).split(".");
+  if (tokens[0] === "unibus") return false;
+  return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
+}
+
 interface Batch {
   frames: Uint8Array[];
   bytes: number;
@@ -652,6 +665,20 @@ export class UnibusClient {
    */
   async respond(ref: RoomRef, meta: FrameMeta, data: Uint8Array | string): Promise<void> {
     if (!meta.reply) throw new RangeError("this message did not ask for a reply");
+    // The reply subject travels outside the signed packet: the requester (or
+    // anyone relaying its request) chooses it. Answering wherever it says
+    // would let a requester make this member publish into any room this
+    // member is in (the ACL allows those subjects, and cannot tell a reply
+    // from a message). So a reply goes only under the inbox of the
+    // requester the signature proved, which only that requester reads.
+    if (!isReplySubjectOf(meta.reply, meta.sender)) {
+      throw new UnibusError(
+        "reply_refused",
+        `refusing to reply to ${JSON.stringify(meta.reply)}: not under the requester's inbox ${
+          inboxPrefixFor(meta.sender)
+        }.`,
+      );
+    }
     const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     this.#nc.publish(meta.reply, session.sealReply(meta, bytes));
