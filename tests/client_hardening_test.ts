@@ -4,10 +4,10 @@
  * and a deleted room's cut connection. Real serve, real NATS, real crypto.
  */
 
-import { UnibusError } from "../lib/client/errors.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
-import { addBusUser } from "./helpers/bus.ts";
-import { clientBus } from "./helpers/client_bus.ts";
+import { ControlPlaneError, UnibusError } from "../lib/client/errors.ts";
+import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
+import { addBusUser, publishDenied, subscribeDenied } from "./helpers/bus.ts";
+import { clientBus, until } from "./helpers/client_bus.ts";
 
 const dec = new TextDecoder();
 
@@ -55,6 +55,86 @@ Deno.test("a requester cannot make a member reply into another room: only under 
     assertEquals(leaked.getProcessed(), 0, "nothing was published into alice.private");
     assertEquals(refused.length, 1);
     assert(refused[0] instanceof UnibusError && refused[0].code === "reply_refused");
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("a member leaves on its own: cut from the subject, no key for the next epoch, the rest keep talking", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const cc = await b.client(carol);
+  const tap = await b.tap();
+  try {
+    const room = await ca.createRoom("team.leaving");
+    await ca.addMember(room, bob.hex);
+    await ca.addMember(room, carol.hex);
+    await cb.refreshSession();
+    await cc.refreshSession();
+    const bobBefore = await cb.room(room.id); // Bob's keys as a member, kept by him
+    const atAlice: Array<{ text: string; epoch: number }> = [];
+    await ca.subscribe(room, (m, p) => {
+      if (m.sender === carol.hex) atAlice.push({ text: dec.decode(p), epoch: m.epoch });
+    });
+
+    const cut = b.s.waitFor((l) =>
+      l.msg === "connection cut" && l.signPub === bob.hex && l.reason === "membership narrowed"
+    );
+    await cb.leave(room);
+    await cut;
+    // The change is Bob's own, and the room moved on without him.
+    const view = await ca.control.getRoom(room.id);
+    const last = view.changes.at(-1)!.text;
+    assert(last.includes("op: remove") && last.includes(`by: ${bob.hex}`), last);
+    assert(!view.members.some((m) => m.signPub === bob.hex));
+    assertEquals((await cb.listRooms()).length, 0);
+
+    // Bob's reconnected session no longer carries the subject.
+    await until(() => cb.isConnected(), "bob's client reconnects");
+    await subscribeDenied(cb.nats, room.subject);
+    await publishDenied(cb.nats, room.subject);
+
+    // Alice, an admin who stays, keys the new epoch on the notice alone;
+    // Carol follows it and keeps talking.
+    await until(
+      async () => (await cc.room(room.id)).keyFor(view.epoch) !== undefined,
+      "carol holds the new epoch's key",
+    );
+    const wire = tap.subscribe(room.subject, { max: 1 });
+    await tap.flush();
+    await cc.publish(room, "after bob left");
+    let packet = new Uint8Array();
+    for await (const m of wire) packet = new Uint8Array(m.data);
+    await until(() => atAlice.length === 1, "alice hears carol");
+    assertEquals(atAlice, [{ text: "after bob left", epoch: view.epoch }]);
+    // Bob's keys do not open it, and nobody sealed him the new one.
+    assert(bobBefore.receive(packet).kind !== "delivered", "bob cannot read the new epoch");
+    const keys = await cb.control.getKeys(room.id).catch(() => []);
+    assert(keys.every((k) => k.epoch < view.epoch), "no key of the new epoch for bob");
+    const carolsKeys = await cc.control.getKeys(room.id);
+    assertEquals(carolsKeys.find((k) => k.epoch === view.epoch)?.sealedBy, alice.hex);
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("the last admin cannot leave: 409 last_admin, and the room stays as it was", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  try {
+    const room = await ca.createRoom("team.kept");
+    await ca.addMember(room, bob.hex);
+    const err = await assertRejects(() => ca.leave(room), ControlPlaneError);
+    assertEquals([err.status, err.code], [409, "last_admin"]);
+    const view = await ca.control.getRoom(room.id);
+    assertEquals(view.epoch, 1);
+    assertEquals(view.members.length, 2);
   } finally {
     await b.stop();
   }

@@ -187,6 +187,8 @@ export class UnibusClient {
   #refreshing: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
   #keying = new Map<string, Promise<void>>();
+  /** Live subscriptions per room id, ended when this client leaves or loses the room. */
+  #subs = new Map<string, Set<NatsSubscription>>();
 
   constructor(identity: Identity, nc: NatsConnection, control: ControlPlaneClient) {
     this.identity = identity;
@@ -213,7 +215,7 @@ export class UnibusClient {
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${ROOM_NOTICE_SUFFIX}`, {
       callback: (_err, msg) => {
         const id = msg?.string();
-        if (id && this.#rooms.has(id)) this.#reload(id).catch(() => {});
+        if (id && this.#rooms.has(id)) this.#reload(id).catch((err) => this.#lostRoom(id, err));
       },
     });
   }
@@ -274,6 +276,19 @@ export class UnibusClient {
       }
     })();
     return this.#refreshing;
+  }
+
+  // The control plane no longer shows us the room (deleted, or we left or
+  // were removed): end its subscriptions here rather than let the next
+  // reconnect re-subscribe to a subject the ACL no longer grants.
+  #lostRoom(id: string, err: unknown): void {
+    if (err instanceof ControlPlaneError && err.status === 404) this.#forget(id);
+  }
+
+  #forget(id: string): void {
+    for (const sub of this.#subs.get(id) ?? []) sub.unsubscribe();
+    this.#subs.delete(id);
+    this.#rooms.delete(id);
   }
 
   async #reload(id: string): Promise<RoomSession> {
@@ -483,6 +498,49 @@ export class UnibusClient {
   }
 
   /**
+   * Leaves a room on this identity's own authority (no admin's consent): a
+   * `remove` change naming itself, signed by itself. The server applies it
+   * like a removal, so this client's connection loses the room's subject,
+   * and an admin who stays rotates to a new epoch whose key this identity
+   * never receives (this client does not make that key: a leaver holding the
+   * next key would defeat the rotation). The room's subscriptions end.
+   * The last admin cannot leave (409 `last_admin`): add another admin or
+   * delete the room.
+   *
+   * @example
+   * ```ts
+   * await client.leave("agent.scout.in");
+   * ```
+   */
+  async leave(ref: RoomRef): Promise<void> {
+    this.#ensureOpen();
+    const me = this.identity.signPubHex;
+    for (let attempt = 0;; attempt++) {
+      const session = await this.#reload((await this.room(ref)).roomId);
+      const change = signChange({
+        room: session.roomId,
+        seq: session.state.seq + 1,
+        prev: session.state.head,
+        op: "remove",
+        member: me,
+        epoch: session.state.epoch + 1,
+        by: me,
+        at: Date.now(),
+      }, this.identity.signer);
+      try {
+        await this.#control.postChange(session.roomId, change);
+      } catch (err) {
+        if (err instanceof ControlPlaneError && err.status === 409 && err.code === "conflict") {
+          if (attempt < 3) continue;
+        }
+        throw err;
+      }
+      this.#forget(session.roomId);
+      return;
+    }
+  }
+
+  /**
    * Shares the keys of earlier epochs with a current member (admins only), so
    * that a member who joined later can read the room's history from before
    * its join. Without this, a new member reads from its join onward.
@@ -518,7 +576,7 @@ export class UnibusClient {
   async deleteRoom(ref: RoomRef): Promise<void> {
     const session = await this.room(ref);
     await this.#control.deleteRoom(session.roomId);
-    this.#rooms.delete(session.roomId);
+    this.#forget(session.roomId);
   }
 
   #info(s: RoomSession): RoomInfo {
@@ -747,8 +805,10 @@ export class UnibusClient {
       }
     };
     const sub: NatsSubscription = this.#nc.subscribe(session.subject, {
-      callback: (_err, msg) => {
-        if (!msg) return;
+      callback: (err, msg) => {
+        // An error ends the subscription (e.g. the subject is no longer
+        // granted after a reconnect); it carries no message to handle.
+        if (err || !msg) return;
         // A copy: the client's read buffer is reused, and a message may wait
         // in the queue (or be kept by the handler) after the next read.
         const data = new Uint8Array(msg.data);
@@ -762,10 +822,16 @@ export class UnibusClient {
         }
       },
     });
+    let subs = this.#subs.get(session.roomId);
+    if (!subs) this.#subs.set(session.roomId, subs = new Set());
+    subs.add(sub);
     await this.#nc.flush();
     return {
       stats,
-      unsubscribe: () => sub.unsubscribe(),
+      unsubscribe: () => {
+        this.#subs.get(session.roomId)?.delete(sub);
+        sub.unsubscribe();
+      },
       drained: () => queue,
     };
   }
