@@ -139,3 +139,47 @@ Deno.test("the last admin cannot leave: 409 last_admin, and the room stays as it
     await b.stop();
   }
 });
+
+Deno.test("a deleted room costs its members their connection, and the client reconnects unnoticed: other rooms keep working", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  try {
+    const doomed = await ca.createRoom("room.a");
+    const kept = await ca.createRoom("room.b");
+    await ca.addMember(doomed, bob.hex);
+    await ca.addMember(kept, bob.hex);
+    await cb.refreshSession();
+    const onA = await cb.subscribe(doomed, () => {});
+    const heardB: string[] = [];
+    const onB = await cb.subscribe(kept, (_m, p) => heardB.push(dec.decode(p)));
+    const heardAlice: string[] = [];
+    await ca.subscribe(kept, (m, p) => {
+      if (m.sender === bob.hex) heardAlice.push(dec.decode(p));
+    });
+
+    const cut = b.s.waitFor((l) => l.msg === "connection cut" && l.signPub === bob.hex);
+    await ca.deleteRoom(doomed);
+    await cut; // the whole connection, as docs/api.md says
+    // Bob's subscription on room B still receives: Alice publishes until one
+    // arrives (those sent while Bob reconnects are lost, as core NATS does).
+    await until(async () => {
+      await ca.publish(kept, "still here?");
+      await new Promise((r) => setTimeout(r, 50));
+      return heardB.length > 0;
+    }, "bob's room B subscription receives after the cut");
+    // He talks there too, through the same client, without doing anything.
+    await cb.publish(kept, "yes");
+    await until(() => heardAlice.includes("yes"), "alice hears bob in room B");
+    // The deleted room's subscription ended quietly: nothing bogus counted,
+    // and the client forgot the room (its notice came before the cut).
+    await cb.nats.flush();
+    assertEquals(onA.stats.invalid + onB.stats.invalid, 0);
+    assertEquals((await cb.listRooms()).map((r) => r.subject), ["room.b"]);
+    await assertRejects(() => cb.publish(doomed, "gone"), ControlPlaneError, "404");
+  } finally {
+    await b.stop();
+  }
+});

@@ -808,7 +808,11 @@ export class UnibusClient {
       callback: (err, msg) => {
         // An error ends the subscription (e.g. the subject is no longer
         // granted after a reconnect); it carries no message to handle.
-        if (err || !msg) return;
+        if (err) {
+          this.#subs.get(session.roomId)?.delete(sub);
+          return;
+        }
+        if (!msg) return;
         // A copy: the client's read buffer is reused, and a message may wait
         // in the queue (or be kept by the handler) after the next read.
         const data = new Uint8Array(msg.data);
