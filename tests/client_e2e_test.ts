@@ -133,6 +133,7 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
       session: new Uint8Array(16),
       signer: carol.identity.signer,
       encrypted: true,
+      sentAt: Date.now(),
     }, [{ index: 0, key: new Uint8Array(32), plaintext: new TextEncoder().encode("from carol") }]);
     tap.publish("guarded.room", forged);
     await tap.flush();

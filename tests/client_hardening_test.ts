@@ -5,9 +5,11 @@
  */
 
 import { ControlPlaneError, UnibusError } from "../lib/client/errors.ts";
+import { LIVE_SKEW_MS } from "../lib/client/room_session.ts";
+import { decodePacket } from "../lib/e2e/packet.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, publishDenied, subscribeDenied } from "./helpers/bus.ts";
-import { clientBus, until } from "./helpers/client_bus.ts";
+import { type ClientBus, clientBus, until } from "./helpers/client_bus.ts";
 
 const dec = new TextDecoder();
 
@@ -179,6 +181,75 @@ Deno.test("a deleted room costs its members their connection, and the client rec
     assertEquals(onA.stats.invalid + onB.stats.invalid, 0);
     assertEquals((await cb.listRooms()).map((r) => r.subject), ["room.b"]);
     await assertRejects(() => cb.publish(doomed, "gone"), ControlPlaneError, "404");
+  } finally {
+    await b.stop();
+  }
+});
+
+/** Alice and Bob in a persisted room, Bob's first client subscribed, one packet captured off the wire. */
+async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }) {
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  const room = await ca.createRoom("agent.orders", { encrypt: true, sign: true, persist: true });
+  await ca.addMember(room, bob.hex);
+  const first = await b.client(bob, bobOpts);
+  const heard: string[] = [];
+  await first.subscribe(room, (_m, p) => heard.push(dec.decode(p)));
+  const tap = await b.tap();
+  const wire = tap.subscribe(room.subject, { max: 1 });
+  await tap.flush();
+  await ca.publish(room, "wire the money");
+  let packet = new Uint8Array();
+  for await (const m of wire) packet = new Uint8Array(m.data);
+  await until(() => heard.length === 1, "bob's first client acts on the order");
+  await first.close();
+  /** Bob's next client: replays `packet` to it, then a fresh message; what it delivered. */
+  const replayToNext = async () => {
+    const next = await b.client(bob, bobOpts);
+    const got: string[] = [];
+    const sub = await next.subscribe(room, (_m, p) => got.push(dec.decode(p)));
+    tap.publish(room.subject, packet);
+    // Flushed: the replay reached Bob's connection before the fresh message is sent.
+    await tap.flush();
+    await ca.publish(room, "fresh");
+    await until(() => got.includes("fresh"), "the fresh message arrives");
+    await sub.drained();
+    return { next, got, stats: sub.stats };
+  };
+  return { room, packet, replayToNext };
+}
+
+Deno.test("with a receive state file, a packet handled before a restart is a replay after it", async () => {
+  const b = await clientBus();
+  const dir = await Deno.makeTempDir({ prefix: "unibus-state-" });
+  const file = `${dir}/bob.state`;
+  try {
+    const scene = await restartScene(b, { receiveStateFile: file });
+    assertEquals((await Deno.stat(file)).mode! & 0o777, 0o600);
+    const saved = JSON.parse(await Deno.readTextFile(file));
+    assertEquals(Object.keys(saved.rooms), [scene.room.id]);
+    const { got, stats } = await scene.replayToNext();
+    assertEquals(got, ["fresh"]);
+    assertEquals(stats.replayed, 1);
+  } finally {
+    await b.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without a state file, a packet signed before the client started is refused live; history still reads it", async () => {
+  const b = await clientBus();
+  try {
+    const scene = await restartScene(b, {});
+    // Older than the clock-skew allowance, so only the time rule can refuse it.
+    const sentAt = decodePacket(scene.room.id, scene.packet).sentAt!;
+    await until(() => Date.now() > sentAt + LIVE_SKEW_MS + 100, "the packet is old enough");
+    const { next, got, stats } = await scene.replayToNext();
+    assertEquals(got, ["fresh"]);
+    assertEquals(stats.replayed, 1);
+    const { messages } = await next.history(scene.room);
+    assertEquals(messages.map((m) => dec.decode(m.plaintext)), ["wire the money", "fresh"]);
   } finally {
     await b.stop();
   }

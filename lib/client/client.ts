@@ -26,7 +26,8 @@ import { type RoomPolicy, signChange } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
-import { ControlPlaneClient, type RoomView } from "./control_plane.ts";
+import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
+import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
   ClosedError,
   ControlPlaneError,
@@ -51,6 +52,14 @@ export interface ConnectOptions {
   tls?: { caFile: string };
   /** Connection name shown in nats-server's monitoring. */
   name?: string;
+  /**
+   * A file (created 0600 if absent) where the client keeps its replay window
+   * across restarts: packets it handled before a restart stay replays after
+   * it. Without one, a restarted client refuses every live packet signed
+   * before it started (protocol.md §2.9), which covers all but the last
+   * couple of seconds before the restart. One file per identity and process.
+   */
+  receiveStateFile?: string;
 }
 
 /** A room this client can use. */
@@ -148,6 +157,15 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
     control.close();
     throw err;
   }
+  let state: ReceiveState | null = null;
+  if (opts.receiveStateFile) {
+    try {
+      state = await openReceiveState(opts.receiveStateFile, opts.identity.signPubHex);
+    } catch (err) {
+      control.close();
+      throw err;
+    }
+  }
   const kp = new NativeNkeyPair(Prefix.User, opts.identity.signSeed);
   let nc: NatsConnection;
   try {
@@ -169,7 +187,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       { cause: err },
     );
   }
-  return new UnibusClient(opts.identity, nc, control);
+  return new UnibusClient(opts.identity, nc, control, state);
 }
 
 /**
@@ -190,10 +208,21 @@ export class UnibusClient {
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
   #subs = new Map<string, Set<NatsSubscription>>();
 
-  constructor(identity: Identity, nc: NatsConnection, control: ControlPlaneClient) {
+  readonly #state: ReceiveState | null;
+
+  constructor(
+    identity: Identity,
+    nc: NatsConnection,
+    control: ControlPlaneClient,
+    receiveState: ReceiveState | null = null,
+  ) {
     this.identity = identity;
     this.#nc = nc;
     this.#control = control;
+    this.#state = receiveState;
+    receiveState?.source(() =>
+      new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
+    );
     (async () => {
       for await (const s of nc.status()) {
         if (s.type === "disconnect") this.#connected = false;
@@ -289,6 +318,16 @@ export class UnibusClient {
     for (const sub of this.#subs.get(id) ?? []) sub.unsubscribe();
     this.#subs.delete(id);
     this.#rooms.delete(id);
+    this.#state?.forget(id);
+  }
+
+  // A room's session as this client first loads it: with the replay window
+  // the previous process saved for it, if there is a state file.
+  #newSession(view: RoomView, keys: SealedKeyView[]): RoomSession {
+    const session = new RoomSession(this.identity, view, keys);
+    const saved = this.#state?.room(view.id);
+    if (saved) session.importReceive(saved);
+    return session;
   }
 
   async #reload(id: string): Promise<RoomSession> {
@@ -296,7 +335,7 @@ export class UnibusClient {
     let session = this.#rooms.get(id);
     if (session) session.update(view, keys);
     else {
-      session = new RoomSession(this.identity, view, keys);
+      session = this.#newSession(view, keys);
       this.#rooms.set(id, session);
     }
     await this.#ensureCurrentKey(session);
@@ -410,7 +449,7 @@ export class UnibusClient {
       at: Date.now(),
     }, me.signer);
     const view = await this.#control.createRoom(change);
-    const session = new RoomSession(me, view, []);
+    const session = this.#newSession(view, []);
     this.#rooms.set(id, session);
     if (policy.encrypt) await this.#distributeKey(session, 0);
     await this.refreshSession();
@@ -704,6 +743,7 @@ export class UnibusClient {
       await this.#reload(session.roomId);
       r = session.receive(packet);
     }
+    if (r.kind === "delivered") this.#state?.touch();
     if (r.kind !== "delivered") {
       throw new UnibusError(
         "reply_rejected",
@@ -801,6 +841,7 @@ export class UnibusClient {
       }
       if (result.kind === "stale") stats.noKey++;
       if (result.kind === "delivered") {
+        this.#state?.touch();
         for (const f of result.frames) handler(reply ? { ...f.meta, reply } : f.meta, f.plaintext);
       }
     };
@@ -912,6 +953,7 @@ export class UnibusClient {
     this.#closed = true;
     await this.#nc.close();
     this.#control.close();
+    await this.#state?.close();
   }
 }
 
