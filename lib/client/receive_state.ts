@@ -15,6 +15,7 @@
 
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
+import { writePrivateTemp } from "../fs/private_file.ts";
 import type { ReceiveSnapshot } from "./room_session.ts";
 
 /** The most receiving chains the file keeps, over all rooms (newest kept). */
@@ -155,17 +156,7 @@ export class ReceiveState {
     const dir = dirname(this.#path);
     const tmp = join(dir, `.${basename(this.#path)}.${randomBytes(8).toString("hex")}.tmp`);
     try {
-      const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-      try {
-        // The umask can only narrow the mode; chmod also covers filesystems
-        // that ignore the create mode.
-        if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
-        let n = 0;
-        while (n < data.length) n += await f.write(data.subarray(n));
-        await f.sync();
-      } finally {
-        f.close();
-      }
+      await writePrivateTemp(tmp, data);
       await Deno.rename(tmp, this.#path);
     } finally {
       await Deno.remove(tmp).catch(() => {});
