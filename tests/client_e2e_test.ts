@@ -9,9 +9,41 @@ import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
-import { clientBus, collector } from "./helpers/client_bus.ts";
+import { type ClientBus, clientBus, collector } from "./helpers/client_bus.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
+
+/**
+ * Runs `send` (which publishes into a persisted room and flushes), then waits
+ * until the room's stream holds every packet the server routed on the room's
+ * subject. The client batches messages into packets, so the count to wait
+ * for is what a tap saw, not the number of messages.
+ */
+async function sendAndStore(
+  b: ClientBus,
+  room: { id: string; subject: string },
+  send: () => Promise<void>,
+): Promise<void> {
+  const tap = await b.tap();
+  let packets = 0;
+  tap.subscribe(room.subject, {
+    callback: () => {
+      packets++;
+    },
+  });
+  await tap.flush();
+  await send();
+  // The server queued every packet for the tap before it answers this ping.
+  await tap.flush();
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const jsm = await jetstreamManager(tap);
+  await waitFor(
+    async () =>
+      packets > 0 && (await jsm.streams.info(`ROOM_${room.id}`)).state.messages === packets,
+    { what: `room ${room.id}'s stream to store all the packets sent (${packets})` },
+  );
+}
 
 Deno.test("two members exchange messages in both directions, authenticated to their sender", async () => {
   const b = await clientBus();
@@ -137,7 +169,12 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
     }, [{ index: 0, key: new Uint8Array(32), plaintext: new TextEncoder().encode("from carol") }]);
     tap.publish("guarded.room", forged);
     await tap.flush();
-    await new Promise((r) => setTimeout(r, 300));
+    // All five packets accounted for (one delivered, four dropped), then exact counts.
+    const { stats } = sub;
+    await waitFor(
+      () => stats.delivered + stats.replayed + stats.invalid + stats.nonMember + stats.noKey >= 5,
+      { what: "bob's subscription to account for all five packets" },
+    );
     await sub.drained();
     assertEquals(seen, ["original"]);
     assertEquals(sub.stats.replayed, 1);
@@ -203,9 +240,10 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
   try {
     const room = await ca.createRoom("log.room", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
-    for (let i = 0; i < 5; i++) ca.publish(room, `entry-${i}`);
-    await ca.flush();
-    await new Promise((r) => setTimeout(r, 200));
+    await sendAndStore(b, room, async () => {
+      for (let i = 0; i < 5; i++) ca.publish(room, `entry-${i}`);
+      await ca.flush();
+    });
     // Bob was offline; he connects now and reads what he missed.
     const cb = await b.client(bob);
     const { messages, stats } = await cb.history(room);
@@ -269,10 +307,10 @@ Deno.test("after a removal the remaining members move to the new epoch without b
     await cc.publish(room, "before");
     const info = await ca.removeMember(room, bob.hex);
     // Carol did nothing but get the server's notice and verify the new log.
-    const deadline = Date.now() + 3000;
-    while ((await cc.room(room.id)).state.epoch !== info.epoch && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
+      timeoutMs: 3000,
+      what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
+    });
     await cc.publish(room, "after");
     assertEquals(await heard.wait(), ["before", "after"]);
     assertEquals(epochs, [info.epoch - 1, info.epoch]);
@@ -288,11 +326,12 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
   const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("archive.room", { encrypt: true, sign: true, persist: true });
-    await ca.publish(room, "before bob");
-    await ca.addMember(room, bob.hex);
-    await ca.publish(room, "after bob");
-    await ca.flush();
-    await new Promise((r) => setTimeout(r, 200));
+    await sendAndStore(b, room, async () => {
+      await ca.publish(room, "before bob");
+      await ca.addMember(room, bob.hex);
+      await ca.publish(room, "after bob");
+      await ca.flush();
+    });
     const cb = await b.client(bob);
     const first = await cb.history(room);
     assertEquals(first.messages.map((m) => dec.decode(m.plaintext)), ["after bob"]);

@@ -8,8 +8,10 @@ import { ControlPlaneError, UnibusError } from "../lib/client/errors.ts";
 import { LIVE_SKEW_MS } from "../lib/client/room_session.ts";
 import { decodePacket } from "../lib/e2e/packet.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { addBusUser, publishDenied, subscribeDenied } from "./helpers/bus.ts";
-import { type ClientBus, clientBus, until } from "./helpers/client_bus.ts";
+import { addBusUser } from "./helpers/bus.ts";
+import { publishDenied, subscribeDenied } from "./helpers/denied.ts";
+import { type ClientBus, clientBus } from "./helpers/client_bus.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
 
@@ -96,22 +98,22 @@ Deno.test("a member leaves on its own: cut from the subject, no key for the next
     assertEquals((await cb.listRooms()).length, 0);
 
     // Bob's reconnected session no longer carries the subject.
-    await until(() => cb.isConnected(), "bob's client reconnects");
+    await waitFor(() => cb.isConnected(), { what: "bob's client reconnects" });
     await subscribeDenied(cb.nats, room.subject);
     await publishDenied(cb.nats, room.subject);
 
     // Alice, an admin who stays, keys the new epoch on the notice alone;
     // Carol follows it and keeps talking.
-    await until(
+    await waitFor(
       async () => (await cc.room(room.id)).keyFor(view.epoch) !== undefined,
-      "carol holds the new epoch's key",
+      { what: "carol holds the new epoch's key" },
     );
     const wire = tap.subscribe(room.subject, { max: 1 });
     await tap.flush();
     await cc.publish(room, "after bob left");
     let packet = new Uint8Array();
     for await (const m of wire) packet = new Uint8Array(m.data);
-    await until(() => atAlice.length === 1, "alice hears carol");
+    await waitFor(() => atAlice.length === 1, { what: "alice hears carol" });
     assertEquals(atAlice, [{ text: "after bob left", epoch: view.epoch }]);
     // Bob's keys do not open it, and nobody sealed him the new one.
     assert(bobBefore.receive(packet).kind !== "delivered", "bob cannot read the new epoch");
@@ -167,14 +169,14 @@ Deno.test("a deleted room costs its members their connection, and the client rec
     await cut; // the whole connection, as docs/api.md says
     // Bob's subscription on room B still receives: Alice publishes until one
     // arrives (those sent while Bob reconnects are lost, as core NATS does).
-    await until(async () => {
+    await waitFor(async () => {
       await ca.publish(kept, "still here?");
       await new Promise((r) => setTimeout(r, 50));
       return heardB.length > 0;
-    }, "bob's room B subscription receives after the cut");
+    }, { what: "bob's room B subscription receives after the cut" });
     // He talks there too, through the same client, without doing anything.
     await cb.publish(kept, "yes");
-    await until(() => heardAlice.includes("yes"), "alice hears bob in room B");
+    await waitFor(() => heardAlice.includes("yes"), { what: "alice hears bob in room B" });
     // The deleted room's subscription ended quietly: nothing bogus counted,
     // and the client forgot the room (its notice came before the cut).
     await cb.nats.flush();
@@ -202,7 +204,7 @@ async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }
   await ca.publish(room, "wire the money");
   let packet = new Uint8Array();
   for await (const m of wire) packet = new Uint8Array(m.data);
-  await until(() => heard.length === 1, "bob's first client acts on the order");
+  await waitFor(() => heard.length === 1, { what: "bob's first client acts on the order" });
   await first.close();
   /** Bob's next client: replays `packet` to it, then a fresh message; what it delivered. */
   const replayToNext = async () => {
@@ -213,7 +215,7 @@ async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }
     // Flushed: the replay reached Bob's connection before the fresh message is sent.
     await tap.flush();
     await ca.publish(room, "fresh");
-    await until(() => got.includes("fresh"), "the fresh message arrives");
+    await waitFor(() => got.includes("fresh"), { what: "the fresh message arrives" });
     await sub.drained();
     return { next, got, stats: sub.stats };
   };
@@ -244,7 +246,9 @@ Deno.test("without a state file, a packet signed before the client started is re
     const scene = await restartScene(b, {});
     // Older than the clock-skew allowance, so only the time rule can refuse it.
     const sentAt = decodePacket(scene.room.id, scene.packet).sentAt!;
-    await until(() => Date.now() > sentAt + LIVE_SKEW_MS + 100, "the packet is old enough");
+    await waitFor(() => Date.now() > sentAt + LIVE_SKEW_MS + 100, {
+      what: "the packet is old enough",
+    });
     const { next, got, stats } = await scene.replayToNext();
     assertEquals(got, ["fresh"]);
     assertEquals(stats.replayed, 1);

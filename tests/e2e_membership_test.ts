@@ -271,6 +271,33 @@ Deno.test("membership: the log must start with the creator adding itself as admi
   assertThrows(() => verifyLog(ROOM, [...log, recreate]), MembershipError, "created once");
 });
 
+Deno.test("membership: a policy with encrypt but not sign is refused, not read as encrypt,sign", () => {
+  // protocol.md §2.3: one spelling per room, so `policy: encrypt` is invalid.
+  for (const persist of [false, true]) {
+    const body = createBody(alice, { policy: { encrypt: true, sign: false, persist } });
+    const change = signChange(body, alice.signer);
+    assert(
+      change.text.includes(`policy: encrypt${persist ? ",persist" : ""}\n`),
+      change.text,
+    );
+    assertThrows(() => verifyLog(ROOM, [change]), MembershipError, "always signed");
+  }
+  // Every other subset is a valid policy.
+  for (
+    const policy of [
+      { encrypt: false, sign: false, persist: false },
+      { encrypt: false, sign: true, persist: false },
+      { encrypt: false, sign: false, persist: true },
+      { encrypt: false, sign: true, persist: true },
+      { encrypt: true, sign: true, persist: false },
+      { encrypt: true, sign: true, persist: true },
+    ]
+  ) {
+    const state = verifyLog(ROOM, [signChange(createBody(alice, { policy }), alice.signer)]);
+    assertEquals(state.policy, policy);
+  }
+});
+
 Deno.test("membership: signChange refuses a body whose `by` is not the signer", () => {
   assertThrows(() => signChange(createBody(alice), bob.signer), MembershipError);
 });
@@ -315,6 +342,24 @@ Deno.test("membership: a field containing a line break cannot be written", () =>
     MembershipError,
     "line break",
   );
+});
+
+Deno.test("membership: a create naming a subject outside the grammar does not verify, even when signed", () => {
+  for (
+    const [subject, rule] of [
+      ["chat.ops\u0000x", "control_character"],
+      ["\u0000x", "control_character"],
+      ["chat.\u2603", "not_ascii"],
+      ["chat.*", "wildcard"],
+      ["", "empty"],
+      ["_INBOX.x", "reserved_prefix"],
+    ]
+  ) {
+    const log = [signChange(createBody(alice, { subject }), alice.signer)];
+    assertThrows(() => verifyLog(ROOM, log), MembershipError, `rule ${rule}`);
+    assertThrows(() => parseChange(log[0].text), MembershipError, `rule ${rule}`);
+  }
+  assertEquals(verifyLog(ROOM, [signChange(createBody(), alice.signer)]).subject, "chat.ops");
 });
 
 // ---- room keys ----

@@ -86,7 +86,8 @@ export async function clientBus(): Promise<ClientBus> {
 }
 
 /**
- * Collects plaintexts until `n` arrived or `ms` passed.
+ * Collects plaintexts until `n` arrived; `wait()` fails, saying what did
+ * arrive, after `ms`.
  *
  * @example
  * ```ts
@@ -98,7 +99,12 @@ export async function clientBus(): Promise<ClientBus> {
 export function collector(n: number, ms = 5000) {
   const got: string[] = [];
   const done = Promise.withResolvers<string[]>();
-  const timer = setTimeout(() => done.resolve(got), ms);
+  const timer = setTimeout(
+    () => done.reject(new Error(`${got.length} of ${n} messages within ${ms} ms: ${got}`)),
+    ms,
+  );
+  // Handled here too, so a test that failed before waiting leaves no stray rejection.
+  done.promise.catch(() => {});
   return {
     got,
     push(text: string) {
@@ -111,24 +117,4 @@ export function collector(n: number, ms = 5000) {
     wait: () => done.promise,
     cancel: () => clearTimeout(timer),
   };
-}
-
-/**
- * Resolves once `cond()` holds, checking every 20 ms; throws `what` at the deadline.
- *
- * @example
- * ```ts
- * await until(() => sub.stats.delivered === 1, "the message arrives");
- * ```
- */
-export async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 5000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
