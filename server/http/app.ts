@@ -12,11 +12,8 @@ import type { Logger } from "../../lib/log.ts";
 
 /**
  * An error that maps to an HTTP status and a stable code; `details` are
-<<<<<<< HEAD
- * extra machine-readable fields of the body (e.g. the broken `rule`).
-=======
- * extra fields of the JSON body (e.g. which quota, its maximum and the use).
->>>>>>> h8-limits
+ * extra machine-readable fields of the JSON body (e.g. the broken `rule`, or
+ * which quota, its maximum and the use).
  */
 export class HttpError extends Error {
   override name = "HttpError";

@@ -15,6 +15,7 @@
 import {
   applyChange,
   type ChangeBody,
+  LastAdminError,
   MembershipError,
   parseChange,
   type SignedChange,
@@ -288,6 +289,15 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       try {
         next = applyChange(state, change);
       } catch (err) {
+        // Well-formed, but the room's state forbids it: the last admin must
+        // add another admin or delete the room first (protocol.md §2.4).
+        if (err instanceof LastAdminError) {
+          throw new HttpError(
+            409,
+            "last_admin",
+            `${err.message}; add another admin or delete the room`,
+          );
+        }
         if (err instanceof MembershipError) throw invalidChange(err.message);
         throw err;
       }
@@ -332,6 +342,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       await store.deleteRoom(id);
       log.info("room deleted", { room: id, by: caller });
       recheck();
+      // Members' connections are cut (their ACL narrowed) and reconnect; the
+      // notice lets their clients drop the room's subscriptions first.
+      notify(id, [...state.members.keys()]);
       return new Response(null, { status: 204 });
     });
   });
