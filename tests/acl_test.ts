@@ -2,10 +2,14 @@ import {
   type AclRoom,
   aclRooms,
   expressibleRooms,
+  inboxPrefixFor,
   MAX_ACL_SUBJECT_BYTES,
   userPermissions,
 } from "../lib/auth/acl.ts";
+import { REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../lib/notices.ts";
 import { jwtName } from "../server/auth/callout.ts";
+import { REFRESH_NOTICE_SUFFIX as SENT_REFRESH } from "../server/auth/enforcer.ts";
+import { ROOM_NOTICE_SUFFIX as SENT_ROOM } from "../server/rooms/notices.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 const ME = "ab".repeat(32);
@@ -84,4 +88,25 @@ Deno.test("acl: past its size bound the ACL keeps the user's own and oldest room
   // Deterministic and idempotent: what the callout grants, the enforcer re-derives.
   assertEquals(userPermissions(ME, granted), perms);
   assertEquals(userPermissions(ME, [...mine, ...theirs].reverse()), perms);
+});
+
+Deno.test("acl: the notice subjects the server sends are ones no member may publish", () => {
+  // One constant (lib/notices.ts) for the server that sends, the client that
+  // listens and the deny rule: a rename in one place alone would let members
+  // forge notices, or make clients miss them.
+  assertEquals([SENT_REFRESH, SENT_ROOM], [REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX]);
+  const deny = userPermissions(ME, []).pub.deny;
+  const covered = (subject: string) =>
+    deny.some((d) => {
+      const [p, s] = [d.split("."), subject.split(".")];
+      return p.every((t, i) =>
+        t === ">" ? s.length > i : t === "*" ? s[i] !== undefined : t === s[i]
+      ) &&
+        (p.at(-1) === ">" || p.length === s.length);
+    });
+  const other = inboxPrefixFor("cd".repeat(32));
+  for (const suffix of [REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX]) {
+    assertEquals(covered(`${other}.${suffix}`), true, suffix);
+  }
+  assertEquals(covered(`${other}.reply.1`), false);
 });

@@ -9,6 +9,7 @@
  */
 
 import { type SubjectRule, subjectViolation } from "../grammar.ts";
+import { NOTICE_TOKEN } from "../notices.ts";
 
 /** The room facts the ACL depends on (a store `Room` has them). */
 export interface AclRoom {
@@ -60,7 +61,7 @@ const ALWAYS_DENY = [
 /** Reply inboxes: everyone's, so that a member can answer a request. */
 const ANY_INBOX = "_INBOX.*.>";
 /** Where the server's notices arrive: nobody else may publish there. */
-const NOTICES = "_INBOX.*.unibus.>";
+const NOTICES = `_INBOX.*.${NOTICE_TOKEN}.>`;
 
 /** A room left out of an ACL, and the subject rule it breaks. */
 export interface InexpressibleRoom<R extends AclRoom = AclRoom> {
