@@ -14,6 +14,9 @@ import { connectInternal, type InternalConnection } from "../lib/nats/internal_c
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
+import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
+import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
+import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
@@ -22,8 +25,13 @@ import { healthRoute, type Posture } from "./http/health.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
-import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
-import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
+import {
+  type NatsAuthConfig,
+  type NatsClusterConfig,
+  redactRoute,
+  renderNatsConfig,
+} from "./nats/config.ts";
+import { natsLogOptions } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
 
@@ -94,6 +102,14 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
+  let clusterMonitor: ClusterMonitor | null = null;
+  const posture: Posture = {
+    auth: opts.busAuth,
+    acl: opts.busAuth === "enforce",
+    tls: opts.tls !== null,
+    store: opts.store,
+    replicas: 1,
+  };
   try {
     store = await openSqliteStore(opts.dbPath);
     cleanups.push(() => store.close());
@@ -102,7 +118,14 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     // as this process; the internal identity can be persisted so that a CLI
     // on this node can present it (seed 004: --internal-id-file).
     const enforce = opts.busAuth === "enforce";
-    const issuer = enforce ? NativeNkeyPair.generate(Prefix.Account) : null;
+    // In a cluster any node may answer any node's callout request, and a
+    // nats-server accepts only answers signed by the issuer in its own
+    // config: so the nodes share one issuer, provisioned as a 0600 file.
+    const issuer = !enforce
+      ? null
+      : opts.calloutIssuerFile
+      ? await loadOrCreateCalloutIssuer(opts.calloutIssuerFile)
+      : NativeNkeyPair.generate(Prefix.Account);
     const systemUser = enforce ? NativeNkeyPair.generate(Prefix.User) : null;
     let internalUser: NativeNkeyPair | null = null;
     if (enforce) {
@@ -133,6 +156,31 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       }
     }
 
+    let cluster: NatsClusterConfig | null = null;
+    if (opts.cluster) {
+      const c = opts.cluster;
+      if (c.routeTls && opts.tls) await assertSeparateRouteCa(c.routeTls.caFile, opts.tls.caFile);
+      const { pass, warning } = await resolveClusterPass(c.pass);
+      if (warning) log.warn(warning);
+      cluster = {
+        name: c.name,
+        host: c.host,
+        port: c.port,
+        routes: c.routes,
+        user: c.user,
+        pass,
+        tls: c.routeTls,
+      };
+      // Routes are logged without their userinfo, never with the secret.
+      log.info("cluster", {
+        name: c.name,
+        listen: `${c.host}:${c.port}`,
+        routes: c.routes.map(redactRoute),
+        routeTls: c.routeTls !== null,
+        secretFrom: c.pass.kind,
+      });
+    }
+
     let natsUrl = opts.natsUrl;
     if (natsUrl === null) {
       const bin = await resolveNatsServerBin({
@@ -154,9 +202,10 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
-          monitorPort: logOpts.monitor ? NATS_MONITOR_PORT : null,
+          monitorPort: logOpts.monitor ? opts.natsMonitorPort : null,
           auth,
           tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
+          cluster,
         }),
       );
       nats = new ManagedNatsServer({
@@ -201,6 +250,18 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("nats-sys"),
       });
       cleanups.push(() => sys.close());
+      if (opts.cluster) {
+        const monitor = startClusterMonitor({
+          clusterName: opts.cluster.name,
+          node: opts.serverName,
+          posture,
+          sys: sys.nc,
+          app: conn.nc,
+          log: log.child("cluster"),
+        });
+        clusterMonitor = monitor;
+        cleanups.push(() => monitor.stop());
+      }
       const sessions = new SessionRegistry();
       const callout = startAuthCallout({
         nc: conn.nc,
@@ -230,19 +291,16 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     throw err;
   }
 
-  const posture: Posture = {
-    auth: opts.busAuth,
-    acl: opts.busAuth === "enforce",
-    tls: opts.tls !== null,
-    store: opts.store,
-    replicas: 1,
-  };
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
     middleware: [accessLog, requireSignedRequests({ store: store! })],
     routes: [
-      healthRoute({ posture, dataPlane: () => conn.state() }),
+      healthRoute({
+        posture,
+        dataPlane: () => conn.state(),
+        cluster: clusterMonitor ? () => clusterMonitor!.status() : undefined,
+      }),
       ...apiRoutes({
         store: store!,
         nc: conn!.nc,

@@ -8,6 +8,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createLogger } from "../lib/log.ts";
 import { type ClusterMonitor, startClusterMonitor } from "../server/cluster/status.ts";
+import { createApp } from "../server/http/app.ts";
+import { healthRoute } from "../server/http/health.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { startNatsCluster, type TestNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";
 
@@ -16,6 +18,22 @@ const quiet = createLogger("test", { sink: () => {} });
 async function routeCount(monitorPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${monitorPort}/routez`);
   return (await res.json()).num_routes;
+}
+
+/** `/healthz` as serve builds it, over node `i`'s real monitor. */
+async function healthz(
+  mon: ClusterMonitor,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const app = createApp({
+    log: quiet,
+    routes: [healthRoute({
+      posture: { auth: "enforce", acl: true, tls: true, store: "kv", replicas: 3 },
+      dataPlane: () => ({ connected: true, serverName: "n1", jetstream: true }),
+      cluster: () => mon.status(),
+    })],
+  });
+  const res = await app(new Request("http://127.0.0.1/healthz"));
+  return { status: res.status, body: await res.json() };
 }
 
 async function monitors(c: TestNatsCluster, tls: boolean) {
@@ -76,6 +94,10 @@ Deno.test("three nodes form routes over mutual TLS, elect a meta leader, gossip 
     // n3 runs without data-plane TLS: every other node flags it.
     assertEquals(s.peers.find((p) => p.name === "n3")!.flags, ["no TLS"]);
     assertEquals(s.peers.find((p) => p.name === "n2")!.flags, []);
+    const healthy = await healthz(m.mons[0]);
+    assertEquals(healthy.status, 200);
+    const hc = healthy.body.cluster as { name: string; node: string; metaLeader: string };
+    assertEquals([hc.name, hc.node, hc.metaLeader], ["unibus-test", "n1", leader]);
 
     // The secret lives only in the 0600 config file.
     for (const n of c.nodes) {
@@ -96,6 +118,9 @@ Deno.test("three nodes form routes over mutual TLS, elect a meta leader, gossip 
     const lone = m.mons[0].status();
     assertEquals(lone.metaLeader, null);
     assertEquals(lone.peers.map((p) => p.route), ["down", "down"]);
+    const unhealthy = await healthz(m.mons[0]);
+    assertEquals(unhealthy.status, 503);
+    assertEquals(unhealthy.body.status, "unavailable");
 
     // One node back: quorum (2 of 3) again.
     await c.nodes[1].restart();
@@ -115,6 +140,7 @@ Deno.test("a lone node of a three-node cluster never has a meta leader", async (
     while (Date.now() < deadline) {
       const s = m.mons[0].status();
       assertEquals(s.quorum, false, `a lone node reported a meta leader: ${s.metaLeader}`);
+      assertEquals((await healthz(m.mons[0])).status, 503);
       polled ||= s.error === null;
       await new Promise((r) => setTimeout(r, 200));
     }
