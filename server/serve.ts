@@ -16,6 +16,7 @@ import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
 import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
 import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
+import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
 import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
@@ -269,8 +270,20 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         store,
         sessions,
         log: log.child("auth"),
+        // In a cluster this node may answer for another node's server: the
+        // admission goes to the node that holds the connection.
+        grant: opts.cluster ? grantPublisher(conn.nc) : undefined,
       });
       cleanups.push(() => callout.stop());
+      if (opts.cluster) {
+        const feed = startSessionFeed({
+          sys: sys.nc,
+          app: conn.nc,
+          sessions,
+          log: log.child("sessions"),
+        });
+        cleanups.push(() => feed.stop());
+      }
       // The callout's subscription must reach the server before a client
       // connects, or the first clients time out instead of being answered.
       await conn.nc.flush();
