@@ -14,6 +14,7 @@ import { connectInternal, type InternalConnection } from "../lib/nats/internal_c
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
+import { createMetrics } from "./metrics.ts";
 import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
 import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
 import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
@@ -104,6 +105,12 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
   let clusterMonitor: ClusterMonitor | null = null;
+  let sessionCount = () => 0;
+  const metrics = createMetrics({
+    connections: () => sessionCount(),
+    natsRestarts: () => nats?.restarts ?? 0,
+    cluster: () => clusterMonitor?.status() ?? null,
+  });
   const posture: Posture = {
     auth: opts.busAuth,
     acl: opts.busAuth === "enforce",
@@ -112,7 +119,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     replicas: 1,
   };
   try {
-    store = await openSqliteStore(opts.dbPath);
+    store = metrics.instrumentStore(await openSqliteStore(opts.dbPath));
     cleanups.push(() => store.close());
 
     // Enforce mode keys. The callout issuer and the system user live as long
@@ -264,6 +271,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         cleanups.push(() => monitor.stop());
       }
       const sessions = new SessionRegistry();
+      sessionCount = () => sessions.size;
       const callout = startAuthCallout({
         nc: conn.nc,
         issuer: issuer!,
@@ -273,6 +281,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         // In a cluster this node may answer for another node's server: the
         // admission goes to the node that holds the connection.
         grant: opts.cluster ? grantPublisher(conn.nc) : undefined,
+        onAnswer: (ms, allowed) => metrics.calloutAnswered(ms, allowed),
       });
       cleanups.push(() => callout.stop());
       if (opts.cluster) {
@@ -293,6 +302,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         store,
         sessions,
         log: log.child("enforcer"),
+        onKick: (reason) => metrics.kicked(reason),
       });
       cleanups.push(() => enforcer.stop());
       recheck = () => enforcer.recheckNow();
@@ -307,8 +317,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
-    middleware: [accessLog, requireSignedRequests({ store: store! })],
+    middleware: [accessLog, metrics.http, requireSignedRequests({ store: store! })],
     routes: [
+      metrics.route,
       healthRoute({
         posture,
         dataPlane: () => conn.state(),

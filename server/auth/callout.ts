@@ -49,6 +49,8 @@ export interface CalloutOptions {
    * nats-server holds it). This node may have answered for another node.
    */
   grant?: (session: Session) => void;
+  /** Called once per answer, for metrics. */
+  onAnswer?: (ms: number, allowed: boolean) => void;
 }
 
 /** Counters for health and benchmarks. */
@@ -165,6 +167,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   msg.respond(
     await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
   );
+  opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
     allowed: "jwt" in answer,
