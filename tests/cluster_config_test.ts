@@ -300,3 +300,29 @@ Deno.test("cluster names that could break the config are refused", () => {
     UsageError,
   );
 });
+
+Deno.test("serve itself refuses a clustered start without enforce, with the reason on one line", async () => {
+  const { runUnibus } = await import("./helpers/serve_process.ts");
+  for (
+    const [extra, reason] of [
+      [[], /needs --bus-auth enforce/],
+      [["--bus-auth", "enforce"], /needs --store kv/],
+    ] as const
+  ) {
+    const r = await runUnibus([
+      "serve",
+      "--data-dir",
+      "/nonexistent/unibus",
+      "--routes",
+      "nats://127.0.0.1:6251",
+      "--cluster-pass",
+      PASS,
+      ...extra,
+    ]);
+    assertEquals(r.code, 2);
+    const err = r.stderr.trim();
+    assertEquals(err.split("\n").length, 1, err);
+    assertMatch(err, reason);
+    assert(!err.includes(PASS) && !r.stdout.includes(PASS), "the secret was echoed");
+  }
+});
