@@ -36,6 +36,7 @@ import {
 import { natsLogOptions } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
+import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
 
 /** Paths of everything `serve` keeps in the data dir. */
 export function dataDirLayout(dataDir: string) {
@@ -121,6 +122,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   try {
     store = metrics.instrumentStore(await openSqliteStore(opts.dbPath));
     cleanups.push(() => store.close());
+    await reportInexpressibleRooms(store, log.child("rooms"));
 
     // Enforce mode keys. The callout issuer and the system user live as long
     // as this process; the internal identity can be persisted so that a CLI

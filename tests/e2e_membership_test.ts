@@ -286,6 +286,24 @@ Deno.test("membership: a field containing a line break cannot be written", () =>
   );
 });
 
+Deno.test("membership: a create naming a subject outside the grammar does not verify, even when signed", () => {
+  for (
+    const [subject, rule] of [
+      ["chat.ops\u0000x", "control_character"],
+      ["\u0000x", "control_character"],
+      ["chat.\u2603", "not_ascii"],
+      ["chat.*", "wildcard"],
+      ["", "empty"],
+      ["_INBOX.x", "reserved_prefix"],
+    ]
+  ) {
+    const log = [signChange(createBody(alice, { subject }), alice.signer)];
+    assertThrows(() => verifyLog(ROOM, log), MembershipError, `rule ${rule}`);
+    assertThrows(() => parseChange(log[0].text), MembershipError, `rule ${rule}`);
+  }
+  assertEquals(verifyLog(ROOM, [signChange(createBody(), alice.signer)]).subject, "chat.ops");
+});
+
 // ---- room keys ----
 
 const EPOCH = 3;

@@ -81,7 +81,6 @@ Deno.test("a room is created from a signed genesis and read back by its member o
           `/v1/rooms/${newRoomId()}`,
           `/v1/rooms/by-subject/no.such.room`,
           `/v1/rooms/not-an-id`,
-          `/v1/rooms/by-subject/bad..subject`,
         ]
       ) {
         const res = await b.get(path);
@@ -89,6 +88,13 @@ Deno.test("a room is created from a signed genesis and read back by its member o
         assertEquals(res.body.error, "not_found", path);
       }
       assertEquals((await b.get("/v1/rooms")).body, { rooms: [] });
+    });
+
+    await t.step("a lookup by a subject outside the grammar is 400 invalid_subject", async () => {
+      for (const [subject, rule] of [["bad..subject", "empty_token"], ["chat.*", "wildcard"]]) {
+        const res = await as(bus, bob).get(`/v1/rooms/by-subject/${encodeURIComponent(subject)}`);
+        assertEquals([res.status, res.body.error, res.body.rule], [400, "invalid_subject", rule]);
+      }
     });
 
     await t.step("a second room on the same subject is 409 subject_taken", async () => {
@@ -137,19 +143,31 @@ Deno.test("a room is created from a signed genesis and read back by its member o
     );
 
     await t.step("bad room ids and subjects are refused, reserved ones included", async () => {
-      const cases: Array<[{ subject: string; room?: string }, string]> = [
+      const cases: Array<[{ subject: string; room?: string }, string, string?]> = [
         [{ subject: "chat.x", room: "ABCDEF0123456789ABCDEF0123456789" }, "invalid_room_id"],
         [{ subject: "chat.x", room: "ops" }, "invalid_room_id"],
-        [{ subject: "chat.*" }, "invalid_subject"],
-        [{ subject: "chat.>" }, "invalid_subject"],
-        [{ subject: "chat..x" }, "invalid_subject"],
-        [{ subject: `$JS.API.STREAM.PURGE.${roomStreamName(view.id)}` }, "reserved_subject"],
-        [{ subject: `_INBOX.${bob.signPubHex}.unibus.refresh` }, "reserved_subject"],
-        [{ subject: "$SYS.REQ.SERVER.PING" }, "reserved_subject"],
+        [{ subject: "chat.*" }, "invalid_subject", "wildcard"],
+        [{ subject: "chat.>" }, "invalid_subject", "wildcard"],
+        [{ subject: "chat..x" }, "invalid_subject", "empty_token"],
+        [
+          { subject: `$JS.API.STREAM.PURGE.${roomStreamName(view.id)}` },
+          "invalid_subject",
+          "reserved_prefix",
+        ],
+        [
+          { subject: `_INBOX.${bob.signPubHex}.unibus.refresh` },
+          "invalid_subject",
+          "reserved_prefix",
+        ],
+        [{ subject: "$SYS.REQ.SERVER.PING" }, "invalid_subject", "reserved_prefix"],
       ];
-      for (const [opts, code] of cases) {
+      for (const [opts, code, rule] of cases) {
         const res = await as(bus, alice).post("/v1/rooms", { change: genesis(alice, opts) });
-        assertEquals([res.status, res.body.error], [400, code], JSON.stringify(opts));
+        assertEquals(
+          [res.status, res.body.error, res.body.rule],
+          [400, code, rule],
+          JSON.stringify(opts),
+        );
       }
       assertEquals(
         (await as(bus, alice).get<{ rooms: unknown[] }>("/v1/rooms")).body.rooms.length,

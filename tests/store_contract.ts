@@ -22,6 +22,7 @@ import {
   ConflictError,
   InvalidInputError,
   KeyExistsError,
+  MAX_TEXT_LENGTH,
   MemberExistsError,
   type NewRoom,
   type NewUser,
@@ -32,6 +33,8 @@ import {
   StoreUnavailableError,
   UserExistsError,
 } from "../lib/store/store.ts";
+import { handleViolation, subjectViolation, textViolation } from "../lib/grammar.ts";
+import { generatedStrings } from "./helpers/strings.ts";
 
 /** What a backend hands the contract: a fresh store and how to dispose of it. */
 export interface OpenedStore {
@@ -615,6 +618,80 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       InvalidInputError,
     );
   });
+
+  // ---- exact storage ----
+
+  test(
+    "generated strings: what is accepted reads back identical, what is refused changes nothing",
+    async (s) => {
+      // The store accepts exactly what lib/grammar.ts accepts (the API's
+      // rule), so nothing the API lets through can be cut or rewritten here:
+      // SQLite once kept "chat.ops\0x" as "chat.ops", another room's subject.
+      const SEED = 0x5eed8;
+      const show = (i: number, v: string) =>
+        `seed ${SEED} case ${i}: ${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)}`;
+      await s.createRoom(room("prop", { subject: "prop.log" }));
+      const subjects = new Set(["prop.log"]);
+      let seq = 0;
+      const cases = generatedStrings(SEED, 150);
+      for (const [i, v] of cases.entries()) {
+        const why = show(i, v);
+        const refused = (e: unknown) =>
+          e instanceof InvalidInputError && e.code === "invalid_input";
+
+        // A handle.
+        const pub = (i + 1).toString(16).padStart(64, "0");
+        const usersBefore = (await s.listUsers()).length;
+        if (handleViolation(v) === null) {
+          await s.addUser(user(pub, { handle: v }));
+          assert.equal((await s.getUser(pub))?.handle, v, why);
+        } else {
+          await assert.rejects(s.addUser(user(pub, { handle: v })), refused, why);
+          assert.equal(await s.getUser(pub), null, why);
+          assert.equal((await s.listUsers()).length, usersBefore, why);
+        }
+
+        // A room subject.
+        const id = `p${i}`;
+        if (subjectViolation(v) === null && !subjects.has(v)) {
+          await s.createRoom(room(id, { subject: v }));
+          subjects.add(v);
+          assert.equal((await s.getRoom(id))?.subject, v, why);
+          assert.equal((await s.getRoomBySubject(v))?.id, id, why);
+        } else {
+          await assert.rejects(
+            s.createRoom(room(id, { subject: v })),
+            (e) => refused(e) || (subjects.has(v) && e instanceof RoomExistsError),
+            why,
+          );
+          assert.equal(await s.getRoom(id), null, why);
+          if (!subjects.has(v)) await assert.rejects(s.getRoomBySubject(v), refused, why);
+        }
+
+        // A stored text (a signed change is kept verbatim).
+        if (textViolation(v, { maxLength: MAX_TEXT_LENGTH, lineBreaks: true }) === null) {
+          await s.appendRoomChange("prop", seq, { text: v, sig: "AAAA" });
+          seq++;
+          assert.equal((await s.listRoomChanges("prop"))[seq - 1]?.text, v, why);
+        } else {
+          await assert.rejects(
+            s.appendRoomChange("prop", seq, { text: v, sig: "AAAA" }),
+            refused,
+            why,
+          );
+          assert.equal((await s.listRoomChanges("prop")).length, seq, why);
+        }
+      }
+      // Every accepted text, in order, byte for byte.
+      const texts = cases.filter((v) =>
+        textViolation(v, { maxLength: MAX_TEXT_LENGTH, lineBreaks: true }) === null
+      );
+      assert.deepEqual((await s.listRoomChanges("prop")).map((c) => c.text), texts);
+      // The generator must reach both sides of every boundary it is for.
+      assert.ok(texts.length > 10 && texts.length < cases.length);
+      assert.ok(subjects.size > 10 && subjects.size < cases.length);
+    },
+  );
 
   // ---- lifecycle ----
 

@@ -24,12 +24,14 @@ import {
 } from "../e2e/bytes.ts";
 import { type RoomPolicy, signChange } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
+import { subjectViolation } from "../grammar.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { ControlPlaneClient, type RoomView } from "./control_plane.ts";
 import {
   ClosedError,
   ControlPlaneError,
+  InvalidSubjectError,
   MembershipVerificationError,
   NotAMemberError,
   RoomKeyUnavailableError,
@@ -90,6 +92,13 @@ const ROOM_NOTICE_SUFFIX = "unibus.room";
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
+}
+
+/** The subject, or {@linkcode InvalidSubjectError} naming the broken rule. */
+function requireSubject(subject: string): string {
+  const bad = subjectViolation(subject);
+  if (bad) throw new InvalidSubjectError(bad.rule, bad.message);
+  return subject;
 }
 
 interface Batch {
@@ -284,7 +293,9 @@ export class UnibusClient {
     let loading = this.#loading.get(key);
     if (!loading) {
       loading = (async () => {
-        const id = isRoomId(key) ? key : (await this.#control.getRoomBySubject(key)).id;
+        const id = isRoomId(key)
+          ? key
+          : (await this.#control.getRoomBySubject(requireSubject(key))).id;
         const session = this.#rooms.get(id) ?? await this.#reload(id);
         // The subject a caller named is part of what it trusts: a server that
         // answers with another room (one the caller is also in) would
@@ -364,6 +375,7 @@ export class UnibusClient {
   ): Promise<RoomInfo> {
     this.#ensureOpen();
     if (policy.encrypt && !policy.sign) throw new RangeError("an encrypted room is always signed");
+    requireSubject(subject);
     const id = toHex(new Uint8Array(randomBytes(16)));
     const me = this.identity;
     const change = signChange({

@@ -12,7 +12,7 @@
  *   seq: <0, 1, 2, …>
  *   prev: <hex SHA-256 of the previous change's text; 64 zeros for seq 0>
  *   op: create | add | remove
- *   subject: <NATS subject>                 (create only)
+ *   subject: <room subject, lib/grammar.ts>  (create only)
  *   policy: <encrypt,sign,persist subset>   (create only; "none" when empty)
  *   member: <member's Ed25519 public key, hex>
  *   kex: <member's X25519 public key, hex>  (create/add)
@@ -35,6 +35,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { isValidPublicKey, verifySignature } from "../crypto/ed25519.ts";
+import { subjectViolation } from "../grammar.ts";
 import { verifyKexBinding } from "../identity/identity.ts";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "./bytes.ts";
 
@@ -199,6 +200,11 @@ export function parseChange(text: string): ChangeBody {
   };
   if (op === "create") {
     body.subject = get("subject");
+    // A log naming a subject outside the grammar does not verify, whoever
+    // signed it: every member would otherwise be granted (or locked out by)
+    // a subject the server cannot express or store exactly (lib/grammar.ts).
+    const bad = subjectViolation(body.subject);
+    if (bad) throw new MembershipError(`${bad.message} (rule ${bad.rule})`);
     const p = get("policy");
     const flags = p === "none" ? [] : p.split(",");
     if (!flags.every((f) => f === "encrypt" || f === "sign" || f === "persist")) {

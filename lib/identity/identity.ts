@@ -30,6 +30,7 @@ import {
   keyPairFromSeed,
   verifySignature,
 } from "../crypto/ed25519.ts";
+import { handleViolation } from "../grammar.ts";
 import { fromHex, isHex, toHex } from "./hex.ts";
 
 /** The `version` field of identity files this code writes and reads. */
@@ -41,8 +42,6 @@ export const KEX_BINDING_CONTEXT = "unibus/kex-binding/v1\n";
 // Real identity files are ~400 bytes; the cap keeps a wrong path (a log, a
 // disk image) from being read into memory whole.
 const MAX_FILE_BYTES = 64 * 1024;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**
  * A loaded or generated identity. Private parts never leave through
@@ -180,8 +179,9 @@ export function generateIdentity(handle: string | null = null): Identity {
 }
 
 /**
- * True for a handle the store would accept: 1-64 UTF-16 units, no control
- * characters, not only whitespace.
+ * True for a handle the store would accept (`handleViolation` in
+ * `lib/grammar.ts`: 1-64 characters, valid Unicode, no NUL or other control
+ * characters, not only whitespace).
  *
  * @example
  * ```ts
@@ -191,8 +191,7 @@ export function generateIdentity(handle: string | null = null): Identity {
  * ```
  */
 export function isValidHandle(handle: unknown): handle is string {
-  return typeof handle === "string" && handle.trim().length > 0 && handle.length <= 64 &&
-    !CONTROL.test(handle);
+  return handleViolation(handle) === null;
 }
 
 // ---- the kex binding ----

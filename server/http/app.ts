@@ -10,10 +10,18 @@
 
 import type { Logger } from "../../lib/log.ts";
 
-/** An error that maps to an HTTP status and a stable code. */
+/**
+ * An error that maps to an HTTP status and a stable code; `details` are
+ * extra machine-readable fields of the body (e.g. the broken `rule`).
+ */
 export class HttpError extends Error {
   override name = "HttpError";
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
     super(message);
   }
 }
@@ -82,7 +90,7 @@ export function json(status: number, body: unknown, headers: HeadersInit = {}): 
 }
 
 function errorResponse(err: HttpError): Response {
-  return json(err.status, { error: err.code, message: err.message });
+  return json(err.status, { ...err.details, error: err.code, message: err.message });
 }
 
 /**

@@ -20,11 +20,10 @@ import {
   type SignedChange,
   verifyLog,
 } from "../../../lib/e2e/membership.ts";
+import { subjectViolation } from "../../../lib/grammar.ts";
 import type { Logger } from "../../../lib/log.ts";
 import {
-  check,
   ConflictError,
-  InvalidInputError,
   NotFoundError,
   type Room,
   RoomExistsError,
@@ -91,6 +90,22 @@ export function changeFromBody(body: unknown): SignedChange {
   return { text: stringField(change, "text"), sig: stringField(change, "sig") };
 }
 
+/**
+ * The subject if `lib/grammar.ts` accepts it, else 400 `invalid_subject`
+ * with the broken `rule`. Checked before anything is stored: the store
+ * once kept a NUL-suffixed subject cut at the NUL, i.e. another room's.
+ *
+ * @example
+ * ```ts
+ * const subject = requireSubject(ctx.params.subject);
+ * ```
+ */
+export function requireSubject(subject: unknown): string {
+  const bad = subjectViolation(subject);
+  if (bad) throw new HttpError(400, "invalid_subject", bad.message, { rule: bad.rule });
+  return subject as string;
+}
+
 function invalidChange(message: string): HttpError {
   return new HttpError(400, "invalid_change", message);
 }
@@ -147,6 +162,10 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     if (roomLine && !ID32.test(roomLine[1])) {
       throw badRequest("the room id must be 32 lowercase hex characters", "invalid_room_id");
     }
+    // Split on "\n" only, exactly as the parser does, so the value checked is
+    // the whole line (a regex `.` would stop at "\r" or U+2028).
+    const subjectLine = change.text.split("\n").find((l) => l.startsWith("subject: "));
+    if (subjectLine !== undefined) requireSubject(subjectLine.slice("subject: ".length));
     const b = parsed(change);
     if (b.op !== "create") throw invalidChange("a room is created by a `create` change");
     try {
@@ -156,18 +175,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       throw err;
     }
     if (b.by !== caller) throw new HttpError(403, "not_signer", "the change is not signed by you");
-    const subject = b.subject!;
-    try {
-      check.subject("subject", subject);
-    } catch (err) {
-      if (err instanceof InvalidInputError) throw badRequest(err.message, "invalid_subject");
-      throw err;
-    }
-    // `$…` subjects are NATS's own (system, JetStream API, KV) and `_…` its
-    // inboxes: a room there would put them in its members' ACL.
-    if (subject.startsWith("$") || subject.startsWith("_")) {
-      throw badRequest("subjects starting with '$' or '_' are reserved", "reserved_subject");
-    }
+    const subject = requireSubject(b.subject);
     const taken = async () => {
       if (await store.getRoom(b.room)) {
         return new HttpError(409, "room_exists", "a room with this id exists");
@@ -314,12 +322,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       path: "/v1/rooms/by-subject/:subject",
       handler: storeErrors(async (_req, ctx) => {
         const caller = callerOf(ctx);
-        const subject = ctx.params.subject;
-        try {
-          check.subject("subject", subject);
-        } catch {
-          throw notFound("room");
-        }
+        const subject = requireSubject(ctx.params.subject);
         const room = await store.getRoomBySubject(subject);
         if (!room || !(await store.getMember(room.id, caller))) throw notFound("room");
         return json(200, await roomView(store, room));
