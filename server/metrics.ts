@@ -148,9 +148,11 @@ export function createMetrics(src: MetricsSources): Metrics {
     },
     instrumentStore<S extends Store>(store: S): S {
       return new Proxy(store, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver);
-          if (typeof v !== "function" || typeof prop !== "string" || prop === "close") return v;
+        // Methods run on the store itself (its private fields are not the proxy's).
+        get(target, prop) {
+          const v = Reflect.get(target, prop, target);
+          if (typeof v !== "function") return v;
+          if (typeof prop !== "string" || prop === "close") return v.bind(target);
           return (...args: unknown[]) => {
             const started = performance.now();
             const done = (result: string) =>

@@ -42,3 +42,22 @@ Deno.test("/metrics: Prometheus text with connections, callout results, HTTP, st
     await s.stop();
   }
 });
+
+Deno.test("an instrumented store keeps working, closes, and times each operation", async () => {
+  const { createMetrics } = await import("../server/metrics.ts");
+  const metrics = createMetrics({
+    connections: () => 0,
+    natsRestarts: () => 0,
+    cluster: () => null,
+  });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-metrics-" });
+  try {
+    const store = metrics.instrumentStore(await openSqliteStore(`${dir}/unibus.db`));
+    assertEquals(await store.getUser("00".repeat(32)), null);
+    await store.close();
+    const text = await metrics.registry.metrics();
+    assertEquals(sample(text, 'unibus_store_op_seconds_count{op="getUser",result="ok"}'), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -109,14 +109,16 @@ export async function startNatsCluster(
       { mode: 0o600 },
     );
     const logLines: string[] = [];
-    const server = new ManagedNatsServer({
-      binary: bin,
-      configPath,
-      host: "127.0.0.1",
-      port: clientPort,
-      quiet: false,
-      log: createLogger(`nats-${name}`, { level: "debug", sink: (l) => logLines.push(l) }),
-    });
+    const makeServer = () =>
+      new ManagedNatsServer({
+        binary: bin,
+        configPath,
+        host: "127.0.0.1",
+        port: clientPort,
+        quiet: false,
+        log: createLogger(`nats-${name}`, { level: "debug", sink: (l) => logLines.push(l) }),
+      });
+    const server = makeServer();
     const node: TestNatsNode = {
       name,
       clientPort,
@@ -128,14 +130,7 @@ export async function startNatsCluster(
       system,
       logLines,
       async restart() {
-        node.server = new ManagedNatsServer({
-          binary: bin,
-          configPath,
-          host: "127.0.0.1",
-          port: clientPort,
-          quiet: false,
-          log: createLogger(`nats-${name}`, { level: "debug", sink: (l) => logLines.push(l) }),
-        });
+        node.server = makeServer();
         await node.server.start();
       },
     };
