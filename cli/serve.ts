@@ -8,7 +8,9 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { natsMonitorPort as natsMonitorPortFromEnv } from "../server/nats/log_options.ts";
 import { CLUSTER_SERVE_OPTIONS, type ClusterOptions, parseClusterArgs } from "./serve_cluster.ts";
+import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
 
 /** Everything `serve` runs with, validated. */
 export interface ServeOptions {
@@ -36,6 +38,66 @@ export interface ServeOptions {
   calloutIssuerFile: string | null;
   /** Routes and route TLS; null = a single node. */
   cluster: ClusterOptions | null;
+  /** Quotas and resource limits (server/limits.ts). */
+  limits: Limits;
+}
+
+const MiB = 1024 * 1024;
+
+// The limit flags, by Limits field: flag name, unit, help text.
+const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
+  ["roomsPerUser", "max-rooms-per-user", "count", "rooms one user may have created"],
+  [
+    "persistedRoomsPerUser",
+    "max-persisted-rooms-per-user",
+    "count",
+    "of those, persisted rooms (each reserves --room-stream-max-bytes of JetStream)",
+  ],
+  ["blobsPerUser", "max-blobs-per-user", "count", "blobs one user may hold"],
+  ["blobBytesPerUser", "max-blob-bytes-per-user", "bytes", "total size of one user's blobs"],
+  [
+    "roomStreamMaxBytes",
+    "room-stream-max-bytes",
+    "bytes",
+    "history one persisted room keeps (oldest dropped first)",
+  ],
+  [
+    "jetStreamMaxStore",
+    "jetstream-max-store",
+    "bytes",
+    "JetStream file store of the managed nats-server",
+  ],
+  [
+    "uploadsPerUser",
+    "max-uploads-per-user",
+    "count",
+    "request bodies over 64 KiB one user may send at once",
+  ],
+  ["uploadsTotal", "max-uploads", "count", "request bodies over 64 KiB read at once, in total"],
+];
+
+function byteText(n: number): string {
+  return n % MiB === 0 ? `${n / MiB}MiB` : String(n);
+}
+
+const UNITS: Record<string, number> = { "": 1, KiB: 1024, MiB, GiB: 1024 * MiB, TiB: 1024 ** 4 };
+
+/**
+ * A byte count as given on the command line: digits with an optional binary
+ * unit (`KiB`, `MiB`, `GiB`, `TiB`). Throws on anything else.
+ *
+ * @example
+ * ```ts
+ * parseByteSize("64MiB"); // 67108864
+ * ```
+ */
+export function parseByteSize(text: string): number {
+  const m = /^(\d{1,15})(KiB|MiB|GiB|TiB)?$/.exec(text);
+  const n = m ? Number(m[1]) * UNITS[m[2] ?? ""] : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new Error(`"${text}" is not a byte count (digits, optionally KiB, MiB, GiB or TiB)`);
+  }
+  return n;
 }
 
 /** The option table of `serve`: the parser and `--help` both read it. */
@@ -84,7 +146,8 @@ export const SERVE_OPTIONS: OptionTable = {
   "nats-server-bin": {
     type: "string",
     valueName: "PATH",
-    description: "nats-server executable (else UNIBUS_NATS_SERVER, .tools/, PATH)",
+    description:
+      "nats-server executable (else UNIBUS_NATS_SERVER, the artifact's embedded copy, .tools/, PATH)",
   },
   "server-name": {
     type: "string",
@@ -130,7 +193,7 @@ export const SERVE_OPTIONS: OptionTable = {
     type: "string",
     valueName: "PORT",
     description: "nats-server monitoring port (127.0.0.1 only; opened by UNIBUS_NATS_MONITOR=1)",
-    defaultText: "8222",
+    defaultText: "UNIBUS_NATS_MONITOR_PORT, else 8222",
   },
   "callout-issuer-file": {
     type: "string",
@@ -139,6 +202,19 @@ export const SERVE_OPTIONS: OptionTable = {
     defaultText: "one per process",
   },
   ...CLUSTER_SERVE_OPTIONS,
+  ...Object.fromEntries(LIMIT_FLAGS.map(([field, flag, unit, description]) => {
+    const d = DEFAULT_LIMITS[field];
+    return [flag, {
+      type: "string" as const,
+      valueName: unit === "bytes" ? "BYTES" : "N",
+      description,
+      defaultText: d === null
+        ? "half the data disk's free space"
+        : unit === "bytes"
+        ? byteText(d)
+        : String(d),
+    }];
+  })),
 };
 
 /** The `serve --help` text. */
@@ -246,6 +322,32 @@ export function parseServeArgs(
     throw new UsageError(`--max-body: "${maxBodyText}" must be a byte count of at least 1024`);
   }
 
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  for (const [field, flag, unit] of LIMIT_FLAGS) {
+    const text = str(flag);
+    if (text === undefined) continue;
+    const n = wrap(flag, () => {
+      if (unit === "bytes") return parseByteSize(text);
+      if (!/^\d{1,9}$/.test(text)) throw new Error(`"${text}" is not a count`);
+      return Number(text);
+    });
+    // Zero would refuse every create or upload: say so instead of starting a
+    // node nobody can use.
+    if (n < 1) throw new UsageError(`--${flag}: must be at least 1`);
+    limits[field] = n;
+  }
+  if (limits.jetStreamMaxStore !== null && limits.jetStreamMaxStore < MIN_JETSTREAM_STORE) {
+    throw new UsageError(
+      `--jetstream-max-store: must be at least ${byteText(MIN_JETSTREAM_STORE)}`,
+    );
+  }
+  if (limits.jetStreamMaxStore !== null && limits.roomStreamMaxBytes > limits.jetStreamMaxStore) {
+    throw new UsageError("--room-stream-max-bytes: must not exceed --jetstream-max-store");
+  }
+  if (limits.uploadsPerUser > limits.uploadsTotal) {
+    throw new UsageError("--max-uploads-per-user: must not exceed --max-uploads");
+  }
+
   const [certFile, keyFile, caFile] = [str("tls-cert"), str("tls-key"), str("tls-ca")];
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
@@ -268,7 +370,11 @@ export function parseServeArgs(
 
   let natsMonitorPort: number;
   try {
-    natsMonitorPort = parsePort(str("nats-monitor-port") ?? "8222");
+    // The flag, else UNIBUS_NATS_MONITOR_PORT, else 8222.
+    const flag = str("nats-monitor-port");
+    natsMonitorPort = flag === undefined
+      ? natsMonitorPortFromEnv(env.UNIBUS_NATS_MONITOR_PORT)
+      : parsePort(flag);
   } catch (err) {
     throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
   }
@@ -335,6 +441,7 @@ export function parseServeArgs(
     natsMonitorPort,
     calloutIssuerFile,
     cluster,
+    limits,
   };
 }
 

@@ -26,6 +26,7 @@ import { accessLog, createApp } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
+import { jetStreamStoreFromDisk } from "./limits.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
 import {
   type NatsAuthConfig,
@@ -60,6 +61,36 @@ async function writePrivateFile(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path, text, { mode: 0o600 });
   // `mode` only applies when the file is created; tighten one that existed.
   await Deno.chmod(path, 0o600);
+}
+
+/**
+ * JetStream's max store for the managed nats-server: the flag, else sized
+ * from the data disk; logged with how many persisted rooms it holds.
+ */
+async function jetStreamMaxStore(
+  opts: ServeOptions,
+  layout: ReturnType<typeof dataDirLayout>,
+  log: Logger,
+): Promise<number> {
+  const roomBytes = opts.limits.roomStreamMaxBytes;
+  const sized = opts.limits.jetStreamMaxStore === null
+    ? await jetStreamStoreFromDisk(layout.dir, layout.jetStreamDir)
+    : null;
+  const maxStore = opts.limits.jetStreamMaxStore ?? sized!.maxStore;
+  if (maxStore < roomBytes) {
+    throw new Error(
+      `JetStream would get ${maxStore} bytes, less than one persisted room ` +
+        `(--room-stream-max-bytes ${roomBytes}): free disk space or set --jetstream-max-store`,
+    );
+  }
+  log.info("JetStream store", {
+    maxBytes: maxStore,
+    from: sized ? "data disk" : "flag",
+    ...(sized ? { diskFreeBytes: sized.freeBytes, jetStreamUsedBytes: sized.usedBytes } : {}),
+    roomStreamMaxBytes: roomBytes,
+    persistedRoomsThatFit: Math.floor(maxStore / roomBytes),
+  });
+  return maxStore;
 }
 
 /**
@@ -202,6 +233,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         Deno.env.get("UNIBUS_NATS_MONITOR"),
       );
       await reapStaleNatsServer(layout.natsPidFile, layout.natsConfig, log);
+      const maxFileStore = await jetStreamMaxStore(opts, layout, log);
       await writePrivateFile(
         layout.natsConfig,
         renderNatsConfig({
@@ -209,6 +241,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           host: opts.natsHost,
           port: opts.natsPort,
           jetStreamDir: layout.jetStreamDir,
+          maxFileStore,
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
@@ -319,7 +352,14 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
-    middleware: [accessLog, metrics.http, requireSignedRequests({ store: store! })],
+    middleware: [
+      accessLog,
+      metrics.http,
+      requireSignedRequests({
+        store: store!,
+        uploads: { perUser: opts.limits.uploadsPerUser, total: opts.limits.uploadsTotal },
+      }),
+    ],
     routes: [
       metrics.route,
       healthRoute({
@@ -332,6 +372,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         nc: conn!.nc,
         recheck: () => recheck(),
         log: log.child("api"),
+        limits: opts.limits,
       }),
     ],
   });

@@ -247,6 +247,23 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     assert.equal(await s.getRoom("x"), null);
   });
 
+  test("countRoomsCreatedBy counts a creator's rooms and persisted rooms", async (s) => {
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 0, persisted: 0 });
+    const persist = { encrypt: true, sign: true, persist: true };
+    await s.createRoom(room("r1"));
+    await s.createRoom(room("r2", { policy: persist }));
+    await s.createRoom(room("r3", { policy: persist }));
+    await s.createRoom(room("r4", { createdBy: B, policy: persist }));
+    // Membership is not creation: A in B's room does not count for A.
+    await s.addMember({ roomId: "r4", signPub: A, role: "member", addedBy: B, change: null });
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 3, persisted: 2 });
+    assert.deepEqual(await s.countRoomsCreatedBy(B), { rooms: 1, persisted: 1 });
+    await s.deleteRoom("r2");
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 2, persisted: 1 });
+    assert.deepEqual(await s.countRoomsCreatedBy(C), { rooms: 0, persisted: 0 });
+    await assert.rejects(s.countRoomsCreatedBy("AB".repeat(32)), InvalidInputError);
+  });
+
   test("setRoomEpoch advances only from the expected epoch", async (s) => {
     await s.createRoom(room("ops"));
     await s.setRoomEpoch("ops", 0, 1);
@@ -692,6 +709,24 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       assert.ok(subjects.size > 10 && subjects.size < cases.length);
     },
   );
+  test("blobUsageOf counts one owner's blobs and bytes, following deletes", async (s) => {
+    assert.deepEqual(await s.blobUsageOf(A), { count: 0, bytes: 0 });
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
+    await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array(5) });
+    await s.putBlob({ id: "b2", roomId: "dev", owner: A, data: new Uint8Array(7) });
+    await s.putBlob({ id: "b3", roomId: "ops", owner: B, data: new Uint8Array(11) });
+    await s.putBlob({ id: "b4", roomId: "ops", owner: A, data: new Uint8Array(0) });
+    assert.deepEqual(await s.blobUsageOf(A), { count: 3, bytes: 12 });
+    assert.deepEqual(await s.blobUsageOf(B), { count: 1, bytes: 11 });
+    await s.deleteBlob("b1");
+    assert.deepEqual(await s.blobUsageOf(A), { count: 2, bytes: 7 });
+    // Deleting a room deletes its blobs, and with them their share of the quota.
+    await s.deleteRoom("dev");
+    assert.deepEqual(await s.blobUsageOf(A), { count: 1, bytes: 0 });
+    assert.deepEqual(await s.blobUsageOf(C), { count: 0, bytes: 0 });
+    await assert.rejects(s.blobUsageOf("not-a-key"), InvalidInputError);
+  });
 
   // ---- lifecycle ----
 

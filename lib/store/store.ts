@@ -165,6 +165,23 @@ export interface NewBlob {
   createdAt?: number;
 }
 
+/**
+ * What one user holds, for quotas: the rooms they created (and still exist),
+ * and the blobs they uploaded (into rooms that still exist).
+ */
+export interface RoomCounts {
+  /** Rooms whose `createdBy` is the user. */
+  rooms: number;
+  /** Of those, the ones with `policy.persist` (each owns a JetStream stream). */
+  persisted: number;
+}
+
+/** The blobs one user uploaded: how many and their total size in bytes. */
+export interface BlobUsage {
+  count: number;
+  bytes: number;
+}
+
 /** The control-plane store, implemented by SQLite and by JetStream KV. */
 export interface Store {
   readonly kind: "sqlite" | "kv";
@@ -186,6 +203,11 @@ export interface Store {
   getRoomBySubject(subject: string): Promise<Room | null>;
   /** Rooms the signPub is a member of, sorted by id. */
   listRoomsForMember(signPub: string): Promise<Room[]>;
+  /**
+   * How many existing rooms `createdBy` this signPub, and how many of those
+   * persist; zeros for an unknown key. Quotas read it before a create.
+   */
+  countRoomsCreatedBy(signPub: string): Promise<RoomCounts>;
   /**
    * Moves the epoch from `expectedEpoch` to `newEpoch`; {@linkcode ConflictError}
    * if the current epoch differs, {@linkcode NotFoundError} if the room is absent.
@@ -243,6 +265,11 @@ export interface Store {
   getBlobMeta(id: string): Promise<BlobMeta | null>;
   /** NotFoundError if absent. */
   deleteBlob(id: string): Promise<void>;
+  /**
+   * How many existing blobs this signPub owns and their total `size`; zeros
+   * for an unknown key. Quotas read it before an upload.
+   */
+  blobUsageOf(owner: string): Promise<BlobUsage>;
 
   /** Releases the backend; later calls fail with {@linkcode StoreUnavailableError}. */
   close(): Promise<void>;

@@ -15,6 +15,7 @@
 import {
   applyChange,
   type ChangeBody,
+  LastAdminError,
   MembershipError,
   parseChange,
   type SignedChange,
@@ -29,7 +30,8 @@ import {
   RoomExistsError,
   type Store,
 } from "../../../lib/store/store.ts";
-import type { RoomStreams } from "../../rooms/streams.ts";
+import type { Limits } from "../../limits.ts";
+import { type RoomStreams, StreamStorageFullError } from "../../rooms/streams.ts";
 import { roomView, syncMembers, verifiedRoom } from "../../rooms/state.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
@@ -39,6 +41,7 @@ import {
   ID32,
   KeyedLock,
   notFound,
+  quotaExceeded,
   storeErrors,
   stringField,
 } from "./common.ts";
@@ -59,6 +62,8 @@ export interface RoomRouteDeps {
   log: Logger;
   /** Serialises changes to one room in this process; shared with other room routes. */
   locks?: KeyedLock;
+  /** How many rooms, and persisted rooms, one user may have created; unlimited when unset. */
+  quotas?: Pick<Limits, "roomsPerUser" | "persistedRoomsPerUser">;
 }
 
 /**
@@ -133,6 +138,21 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
   const { store, streams, recheck, log } = deps;
   const notify = deps.notify ?? (() => {});
   const locks = deps.locks ?? new KeyedLock();
+  const quotas = deps.quotas ?? { roomsPerUser: Infinity, persistedRoomsPerUser: Infinity };
+
+  // Counted from the store, so rooms made through another node or before a
+  // restart count too. Under the creator's lock, two creates of one user in
+  // this process cannot both pass on the last free place (across nodes they
+  // can, by at most one per node: a bounded overshoot, not a hole).
+  const requireRoomQuota = async (caller: string, persist: boolean) => {
+    const used = await store.countRoomsCreatedBy(caller);
+    if (used.rooms >= quotas.roomsPerUser) {
+      throw quotaExceeded("rooms_per_user", quotas.roomsPerUser, used.rooms);
+    }
+    if (persist && used.persisted >= quotas.persistedRoomsPerUser) {
+      throw quotaExceeded("persisted_rooms_per_user", quotas.persistedRoomsPerUser, used.persisted);
+    }
+  };
 
   /** The caller's registered kex must be the one the change names; registers it if none. */
   const requireKex = async (signPub: string, b: ChangeBody, unknown: string) => {
@@ -185,54 +205,65 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       }
       return null;
     };
-    return await locks.run(b.room, async () => {
-      const conflict = await taken();
-      if (conflict) throw conflict;
-      await requireKex(caller, b, "unknown_user");
-      let room: Room;
-      try {
-        room = await store.createRoom({
-          id: b.room,
-          subject,
-          policy: b.policy!,
-          createdBy: caller,
-        });
-      } catch (err) {
-        // Another request (or node) took the id or subject since we looked.
-        if (err instanceof RoomExistsError) throw (await taken()) ?? err;
-        throw err;
-      }
-      // A room without its log, creator or stream would be unusable: undo it
-      // so the creator can simply retry.
-      const rollBack = async (step: string, err: unknown) => {
-        log.error("room creation failed, rolled back", { room: room.id, step, error: err });
-        await store.deleteRoom(room.id).catch(() => {});
-      };
-      try {
-        await store.appendRoomChange(room.id, 0, change);
-        await store.addMember({
-          roomId: room.id,
-          signPub: caller,
-          role: "admin",
-          addedBy: caller,
-          change: JSON.stringify(change),
-        });
-      } catch (err) {
-        await rollBack("store", err);
-        throw err;
-      }
-      if (room.policy.persist) {
+    return await locks.run(`quota:${caller}`, () =>
+      locks.run(b.room, async () => {
+        const conflict = await taken();
+        if (conflict) throw conflict;
+        await requireRoomQuota(caller, b.policy!.persist);
+        await requireKex(caller, b, "unknown_user");
+        let room: Room;
         try {
-          await streams.create({ id: room.id, subject: room.subject });
+          room = await store.createRoom({
+            id: b.room,
+            subject,
+            policy: b.policy!,
+            createdBy: caller,
+          });
         } catch (err) {
-          await rollBack("stream", err);
-          throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+          // Another request (or node) took the id or subject since we looked.
+          if (err instanceof RoomExistsError) throw (await taken()) ?? err;
+          throw err;
         }
-      }
-      log.info("room created", { room: room.id, subject: room.subject, by: caller });
-      recheck();
-      return json(201, await roomView(store, room));
-    });
+        // A room without its log, creator or stream would be unusable: undo it
+        // so the creator can simply retry.
+        const rollBack = async (step: string, err: unknown) => {
+          log.error("room creation failed, rolled back", { room: room.id, step, error: err });
+          await store.deleteRoom(room.id).catch(() => {});
+        };
+        try {
+          await store.appendRoomChange(room.id, 0, change);
+          await store.addMember({
+            roomId: room.id,
+            signPub: caller,
+            role: "admin",
+            addedBy: caller,
+            change: JSON.stringify(change),
+          });
+        } catch (err) {
+          await rollBack("store", err);
+          throw err;
+        }
+        if (room.policy.persist) {
+          try {
+            await streams.create({ id: room.id, subject: room.subject });
+          } catch (err) {
+            await rollBack("stream", err);
+            // The node's JetStream store is fully reserved: a capacity
+            // problem for the operator (--jetstream-max-store), not an outage.
+            if (err instanceof StreamStorageFullError) {
+              throw new HttpError(
+                507,
+                "storage_full",
+                "the node has no JetStream storage left for another persisted room",
+              );
+            }
+            throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+          }
+        }
+        log.info("room created", { room: room.id, subject: room.subject, by: caller });
+        recheck();
+        return json(201, await roomView(store, room));
+      }));
   });
 
   const changeRoom = storeErrors(async (req, ctx) => {
@@ -258,6 +289,15 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       try {
         next = applyChange(state, change);
       } catch (err) {
+        // Well-formed, but the room's state forbids it: the last admin must
+        // add another admin or delete the room first (protocol.md §2.4).
+        if (err instanceof LastAdminError) {
+          throw new HttpError(
+            409,
+            "last_admin",
+            `${err.message}; add another admin or delete the room`,
+          );
+        }
         if (err instanceof MembershipError) throw invalidChange(err.message);
         throw err;
       }
@@ -302,6 +342,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       await store.deleteRoom(id);
       log.info("room deleted", { room: id, by: caller });
       recheck();
+      // Members' connections are cut (their ACL narrowed) and reconnect; the
+      // notice lets their clients drop the room's subscriptions first.
+      notify(id, [...state.members.keys()]);
       return new Response(null, { status: 204 });
     });
   });
