@@ -8,7 +8,6 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
-import { natsMonitorPort as natsMonitorPortFromEnv } from "../server/nats/log_options.ts";
 import { CLUSTER_SERVE_OPTIONS, type ClusterOptions, parseClusterArgs } from "./serve_cluster.ts";
 import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
 
@@ -32,8 +31,8 @@ export interface ServeOptions {
   tls: { certFile: string; keyFile: string; caFile: string } | null;
   insecurePublic: boolean;
   maxBodyBytes: number;
-  /** Port of nats-server's loopback monitoring endpoint, when UNIBUS_NATS_MONITOR opens it. */
-  natsMonitorPort: number;
+  /** Port of nats-server's loopback monitor when UNIBUS_NATS_MONITOR opens it; null = env or 8222. */
+  natsMonitorPort: number | null;
   /** Shared auth callout issuer seed (load or create, 0600); null = one per process. */
   calloutIssuerFile: string | null;
   /** Routes and route TLS; null = a single node. */
@@ -368,17 +367,17 @@ export function parseServeArgs(
     );
   }
 
-  let natsMonitorPort: number;
-  try {
-    // The flag, else UNIBUS_NATS_MONITOR_PORT, else 8222.
-    const flag = str("nats-monitor-port");
-    natsMonitorPort = flag === undefined
-      ? natsMonitorPortFromEnv(env.UNIBUS_NATS_MONITOR_PORT)
-      : parsePort(flag);
-  } catch (err) {
-    throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
+  // Unset: serve reads UNIBUS_NATS_MONITOR_PORT (else 8222) when it opens the monitor.
+  let natsMonitorPort: number | null = null;
+  const monitorFlag = str("nats-monitor-port");
+  if (monitorFlag !== undefined) {
+    try {
+      natsMonitorPort = parsePort(monitorFlag);
+    } catch (err) {
+      throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
+    }
+    if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
   }
-  if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
 
   if (busAuth === "enforce" && natsUrl !== null) {
     throw new UsageError(

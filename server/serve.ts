@@ -34,7 +34,7 @@ import {
   redactRoute,
   renderNatsConfig,
 } from "./nats/config.ts";
-import { natsLogOptions } from "./nats/log_options.ts";
+import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
 import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
@@ -245,7 +245,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
-          monitorPort: logOpts.monitor ? opts.natsMonitorPort : null,
+          monitorPort: logOpts.monitor
+            ? opts.natsMonitorPort ?? natsMonitorPort(Deno.env.get("UNIBUS_NATS_MONITOR_PORT"))
+            : null,
           auth,
           tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
           cluster,

@@ -199,7 +199,7 @@ Deno.test("cluster flags: defaults, values, and a route with a secret is never e
   assertEquals(o?.routes, ["nats://127.0.0.1:6251", "nats://127.0.0.1:6252"]);
   assertEquals(o?.routeTls, null);
   assertEquals(parseServeArgs(["--nats-monitor-port", "9222"]).natsMonitorPort, 9222);
-  assertEquals(parseServeArgs([]).natsMonitorPort, 8222);
+  assertEquals(parseServeArgs([]).natsMonitorPort, null);
   assertEquals(parseServeArgs([]).cluster, null);
   assertEquals(parseServeArgs([]).calloutIssuerFile, null);
   const bad = refusal([...CLUSTER, "--cluster-pass-file", "/p", "--routes", "nats://u:sekrit@h"]);
