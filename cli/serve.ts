@@ -8,6 +8,7 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { CLUSTER_SERVE_OPTIONS, type ClusterOptions, parseClusterArgs } from "./serve_cluster.ts";
 import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
 
 /** Everything `serve` runs with, validated. */
@@ -30,6 +31,12 @@ export interface ServeOptions {
   tls: { certFile: string; keyFile: string; caFile: string } | null;
   insecurePublic: boolean;
   maxBodyBytes: number;
+  /** Port of nats-server's loopback monitor when UNIBUS_NATS_MONITOR opens it; null = env or 8222. */
+  natsMonitorPort: number | null;
+  /** Shared auth callout issuer seed (load or create, 0600); null = one per process. */
+  calloutIssuerFile: string | null;
+  /** Routes and route TLS; null = a single node. */
+  cluster: ClusterOptions | null;
   /** Quotas and resource limits (server/limits.ts). */
   limits: Limits;
 }
@@ -181,6 +188,19 @@ export const SERVE_OPTIONS: OptionTable = {
     description: "largest control-plane request body",
     defaultText: "1048576",
   },
+  "nats-monitor-port": {
+    type: "string",
+    valueName: "PORT",
+    description: "nats-server monitoring port (127.0.0.1 only; opened by UNIBUS_NATS_MONITOR=1)",
+    defaultText: "UNIBUS_NATS_MONITOR_PORT, else 8222",
+  },
+  "callout-issuer-file": {
+    type: "string",
+    valueName: "PATH",
+    description: "auth callout issuer seed, the same file on every node (created 0600 if missing)",
+    defaultText: "one per process",
+  },
+  ...CLUSTER_SERVE_OPTIONS,
   ...Object.fromEntries(LIMIT_FLAGS.map(([field, flag, unit, description]) => {
     const d = DEFAULT_LIMITS[field];
     return [flag, {
@@ -221,7 +241,10 @@ function hostnameOrLocal(): string {
  * opts.natsPort; // 4251
  * ```
  */
-export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean } {
+export function parseServeArgs(
+  argv: string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): ServeOptions & { help: boolean } {
   const { values: v } = parseCommandArgs(argv, SERVE_OPTIONS, { maxPositionals: 0 });
   const str = (name: string) => v[name] as string | undefined;
 
@@ -244,16 +267,35 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
   if (!dataDir) throw new UsageError("--data-dir: must not be empty");
 
   const store = str("store") ?? "sqlite";
-  if (store === "kv") {
-    throw new UsageError(
-      "--store kv (the replicated control plane) is not available yet; use sqlite",
-    );
-  }
-  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
-
   const busAuth = str("bus-auth") ?? "off";
   if (busAuth !== "off" && busAuth !== "enforce") {
     throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
+  }
+  const cluster = parseClusterArgs(v, env);
+  const calloutIssuerFile = str("callout-issuer-file") ?? null;
+  if (cluster) {
+    // Homogeneous posture (seed 000): one node that does not enforce opens
+    // the whole bus, since routes carry every message to every node.
+    if (busAuth !== "enforce") {
+      throw new UsageError(
+        "a clustered node needs --bus-auth enforce: one open node would open the whole cluster",
+      );
+    }
+    // PHASE 2 (issue 9): the single check on the store. A node on a local
+    // SQLite file would serve its own allowlist and rooms, not the cluster's.
+    if (store !== "kv") {
+      throw new UsageError(
+        "a clustered node needs --store kv: a local SQLite store is not shared with the other nodes",
+      );
+    }
+    if (calloutIssuerFile === null) {
+      throw new UsageError(
+        "a clustered node needs --callout-issuer-file FILE, the same file on every node",
+      );
+    }
+  }
+  if (calloutIssuerFile !== null && busAuth !== "enforce") {
+    throw new UsageError("--callout-issuer-file needs --bus-auth enforce");
   }
 
   const natsUrl = str("nats-url") ?? null;
@@ -316,6 +358,26 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     throw new UsageError("--tls-ca without --tls-cert has nothing to pin");
   }
   const tls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
+  // The route port must only ever open to a node's certificate: with the
+  // data-plane CA as route CA, any client certificate would do (seed 001).
+  // Same content under another path is caught at start (route_tls.ts).
+  if (cluster?.routeTls && tls && cluster.routeTls.caFile === tls.caFile) {
+    throw new UsageError(
+      "--route-tls-ca must not be the data-plane CA (--tls-ca): use a separate route CA",
+    );
+  }
+
+  // Unset: serve reads UNIBUS_NATS_MONITOR_PORT (else 8222) when it opens the monitor.
+  let natsMonitorPort: number | null = null;
+  const monitorFlag = str("nats-monitor-port");
+  if (monitorFlag !== undefined) {
+    try {
+      natsMonitorPort = parsePort(monitorFlag);
+    } catch (err) {
+      throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
+    }
+    if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
+  }
 
   if (busAuth === "enforce" && natsUrl !== null) {
     throw new UsageError(
@@ -350,6 +412,14 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     }
   }
 
+  // Last, so that every other mistake is reported first (and testable now).
+  if (store === "kv") {
+    throw new UsageError(
+      "--store kv (the replicated control plane) is not available yet; use sqlite",
+    );
+  }
+  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
+
   return {
     help: v.help === true,
     httpHost: http.host,
@@ -367,6 +437,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     tls,
     insecurePublic,
     maxBodyBytes: Number(maxBodyText),
+    natsMonitorPort,
+    calloutIssuerFile,
+    cluster,
     limits,
   };
 }

@@ -391,10 +391,14 @@ Deno.test("install.sh --dry-run prints the steps and changes nothing; a real run
   }
 });
 
-/** True once the cluster flags (issue 10) have landed in `serve`. */
+/**
+ * True once a clustered serve can run: the cluster flags (issue 10) AND the
+ * KV store (issue 9, `--kv-replicas`), since a clustered node refuses sqlite.
+ */
 async function serveKnowsRoutes(): Promise<boolean> {
   const r = await run("bash", [`${ROOT}/scripts/unibus`, "serve", "--help"]);
-  return (r.stdout + r.stderr).includes("--routes");
+  const help = r.stdout + r.stderr;
+  return help.includes("--routes") && help.includes("--kv-replicas");
 }
 
 Deno.test({

@@ -37,6 +37,8 @@ export interface EnforcerOptions {
   sessions: SessionRegistry;
   log: Logger;
   intervalMs?: number;
+  /** Called for each connection cut, for metrics. */
+  onKick?: (reason: string) => void;
 }
 
 // The subject suffix, under a user's inbox prefix, of "refresh your session"
@@ -108,6 +110,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       const body = res.json<{ error?: { description?: string } }>();
       if (body.error) throw new Error(body.error.description ?? "kick refused");
       opts.log.info("connection cut", { signPub: s.signPub, cid: s.cid, reason });
+      opts.onKick?.(reason);
       opts.sessions.remove(s.serverId, s.cid);
     } catch (err) {
       if (/not found/i.test((err as Error).message)) {

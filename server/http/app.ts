@@ -38,6 +38,8 @@ export interface RequestContext {
   caller?: string;
   /** True when the matched route needs no authentication (`/healthz`). */
   isPublic: boolean;
+  /** The matched route's pattern (e.g. `/v1/rooms/:id`), or null: a metrics label. */
+  route: string | null;
   /** The raw body, once a middleware has read it (signature checks hash it). */
   body?: Uint8Array;
   /** When set (ms since the epoch), a body still arriving then is refused (408). */
@@ -267,6 +269,7 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
       maxBodyBytes: route?.maxBodyBytes ?? defaultLimit,
       // Unmatched paths count as public so that they get a 404, not a 401.
       isPublic: route === undefined || route.public === true,
+      route: route?.path ?? null,
     };
     const final = (): Promise<Response> => {
       if (!route) {
