@@ -8,28 +8,9 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import type { ServeOptions } from "../server/options.ts";
 
-/** Everything `serve` runs with, validated. */
-export interface ServeOptions {
-  httpHost: string;
-  httpPort: number;
-  natsHost: string;
-  natsPort: number;
-  dataDir: string;
-  dbPath: string;
-  store: "sqlite";
-  /** An external NATS to use instead of the managed nats-server. */
-  natsUrl: string | null;
-  natsServerBin: string | null;
-  serverName: string;
-  busAuth: "off" | "enforce";
-  /** Persisted internal service identity (load or create); null = ephemeral per process. */
-  internalIdFile: string | null;
-  /** Both planes over TLS; `caFile` is the CA clients pin. */
-  tls: { certFile: string; keyFile: string; caFile: string } | null;
-  insecurePublic: boolean;
-  maxBodyBytes: number;
-}
+export type { ServeOptions };
 
 /** The option table of `serve`: the parser and `--help` both read it. */
 export const SERVE_OPTIONS: OptionTable = {

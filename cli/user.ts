@@ -16,7 +16,7 @@ import {
   signPubFromNkey,
   verifyKexBinding,
 } from "../lib/identity/identity.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { openStore } from "../lib/store/mod.ts";
 import { type Role, type Store, type User, UserExistsError } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -152,7 +152,7 @@ async function requireDb(path: string): Promise<void> {
 }
 
 async function withStore<T>(path: string, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openSqliteStore(path);
+  const store = await openStore({ kind: "sqlite", path });
   try {
     return await fn(store);
   } finally {

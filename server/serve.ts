@@ -6,14 +6,14 @@
  * @module
  */
 
-import type { ServeOptions } from "../cli/serve.ts";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { openStore } from "../lib/store/mod.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
+import type { ServeOptions } from "./options.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
@@ -95,7 +95,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
   try {
-    store = await openSqliteStore(opts.dbPath);
+    store = await openStore({ kind: "sqlite", path: opts.dbPath });
     cleanups.push(() => store.close());
 
     // Enforce mode keys. The callout issuer and the system user live as long

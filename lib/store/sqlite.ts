@@ -34,18 +34,23 @@ import {
   type Room,
   type RoomChange,
   RoomExistsError,
+  type RoomGenesis,
+  type RoomStateAfter,
   type SealedKey,
   type Store,
+  type StoreChange,
   StoreError,
   StoreUnavailableError,
+  type StoreWatch,
   type User,
   UserExistsError,
+  validateAppliedChange,
+  validateGenesis,
   validateNewBlob,
   validateNewMember,
   validateNewRoom,
   validateNewSealedKey,
   validateNewUser,
-  validateRoomChange,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -54,6 +59,10 @@ const BUSY_TIMEOUT_MS = 5000;
 // SQLite extended result codes for the constraints the batches can trip.
 const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
 const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+/** How often the change feed asks SQLite whether another process wrote the file. */
+const WATCH_POLL_MS = 250;
 
 /**
  * Opens (creating if needed) the SQLite store at `path` and migrates it.
@@ -86,10 +95,16 @@ export class SqliteStore implements Store {
   /** Absolute path of the database file. */
   readonly path: string;
   #client: Client | null;
+  #watchers = new Set<(change: StoreChange) => void>();
 
   private constructor(path: string, client: Client) {
     this.path = path;
     this.#client = client;
+  }
+
+  /** Tells this process's watchers about a write it made (other processes are polled). */
+  #emit(change: StoreChange): void {
+    for (const w of this.#watchers) w(change);
   }
 
   /**
@@ -148,6 +163,7 @@ export class SqliteStore implements Store {
       [row.signPub, row.kexPub, row.kexSig, row.handle, row.role, row.status, row.createdAt],
     );
     if (rs.rowsAffected === 0) throw new UserExistsError(user.signPub);
+    this.#emit({ kind: "user", signPub: row.signPub });
     return row;
   }
 
@@ -168,23 +184,31 @@ export class SqliteStore implements Store {
       signPub,
     ]);
     if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+    this.#emit({ kind: "user", signPub });
   }
 
   async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
     check.signPub("signPub", signPub);
     check.kexPub("kexPub", kexPub);
     check.hex("kexSig", kexSig);
+    // Only while unset, in one statement: two racing registrations cannot
+    // both see "none yet" and let the last one win.
     const rs = await this.#exec(
-      "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ?",
+      "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ? AND kex_pub IS NULL",
       [kexPub, kexSig, signPub],
     );
-    if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+    if (rs.rowsAffected > 0) return;
+    const user = await this.getUser(signPub);
+    if (user === null) throw new NotFoundError("user", signPub);
+    if (user.kexPub === kexPub && user.kexSig === kexSig) return;
+    throw new ConflictError(`user ${signPub} already has a different key-exchange key`);
   }
 
   // ---- rooms ----
 
-  async createRoom(room: NewRoom): Promise<Room> {
+  async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
     validateNewRoom(room);
+    if (genesis !== undefined) validateGenesis(room.id, genesis);
     const row: Room = {
       id: room.id,
       subject: room.subject,
@@ -193,6 +217,11 @@ export class SqliteStore implements Store {
       createdAt: room.createdAt ?? Date.now(),
       epoch: 0,
     };
+    if (genesis !== undefined) {
+      await this.#createRoomWithGenesis(row, genesis);
+      this.#emit({ kind: "room", roomId: row.id });
+      return row;
+    }
     // Without a conflict target, DO NOTHING covers both the id and the subject.
     const rs = await this.#exec(
       `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
@@ -208,7 +237,46 @@ export class SqliteStore implements Store {
       ],
     );
     if (rs.rowsAffected === 0) throw new RoomExistsError(room.id, room.subject);
+    this.#emit({ kind: "room", roomId: row.id });
     return row;
+  }
+
+  /** One transaction: a taken id or subject aborts it before anything is written. */
+  async #createRoomWithGenesis(row: Room, genesis: RoomGenesis): Promise<void> {
+    const now = Date.now();
+    try {
+      await this.#batch([
+        {
+          sql:
+            `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 0)`,
+          args: [
+            row.id,
+            row.subject,
+            bit(row.policy.encrypt),
+            bit(row.policy.sign),
+            bit(row.policy.persist),
+            row.createdBy,
+            row.createdAt,
+          ],
+        },
+        {
+          sql: "INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, 0, ?, ?)",
+          args: [row.id, genesis.change.text, genesis.change.sig],
+        },
+        ...genesis.members.map((m) => ({
+          sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
+                VALUES (?, ?, ?, ?, ?, ?)`,
+          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt ?? now, m.change],
+        })),
+      ]);
+    } catch (e) {
+      const code = rawCode(e);
+      if (code === SQLITE_CONSTRAINT_PRIMARYKEY || code === SQLITE_CONSTRAINT_UNIQUE) {
+        throw new RoomExistsError(row.id, row.subject);
+      }
+      throw e;
+    }
   }
 
   async getRoom(id: string): Promise<Room | null> {
@@ -245,7 +313,10 @@ export class SqliteStore implements Store {
       "UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?",
       [newEpoch, id, expectedEpoch],
     );
-    if (rs.rowsAffected > 0) return;
+    if (rs.rowsAffected > 0) {
+      this.#emit({ kind: "room", roomId: id });
+      return;
+    }
     const room = await this.getRoom(id);
     if (room === null) throw new NotFoundError("room", id);
     throw new ConflictError(`room ${id} epoch is ${room.epoch}, expected ${expectedEpoch}`);
@@ -263,31 +334,70 @@ export class SqliteStore implements Store {
       { sql: "DELETE FROM rooms WHERE id = ?", args: [id] },
     ]);
     if (results[4].rowsAffected === 0) throw new NotFoundError("room", id);
+    this.#emit({ kind: "room", roomId: id });
   }
 
   // ---- room change log ----
 
-  async appendRoomChange(
+  async applyRoomChange(
     roomId: string,
     seq: number,
     change: { text: string; sig: string },
+    after: RoomStateAfter,
   ): Promise<void> {
-    validateRoomChange(roomId, seq, change);
-    await this.#requireRoom(roomId);
-    let affected: number;
-    try {
-      const rs = await this.#exec(
-        `INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, ?, ?, ?)
-         ON CONFLICT DO NOTHING`,
-        [roomId, seq, change.text, change.sig],
-      );
-      affected = rs.rowsAffected;
-    } catch (e) {
-      // The room was deleted between the check and the insert.
-      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);
-      throw e;
+    validateAppliedChange(roomId, seq, change, after);
+    const now = Date.now();
+    const members = JSON.stringify(after.members.map((m) => ({
+      signPub: m.signPub,
+      role: m.role,
+      addedBy: m.addedBy,
+      addedAt: m.addedAt ?? now,
+      change: m.change,
+    })));
+    // One transaction. The change goes in only on top of the newest one; the
+    // member set and epoch are written only while this change is the newest
+    // one stored (HEAD), which is what versions them by seq: a repeated older
+    // change finds a newer head and writes nothing.
+    const HEAD = `(SELECT MAX(seq) FROM room_changes WHERE room_id = ?1) = ?2
+      AND EXISTS (SELECT 1 FROM room_changes WHERE room_id = ?1 AND seq = ?2 AND text = ?3 AND sig = ?4)`;
+    const results = await this.#batch([
+      {
+        sql: `INSERT INTO room_changes (room_id, seq, text, sig)
+              SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = ?1)
+              AND COALESCE((SELECT MAX(seq) FROM room_changes WHERE room_id = ?1), -1) = ?2 - 1`,
+        args: [roomId, seq, change.text, change.sig],
+      },
+      {
+        sql: `DELETE FROM members WHERE room_id = ?1 AND ${HEAD}
+              AND NOT EXISTS (SELECT 1 FROM json_each(?5) j
+                WHERE j.value ->> 'signPub' = members.sign_pub AND j.value ->> 'role' = members.role)`,
+        args: [roomId, seq, change.text, change.sig, members],
+      },
+      {
+        sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
+              SELECT ?1, j.value ->> 'signPub', j.value ->> 'role', j.value ->> 'addedBy',
+                     j.value ->> 'addedAt', j.value ->> 'change'
+              FROM json_each(?5) j WHERE ${HEAD}
+              ON CONFLICT DO NOTHING`,
+        args: [roomId, seq, change.text, change.sig, members],
+      },
+      {
+        sql: `UPDATE rooms SET epoch = ?5 WHERE id = ?1 AND epoch < ?5 AND ${HEAD}`,
+        args: [roomId, seq, change.text, change.sig, after.epoch],
+      },
+    ]);
+    if (results[0].rowsAffected === 0) {
+      await this.#requireRoom(roomId);
+      const stored = (await this.listRoomChanges(roomId)).find((c) => c.seq === seq);
+      if (!stored || stored.text !== change.text || stored.sig !== change.sig) {
+        throw new ConflictError(
+          stored
+            ? `room ${roomId} already has change ${seq}`
+            : `room ${roomId} change ${seq} does not follow its newest change`,
+        );
+      }
     }
-    if (affected === 0) throw new ConflictError(`room ${roomId} already has change ${seq}`);
+    this.#emit({ kind: "room", roomId });
   }
 
   async listRoomChanges(roomId: string): Promise<RoomChange[]> {
@@ -326,6 +436,7 @@ export class SqliteStore implements Store {
       throw e;
     }
     if (affected === 0) throw new MemberExistsError(member.roomId, member.signPub);
+    this.#emit({ kind: "room", roomId: row.roomId });
     return row;
   }
 
@@ -337,6 +448,7 @@ export class SqliteStore implements Store {
       signPub,
     ]);
     if (rs.rowsAffected === 0) throw new NotFoundError("member", `${signPub} in room ${roomId}`);
+    this.#emit({ kind: "room", roomId });
   }
 
   async listMembers(roomId: string): Promise<Member[]> {
@@ -463,12 +575,18 @@ export class SqliteStore implements Store {
       size: blob.data.byteLength,
       createdAt: blob.createdAt ?? Date.now(),
     };
+    // Only into an existing room, in the same statement: a blob can never be
+    // stored for a room that a concurrent deleteRoom has already removed.
     const rs = await this.#exec(
       `INSERT INTO blobs (id, room_id, owner, size, created_at, data)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data],
+       SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rooms WHERE id = ?)
+       ON CONFLICT DO NOTHING`,
+      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data, meta.roomId],
     );
-    if (rs.rowsAffected === 0) throw new BlobExistsError(blob.id);
+    if (rs.rowsAffected === 0) {
+      if (await this.getBlobMeta(blob.id)) throw new BlobExistsError(blob.id);
+      throw new NotFoundError("room", blob.roomId);
+    }
     return meta;
   }
 
@@ -493,6 +611,42 @@ export class SqliteStore implements Store {
     check.id("id", id);
     const rs = await this.#exec("DELETE FROM blobs WHERE id = ?", [id]);
     if (rs.rowsAffected === 0) throw new NotFoundError("blob", id);
+  }
+
+  // ---- change feed ----
+
+  watchChanges(onChange: (change: StoreChange) => void): StoreWatch {
+    // This process's writes are reported as they commit; writes by other
+    // processes (the offline `unibus user` commands) are found by polling
+    // SQLite's data_version, which moves only when another connection
+    // committed, so an idle poll costs one tiny query.
+    this.#watchers.add(onChange);
+    let last: number | null = null;
+    let running = true;
+    const poll = async () => {
+      if (!running || this.#client === null) return;
+      try {
+        const rs = await this.#exec("PRAGMA data_version");
+        const v = Number(rs.rows[0]?.data_version);
+        if (last !== null && v !== last) onChange({ kind: "all" });
+        last = v;
+      } catch {
+        // Unreadable now: say "anything may have changed" once it reads again.
+        last = -1;
+      }
+    };
+    let polling = poll();
+    const timer = setInterval(() => {
+      polling = polling.then(poll);
+    }, WATCH_POLL_MS);
+    return {
+      stop: async () => {
+        running = false;
+        clearInterval(timer);
+        this.#watchers.delete(onChange);
+        await polling;
+      },
+    };
   }
 
   // ---- lifecycle ----

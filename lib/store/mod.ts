@@ -1,0 +1,36 @@
+/**
+ * Opens the control-plane {@linkcode Store} a configuration names. This is the
+ * one place that picks a backend: `serve`, the `user` commands and
+ * `migrate-to-kv` all come through here.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore({ kind: "sqlite", path: "./local_files/unibus.db" });
+ * await store.close();
+ * ```
+ * @module
+ */
+
+import type { Store } from "./store.ts";
+
+/** Which backend to open, and what it needs. */
+export type StoreConfig = { kind: "sqlite"; path: string };
+
+/**
+ * Opens the store `config` names.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore({ kind: "sqlite", path: "./control.db" });
+ * ```
+ */
+export async function openStore(config: StoreConfig): Promise<Store> {
+  switch (config.kind) {
+    case "sqlite": {
+      const { openSqliteStore } = await import("./sqlite.ts");
+      return await openSqliteStore(config.path);
+    }
+  }
+}
