@@ -867,6 +867,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     const other = await another();
     const seen: StoreChange[] = [];
     const watch = s.watchChanges((c) => seen.push(c));
+    await watch.ready;
     try {
       await other.addUser(user(A));
       await waitFor(() => seen.some((c) => covers(c, { kind: "user", signPub: A })));
@@ -895,6 +896,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
   test("watchChanges reports this handle's writes and stops when asked", async (s) => {
     const seen: StoreChange[] = [];
     const watch = s.watchChanges((c) => seen.push(c));
+    await watch.ready;
     await s.addUser(user(A));
     await waitFor(() => seen.some((c) => covers(c, { kind: "user", signPub: A })));
     await watch.stop();

@@ -12,13 +12,28 @@
  * @module
  */
 
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "../log.ts";
 import type { Store } from "./store.ts";
 
 /** Which backend to open, and what it needs. */
-export type StoreConfig = { kind: "sqlite"; path: string };
+export type StoreConfig =
+  | { kind: "sqlite"; path: string }
+  | {
+    kind: "kv";
+    /** A connection with JetStream rights on the `UNIBUS_*` buckets. */
+    nc: NatsConnection;
+    replicas: 1 | 3;
+    bootstrapTimeoutMs?: number;
+    opTimeoutMs?: number;
+    /** Close `nc` with the store. */
+    ownsConnection?: boolean;
+    log?: Logger;
+  };
 
 /**
- * Opens the store `config` names.
+ * Opens the store `config` names. Backends load on demand, so a command on
+ * one backend does not pay for the other.
  *
  * @example
  * ```ts
@@ -31,6 +46,10 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     case "sqlite": {
       const { openSqliteStore } = await import("./sqlite.ts");
       return await openSqliteStore(config.path);
+    }
+    case "kv": {
+      const { openKvStore } = await import("./kv.ts");
+      return await openKvStore(config);
     }
   }
 }

@@ -640,6 +640,7 @@ export class SqliteStore implements Store {
       polling = polling.then(poll);
     }, WATCH_POLL_MS);
     return {
+      ready: polling,
       stop: async () => {
         running = false;
         clearInterval(timer);

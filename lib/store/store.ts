@@ -176,6 +176,8 @@ export type StoreChange =
 
 /** A running change feed. */
 export interface StoreWatch {
+  /** Resolves once changes made from now on are certain to be reported. */
+  ready: Promise<void>;
   stop(): Promise<void>;
 }
 
