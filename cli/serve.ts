@@ -46,9 +46,21 @@ export const SERVE_OPTIONS: OptionTable = {
   },
   store: {
     type: "string",
-    valueName: "sqlite",
-    description: "control-plane store backend",
+    valueName: "sqlite|kv",
+    description: "control-plane store: the SQLite file, or JetStream KV (replicable)",
     defaultText: "sqlite",
+  },
+  "kv-replicas": {
+    type: "string",
+    valueName: "1|3",
+    description: "replicas of the KV buckets (--store kv); 1 is a single copy, not HA",
+    defaultText: "1",
+  },
+  "kv-bootstrap-timeout": {
+    type: "string",
+    valueName: "SECONDS",
+    description: "how long to retry opening the KV buckets while JetStream is not ready",
+    defaultText: "120",
   },
   "nats-url": {
     type: "string",
@@ -150,12 +162,20 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
   if (!dataDir) throw new UsageError("--data-dir: must not be empty");
 
   const store = str("store") ?? "sqlite";
-  if (store === "kv") {
-    throw new UsageError(
-      "--store kv (the replicated control plane) is not available yet; use sqlite",
-    );
+  if (store !== "sqlite" && store !== "kv") {
+    throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
   }
-  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
+  const replicasText = str("kv-replicas") ?? "1";
+  if (replicasText !== "1" && replicasText !== "3") {
+    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
+  }
+  const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
+  if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
+    throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
+  }
+  if (store === "sqlite" && (str("kv-replicas") ?? str("kv-bootstrap-timeout")) !== undefined) {
+    throw new UsageError("--kv-replicas and --kv-bootstrap-timeout need --store kv");
+  }
 
   const busAuth = str("bus-auth") ?? "off";
   if (busAuth !== "off" && busAuth !== "enforce") {
@@ -238,7 +258,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     natsPort,
     dataDir,
     dbPath: str("db") ?? `${dataDir.replace(/\/+$/, "")}/unibus.db`,
-    store: "sqlite",
+    store,
+    kvReplicas: replicasText === "3" ? 3 : 1,
+    kvBootstrapTimeoutMs: Number(bootstrapText) * 1000,
     natsUrl,
     natsServerBin: str("nats-server-bin") ?? null,
     serverName,

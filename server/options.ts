@@ -13,7 +13,12 @@ export interface ServeOptions {
   natsPort: number;
   dataDir: string;
   dbPath: string;
-  store: "sqlite";
+  /** Control-plane backend: the SQLite file, or JetStream KV on the data plane. */
+  store: "sqlite" | "kv";
+  /** Replicas of the KV buckets (kv only): 1 is a single copy, not HA. */
+  kvReplicas: 1 | 3;
+  /** How long to retry opening the KV buckets while JetStream is not ready. */
+  kvBootstrapTimeoutMs: number;
   /** An external NATS to use instead of the managed nats-server. */
   natsUrl: string | null;
   natsServerBin: string | null;

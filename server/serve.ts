@@ -90,13 +90,15 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   };
 
   let conn: InternalConnection;
-  let store: Store;
+  let store!: Store;
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
   try {
-    store = await openStore({ kind: "sqlite", path: opts.dbPath });
-    cleanups.push(() => store.close());
+    if (opts.store === "sqlite") {
+      store = await openStore({ kind: "sqlite", path: opts.dbPath });
+      cleanups.push(() => store.close());
+    }
 
     // Enforce mode keys. The callout issuer and the system user live as long
     // as this process; the internal identity can be persisted so that a CLI
@@ -187,9 +189,26 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       name: `unibus-serve-${opts.serverName}`,
       authenticator: internalUser ? nkeyAuthenticatorFor(internalUser) : undefined,
       caFile: opts.tls?.caFile,
+      // On KV the bucket bootstrap below is the JetStream check, with the
+      // retry a cold cluster needs; a one-shot check here would defeat it.
+      jetstream: opts.store !== "kv",
       log: log.child("nats"),
     });
     cleanups.push(() => conn.close());
+
+    if (opts.store === "kv") {
+      // The internal connection owns the buckets: it is the only identity
+      // with rights on `$KV.UNIBUS_*`, `$O.*` and their `$JS.API` subjects
+      // (bus users' ACLs name only their rooms and inbox).
+      store = await openStore({
+        kind: "kv",
+        nc: conn.nc,
+        replicas: opts.kvReplicas,
+        bootstrapTimeoutMs: opts.kvBootstrapTimeoutMs,
+        log: log.child("kv"),
+      });
+      cleanups.push(() => store.close());
+    }
 
     if (enforce) {
       const sys = await connectInternal({
@@ -235,7 +254,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     acl: opts.busAuth === "enforce",
     tls: opts.tls !== null,
     store: opts.store,
-    replicas: 1,
+    replicas: opts.store === "kv" ? opts.kvReplicas : 1,
   };
   const handler = createApp({
     log: log.child("http"),

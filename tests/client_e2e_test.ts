@@ -10,11 +10,16 @@ import { RoomSession } from "../lib/client/room_session.ts";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity, loadIdentity } from "../lib/identity/identity.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
 import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "./helpers/serve_store.ts";
+
+/** Registers `fn` once per store backend, named after it. */
+function eachStore(name: string, fn: (kind: StoreKind) => Promise<void>) {
+  for (const kind of ["sqlite", "kv"] as const) Deno.test(`${name} (${kind})`, () => fn(kind));
+}
 
 const dec = new TextDecoder();
 
@@ -30,13 +35,13 @@ interface Bus {
   stop(): Promise<void>;
 }
 
-async function bus(): Promise<Bus> {
+async function bus(kind: StoreKind = "sqlite"): Promise<Bus> {
   const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
   const internalId = `${dir}/internal.id`;
   const s = await startServe({
-    extraArgs: ["--bus-auth", "enforce", "--internal-id-file", internalId],
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
   });
-  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  const store = await openServeStore(s, kind, internalId);
   const opened: Array<{ close(): Promise<void> }> = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
   return {
@@ -89,32 +94,35 @@ function collector(n: number, ms = 5000) {
   };
 }
 
-Deno.test("two members exchange messages in both directions, authenticated to their sender", async () => {
-  const b = await bus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  try {
-    const room = await ca.createRoom("agent.scout.in");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
-    const atBob = collector(3);
-    const atAlice = collector(3);
-    await cb.subscribe(room, (m, p) => {
-      if (m.sender === alice.hex) atBob.push(dec.decode(p));
-    });
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === bob.hex) atAlice.push(dec.decode(p));
-    });
-    for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
-    for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
-    assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
-    assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "two members exchange messages in both directions, authenticated to their sender",
+  async (kind) => {
+    const b = await bus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    try {
+      const room = await ca.createRoom("agent.scout.in");
+      await ca.addMember(room, bob.hex);
+      await cb.refreshSession();
+      const atBob = collector(3);
+      const atAlice = collector(3);
+      await cb.subscribe(room, (m, p) => {
+        if (m.sender === alice.hex) atBob.push(dec.decode(p));
+      });
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === bob.hex) atAlice.push(dec.decode(p));
+      });
+      for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
+      for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
+      assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
+      assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
   const b = await bus();
@@ -143,8 +151,8 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
   }
 });
 
-Deno.test("a removed member cannot decrypt what is sent after its removal", async () => {
-  const b = await bus();
+eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
+  const b = await bus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -270,8 +278,8 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
   }
 }
 
-Deno.test("a persisted room's history is readable after reconnecting, decrypted", async () => {
-  const b = await bus();
+eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
+  const b = await bus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -301,8 +309,8 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
   }
 });
 
-Deno.test("blobs round-trip encrypted for members and stay closed to others", async () => {
-  const b = await bus();
+eachStore("blobs round-trip encrypted for members and stay closed to others", async (kind) => {
+  const b = await bus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -321,40 +329,43 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
   }
 });
 
-Deno.test("after a removal the remaining members move to the new epoch without being asked", async () => {
-  const b = await bus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cc = await b.client(carol);
-  try {
-    const room = await ca.createRoom("rotating.room");
-    await ca.addMember(room, carol.hex);
-    await ca.addMember(room, bob.hex);
-    await cc.refreshSession();
-    const heard = collector(2);
-    const epochs: number[] = [];
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === carol.hex) {
-        epochs.push(m.epoch);
-        heard.push(dec.decode(p));
+eachStore(
+  "after a removal the remaining members move to the new epoch without being asked",
+  async (kind) => {
+    const b = await bus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cc = await b.client(carol);
+    try {
+      const room = await ca.createRoom("rotating.room");
+      await ca.addMember(room, carol.hex);
+      await ca.addMember(room, bob.hex);
+      await cc.refreshSession();
+      const heard = collector(2);
+      const epochs: number[] = [];
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === carol.hex) {
+          epochs.push(m.epoch);
+          heard.push(dec.decode(p));
+        }
+      });
+      await cc.publish(room, "before");
+      const info = await ca.removeMember(room, bob.hex);
+      // Carol did nothing but get the server's notice and verify the new log.
+      const deadline = Date.now() + 3000;
+      while ((await cc.room(room.id)).state.epoch !== info.epoch && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
       }
-    });
-    await cc.publish(room, "before");
-    const info = await ca.removeMember(room, bob.hex);
-    // Carol did nothing but get the server's notice and verify the new log.
-    const deadline = Date.now() + 3000;
-    while ((await cc.room(room.id)).state.epoch !== info.epoch && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
+      await cc.publish(room, "after");
+      assertEquals(await heard.wait(), ["before", "after"]);
+      assertEquals(epochs, [info.epoch - 1, info.epoch]);
+    } finally {
+      await b.stop();
     }
-    await cc.publish(room, "after");
-    assertEquals(await heard.wait(), ["before", "after"]);
-    assertEquals(epochs, [info.epoch - 1, info.epoch]);
-  } finally {
-    await b.stop();
-  }
-});
+  },
+);
 
 Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
   const b = await bus();
