@@ -105,9 +105,9 @@ Deno.test("user add rejects every invalid input with exit 2, one stderr line, no
       ],
       ["unknown role", [...ok, "--role", "owner"], "--role must be admin or member"],
       [
-        "kv store without identity",
+        "kv store with --db",
         [...ok, "--store", "kv"],
-        "--store kv needs --internal-id-file",
+        "--db is for --store sqlite",
       ],
       [
         "kv flag on sqlite",
