@@ -613,6 +613,52 @@ export class SqliteStore implements Store {
     if (rs.rowsAffected === 0) throw new NotFoundError("blob", id);
   }
 
+  // ---- export (SQLite only: what migrate-to-kv enumerates) ----
+
+  /**
+   * Every room, by id. Not part of the Store contract: KV has no cheap
+   * "all rooms", and only a migration needs it.
+   *
+   * @example
+   * ```ts
+   * for (const room of await store.listRooms()) console.log(room.id);
+   * ```
+   */
+  async listRooms(): Promise<Room[]> {
+    const rs = await this.#exec("SELECT * FROM rooms ORDER BY id");
+    return rs.rows.map(toRoom);
+  }
+
+  /**
+   * Every sealed key of a room, by epoch then recipient.
+   *
+   * @example
+   * ```ts
+   * const keys = await store.listSealedKeys("ops");
+   * ```
+   */
+  async listSealedKeys(roomId: string): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    const rs = await this.#exec(
+      "SELECT * FROM sealed_keys WHERE room_id = ? ORDER BY epoch, recipient",
+      [roomId],
+    );
+    return rs.rows.map(toSealedKey);
+  }
+
+  /**
+   * The ids of every blob.
+   *
+   * @example
+   * ```ts
+   * const ids = await store.listBlobIds();
+   * ```
+   */
+  async listBlobIds(): Promise<string[]> {
+    const rs = await this.#exec("SELECT id FROM blobs ORDER BY id");
+    return rs.rows.map((r) => str(r.id));
+  }
+
   // ---- change feed ----
 
   watchChanges(onChange: (change: StoreChange) => void): StoreWatch {
