@@ -11,6 +11,7 @@
 
 import { randomBytes } from "node:crypto";
 import type { UnibusClient } from "../lib/client/client.ts";
+import { MAX_SUBJECT_LENGTH, subjectViolation } from "../lib/grammar.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -167,8 +168,15 @@ export function parseClientcheckArgs(argv: string[]): ClientcheckOptions & { hel
     throw new UsageError("--messages must be a whole number from 1 to 100000");
   }
   const subject = str("subject") ?? "test.clientcheck";
-  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
-    throw new UsageError(`--subject: "${subject}" is not a plain NATS subject`);
+  // Checked as the room subject it becomes (a random token is appended), so
+  // a prefix the server would refuse fails here, before anything connects.
+  const suffix = `.${"0".repeat(16)}`;
+  const bad = subjectViolation(`${subject}${suffix}`);
+  if (bad) {
+    const why = bad.rule === "too_long"
+      ? `at most ${MAX_SUBJECT_LENGTH - suffix.length} characters (a token is appended)`
+      : bad.message;
+    throw new UsageError(`--subject ${JSON.stringify(subject)}: ${why} (rule ${bad.rule})`);
   }
   return {
     help,

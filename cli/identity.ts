@@ -5,10 +5,10 @@
  * @module
  */
 
+import { handleViolation } from "../lib/grammar.ts";
 import {
   generateIdentity,
   type Identity,
-  isValidHandle,
   loadIdentity,
   saveIdentity,
 } from "../lib/identity/identity.ts";
@@ -79,9 +79,8 @@ async function runNew(argv: string[]): Promise<number> {
   const out = values.out;
   if (typeof out !== "string" || out.length === 0) throw new UsageError("--out FILE is required");
   const handle = values.handle;
-  if (handle !== undefined && !isValidHandle(handle)) {
-    throw new UsageError("--handle must be 1-64 printable characters");
-  }
+  const bad = handle === undefined ? null : handleViolation(handle);
+  if (bad) throw new UsageError(`--handle must be 1-64 printable characters: it ${bad.message}`);
   const id = generateIdentity(typeof handle === "string" ? handle : null);
   await saveIdentity(out, id);
   console.log(render(id, values.json === true, out));

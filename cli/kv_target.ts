@@ -12,8 +12,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { isLoopbackHost } from "../lib/net/address.ts";
-import type { KvStore } from "../lib/store/kv.ts";
-import { openStore } from "../lib/store/mod.ts";
+import { type KvStore, openKvStore } from "../lib/store/kv.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** Where a node's managed nats-server listens by default (seeds: 4250). */
@@ -136,13 +135,12 @@ export async function openKvTarget(t: KvTarget): Promise<KvStore> {
     throw new Error(`cannot reach NATS at ${t.natsUrl}: ${(err as Error).message}`);
   }
   try {
-    return await openStore({
-      kind: "kv",
+    return await openKvStore({
       nc,
       replicas: t.replicas,
       bootstrapTimeoutMs: BOOTSTRAP_TIMEOUT_MS,
       ownsConnection: true,
-    }) as KvStore;
+    });
   } catch (err) {
     await nc.close().catch(() => {});
     throw new Error(

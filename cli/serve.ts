@@ -11,6 +11,65 @@ import type { Command } from "./command.ts";
 import type { ServeOptions } from "../server/options.ts";
 
 export type { ServeOptions };
+import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
+
+const MiB = 1024 * 1024;
+
+// The limit flags, by Limits field: flag name, unit, help text.
+const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
+  ["roomsPerUser", "max-rooms-per-user", "count", "rooms one user may have created"],
+  [
+    "persistedRoomsPerUser",
+    "max-persisted-rooms-per-user",
+    "count",
+    "of those, persisted rooms (each reserves --room-stream-max-bytes of JetStream)",
+  ],
+  ["blobsPerUser", "max-blobs-per-user", "count", "blobs one user may hold"],
+  ["blobBytesPerUser", "max-blob-bytes-per-user", "bytes", "total size of one user's blobs"],
+  [
+    "roomStreamMaxBytes",
+    "room-stream-max-bytes",
+    "bytes",
+    "history one persisted room keeps (oldest dropped first)",
+  ],
+  [
+    "jetStreamMaxStore",
+    "jetstream-max-store",
+    "bytes",
+    "JetStream file store of the managed nats-server",
+  ],
+  [
+    "uploadsPerUser",
+    "max-uploads-per-user",
+    "count",
+    "request bodies over 64 KiB one user may send at once",
+  ],
+  ["uploadsTotal", "max-uploads", "count", "request bodies over 64 KiB read at once, in total"],
+];
+
+function byteText(n: number): string {
+  return n % MiB === 0 ? `${n / MiB}MiB` : String(n);
+}
+
+const UNITS: Record<string, number> = { "": 1, KiB: 1024, MiB, GiB: 1024 * MiB, TiB: 1024 ** 4 };
+
+/**
+ * A byte count as given on the command line: digits with an optional binary
+ * unit (`KiB`, `MiB`, `GiB`, `TiB`). Throws on anything else.
+ *
+ * @example
+ * ```ts
+ * parseByteSize("64MiB"); // 67108864
+ * ```
+ */
+export function parseByteSize(text: string): number {
+  const m = /^(\d{1,15})(KiB|MiB|GiB|TiB)?$/.exec(text);
+  const n = m ? Number(m[1]) * UNITS[m[2] ?? ""] : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new Error(`"${text}" is not a byte count (digits, optionally KiB, MiB, GiB or TiB)`);
+  }
+  return n;
+}
 
 /** The option table of `serve`: the parser and `--help` both read it. */
 export const SERVE_OPTIONS: OptionTable = {
@@ -70,7 +129,8 @@ export const SERVE_OPTIONS: OptionTable = {
   "nats-server-bin": {
     type: "string",
     valueName: "PATH",
-    description: "nats-server executable (else UNIBUS_NATS_SERVER, .tools/, PATH)",
+    description:
+      "nats-server executable (else UNIBUS_NATS_SERVER, the artifact's embedded copy, .tools/, PATH)",
   },
   "server-name": {
     type: "string",
@@ -112,6 +172,19 @@ export const SERVE_OPTIONS: OptionTable = {
     description: "largest control-plane request body",
     defaultText: "1048576",
   },
+  ...Object.fromEntries(LIMIT_FLAGS.map(([field, flag, unit, description]) => {
+    const d = DEFAULT_LIMITS[field];
+    return [flag, {
+      type: "string" as const,
+      valueName: unit === "bytes" ? "BYTES" : "N",
+      description,
+      defaultText: d === null
+        ? "half the data disk's free space"
+        : unit === "bytes"
+        ? byteText(d)
+        : String(d),
+    }];
+  })),
 };
 
 /** The `serve --help` text. */
@@ -205,6 +278,32 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     throw new UsageError(`--max-body: "${maxBodyText}" must be a byte count of at least 1024`);
   }
 
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  for (const [field, flag, unit] of LIMIT_FLAGS) {
+    const text = str(flag);
+    if (text === undefined) continue;
+    const n = wrap(flag, () => {
+      if (unit === "bytes") return parseByteSize(text);
+      if (!/^\d{1,9}$/.test(text)) throw new Error(`"${text}" is not a count`);
+      return Number(text);
+    });
+    // Zero would refuse every create or upload: say so instead of starting a
+    // node nobody can use.
+    if (n < 1) throw new UsageError(`--${flag}: must be at least 1`);
+    limits[field] = n;
+  }
+  if (limits.jetStreamMaxStore !== null && limits.jetStreamMaxStore < MIN_JETSTREAM_STORE) {
+    throw new UsageError(
+      `--jetstream-max-store: must be at least ${byteText(MIN_JETSTREAM_STORE)}`,
+    );
+  }
+  if (limits.jetStreamMaxStore !== null && limits.roomStreamMaxBytes > limits.jetStreamMaxStore) {
+    throw new UsageError("--room-stream-max-bytes: must not exceed --jetstream-max-store");
+  }
+  if (limits.uploadsPerUser > limits.uploadsTotal) {
+    throw new UsageError("--max-uploads-per-user: must not exceed --max-uploads");
+  }
+
   const [certFile, keyFile, caFile] = [str("tls-cert"), str("tls-key"), str("tls-ca")];
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
@@ -269,6 +368,7 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     tls,
     insecurePublic,
     maxBodyBytes: Number(maxBodyText),
+    limits,
   };
 }
 

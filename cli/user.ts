@@ -10,9 +10,9 @@
  */
 
 import { isValidPublicKey } from "../lib/crypto/ed25519.ts";
+import { handleViolation } from "../lib/grammar.ts";
 import { fromHex, normalizeHexInput, toHex } from "../lib/identity/hex.ts";
 import {
-  isValidHandle,
   isValidKexPublicKey,
   nkeyPublicFromSignPub,
   signPubFromNkey,
@@ -207,8 +207,9 @@ function parseAdd(values: Values): AddRequest {
   const target = targetOf(values);
   const handle = str(values, "handle");
   if (handle === undefined) throw new UsageError("--handle is required");
-  if (!isValidHandle(handle)) {
-    throw new UsageError("--handle must be 1-64 printable characters (no control characters)");
+  const bad = handleViolation(handle);
+  if (bad) {
+    throw new UsageError(`--handle must be 1-64 printable characters: it ${bad.message}`);
   }
   const signInput = str(values, "sign-pub");
   if (signInput === undefined) throw new UsageError("--sign-pub is required");

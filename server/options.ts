@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { Limits } from "./limits.ts";
+
 /** Everything `serve` runs with, validated. */
 export interface ServeOptions {
   httpHost: string;
@@ -30,4 +32,6 @@ export interface ServeOptions {
   tls: { certFile: string; keyFile: string; caFile: string } | null;
   insecurePublic: boolean;
   maxBodyBytes: number;
+  /** Quotas and resource limits (server/limits.ts). */
+  limits: Limits;
 }

@@ -21,11 +21,13 @@ import { accessLog, createApp } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
+import { jetStreamStoreFromDisk } from "./limits.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
 import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
-import { NATS_MONITOR_PORT, natsLogOptions } from "./nats/log_options.ts";
+import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
+import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
 
 /** Paths of everything `serve` keeps in the data dir. */
 export function dataDirLayout(dataDir: string) {
@@ -49,6 +51,36 @@ async function writePrivateFile(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path, text, { mode: 0o600 });
   // `mode` only applies when the file is created; tighten one that existed.
   await Deno.chmod(path, 0o600);
+}
+
+/**
+ * JetStream's max store for the managed nats-server: the flag, else sized
+ * from the data disk; logged with how many persisted rooms it holds.
+ */
+async function jetStreamMaxStore(
+  opts: ServeOptions,
+  layout: ReturnType<typeof dataDirLayout>,
+  log: Logger,
+): Promise<number> {
+  const roomBytes = opts.limits.roomStreamMaxBytes;
+  const sized = opts.limits.jetStreamMaxStore === null
+    ? await jetStreamStoreFromDisk(layout.dir, layout.jetStreamDir)
+    : null;
+  const maxStore = opts.limits.jetStreamMaxStore ?? sized!.maxStore;
+  if (maxStore < roomBytes) {
+    throw new Error(
+      `JetStream would get ${maxStore} bytes, less than one persisted room ` +
+        `(--room-stream-max-bytes ${roomBytes}): free disk space or set --jetstream-max-store`,
+    );
+  }
+  log.info("JetStream store", {
+    maxBytes: maxStore,
+    from: sized ? "data disk" : "flag",
+    ...(sized ? { diskFreeBytes: sized.freeBytes, jetStreamUsedBytes: sized.usedBytes } : {}),
+    roomStreamMaxBytes: roomBytes,
+    persistedRoomsThatFit: Math.floor(maxStore / roomBytes),
+  });
+  return maxStore;
 }
 
 /**
@@ -98,6 +130,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     if (opts.store === "sqlite") {
       store = await openStore({ kind: "sqlite", path: opts.dbPath });
       cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
     }
 
     // Enforce mode keys. The callout issuer and the system user live as long
@@ -146,6 +179,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         Deno.env.get("UNIBUS_NATS_MONITOR"),
       );
       await reapStaleNatsServer(layout.natsPidFile, layout.natsConfig, log);
+      const maxFileStore = await jetStreamMaxStore(opts, layout, log);
       await writePrivateFile(
         layout.natsConfig,
         renderNatsConfig({
@@ -153,10 +187,13 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           host: opts.natsHost,
           port: opts.natsPort,
           jetStreamDir: layout.jetStreamDir,
+          maxFileStore,
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
-          monitorPort: logOpts.monitor ? NATS_MONITOR_PORT : null,
+          monitorPort: logOpts.monitor
+            ? natsMonitorPort(Deno.env.get("UNIBUS_NATS_MONITOR_PORT"))
+            : null,
           auth,
           tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
         }),
@@ -208,6 +245,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("kv"),
       });
       cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
     }
 
     if (enforce) {
@@ -259,7 +297,13 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
-    middleware: [accessLog, requireSignedRequests({ store: store! })],
+    middleware: [
+      accessLog,
+      requireSignedRequests({
+        store: store!,
+        uploads: { perUser: opts.limits.uploadsPerUser, total: opts.limits.uploadsTotal },
+      }),
+    ],
     routes: [
       healthRoute({ posture, dataPlane: () => conn.state() }),
       ...apiRoutes({
@@ -267,6 +311,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         nc: conn!.nc,
         recheck: () => recheck(),
         log: log.child("api"),
+        limits: opts.limits,
       }),
     ],
   });

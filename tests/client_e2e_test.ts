@@ -1,6 +1,3 @@
-import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
-import { connect, type UnibusClient } from "../lib/client/client.ts";
 import {
   ControlPlaneError,
   MembershipVerificationError,
@@ -9,95 +6,49 @@ import {
 import { RoomSession } from "../lib/client/room_session.ts";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
-import { generateIdentity, type Identity, loadIdentity } from "../lib/identity/identity.ts";
-import type { Store } from "../lib/store/store.ts";
+import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
-import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
-import { openServeStore, storeArgs, type StoreKind } from "./helpers/serve_store.ts";
-
-/** Registers `fn` once per store backend, named after it. */
-function eachStore(name: string, fn: (kind: StoreKind) => Promise<void>) {
-  for (const kind of ["sqlite", "kv"] as const) Deno.test(`${name} (${kind})`, () => fn(kind));
-}
+import { addBusUser, connectAs } from "./helpers/bus.ts";
+import { type ClientBus, clientBus, collector, eachStore } from "./helpers/client_bus.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
 
-interface Bus {
-  s: ServeUnderTest;
-  store: Store;
-  internalId: string;
-  /** A client library connection as `user`, closed by stop(). */
-  client(user: BusUser): Promise<UnibusClient>;
-  /** A raw connection with the internal identity (full NATS rights, like a curious operator). */
-  tap(): Promise<NatsConnection>;
-  /** Closes every connection made through this bus, then serve. */
-  stop(): Promise<void>;
-}
-
-async function bus(kind: StoreKind = "sqlite"): Promise<Bus> {
-  const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
-  const internalId = `${dir}/internal.id`;
-  const s = await startServe({
-    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
+/**
+ * Runs `send` (which publishes into a persisted room and flushes), then waits
+ * until the room's stream holds every packet the server routed on the room's
+ * subject. The client batches messages into packets, so the count to wait
+ * for is what a tap saw, not the number of messages.
+ */
+async function sendAndStore(
+  b: ClientBus,
+  room: { id: string; subject: string },
+  send: () => Promise<void>,
+): Promise<void> {
+  const tap = await b.tap();
+  let packets = 0;
+  tap.subscribe(room.subject, {
+    callback: () => {
+      packets++;
+    },
   });
-  const store = await openServeStore(s, kind, internalId);
-  const opened: Array<{ close(): Promise<void> }> = [];
-  const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
-  return {
-    s,
-    store,
-    internalId,
-    async client(user) {
-      return track(
-        await connect({
-          natsServers: [`nats://127.0.0.1:${s.natsPort}`],
-          ctrlUrls: [s.httpUrl],
-          identity: user.identity,
-        }),
-      );
-    },
-    async tap() {
-      const id = await loadIdentity(internalId);
-      return track(
-        await natsConnect({
-          servers: `127.0.0.1:${s.natsPort}`,
-          authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
-        }),
-      );
-    },
-    async stop() {
-      for (const c of opened.reverse()) await c.close().catch(() => {});
-      await store.close();
-      await s.stop();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-/** Collects plaintexts until `n` arrived or `ms` passed. */
-function collector(n: number, ms = 5000) {
-  const got: string[] = [];
-  const done = Promise.withResolvers<string[]>();
-  const timer = setTimeout(() => done.resolve(got), ms);
-  return {
-    got,
-    push(text: string) {
-      got.push(text);
-      if (got.length >= n) {
-        clearTimeout(timer);
-        done.resolve(got);
-      }
-    },
-    wait: () => done.promise,
-    cancel: () => clearTimeout(timer),
-  };
+  await tap.flush();
+  await send();
+  // The server queued every packet for the tap before it answers this ping.
+  await tap.flush();
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const jsm = await jetstreamManager(tap);
+  await waitFor(
+    async () =>
+      packets > 0 && (await jsm.streams.info(`ROOM_${room.id}`)).state.messages === packets,
+    { what: `room ${room.id}'s stream to store all the packets sent (${packets})` },
+  );
 }
 
 eachStore(
   "two members exchange messages in both directions, authenticated to their sender",
   async (kind) => {
-    const b = await bus(kind);
+    const b = await clientBus(kind);
     const alice = await addBusUser(b.store, "alice");
     const bob = await addBusUser(b.store, "bob");
     const ca = await b.client(alice);
@@ -125,7 +76,7 @@ eachStore(
 );
 
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const ca = await b.client(alice);
   const tap = await b.tap();
@@ -152,7 +103,7 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
 });
 
 eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
-  const b = await bus(kind);
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -184,7 +135,7 @@ eachStore("a removed member cannot decrypt what is sent after its removal", asyn
 });
 
 Deno.test("replayed, truncated, tampered and non-member packets are dropped and counted", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -217,10 +168,16 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
       session: new Uint8Array(16),
       signer: carol.identity.signer,
       encrypted: true,
+      sentAt: Date.now(),
     }, [{ index: 0, key: new Uint8Array(32), plaintext: new TextEncoder().encode("from carol") }]);
     tap.publish("guarded.room", forged);
     await tap.flush();
-    await new Promise((r) => setTimeout(r, 300));
+    // All five packets accounted for (one delivered, four dropped), then exact counts.
+    const { stats } = sub;
+    await waitFor(
+      () => stats.delivered + stats.replayed + stats.invalid + stats.nonMember + stats.noKey >= 5,
+      { what: "bob's subscription to account for all five packets" },
+    );
     await sub.drained();
     assertEquals(seen, ["original"]);
     assertEquals(sub.stats.replayed, 1);
@@ -232,7 +189,7 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
 });
 
 Deno.test("a member the server inserts, or a key it swaps, is detected and not obeyed", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const mallory = await addBusUser(b.store, "mallory");
@@ -279,16 +236,17 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
 }
 
 eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
-  const b = await bus(kind);
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("log.room", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
-    for (let i = 0; i < 5; i++) ca.publish(room, `entry-${i}`);
-    await ca.flush();
-    await new Promise((r) => setTimeout(r, 200));
+    await sendAndStore(b, room, async () => {
+      for (let i = 0; i < 5; i++) ca.publish(room, `entry-${i}`);
+      await ca.flush();
+    });
     // Bob was offline; he connects now and reads what he missed.
     const cb = await b.client(bob);
     const { messages, stats } = await cb.history(room);
@@ -310,7 +268,7 @@ eachStore("a persisted room's history is readable after reconnecting, decrypted"
 });
 
 eachStore("blobs round-trip encrypted for members and stay closed to others", async (kind) => {
-  const b = await bus(kind);
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -332,7 +290,7 @@ eachStore("blobs round-trip encrypted for members and stay closed to others", as
 eachStore(
   "after a removal the remaining members move to the new epoch without being asked",
   async (kind) => {
-    const b = await bus(kind);
+    const b = await clientBus(kind);
     const alice = await addBusUser(b.store, "alice");
     const bob = await addBusUser(b.store, "bob");
     const carol = await addBusUser(b.store, "carol");
@@ -354,10 +312,10 @@ eachStore(
       await cc.publish(room, "before");
       const info = await ca.removeMember(room, bob.hex);
       // Carol did nothing but get the server's notice and verify the new log.
-      const deadline = Date.now() + 3000;
-      while ((await cc.room(room.id)).state.epoch !== info.epoch && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
+        timeoutMs: 3000,
+        what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
+      });
       await cc.publish(room, "after");
       assertEquals(await heard.wait(), ["before", "after"]);
       assertEquals(epochs, [info.epoch - 1, info.epoch]);
@@ -368,17 +326,18 @@ eachStore(
 );
 
 Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
   try {
     const room = await ca.createRoom("archive.room", { encrypt: true, sign: true, persist: true });
-    await ca.publish(room, "before bob");
-    await ca.addMember(room, bob.hex);
-    await ca.publish(room, "after bob");
-    await ca.flush();
-    await new Promise((r) => setTimeout(r, 200));
+    await sendAndStore(b, room, async () => {
+      await ca.publish(room, "before bob");
+      await ca.addMember(room, bob.hex);
+      await ca.publish(room, "after bob");
+      await ca.flush();
+    });
     const cb = await b.client(bob);
     const first = await cb.history(room);
     assertEquals(first.messages.map((m) => dec.decode(m.plaintext)), ["after bob"]);
@@ -393,7 +352,7 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
 });
 
 Deno.test("request/respond: the reply is sealed for the room and bound to its request", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");

@@ -23,6 +23,16 @@ async function operatorIdentity(s: ServeUnderTest, dir: string, allowlisted = tr
   return file;
 }
 
+/** The required flags, for tests of the parser alone. */
+const PARSE_BASE = [
+  "--identity-file",
+  "a.id",
+  "--nats-seeds",
+  "nats://h:4250",
+  "--ctrl-seeds",
+  "http://h:8470",
+];
+
 function clientcheck(s: ServeUnderTest, idFile: string, extra: string[]) {
   return spawnUnibus([
     "clientcheck",
@@ -82,22 +92,43 @@ Deno.test("clientcheck loop reports ticks, the attached node and a summary", asy
   }
 });
 
-Deno.test("clientcheck fails non-zero with a clear message when the room cannot be created", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
-  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
-  try {
-    const idFile = await operatorIdentity(s, dir);
-    // The server refuses rooms on reserved subjects (here: someone's inbox space).
-    const p = clientcheck(s, idFile, ["--subject", "_INBOX.probe"]);
+Deno.test("clientcheck refuses a subject outside the grammar before it connects", async () => {
+  // Nothing listens on these ports: the refusal must come before any I/O.
+  for (
+    const [subject, rule] of [
+      ["_INBOX.probe", "reserved_prefix"],
+      ["chat.\u2603", "not_ascii"],
+      ["chat.ops\u001bx", "control_character"],
+      ["chat.*", "wildcard"],
+      ["x".repeat(239), "too_long"],
+    ]
+  ) {
+    const p = spawnUnibus([
+      "clientcheck",
+      "--identity-file",
+      "/nonexistent/operator.id",
+      "--nats-seeds",
+      "nats://127.0.0.1:9",
+      "--ctrl-seeds",
+      "http://127.0.0.1:9",
+      "--subject",
+      subject,
+    ]);
     const status = await p.finished;
-    assertEquals(status.code, 1);
     const err = p.stderr().trim();
+    assertEquals(status.code, 2, err);
     assertEquals(err.split("\n").length, 1, err);
-    assertMatch(err, /cannot create the test room on _INBOX\.probe\.[0-9a-f]{16}: .*reserved/);
-  } finally {
-    await s.stop();
-    await Deno.remove(dir, { recursive: true });
+    assertMatch(err, new RegExp(`--subject .*\\(rule ${rule}\\)`));
   }
+  const base = PARSE_BASE;
+  // A NUL cannot travel in argv; the parser refuses it all the same.
+  assertThrows(
+    () => parseClientcheckArgs([...base, "--subject", "chat.ops\u0000x"]),
+    UsageError,
+    "rule control_character",
+  );
+  // The longest prefix that still leaves room for the appended token passes.
+  assertEquals(parseClientcheckArgs([...base, "--subject", "x".repeat(238)]).subject.length, 238);
 });
 
 Deno.test("clientcheck with an identity that is not on the allowlist fails clearly", async () => {
@@ -115,14 +146,7 @@ Deno.test("clientcheck with an identity that is not on the allowlist fails clear
 });
 
 Deno.test("clientcheck flag mistakes are usage errors", () => {
-  const base = [
-    "--identity-file",
-    "a.id",
-    "--nats-seeds",
-    "nats://h:4250",
-    "--ctrl-seeds",
-    "http://h:8470",
-  ];
+  const base = PARSE_BASE;
   parseClientcheckArgs(base);
   assertThrows(
     () => parseClientcheckArgs(base.slice(2)),

@@ -1,30 +1,15 @@
 import { resolveNatsServerBin } from "../server/nats/binary.ts";
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { freePort } from "./helpers/ports.ts";
+import { runScript } from "./helpers/script.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const GUARD = new URL("../lib/nats/connection_reset_guard.ts", import.meta.url).href;
 
-async function runScript(source: string): Promise<{ code: number; out: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "unibus-guard-" });
-  try {
-    const file = `${dir}/script.ts`;
-    await Deno.writeTextFile(file, source);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "-A",
-        "--config",
-        new URL("../deno.json", import.meta.url).pathname,
-        file,
-      ],
-      env: { NO_COLOR: "1" },
-    }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, out: dec.decode(out.stdout) + dec.decode(out.stderr) };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/** Runs `source` in its own process; its stdout and stderr together. */
+async function run(source: string): Promise<{ code: number; out: string }> {
+  const r = await runScript(source);
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 Deno.test("a process with the guard survives repeated NATS refusals", async () => {
@@ -37,15 +22,12 @@ Deno.test("a process with the guard survives repeated NATS refusals", async () =
     stderr: "null",
   }).spawn();
   try {
-    for (let i = 0; i < 50; i++) {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    const { code, out } = await runScript(`
+    // Refusals by a server that never started would prove nothing about resets.
+    await waitFor(async () => {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    }, { timeoutMs: 5000, what: `nats-server to listen on ${port}` });
+    const { code, out } = await run(`
       import { connect } from "@nats-io/transport-node";
       import { installConnectionResetGuard } from "${GUARD}";
       installConnectionResetGuard();
@@ -67,7 +49,7 @@ Deno.test("a process with the guard survives repeated NATS refusals", async () =
 });
 
 Deno.test("the guard swallows connection resets only: any other uncaught error still ends the process", async () => {
-  const reset = await runScript(`
+  const reset = await run(`
     import { installConnectionResetGuard, swallowedConnectionResets } from "${GUARD}";
     installConnectionResetGuard();
     setTimeout(() => { throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }); });
@@ -77,7 +59,7 @@ Deno.test("the guard swallows connection resets only: any other uncaught error s
   assertEquals(reset.code, 0, reset.out);
   assertMatch(reset.out, /alive after 1/);
 
-  const other = await runScript(`
+  const other = await run(`
     import { installConnectionResetGuard } from "${GUARD}";
     installConnectionResetGuard();
     setTimeout(() => { throw new TypeError("a real bug"); });

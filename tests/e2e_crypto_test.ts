@@ -399,3 +399,33 @@ Deno.test("packet: sign-only packets carry the plaintext with zero nonces and fl
   assertEquals(toHex(p.frames[0].nonce), "00".repeat(12));
   assertEquals(new TextDecoder().decode(p.frames[0].body), "visible");
 });
+
+Deno.test("packet: a timed packet signs its send time after the session id (flag bit 1)", () => {
+  const { ctx } = setup(false);
+  const sentAt = 1_700_000_000_123;
+  const bytes = encodePacket({ ...ctx, sentAt }, [{ index: 0, key: null, plaintext: utf8("t") }]);
+  assertEquals(bytes[4], 2);
+  assertEquals(Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(60)), sentAt);
+  const p = decodePacket(ctx.roomId, bytes);
+  assertEquals([p.sentAt, p.frames[0].index], [sentAt, 0]);
+  assertEquals(
+    decodePacket(
+      ctx.roomId,
+      encodePacket(
+        ctx,
+        p.frames.map(() => ({
+          index: 0,
+          key: null,
+          plaintext: utf8("t"),
+        })),
+      ),
+    ).sentAt,
+    null,
+  );
+  // The time is signed: moving it by 1 ms breaks the signature.
+  const moved = bytes.slice();
+  moved[67] ^= 1;
+  assertThrows(() => decodePacket(ctx.roomId, moved), PacketError, "signature");
+  const one = [{ index: 0, key: null, plaintext: utf8("t") }];
+  assertThrows(() => encodePacket({ ...ctx, sentAt: -1 }, one), RangeError, "sentAt");
+});

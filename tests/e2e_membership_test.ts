@@ -10,6 +10,7 @@ import {
   type ChangeBody,
   changeHash,
   changeText,
+  LastAdminError,
   MembershipError,
   parseChange,
   signChange,
@@ -142,6 +143,36 @@ Deno.test("membership: a removed admin can no longer sign changes", () => {
   assertThrows(() => verifyLog(ROOM, [...log, late]), MembershipError, "not an admin");
 });
 
+Deno.test("membership: a member may leave on its own signature, and only itself", () => {
+  const log = baseLog();
+  log.push(signChange(next(log, "add", carol), alice.signer));
+  // Bob, a plain member, signs his own removal: no admin's consent needed.
+  const leave = signChange(next(log, "remove", bob, { by: bob.signPubHex }), bob.signer);
+  const s = verifyLog(ROOM, [...log, leave]);
+  assertEquals(s.epoch, 3);
+  assert(!s.members.has(bob.signPubHex));
+  assertEquals([...s.epochs.get(3)!.keys()].sort(), [alice.signPubHex, carol.signPubHex].sort());
+  // But a member's signature removes nobody else.
+  const push = signChange(next(log, "remove", carol, { by: bob.signPubHex }), bob.signer);
+  assertThrows(() => verifyLog(ROOM, [...log, push]), MembershipError, "not an admin");
+  // And someone who is not a member cannot "leave" into the log.
+  const stranger = signChange(
+    next(log, "remove", mallory, { by: mallory.signPubHex }),
+    mallory.signer,
+  );
+  assertThrows(() => verifyLog(ROOM, [...log, stranger]), MembershipError, "not an admin");
+});
+
+Deno.test("membership: the last admin can neither leave nor be removed", () => {
+  const log = baseLog();
+  const leave = signChange(next(log, "remove", alice), alice.signer);
+  assertThrows(() => verifyLog(ROOM, [...log, leave]), LastAdminError, "last admin");
+  // With a second admin, the first may go.
+  log.push(signChange(next(log, "add", carol, { role: "admin" }), alice.signer));
+  const s = verifyLog(ROOM, [...log, signChange(next(log, "remove", alice), alice.signer)]);
+  assertEquals([...s.members.values()].filter((m) => m.role === "admin").length, 1);
+});
+
 // ---- membership: swapped kex keys ----
 
 Deno.test("membership: a kex key that its kex-sig does not bind is refused", () => {
@@ -240,6 +271,33 @@ Deno.test("membership: the log must start with the creator adding itself as admi
   assertThrows(() => verifyLog(ROOM, [...log, recreate]), MembershipError, "created once");
 });
 
+Deno.test("membership: a policy with encrypt but not sign is refused, not read as encrypt,sign", () => {
+  // protocol.md §2.3: one spelling per room, so `policy: encrypt` is invalid.
+  for (const persist of [false, true]) {
+    const body = createBody(alice, { policy: { encrypt: true, sign: false, persist } });
+    const change = signChange(body, alice.signer);
+    assert(
+      change.text.includes(`policy: encrypt${persist ? ",persist" : ""}\n`),
+      change.text,
+    );
+    assertThrows(() => verifyLog(ROOM, [change]), MembershipError, "always signed");
+  }
+  // Every other subset is a valid policy.
+  for (
+    const policy of [
+      { encrypt: false, sign: false, persist: false },
+      { encrypt: false, sign: true, persist: false },
+      { encrypt: false, sign: false, persist: true },
+      { encrypt: false, sign: true, persist: true },
+      { encrypt: true, sign: true, persist: false },
+      { encrypt: true, sign: true, persist: true },
+    ]
+  ) {
+    const state = verifyLog(ROOM, [signChange(createBody(alice, { policy }), alice.signer)]);
+    assertEquals(state.policy, policy);
+  }
+});
+
 Deno.test("membership: signChange refuses a body whose `by` is not the signer", () => {
   assertThrows(() => signChange(createBody(alice), bob.signer), MembershipError);
 });
@@ -284,6 +342,24 @@ Deno.test("membership: a field containing a line break cannot be written", () =>
     MembershipError,
     "line break",
   );
+});
+
+Deno.test("membership: a create naming a subject outside the grammar does not verify, even when signed", () => {
+  for (
+    const [subject, rule] of [
+      ["chat.ops\u0000x", "control_character"],
+      ["\u0000x", "control_character"],
+      ["chat.\u2603", "not_ascii"],
+      ["chat.*", "wildcard"],
+      ["", "empty"],
+      ["_INBOX.x", "reserved_prefix"],
+    ]
+  ) {
+    const log = [signChange(createBody(alice, { subject }), alice.signer)];
+    assertThrows(() => verifyLog(ROOM, log), MembershipError, `rule ${rule}`);
+    assertThrows(() => parseChange(log[0].text), MembershipError, `rule ${rule}`);
+  }
+  assertEquals(verifyLog(ROOM, [signChange(createBody(), alice.signer)]).subject, "chat.ops");
 });
 
 // ---- room keys ----

@@ -25,6 +25,15 @@ Deno.test("the config names the server, the listener, the pid file and the JetSt
   assertMatch(text, /^debug: false$/m);
 });
 
+Deno.test("JetStream's max store is written when given and must be a positive byte count", () => {
+  assert(!renderNatsConfig(base).includes("max_file_store"));
+  const text = renderNatsConfig({ ...base, maxFileStore: 268435456 });
+  assertMatch(text, /jetstream \{\n {2}store_dir: "[^"]+"\n {2}max_file_store: 268435456\n\}/);
+  for (const bad of [0, -1, 1.5, Number.NaN]) {
+    assertThrows(() => renderNatsConfig({ ...base, maxFileStore: bad }), NatsConfigError);
+  }
+});
+
 Deno.test("the monitoring endpoint is absent unless asked for, and then loopback only", () => {
   assert(!renderNatsConfig(base).includes("http:"));
   const open = renderNatsConfig({ ...base, host: "0.0.0.0", monitorPort: 8222 });
@@ -51,7 +60,11 @@ Deno.test("nats-server itself accepts the generated config (nats-server -t)", as
   const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
   const dir = await Deno.makeTempDir({ prefix: "unibus-conf-" });
   try {
-    for (const variant of [base, { ...base, debug: true, trace: true, monitorPort: 8222 }]) {
+    const variants = [
+      base,
+      { ...base, debug: true, trace: true, monitorPort: 8222, maxFileStore: 268435456 },
+    ];
+    for (const variant of variants) {
       const path = `${dir}/nats.conf`;
       await Deno.writeTextFile(
         path,

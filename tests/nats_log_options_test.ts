@@ -1,5 +1,5 @@
-import { natsLogOptions } from "../server/nats/log_options.ts";
-import { assertEquals } from "./helpers/assert.ts";
+import { NATS_MONITOR_PORT, natsLogOptions, natsMonitorPort } from "../server/nats/log_options.ts";
+import { assertEquals, assertThrows } from "./helpers/assert.ts";
 
 Deno.test("monitor and debug toggles resolve as the table says", () => {
   const table: Array<[string | undefined, string | undefined, ReturnType<typeof natsLogOptions>]> =
@@ -26,4 +26,14 @@ Deno.test("monitor and debug toggles resolve as the table says", () => {
 Deno.test("the monitor alone never turns on the debug log", () => {
   const o = natsLogOptions(undefined, "1");
   assertEquals([o.monitor, o.debug, o.quiet], [true, false, true]);
+});
+
+Deno.test("UNIBUS_NATS_MONITOR_PORT picks the monitoring port; anything but a port is refused", () => {
+  assertEquals(natsMonitorPort(undefined), NATS_MONITOR_PORT);
+  assertEquals(natsMonitorPort(""), 8222);
+  assertEquals(natsMonitorPort("18222"), 18222);
+  assertEquals(natsMonitorPort("65535"), 65535);
+  for (const bad of ["0", "65536", "08222", "-1", "8222 ", "0x2000", "abc"]) {
+    assertThrows(() => natsMonitorPort(bad), RangeError, `not "${bad}"`);
+  }
 });

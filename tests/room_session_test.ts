@@ -1,12 +1,12 @@
-import { RoomSession } from "../lib/client/room_session.ts";
+import { LIVE_SKEW_MS, RoomSession } from "../lib/client/room_session.ts";
 import type { RoomView, SealedKeyView } from "../lib/client/control_plane.ts";
-import { toBase64 } from "../lib/e2e/bytes.ts";
+import { fromHex, toBase64, toHex } from "../lib/e2e/bytes.ts";
 import { changeHash, signChange, type SignedChange } from "../lib/e2e/membership.ts";
-import { encodePacket } from "../lib/e2e/packet.ts";
+import { decodePacket, encodePacket, replySessionFor } from "../lib/e2e/packet.ts";
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
 import { generateRoomKey, sealRoomKey } from "../lib/e2e/room_key.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
-import { assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const ROOM = "00112233445566778899aabbccddeeff";
 const enc = new TextEncoder();
@@ -114,11 +114,158 @@ Deno.test("one member opening thousands of sessions cannot push another member's
       initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: mallory.signPub, session }),
     );
     receiver.receive(encodePacket(
-      { roomId: ROOM, epoch: 1, session, signer: mallory.signer, encrypted: true },
+      {
+        roomId: ROOM,
+        epoch: 1,
+        session,
+        signer: mallory.signer,
+        encrypted: true,
+        sentAt: Date.now(),
+      },
       [{ index: 0, key: chain.next(), plaintext: enc.encode("junk") }],
     ));
   }
   assertEquals(receiver.stats.delivered, 5001);
   const r = receiver.receive(aliceSender.seal([enc.encode("second")]));
   assertEquals(r.kind, "delivered");
+});
+
+Deno.test("a live receiver refuses packets signed before it started, and untimed ones; history reads them", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const room = twoMemberRoom(alice, bob);
+  const bobSender = sessionOf(bob, room);
+  const receiver = sessionOf(alice, room);
+  const session = crypto.getRandomValues(new Uint8Array(16));
+  const packetAt = (sentAt: number | undefined, index: number) => {
+    const chain = new Chain(
+      initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: bob.signPub, session }),
+    );
+    return encodePacket(
+      { roomId: ROOM, epoch: 1, session, signer: bob.signer, encrypted: true, sentAt },
+      [{ index, key: chain.keyFor(index), plaintext: enc.encode(`m${index}`) }],
+    );
+  };
+  const old = packetAt(Date.now() - LIVE_SKEW_MS - 1000, 0);
+  const untimed = packetAt(undefined, 1);
+  for (const p of [old, untimed]) {
+    const r = receiver.receive(p);
+    assertEquals([r.kind, r.kind === "dropped" && r.reason], ["dropped", "replayed"]);
+  }
+  // Nothing was consumed from the chain: a fresh packet of the same session still opens.
+  assertEquals(receiver.receive(packetAt(Date.now(), 2)).kind, "delivered");
+  assertEquals(receiver.receive(bobSender.seal([enc.encode("now")])).kind, "delivered");
+  // Reading history is explicit and takes them.
+  const reader = receiver.forHistory();
+  assertEquals(reader.receive(old).kind, "delivered");
+  assertEquals(reader.receive(untimed).kind, "delivered");
+});
+
+Deno.test("receiving positions exported by one session are replays in the next (sign-only and encrypted)", () => {
+  for (const encrypt of [true, false]) {
+    const alice = generateIdentity("alice");
+    const bob = generateIdentity("bob");
+    const room = twoMemberRoom(alice, bob);
+    if (!encrypt) room.view.policy = { encrypt: false, sign: true, persist: false };
+    const bobSender = sessionOf(bob, room);
+    const first = sessionOf(alice, room);
+    const p0 = bobSender.seal([enc.encode("0")]);
+    const p1 = bobSender.seal([enc.encode("1")]);
+    const p2 = bobSender.seal([enc.encode("2")]);
+    assertEquals(first.receive(p0).kind, "delivered");
+    assertEquals(first.receive(p1).kind, "delivered");
+    const snap = JSON.parse(JSON.stringify(first.exportReceive()));
+    const next = sessionOf(alice, room);
+    next.importReceive(snap);
+    assertEquals(next.receive(p1).kind, "dropped");
+    assertEquals(next.receive(p0).kind, "dropped");
+    assertEquals(next.stats.replayed, 2);
+    assertEquals(next.receive(p2).kind, "delivered", `encrypt=${encrypt}`);
+    assertThrows(
+      () => next.importReceive({ chains: [{ id: "1/zz/00", at: 0 }], retired: [] }),
+      RangeError,
+    );
+  }
+});
+
+/** `room` one change later: `admin` adds `newcomer`, epoch 2 with a new key sealed to all three. */
+function withAnotherMember(
+  room: { view: RoomView; keys: SealedKeyView[] },
+  admin: Identity,
+  members: Identity[],
+  newcomer: Identity,
+): { view: RoomView; keys: SealedKeyView[] } {
+  const prev = room.view.changes[room.view.changes.length - 1];
+  const add = signChange({
+    room: ROOM,
+    seq: 2,
+    prev: changeHash(prev),
+    op: "add",
+    member: newcomer.signPubHex,
+    kex: newcomer.kexPubHex,
+    kexSig: newcomer.kexSigHex,
+    role: "member",
+    epoch: 2,
+    by: admin.signPubHex,
+    at: 3,
+  }, admin.signer);
+  const roomKey = generateRoomKey();
+  const keys = [...members, newcomer].map((m) => ({
+    epoch: 2,
+    recipient: m.signPubHex,
+    sealed: toBase64(sealRoomKey({
+      roomId: ROOM,
+      epoch: 2,
+      roomKey,
+      memberSignPub: m.signPub,
+      memberKexPub: m.kexPub,
+      admin: admin.signer,
+    })),
+    sealedBy: admin.signPubHex,
+  }));
+  return {
+    view: {
+      ...room.view,
+      epoch: 2,
+      members: [...room.view.members, { signPub: newcomer.signPubHex, role: "member" }],
+      changes: [...room.view.changes, add],
+    },
+    keys: [...room.keys, ...(keys as unknown as SealedKeyView[])],
+  };
+}
+
+Deno.test("a reply is sent in the replier's current epoch, on the session of the request's epoch", () => {
+  // protocol.md §2.9: the reply's epoch is the replier's current one; the
+  // session is derived from the request (its epoch and index), not the reply.
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const carol = generateIdentity("carol");
+  const atEpoch1 = twoMemberRoom(alice, bob);
+  const bobAt1 = sessionOf(bob, atEpoch1);
+  const { packet: request, replySession } = bobAt1.sealRequest(enc.encode("status?"));
+  assertEquals(decodePacket(ROOM, request).epoch, 1);
+
+  // The membership moves on before Alice answers.
+  const atEpoch2 = withAnotherMember(atEpoch1, alice, [alice, bob], carol);
+  const aliceAt2 = sessionOf(alice, atEpoch2);
+  const got = aliceAt2.receive(request);
+  assert(got.kind === "delivered", got.kind);
+  const meta = got.frames[0].meta;
+  assertEquals([meta.epoch, meta.index], [1, 0]);
+  const reply = aliceAt2.sealReply(meta, enc.encode("all well"));
+
+  const header = decodePacket(ROOM, reply);
+  assertEquals(header.epoch, 2, "the replier's current epoch");
+  assertEquals(toHex(header.session), replySession);
+  assertEquals(
+    replySession,
+    toHex(replySessionFor(bob.signPub, fromHex(meta.session), 1, 0)),
+    "derived with the request's epoch and index",
+  );
+  // A requester still at epoch 1 learns that it must refresh; at epoch 2 it reads the reply.
+  assertEquals(bobAt1.receive(reply), { kind: "stale", epoch: 2 });
+  const r = sessionOf(bob, atEpoch2).receive(reply);
+  assert(r.kind === "delivered", r.kind);
+  assertEquals(new TextDecoder().decode(r.frames[0].plaintext), "all well");
+  assertEquals([r.frames[0].meta.epoch, r.frames[0].meta.index], [2, 0]);
 });

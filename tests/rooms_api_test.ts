@@ -7,13 +7,13 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { inboxPrefixFor, roomStreamName } from "../lib/auth/acl.ts";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { toBase64, utf8 } from "../lib/e2e/bytes.ts";
-import { type SignedChange, verifyLog } from "../lib/e2e/membership.ts";
+import { signChange, type SignedChange, verifyLog } from "../lib/e2e/membership.ts";
 import { generateIdentity, Identity, loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import { REFRESH_NOTICE_SUFFIX } from "../server/auth/enforcer.ts";
 import type { RoomView } from "../server/rooms/state.ts";
 import { ROOM_STREAM_MAX_AGE_MS } from "../server/rooms/streams.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { addBusUser, connectAs, strangerUser } from "./helpers/bus.ts";
+import { addBusUser, connectAs, strangerUser, subscribeDenied } from "./helpers/bus.ts";
 import {
   as,
   type Bus,
@@ -81,7 +81,6 @@ Deno.test("a room is created from a signed genesis and read back by its member o
           `/v1/rooms/${newRoomId()}`,
           `/v1/rooms/by-subject/no.such.room`,
           `/v1/rooms/not-an-id`,
-          `/v1/rooms/by-subject/bad..subject`,
         ]
       ) {
         const res = await b.get(path);
@@ -89,6 +88,13 @@ Deno.test("a room is created from a signed genesis and read back by its member o
         assertEquals(res.body.error, "not_found", path);
       }
       assertEquals((await b.get("/v1/rooms")).body, { rooms: [] });
+    });
+
+    await t.step("a lookup by a subject outside the grammar is 400 invalid_subject", async () => {
+      for (const [subject, rule] of [["bad..subject", "empty_token"], ["chat.*", "wildcard"]]) {
+        const res = await as(bus, bob).get(`/v1/rooms/by-subject/${encodeURIComponent(subject)}`);
+        assertEquals([res.status, res.body.error, res.body.rule], [400, "invalid_subject", rule]);
+      }
     });
 
     await t.step("a second room on the same subject is 409 subject_taken", async () => {
@@ -137,19 +143,31 @@ Deno.test("a room is created from a signed genesis and read back by its member o
     );
 
     await t.step("bad room ids and subjects are refused, reserved ones included", async () => {
-      const cases: Array<[{ subject: string; room?: string }, string]> = [
+      const cases: Array<[{ subject: string; room?: string }, string, string?]> = [
         [{ subject: "chat.x", room: "ABCDEF0123456789ABCDEF0123456789" }, "invalid_room_id"],
         [{ subject: "chat.x", room: "ops" }, "invalid_room_id"],
-        [{ subject: "chat.*" }, "invalid_subject"],
-        [{ subject: "chat.>" }, "invalid_subject"],
-        [{ subject: "chat..x" }, "invalid_subject"],
-        [{ subject: `$JS.API.STREAM.PURGE.${roomStreamName(view.id)}` }, "reserved_subject"],
-        [{ subject: `_INBOX.${bob.signPubHex}.unibus.refresh` }, "reserved_subject"],
-        [{ subject: "$SYS.REQ.SERVER.PING" }, "reserved_subject"],
+        [{ subject: "chat.*" }, "invalid_subject", "wildcard"],
+        [{ subject: "chat.>" }, "invalid_subject", "wildcard"],
+        [{ subject: "chat..x" }, "invalid_subject", "empty_token"],
+        [
+          { subject: `$JS.API.STREAM.PURGE.${roomStreamName(view.id)}` },
+          "invalid_subject",
+          "reserved_prefix",
+        ],
+        [
+          { subject: `_INBOX.${bob.signPubHex}.unibus.refresh` },
+          "invalid_subject",
+          "reserved_prefix",
+        ],
+        [{ subject: "$SYS.REQ.SERVER.PING" }, "invalid_subject", "reserved_prefix"],
       ];
-      for (const [opts, code] of cases) {
+      for (const [opts, code, rule] of cases) {
         const res = await as(bus, alice).post("/v1/rooms", { change: genesis(alice, opts) });
-        assertEquals([res.status, res.body.error], [400, code], JSON.stringify(opts));
+        assertEquals(
+          [res.status, res.body.error, res.body.rule],
+          [400, code, rule],
+          JSON.stringify(opts),
+        );
       }
       assertEquals(
         (await as(bus, alice).get<{ rooms: unknown[] }>("/v1/rooms")).body.rooms.length,
@@ -478,6 +496,67 @@ Deno.test("a removed member's live NATS connection is cut and an added one is to
       await nb.close().catch(() => {});
       await nc.close().catch(() => {});
     }
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a genesis whose policy has encrypt without sign is 400 invalid_change (protocol.md §2.3)", async () => {
+  const bus = await startBus();
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    for (const persist of [false, true]) {
+      const change = signChange({
+        room: newRoomId(),
+        seq: 0,
+        prev: "0".repeat(64),
+        op: "create",
+        subject: `enc.only.${persist}`,
+        policy: { encrypt: true, sign: false, persist },
+        member: alice.signPubHex,
+        kex: alice.kexPubHex,
+        kexSig: alice.kexSigHex,
+        role: "admin",
+        epoch: 0,
+        by: alice.signPubHex,
+        at: Date.now(),
+      }, alice.signer);
+      const res = await as(bus, alice).post<{ error: string; message: string }>("/v1/rooms", {
+        change,
+      });
+      assertEquals([res.status, res.body.error], [400, "invalid_change"], JSON.stringify(res.body));
+      assertMatch(res.body.message, /always signed/);
+    }
+    assertEquals((await as(bus, alice).get("/v1/rooms")).body, { rooms: [] });
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("the global role admin grants nothing over rooms: not another's room, not its subject", async () => {
+  const bus = await startBus();
+  try {
+    const alice = await addBusUser(bus.store, "alice");
+    const root = await addBusUser(bus.store, "root", "admin");
+    const view = await createRoom(bus, alice.identity, "private.room");
+    const r = as(bus, root.identity);
+    for (const path of [`/v1/rooms/${view.id}`, "/v1/rooms/by-subject/private.room"]) {
+      assertEquals((await r.get(path)).status, 404, path);
+    }
+    assertEquals((await r.get("/v1/rooms")).body, { rooms: [] });
+    assertEquals((await r.del(`/v1/rooms/${view.id}`)).status, 404);
+    const self = nextChange(view, root.identity, "add", root.identity);
+    assertEquals((await postChange(bus, root.identity, view.id, self)).status, 404);
+    // Nor on NATS: the ACL is the same as any non-member's.
+    const nc = await connectAs(bus.s.natsPort, root);
+    try {
+      await subscribeDenied(nc, "private.room");
+    } finally {
+      await nc.close();
+    }
+    // The room is untouched.
+    const still = await as(bus, alice.identity).get<RoomView>(`/v1/rooms/${view.id}`);
+    assertEquals(still.body.members, [{ signPub: alice.hex, role: "admin" }]);
   } finally {
     await stopBus(bus);
   }

@@ -1,4 +1,5 @@
-import { parseServeArgs } from "../cli/serve.ts";
+import { parseByteSize, parseServeArgs } from "../cli/serve.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
 import { UsageError } from "../cli/args.ts";
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
 
@@ -60,6 +61,37 @@ Deno.test("a public bind with auth off needs --insecure-public", () => {
   parseServeArgs(["--nats-url", "nats://127.0.0.1:4222", "--nats-host", "0.0.0.0"]);
 });
 
+Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes", () => {
+  assertEquals(parseServeArgs([]).limits, DEFAULT_LIMITS);
+  assertEquals(DEFAULT_LIMITS.roomStreamMaxBytes, 64 * 1024 * 1024);
+  const o = parseServeArgs([
+    "--max-rooms-per-user=5",
+    "--max-persisted-rooms-per-user=2",
+    "--max-blobs-per-user=7",
+    "--max-blob-bytes-per-user=1GiB",
+    "--room-stream-max-bytes=16MiB",
+    "--jetstream-max-store=10GiB",
+    "--max-uploads-per-user=1",
+    "--max-uploads=4",
+  ]);
+  assertEquals(o.limits, {
+    roomsPerUser: 5,
+    persistedRoomsPerUser: 2,
+    blobsPerUser: 7,
+    blobBytesPerUser: 1024 ** 3,
+    roomStreamMaxBytes: 16 * 1024 * 1024,
+    jetStreamMaxStore: 10 * 1024 ** 3,
+    uploadsPerUser: 1,
+    uploadsTotal: 4,
+  });
+  assertEquals(parseByteSize("1048576"), 1048576);
+  assertEquals(parseByteSize("3KiB"), 3072);
+  assertEquals(parseByteSize("2TiB"), 2 * 1024 ** 4);
+  for (const bad of ["", "1.5MiB", "1MB", "-1", "1 MiB", "9".repeat(16)]) {
+    assertThrows(() => parseByteSize(bad), Error, "not a byte count");
+  }
+});
+
 Deno.test("malformed serve flags are usage errors naming the flag", () => {
   const cases: Array<[string[], string]> = [
     [["--http-addr", "localhost"], "--http-addr"],
@@ -81,6 +113,15 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
     [["--frob"], "unknown option --frob"],
     [["extra"], 'unexpected argument "extra"'],
     [["--insecure-public=yes"], "--insecure-public"],
+    [["--max-rooms-per-user", "0"], "--max-rooms-per-user: must be at least 1"],
+    [["--max-blobs-per-user", "lots"], "--max-blobs-per-user"],
+    [["--max-blob-bytes-per-user", "1MB"], "--max-blob-bytes-per-user"],
+    [["--jetstream-max-store", "1MiB"], "--jetstream-max-store: must be at least"],
+    [
+      ["--jetstream-max-store", "1GiB", "--room-stream-max-bytes", "2GiB"],
+      "must not exceed --jetstream-max-store",
+    ],
+    [["--max-uploads-per-user", "9", "--max-uploads", "4"], "--max-uploads-per-user"],
   ];
   for (const [argv, part] of cases) assertThrows(() => parseServeArgs(argv), UsageError, part);
 });

@@ -244,22 +244,40 @@ Deno.test("serve works against an external NATS given with --nats-url", async ()
 });
 
 Deno.test("UNIBUS_NATS_MONITOR=1 opens nats-server's monitoring endpoint on loopback", async () => {
-  // The endpoint's port is fixed (8222); skip rather than fight another user of it.
+  // On a port of the test's choosing, so a busy 8222 (another node, another
+  // test run) neither fails this test nor lets it pass without checking.
+  const port = freePort();
+  const s = await startServe({
+    env: { UNIBUS_NATS_MONITOR: "1", UNIBUS_NATS_MONITOR_PORT: String(port) },
+  });
   try {
-    (await Deno.connect({ hostname: "127.0.0.1", port: 8222 })).close();
-    console.warn("port 8222 is busy on this machine; monitoring test skipped");
-    return;
-  } catch { /* free: go on */ }
-  const s = await startServe({ env: { UNIBUS_NATS_MONITOR: "1" } });
-  try {
-    const res = await fetch("http://127.0.0.1:8222/varz");
+    const res = await fetch(`http://127.0.0.1:${port}/varz`);
     assertEquals(res.status, 200);
     const varz = await res.json();
     assertEquals(varz.port, s.natsPort);
     const conf = await Deno.readTextFile(`${s.dataDir}/nats-server.conf`);
     assertMatch(conf, /debug: false/);
+    assertMatch(conf, new RegExp(`^http: "127\\.0\\.0\\.1:${port}"$`, "m"));
   } finally {
     await s.stop();
   }
-  await waitPortClosed(8222, 2000);
+  await waitPortClosed(port, 2000);
+});
+
+Deno.test("a UNIBUS_NATS_MONITOR_PORT that is not a port stops serve with one line", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "unibus-serve-" });
+  try {
+    const p = spawnUnibus(
+      ["serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0"].concat(
+        ["--nats-port", String(freePort())],
+      ),
+      { UNIBUS_NATS_MONITOR: "1", UNIBUS_NATS_MONITOR_PORT: "82x2" },
+    );
+    const status = await p.finished;
+    assertEquals(status.code, 1, p.stderr());
+    assertMatch(p.stderr(), /UNIBUS_NATS_MONITOR_PORT must be a port/);
+    assertEquals(p.stderr().trim().split("\n").length, 1, p.stderr());
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });

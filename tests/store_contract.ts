@@ -26,6 +26,7 @@ import {
   ConflictError,
   InvalidInputError,
   KeyExistsError,
+  MAX_TEXT_LENGTH,
   MemberExistsError,
   type NewRoom,
   type NewUser,
@@ -39,6 +40,8 @@ import {
   StoreUnavailableError,
   UserExistsError,
 } from "../lib/store/store.ts";
+import { handleViolation, subjectViolation, textViolation } from "../lib/grammar.ts";
+import { generatedStrings } from "./helpers/strings.ts";
 
 /** What a backend hands the contract: a fresh store and how to dispose of it. */
 export interface OpenedStore {
@@ -306,6 +309,23 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     );
     await assert.rejects(s.createRoom(room("x", { createdBy: "me" })), InvalidInputError);
     assert.equal(await s.getRoom("x"), null);
+  });
+
+  test("countRoomsCreatedBy counts a creator's rooms and persisted rooms", async (s) => {
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 0, persisted: 0 });
+    const persist = { encrypt: true, sign: true, persist: true };
+    await s.createRoom(room("r1"));
+    await s.createRoom(room("r2", { policy: persist }));
+    await s.createRoom(room("r3", { policy: persist }));
+    await s.createRoom(room("r4", { createdBy: B, policy: persist }));
+    // Membership is not creation: A in B's room does not count for A.
+    await s.addMember({ roomId: "r4", signPub: A, role: "member", addedBy: B, change: null });
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 3, persisted: 2 });
+    assert.deepEqual(await s.countRoomsCreatedBy(B), { rooms: 1, persisted: 1 });
+    await s.deleteRoom("r2");
+    assert.deepEqual(await s.countRoomsCreatedBy(A), { rooms: 2, persisted: 1 });
+    assert.deepEqual(await s.countRoomsCreatedBy(C), { rooms: 0, persisted: 0 });
+    await assert.rejects(s.countRoomsCreatedBy("AB".repeat(32)), InvalidInputError);
   });
 
   test("setRoomEpoch advances only from the expected epoch", async (s) => {
@@ -905,6 +925,98 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     // Stopped: give a live feed ample time to deliver, then require silence.
     await new Promise((r) => setTimeout(r, 600));
     assert.deepEqual(seen, []);
+  });
+
+  // ---- exact storage ----
+
+  test(
+    "generated strings: what is accepted reads back identical, what is refused changes nothing",
+    async (s) => {
+      // The store accepts exactly what lib/grammar.ts accepts (the API's
+      // rule), so nothing the API lets through can be cut or rewritten here:
+      // SQLite once kept "chat.ops\0x" as "chat.ops", another room's subject.
+      const SEED = 0x5eed8;
+      const show = (i: number, v: string) =>
+        `seed ${SEED} case ${i}: ${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)}`;
+      await s.createRoom(room("prop", { subject: "prop.log" }));
+      const subjects = new Set(["prop.log"]);
+      let seq = 0;
+      const cases = generatedStrings(SEED, 150);
+      for (const [i, v] of cases.entries()) {
+        const why = show(i, v);
+        const refused = (e: unknown) =>
+          e instanceof InvalidInputError && e.code === "invalid_input";
+
+        // A handle.
+        const pub = (i + 1).toString(16).padStart(64, "0");
+        const usersBefore = (await s.listUsers()).length;
+        if (handleViolation(v) === null) {
+          await s.addUser(user(pub, { handle: v }));
+          assert.equal((await s.getUser(pub))?.handle, v, why);
+        } else {
+          await assert.rejects(s.addUser(user(pub, { handle: v })), refused, why);
+          assert.equal(await s.getUser(pub), null, why);
+          assert.equal((await s.listUsers()).length, usersBefore, why);
+        }
+
+        // A room subject.
+        const id = `p${i}`;
+        if (subjectViolation(v) === null && !subjects.has(v)) {
+          await s.createRoom(room(id, { subject: v }));
+          subjects.add(v);
+          assert.equal((await s.getRoom(id))?.subject, v, why);
+          assert.equal((await s.getRoomBySubject(v))?.id, id, why);
+        } else {
+          await assert.rejects(
+            s.createRoom(room(id, { subject: v })),
+            (e) => refused(e) || (subjects.has(v) && e instanceof RoomExistsError),
+            why,
+          );
+          assert.equal(await s.getRoom(id), null, why);
+          if (!subjects.has(v)) await assert.rejects(s.getRoomBySubject(v), refused, why);
+        }
+
+        // A stored text (a signed change is kept verbatim).
+        if (textViolation(v, { maxLength: MAX_TEXT_LENGTH, lineBreaks: true }) === null) {
+          await s.applyRoomChange("prop", seq, { text: v, sig: "AAAA" }, NO_MEMBERS);
+          seq++;
+          assert.equal((await s.listRoomChanges("prop"))[seq - 1]?.text, v, why);
+        } else {
+          await assert.rejects(
+            s.applyRoomChange("prop", seq, { text: v, sig: "AAAA" }, NO_MEMBERS),
+            refused,
+            why,
+          );
+          assert.equal((await s.listRoomChanges("prop")).length, seq, why);
+        }
+      }
+      // Every accepted text, in order, byte for byte.
+      const texts = cases.filter((v) =>
+        textViolation(v, { maxLength: MAX_TEXT_LENGTH, lineBreaks: true }) === null
+      );
+      assert.deepEqual((await s.listRoomChanges("prop")).map((c) => c.text), texts);
+      // The generator must reach both sides of every boundary it is for.
+      assert.ok(texts.length > 10 && texts.length < cases.length);
+      assert.ok(subjects.size > 10 && subjects.size < cases.length);
+    },
+  );
+  test("blobUsageOf counts one owner's blobs and bytes, following deletes", async (s) => {
+    assert.deepEqual(await s.blobUsageOf(A), { count: 0, bytes: 0 });
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
+    await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array(5) });
+    await s.putBlob({ id: "b2", roomId: "dev", owner: A, data: new Uint8Array(7) });
+    await s.putBlob({ id: "b3", roomId: "ops", owner: B, data: new Uint8Array(11) });
+    await s.putBlob({ id: "b4", roomId: "ops", owner: A, data: new Uint8Array(0) });
+    assert.deepEqual(await s.blobUsageOf(A), { count: 3, bytes: 12 });
+    assert.deepEqual(await s.blobUsageOf(B), { count: 1, bytes: 11 });
+    await s.deleteBlob("b1");
+    assert.deepEqual(await s.blobUsageOf(A), { count: 2, bytes: 7 });
+    // Deleting a room deletes its blobs, and with them their share of the quota.
+    await s.deleteRoom("dev");
+    assert.deepEqual(await s.blobUsageOf(A), { count: 1, bytes: 0 });
+    assert.deepEqual(await s.blobUsageOf(C), { count: 0, bytes: 0 });
+    await assert.rejects(s.blobUsageOf("not-a-key"), InvalidInputError);
   });
 
   // ---- lifecycle ----

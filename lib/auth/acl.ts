@@ -8,6 +8,8 @@
  * @module
  */
 
+import { type SubjectRule, subjectViolation } from "../grammar.ts";
+
 /** The room facts the ACL depends on (a store `Room` has them). */
 export interface AclRoom {
   id: string;
@@ -57,8 +59,42 @@ const ANY_INBOX = "_INBOX.*.>";
 /** Where the server's notices arrive: nobody else may publish there. */
 const NOTICES = "_INBOX.*.unibus.>";
 
+/** A room left out of an ACL, and the subject rule it breaks. */
+export interface InexpressibleRoom<R extends AclRoom = AclRoom> {
+  room: R;
+  rule: SubjectRule;
+  message: string;
+}
+
 /**
- * The permissions of a user who belongs to `rooms`.
+ * Splits rooms into those an ACL can grant and those it cannot: a subject
+ * outside `lib/grammar.ts` (data written before the grammar existed, or
+ * straight into the store) would otherwise grant a wildcard, a system
+ * subject, or break the user JWT for every member of that room.
+ *
+ * @example
+ * ```ts
+ * const { granted, inexpressible } = expressibleRooms(await store.listRoomsForMember(pub));
+ * for (const x of inexpressible) log.warn("room left out", { room: x.room.id, rule: x.rule });
+ * ```
+ */
+export function expressibleRooms<R extends AclRoom>(
+  rooms: R[],
+): { granted: R[]; inexpressible: InexpressibleRoom<R>[] } {
+  const granted: R[] = [];
+  const inexpressible: InexpressibleRoom<R>[] = [];
+  for (const room of rooms) {
+    const bad = subjectViolation(room.subject);
+    if (bad) inexpressible.push({ room, rule: bad.rule, message: bad.message });
+    else granted.push(room);
+  }
+  return { granted, inexpressible };
+}
+
+/**
+ * The permissions of a user who belongs to `rooms`. Rooms whose subject
+ * breaks the grammar grant nothing (see {@linkcode expressibleRooms}), so one
+ * bad room never costs a user the others.
  *
  * Replies: a member may publish to any user's inbox (`_INBOX.<hex>.…`), which
  * is how a reply reaches a requester; it cannot subscribe to anyone's but its
@@ -66,6 +102,12 @@ const NOTICES = "_INBOX.*.unibus.>";
  * notices arrive. NATS's `allow_responses` is deliberately not used: it lets
  * a client answer any reply subject it set on its own message (including
  * `$JS.API.…`), which turns one room into publish rights everywhere.
+ * What the ACL cannot do is tie a reply to its request: which inbox is the
+ * right one depends on who signed the request, which NATS never sees, and a
+ * reply published on a room subject looks like any message there. So the
+ * client library answers only under the signed requester's own inbox
+ * (`respond` in lib/client/client.ts); the ACL bounds the rest to the rooms
+ * the replier is in.
  *
  * A persisted room adds exactly what reading its history needs: stream info
  * and direct get on that room's stream. No consumer API at all: a consumer
@@ -81,7 +123,7 @@ export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermi
   const inbox = inboxPrefixFor(signPubHex);
   const pub = new Set<string>([ANY_INBOX]);
   const sub = new Set<string>([`${inbox}.>`]);
-  for (const room of rooms) {
+  for (const room of expressibleRooms(rooms).granted) {
     pub.add(room.subject);
     sub.add(room.subject);
     if (room.policy.persist) {

@@ -53,6 +53,17 @@ export class NotAMemberError extends UnibusError {
   }
 }
 
+/**
+ * A room subject breaks the subject grammar (`lib/grammar.ts`); refused
+ * before anything is sent. `rule` names the broken rule.
+ */
+export class InvalidSubjectError extends UnibusError {
+  override name = "InvalidSubjectError";
+  constructor(readonly rule: string, message: string) {
+    super("invalid_subject", message);
+  }
+}
+
 /** The client was closed. */
 export class ClosedError extends UnibusError {
   override name = "ClosedError";

@@ -12,7 +12,7 @@
  *   seq: <0, 1, 2, …>
  *   prev: <hex SHA-256 of the previous change's text; 64 zeros for seq 0>
  *   op: create | add | remove
- *   subject: <NATS subject>                 (create only)
+ *   subject: <room subject, lib/grammar.ts>  (create only)
  *   policy: <encrypt,sign,persist subset>   (create only; "none" when empty)
  *   member: <member's Ed25519 public key, hex>
  *   kex: <member's X25519 public key, hex>  (create/add)
@@ -24,8 +24,9 @@
  *
  * Lines end in "\n", fields appear in exactly this order, absent ones are
  * omitted. Rules: seq 0 is `create`, by its own member, role admin, epoch 0;
- * every later change is signed by an admin of the state before it, names the
- * previous change's hash, and starts epoch + 1. Every change starts an epoch,
+ * every later change is signed by an admin of the state before it (or, for a
+ * `remove`, by the member leaving), names the previous change's hash, and
+ * starts epoch + 1; no change removes the last admin. Every change starts an epoch,
  * so each epoch has one fixed member set: a removed member never gets the new
  * key, a new member never gets the old ones unless an admin shares them.
  *
@@ -35,6 +36,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { isValidPublicKey, verifySignature } from "../crypto/ed25519.ts";
+import { subjectViolation } from "../grammar.ts";
 import { verifyKexBinding } from "../identity/identity.ts";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "./bytes.ts";
 
@@ -93,6 +95,11 @@ export interface RoomState {
 /** Thrown when a log does not verify; the message says which change and why. */
 export class MembershipError extends Error {
   override name = "MembershipError";
+}
+
+/** The change would remove the room's last admin (by removal or by leaving). */
+export class LastAdminError extends MembershipError {
+  override name = "LastAdminError";
 }
 
 const HEADER = "unibus/membership/v1";
@@ -199,6 +206,11 @@ export function parseChange(text: string): ChangeBody {
   };
   if (op === "create") {
     body.subject = get("subject");
+    // A log naming a subject outside the grammar does not verify, whoever
+    // signed it: every member would otherwise be granted (or locked out by)
+    // a subject the server cannot express or store exactly (lib/grammar.ts).
+    const bad = subjectViolation(body.subject);
+    if (bad) throw new MembershipError(`${bad.message} (rule ${bad.rule})`);
     const p = get("policy");
     const flags = p === "none" ? [] : p.split(",");
     if (!flags.every((f) => f === "encrypt" || f === "sign" || f === "persist")) {
@@ -319,7 +331,11 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
     throw new MembershipError(`change ${b.seq}: does not follow change ${prev.seq}`);
   }
   if (b.epoch !== prev.epoch + 1) throw new MembershipError(`change ${b.seq}: wrong epoch`);
-  if (prev.members.get(b.by)?.role !== "admin") {
+  // Leaving needs no one's consent: a member may sign its own removal. It
+  // grants the leaver nothing (it only loses the next epoch's key, which an
+  // admin who stays generates and seals, §2.5), so no admin must sign it.
+  const leaving = b.op === "remove" && b.by === b.member && prev.members.has(b.member);
+  if (!leaving && prev.members.get(b.by)?.role !== "admin") {
     throw new MembershipError(`change ${b.seq}: ${b.by} is not an admin of the room`);
   }
   const members = new Map(prev.members);
@@ -329,10 +345,12 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
   } else {
     if (!members.has(b.member)) throw new MembershipError(`change ${b.seq}: not a member`);
     members.delete(b.member);
-    // A room without an admin could never change again: no rotation, no
-    // removal of a compromised member.
+    // A room without an admin could never change again: the new epoch's key
+    // must be sealed by an admin of it (§2.5), so the members left would have
+    // no key to talk with, and a compromised member could never be removed.
+    // The last admin deletes the room, or adds another admin, instead.
     if (![...members.values()].some((m) => m.role === "admin")) {
-      throw new MembershipError(`change ${b.seq}: would remove the last admin`);
+      throw new LastAdminError(`change ${b.seq}: would remove the last admin`);
     }
   }
   const epochs = new Map(prev.epochs);

@@ -6,13 +6,15 @@
  *
  *   offset  size  field
  *   0       4     magic "UBP1"
- *   4       1     flags: bit 0 = frames are encrypted (else signed plaintext)
+ *   4       1     flags: bit 0 = frames are encrypted (else signed plaintext),
+ *                 bit 1 = timed (the send time follows the session id)
  *   5       1     reserved, 0
  *   6       2     frame count k (1..1024)
  *   8       32    sender Ed25519 public key
  *   40      4     epoch
  *   44      16    sender session id
- *   60      ...   k frames: u32 index, 12-byte nonce (zero when not encrypted),
+ *   (60     8     u64 send time, ms since the Unix epoch: timed packets only)
+ *   60/68   ...   k frames: u32 index, 12-byte nonce (zero when not encrypted),
  *                 u32 length L, L bytes (ciphertext || tag, or plaintext)
  *   end-64  64    Ed25519 signature by the sender over
  *                 "unibus/packet/v1" || lp(room id) || bytes [0, end-64)
@@ -37,7 +39,10 @@ export const PACKET_MAGIC = utf8("UBP1");
 /** The most frames one packet may carry. */
 export const MAX_FRAMES = 1024;
 const HEADER_BYTES = 60;
+const TIME_BYTES = 8;
 const SIG_BYTES = 64;
+const FLAG_ENCRYPTED = 1;
+const FLAG_TIMED = 2;
 const SIGN_CONTEXT = utf8("unibus/packet/v1");
 const FRAME_CONTEXT = utf8("unibus/frame/v1");
 
@@ -54,6 +59,8 @@ export interface Packet {
   sender: Uint8Array;
   epoch: number;
   session: Uint8Array;
+  /** The sender's clock when it sealed the packet (ms), or null for an untimed packet. */
+  sentAt: number | null;
   frames: WireFrame[];
 }
 
@@ -110,6 +117,12 @@ export interface PacketContext {
   session: Uint8Array;
   signer: Ed25519KeyPair;
   encrypted: boolean;
+  /**
+   * The send time to sign into the packet (ms since the Unix epoch). Every
+   * sender sets it: receivers refuse untimed and older packets on live
+   * subjects (protocol.md §2.9). Left out only by the untimed test vectors.
+   */
+  sentAt?: number;
 }
 
 /**
@@ -143,6 +156,11 @@ export function encodePacket(
     }
   }
   if (ctx.session.length !== 16) throw new RangeError("a session id is 16 bytes");
+  const timed = ctx.sentAt !== undefined;
+  if (timed && !(Number.isSafeInteger(ctx.sentAt) && ctx.sentAt! >= 0)) {
+    throw new RangeError("sentAt is a non-negative integer of milliseconds");
+  }
+  const header = HEADER_BYTES + (timed ? TIME_BYTES : 0);
   const sender = ctx.signer.publicKey;
   const allNonces = new Uint8Array(NONCE_BYTES * frames.length);
   if (nonces !== undefined) nonces.forEach((n, i) => allNonces.set(n, i * NONCE_BYTES));
@@ -162,19 +180,20 @@ export function encodePacket(
   // signature covers the first two parts in place, the packet is the last
   // two, and nothing is copied twice (this runs for every packet sent).
   const prefix = roomPrefix(SIGN_CONTEXT, ctx.roomId);
-  let size = HEADER_BYTES + SIG_BYTES;
+  let size = header + SIG_BYTES;
   for (const b of bodies) size += 4 + NONCE_BYTES + 4 + b.length;
   const buf = new Uint8Array(prefix.length + size);
   const view = new DataView(buf.buffer);
   let at = prefix.length;
   buf.set(prefix);
   buf.set(PACKET_MAGIC, at);
-  buf[at + 4] = ctx.encrypted ? 1 : 0;
+  buf[at + 4] = (ctx.encrypted ? FLAG_ENCRYPTED : 0) | (timed ? FLAG_TIMED : 0);
   view.setUint16(at + 6, frames.length);
   buf.set(sender, at + 8);
   view.setUint32(at + 40, ctx.epoch);
   buf.set(ctx.session, at + 44);
-  at += HEADER_BYTES;
+  if (timed) view.setBigUint64(at + HEADER_BYTES, BigInt(ctx.sentAt!));
+  at += header;
   frames.forEach((f, i) => {
     view.setUint32(at, f.index);
     buf.set(allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES), at + 4);
@@ -204,12 +223,21 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     const magic = r.take(4);
     if (!magic.every((b, i) => b === PACKET_MAGIC[i])) throw new PacketError("not a unibus packet");
     const flags = r.u8();
-    if ((flags & ~1) !== 0 || r.u8() !== 0) throw new PacketError("unknown packet flags");
+    if ((flags & ~(FLAG_ENCRYPTED | FLAG_TIMED)) !== 0 || r.u8() !== 0) {
+      throw new PacketError("unknown packet flags");
+    }
     const count = r.u16();
     if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
     const sender = r.take(32);
     const epoch = r.u32();
     const session = r.take(16);
+    let sentAt: number | null = null;
+    if (flags & FLAG_TIMED) {
+      const t = r.take(TIME_BYTES);
+      const v = new DataView(t.buffer, t.byteOffset, TIME_BYTES).getBigUint64(0);
+      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new PacketError("send time out of range");
+      sentAt = Number(v);
+    }
     const frames: WireFrame[] = [];
     for (let i = 0; i < count; i++) {
       const index = r.u32();
@@ -222,7 +250,14 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     if (!verifySignature(sender, concatBytes(roomPrefix(SIGN_CONTEXT, roomId), signed), sig)) {
       throw new PacketError("packet signature does not verify");
     }
-    return { encrypted: (flags & 1) === 1, sender, epoch, session, frames };
+    return {
+      encrypted: (flags & FLAG_ENCRYPTED) !== 0,
+      sender,
+      epoch,
+      session,
+      sentAt,
+      frames,
+    };
   } catch (err) {
     if (err instanceof PacketError) throw err;
     throw new PacketError("packet truncated");

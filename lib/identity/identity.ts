@@ -30,7 +30,9 @@ import {
   keyPairFromSeed,
   verifySignature,
 } from "../crypto/ed25519.ts";
+import { handleViolation } from "../grammar.ts";
 import { fromHex, isHex, toHex } from "./hex.ts";
+import { writePrivateTemp } from "../fs/private_file.ts";
 
 /** The `version` field of identity files this code writes and reads. */
 export const IDENTITY_FILE_VERSION = 1;
@@ -41,8 +43,6 @@ export const KEX_BINDING_CONTEXT = "unibus/kex-binding/v1\n";
 // Real identity files are ~400 bytes; the cap keeps a wrong path (a log, a
 // disk image) from being read into memory whole.
 const MAX_FILE_BYTES = 64 * 1024;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**
  * A loaded or generated identity. Private parts never leave through
@@ -180,8 +180,9 @@ export function generateIdentity(handle: string | null = null): Identity {
 }
 
 /**
- * True for a handle the store would accept: 1-64 UTF-16 units, no control
- * characters, not only whitespace.
+ * True for a handle the store would accept (`handleViolation` in
+ * `lib/grammar.ts`: 1-64 characters, valid Unicode, no NUL or other control
+ * characters, not only whitespace).
  *
  * @example
  * ```ts
@@ -191,8 +192,7 @@ export function generateIdentity(handle: string | null = null): Identity {
  * ```
  */
 export function isValidHandle(handle: unknown): handle is string {
-  return typeof handle === "string" && handle.trim().length > 0 && handle.length <= 64 &&
-    !CONTROL.test(handle);
+  return handleViolation(handle) === null;
 }
 
 // ---- the kex binding ----
@@ -597,17 +597,7 @@ export async function saveIdentity(
   const tmp = join(dir, `.${basename(abs)}.${toHex(generateSeed().subarray(0, 8))}.tmp`);
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      // The umask can only narrow the mode, but an explicit chmod also covers
-      // filesystems that ignore the create mode.
-      if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
-      let n = 0;
-      while (n < data.length) n += await f.write(data.subarray(n));
-      await f.sync();
-    } finally {
-      f.close();
-    }
+    await writePrivateTemp(tmp, data);
     if (opts.overwrite) {
       await Deno.rename(tmp, abs);
     } else {

@@ -68,6 +68,7 @@ import {
   type Blob,
   BlobExistsError,
   type BlobMeta,
+  type BlobUsage,
   check,
   ConflictError,
   InvalidInputError,
@@ -82,6 +83,7 @@ import {
   NotFoundError,
   type Room,
   type RoomChange,
+  type RoomCounts,
   RoomExistsError,
   type RoomGenesis,
   type RoomMemberSpec,
@@ -527,6 +529,21 @@ export class KvStore implements Store {
     return rooms.filter((r) => r !== null).sort((a, b) => cmp(a.id, b.id));
   }
 
+  async countRoomsCreatedBy(signPub: string): Promise<RoomCounts> {
+    check.signPub("signPub", signPub);
+    // No index by creator: quotas are read once per room creation, so a scan
+    // of the (visible) rooms is cheaper than keeping another index in step.
+    const counts: RoomCounts = { rooms: 0, persisted: 0 };
+    for (const k of await this.#keys(this.#kv.rooms, "id.*")) {
+      const r = await this.#room(untok(k.slice(3)));
+      if (r && r.value.createdBy === signPub) {
+        counts.rooms++;
+        if (r.value.policy.persist) counts.persisted++;
+      }
+    }
+    return counts;
+  }
+
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
     check.id("id", id);
     check.count("expectedEpoch", expectedEpoch);
@@ -913,6 +930,23 @@ export class KvStore implements Store {
     }
     await this.#deleteObject(rec.value.object);
     await this.#delete(kv.blobMeta, `room.${tok(rec.value.roomId)}.${rec.value.inc}.${tok(id)}`);
+  }
+
+  async blobUsageOf(owner: string): Promise<BlobUsage> {
+    check.signPub("owner", owner);
+    // A scan, as for countRoomsCreatedBy: read once per upload.
+    const usage: BlobUsage = { count: 0, bytes: 0 };
+    for (const k of await this.#keys(this.#kv.blobMeta, ">")) {
+      if (k.startsWith("room.")) continue;
+      const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, k);
+      if (rec === null || rec.value.owner !== owner) continue;
+      const r = await this.#room(rec.value.roomId);
+      if (r && r.value.inc === rec.value.inc) {
+        usage.count++;
+        usage.bytes += rec.value.size;
+      }
+    }
+    return usage;
   }
 
   async #deleteObject(name: string): Promise<void> {

@@ -101,6 +101,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT`,
     ],
   },
+  {
+    version: 3,
+    name: "quota counts by room creator and blob owner",
+    sql: [
+      // Quotas count a user's rooms and blobs on every create and upload; the
+      // indexes keep that a lookup instead of a scan of every room and blob.
+      `CREATE INDEX rooms_by_creator ON rooms (created_by, persist)`,
+      `CREATE INDEX blobs_by_owner ON blobs (owner, size)`,
+    ],
+  },
 ];
 
 /** Highest schema version this code understands. */

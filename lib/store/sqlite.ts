@@ -19,6 +19,7 @@ import {
   type Blob,
   BlobExistsError,
   type BlobMeta,
+  type BlobUsage,
   check,
   ConflictError,
   InvalidInputError,
@@ -33,6 +34,7 @@ import {
   NotFoundError,
   type Room,
   type RoomChange,
+  type RoomCounts,
   RoomExistsError,
   type RoomGenesis,
   type RoomStateAfter,
@@ -299,6 +301,16 @@ export class SqliteStore implements Store {
       [signPub],
     );
     return rs.rows.map(toRoom);
+  }
+
+  async countRoomsCreatedBy(signPub: string): Promise<RoomCounts> {
+    check.signPub("signPub", signPub);
+    const rs = await this.#exec(
+      `SELECT COUNT(*) AS rooms, COALESCE(SUM(persist), 0) AS persisted
+       FROM rooms WHERE created_by = ?`,
+      [signPub],
+    );
+    return { rooms: Number(rs.rows[0].rooms), persisted: Number(rs.rows[0].persisted) };
   }
 
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
@@ -611,6 +623,15 @@ export class SqliteStore implements Store {
     check.id("id", id);
     const rs = await this.#exec("DELETE FROM blobs WHERE id = ?", [id]);
     if (rs.rowsAffected === 0) throw new NotFoundError("blob", id);
+  }
+
+  async blobUsageOf(owner: string): Promise<BlobUsage> {
+    check.signPub("owner", owner);
+    const rs = await this.#exec(
+      "SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM blobs WHERE owner = ?",
+      [owner],
+    );
+    return { count: Number(rs.rows[0].count), bytes: Number(rs.rows[0].bytes) };
   }
 
   // ---- export (SQLite only: what migrate-to-kv enumerates) ----

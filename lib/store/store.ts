@@ -18,6 +18,8 @@
  * @module
  */
 
+import { handleViolation, subjectViolation, textViolation, type Violation } from "../grammar.ts";
+
 /** Role of a user on the bus, or of a member within a room. */
 export type Role = "admin" | "member";
 
@@ -207,6 +209,23 @@ export interface NewBlob {
   createdAt?: number;
 }
 
+/**
+ * What one user holds, for quotas: the rooms they created (and still exist),
+ * and the blobs they uploaded (into rooms that still exist).
+ */
+export interface RoomCounts {
+  /** Rooms whose `createdBy` is the user. */
+  rooms: number;
+  /** Of those, the ones with `policy.persist` (each owns a JetStream stream). */
+  persisted: number;
+}
+
+/** The blobs one user uploaded: how many and their total size in bytes. */
+export interface BlobUsage {
+  count: number;
+  bytes: number;
+}
+
 /** The control-plane store, implemented by SQLite and by JetStream KV. */
 export interface Store {
   readonly kind: "sqlite" | "kv";
@@ -238,6 +257,11 @@ export interface Store {
   getRoomBySubject(subject: string): Promise<Room | null>;
   /** Rooms the signPub is a member of, sorted by id. */
   listRoomsForMember(signPub: string): Promise<Room[]>;
+  /**
+   * How many existing rooms `createdBy` this signPub, and how many of those
+   * persist; zeros for an unknown key. Quotas read it before a create.
+   */
+  countRoomsCreatedBy(signPub: string): Promise<RoomCounts>;
   /**
    * Moves the epoch from `expectedEpoch` to `newEpoch`; {@linkcode ConflictError}
    * if the current epoch differs, {@linkcode NotFoundError} if the room is absent.
@@ -306,6 +330,11 @@ export interface Store {
   getBlobMeta(id: string): Promise<BlobMeta | null>;
   /** NotFoundError if absent. */
   deleteBlob(id: string): Promise<void>;
+  /**
+   * How many existing blobs this signPub owns and their total `size`; zeros
+   * for an unknown key. Quotas read it before an upload.
+   */
+  blobUsageOf(owner: string): Promise<BlobUsage>;
 
   /**
    * Calls `onChange` after users, rooms or members change, whoever changed
@@ -477,9 +506,12 @@ export class ConflictError extends StoreError {
 export class InvalidInputError extends StoreError {
   /** Name of the offending field. */
   readonly field: string;
-  constructor(field: string, reason: string) {
+  /** The `lib/grammar.ts` rule the value broke, when it is a subject or text. */
+  readonly rule: string | undefined;
+  constructor(field: string, reason: string, rule?: string) {
     super("invalid_input", `invalid ${field}: ${reason}`);
     this.field = field;
+    this.rule = rule;
   }
 }
 
@@ -525,14 +557,16 @@ const HEX = /^(?:[0-9a-f]{2})+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 // Ids end up in KV keys and URLs, so keep them to a conservative alphabet.
 const ID = /^[A-Za-z0-9_-][A-Za-z0-9._=-]{0,127}$/;
-// Literal NATS subject: dot-separated non-empty tokens, no wildcards or whitespace.
-const SUBJECT = /^[^.\s*>]+(?:\.[^.\s*>]+)*$/;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
-const MAX_TEXT = 64 * 1024;
+/** Longest stored text field (a signed change, a nonce), in characters. */
+export const MAX_TEXT_LENGTH = 64 * 1024;
+const MAX_TEXT = MAX_TEXT_LENGTH;
 
-function fail(field: string, reason: string): never {
-  throw new InvalidInputError(field, reason);
+function fail(field: string, reason: string, rule?: string): never {
+  throw new InvalidInputError(field, reason, rule);
+}
+
+function failOn(field: string, violation: Violation<string> | null): void {
+  if (violation) fail(field, violation.message, violation.rule);
 }
 
 /**
@@ -567,20 +601,17 @@ export const check = {
       fail(field, "must be 1-128 characters of A-Z a-z 0-9 . _ = - not starting with '.'");
     }
   },
+  // Subjects and text follow lib/grammar.ts, the rule every other boundary
+  // applies, so nothing the API accepts is cut or rewritten here (SQLite cuts
+  // a string at NUL and turns a lone surrogate into U+FFFD).
   subject(field: string, v: unknown): void {
-    if (typeof v !== "string" || v.length > 255 || !SUBJECT.test(v)) {
-      fail(field, "must be a literal NATS subject (no wildcards, whitespace or empty tokens)");
-    }
+    failOn(field, subjectViolation(v));
   },
   handle(field: string, v: unknown): void {
-    if (typeof v !== "string" || v.trim().length === 0 || v.length > 64 || CONTROL.test(v)) {
-      fail(field, "must be 1-64 printable characters");
-    }
+    failOn(field, handleViolation(v));
   },
   text(field: string, v: unknown): void {
-    if (typeof v !== "string" || v.length === 0 || v.length > MAX_TEXT) {
-      fail(field, `must be a non-empty string of at most ${MAX_TEXT} characters`);
-    }
+    failOn(field, textViolation(v, { maxLength: MAX_TEXT, lineBreaks: true }));
   },
   role(field: string, v: unknown): void {
     if (v !== "admin" && v !== "member") fail(field, 'must be "admin" or "member"');

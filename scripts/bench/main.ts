@@ -9,6 +9,7 @@
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchConnect } from "./connect.ts";
 import { benchE2E } from "./e2e.ts";
+import { benchUploadFlood } from "./upload_flood.ts";
 
 installConnectionResetGuard();
 const json = Deno.args.includes("--json");
@@ -18,10 +19,14 @@ const count = Number(Deno.args.find((a) => a.startsWith("--messages="))?.split("
 const pings = Number(Deno.args.find((a) => a.startsWith("--pings="))?.split("=")[1] ?? 2000);
 const connects = await benchConnect(n);
 const e2e = await benchE2E(count, pings);
+const floodParallel = Number(
+  Deno.args.find((a) => a.startsWith("--flood="))?.split("=")[1] ?? 40,
+);
+const flood = await benchUploadFlood(floodParallel, 5);
 const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 if (json) {
   console.log(
-    JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects, e2e }, null, 2),
+    JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects, e2e, flood }, null, 2),
   );
 } else {
   const row = (name: string, s: typeof connects.auth) =>
@@ -51,6 +56,14 @@ if (json) {
       "|---|---|---|---|---|",
       `| raw nats.js request/reply | ${e2e.rawLat.p50} | ${e2e.rawLat.p90} | ${e2e.rawLat.p99} | ${e2e.rawLat.max} |`,
       `| unibus E2E room request/respond | ${e2e.e2eLat.p50} | ${e2e.e2eLat.p90} | ${e2e.e2eLat.p99} | ${e2e.e2eLat.max} |`,
+      "",
+      `Upload flood: ${flood.rounds} rounds of ${flood.parallel} parallel 8 MiB uploads with bad signatures naming a registered key:`,
+      "",
+      "| serve RSS before MiB | peak MiB | answers | ms |",
+      "|---|---|---|---|",
+      `| ${flood.rssBeforeMiB} | ${flood.rssPeakMiB} | ${
+        Object.entries(flood.answers).map(([k, v]) => `${k}: ${v}`).join(", ")
+      } | ${flood.ms} |`,
     ].join("\n"),
   );
 }

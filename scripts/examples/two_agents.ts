@@ -34,8 +34,10 @@ const planner = await connect({
 
 // A random suffix keeps repeated runs from colliding with earlier rooms.
 const run = crypto.randomUUID().slice(0, 8);
-const inbox = await scout.createRoom(`agent.scout-${run}.in`);
-const outbox = await scout.createRoom(`agent.scout-${run}.out`);
+const inboxSubject = `agent.scout-${run}.in`;
+const outboxSubject = `agent.scout-${run}.out`;
+const inbox = await scout.createRoom(inboxSubject);
+const outbox = await scout.createRoom(outboxSubject);
 await scout.addMember(inbox, planner.identity.signPubHex);
 await scout.addMember(outbox, planner.identity.signPubHex);
 await planner.refreshSession(); // pick up the new rooms' subjects
@@ -47,12 +49,14 @@ await scout.subscribe(inbox, (meta, data) => {
   console.log(`scout   <- ${task}`);
   scout.publish(outbox, `done: ${task}`);
 });
-await planner.subscribe(outbox, (meta, data) => {
+// The planner did not create the rooms: it names them by subject, as a separate
+// program would (the library looks the room up and verifies its signed log).
+await planner.subscribe(outboxSubject, (meta, data) => {
   if (meta.sender !== scout.identity.signPubHex) return;
   console.log(`planner <- ${dec.decode(data)}`);
   done.resolve();
 });
-await planner.publish(inbox, "map the north ridge");
+await planner.publish(inboxSubject, "map the north ridge");
 await done.promise;
 
 await scout.deleteRoom(inbox);

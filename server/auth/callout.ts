@@ -14,7 +14,7 @@
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
-import { userPermissions } from "../../lib/auth/acl.ts";
+import { expressibleRooms, userPermissions } from "../../lib/auth/acl.ts";
 import {
   decodeAnyBase64,
   decodePublicNkey,
@@ -49,6 +49,8 @@ export interface CalloutOptions {
 export interface CalloutStats {
   allowed: number;
   denied: number;
+  /** Rooms left out of admitted users' ACLs because their subject is inexpressible. */
+  roomsLeftOut: number;
 }
 
 interface AuthRequest {
@@ -104,7 +106,7 @@ class Denied extends Error {}
 export function startAuthCallout(
   opts: CalloutOptions,
 ): { stop(): Promise<void>; stats: CalloutStats } {
-  const stats: CalloutStats = { allowed: 0, denied: 0 };
+  const stats: CalloutStats = { allowed: 0, denied: 0, roomsLeftOut: 0 };
   const sub: Subscription = opts.nc.subscribe(AUTH_CALLOUT_SUBJECT, {
     queue: AUTH_CALLOUT_QUEUE,
     callback: (err, msg) => {
@@ -143,7 +145,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   };
   let answer;
   try {
-    const jwt = await admit(opts, req);
+    const jwt = await admit(opts, req, stats);
     answer = { jwt };
     stats.allowed++;
   } catch (err) {
@@ -166,7 +168,25 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   });
 }
 
-async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
+/**
+ * The JWT's display name. The JWT library base64-encodes its JSON with
+ * `btoa`, which throws on characters above U+00FF (and mangles U+0080-U+00FF):
+ * a handle such as "☃" would refuse every login of its user. Non-ASCII is
+ * written as `\uXXXX`, which keeps the name readable in server logs.
+ *
+ * @example
+ * ```ts
+ * jwtName("ada ☃"); // "ada \u2603"
+ * ```
+ */
+export function jwtName(handle: string): string {
+  return handle.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats): Promise<string> {
   const nkey = req.connect_opts?.nkey;
   const sigText = req.connect_opts?.sig;
   const nonce = req.client_info?.nonce;
@@ -193,9 +213,21 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
   ]);
   if (!user) throw new Denied("key is not on the allowlist");
   if (user.status !== "active") throw new Denied("user is revoked");
-  const permissions = userPermissions(signPubHex, rooms);
+  // Defensive: what another user stored (a room added us to) must never cost
+  // us the login. A room the ACL cannot express is left out, logged and
+  // counted; the user gets the rest (lib/auth/acl.ts grants it nothing too).
+  const { granted, inexpressible } = expressibleRooms(rooms);
+  for (const x of inexpressible) {
+    stats.roomsLeftOut++;
+    opts.log.warn("room left out of the ACL: its subject is inexpressible", {
+      signPub: signPubHex,
+      room: x.room.id,
+      rule: x.rule,
+    });
+  }
+  const permissions = userPermissions(signPubHex, granted);
   const jwt = await encodeUser(
-    user.handle,
+    jwtName(user.handle),
     req.user_nkey,
     opts.issuer,
     { pub: permissions.pub, sub: permissions.sub },
@@ -216,7 +248,8 @@ async function admit(opts: CalloutOptions, req: AuthRequest): Promise<string> {
     handle: user.handle,
     signPub: signPubHex,
     cid: req.client_info?.id,
-    rooms: rooms.length,
+    rooms: granted.length,
+    roomsLeftOut: inexpressible.length,
   });
   return jwt;
 }

@@ -26,7 +26,7 @@
  * @module
  */
 
-import type { NatsConnection } from "@nats-io/transport-node";
+import { type NatsConnection, RequestError } from "@nats-io/transport-node";
 import { inboxPrefixFor, permissionsNarrowed, userPermissions } from "../../lib/auth/acl.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
@@ -48,6 +48,32 @@ export interface EnforcerOptions {
 
 /** The subject suffix, under a user's inbox prefix, of "refresh your session" notices. */
 export const REFRESH_NOTICE_SUFFIX = "unibus.refresh";
+
+/**
+ * The ids of the nats-servers that answer a `$SYS.REQ.SERVER.PING` on `sys`
+ * (every server of the cluster, or the one managed child), gathered until
+ * they stop arriving; empty if none answers in time.
+ *
+ * @example
+ * ```ts
+ * const live = await liveServerIds(sys.nc); // Set { "NDJ3…" }
+ * ```
+ */
+export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Promise<Set<string>> {
+  const ids = new Set<string>();
+  const replies = await sys.requestMany("$SYS.REQ.SERVER.PING", "", {
+    strategy: "stall",
+    stall: 300,
+    maxWait: maxWaitMs,
+  });
+  for await (const m of replies) {
+    try {
+      const id = m.json<{ server?: { id?: unknown } }>().server?.id;
+      if (typeof id === "string" && id) ids.add(id);
+    } catch { /* not a statsz reply */ }
+  }
+  return ids;
+}
 
 /**
  * Starts the enforcer; returns a handle to stop it.
@@ -74,6 +100,10 @@ export function startEnforcer(opts: EnforcerOptions) {
     },
   });
 
+  // Sessions whose cut already failed once: later failures of the same
+  // session are retried quietly instead of logging every 250 ms.
+  const failedOnce = new WeakSet<Session>();
+
   const kick = async (s: Session, reason: string) => {
     try {
       const res = await opts.sys.request(
@@ -90,16 +120,62 @@ export function startEnforcer(opts: EnforcerOptions) {
         opts.sessions.remove(s.serverId, s.cid); // already gone
         return;
       }
+      // Nothing answers for that server id: the nats-server that held the
+      // connection is gone (restarted, or left the cluster), and its
+      // connections died with it; the client is back, if at all, through a
+      // new session on a live server. Retrying would loop forever (it did:
+      // one warning every 250 ms after a restart). Our own connection to
+      // NATS being down is different: that is a timeout or a closed
+      // connection, and the session is kept.
+      if (err instanceof RequestError && err.isNoResponders()) {
+        opts.sessions.remove(s.serverId, s.cid);
+        opts.log.warn("connection's nats-server is gone; session forgotten", {
+          signPub: s.signPub,
+          cid: s.cid,
+          serverId: s.serverId,
+          reason,
+        });
+        return;
+      }
       // Kept: the next pass tries again. Forgetting it here would leave a
       // revoked user connected for good. A connection that is already gone
-      // leaves the registry through its disconnect event.
-      opts.log.warn("could not cut a connection; will retry", {
-        signPub: s.signPub,
-        cid: s.cid,
-        error: err,
+      // leaves the registry through its disconnect event. One warning per
+      // session; the retries after it are debug lines.
+      const fields = { signPub: s.signPub, cid: s.cid, serverId: s.serverId, error: err };
+      if (failedOnce.has(s)) {
+        opts.log.debug("could not cut a connection; will retry", fields);
+      } else {
+        failedOnce.add(s);
+        opts.log.warn("could not cut a connection; will retry", fields);
+      }
+    }
+  };
+
+  // After our system connection reconnects (the managed nats-server was
+  // restarted, or we moved to another cluster member), sessions of servers
+  // that no longer answer are dropped in one step: their connections are
+  // gone, and those clients that came back were admitted anew.
+  const dropGoneServers = async () => {
+    const live = await liveServerIds(opts.sys).catch(() => new Set<string>());
+    // No answer at all proves nothing about the servers; keep everything.
+    if (live.size === 0) return;
+    const dropped = opts.sessions.retainServers(live);
+    if (dropped.length > 0) {
+      opts.log.info("sessions of a gone nats-server dropped", {
+        sessions: dropped.length,
+        serverIds: [...new Set(dropped.map((d) => d.serverId))],
       });
     }
   };
+  let pruning: Promise<void> = Promise.resolve();
+  (async () => {
+    for await (const st of opts.sys.status()) {
+      if (st.type === "reconnect") {
+        pruning = pruning.then(dropGoneServers);
+        await pruning;
+      }
+    }
+  })().catch((err) => opts.log.error("session pruning stopped", { error: err }));
 
   const kickUser = async (signPub: string, reason: string) => {
     await Promise.all(opts.sessions.forUser(signPub).map((s) => kick(s, reason)));
@@ -198,6 +274,8 @@ export function startEnforcer(opts: EnforcerOptions) {
     recheckNow(): void {
       markAll();
     },
+    /** Drops the sessions of servers that no longer answer (also run on every reconnect). */
+    dropGoneServers,
     async stop() {
       running = false;
       wake?.();
@@ -205,6 +283,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       await feed.stop();
       await pass;
       await looping;
+      await pruning;
       events.unsubscribe();
     },
   };

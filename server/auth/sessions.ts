@@ -60,6 +60,31 @@ export class SessionRegistry {
     this.#byConn.delete(`${serverId}/${cid}`);
   }
 
+  /**
+   * Forgets every session held by a server not in `live` (a nats-server
+   * that restarted or left: its connections died with it) and returns them.
+   *
+   * @example
+   * ```ts
+   * const dropped = registry.retainServers(new Set([nc.info!.server_id]));
+   * ```
+   */
+  retainServers(live: ReadonlySet<string>): Session[] {
+    const dropped: Session[] = [];
+    for (const [k, s] of this.#byConn) {
+      if (!live.has(s.serverId)) {
+        this.#byConn.delete(k);
+        dropped.push(s);
+      }
+    }
+    return dropped;
+  }
+
+  /** Whether this exact session is still tracked. */
+  has(session: Session): boolean {
+    return this.#byConn.get(`${session.serverId}/${session.cid}`) === session;
+  }
+
   /** Every session of one user. */
   forUser(signPub: string): Session[] {
     return [...this.#byConn.values()].filter((s) => s.signPub === signPub);

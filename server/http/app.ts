@@ -10,10 +10,19 @@
 
 import type { Logger } from "../../lib/log.ts";
 
-/** An error that maps to an HTTP status and a stable code. */
+/**
+ * An error that maps to an HTTP status and a stable code; `details` are
+ * extra machine-readable fields of the JSON body (e.g. the broken `rule`, or
+ * which quota, its maximum and the use).
+ */
 export class HttpError extends Error {
   override name = "HttpError";
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
     super(message);
   }
 }
@@ -31,6 +40,8 @@ export interface RequestContext {
   isPublic: boolean;
   /** The raw body, once a middleware has read it (signature checks hash it). */
   body?: Uint8Array;
+  /** When set (ms since the epoch), a body still arriving then is refused (408). */
+  bodyDeadline?: number;
 }
 
 /** Answers one request. */
@@ -80,12 +91,33 @@ export function json(status: number, body: unknown, headers: HeadersInit = {}): 
 }
 
 function errorResponse(err: HttpError): Response {
-  return json(err.status, { error: err.code, message: err.message });
+  return json(err.status, { ...err.details, error: err.code, message: err.message });
 }
 
 /**
- * Reads the body as bytes, refusing more than `ctx.maxBodyBytes` (413) even
- * when the client sent no Content-Length or lied about it.
+ * The body length the client declared, or null without a `Content-Length`
+ * (a chunked body). Throws {@linkcode HttpError} 400 on a malformed header.
+ *
+ * @example
+ * ```ts
+ * declaredLength(req); // 1024, or null for a chunked upload
+ * ```
+ */
+export function declaredLength(req: Request): number | null {
+  const text = req.headers.get("content-length");
+  if (text === null) return null;
+  if (!/^\d{1,15}$/.test(text)) {
+    throw new HttpError(400, "bad_content_length", "Content-Length is not a byte count");
+  }
+  return Number(text);
+}
+
+/**
+ * Reads the body as bytes, streamed under `ctx.maxBodyBytes`: 413 as soon as
+ * the count crosses it, whether or not the client declared a length, and
+ * without reading the rest. With `ctx.bodyDeadline` set, a body still
+ * arriving at that instant (ms since the epoch) is 408 `body_timeout`, so a
+ * slow sender cannot hold a place for a large upload indefinitely.
  *
  * @example
  * ```ts
@@ -96,12 +128,47 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
   if (ctx.body) return ctx.body;
   if (!req.body) return (ctx.body = new Uint8Array(0));
   const limit = ctx.maxBodyBytes;
+  const declared = declaredLength(req);
+  if (declared !== null && declared > limit) throw tooLarge(limit);
+  const reader = req.body.getReader();
+  // With a declared length the bytes go straight into one buffer of that
+  // size; only a chunked body is gathered in pieces and copied once.
+  const exact = declared === null ? null : new Uint8Array(declared);
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of req.body) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = ctx.bodyDeadline === undefined ? null : new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), Math.max(0, ctx.bodyDeadline! - Date.now()));
+  });
+  try {
+    while (true) {
+      const next = late ? await Promise.race([reader.read(), late]) : await reader.read();
+      if (next === "late") {
+        throw new HttpError(408, "body_timeout", "the request body did not arrive in time");
+      }
+      if (next.done) break;
+      const chunk = next.value;
+      if (size + chunk.byteLength > limit) throw tooLarge(limit);
+      if (exact) {
+        if (size + chunk.byteLength > exact.byteLength) {
+          throw new HttpError(400, "bad_content_length", "the body is longer than Content-Length");
+        }
+        exact.set(chunk, size);
+      } else chunks.push(chunk);
+      size += chunk.byteLength;
+    }
+  } catch (err) {
+    // Stop the transfer: nothing more of a refused body is read.
+    reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (exact) {
+    if (size !== exact.byteLength) {
+      throw new HttpError(400, "bad_content_length", "the body is shorter than Content-Length");
+    }
+    return (ctx.body = exact);
   }
   const out = new Uint8Array(size);
   let off = 0;
@@ -109,8 +176,7 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
     out.set(c, off);
     off += c.byteLength;
   }
-  ctx.body = out;
-  return out;
+  return (ctx.body = out);
 }
 
 /**
@@ -206,10 +272,6 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
             : new HttpError(404, "not_found", `no route for ${url.pathname}`),
         ));
       }
-      const declared = Number(req.headers.get("content-length") ?? "0");
-      if (declared > ctx.maxBodyBytes) {
-        return Promise.resolve(errorResponse(tooLarge(ctx.maxBodyBytes)));
-      }
       return Promise.resolve(route.handler(req, ctx));
     };
     const chain = middleware.reduceRight<() => Promise<Response>>(
@@ -217,6 +279,11 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
       final,
     );
     try {
+      // The declared length is judged before any middleware, so an
+      // oversized upload is refused before a byte of it is read, and before
+      // the store is asked anything about its sender.
+      const declared = route ? declaredLength(req) : null;
+      if (declared !== null && declared > ctx.maxBodyBytes) throw tooLarge(ctx.maxBodyBytes);
       return await chain();
     } catch (err) {
       if (err instanceof HttpError) return errorResponse(err);

@@ -6,7 +6,9 @@
  *
  * The middleware fails closed: when the store cannot answer who a key
  * belongs to or whether a nonce was used, the request is refused with 503,
- * never passed on.
+ * never passed on. It also bounds what an unauthenticated body can cost:
+ * nothing of it is read before the headers, the clock and the key pass, and
+ * large ones only within an {@linkcode UploadGate}.
  *
  * @module
  */
@@ -20,7 +22,9 @@ import {
 } from "../../lib/auth/request_signing.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
-import { HttpError, type Middleware, readBody } from "./app.ts";
+import { DEFAULT_LIMITS } from "../limits.ts";
+import { declaredLength, HttpError, type Middleware, readBody } from "./app.ts";
+import { LARGE_BODY_BYTES, UploadGate } from "./upload_gate.ts";
 
 /** Options for {@linkcode requireSignedRequests}. */
 export interface RequestAuthOptions {
@@ -30,10 +34,12 @@ export interface RequestAuthOptions {
   skewMs?: number;
   /** Clock, for tests; `Date.now` when unset. */
   now?: () => number;
+  /**
+   * Large bodies read at once, per user and in total (or a gate to share);
+   * the serve defaults (`DEFAULT_LIMITS`) when unset.
+   */
+  uploads?: { perUser: number; total: number } | UploadGate;
 }
-
-/** Bodies up to this size are read before the signer is looked up. */
-const SMALL_BODY_BYTES = 64 * 1024;
 
 // One message for every refusal: the code is all a caller learns, so a probe
 // cannot tell e.g. which header was wrong or how far off its clock is.
@@ -57,13 +63,19 @@ function requestTarget(url: string): string | null {
 /**
  * Middleware that admits a non-public request only if it is signed by an
  * active user's key, fresh, and not a replay; sets `ctx.caller` to the
- * signer's public key (hex). Checks run cheapest and least trusting first:
- * headers, clock, body (413 over the limit), signature, allowlist, and only
- * then the nonce, so that unauthenticated callers cannot fill the nonce table.
+ * signer's public key (hex).
  *
- * Answers: 401 `unauthenticated` | `stale_request` | `bad_signature` |
- * `unknown_key` | `replayed`, 403 `revoked`, 503 `auth_unavailable` when the
- * store fails.
+ * Everything that can be judged without the body is judged before a byte of
+ * it is read: the declared length (by the app, 413), the headers' form, the
+ * clock, the key (registered and active), and for a large body a place in the
+ * {@linkcode UploadGate} (429). Only then is the body streamed under the
+ * route's cap and a deadline, and the signature over it checked; the nonce is
+ * written last, so that unauthenticated callers cannot fill the nonce table.
+ *
+ * Answers: 401 `unauthenticated` | `stale_request` | `unknown_key` |
+ * `bad_signature` | `replayed`, 403 `revoked`, 408 `body_timeout`, 413
+ * `too_large`, 429 `too_many_uploads`, 503 `auth_unavailable` when the store
+ * fails.
  *
  * @example
  * ```ts
@@ -81,6 +93,9 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
   if (!Number.isSafeInteger(skewMs) || skewMs <= 0) {
     throw new RangeError("skewMs must be a positive integer");
   }
+  const gate = opts.uploads instanceof UploadGate ? opts.uploads : new UploadGate(
+    opts.uploads ?? { perUser: DEFAULT_LIMITS.uploadsPerUser, total: DEFAULT_LIMITS.uploadsTotal },
+  );
 
   return async (req, ctx, next) => {
     if (ctx.isPublic) return next();
@@ -115,74 +130,93 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
     if (target === null) throw refuse(401, "unauthenticated", { reason: "unusable request URL" });
 
     // Before the body is read, so junk and stale requests cost no upload.
+    let claimed;
     try {
-      assertFresh(parseAuthHeaders(req.headers).timestamp, now(), skewMs);
+      claimed = parseAuthHeaders(req.headers);
+      assertFresh(claimed.timestamp, now(), skewMs);
     } catch (e) {
       throw refuseAuth(e);
     }
 
-    // A large upload (a blob) is only read for a key on the allowlist: the
-    // signature can only be checked after the whole body is in, and a
-    // stranger must not make the server buffer megabytes first. Small bodies
-    // skip this, so that the answer to a stranger stays "bad_signature" and
-    // does not tell which keys are registered.
-    const declared = Number(req.headers.get("content-length") ?? "NaN");
-    // The signer's status, looked up once: here for a large body, else after
-    // the signature (the key in the headers is the one the signature proves).
-    let status: string | undefined | null = null;
-    if (req.body && !(declared <= SMALL_BODY_BYTES)) {
-      const key = parseAuthHeaders(req.headers).key;
-      status = (await fromStore("getUser", () => store.getUser(key)))?.status;
-      if (status !== "active") {
-        throw refuse(401, "unauthenticated", { reason: "large body from an unknown key" });
-      }
-    }
-
-    // readBody enforces the route's limit (413) and caches the bytes in
-    // ctx.body, so the handler sees exactly the bytes that were signed.
-    const body = await readBody(req, ctx);
-
-    // One instant for the final freshness check and the nonce write: if the
-    // nonce were written "as of" a later time it could already count as
-    // expired, and two concurrent copies of a request would both be admitted.
-    const checkedAt = now();
-    let key: string;
-    let nonce: string;
-    let timestamp: number;
-    try {
-      ({ key, nonce, timestamp } = verifyRequestSignature(
-        { method: req.method, pathAndQuery: target, headers: req.headers, body },
-        { now: checkedAt, skewMs },
-      ));
-    } catch (e) {
-      throw refuseAuth(e);
-    }
-
-    if (status === null) status = (await fromStore("getUser", () => store.getUser(key)))?.status;
+    // The key is looked up before the body is read, so a key nobody
+    // registered never gets a byte of its body read. The price: a stranger
+    // can tell a registered key (answered after its body) from an unknown
+    // one (answered before). Public keys are public, and the alternative,
+    // reading every stranger's body to keep that secret, is what let
+    // anyone make the node buffer megabytes.
+    const key = claimed.key;
+    const status = (await fromStore("getUser", () => store.getUser(key)))?.status;
     if (status === undefined) throw refuse(401, "unknown_key", { key });
     // Anything but "active" is refused, so a status added later fails closed.
     if (status !== "active") throw refuse(403, "revoked", { key });
 
-    // Kept until timestamp + skew: from then on assertFresh refuses the
-    // request anyway, so the nonce table only holds what could still replay.
-    const fresh = await fromStore(
-      "rememberNonce",
-      () => store.rememberNonce(`${key}:${nonce}`, timestamp + skewMs, checkedAt),
-    );
-    if (!fresh) throw refuse(401, "replayed", { key });
-
-    // The pruner deletes nonces at their expiry by the wall clock. A request
-    // checked just before expiry whose nonce write lands after a prune would
-    // find the table empty, so a copy of it could be admitted twice; after
-    // the write, the request must still be inside the window.
-    try {
-      assertFresh(timestamp, now(), skewMs);
-    } catch (e) {
-      throw refuseAuth(e, { key });
+    // A registered key is no proof: anyone can name one. A large body is
+    // therefore read only within the upload gate, which bounds how many such
+    // bodies one key, and all keys together, have in memory at once.
+    const declared = declaredLength(req);
+    const large = req.body !== null && !(declared !== null && declared <= LARGE_BODY_BYTES);
+    let release = () => {};
+    if (large) {
+      try {
+        release = gate.enter(key);
+      } catch (e) {
+        ctx.log.info("request refused", {
+          code: "too_many_uploads",
+          key,
+          method: req.method,
+          path,
+        });
+        throw e;
+      }
     }
+    try {
+      // The body must be complete while the signature is still fresh (it is
+      // checked again below); past that instant, waiting longer is pointless.
+      ctx.bodyDeadline = claimed.timestamp + skewMs;
+      // readBody enforces the route's limit (413) and caches the bytes in
+      // ctx.body, so the handler sees exactly the bytes that were signed.
+      const body = await readBody(req, ctx);
 
-    ctx.caller = key;
-    return next();
+      // One instant for the final freshness check and the nonce write: if the
+      // nonce were written "as of" a later time it could already count as
+      // expired, and two concurrent copies of a request would both be admitted.
+      const checkedAt = now();
+      let nonce: string;
+      let timestamp: number;
+      try {
+        ({ nonce, timestamp } = verifyRequestSignature(
+          { method: req.method, pathAndQuery: target, headers: req.headers, body },
+          { now: checkedAt, skewMs },
+        ));
+      } catch (e) {
+        throw refuseAuth(e, { key });
+      }
+
+      // Kept until timestamp + skew: from then on assertFresh refuses the
+      // request anyway, so the nonce table only holds what could still replay.
+      const fresh = await fromStore(
+        "rememberNonce",
+        () => store.rememberNonce(`${key}:${nonce}`, timestamp + skewMs, checkedAt),
+      );
+      if (!fresh) throw refuse(401, "replayed", { key });
+
+      // The pruner deletes nonces at their expiry by the wall clock. A request
+      // checked just before expiry whose nonce write lands after a prune would
+      // find the table empty, so a copy of it could be admitted twice; after
+      // the write, the request must still be inside the window.
+      try {
+        assertFresh(timestamp, now(), skewMs);
+      } catch (e) {
+        throw refuseAuth(e, { key });
+      }
+
+      ctx.caller = key;
+      // The place is held until the handler is done with the bytes (a blob
+      // is in memory until it is stored).
+      return await next();
+    } finally {
+      release();
+    }
   };
 }
 

@@ -40,6 +40,12 @@ export interface NatsConfigInput {
   port: number;
   /** Directory of the JetStream file store. */
   jetStreamDir: string;
+  /**
+   * JetStream's `max_file_store` in bytes: every stream reserves its
+   * `max_bytes` from it, so it caps the node's persisted rooms. Null leaves
+   * nats-server's own default (75% of the free disk).
+   */
+  maxFileStore?: number | null;
   /** nats-server writes its pid here; the next `serve` reaps a stale child with it. */
   pidFile: string;
   debug: boolean;
@@ -104,8 +110,15 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     `trace: ${input.trace}`,
     "jetstream {",
     `  store_dir: ${quote("JetStream dir", input.jetStreamDir)}`,
-    "}",
   ];
+  const maxStore = input.maxFileStore ?? null;
+  if (maxStore !== null) {
+    if (!Number.isSafeInteger(maxStore) || maxStore <= 0) {
+      throw new NatsConfigError(`JetStream max store ${maxStore} must be a positive byte count`);
+    }
+    lines.push(`  max_file_store: ${maxStore}`);
+  }
+  lines.push("}");
   lines.push(...authLines(input.auth));
   if (input.tls) {
     lines.push(

@@ -49,3 +49,25 @@ export function natsLogOptions(
 export const NATS_MONITOR_HOST = "127.0.0.1";
 /** nats-server's customary monitoring port. */
 export const NATS_MONITOR_PORT = 8222;
+
+/**
+ * The monitoring endpoint's port from UNIBUS_NATS_MONITOR_PORT: unset or
+ * empty means {@linkcode NATS_MONITOR_PORT}. Two nodes (or a node and a test)
+ * on one machine would otherwise fight over 8222. Anything but a decimal
+ * port is refused rather than read as the default: an operator who set it
+ * would look for the endpoint in the wrong place.
+ *
+ * @example
+ * ```ts
+ * natsMonitorPort(undefined); // 8222
+ * natsMonitorPort("18222"); // 18222
+ * ```
+ */
+export function natsMonitorPort(env: string | undefined): number {
+  if (env === undefined || env === "") return NATS_MONITOR_PORT;
+  const port = /^[1-9][0-9]{0,4}$/.test(env) ? Number(env) : 0;
+  if (port < 1 || port > 65535) {
+    throw new RangeError(`UNIBUS_NATS_MONITOR_PORT must be a port (1-65535), not "${env}"`);
+  }
+  return port;
+}

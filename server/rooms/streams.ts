@@ -22,8 +22,21 @@ import { roomStreamName } from "../../lib/auth/acl.ts";
 /** How long a persisted room keeps its history. */
 export const ROOM_STREAM_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
 
-/** The most a persisted room's stream keeps (oldest messages go first): 1 GiB. */
-export const ROOM_STREAM_MAX_BYTES = 1024 * 1024 * 1024;
+/**
+ * The most a persisted room's stream keeps unless serve says otherwise
+ * (`--room-stream-max-bytes`); oldest messages go first. JetStream reserves
+ * this much of its store for every stream, so it also caps how many persisted
+ * rooms fit in the node: 1 GiB per room once let ~60 rooms fill a node.
+ */
+export const ROOM_STREAM_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * JetStream has no room left to reserve for another stream (its
+ * `max_file_store` is taken by existing streams' reservations).
+ */
+export class StreamStorageFullError extends Error {
+  override name = "StreamStorageFullError";
+}
 
 /** The room facts a stream depends on. */
 export interface StreamRoom {
@@ -49,7 +62,10 @@ export interface RoomStreams {
  * cfg.name; // "ROOM_0123456789abcdef0123456789abcdef"
  * ```
  */
-export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { name: string } {
+export function roomStreamConfig(
+  room: StreamRoom,
+  maxBytes: number = ROOM_STREAM_MAX_BYTES,
+): Partial<StreamConfig> & { name: string } {
   return {
     name: roomStreamName(room.id),
     subjects: [room.subject],
@@ -57,7 +73,7 @@ export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { na
     retention: RetentionPolicy.Limits,
     max_age: nanos(ROOM_STREAM_MAX_AGE_MS),
     // Bounded like the age: one chatty room must not fill the node's disk.
-    max_bytes: ROOM_STREAM_MAX_BYTES,
+    max_bytes: maxBytes,
     discard: DiscardPolicy.Old,
     num_replicas: 1,
     // Members read history by direct get: the only JetStream read their ACL
@@ -75,12 +91,26 @@ export function roomStreamConfig(room: StreamRoom): Partial<StreamConfig> & { na
  * const name = await createRoomStream(conn.nc, { id: room.id, subject: room.subject });
  * ```
  */
-export async function createRoomStream(nc: NatsConnection, room: StreamRoom): Promise<string> {
+export async function createRoomStream(
+  nc: NatsConnection,
+  room: StreamRoom,
+  maxBytes: number = ROOM_STREAM_MAX_BYTES,
+): Promise<string> {
   const jsm = await jetstreamManager(nc, { checkAPI: false });
-  const cfg = roomStreamConfig(room);
-  await jsm.streams.add(cfg);
+  const cfg = roomStreamConfig(room, maxBytes);
+  try {
+    await jsm.streams.add(cfg);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === INSUFFICIENT_RESOURCES) {
+      throw new StreamStorageFullError(err.message, { cause: err });
+    }
+    throw err;
+  }
   return cfg.name;
 }
+
+// JetStream's "insufficient storage resources available" (JSInsufficientResourcesErr).
+const INSUFFICIENT_RESOURCES = 10047;
 
 /**
  * Deletes the stream of a room; resolves when it is gone, including when it
@@ -106,13 +136,16 @@ export async function deleteRoomStream(nc: NatsConnection, roomId: string): Prom
  *
  * @example
  * ```ts
- * const streams = natsRoomStreams(conn.nc);
+ * const streams = natsRoomStreams(conn.nc, { maxBytes: 64 * 1024 * 1024 });
  * await streams.create({ id: room.id, subject: room.subject });
  * ```
  */
-export function natsRoomStreams(nc: NatsConnection): RoomStreams {
+export function natsRoomStreams(
+  nc: NatsConnection,
+  opts: { maxBytes?: number } = {},
+): RoomStreams {
   return {
-    create: (room) => createRoomStream(nc, room),
+    create: (room) => createRoomStream(nc, room, opts.maxBytes),
     delete: (roomId) => deleteRoomStream(nc, roomId),
   };
 }

@@ -9,17 +9,15 @@
  * @module
  */
 
-import {
-  type Authenticator,
-  connect,
-  type NatsConnection,
-  PermissionViolationError,
-} from "@nats-io/transport-node";
+import { type Authenticator, connect, type NatsConnection } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import type { Role, Store } from "../../lib/store/store.ts";
+
+// They live with the other NATS checks of a test, but need nothing of unibus.
+export { publishDenied, subscribeDenied } from "./denied.ts";
 
 // Refused and cut connections end in a late ECONNRESET under node-compat; the
 // same guard as in the CLI keeps it from failing the test module.
@@ -126,71 +124,4 @@ export function connectAs(
     timeout: 3000,
     tls: opts.caFile ? { caFile: opts.caFile } : undefined,
   });
-}
-
-/**
- * Resolves with the permission violation the server reports for publishing
- * to `subject`, or throws if none arrives. With `send: false` it only waits
- * (the caller makes the publish happen some other way).
- *
- * @example
- * ```ts
- * await publishDenied(nc, "$SYS.REQ.SERVER.PING");
- * ```
- */
-export async function publishDenied(
-  nc: NatsConnection,
-  subject: string,
-  opts: { send?: boolean } = {},
-): Promise<void> {
-  const seen = Promise.withResolvers<void>();
-  const timer = setTimeout(
-    () => seen.reject(new Error(`publish to ${subject} was not denied`)),
-    3000,
-  );
-  (async () => {
-    for await (const s of nc.status()) {
-      if (
-        s.type === "error" && s.error instanceof PermissionViolationError &&
-        s.error.message.includes(`"${subject}"`)
-      ) {
-        seen.resolve();
-        return;
-      }
-    }
-  })();
-  if (opts.send !== false) nc.publish(subject, "probe");
-  await nc.flush().catch(() => {});
-  try {
-    await seen.promise;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Resolves when the server refuses a subscription to `subject`.
- *
- * @example
- * ```ts
- * await subscribeDenied(nc, ">");
- * ```
- */
-export async function subscribeDenied(nc: NatsConnection, subject: string): Promise<void> {
-  const seen = Promise.withResolvers<void>();
-  const timer = setTimeout(
-    () => seen.reject(new Error(`subscription to ${subject} was not denied`)),
-    3000,
-  );
-  nc.subscribe(subject, {
-    callback: (err) => {
-      if (err instanceof PermissionViolationError) seen.resolve();
-    },
-  });
-  await nc.flush().catch(() => {});
-  try {
-    await seen.promise;
-  } finally {
-    clearTimeout(timer);
-  }
 }

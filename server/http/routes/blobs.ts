@@ -8,8 +8,9 @@
  */
 
 import { BlobExistsError, NotFoundError, type Store } from "../../../lib/store/store.ts";
+import type { Limits } from "../../limits.ts";
 import { HttpError, json, readBody, type Route } from "../app.ts";
-import { callerOf, ID32, notFound, storeErrors } from "./common.ts";
+import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
 import { memberRoom } from "./rooms.ts";
 
 /** What the blob routes need. */
@@ -17,6 +18,10 @@ export interface BlobRouteDeps {
   store: Store;
   /** Largest blob accepted, in bytes; 8 MiB when unset. */
   maxBlobBytes?: number;
+  /** How many blobs, and bytes of them, one user may hold; unlimited when unset. */
+  quotas?: Pick<Limits, "blobsPerUser" | "blobBytesPerUser">;
+  /** Serialises one user's quota check and write; shared with the other routes. */
+  locks?: KeyedLock;
 }
 
 /** Default largest blob: 8 MiB. */
@@ -37,6 +42,20 @@ function newBlobId(): string {
  */
 export function blobRoutes(deps: BlobRouteDeps): Route[] {
   const { store } = deps;
+  const quotas = deps.quotas ?? { blobsPerUser: Infinity, blobBytesPerUser: Infinity };
+  const locks = deps.locks ?? new KeyedLock();
+
+  // Counted from the store under the uploader's lock, as rooms are (rooms.ts).
+  const requireBlobQuota = async (caller: string, size: number) => {
+    const used = await store.blobUsageOf(caller);
+    if (used.count >= quotas.blobsPerUser) {
+      throw quotaExceeded("blobs_per_user", quotas.blobsPerUser, used.count);
+    }
+    if (used.bytes + size > quotas.blobBytesPerUser) {
+      throw quotaExceeded("blob_bytes_per_user", quotas.blobBytesPerUser, used.bytes);
+    }
+  };
+
   return [
     {
       method: "POST",
@@ -56,19 +75,22 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
         const data = await readBody(req, ctx);
         if (data.byteLength === 0) throw new HttpError(400, "empty_blob", "the blob is empty");
         let id = newBlobId();
-        for (let attempt = 0;; attempt++) {
-          try {
-            await store.putBlob({ id, roomId: room.id, owner: caller, data });
-            break;
-          } catch (err) {
-            // Deleted while the bytes arrived: the store refuses a blob for
-            // a room that is gone.
-            if (err instanceof NotFoundError) throw notFound("room");
-            // 128 random bits do not collide; this guards a broken RNG, once.
-            if (!(err instanceof BlobExistsError) || attempt > 0) throw err;
-            id = newBlobId();
+        await locks.run(`quota:${caller}`, async () => {
+          await requireBlobQuota(caller, data.byteLength);
+          for (let attempt = 0;; attempt++) {
+            try {
+              await store.putBlob({ id, roomId: room.id, owner: caller, data });
+              return;
+            } catch (err) {
+              // Deleted while the bytes arrived: the store refuses a blob
+              // for a room that is gone.
+              if (err instanceof NotFoundError) throw notFound("room");
+              // 128 random bits do not collide; this guards a broken RNG, once.
+              if (!(err instanceof BlobExistsError) || attempt > 0) throw err;
+              id = newBlobId();
+            }
           }
-        }
+        });
         // The room may have been deleted while the bytes arrived; its blobs
         // went with it, so this one must not outlive it either.
         if (!(await store.getRoom(room.id))) {

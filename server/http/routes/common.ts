@@ -66,6 +66,24 @@ export function notFound(what: string): HttpError {
 }
 
 /**
+ * A 429 `quota_exceeded` naming the quota, its maximum and the caller's
+ * current use, so a client can tell which limit it hit and by how much.
+ *
+ * @example
+ * ```ts
+ * throw quotaExceeded("rooms_per_user", 100, 100);
+ * ```
+ */
+export function quotaExceeded(limit: string, max: number, used: number): HttpError {
+  return new HttpError(
+    429,
+    "quota_exceeded",
+    `quota ${limit} reached: ${used} used of ${max}`,
+    { limit, max, used },
+  );
+}
+
+/**
  * The value as a plain JSON object, else 400.
  *
  * @example

@@ -8,6 +8,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../../lib/log.ts";
 import type { Store } from "../../../lib/store/store.ts";
+import { DEFAULT_LIMITS, type Limits } from "../../limits.ts";
 import { natsRoomStreams, type RoomStreams } from "../../rooms/streams.ts";
 import type { Route } from "../app.ts";
 import { blobRoutes } from "./blobs.ts";
@@ -27,6 +28,8 @@ export interface ApiDeps {
   log: Logger;
   /** Overrides the streams (tests); defaults to JetStream on `nc`. */
   streams?: RoomStreams;
+  /** Quotas and the persisted rooms' stream size; the defaults when unset. */
+  limits?: Limits;
 }
 
 /**
@@ -38,17 +41,23 @@ export interface ApiDeps {
  * ```
  */
 export function apiRoutes(deps: ApiDeps): Route[] {
+  const limits = deps.limits ?? DEFAULT_LIMITS;
+  // One lock table for every route: room changes lock the room id, quota
+  // checks lock `quota:<user>`, so neither namespace can block the other.
+  const locks = new KeyedLock();
   return [
     ...userRoutes({ store: deps.store }),
     ...roomRoutes({
       store: deps.store,
-      streams: deps.streams ?? natsRoomStreams(deps.nc),
+      streams: deps.streams ??
+        natsRoomStreams(deps.nc, { maxBytes: limits.roomStreamMaxBytes }),
       recheck: deps.recheck,
       notify: roomChangeNotifier(deps.nc),
       log: deps.log,
-      locks: new KeyedLock(),
+      locks,
+      quotas: limits,
     }),
     ...keyRoutes({ store: deps.store }),
-    ...blobRoutes({ store: deps.store }),
+    ...blobRoutes({ store: deps.store, quotas: limits, locks }),
   ];
 }

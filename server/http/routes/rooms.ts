@@ -15,22 +15,23 @@
 import {
   applyChange,
   type ChangeBody,
+  LastAdminError,
   MembershipError,
   parseChange,
   type SignedChange,
   verifyLog,
 } from "../../../lib/e2e/membership.ts";
+import { subjectViolation } from "../../../lib/grammar.ts";
 import type { Logger } from "../../../lib/log.ts";
 import {
-  check,
   ConflictError,
-  InvalidInputError,
   NotFoundError,
   type Room,
   RoomExistsError,
   type Store,
 } from "../../../lib/store/store.ts";
-import type { RoomStreams } from "../../rooms/streams.ts";
+import type { Limits } from "../../limits.ts";
+import { type RoomStreams, StreamStorageFullError } from "../../rooms/streams.ts";
 import { roomView, stateAfter, verifiedRoom } from "../../rooms/state.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
@@ -40,6 +41,7 @@ import {
   ID32,
   KeyedLock,
   notFound,
+  quotaExceeded,
   storeErrors,
   stringField,
 } from "./common.ts";
@@ -60,6 +62,8 @@ export interface RoomRouteDeps {
   log: Logger;
   /** Serialises changes to one room in this process; shared with other room routes. */
   locks?: KeyedLock;
+  /** How many rooms, and persisted rooms, one user may have created; unlimited when unset. */
+  quotas?: Pick<Limits, "roomsPerUser" | "persistedRoomsPerUser">;
 }
 
 /**
@@ -98,6 +102,22 @@ function kexMismatch(signPub: string): HttpError {
   );
 }
 
+/**
+ * The subject if `lib/grammar.ts` accepts it, else 400 `invalid_subject`
+ * with the broken `rule`. Checked before anything is stored: the store
+ * once kept a NUL-suffixed subject cut at the NUL, i.e. another room's.
+ *
+ * @example
+ * ```ts
+ * const subject = requireSubject(ctx.params.subject);
+ * ```
+ */
+export function requireSubject(subject: unknown): string {
+  const bad = subjectViolation(subject);
+  if (bad) throw new HttpError(400, "invalid_subject", bad.message, { rule: bad.rule });
+  return subject as string;
+}
+
 function invalidChange(message: string): HttpError {
   return new HttpError(400, "invalid_change", message);
 }
@@ -125,6 +145,21 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
   const { store, streams, recheck, log } = deps;
   const notify = deps.notify ?? (() => {});
   const locks = deps.locks ?? new KeyedLock();
+  const quotas = deps.quotas ?? { roomsPerUser: Infinity, persistedRoomsPerUser: Infinity };
+
+  // Counted from the store, so rooms made through another node or before a
+  // restart count too. Under the creator's lock, two creates of one user in
+  // this process cannot both pass on the last free place (across nodes they
+  // can, by at most one per node: a bounded overshoot, not a hole).
+  const requireRoomQuota = async (caller: string, persist: boolean) => {
+    const used = await store.countRoomsCreatedBy(caller);
+    if (used.rooms >= quotas.roomsPerUser) {
+      throw quotaExceeded("rooms_per_user", quotas.roomsPerUser, used.rooms);
+    }
+    if (persist && used.persisted >= quotas.persistedRoomsPerUser) {
+      throw quotaExceeded("persisted_rooms_per_user", quotas.persistedRoomsPerUser, used.persisted);
+    }
+  };
 
   /** The caller's registered kex must be the one the change names; registers it if none. */
   const requireKex = async (signPub: string, b: ChangeBody, unknown: string) => {
@@ -157,6 +192,10 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     if (roomLine && !ID32.test(roomLine[1])) {
       throw badRequest("the room id must be 32 lowercase hex characters", "invalid_room_id");
     }
+    // Split on "\n" only, exactly as the parser does, so the value checked is
+    // the whole line (a regex `.` would stop at "\r" or U+2028).
+    const subjectLine = change.text.split("\n").find((l) => l.startsWith("subject: "));
+    if (subjectLine !== undefined) requireSubject(subjectLine.slice("subject: ".length));
     const b = parsed(change);
     if (b.op !== "create") throw invalidChange("a room is created by a `create` change");
     try {
@@ -166,18 +205,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       throw err;
     }
     if (b.by !== caller) throw new HttpError(403, "not_signer", "the change is not signed by you");
-    const subject = b.subject!;
-    try {
-      check.subject("subject", subject);
-    } catch (err) {
-      if (err instanceof InvalidInputError) throw badRequest(err.message, "invalid_subject");
-      throw err;
-    }
-    // `$…` subjects are NATS's own (system, JetStream API, KV) and `_…` its
-    // inboxes: a room there would put them in its members' ACL.
-    if (subject.startsWith("$") || subject.startsWith("_")) {
-      throw badRequest("subjects starting with '$' or '_' are reserved", "reserved_subject");
-    }
+    const subject = requireSubject(b.subject);
     const taken = async () => {
       if (await store.getRoom(b.room)) {
         return new HttpError(409, "room_exists", "a room with this id exists");
@@ -187,51 +215,62 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       }
       return null;
     };
-    return await locks.run(b.room, async () => {
-      const conflict = await taken();
-      if (conflict) throw conflict;
-      await requireKex(caller, b, "unknown_user");
-      let room: Room;
-      try {
-        // The room, its genesis change and its creator as admin are one
-        // store write: no node ever sees the room without them.
-        room = await store.createRoom({
-          id: b.room,
-          subject,
-          policy: b.policy!,
-          createdBy: caller,
-        }, {
-          change,
-          members: [{
-            signPub: caller,
-            role: "admin",
-            addedBy: caller,
-            change: JSON.stringify(change),
-          }],
-        });
-      } catch (err) {
-        // Another request (or node) took the id or subject since we looked.
-        if (err instanceof RoomExistsError) throw (await taken()) ?? err;
-        throw err;
-      }
-      // A room without its stream would be unusable: undo it so the creator
-      // can simply retry.
-      const rollBack = async (step: string, err: unknown) => {
-        log.error("room creation failed, rolled back", { room: room.id, step, error: err });
-        await store.deleteRoom(room.id).catch(() => {});
-      };
-      if (room.policy.persist) {
+    return await locks.run(`quota:${caller}`, () =>
+      locks.run(b.room, async () => {
+        const conflict = await taken();
+        if (conflict) throw conflict;
+        await requireRoomQuota(caller, b.policy!.persist);
+        await requireKex(caller, b, "unknown_user");
+        let room: Room;
         try {
-          await streams.create({ id: room.id, subject: room.subject });
+          // The room, its genesis change and its creator as admin are one
+          // store write: no node ever sees the room without them.
+          room = await store.createRoom({
+            id: b.room,
+            subject,
+            policy: b.policy!,
+            createdBy: caller,
+          }, {
+            change,
+            members: [{
+              signPub: caller,
+              role: "admin",
+              addedBy: caller,
+              change: JSON.stringify(change),
+            }],
+          });
         } catch (err) {
-          await rollBack("stream", err);
-          throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+          // Another request (or node) took the id or subject since we looked.
+          if (err instanceof RoomExistsError) throw (await taken()) ?? err;
+          throw err;
         }
-      }
-      log.info("room created", { room: room.id, subject: room.subject, by: caller });
-      recheck();
-      return json(201, await roomView(store, room));
-    });
+        // A room without its stream would be unusable: undo it so the creator
+        // can simply retry.
+        const rollBack = async (step: string, err: unknown) => {
+          log.error("room creation failed, rolled back", { room: room.id, step, error: err });
+          await store.deleteRoom(room.id).catch(() => {});
+        };
+        if (room.policy.persist) {
+          try {
+            await streams.create({ id: room.id, subject: room.subject });
+          } catch (err) {
+            await rollBack("stream", err);
+            // The node's JetStream store is fully reserved: a capacity
+            // problem for the operator (--jetstream-max-store), not an outage.
+            if (err instanceof StreamStorageFullError) {
+              throw new HttpError(
+                507,
+                "storage_full",
+                "the node has no JetStream storage left for another persisted room",
+              );
+            }
+            throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+          }
+        }
+        log.info("room created", { room: room.id, subject: room.subject, by: caller });
+        recheck();
+        return json(201, await roomView(store, room));
+      }));
   });
 
   const changeRoom = storeErrors(async (req, ctx) => {
@@ -257,6 +296,15 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       try {
         next = applyChange(state, change);
       } catch (err) {
+        // Well-formed, but the room's state forbids it: the last admin must
+        // add another admin or delete the room first (protocol.md §2.4).
+        if (err instanceof LastAdminError) {
+          throw new HttpError(
+            409,
+            "last_admin",
+            `${err.message}; add another admin or delete the room`,
+          );
+        }
         if (err instanceof MembershipError) throw invalidChange(err.message);
         throw err;
       }
@@ -303,6 +351,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       await store.deleteRoom(id);
       log.info("room deleted", { room: id, by: caller });
       recheck();
+      // Members' connections are cut (their ACL narrowed) and reconnect; the
+      // notice lets their clients drop the room's subscriptions first.
+      notify(id, [...state.members.keys()]);
       return new Response(null, { status: 204 });
     });
   });
@@ -323,12 +374,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       path: "/v1/rooms/by-subject/:subject",
       handler: storeErrors(async (_req, ctx) => {
         const caller = callerOf(ctx);
-        const subject = ctx.params.subject;
-        try {
-          check.subject("subject", subject);
-        } catch {
-          throw notFound("room");
-        }
+        const subject = requireSubject(ctx.params.subject);
         const room = await store.getRoomBySubject(subject);
         if (!room || !(await store.getMember(room.id, caller))) throw notFound("room");
         return json(200, await roomView(store, room));

@@ -1,0 +1,177 @@
+/**
+ * Quotas against a real `serve --bus-auth enforce` (issue 8, findings 3 and
+ * 4): what one user may create and upload is bounded, the answer names the
+ * limit and the use, and one user at a limit never stops another.
+ */
+
+import { jetstreamManager } from "@nats-io/jetstream";
+import { roomStreamName } from "../lib/auth/acl.ts";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { type Identity, loadOrCreateIdentity } from "../lib/identity/identity.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
+import type { RoomView } from "../server/rooms/state.ts";
+import { assertEquals } from "./helpers/assert.ts";
+import { addBusUser, connectAs } from "./helpers/bus.ts";
+import { as, type Bus, genesis, startBus, stopBus } from "./helpers/rooms_api.ts";
+
+const MiB = 1024 * 1024;
+
+interface QuotaError {
+  error: string;
+  message: string;
+  limit: string;
+  max: number;
+  used: number;
+}
+
+function create(bus: Bus, who: Identity, subject: string, persist: boolean) {
+  return as(bus, who).post<RoomView & Partial<QuotaError>>("/v1/rooms", {
+    change: genesis(who, { subject, persist }),
+  });
+}
+
+async function upload(bus: Bus, who: Identity, roomId: string, size: number) {
+  const res = await as(bus, who).raw(`/v1/rooms/${roomId}/blobs`, {
+    method: "POST",
+    body: new Uint8Array(size),
+    headers: { "content-type": "application/octet-stream" },
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test("persisted rooms: a user stops at the default quota with 429, another user still creates", async () => {
+  const bus = await startBus();
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    const bob = (await addBusUser(bus.store, "bob")).identity;
+    const max = DEFAULT_LIMITS.persistedRoomsPerUser;
+    for (let i = 0; i < max; i++) {
+      const res = await create(bus, alice, `alice.p${i}`, true);
+      assertEquals(res.status, 201, JSON.stringify(res.body));
+    }
+    const refused = await create(bus, alice, "alice.one-more", true);
+    assertEquals(refused.status, 429);
+    assertEquals(refused.body, {
+      error: "quota_exceeded",
+      message: `quota persisted_rooms_per_user reached: ${max} used of ${max}`,
+      limit: "persisted_rooms_per_user",
+      max,
+      used: max,
+    } as unknown);
+    // The refused room left nothing behind: no room, no subject taken.
+    assertEquals(await bus.store.getRoomBySubject("alice.one-more"), null);
+    // A room that does not persist reserves no JetStream and is still allowed.
+    assertEquals((await create(bus, alice, "alice.plain", false)).status, 201);
+    // Alice at her limit does not stop Bob.
+    assertEquals((await create(bus, bob, "bob.p0", true)).status, 201);
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a persisted room reserves --room-stream-max-bytes, and a full JetStream store is 507", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-quota-" });
+  const idFile = `${dir}/internal.id.json`;
+  // 256 MiB of JetStream holds four 64 MiB rooms.
+  const bus = await startBus([
+    "--internal-id-file",
+    idFile,
+    "--jetstream-max-store",
+    "256MiB",
+    "--room-stream-max-bytes",
+    "64MiB",
+    "--max-persisted-rooms-per-user",
+    "2",
+  ]);
+  try {
+    const users = await Promise.all(
+      ["a", "b", "c"].map(async (h) => (await addBusUser(bus.store, h)).identity),
+    );
+    const ids: string[] = [];
+    for (const [u, who] of users.slice(0, 2).entries()) {
+      for (let i = 0; i < 2; i++) {
+        const res = await create(bus, who, `u${u}.p${i}`, true);
+        assertEquals(res.status, 201, JSON.stringify(res.body));
+        ids.push(res.body.id);
+      }
+    }
+    const full = await create(bus, users[2], "c.p0", true);
+    assertEquals([full.status, full.body.error], [507, "storage_full"]);
+    assertEquals(await bus.store.getRoomBySubject("c.p0"), null);
+
+    const internal = new NativeNkeyPair(Prefix.User, (await loadOrCreateIdentity(idFile)).signSeed);
+    const nc = await connectAs(bus.s.natsPort, null, {
+      authenticator: nkeyAuthenticatorFor(internal),
+    });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.streams.info(roomStreamName(ids[0]));
+      assertEquals(info.config.max_bytes, 64 * MiB);
+    } finally {
+      await nc.close();
+    }
+
+    // Deleting a room gives its reservation back.
+    assertEquals((await as(bus, users[0]).del(`/v1/rooms/${ids[0]}`)).status, 204);
+    assertEquals((await create(bus, users[2], "c.p0", true)).status, 201);
+  } finally {
+    await stopBus(bus);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rooms: --max-rooms-per-user counts every room a user created, deleted ones free a place", async () => {
+  const bus = await startBus(["--max-rooms-per-user", "2"]);
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    const bob = (await addBusUser(bus.store, "bob")).identity;
+    const first = await create(bus, alice, "a.0", false);
+    assertEquals((await create(bus, alice, "a.1", true)).status, 201);
+    const refused = await create(bus, alice, "a.2", false);
+    assertEquals([refused.status, refused.body.error], [429, "quota_exceeded"]);
+    assertEquals(
+      [refused.body.limit, refused.body.max, refused.body.used] as unknown[],
+      ["rooms_per_user", 2, 2],
+    );
+    assertEquals((await create(bus, bob, "b.0", false)).status, 201);
+    assertEquals((await as(bus, alice).del(`/v1/rooms/${first.body.id}`)).status, 204);
+    assertEquals((await create(bus, alice, "a.2", false)).status, 201);
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("blobs: count and bytes per user are bounded (429 naming the quota), other users unaffected", async () => {
+  const bus = await startBus(["--max-blobs-per-user", "3", "--max-blob-bytes-per-user", "20MiB"]);
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    const bob = (await addBusUser(bus.store, "bob")).identity;
+    const ra = (await create(bus, alice, "blobs.a", false)).body.id;
+    const rb = (await create(bus, bob, "blobs.b", false)).body.id;
+
+    // Bytes: two 8 MiB blobs fit in 20 MiB, a third does not.
+    assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
+    assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
+    const bytes = await upload(bus, alice, ra, 8 * MiB);
+    assertEquals(bytes.status, 429);
+    assertEquals(
+      [bytes.body.error, bytes.body.limit, bytes.body.max, bytes.body.used],
+      ["quota_exceeded", "blob_bytes_per_user", 20 * MiB, 16 * MiB],
+    );
+    // What still fits is accepted; then the count is the limit.
+    assertEquals((await upload(bus, alice, ra, 1024)).status, 201);
+    const count = await upload(bus, alice, ra, 1);
+    assertEquals(
+      [count.status, count.body.limit, count.body.max, count.body.used],
+      [429, "blobs_per_user", 3, 3],
+    );
+    assertEquals(await bus.store.blobUsageOf(alice.signPubHex), {
+      count: 3,
+      bytes: 16 * MiB + 1024,
+    });
+    // Bob is not held back by Alice's use.
+    assertEquals((await upload(bus, bob, rb, 8 * MiB)).status, 201);
+  } finally {
+    await stopBus(bus);
+  }
+});
