@@ -78,8 +78,10 @@ import {
   type NewBlob,
   type NewMember,
   type NewRoom,
+  newRoomRow,
   type NewSealedKey,
   type NewUser,
+  newUserRow,
   NotFoundError,
   type Room,
   type RoomChange,
@@ -89,6 +91,7 @@ import {
   type RoomMemberSpec,
   type RoomStateAfter,
   type SealedKey,
+  sealedKeyRows,
   type Store,
   type StoreChange,
   StoreError,
@@ -100,9 +103,6 @@ import {
   validateGenesis,
   validateNewBlob,
   validateNewMember,
-  validateNewRoom,
-  validateNewSealedKey,
-  validateNewUser,
 } from "./store.ts";
 
 export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
@@ -348,16 +348,7 @@ export class KvStore implements Store {
   // ---- users ----
 
   async addUser(user: NewUser): Promise<User> {
-    validateNewUser(user);
-    const row: User = {
-      signPub: user.signPub,
-      kexPub: user.kexPub,
-      kexSig: user.kexSig,
-      handle: user.handle,
-      role: user.role,
-      status: "active",
-      createdAt: user.createdAt ?? Date.now(),
-    };
+    const row = newUserRow(user);
     if (await this.#create(this.#kv.users, row.signPub, row) === false) {
       throw new UserExistsError(row.signPub);
     }
@@ -416,16 +407,8 @@ export class KvStore implements Store {
   }
 
   async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
-    validateNewRoom(room);
+    const row = newRoomRow(room);
     if (genesis !== undefined) validateGenesis(room.id, genesis);
-    const row: Room = {
-      id: room.id,
-      subject: room.subject,
-      policy: { ...room.policy },
-      createdBy: room.createdBy,
-      createdAt: room.createdAt ?? Date.now(),
-      epoch: 0,
-    };
     const inc = newIncarnation();
     const rec: RoomRecord = { ...row, inc };
     const kv = this.#kv;
@@ -769,26 +752,7 @@ export class KvStore implements Store {
   // ---- sealed keys ----
 
   async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
-    check.id("roomId", roomId);
-    check.count("epoch", epoch);
-    if (!Array.isArray(keys) || keys.length === 0) {
-      throw new InvalidInputError("keys", "must be a non-empty array");
-    }
-    const seen = new Set<string>();
-    const now = Date.now();
-    const rows: SealedKey[] = keys.map((k) => {
-      validateNewSealedKey(k);
-      if (seen.has(k.recipient)) throw new InvalidInputError("keys", `${k.recipient} twice`);
-      seen.add(k.recipient);
-      return {
-        roomId,
-        epoch,
-        recipient: k.recipient,
-        sealed: k.sealed,
-        sealedBy: k.sealedBy,
-        createdAt: k.createdAt ?? now,
-      };
-    });
+    const rows = sealedKeyRows(roomId, epoch, keys);
     const r = await this.#room(roomId);
     if (r === null) throw new NotFoundError("room", roomId);
     const prefix = `${tok(roomId)}.${r.value.inc}`;

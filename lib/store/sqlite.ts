@@ -29,8 +29,10 @@ import {
   type NewBlob,
   type NewMember,
   type NewRoom,
+  newRoomRow,
   type NewSealedKey,
   type NewUser,
+  newUserRow,
   NotFoundError,
   type Room,
   type RoomChange,
@@ -39,6 +41,7 @@ import {
   type RoomGenesis,
   type RoomStateAfter,
   type SealedKey,
+  sealedKeyRows,
   type Store,
   type StoreChange,
   StoreError,
@@ -50,9 +53,6 @@ import {
   validateGenesis,
   validateNewBlob,
   validateNewMember,
-  validateNewRoom,
-  validateNewSealedKey,
-  validateNewUser,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -149,16 +149,7 @@ export class SqliteStore implements Store {
   // ---- users ----
 
   async addUser(user: NewUser): Promise<User> {
-    validateNewUser(user);
-    const row: User = {
-      signPub: user.signPub,
-      kexPub: user.kexPub,
-      kexSig: user.kexSig,
-      handle: user.handle,
-      role: user.role,
-      status: "active",
-      createdAt: user.createdAt ?? Date.now(),
-    };
+    const row = newUserRow(user);
     const rs = await this.#exec(
       `INSERT INTO users (sign_pub, kex_pub, kex_sig, handle, role, status, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -209,16 +200,8 @@ export class SqliteStore implements Store {
   // ---- rooms ----
 
   async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
-    validateNewRoom(room);
+    const row = newRoomRow(room);
     if (genesis !== undefined) validateGenesis(room.id, genesis);
-    const row: Room = {
-      id: room.id,
-      subject: room.subject,
-      policy: { ...room.policy },
-      createdBy: room.createdBy,
-      createdAt: room.createdAt ?? Date.now(),
-      epoch: 0,
-    };
     if (genesis !== undefined) {
       await this.#createRoomWithGenesis(row, genesis);
       this.#emit({ kind: "room", roomId: row.id });
@@ -485,26 +468,7 @@ export class SqliteStore implements Store {
   // ---- sealed keys ----
 
   async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
-    check.id("roomId", roomId);
-    check.count("epoch", epoch);
-    if (!Array.isArray(keys) || keys.length === 0) {
-      throw new InvalidInputError("keys", "must be a non-empty array");
-    }
-    const seen = new Set<string>();
-    const now = Date.now();
-    const rows: SealedKey[] = keys.map((k) => {
-      validateNewSealedKey(k);
-      if (seen.has(k.recipient)) throw new InvalidInputError("keys", `${k.recipient} twice`);
-      seen.add(k.recipient);
-      return {
-        roomId,
-        epoch,
-        recipient: k.recipient,
-        sealed: k.sealed,
-        sealedBy: k.sealedBy,
-        createdAt: k.createdAt ?? now,
-      };
-    });
+    const rows = sealedKeyRows(roomId, epoch, keys);
     await this.#requireRoom(roomId);
     try {
       // Plain INSERTs in one batch: any existing key aborts and rolls back all.

@@ -822,3 +822,79 @@ export function validateRoomChange(
   check.text("change.text", change.text);
   check.base64("change.sig", change.sig);
 }
+
+/**
+ * The stored form of a new user (validated; status "active", createdAt
+ * defaulted), as both backends write it.
+ *
+ * @example
+ * ```ts
+ * import { newUserRow } from "./store.ts";
+ * newUserRow({ signPub: "ab".repeat(32), kexPub: null, kexSig: null, handle: "ada", role: "admin" });
+ * ```
+ */
+export function newUserRow(user: NewUser): User {
+  validateNewUser(user);
+  return {
+    signPub: user.signPub,
+    kexPub: user.kexPub,
+    kexSig: user.kexSig,
+    handle: user.handle,
+    role: user.role,
+    status: "active",
+    createdAt: user.createdAt ?? Date.now(),
+  };
+}
+
+/**
+ * The stored form of a new room (validated; epoch 0, createdAt defaulted).
+ *
+ * @example
+ * ```ts
+ * import { newRoomRow } from "./store.ts";
+ * newRoomRow({ id: "ops", subject: "chat.ops", policy: { encrypt: true, sign: true, persist: false }, createdBy: "ab".repeat(32) });
+ * ```
+ */
+export function newRoomRow(room: NewRoom): Room {
+  validateNewRoom(room);
+  return {
+    id: room.id,
+    subject: room.subject,
+    policy: { ...room.policy },
+    createdBy: room.createdBy,
+    createdAt: room.createdAt ?? Date.now(),
+    epoch: 0,
+  };
+}
+
+/**
+ * The stored form of one epoch's sealed keys: validated, no recipient
+ * twice, createdAt defaulted. Both backends refuse the same input.
+ *
+ * @example
+ * ```ts
+ * import { sealedKeyRows } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * sealedKeyRows("ops", 0, [{ recipient: k, sealed: "AAAA", sealedBy: k }]);
+ * ```
+ */
+export function sealedKeyRows(roomId: string, epoch: number, keys: NewSealedKey[]): SealedKey[] {
+  check.id("roomId", roomId);
+  check.count("epoch", epoch);
+  if (!Array.isArray(keys) || keys.length === 0) fail("keys", "must be a non-empty array");
+  const seen = new Set<string>();
+  const now = Date.now();
+  return keys.map((k) => {
+    validateNewSealedKey(k);
+    if (seen.has(k.recipient)) fail("keys", `${k.recipient} twice`);
+    seen.add(k.recipient);
+    return {
+      roomId,
+      epoch,
+      recipient: k.recipient,
+      sealed: k.sealed,
+      sealedBy: k.sealedBy,
+      createdAt: k.createdAt ?? now,
+    };
+  });
+}
