@@ -8,38 +8,11 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
-import { CLUSTER_SERVE_OPTIONS, type ClusterOptions, parseClusterArgs } from "./serve_cluster.ts";
-import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
+import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
+import type { ServeOptions } from "../server/options.ts";
 
-/** Everything `serve` runs with, validated. */
-export interface ServeOptions {
-  httpHost: string;
-  httpPort: number;
-  natsHost: string;
-  natsPort: number;
-  dataDir: string;
-  dbPath: string;
-  store: "sqlite";
-  /** An external NATS to use instead of the managed nats-server. */
-  natsUrl: string | null;
-  natsServerBin: string | null;
-  serverName: string;
-  busAuth: "off" | "enforce";
-  /** Persisted internal service identity (load or create); null = ephemeral per process. */
-  internalIdFile: string | null;
-  /** Both planes over TLS; `caFile` is the CA clients pin. */
-  tls: { certFile: string; keyFile: string; caFile: string } | null;
-  insecurePublic: boolean;
-  maxBodyBytes: number;
-  /** Port of nats-server's loopback monitor when UNIBUS_NATS_MONITOR opens it; null = env or 8222. */
-  natsMonitorPort: number | null;
-  /** Shared auth callout issuer seed (load or create, 0600); null = one per process. */
-  calloutIssuerFile: string | null;
-  /** Routes and route TLS; null = a single node. */
-  cluster: ClusterOptions | null;
-  /** Quotas and resource limits (server/limits.ts). */
-  limits: Limits;
-}
+export type { ServeOptions };
+import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
 
 const MiB = 1024 * 1024;
 
@@ -133,9 +106,21 @@ export const SERVE_OPTIONS: OptionTable = {
   },
   store: {
     type: "string",
-    valueName: "sqlite",
-    description: "control-plane store backend",
+    valueName: "sqlite|kv",
+    description: "control-plane store: the SQLite file, or JetStream KV (replicable)",
     defaultText: "sqlite",
+  },
+  "kv-replicas": {
+    type: "string",
+    valueName: "1|3",
+    description: "replicas of the KV buckets (--store kv); 1 is a single copy, not HA",
+    defaultText: "1",
+  },
+  "kv-bootstrap-timeout": {
+    type: "string",
+    valueName: "SECONDS",
+    description: "how long to retry opening the KV buckets while JetStream is not ready",
+    defaultText: "120",
   },
   "nats-url": {
     type: "string",
@@ -267,6 +252,21 @@ export function parseServeArgs(
   if (!dataDir) throw new UsageError("--data-dir: must not be empty");
 
   const store = str("store") ?? "sqlite";
+  if (store !== "sqlite" && store !== "kv") {
+    throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
+  }
+  const replicasText = str("kv-replicas") ?? "1";
+  if (replicasText !== "1" && replicasText !== "3") {
+    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
+  }
+  const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
+  if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
+    throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
+  }
+  if (store === "sqlite" && (str("kv-replicas") ?? str("kv-bootstrap-timeout")) !== undefined) {
+    throw new UsageError("--kv-replicas and --kv-bootstrap-timeout need --store kv");
+  }
+
   const busAuth = str("bus-auth") ?? "off";
   if (busAuth !== "off" && busAuth !== "enforce") {
     throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
@@ -281,8 +281,8 @@ export function parseServeArgs(
         "a clustered node needs --bus-auth enforce: one open node would open the whole cluster",
       );
     }
-    // PHASE 2 (issue 9): the single check on the store. A node on a local
-    // SQLite file would serve its own allowlist and rooms, not the cluster's.
+    // A node on a local SQLite file would serve its own allowlist and rooms,
+    // not the cluster's.
     if (store !== "kv") {
       throw new UsageError(
         "a clustered node needs --store kv: a local SQLite store is not shared with the other nodes",
@@ -412,14 +412,6 @@ export function parseServeArgs(
     }
   }
 
-  // Last, so that every other mistake is reported first (and testable now).
-  if (store === "kv") {
-    throw new UsageError(
-      "--store kv (the replicated control plane) is not available yet; use sqlite",
-    );
-  }
-  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
-
   return {
     help: v.help === true,
     httpHost: http.host,
@@ -428,7 +420,9 @@ export function parseServeArgs(
     natsPort,
     dataDir,
     dbPath: str("db") ?? `${dataDir.replace(/\/+$/, "")}/unibus.db`,
-    store: "sqlite",
+    store,
+    kvReplicas: replicasText === "3" ? 3 : 1,
+    kvBootstrapTimeoutMs: Number(bootstrapText) * 1000,
     natsUrl,
     natsServerBin: str("nats-server-bin") ?? null,
     serverName,

@@ -6,12 +6,11 @@
  * @module
  */
 
-import type { ServeOptions } from "../cli/serve.ts";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { openStore } from "../lib/store/mod.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
 import { createMetrics } from "./metrics.ts";
@@ -19,6 +18,7 @@ import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
 import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
 import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
 import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
+import type { ServeOptions } from "./options.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
@@ -132,7 +132,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   };
 
   let conn: InternalConnection;
-  let store: Store;
+  let store!: Store;
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
@@ -148,12 +148,14 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     acl: opts.busAuth === "enforce",
     tls: opts.tls !== null,
     store: opts.store,
-    replicas: 1,
+    replicas: opts.store === "kv" ? opts.kvReplicas : 1,
   };
   try {
-    store = metrics.instrumentStore(await openSqliteStore(opts.dbPath));
-    cleanups.push(() => store.close());
-    await reportInexpressibleRooms(store, log.child("rooms"));
+    if (opts.store === "sqlite") {
+      store = metrics.instrumentStore(await openStore({ kind: "sqlite", path: opts.dbPath }));
+      cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
+    }
 
     // Enforce mode keys. The callout issuer and the system user live as long
     // as this process; the internal identity can be persisted so that a CLI
@@ -281,9 +283,29 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       name: `unibus-serve-${opts.serverName}`,
       authenticator: internalUser ? nkeyAuthenticatorFor(internalUser) : undefined,
       caFile: opts.tls?.caFile,
+      // On KV the bucket bootstrap below is the JetStream check, with the
+      // retry a cold cluster needs; a one-shot check here would defeat it.
+      jetstream: opts.store !== "kv",
       log: log.child("nats"),
     });
     cleanups.push(() => conn.close());
+
+    if (opts.store === "kv") {
+      // The internal connection owns the buckets: it is the only identity
+      // with rights on `$KV.UNIBUS_*`, `$O.*` and their `$JS.API` subjects
+      // (bus users' ACLs name only their rooms and inbox).
+      store = metrics.instrumentStore(
+        await openStore({
+          kind: "kv",
+          nc: conn.nc,
+          replicas: opts.kvReplicas,
+          bootstrapTimeoutMs: opts.kvBootstrapTimeoutMs,
+          log: log.child("kv"),
+        }),
+      );
+      cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
+    }
 
     if (enforce) {
       const sys = await connectInternal({

@@ -9,7 +9,7 @@ import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
-import { type ClientBus, clientBus, collector } from "./helpers/client_bus.ts";
+import { type ClientBus, clientBus, collector, eachStore } from "./helpers/client_bus.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
@@ -45,32 +45,35 @@ async function sendAndStore(
   );
 }
 
-Deno.test("two members exchange messages in both directions, authenticated to their sender", async () => {
-  const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  try {
-    const room = await ca.createRoom("agent.scout.in");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
-    const atBob = collector(3);
-    const atAlice = collector(3);
-    await cb.subscribe(room, (m, p) => {
-      if (m.sender === alice.hex) atBob.push(dec.decode(p));
-    });
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === bob.hex) atAlice.push(dec.decode(p));
-    });
-    for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
-    for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
-    assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
-    assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "two members exchange messages in both directions, authenticated to their sender",
+  async (kind) => {
+    const b = await clientBus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    try {
+      const room = await ca.createRoom("agent.scout.in");
+      await ca.addMember(room, bob.hex);
+      await cb.refreshSession();
+      const atBob = collector(3);
+      const atAlice = collector(3);
+      await cb.subscribe(room, (m, p) => {
+        if (m.sender === alice.hex) atBob.push(dec.decode(p));
+      });
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === bob.hex) atAlice.push(dec.decode(p));
+      });
+      for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
+      for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
+      assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
+      assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
   const b = await clientBus();
@@ -99,8 +102,8 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
   }
 });
 
-Deno.test("a removed member cannot decrypt what is sent after its removal", async () => {
-  const b = await clientBus();
+eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -232,8 +235,8 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
   }
 }
 
-Deno.test("a persisted room's history is readable after reconnecting, decrypted", async () => {
-  const b = await clientBus();
+eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -264,8 +267,8 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
   }
 });
 
-Deno.test("blobs round-trip encrypted for members and stay closed to others", async () => {
-  const b = await clientBus();
+eachStore("blobs round-trip encrypted for members and stay closed to others", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -284,40 +287,43 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
   }
 });
 
-Deno.test("after a removal the remaining members move to the new epoch without being asked", async () => {
-  const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cc = await b.client(carol);
-  try {
-    const room = await ca.createRoom("rotating.room");
-    await ca.addMember(room, carol.hex);
-    await ca.addMember(room, bob.hex);
-    await cc.refreshSession();
-    const heard = collector(2);
-    const epochs: number[] = [];
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === carol.hex) {
-        epochs.push(m.epoch);
-        heard.push(dec.decode(p));
-      }
-    });
-    await cc.publish(room, "before");
-    const info = await ca.removeMember(room, bob.hex);
-    // Carol did nothing but get the server's notice and verify the new log.
-    await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
-      timeoutMs: 3000,
-      what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
-    });
-    await cc.publish(room, "after");
-    assertEquals(await heard.wait(), ["before", "after"]);
-    assertEquals(epochs, [info.epoch - 1, info.epoch]);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "after a removal the remaining members move to the new epoch without being asked",
+  async (kind) => {
+    const b = await clientBus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cc = await b.client(carol);
+    try {
+      const room = await ca.createRoom("rotating.room");
+      await ca.addMember(room, carol.hex);
+      await ca.addMember(room, bob.hex);
+      await cc.refreshSession();
+      const heard = collector(2);
+      const epochs: number[] = [];
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === carol.hex) {
+          epochs.push(m.epoch);
+          heard.push(dec.decode(p));
+        }
+      });
+      await cc.publish(room, "before");
+      const info = await ca.removeMember(room, bob.hex);
+      // Carol did nothing but get the server's notice and verify the new log.
+      await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
+        timeoutMs: 3000,
+        what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
+      });
+      await cc.publish(room, "after");
+      assertEquals(await heard.wait(), ["before", "after"]);
+      assertEquals(epochs, [info.epoch - 1, info.epoch]);
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
   const b = await clientBus();

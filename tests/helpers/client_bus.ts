@@ -10,10 +10,22 @@ import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
 import { connect, type ConnectOptions, type UnibusClient } from "../../lib/client/client.ts";
 import { loadIdentity } from "../../lib/identity/identity.ts";
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import type { Store } from "../../lib/store/store.ts";
 import type { BusUser } from "./bus.ts";
 import { type ServeUnderTest, startServe } from "./serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "./serve_store.ts";
+
+/**
+ * Registers `fn` as one test per store backend, named after it.
+ *
+ * @example
+ * ```ts
+ * eachStore("two members talk", async (kind) => { const b = await clientBus(kind); });
+ * ```
+ */
+export function eachStore(name: string, fn: (kind: StoreKind) => Promise<void>): void {
+  for (const kind of ["sqlite", "kv"] as const) Deno.test(`${name} (${kind})`, () => fn(kind));
+}
 
 /** A serve under test and the connections made to it. */
 export interface ClientBus {
@@ -32,7 +44,8 @@ export interface ClientBus {
 }
 
 /**
- * Starts serve with `--bus-auth enforce` and opens its store.
+ * Starts serve with `--bus-auth enforce` on the `kind` store and opens that
+ * store from the test, as another writer would.
  *
  * @example
  * ```ts
@@ -44,13 +57,13 @@ export interface ClientBus {
  * }
  * ```
  */
-export async function clientBus(): Promise<ClientBus> {
+export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> {
   const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
   const internalId = `${dir}/internal.id`;
   const s = await startServe({
-    extraArgs: ["--bus-auth", "enforce", "--internal-id-file", internalId],
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
   });
-  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
+  const store = await openServeStore(s, kind, internalId);
   const opened: Array<{ close(): Promise<void> }> = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
   return {
