@@ -762,7 +762,7 @@ export class UnibusClient {
    */
   async history(
     ref: RoomRef,
-    opts: { limit?: number } = {},
+    opts: { limit?: number; startSeq?: number } = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
     this.#ensureOpen();
     const session = await this.room(ref);
@@ -777,7 +777,10 @@ export class UnibusClient {
     const { state } = await jsm.streams.info(stream);
     const messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
     const limit = opts.limit ?? Infinity;
-    for (let seq = state.first_seq; seq <= state.last_seq && messages.length < limit; seq++) {
+    // startSeq: read from a stream sequence on (e.g. the middle of a long
+    // history); the stream's first sequence when absent or older.
+    const from = Math.max(state.first_seq, opts.startSeq ?? 0);
+    for (let seq = from; seq <= state.last_seq && messages.length < limit; seq++) {
       const m = await jsm.direct.getMessage(stream, { seq });
       if (!m) continue; // removed by the stream's age limit, or deleted
       const r = reader.receive(new Uint8Array(m.data));
