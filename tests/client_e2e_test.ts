@@ -318,6 +318,35 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
   }
 }
 
+Deno.test("a room created with members is one pass: one change each, one key for the last epoch, everyone reads", async () => {
+  const b = await bus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await b.client(alice);
+  try {
+    const room = await ca.createRoom("bulk.room", undefined, { members: [bob.hex, carol.hex] });
+    assertEquals(room.epoch, 2);
+    // Only the last epoch has a key; epochs 0 and 1 were passed at once.
+    const keyed = (await ca.room(room.id)).keyEpochs;
+    assertEquals(keyed, [2]);
+    const cb = await b.client(bob);
+    const cc = await b.client(carol);
+    const got = collector(2);
+    await cb.subscribe(room, (_m, p) => got.push(`bob:${dec.decode(p)}`));
+    await cc.subscribe(room, (_m, p) => got.push(`carol:${dec.decode(p)}`));
+    await ca.publish(room, "hi both");
+    assertEquals((await got.wait()).sort(), ["bob:hi both", "carol:hi both"]);
+    // A later bulk add to an existing room works the same way.
+    const dave = await addBusUser(b.store, "dave");
+    const info = await ca.addMembers(room, [{ signPub: dave.hex, role: "admin" }]);
+    assertEquals(info.epoch, 3);
+    assertEquals((await ca.room(room.id)).state.members.get(dave.hex)?.role, "admin");
+  } finally {
+    await b.stop();
+  }
+});
+
 Deno.test("history read from a stream sequence in the middle delivers the rest, stepping each chain forward", async () => {
   const b = await bus();
   const alice = await addBusUser(b.store, "alice");

@@ -193,6 +193,23 @@ Deno.test("sealed box: a fresh ephemeral key per box unless one is given, which 
   assertThrows(() => sealBox(m, r.kexPub, rand(31)), RangeError);
 });
 
+Deno.test("sealed box: a low-order recipient key is refused, and a box whose ephemeral key is low-order does not open", () => {
+  const r = generateIdentity();
+  // The all-zero point and the order-8 point from libsodium's blocklist.
+  const lowOrder = [
+    new Uint8Array(32),
+    Uint8Array.from(
+      "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800".match(/../g)!
+        .map((h) => parseInt(h, 16)),
+    ),
+  ];
+  for (const pub of lowOrder) {
+    assertThrows(() => sealBox(utf8("x"), pub), Error);
+    const forged = concatBytes(pub, rand(16 + 5));
+    assertEquals(openBox(forged, r.kexPub, r.kexPriv), null);
+  }
+});
+
 // ---- packets ----
 
 function setup(encrypted = true) {

@@ -5,6 +5,8 @@
  * - `--storm=N` (1000) bus clients connecting at once through the auth
  *   callout: time until all are connected, denials, serve and nats-server RSS
  *   before and after.
+ * - rooms of 2, 8 and 32 members made ready one add at a time and in one
+ *   pass (`createRoom` with `members`), in the same run.
  * - `--rooms=R` (100) rooms × 10 members made through the client library
  *   (signed changes, rotations, sealed keys over HTTP): creation rate, then
  *   connect p50 for a member of 50 rooms (the ACL size) against one of none,
@@ -142,11 +144,13 @@ export async function benchRooms(rooms: number): Promise<RoomsResult> {
     for (let r = 0; r < rooms && performance.now() - t0 < DEADLINE_MS; r++) {
       const t = performance.now();
       const admin = clients[r % clients.length];
-      const room = await admin.createRoom(`scale.r${r}`);
-      // Nine more: the probe in the first 50 rooms, the rest from the pool.
+      // Nine more: the probe in the first 50 rooms, the rest from the pool,
+      // added in one pass (addMembers).
       const others = pool.filter((p) => p !== admins[r % admins.length]);
       const members = r < 50 ? [probe, ...others.slice(0, 8)] : others.slice(r % 10, r % 10 + 9);
-      for (const m of members) await admin.addMember(room, m.signPubHex);
+      await admin.createRoom(`scale.r${r}`, undefined, {
+        members: members.map((m) => m.signPubHex),
+      });
       ready.push(performance.now() - t);
     }
     const ms = performance.now() - t0;
@@ -170,6 +174,50 @@ export async function benchRooms(rooms: number): Promise<RoomsResult> {
       connectMember0: await timeConnects(idle),
       serveRssMiB: rssMiB(s.child.pid),
     };
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    await s.stop();
+  }
+}
+
+/** Room ready with N members: one add at a time against one bulk pass. */
+export interface RoomReadyResult {
+  members: number;
+  oneByOneMs: number;
+  bulkMs: number;
+}
+
+/**
+ * Milliseconds until an encrypted room of `sizes[i]` members (creator
+ * included) is ready: `addMember` per member against `createRoom` with
+ * `members` (one pass, one key), in the same run.
+ */
+export async function benchRoomReady(sizes: number[]): Promise<RoomReadyResult[]> {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const clients: UnibusClient[] = [];
+  try {
+    const most = Math.max(...sizes);
+    const ids = Array.from({ length: most }, (_, i) => generateIdentity(`ready-${i}`));
+    await register(s.dataDir, ids);
+    const url = `nats://127.0.0.1:${s.natsPort}`;
+    const admin = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: ids[0] });
+    clients.push(admin);
+    const out: RoomReadyResult[] = [];
+    for (const n of sizes) {
+      const members = ids.slice(1, n).map((id) => id.signPubHex);
+      let t = performance.now();
+      const room = await admin.createRoom(`ready.one.${n}`);
+      for (const m of members) await admin.addMember(room, m);
+      const oneByOneMs = performance.now() - t;
+      t = performance.now();
+      await admin.createRoom(`ready.bulk.${n}`, undefined, { members });
+      out.push({
+        members: n,
+        oneByOneMs: Math.round(oneByOneMs),
+        bulkMs: Math.round(performance.now() - t),
+      });
+    }
+    return out;
   } finally {
     await Promise.allSettled(clients.map((c) => c.close()));
     await s.stop();
@@ -240,6 +288,7 @@ function flag(args: string[], name: string, fallback: number): number {
 /** Runs the three scale measurements with the counts given in `args`. */
 export async function benchScale(args: string[]) {
   return {
+    ready: await benchRoomReady([2, 8, 32]),
     storm: await benchStorm(flag(args, "storm", 1000)),
     rooms: await benchRooms(flag(args, "rooms", 100)),
     history: await benchHistory(flag(args, "history", 100_000)),
@@ -255,8 +304,14 @@ export async function benchScale(args: string[]) {
  * ```
  */
 export function scaleReport(r: Awaited<ReturnType<typeof benchScale>>): string[] {
-  const { storm, rooms, history } = r;
+  const { ready, storm, rooms, history } = r;
   return [
+    "Room ready (encrypted, created and every member added with its key sealed), ms:",
+    "",
+    "| members | one addMember each | createRoom with members (one pass) |",
+    "|---|---|---|",
+    ...ready.map((x) => `| ${x.members} | ${x.oneByOneMs} | ${x.bulkMs} |`),
+    "",
     `Connect storm: ${storm.clients} bus clients at once through the callout (enforce):`,
     "",
     "| connected | denied | all connected, ms | per client p50 / p99 ms | serve RSS MiB before → after | nats-server RSS MiB before → after |",
