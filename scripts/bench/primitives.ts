@@ -10,7 +10,9 @@
 import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { x25519 } from "@noble/curves/ed25519.js";
 import { keyPairFromSeed, verifySignature } from "../../lib/crypto/ed25519.ts";
+import { sealBox } from "../../lib/e2e/sealed_box.ts";
 import { decodePacket, encodePacket, openPacket, replySessionFor } from "../../lib/e2e/packet.ts";
 import { Chain, initialChainKey } from "../../lib/e2e/ratchet.ts";
 
@@ -67,7 +69,7 @@ export async function benchPrimitives(scale = 1): Promise<PrimitiveCost[]> {
   out.push(time("ratchet step: 1 × HMAC-SHA-512 split in two, node:crypto", n, () => {
     createHmac("sha512", key).update(one).digest();
   }));
-  out.push(time("ratchet step: HKDF-SHA-256 expand, node:crypto hkdfSync", n, () => {
+  out.push(time("ratchet step v2: HKDF-SHA-256, L = 64, node:crypto hkdfSync (native)", n, () => {
     hkdfSync("sha256", key, new Uint8Array(0), one, 64);
   }));
   const hmacKey = await crypto.subtle.importKey(
@@ -104,6 +106,22 @@ export async function benchPrimitives(scale = 1): Promise<PrimitiveCost[]> {
       },
     ),
   );
+  const rpk = x25519.getPublicKey(x25519.utils.randomSecretKey());
+  out.push(
+    time(
+      "X25519 for one sealed box (2 scalar mults), @noble (pure JS, v1)",
+      Math.max(20, n / 100),
+      () => {
+        const e = x25519.utils.randomSecretKey();
+        x25519.getPublicKey(e);
+        x25519.getSharedSecret(e, rpk);
+      },
+    ),
+  );
+  const content = new Uint8Array(70);
+  out.push(time("sealBox of a room key, native X25519 (v2)", Math.max(20, n / 100), () => {
+    sealBox(content, rpk);
+  }));
   const nonce = new Uint8Array(12);
   for (const size of [256, 16 * 1024, 256 * 256]) {
     const msg = new Uint8Array(size).fill(7);
