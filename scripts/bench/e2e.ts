@@ -6,11 +6,11 @@
  * @module
  */
 
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { connect } from "../../lib/client/client.ts";
 import { generateIdentity, saveIdentity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import type { Summary } from "./stats.ts";
+import { registerUsers } from "./users.ts";
 
 const WORKER = new URL("./worker.ts", import.meta.url).pathname;
 
@@ -132,21 +132,13 @@ export async function benchE2E(count: number, pings: number, sizes = [256]) {
   const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-bench-" });
   try {
-    const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
     const ids = [generateIdentity("bench-a"), generateIdentity("bench-b")];
+    await registerUsers(s.dataDir, ids, "bench");
     const files: string[] = [];
     for (const [i, id] of ids.entries()) {
-      await store.addUser({
-        signPub: id.signPubHex,
-        handle: `bench-${i}`,
-        role: "member",
-        kexPub: id.kexPubHex,
-        kexSig: id.kexSigHex,
-      });
       files.push(`${dir}/id${i}.json`);
       await saveIdentity(files[i], id);
     }
-    await store.close();
     const url = `nats://127.0.0.1:${s.natsPort}`;
     const admin = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: ids[0] });
     const e2eRoom = await admin.createRoom("bench.e2e");

@@ -22,37 +22,11 @@ import { inboxPrefixFor } from "../../lib/auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { connect, type UnibusClient } from "../../lib/client/client.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { summarize, type Summary } from "./stats.ts";
+import { registerUsers, rssMiB } from "./users.ts";
 
 const DEADLINE_MS = 180_000;
-
-function rssMiB(pid: number): number {
-  try {
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1]);
-    return Math.round(kb / 102.4) / 10;
-  } catch {
-    return NaN;
-  }
-}
-
-async function register(dataDir: string, ids: Identity[]): Promise<void> {
-  const store = await openSqliteStore(`${dataDir}/unibus.db`);
-  try {
-    for (const [i, id] of ids.entries()) {
-      await store.addUser({
-        signPub: id.signPubHex,
-        handle: `scale-${i}`,
-        role: "member",
-        kexPub: id.kexPubHex,
-        kexSig: id.kexSigHex,
-      });
-    }
-  } finally {
-    await store.close();
-  }
-}
 
 function natsLogin(port: number, id: Identity): Promise<NatsConnection> {
   return natsConnect({
@@ -81,7 +55,7 @@ export async function benchStorm(n: number): Promise<StormResult> {
   const conns: NatsConnection[] = [];
   try {
     const ids = Array.from({ length: n }, (_, i) => generateIdentity(`storm-${i}`));
-    await register(s.dataDir, ids);
+    await registerUsers(s.dataDir, ids, "scale");
     const rssBefore = { serveMiB: rssMiB(s.child.pid), natsMiB: rssMiB(s.natsPid) };
     const times: number[] = [];
     const t0 = performance.now();
@@ -133,7 +107,7 @@ export async function benchRooms(rooms: number): Promise<RoomsResult> {
     const pool = Array.from({ length: 20 }, (_, i) => generateIdentity(`pool-${i}`));
     const probe = generateIdentity("probe");
     const idle = generateIdentity("idle");
-    await register(s.dataDir, [...pool, probe, idle]);
+    await registerUsers(s.dataDir, [...pool, probe, idle], "scale");
     const url = `nats://127.0.0.1:${s.natsPort}`;
     const admins = pool.slice(0, 10);
     for (const id of admins) {
@@ -198,7 +172,7 @@ export async function benchRoomReady(sizes: number[]): Promise<RoomReadyResult[]
   try {
     const most = Math.max(...sizes);
     const ids = Array.from({ length: most }, (_, i) => generateIdentity(`ready-${i}`));
-    await register(s.dataDir, ids);
+    await registerUsers(s.dataDir, ids, "scale");
     const url = `nats://127.0.0.1:${s.natsPort}`;
     const admin = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: ids[0] });
     clients.push(admin);
@@ -238,7 +212,7 @@ export async function benchHistory(n: number): Promise<HistoryResult> {
   const clients: UnibusClient[] = [];
   try {
     const [a, b] = [generateIdentity("hist-a"), generateIdentity("hist-b")];
-    await register(s.dataDir, [a, b]);
+    await registerUsers(s.dataDir, [a, b], "scale");
     const url = `nats://127.0.0.1:${s.natsPort}`;
     const ca = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: a });
     clients.push(ca);
