@@ -69,7 +69,15 @@ const OPTIONS: OptionTable = {
     description: "golden: how long to wait for the echoes",
     defaultText: "15s",
   },
-  json: { type: "boolean", description: "machine-readable output (JSON lines)" },
+  persist: {
+    type: "boolean",
+    description:
+      "loop: use a persisted room and check afterwards, through history, that nothing was lost",
+  },
+  json: {
+    type: "boolean",
+    description: "machine-readable output (JSON lines; the last line is the summary)",
+  },
 };
 
 /** `clientcheck --help`. */
@@ -112,6 +120,7 @@ export interface ClientcheckOptions {
   intervalMs: number;
   timeoutMs: number;
   json: boolean;
+  persist: boolean;
 }
 
 /**
@@ -191,6 +200,7 @@ export function parseClientcheckArgs(argv: string[]): ClientcheckOptions & { hel
     intervalMs: dur("interval", "1s"),
     timeoutMs: dur("timeout", "15s"),
     json: v.json === true,
+    persist: v.persist === true,
   };
 }
 
@@ -219,12 +229,13 @@ export async function runClientcheck(o: ClientcheckOptions): Promise<number> {
     const subject = `${o.subject}.${Buffer.from(randomBytes(8)).toString("hex")}`;
     let room;
     try {
-      // Ephemeral on purpose: encrypted and signed, but no stream left behind.
-      room = await client.createRoom(subject, { encrypt: true, sign: true, persist: false });
+      // Ephemeral unless --persist: encrypted and signed, no stream left behind
+      // (the room, and with it its stream, is deleted at the end either way).
+      room = await client.createRoom(subject, { encrypt: true, sign: true, persist: o.persist });
     } catch (err) {
       throw new Error(`cannot create the test room on ${subject}: ${(err as Error).message}`);
     }
-    out(`created E2E room ${room.id} on ${subject} (encrypt, sign, no persist)`, {
+    out(`created E2E room ${room.id} on ${subject} (encrypt, sign, persist=${o.persist})`, {
       event: "room",
       id: room.id,
       subject,
@@ -287,17 +298,74 @@ async function golden(client: UnibusClient, roomId: string, o: ClientcheckOption
   return 0;
 }
 
+const LOOP_PREFIX = "clientcheck-loop-";
+
+/**
+ * What a loop run saw: counters by sequence number, and the longest time
+ * without a delivery (from the first publish to the last check).
+ *
+ * @example
+ * ```ts
+ * const t = new LoopTally(Date.now());
+ * t.delivered("clientcheck-loop-0", Date.now());
+ * t.summary(1, Date.now()); // { sent: 1, received: 1, lost: 0, duplicates: 0, … }
+ * ```
+ */
+export class LoopTally {
+  #seen = new Set<number>();
+  duplicates = 0;
+  #last: number;
+  #maxGap = 0;
+  constructor(startedAt: number) {
+    this.#last = startedAt;
+  }
+  /** Records one delivery of `text` at `at` (ms); ignores foreign payloads. */
+  delivered(text: string, at: number): void {
+    if (!text.startsWith(LOOP_PREFIX)) return;
+    const n = Number(text.slice(LOOP_PREFIX.length));
+    if (!Number.isInteger(n)) return;
+    if (this.#seen.has(n)) {
+      this.duplicates++;
+      return;
+    }
+    this.#seen.add(n);
+    this.#maxGap = Math.max(this.#maxGap, at - this.#last);
+    this.#last = at;
+  }
+  get received(): number {
+    return this.#seen.size;
+  }
+  /** Sequence numbers below `sent` never delivered. */
+  missing(sent: number): number[] {
+    return Array.from({ length: sent }, (_, i) => i).filter((i) => !this.#seen.has(i));
+  }
+  summary(sent: number, endedAt: number) {
+    return {
+      sent,
+      received: this.received,
+      lost: this.missing(sent).length,
+      duplicates: this.duplicates,
+      max_gap_ms: Math.round(Math.max(this.#maxGap, endedAt - this.#last)),
+    };
+  }
+}
+
 async function loop(client: UnibusClient, roomId: string, o: ClientcheckOptions, out: Out) {
-  let received = 0;
-  const sub = await client.subscribe(roomId, () => received++);
+  const started = Date.now();
+  const live = new LoopTally(started);
+  const sub = await client.subscribe(
+    roomId,
+    (_meta, data) => live.delivered(new TextDecoder().decode(data), Date.now()),
+  );
   const nodes = new Map<string, number>();
-  const end = Date.now() + o.durationMs;
+  const end = started + o.durationMs;
   let sent = 0;
   let tick = 0;
+  let lastNode: string | null = null;
   while (Date.now() < end) {
     let status = "ok";
     try {
-      await client.publish(roomId, `clientcheck-loop-${sent}`);
+      await client.publish(roomId, `${LOOP_PREFIX}${sent}`);
     } catch (err) {
       status = `error: ${(err as Error).message}`;
     }
@@ -305,28 +373,68 @@ async function loop(client: UnibusClient, roomId: string, o: ClientcheckOptions,
     tick++;
     const node = client.connectedServer();
     if (node) nodes.set(node, (nodes.get(node) ?? 0) + 1);
+    if (node && lastNode && node !== lastNode) {
+      out(`attached to ${node} (was ${lastNode})`, { event: "failover", from: lastNode, to: node });
+    }
+    lastNode = node ?? lastNode;
     out(
-      `t=${tick} sent=${sent} recv=${received} up=${client.isConnected()} node=${
+      `t=${tick} sent=${sent} recv=${live.received} up=${client.isConnected()} node=${
         node ?? "-"
       } publish=${status}`,
-      { event: "tick", tick, sent, received, up: client.isConnected(), node, publish: status },
+      {
+        event: "tick",
+        tick,
+        sent,
+        received: live.received,
+        up: client.isConnected(),
+        node,
+        publish: status,
+      },
     );
     await new Promise((r) => setTimeout(r, o.intervalMs));
   }
-  await new Promise((r) => setTimeout(r, Math.min(2000, o.intervalMs * 2)));
+  // Let the last messages arrive: bounded, and done as soon as all are in.
+  const settle = Date.now() + Math.max(2000, o.intervalMs * 2);
+  while (live.received < sent && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
   sub.unsubscribe();
+  let summary = live.summary(sent, Date.now());
+  let historyChecked = false;
+  if (o.persist) {
+    // What the room kept is the ground truth: a message missed live while
+    // failing over but stored is not lost.
+    const stored = new LoopTally(started);
+    const { messages } = await client.history(roomId);
+    for (const m of messages) stored.delivered(new TextDecoder().decode(m.plaintext), started);
+    summary = { ...summary, lost: stored.missing(sent).length };
+    historyChecked = true;
+  }
   const attached = Object.fromEntries(nodes);
   const failover = nodes.size > 1;
+  const ok = summary.received > 0 && summary.lost === 0;
   const lines = [
-    `loop done: sent=${sent} received=${received}`,
+    `loop done: sent=${summary.sent} received=${summary.received} lost=${summary.lost} duplicates=${summary.duplicates} max_gap_ms=${summary.max_gap_ms}${
+      historyChecked ? " (lost counted from history)" : ""
+    }`,
     ...[...nodes].map(([n, c]) => `  attached to ${n} for ${c} ticks`),
   ];
   if (failover) lines.push(`FAILOVER OBSERVED: attached to ${nodes.size} distinct nodes`);
   lines.push(
-    received > 0 ? `LOOP OK: kept receiving (received=${received})` : "LOOP FAIL: received nothing",
+    ok
+      ? `LOOP OK: kept receiving (received=${summary.received})`
+      : summary.received === 0
+      ? "LOOP FAIL: received nothing"
+      : `LOOP FAIL: ${summary.lost} lost`,
   );
-  out(lines.join("\n"), { event: "summary", sent, received, attached, failover, ok: received > 0 });
-  return received > 0 ? 0 : 1;
+  out(lines.join("\n"), {
+    event: "summary",
+    ...summary,
+    nodes: [...nodes.keys()],
+    attached,
+    failover,
+    history_checked: historyChecked,
+    ok,
+  });
+  return ok ? 0 : 1;
 }
 
 /** `unibus clientcheck`. */

@@ -13,6 +13,7 @@ import { UsageError } from "./args.ts";
 import { clientcheckCommand } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
 import { identityCommand } from "./identity.ts";
+import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
 
@@ -30,6 +31,7 @@ const COMMANDS: Command[] = [
   userCommand,
   identityCommand,
   clientcheckCommand,
+  migrateCommand,
   versionCommand,
 ];
 

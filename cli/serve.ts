@@ -8,31 +8,11 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
-import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
+import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
+import type { ServeOptions } from "../server/options.ts";
 
-/** Everything `serve` runs with, validated. */
-export interface ServeOptions {
-  httpHost: string;
-  httpPort: number;
-  natsHost: string;
-  natsPort: number;
-  dataDir: string;
-  dbPath: string;
-  store: "sqlite";
-  /** An external NATS to use instead of the managed nats-server. */
-  natsUrl: string | null;
-  natsServerBin: string | null;
-  serverName: string;
-  busAuth: "off" | "enforce";
-  /** Persisted internal service identity (load or create); null = ephemeral per process. */
-  internalIdFile: string | null;
-  /** Both planes over TLS; `caFile` is the CA clients pin. */
-  tls: { certFile: string; keyFile: string; caFile: string } | null;
-  insecurePublic: boolean;
-  maxBodyBytes: number;
-  /** Quotas and resource limits (server/limits.ts). */
-  limits: Limits;
-}
+export type { ServeOptions };
+import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
 
 const MiB = 1024 * 1024;
 
@@ -126,9 +106,21 @@ export const SERVE_OPTIONS: OptionTable = {
   },
   store: {
     type: "string",
-    valueName: "sqlite",
-    description: "control-plane store backend",
+    valueName: "sqlite|kv",
+    description: "control-plane store: the SQLite file, or JetStream KV (replicable)",
     defaultText: "sqlite",
+  },
+  "kv-replicas": {
+    type: "string",
+    valueName: "1|3",
+    description: "replicas of the KV buckets (--store kv); 1 is a single copy, not HA",
+    defaultText: "1",
+  },
+  "kv-bootstrap-timeout": {
+    type: "string",
+    valueName: "SECONDS",
+    description: "how long to retry opening the KV buckets while JetStream is not ready",
+    defaultText: "120",
   },
   "nats-url": {
     type: "string",
@@ -138,7 +130,8 @@ export const SERVE_OPTIONS: OptionTable = {
   "nats-server-bin": {
     type: "string",
     valueName: "PATH",
-    description: "nats-server executable (else UNIBUS_NATS_SERVER, .tools/, PATH)",
+    description:
+      "nats-server executable (else UNIBUS_NATS_SERVER, the artifact's embedded copy, .tools/, PATH)",
   },
   "server-name": {
     type: "string",
@@ -180,6 +173,19 @@ export const SERVE_OPTIONS: OptionTable = {
     description: "largest control-plane request body",
     defaultText: "1048576",
   },
+  "nats-monitor-port": {
+    type: "string",
+    valueName: "PORT",
+    description: "nats-server monitoring port (127.0.0.1 only; opened by UNIBUS_NATS_MONITOR=1)",
+    defaultText: "UNIBUS_NATS_MONITOR_PORT, else 8222",
+  },
+  "callout-issuer-file": {
+    type: "string",
+    valueName: "PATH",
+    description: "auth callout issuer seed, the same file on every node (created 0600 if missing)",
+    defaultText: "one per process",
+  },
+  ...CLUSTER_SERVE_OPTIONS,
   ...Object.fromEntries(LIMIT_FLAGS.map(([field, flag, unit, description]) => {
     const d = DEFAULT_LIMITS[field];
     return [flag, {
@@ -220,7 +226,10 @@ function hostnameOrLocal(): string {
  * opts.natsPort; // 4251
  * ```
  */
-export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean } {
+export function parseServeArgs(
+  argv: string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): ServeOptions & { help: boolean } {
   const { values: v } = parseCommandArgs(argv, SERVE_OPTIONS, { maxPositionals: 0 });
   const str = (name: string) => v[name] as string | undefined;
 
@@ -243,16 +252,50 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
   if (!dataDir) throw new UsageError("--data-dir: must not be empty");
 
   const store = str("store") ?? "sqlite";
-  if (store === "kv") {
-    throw new UsageError(
-      "--store kv (the replicated control plane) is not available yet; use sqlite",
-    );
+  if (store !== "sqlite" && store !== "kv") {
+    throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
   }
-  if (store !== "sqlite") throw new UsageError(`--store: "${store}" is not a store (sqlite)`);
+  const replicasText = str("kv-replicas") ?? "1";
+  if (replicasText !== "1" && replicasText !== "3") {
+    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
+  }
+  const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
+  if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
+    throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
+  }
+  if (store === "sqlite" && (str("kv-replicas") ?? str("kv-bootstrap-timeout")) !== undefined) {
+    throw new UsageError("--kv-replicas and --kv-bootstrap-timeout need --store kv");
+  }
 
   const busAuth = str("bus-auth") ?? "off";
   if (busAuth !== "off" && busAuth !== "enforce") {
     throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
+  }
+  const cluster = parseClusterArgs(v, env);
+  const calloutIssuerFile = str("callout-issuer-file") ?? null;
+  if (cluster) {
+    // Homogeneous posture (seed 000): one node that does not enforce opens
+    // the whole bus, since routes carry every message to every node.
+    if (busAuth !== "enforce") {
+      throw new UsageError(
+        "a clustered node needs --bus-auth enforce: one open node would open the whole cluster",
+      );
+    }
+    // A node on a local SQLite file would serve its own allowlist and rooms,
+    // not the cluster's.
+    if (store !== "kv") {
+      throw new UsageError(
+        "a clustered node needs --store kv: a local SQLite store is not shared with the other nodes",
+      );
+    }
+    if (calloutIssuerFile === null) {
+      throw new UsageError(
+        "a clustered node needs --callout-issuer-file FILE, the same file on every node",
+      );
+    }
+  }
+  if (calloutIssuerFile !== null && busAuth !== "enforce") {
+    throw new UsageError("--callout-issuer-file needs --bus-auth enforce");
   }
 
   const natsUrl = str("nats-url") ?? null;
@@ -315,6 +358,26 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     throw new UsageError("--tls-ca without --tls-cert has nothing to pin");
   }
   const tls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
+  // The route port must only ever open to a node's certificate: with the
+  // data-plane CA as route CA, any client certificate would do (seed 001).
+  // Same content under another path is caught at start (route_tls.ts).
+  if (cluster?.routeTls && tls && cluster.routeTls.caFile === tls.caFile) {
+    throw new UsageError(
+      "--route-tls-ca must not be the data-plane CA (--tls-ca): use a separate route CA",
+    );
+  }
+
+  // Unset: serve reads UNIBUS_NATS_MONITOR_PORT (else 8222) when it opens the monitor.
+  let natsMonitorPort: number | null = null;
+  const monitorFlag = str("nats-monitor-port");
+  if (monitorFlag !== undefined) {
+    try {
+      natsMonitorPort = parsePort(monitorFlag);
+    } catch (err) {
+      throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
+    }
+    if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
+  }
 
   if (busAuth === "enforce" && natsUrl !== null) {
     throw new UsageError(
@@ -357,7 +420,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     natsPort,
     dataDir,
     dbPath: str("db") ?? `${dataDir.replace(/\/+$/, "")}/unibus.db`,
-    store: "sqlite",
+    store,
+    kvReplicas: replicasText === "3" ? 3 : 1,
+    kvBootstrapTimeoutMs: Number(bootstrapText) * 1000,
     natsUrl,
     natsServerBin: str("nats-server-bin") ?? null,
     serverName,
@@ -366,6 +431,9 @@ export function parseServeArgs(argv: string[]): ServeOptions & { help: boolean }
     tls,
     insecurePublic,
     maxBodyBytes: Number(maxBodyText),
+    natsMonitorPort,
+    calloutIssuerFile,
+    cluster,
     limits,
   };
 }

@@ -1,8 +1,10 @@
 /**
- * `unibus user add|list|revoke`: offline administration of the allowlist in
- * the SQLite file. Everything is validated before the store is opened, so a
- * usage mistake (exit 2) writes nothing; an existing user is never
- * overwritten and a revoked one is never deleted (seed 004).
+ * `unibus user add|list|revoke`: administration of the allowlist, offline in
+ * the SQLite file, or live in a running node's KV buckets (`--store kv`, as
+ * the internal service identity; seed 004 "Add users to the live cluster").
+ * Everything is validated before the store is opened, so a usage mistake
+ * (exit 2) writes nothing; an existing user is never overwritten and a
+ * revoked one is never deleted.
  *
  * @module
  */
@@ -16,10 +18,18 @@ import {
   signPubFromNkey,
   verifyKexBinding,
 } from "../lib/identity/identity.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
+import type { KvStore } from "../lib/store/kv.ts";
+import { openStore } from "../lib/store/mod.ts";
 import { type Role, type Store, type User, UserExistsError } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import {
+  KV_TARGET_OPTIONS,
+  type KvTarget,
+  openKvTarget,
+  parseKvTarget,
+  replicationLine,
+} from "./kv_target.ts";
 
 /** Where `serve` keeps its SQLite file with its default `--data-dir`. */
 export const DEFAULT_DB_PATH = "./local_files/unibus.db";
@@ -34,9 +44,10 @@ const STORE_OPTIONS: OptionTable = {
   store: {
     type: "string",
     valueName: "sqlite|kv",
-    description: "which store to administer (kv is not available yet)",
+    description: "the SQLite file (offline), or a running node's KV buckets (live)",
     defaultText: "sqlite",
   },
+  ...KV_TARGET_OPTIONS,
 };
 
 const ADD_OPTIONS: OptionTable = {
@@ -73,7 +84,8 @@ const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS };
 
 /** Help of `unibus user add`. */
 export const USER_ADD_HELP: string = renderHelp(
-  "unibus user add --handle H --sign-pub HEX [--kex-pub HEX --kex-sig HEX] [--role admin|member] [--db PATH]",
+  "unibus user add --handle H --sign-pub HEX [--kex-pub HEX --kex-sig HEX] [--role admin|member]\n" +
+    "                [--db PATH | --store kv --internal-id-file PATH [--nats-url URL] [--ca PEM]]",
   "Registers a user in the allowlist. A key that is already registered is left\n" +
     "unchanged (exit 1); revoke it and use a new key instead.",
   ADD_OPTIONS,
@@ -81,14 +93,14 @@ export const USER_ADD_HELP: string = renderHelp(
 
 /** Help of `unibus user list`. */
 export const USER_LIST_HELP: string = renderHelp(
-  "unibus user list [--json] [--db PATH]",
+  "unibus user list [--json] [--db PATH | --store kv --internal-id-file PATH ...]",
   "Lists every user, revoked ones included.",
   LIST_OPTIONS,
 );
 
 /** Help of `unibus user revoke`. */
 export const USER_REVOKE_HELP: string = renderHelp(
-  "unibus user revoke KEY [--db PATH]",
+  "unibus user revoke KEY [--db PATH | --store kv --internal-id-file PATH ...]",
   "Marks the user with Ed25519 public key KEY (hex or nkey) revoked. The row is\n" +
     "kept for the audit trail; a running serve must also cut live connections.",
   REVOKE_OPTIONS,
@@ -97,7 +109,8 @@ export const USER_REVOKE_HELP: string = renderHelp(
 /** Help of `unibus user`. */
 export const USER_HELP: string = `usage: unibus user <subcommand> [options]
 
-Administers the allowlist (offline, against the SQLite file).
+Administers the allowlist: offline in the SQLite file, or live in a running
+node's KV buckets with --store kv (as its internal service identity).
 
 subcommands:
   add       register a user
@@ -113,13 +126,26 @@ function str(values: Values, name: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-function dbPath(values: Values): string {
+/** Where the command writes: a SQLite file, or a node's KV buckets. */
+type Target = { kind: "sqlite"; db: string } | { kind: "kv"; kv: KvTarget };
+
+function targetOf(values: Values): Target {
   const store = str(values, "store") ?? "sqlite";
-  if (store === "kv") throw new UsageError("--store kv is not available yet");
+  if (store === "kv") {
+    if (str(values, "db") !== undefined) throw new UsageError("--db is for --store sqlite");
+    return { kind: "kv", kv: parseKvTarget(values) };
+  }
   if (store !== "sqlite") throw new UsageError(`--store must be sqlite or kv, not "${store}"`);
+  for (const f of ["nats-url", "internal-id-file", "ca", "kv-replicas"]) {
+    if (str(values, f) !== undefined) throw new UsageError(`--${f} needs --store kv`);
+  }
   const db = str(values, "db") ?? DEFAULT_DB_PATH;
   if (db.length === 0) throw new UsageError("--db must not be empty");
-  return db;
+  return { kind: "sqlite", db };
+}
+
+function where(t: Target): string {
+  return t.kind === "sqlite" ? t.db : `the KV at ${t.kv.natsUrl}`;
 }
 
 /** An Ed25519 public key typed by an operator: hex in either case, or a U… nkey. */
@@ -151,10 +177,17 @@ async function requireDb(path: string): Promise<void> {
   if (!st.isFile) throw new Error(`no database at ${path} (not a regular file)`);
 }
 
-async function withStore<T>(path: string, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openSqliteStore(path);
+async function withStore<T>(
+  t: Target,
+  fn: (store: Store, kv: KvStore | null) => Promise<T>,
+  opts: { mayCreate?: boolean } = {},
+): Promise<T> {
+  if (t.kind === "sqlite" && !opts.mayCreate) await requireDb(t.db);
+  const store = t.kind === "sqlite"
+    ? await openStore({ kind: "sqlite", path: t.db })
+    : await openKvTarget(t.kv);
   try {
-    return await fn(store);
+    return await fn(store, t.kind === "kv" ? store as KvStore : null);
   } finally {
     await store.close();
   }
@@ -166,12 +199,12 @@ interface AddRequest {
   kexPub: string | null;
   kexSig: string | null;
   role: Role;
-  db: string;
+  target: Target;
 }
 
 /** Validates every `user add` flag; throws UsageError before anything is opened. */
 function parseAdd(values: Values): AddRequest {
-  const db = dbPath(values);
+  const target = targetOf(values);
   const handle = str(values, "handle");
   if (handle === undefined) throw new UsageError("--handle is required");
   const bad = handleViolation(handle);
@@ -214,7 +247,7 @@ function parseAdd(values: Values): AddRequest {
       );
     }
   }
-  return { handle, signPub, kexPub, kexSig, role, db };
+  return { handle, signPub, kexPub, kexSig, role, target };
 }
 
 async function runAdd(argv: string[]): Promise<number> {
@@ -224,7 +257,7 @@ async function runAdd(argv: string[]): Promise<number> {
     return 0;
   }
   const req = parseAdd(values);
-  return await withStore(req.db, async (store) => {
+  return await withStore(req.target, async (store, kv) => {
     try {
       await store.addUser({
         signPub: req.signPub,
@@ -248,10 +281,11 @@ async function runAdd(argv: string[]): Promise<number> {
     }
     console.log(
       `added user ${req.signPub} (handle ${JSON.stringify(req.handle)}, role ${req.role}` +
-        `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${req.db}`,
+        `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${where(req.target)}`,
     );
+    if (kv) console.log(await replicationLine(kv));
     return 0;
-  });
+  }, { mayCreate: true });
 }
 
 /** A user as `user list --json` prints it. */
@@ -309,13 +343,12 @@ async function runList(argv: string[]): Promise<number> {
     console.log(USER_LIST_HELP);
     return 0;
   }
-  const db = dbPath(values);
-  await requireDb(db);
-  const users = await withStore(db, (store) => store.listUsers());
+  const target = targetOf(values);
+  const users = await withStore(target, (store) => store.listUsers());
   if (values.json) {
     console.log(JSON.stringify(users.map(listed))); // one line, for scripts
   } else if (users.length === 0) {
-    console.log(`no users in ${db}`);
+    console.log(`no users in ${where(target)}`);
   } else {
     console.log(table(users));
   }
@@ -328,22 +361,22 @@ async function runRevoke(argv: string[]): Promise<number> {
     console.log(USER_REVOKE_HELP);
     return 0;
   }
-  const db = dbPath(values);
+  const target = targetOf(values);
   const key = positionals[0];
   if (key === undefined) throw new UsageError("user revoke needs the user's KEY (sign_pub hex)");
   // Unlike add, a key that fails the curve checks may still be revoked: if one
   // ever got in, taking it out must not be refused.
   const signPub = parseSignPub(key, "KEY");
-  await requireDb(db);
-  return await withStore(db, async (store) => {
+  return await withStore(target, async (store, kv) => {
     const user = await store.getUser(signPub);
-    if (user === null) throw new Error(`no user ${signPub} in ${db}`);
+    if (user === null) throw new Error(`no user ${signPub} in ${where(target)}`);
     if (user.status === "revoked") {
       console.log(`user ${signPub} is already revoked (unchanged)`);
       return 0;
     }
     await store.revokeUser(signPub);
     console.log(`revoked user ${signPub}`);
+    if (kv) console.log(await replicationLine(kv));
     return 0;
   });
 }

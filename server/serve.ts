@@ -6,14 +6,19 @@
  * @module
  */
 
-import type { ServeOptions } from "../cli/serve.ts";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
+import { openStore } from "../lib/store/mod.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
+import { createMetrics } from "./metrics.ts";
+import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
+import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
+import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
+import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
+import type { ServeOptions } from "./options.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
@@ -23,7 +28,12 @@ import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts"
 import { apiRoutes } from "./http/routes/mod.ts";
 import { jetStreamStoreFromDisk } from "./limits.ts";
 import { resolveNatsServerBin } from "./nats/binary.ts";
-import { type NatsAuthConfig, renderNatsConfig } from "./nats/config.ts";
+import {
+  type NatsAuthConfig,
+  type NatsClusterConfig,
+  redactRoute,
+  renderNatsConfig,
+} from "./nats/config.ts";
 import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
@@ -122,20 +132,43 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   };
 
   let conn: InternalConnection;
-  let store: Store;
+  let store!: Store;
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
   let recheck = () => {};
+  let clusterMonitor: ClusterMonitor | null = null;
+  let sessionCount = () => 0;
+  const metrics = createMetrics({
+    connections: () => sessionCount(),
+    natsRestarts: () => nats?.restarts ?? 0,
+    cluster: () => clusterMonitor?.status() ?? null,
+  });
+  const posture: Posture = {
+    auth: opts.busAuth,
+    acl: opts.busAuth === "enforce",
+    tls: opts.tls !== null,
+    store: opts.store,
+    replicas: opts.store === "kv" ? opts.kvReplicas : 1,
+  };
   try {
-    store = await openSqliteStore(opts.dbPath);
-    cleanups.push(() => store.close());
-    await reportInexpressibleRooms(store, log.child("rooms"));
+    if (opts.store === "sqlite") {
+      store = metrics.instrumentStore(await openStore({ kind: "sqlite", path: opts.dbPath }));
+      cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
+    }
 
     // Enforce mode keys. The callout issuer and the system user live as long
     // as this process; the internal identity can be persisted so that a CLI
     // on this node can present it (seed 004: --internal-id-file).
     const enforce = opts.busAuth === "enforce";
-    const issuer = enforce ? NativeNkeyPair.generate(Prefix.Account) : null;
+    // In a cluster any node may answer any node's callout request, and a
+    // nats-server accepts only answers signed by the issuer in its own
+    // config: so the nodes share one issuer, provisioned as a 0600 file.
+    const issuer = !enforce
+      ? null
+      : opts.calloutIssuerFile
+      ? await loadOrCreateCalloutIssuer(opts.calloutIssuerFile)
+      : NativeNkeyPair.generate(Prefix.Account);
     const systemUser = enforce ? NativeNkeyPair.generate(Prefix.User) : null;
     let internalUser: NativeNkeyPair | null = null;
     if (enforce) {
@@ -166,6 +199,31 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       }
     }
 
+    let cluster: NatsClusterConfig | null = null;
+    if (opts.cluster) {
+      const c = opts.cluster;
+      if (c.routeTls && opts.tls) await assertSeparateRouteCa(c.routeTls.caFile, opts.tls.caFile);
+      const { pass, warning } = await resolveClusterPass(c.pass);
+      if (warning) log.warn(warning);
+      cluster = {
+        name: c.name,
+        host: c.host,
+        port: c.port,
+        routes: c.routes,
+        user: c.user,
+        pass,
+        tls: c.routeTls,
+      };
+      // Routes are logged without their userinfo, never with the secret.
+      log.info("cluster", {
+        name: c.name,
+        listen: `${c.host}:${c.port}`,
+        routes: c.routes.map(redactRoute),
+        routeTls: c.routeTls !== null,
+        secretFrom: c.pass.kind,
+      });
+    }
+
     let natsUrl = opts.natsUrl;
     if (natsUrl === null) {
       const bin = await resolveNatsServerBin({
@@ -190,10 +248,11 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           debug: logOpts.debug,
           trace: logOpts.trace,
           monitorPort: logOpts.monitor
-            ? natsMonitorPort(Deno.env.get("UNIBUS_NATS_MONITOR_PORT"))
+            ? opts.natsMonitorPort ?? natsMonitorPort(Deno.env.get("UNIBUS_NATS_MONITOR_PORT"))
             : null,
           auth,
           tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
+          cluster,
         }),
       );
       nats = new ManagedNatsServer({
@@ -224,9 +283,29 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       name: `unibus-serve-${opts.serverName}`,
       authenticator: internalUser ? nkeyAuthenticatorFor(internalUser) : undefined,
       caFile: opts.tls?.caFile,
+      // On KV the bucket bootstrap below is the JetStream check, with the
+      // retry a cold cluster needs; a one-shot check here would defeat it.
+      jetstream: opts.store !== "kv",
       log: log.child("nats"),
     });
     cleanups.push(() => conn.close());
+
+    if (opts.store === "kv") {
+      // The internal connection owns the buckets: it is the only identity
+      // with rights on `$KV.UNIBUS_*`, `$O.*` and their `$JS.API` subjects
+      // (bus users' ACLs name only their rooms and inbox).
+      store = metrics.instrumentStore(
+        await openStore({
+          kind: "kv",
+          nc: conn.nc,
+          replicas: opts.kvReplicas,
+          bootstrapTimeoutMs: opts.kvBootstrapTimeoutMs,
+          log: log.child("kv"),
+        }),
+      );
+      cleanups.push(() => store.close());
+      await reportInexpressibleRooms(store, log.child("rooms"));
+    }
 
     if (enforce) {
       const sys = await connectInternal({
@@ -238,15 +317,41 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("nats-sys"),
       });
       cleanups.push(() => sys.close());
+      if (opts.cluster) {
+        const monitor = startClusterMonitor({
+          clusterName: opts.cluster.name,
+          node: opts.serverName,
+          posture,
+          sys: sys.nc,
+          app: conn.nc,
+          log: log.child("cluster"),
+        });
+        clusterMonitor = monitor;
+        cleanups.push(() => monitor.stop());
+      }
       const sessions = new SessionRegistry();
+      sessionCount = () => sessions.size;
       const callout = startAuthCallout({
         nc: conn.nc,
         issuer: issuer!,
         store,
         sessions,
         log: log.child("auth"),
+        // In a cluster this node may answer for another node's server: the
+        // admission goes to the node that holds the connection.
+        grant: opts.cluster ? grantPublisher(conn.nc) : undefined,
+        onAnswer: (ms, allowed) => metrics.calloutAnswered(ms, allowed),
       });
       cleanups.push(() => callout.stop());
+      if (opts.cluster) {
+        const feed = startSessionFeed({
+          sys: sys.nc,
+          app: conn.nc,
+          sessions,
+          log: log.child("sessions"),
+        });
+        cleanups.push(() => feed.stop());
+      }
       // The callout's subscription must reach the server before a client
       // connects, or the first clients time out instead of being answered.
       await conn.nc.flush();
@@ -256,6 +361,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         store,
         sessions,
         log: log.child("enforcer"),
+        onKick: (reason) => metrics.kicked(reason),
       });
       cleanups.push(() => enforcer.stop());
       recheck = () => enforcer.recheckNow();
@@ -267,25 +373,24 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     throw err;
   }
 
-  const posture: Posture = {
-    auth: opts.busAuth,
-    acl: opts.busAuth === "enforce",
-    tls: opts.tls !== null,
-    store: opts.store,
-    replicas: 1,
-  };
   const handler = createApp({
     log: log.child("http"),
     maxBodyBytes: opts.maxBodyBytes,
     middleware: [
       accessLog,
+      metrics.http,
       requireSignedRequests({
         store: store!,
         uploads: { perUser: opts.limits.uploadsPerUser, total: opts.limits.uploadsTotal },
       }),
     ],
     routes: [
-      healthRoute({ posture, dataPlane: () => conn.state() }),
+      metrics.route,
+      healthRoute({
+        posture,
+        dataPlane: () => conn.state(),
+        cluster: clusterMonitor ? () => clusterMonitor!.status() : undefined,
+      }),
       ...apiRoutes({
         store: store!,
         nc: conn!.nc,

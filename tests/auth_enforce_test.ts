@@ -2,7 +2,6 @@ import { connect, nkeyAuthenticator } from "@nats-io/transport-node";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { inboxPrefixFor } from "../lib/auth/acl.ts";
 import { busUserAuthenticator, natsAuthMessage, Prefix } from "../lib/auth/nkey.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
 import type { Store } from "../lib/store/store.ts";
 import { REFRESH_NOTICE_SUFFIX } from "../server/auth/enforcer.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
@@ -15,18 +14,34 @@ import {
   subscribeDenied,
 } from "./helpers/bus.ts";
 import { type ServeUnderTest, spawnUnibus, startServe } from "./helpers/serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "./helpers/serve_store.ts";
 
-async function enforceBus(extraArgs: string[] = []): Promise<{ s: ServeUnderTest; store: Store }> {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...extraArgs] });
-  // The test writes the allowlist straight into serve's SQLite file, as the
-  // offline `unibus user` commands do.
-  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
-  return { s, store };
+async function enforceBus(
+  extraArgs: string[] = [],
+  kind: StoreKind = "sqlite",
+): Promise<{ s: ServeUnderTest; store: Store; dir: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-enforce-" });
+  const s = await startServe({
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, `${dir}/internal.id`), ...extraArgs],
+  });
+  // The test writes the allowlist behind serve's back, as another process
+  // does: the SQLite file (offline `unibus user`), or the KV buckets with the
+  // internal identity (`unibus user --store kv`, another node).
+  const store = await openServeStore(s, kind, `${dir}/internal.id`);
+  return { s, store, dir };
 }
 
-async function stopBus(bus: { s: ServeUnderTest; store: Store }): Promise<void> {
+async function stopBus(bus: { s: ServeUnderTest; store: Store; dir: string }): Promise<void> {
   await bus.store.close();
   assertEquals((await bus.s.stop()).code, 0);
+  await Deno.remove(bus.dir, { recursive: true });
+}
+
+/** Registers `fn` once per store backend, named after it. */
+function eachStore(name: string, fn: (kind: StoreKind, t: Deno.TestContext) => Promise<void>) {
+  for (const kind of ["sqlite", "kv"] as const) {
+    Deno.test(`${name} (${kind})`, (t) => fn(kind, t));
+  }
 }
 
 /** `p`'s value if it settles within `ms`, else null; never leaves a timer behind. */
@@ -43,17 +58,21 @@ function refusedLine(s: ServeUnderTest, reason: string) {
   return s.waitFor((l) => l.msg === "connection refused" && l.reason === reason, 5000);
 }
 
-Deno.test("enforce mode reports its posture on /healthz", async () => {
-  const bus = await enforceBus();
+eachStore("enforce mode reports its posture on /healthz", async (kind) => {
+  const bus = await enforceBus([], kind);
   try {
     const body = await (await fetch(`${bus.s.httpUrl}/healthz`)).json();
     assertEquals(body.posture, {
       auth: "enforce",
       acl: true,
       tls: false,
-      store: "sqlite",
+      store: kind,
       replicas: 1,
     });
+    if (kind === "kv") {
+      // R1 is a single copy: said at start-up, never advertised as HA.
+      await bus.s.waitFor((l) => /not HA/.test(String(l.msg)), 1000);
+    }
   } finally {
     await stopBus(bus);
   }
@@ -181,8 +200,8 @@ Deno.test("a member publishes, subscribes and answers requests on its room's sub
   }
 });
 
-Deno.test("a member is denied every subject that is not its own", async (t) => {
-  const bus = await enforceBus();
+eachStore("a member is denied every subject that is not its own", async (kind, t) => {
+  const bus = await enforceBus([], kind);
   try {
     const alice = await addBusUser(bus.store, "alice");
     const bob = await addBusUser(bus.store, "bob");
@@ -200,12 +219,41 @@ Deno.test("a member is denied every subject that is not its own", async (t) => {
       });
       await t.step("the control plane's KV buckets", async () => {
         await subscribeDenied(nc, "$KV.UNIBUS_users.>");
+        await subscribeDenied(nc, "$KV.>");
         await publishDenied(nc, `$KV.UNIBUS_users.${alice.hex}`);
+        for (
+          const b of [
+            "UNIBUS_users",
+            "UNIBUS_rooms",
+            "UNIBUS_members",
+            "UNIBUS_room_keys",
+            "UNIBUS_rooms_by_member",
+            "UNIBUS_nonces",
+            "UNIBUS_room_changes",
+            "UNIBUS_blob_meta",
+          ]
+        ) {
+          await publishDenied(nc, `$KV.${b}.x`);
+          await publishDenied(nc, `$JS.API.DIRECT.GET.KV_${b}`);
+          await publishDenied(nc, `$JS.API.STREAM.MSG.GET.KV_${b}`);
+          await publishDenied(nc, `$JS.API.STREAM.INFO.KV_${b}`);
+          await publishDenied(nc, `$JS.API.STREAM.PURGE.KV_${b}`);
+        }
+      });
+      await t.step("the blob object store", async () => {
+        await subscribeDenied(nc, "$O.>");
+        await publishDenied(nc, "$O.UNIBUS_blobs.C.x");
+        await publishDenied(nc, "$JS.API.STREAM.INFO.OBJ_UNIBUS_blobs");
+        await publishDenied(nc, "$JS.API.DIRECT.GET.OBJ_UNIBUS_blobs");
+        await publishDenied(nc, "$JS.API.CONSUMER.CREATE.OBJ_UNIBUS_blobs");
       });
       await t.step("the JetStream API beyond its rooms", async () => {
         await publishDenied(nc, "$JS.API.STREAM.LIST");
+        await publishDenied(nc, "$JS.API.STREAM.NAMES");
         await publishDenied(nc, "$JS.API.STREAM.CREATE.EVIL");
         await publishDenied(nc, "$JS.API.STREAM.INFO.KV_UNIBUS_users");
+        await publishDenied(nc, "$JS.API.STREAM.UPDATE.KV_UNIBUS_users");
+        await publishDenied(nc, "$JS.API.STREAM.DELETE.KV_UNIBUS_users");
       });
       await t.step("the system account", async () => {
         await subscribeDenied(nc, "$SYS.>");
@@ -246,81 +294,90 @@ Deno.test("a member is denied every subject that is not its own", async (t) => {
   }
 });
 
-Deno.test("revoking a connected user cuts it within a second and refuses its reconnect", async () => {
-  const bus = await enforceBus();
-  try {
-    const alice = await addBusUser(bus.store, "alice");
-    const nc = await connectAs(bus.s.natsPort, alice);
-    const closed = nc.closed();
-    const revokedAt = performance.now();
-    await bus.store.revokeUser(alice.hex);
-    const cut = await within(1000, closed.then(() => performance.now() - revokedAt));
-    assert(cut !== null, "the connection was not cut within a second");
-    await bus.s.waitFor((l) => l.msg === "connection cut" && l.signPub === alice.hex);
-    await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
-  } finally {
-    await stopBus(bus);
-  }
-});
-
-Deno.test("removing a member cuts its connection and the reconnect no longer has the room", async () => {
-  const bus = await enforceBus();
-  try {
-    const alice = await addBusUser(bus.store, "alice");
-    const bob = await addBusUser(bus.store, "bob");
-    await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
-    const nb = await connectAs(bus.s.natsPort, bob);
-    const closed = nb.closed();
-    await bus.store.removeMember("shared", bob.hex);
-    assert(await within(1500, closed.then(() => true)), "bob was not cut");
-    const again = await connectAs(bus.s.natsPort, bob);
+eachStore(
+  "revoking a connected user cuts it within a second and refuses its reconnect",
+  async (kind) => {
+    const bus = await enforceBus([], kind);
     try {
-      await subscribeDenied(again, "team.shared");
+      const alice = await addBusUser(bus.store, "alice");
+      const nc = await connectAs(bus.s.natsPort, alice);
+      const closed = nc.closed();
+      const revokedAt = performance.now();
+      await bus.store.revokeUser(alice.hex);
+      const cut = await within(1000, closed.then(() => performance.now() - revokedAt));
+      assert(cut !== null, "the connection was not cut within a second");
+      await bus.s.waitFor((l) => l.msg === "connection cut" && l.signPub === alice.hex);
+      await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
     } finally {
-      await again.close();
+      await stopBus(bus);
     }
-  } finally {
-    await stopBus(bus);
-  }
-});
+  },
+);
 
-Deno.test("adding a member to a room tells its live connection to refresh its session", async () => {
-  const bus = await enforceBus();
-  try {
-    const alice = await addBusUser(bus.store, "alice");
-    const bob = await addBusUser(bus.store, "bob");
-    const nb = await connectAs(bus.s.natsPort, bob);
+eachStore(
+  "removing a member cuts its connection and the reconnect no longer has the room",
+  async (kind) => {
+    const bus = await enforceBus([], kind);
     try {
-      const notice = nb.subscribe(`${inboxPrefixFor(bob.hex)}.${REFRESH_NOTICE_SUFFIX}`, {
-        max: 1,
-      });
-      await nb.flush();
-      await addRoom(bus.store, "new-room", "team.new", [alice, bob]);
-      const got = await within(
-        2000,
-        (async () => {
-          for await (const m of notice) return m.string();
-        })(),
-      );
-      assertEquals(got, "refresh");
-      // Nothing Bob holds is wrong, so he is not cut; after refreshing he has the room.
-      assert(!nb.isClosed());
-      const fresh = await connectAs(bus.s.natsPort, bob);
-      const sub = fresh.subscribe("team.new", { max: 1 });
-      await fresh.flush();
-      const na = await connectAs(bus.s.natsPort, alice);
-      na.publish("team.new", "welcome");
-      await na.flush();
-      for await (const m of sub) assertEquals(m.string(), "welcome");
-      await na.close();
-      await fresh.close();
+      const alice = await addBusUser(bus.store, "alice");
+      const bob = await addBusUser(bus.store, "bob");
+      await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
+      const nb = await connectAs(bus.s.natsPort, bob);
+      const closed = nb.closed();
+      await bus.store.removeMember("shared", bob.hex);
+      assert(await within(1500, closed.then(() => true)), "bob was not cut");
+      const again = await connectAs(bus.s.natsPort, bob);
+      try {
+        await subscribeDenied(again, "team.shared");
+      } finally {
+        await again.close();
+      }
     } finally {
-      await nb.close();
+      await stopBus(bus);
     }
-  } finally {
-    await stopBus(bus);
-  }
-});
+  },
+);
+
+eachStore(
+  "adding a member to a room tells its live connection to refresh its session",
+  async (kind) => {
+    const bus = await enforceBus([], kind);
+    try {
+      const alice = await addBusUser(bus.store, "alice");
+      const bob = await addBusUser(bus.store, "bob");
+      const nb = await connectAs(bus.s.natsPort, bob);
+      try {
+        const notice = nb.subscribe(`${inboxPrefixFor(bob.hex)}.${REFRESH_NOTICE_SUFFIX}`, {
+          max: 1,
+        });
+        await nb.flush();
+        await addRoom(bus.store, "new-room", "team.new", [alice, bob]);
+        const got = await within(
+          2000,
+          (async () => {
+            for await (const m of notice) return m.string();
+          })(),
+        );
+        assertEquals(got, "refresh");
+        // Nothing Bob holds is wrong, so he is not cut; after refreshing he has the room.
+        assert(!nb.isClosed());
+        const fresh = await connectAs(bus.s.natsPort, bob);
+        const sub = fresh.subscribe("team.new", { max: 1 });
+        await fresh.flush();
+        const na = await connectAs(bus.s.natsPort, alice);
+        na.publish("team.new", "welcome");
+        await na.flush();
+        for await (const m of sub) assertEquals(m.string(), "welcome");
+        await na.close();
+        await fresh.close();
+      } finally {
+        await nb.close();
+      }
+    } finally {
+      await stopBus(bus);
+    }
+  },
+);
 
 Deno.test("--internal-id-file is created 0600 and the same identity is used after a restart", async () => {
   const dir = await Deno.makeTempDir({ prefix: "unibus-internal-" });

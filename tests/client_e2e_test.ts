@@ -1,6 +1,3 @@
-import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
-import { connect, type UnibusClient } from "../lib/client/client.ts";
 import {
   ControlPlaneError,
   MembershipVerificationError,
@@ -9,67 +6,13 @@ import {
 import { RoomSession } from "../lib/client/room_session.ts";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
-import { generateIdentity, type Identity, loadIdentity } from "../lib/identity/identity.ts";
-import { openSqliteStore } from "../lib/store/sqlite.ts";
-import type { Store } from "../lib/store/store.ts";
+import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
-import { type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+import { addBusUser, connectAs } from "./helpers/bus.ts";
+import { type ClientBus, clientBus, collector, eachStore } from "./helpers/client_bus.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
-
-interface Bus {
-  s: ServeUnderTest;
-  store: Store;
-  internalId: string;
-  /** A client library connection as `user`, closed by stop(). */
-  client(user: BusUser): Promise<UnibusClient>;
-  /** A raw connection with the internal identity (full NATS rights, like a curious operator). */
-  tap(): Promise<NatsConnection>;
-  /** Closes every connection made through this bus, then serve. */
-  stop(): Promise<void>;
-}
-
-async function bus(): Promise<Bus> {
-  const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
-  const internalId = `${dir}/internal.id`;
-  const s = await startServe({
-    extraArgs: ["--bus-auth", "enforce", "--internal-id-file", internalId],
-  });
-  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
-  const opened: Array<{ close(): Promise<void> }> = [];
-  const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
-  return {
-    s,
-    store,
-    internalId,
-    async client(user) {
-      return track(
-        await connect({
-          natsServers: [`nats://127.0.0.1:${s.natsPort}`],
-          ctrlUrls: [s.httpUrl],
-          identity: user.identity,
-        }),
-      );
-    },
-    async tap() {
-      const id = await loadIdentity(internalId);
-      return track(
-        await natsConnect({
-          servers: `127.0.0.1:${s.natsPort}`,
-          authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
-        }),
-      );
-    },
-    async stop() {
-      for (const c of opened.reverse()) await c.close().catch(() => {});
-      await store.close();
-      await s.stop();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 /**
  * Runs `send` (which publishes into a persisted room and flushes), then waits
@@ -78,7 +21,7 @@ async function bus(): Promise<Bus> {
  * for is what a tap saw, not the number of messages.
  */
 async function sendAndStore(
-  b: Bus,
+  b: ClientBus,
   room: { id: string; subject: string },
   send: () => Promise<void>,
 ): Promise<void> {
@@ -102,59 +45,38 @@ async function sendAndStore(
   );
 }
 
-/** Collects plaintexts until `n` arrived; fails, saying what did arrive, after `ms`. */
-function collector(n: number, ms = 5000) {
-  const got: string[] = [];
-  const done = Promise.withResolvers<string[]>();
-  const timer = setTimeout(
-    () => done.reject(new Error(`${got.length} of ${n} messages within ${ms} ms: ${got}`)),
-    ms,
-  );
-  // Handled here too, so a test that failed before waiting leaves no stray rejection.
-  done.promise.catch(() => {});
-  return {
-    got,
-    push(text: string) {
-      got.push(text);
-      if (got.length >= n) {
-        clearTimeout(timer);
-        done.resolve(got);
-      }
-    },
-    wait: () => done.promise,
-    cancel: () => clearTimeout(timer),
-  };
-}
-
-Deno.test("two members exchange messages in both directions, authenticated to their sender", async () => {
-  const b = await bus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  try {
-    const room = await ca.createRoom("agent.scout.in");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
-    const atBob = collector(3);
-    const atAlice = collector(3);
-    await cb.subscribe(room, (m, p) => {
-      if (m.sender === alice.hex) atBob.push(dec.decode(p));
-    });
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === bob.hex) atAlice.push(dec.decode(p));
-    });
-    for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
-    for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
-    assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
-    assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "two members exchange messages in both directions, authenticated to their sender",
+  async (kind) => {
+    const b = await clientBus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    try {
+      const room = await ca.createRoom("agent.scout.in");
+      await ca.addMember(room, bob.hex);
+      await cb.refreshSession();
+      const atBob = collector(3);
+      const atAlice = collector(3);
+      await cb.subscribe(room, (m, p) => {
+        if (m.sender === alice.hex) atBob.push(dec.decode(p));
+      });
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === bob.hex) atAlice.push(dec.decode(p));
+      });
+      for (const t of ["a1", "a2", "a3"]) ca.publish(room, t);
+      for (const t of ["b1", "b2", "b3"]) cb.publish(room, t);
+      assertEquals(await atBob.wait(), ["a1", "a2", "a3"]);
+      assertEquals(await atAlice.wait(), ["b1", "b2", "b3"]);
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const ca = await b.client(alice);
   const tap = await b.tap();
@@ -180,8 +102,8 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
   }
 });
 
-Deno.test("a removed member cannot decrypt what is sent after its removal", async () => {
-  const b = await bus();
+eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -213,7 +135,7 @@ Deno.test("a removed member cannot decrypt what is sent after its removal", asyn
 });
 
 Deno.test("replayed, truncated, tampered and non-member packets are dropped and counted", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -247,11 +169,10 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
         session: new Uint8Array(16),
         signer: carol.identity.signer,
         encrypted: true,
+        sentAt: Date.now(),
       },
       { index: 0, firstFrame: 0, key: new Uint8Array(32) },
-      [
-        new TextEncoder().encode("from carol"),
-      ],
+      [new TextEncoder().encode("from carol")],
     );
     tap.publish("guarded.room", forged);
     await tap.flush();
@@ -272,7 +193,7 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
 });
 
 Deno.test("a member the server inserts, or a key it swaps, is detected and not obeyed", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const mallory = await addBusUser(b.store, "mallory");
@@ -319,7 +240,7 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
 }
 
 Deno.test("a room created with members is one pass: one change each, one key for the last epoch, everyone reads", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -348,7 +269,7 @@ Deno.test("a room created with members is one pass: one change each, one key for
 });
 
 Deno.test("history read from a stream sequence in the middle delivers the rest, stepping each chain forward", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -374,8 +295,8 @@ Deno.test("history read from a stream sequence in the middle delivers the rest, 
   }
 });
 
-Deno.test("a persisted room's history is readable after reconnecting, decrypted", async () => {
-  const b = await bus();
+eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -406,8 +327,8 @@ Deno.test("a persisted room's history is readable after reconnecting, decrypted"
   }
 });
 
-Deno.test("blobs round-trip encrypted for members and stay closed to others", async () => {
-  const b = await bus();
+eachStore("blobs round-trip encrypted for members and stay closed to others", async (kind) => {
+  const b = await clientBus(kind);
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
@@ -426,43 +347,46 @@ Deno.test("blobs round-trip encrypted for members and stay closed to others", as
   }
 });
 
-Deno.test("after a removal the remaining members move to the new epoch without being asked", async () => {
-  const b = await bus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cc = await b.client(carol);
-  try {
-    const room = await ca.createRoom("rotating.room");
-    await ca.addMember(room, carol.hex);
-    await ca.addMember(room, bob.hex);
-    await cc.refreshSession();
-    const heard = collector(2);
-    const epochs: number[] = [];
-    await ca.subscribe(room, (m, p) => {
-      if (m.sender === carol.hex) {
-        epochs.push(m.epoch);
-        heard.push(dec.decode(p));
-      }
-    });
-    await cc.publish(room, "before");
-    const info = await ca.removeMember(room, bob.hex);
-    // Carol did nothing but get the server's notice and verify the new log.
-    await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
-      timeoutMs: 3000,
-      what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
-    });
-    await cc.publish(room, "after");
-    assertEquals(await heard.wait(), ["before", "after"]);
-    assertEquals(epochs, [info.epoch - 1, info.epoch]);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "after a removal the remaining members move to the new epoch without being asked",
+  async (kind) => {
+    const b = await clientBus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cc = await b.client(carol);
+    try {
+      const room = await ca.createRoom("rotating.room");
+      await ca.addMember(room, carol.hex);
+      await ca.addMember(room, bob.hex);
+      await cc.refreshSession();
+      const heard = collector(2);
+      const epochs: number[] = [];
+      await ca.subscribe(room, (m, p) => {
+        if (m.sender === carol.hex) {
+          epochs.push(m.epoch);
+          heard.push(dec.decode(p));
+        }
+      });
+      await cc.publish(room, "before");
+      const info = await ca.removeMember(room, bob.hex);
+      // Carol did nothing but get the server's notice and verify the new log.
+      await waitFor(async () => (await cc.room(room.id)).state.epoch === info.epoch, {
+        timeoutMs: 3000,
+        what: `carol to reach epoch ${info.epoch} from the server's notice alone`,
+      });
+      await cc.publish(room, "after");
+      assertEquals(await heard.wait(), ["before", "after"]);
+      assertEquals(epochs, [info.epoch - 1, info.epoch]);
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const ca = await b.client(alice);
@@ -488,7 +412,7 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
 });
 
 Deno.test("request/respond: the reply is sealed for the room and bound to its request", async () => {
-  const b = await bus();
+  const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");

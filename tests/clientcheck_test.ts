@@ -85,11 +85,59 @@ Deno.test("clientcheck loop reports ticks, the attached node and a summary", asy
       new RegExp(`t=1 sent=1 recv=\\d+ up=true node=127\\.0\\.0\\.1:${s.natsPort}`),
     );
     assertMatch(text, /LOOP OK/);
+    assertMatch(text, /lost=0 duplicates=0 max_gap_ms=\d+/);
     assert(!text.includes("FAILOVER OBSERVED"), "one node, no failover");
   } finally {
     await s.stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("clientcheck loop --persist --json: the last line is the summary, lost counted from history", async () => {
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+  const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  try {
+    const idFile = await operatorIdentity(s, dir);
+    const p = clientcheck(s, idFile, [
+      "--mode",
+      "loop",
+      "--duration",
+      "1s",
+      "--interval",
+      "100ms",
+      "--persist",
+      "--json",
+    ]);
+    const status = await p.finished;
+    assertEquals(status.code, 0, p.stderr());
+    const last = p.lines.at(-1)!;
+    assertEquals(last.event, "summary");
+    assert((last.sent as number) >= 5, `sent ${last.sent}`);
+    assertEquals(last.received, last.sent);
+    assertEquals([last.lost, last.duplicates, last.history_checked], [0, 0, true]);
+    assertEquals(last.nodes, [`127.0.0.1:${s.natsPort}`]);
+    assert(typeof last.max_gap_ms === "number" && last.max_gap_ms < 1000, `gap ${last.max_gap_ms}`);
+  } finally {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the loop tally counts lost, duplicates and the longest gap", async () => {
+  const { LoopTally } = await import("../cli/clientcheck.ts");
+  const t = new LoopTally(1000);
+  t.delivered("clientcheck-loop-0", 1100);
+  t.delivered("clientcheck-loop-0", 1150);
+  t.delivered("clientcheck-loop-2", 1900);
+  t.delivered("something else", 1950);
+  assertEquals(t.summary(4, 2000), {
+    sent: 4,
+    received: 2,
+    lost: 2,
+    duplicates: 1,
+    max_gap_ms: 800,
+  });
+  assertEquals(t.missing(4), [1, 3]);
 });
 
 Deno.test("clientcheck refuses a subject outside the grammar before it connects", async () => {

@@ -490,3 +490,32 @@ Deno.test("packet: sign-only packets carry the plaintext with a zero nonce and f
     "visible",
   ]);
 });
+
+Deno.test("packet: a timed packet signs its send time after the nonce (flag bit 1), and the AEAD binds it", () => {
+  const { ctx } = setup(false);
+  const sentAt = 1_700_000_000_123;
+  const at = { index: 0, firstFrame: 0, key: null };
+  const bytes = encodePacket({ ...ctx, sentAt }, at, [utf8("t")]);
+  assertEquals(bytes[4], 2);
+  assertEquals(Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(80)), sentAt);
+  const p = decodePacket(ctx.roomId, bytes);
+  assertEquals([p.sentAt, p.firstFrame, p.header.length], [sentAt, 0, HEADER_BYTES + 8]);
+  assertEquals(openPacket(ctx.roomId, p, null)?.map((f) => new TextDecoder().decode(f)), ["t"]);
+  assertEquals(decodePacket(ctx.roomId, encodePacket(ctx, at, [utf8("t")])).sentAt, null);
+  // The time is signed: moving it by 1 ms breaks the signature.
+  const moved = bytes.slice();
+  moved[87] ^= 1;
+  assertThrows(() => decodePacket(ctx.roomId, moved), PacketError, "signature");
+  assertThrows(() => encodePacket({ ...ctx, sentAt: -1 }, at, [utf8("t")]), RangeError, "sentAt");
+  // Encrypted: the send time is in the header the body's AEAD binds.
+  const enc = setup(true);
+  const key = enc.chain.keyFor(0);
+  const timed = decodePacket(
+    enc.ctx.roomId,
+    encodePacket({ ...enc.ctx, sentAt }, { index: 0, firstFrame: 0, key }, [utf8("x")]),
+  );
+  const shifted = timed.header.slice();
+  shifted[87] ^= 1;
+  assertEquals(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, shifted)), null);
+  assert(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, timed.header)) !== null);
+});

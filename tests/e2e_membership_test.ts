@@ -10,6 +10,7 @@ import {
   type ChangeBody,
   changeHash,
   changeText,
+  LastAdminError,
   MembershipError,
   parseChange,
   signChange,
@@ -140,6 +141,36 @@ Deno.test("membership: a removed admin can no longer sign changes", () => {
   log.push(signChange(next(log, "remove", alice, { by: carol.signPubHex }), carol.signer));
   const late = signChange(next(log, "add", mallory), alice.signer);
   assertThrows(() => verifyLog(ROOM, [...log, late]), MembershipError, "not an admin");
+});
+
+Deno.test("membership: a member may leave on its own signature, and only itself", () => {
+  const log = baseLog();
+  log.push(signChange(next(log, "add", carol), alice.signer));
+  // Bob, a plain member, signs his own removal: no admin's consent needed.
+  const leave = signChange(next(log, "remove", bob, { by: bob.signPubHex }), bob.signer);
+  const s = verifyLog(ROOM, [...log, leave]);
+  assertEquals(s.epoch, 3);
+  assert(!s.members.has(bob.signPubHex));
+  assertEquals([...s.epochs.get(3)!.keys()].sort(), [alice.signPubHex, carol.signPubHex].sort());
+  // But a member's signature removes nobody else.
+  const push = signChange(next(log, "remove", carol, { by: bob.signPubHex }), bob.signer);
+  assertThrows(() => verifyLog(ROOM, [...log, push]), MembershipError, "not an admin");
+  // And someone who is not a member cannot "leave" into the log.
+  const stranger = signChange(
+    next(log, "remove", mallory, { by: mallory.signPubHex }),
+    mallory.signer,
+  );
+  assertThrows(() => verifyLog(ROOM, [...log, stranger]), MembershipError, "not an admin");
+});
+
+Deno.test("membership: the last admin can neither leave nor be removed", () => {
+  const log = baseLog();
+  const leave = signChange(next(log, "remove", alice), alice.signer);
+  assertThrows(() => verifyLog(ROOM, [...log, leave]), LastAdminError, "last admin");
+  // With a second admin, the first may go.
+  log.push(signChange(next(log, "add", carol, { role: "admin" }), alice.signer));
+  const s = verifyLog(ROOM, [...log, signChange(next(log, "remove", alice), alice.signer)]);
+  assertEquals([...s.members.values()].filter((m) => m.role === "admin").length, 1);
 });
 
 // ---- membership: swapped kex keys ----

@@ -1,4 +1,4 @@
-import { RoomSession } from "../lib/client/room_session.ts";
+import { LIVE_SKEW_MS, RoomSession } from "../lib/client/room_session.ts";
 import type { RoomView, SealedKeyView } from "../lib/client/control_plane.ts";
 import { fromHex, toBase64, toHex } from "../lib/e2e/bytes.ts";
 import { changeHash, signChange, type SignedChange } from "../lib/e2e/membership.ts";
@@ -6,7 +6,7 @@ import { decodePacket, encodePacket, replySessionFor } from "../lib/e2e/packet.t
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
 import { generateRoomKey, sealRoomKey } from "../lib/e2e/room_key.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const ROOM = "00112233445566778899aabbccddeeff";
 const enc = new TextEncoder();
@@ -118,7 +118,14 @@ Deno.test("one member opening thousands of sessions cannot push another member's
       initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: mallory.signPub, session }),
     );
     receiver.receive(encodePacket(
-      { roomId: ROOM, epoch: 1, session, signer: mallory.signer, encrypted: true },
+      {
+        roomId: ROOM,
+        epoch: 1,
+        session,
+        signer: mallory.signer,
+        encrypted: true,
+        sentAt: Date.now(),
+      },
       { index: 0, firstFrame: 0, key: chain.next() },
       [enc.encode("junk")],
     ));
@@ -159,7 +166,14 @@ Deno.test("a signed packet whose frame numbers go back in its session is dropped
   const chain = new Chain(
     initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: alice.signPub, session }),
   );
-  const ctx = { roomId: ROOM, epoch: 1, session, signer: alice.signer, encrypted: true };
+  const ctx = {
+    roomId: ROOM,
+    epoch: 1,
+    session,
+    signer: alice.signer,
+    encrypted: true,
+    sentAt: Date.now(),
+  };
   const ok = encodePacket(ctx, { index: 0, firstFrame: 5, key: chain.next() }, [enc.encode("x")]);
   assertEquals(receiver.receive(ok).kind, "delivered");
   const back = encodePacket(ctx, { index: 1, firstFrame: 5, key: chain.next() }, [enc.encode("y")]);
@@ -179,6 +193,65 @@ Deno.test("a packet of protocol v1 is dropped with the reason version and says s
   assertEquals(r.reason, "version");
   assert(r.detail.includes("v1 is not supported"), r.detail);
   assertEquals([receiver.stats.version, receiver.stats.invalid], [1, 0]);
+});
+
+Deno.test("a live receiver refuses packets signed before it started, and untimed ones; history reads them", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const room = twoMemberRoom(alice, bob);
+  const bobSender = sessionOf(bob, room);
+  const receiver = sessionOf(alice, room);
+  const session = crypto.getRandomValues(new Uint8Array(16));
+  const packetAt = (sentAt: number | undefined, index: number) => {
+    const chain = new Chain(
+      initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: bob.signPub, session }),
+    );
+    return encodePacket(
+      { roomId: ROOM, epoch: 1, session, signer: bob.signer, encrypted: true, sentAt },
+      { index, firstFrame: index, key: chain.keyFor(index) },
+      [enc.encode(`m${index}`)],
+    );
+  };
+  const old = packetAt(Date.now() - LIVE_SKEW_MS - 1000, 0);
+  const untimed = packetAt(undefined, 1);
+  for (const p of [old, untimed]) {
+    const r = receiver.receive(p);
+    assertEquals([r.kind, r.kind === "dropped" && r.reason], ["dropped", "replayed"]);
+  }
+  // Nothing was consumed from the chain: a fresh packet of the same session still opens.
+  assertEquals(receiver.receive(packetAt(Date.now(), 2)).kind, "delivered");
+  assertEquals(receiver.receive(bobSender.seal([enc.encode("now")])).kind, "delivered");
+  // Reading history is explicit and takes them.
+  const reader = receiver.forHistory();
+  assertEquals(reader.receive(old).kind, "delivered");
+  assertEquals(reader.receive(untimed).kind, "delivered");
+});
+
+Deno.test("receiving positions exported by one session are replays in the next (sign-only and encrypted)", () => {
+  for (const encrypt of [true, false]) {
+    const alice = generateIdentity("alice");
+    const bob = generateIdentity("bob");
+    const room = twoMemberRoom(alice, bob);
+    if (!encrypt) room.view.policy = { encrypt: false, sign: true, persist: false };
+    const bobSender = sessionOf(bob, room);
+    const first = sessionOf(alice, room);
+    const p0 = bobSender.seal([enc.encode("0")]);
+    const p1 = bobSender.seal([enc.encode("1")]);
+    const p2 = bobSender.seal([enc.encode("2")]);
+    assertEquals(first.receive(p0).kind, "delivered");
+    assertEquals(first.receive(p1).kind, "delivered");
+    const snap = JSON.parse(JSON.stringify(first.exportReceive()));
+    const next = sessionOf(alice, room);
+    next.importReceive(snap);
+    assertEquals(next.receive(p1).kind, "dropped");
+    assertEquals(next.receive(p0).kind, "dropped");
+    assertEquals(next.stats.replayed, 2);
+    assertEquals(next.receive(p2).kind, "delivered", `encrypt=${encrypt}`);
+    assertThrows(
+      () => next.importReceive({ chains: [{ id: "1/zz/00", at: 0 }], retired: [] }),
+      RangeError,
+    );
+  }
 });
 
 /** `room` one change later: `admin` adds `newcomer`, epoch 2 with a new key sealed to all three. */

@@ -36,6 +36,13 @@ Deno.test("serve flags are applied", () => {
   assertEquals(parseServeArgs(["--db", "/x/y.db"]).dbPath, "/x/y.db");
 });
 
+Deno.test("serve --store kv takes its replicas and bootstrap budget (defaults R1, 120 s)", () => {
+  const d = parseServeArgs(["--store", "kv"]);
+  assertEquals([d.store, d.kvReplicas, d.kvBootstrapTimeoutMs], ["kv", 1, 120_000]);
+  const o = parseServeArgs(["--store", "kv", "--kv-replicas", "3", "--kv-bootstrap-timeout", "30"]);
+  assertEquals([o.store, o.kvReplicas, o.kvBootstrapTimeoutMs], ["kv", 3, 30_000]);
+});
+
 Deno.test("a public bind with auth off needs --insecure-public", () => {
   assertThrows(
     () => parseServeArgs(["--http-addr", "0.0.0.0:8470"]),
@@ -92,7 +99,10 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
     [["--nats-port", "0"], "--nats-port"],
     [["--nats-port", "-1"], "--nats-port"],
     [["--store", "postgres"], "--store"],
-    [["--store", "kv"], "not available yet"],
+    [["--store", "kv", "--kv-replicas", "2"], "--kv-replicas"],
+    [["--store", "kv", "--kv-bootstrap-timeout", "0"], "--kv-bootstrap-timeout"],
+    [["--store", "kv", "--kv-bootstrap-timeout", "2m"], "--kv-bootstrap-timeout"],
+    [["--kv-replicas", "3"], "need --store kv"],
     [["--bus-auth", "maybe"], "--bus-auth"],
     [["--bus-auth"], "--bus-auth needs a value"],
     [["--nats-url", "http://x:1"], "--nats-url"],

@@ -10,7 +10,11 @@
  * storeContract("sqlite", async () => {
  *   const dir = await Deno.makeTempDir();
  *   const store = await openSqliteStore(`${dir}/control.db`);
- *   return { store, cleanup: () => Deno.remove(dir, { recursive: true }) };
+ *   return {
+ *     store,
+ *     cleanup: () => Deno.remove(dir, { recursive: true }),
+ *     another: () => openSqliteStore(`${dir}/control.db`),
+ *   };
  * });
  * ```
  * @module
@@ -27,8 +31,11 @@ import {
   type NewRoom,
   type NewUser,
   NotFoundError,
+  type Role,
   RoomExistsError,
+  type RoomStateAfter,
   type Store,
+  type StoreChange,
   StoreError,
   StoreUnavailableError,
   UserExistsError,
@@ -40,6 +47,8 @@ import { generatedStrings } from "./helpers/strings.ts";
 export interface OpenedStore {
   store: Store;
   cleanup: () => Promise<void>;
+  /** Opens a second handle on the same data, as another process or node would. */
+  another: () => Promise<Store>;
 }
 
 /**
@@ -63,6 +72,16 @@ function user(signPub: string, extra: Partial<NewUser> = {}): NewUser {
   return { signPub, kexPub: null, kexSig: null, handle: "u", role: "member", ...extra };
 }
 
+const NO_MEMBERS: RoomStateAfter = { members: [], epoch: 0 };
+
+/** A member set of `[signPub, role]` pairs, added by A. */
+function after(members: Array<[string, Role]>, epoch = 0): RoomStateAfter {
+  return {
+    members: members.map(([signPub, role]) => ({ signPub, role, addedBy: A, change: null })),
+    epoch,
+  };
+}
+
 function room(id: string, extra: Partial<NewRoom> = {}): NewRoom {
   return {
     id,
@@ -72,6 +91,23 @@ function room(id: string, extra: Partial<NewRoom> = {}): NewRoom {
     createdAt: 1000,
     ...extra,
   };
+}
+
+/** True when a feed event `c` tells a consumer to re-read what `want` names. */
+function covers(c: StoreChange, want: StoreChange): boolean {
+  if (c.kind === "all") return true;
+  if (c.kind === "user" && want.kind === "user") return c.signPub === want.signPub;
+  if (c.kind === "room" && want.kind === "room") return c.roomId === want.roomId;
+  return false;
+}
+
+/** Waits until `cond()` holds; fails after `ms`. */
+async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /**
@@ -86,21 +122,26 @@ function room(id: string, extra: Partial<NewRoom> = {}): NewRoom {
  *   return {
  *     store: await openSqliteStore(`${dir}/c.db`),
  *     cleanup: () => Deno.remove(dir, { recursive: true }),
+ *     another: () => openSqliteStore(`${dir}/c.db`),
  *   };
  * });
  * ```
  */
 export function storeContract(name: string, open: () => Promise<OpenedStore>): void {
-  const test = (title: string, fn: (s: Store) => Promise<void>) =>
+  const testWith = (
+    title: string,
+    fn: (s: Store, another: () => Promise<Store>) => Promise<void>,
+  ) =>
     Deno.test(`store contract (${name}): ${title}`, async () => {
-      const { store, cleanup } = await open();
+      const { store, cleanup, another } = await open();
       try {
-        await fn(store);
+        await fn(store, another);
       } finally {
         await store.close();
         await cleanup();
       }
     });
+  const test = (title: string, fn: (s: Store) => Promise<void>) => testWith(title, (s) => fn(s));
 
   // ---- users ----
 
@@ -163,14 +204,37 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     await assert.rejects(s.revokeUser(A), NotFoundError);
   });
 
-  test("setUserKex replaces the key-exchange key and its signature", async (s) => {
+  test("setUserKex sets the key-exchange key only while it is unset", async (s) => {
     await s.addUser(user(A, { handle: "ada" }));
     await s.setUserKex(A, B, "00ff");
     const u = await s.getUser(A);
     assert.equal(u?.kexPub, B);
     assert.equal(u?.kexSig, "00ff");
     assert.equal(u?.handle, "ada");
+    await s.setUserKex(A, B, "00ff"); // the same pair again: no-op
+    await assert.rejects(
+      s.setUserKex(A, C, "00ee"),
+      (e) => e instanceof ConflictError && e.code === "conflict",
+    );
+    assert.equal((await s.getUser(A))?.kexPub, B);
     await assert.rejects(s.setUserKex(C, B, "00ff"), NotFoundError);
+  });
+
+  test("concurrent setUserKex with different keys lets exactly one win", async (s) => {
+    await s.addUser(user(A));
+    const keys = [B, C, key(4), key(5)];
+    const results = await Promise.allSettled(keys.map((k) => s.setUserKex(A, k, "00ff")));
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    const winner = keys[results.findIndex((r) => r.status === "fulfilled")];
+    assert.equal((await s.getUser(A))?.kexPub, winner);
+  });
+
+  test("revokeUser keeps a kex key and the user stays revoked under concurrent calls", async (s) => {
+    await s.addUser(user(A));
+    await Promise.all([s.revokeUser(A), s.setUserKex(A, B, "00ff"), s.revokeUser(A)]);
+    const u = await s.getUser(A);
+    assert.equal(u?.status, "revoked");
+    assert.equal(u?.kexPub, B);
   });
 
   test("user input breaking the types is InvalidInputError and nothing is stored", async (s) => {
@@ -331,13 +395,13 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
 
   // ---- room change log ----
 
-  test("appendRoomChange stores changes that listRoomChanges returns in seq order", async (s) => {
+  test("applyRoomChange appends changes that listRoomChanges returns in seq order", async (s) => {
     await s.createRoom(room("ops"));
     await s.createRoom(room("dev"));
-    await s.appendRoomChange("ops", 0, { text: "zero\n", sig: "AAAA" });
-    await s.appendRoomChange("ops", 2, { text: "two \u00e9\n", sig: "Ag==" });
-    await s.appendRoomChange("ops", 1, { text: "one\n", sig: "AQ==" });
-    await s.appendRoomChange("dev", 0, { text: "dev\n", sig: "BBBB" });
+    await s.applyRoomChange("ops", 0, { text: "zero\n", sig: "AAAA" }, NO_MEMBERS);
+    await s.applyRoomChange("ops", 1, { text: "one\n", sig: "AQ==" }, NO_MEMBERS);
+    await s.applyRoomChange("ops", 2, { text: "two \u00e9\n", sig: "Ag==" }, NO_MEMBERS);
+    await s.applyRoomChange("dev", 0, { text: "dev\n", sig: "BBBB" }, NO_MEMBERS);
     assert.deepEqual(await s.listRoomChanges("ops"), [
       { seq: 0, text: "zero\n", sig: "AAAA" },
       { seq: 1, text: "one\n", sig: "AQ==" },
@@ -347,66 +411,215 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     assert.deepEqual(await s.listRoomChanges("none"), []);
   });
 
-  test("appendRoomChange at a taken seq is ConflictError and keeps the first change", async (s) => {
+  test("applyRoomChange at a taken seq or past a gap is ConflictError and changes nothing", async (s) => {
     await s.createRoom(room("ops"));
-    await s.appendRoomChange("ops", 0, { text: "first\n", sig: "AAAA" });
+    const first = after([[B, "admin"]]);
+    await s.applyRoomChange("ops", 0, { text: "first\n", sig: "AAAA" }, first);
     await assert.rejects(
-      s.appendRoomChange("ops", 0, { text: "second\n", sig: "BBBB" }),
+      s.applyRoomChange("ops", 0, { text: "second\n", sig: "BBBB" }, after([[C, "admin"]], 3)),
       (e) => e instanceof ConflictError && e.code === "conflict",
     );
+    await assert.rejects(
+      s.applyRoomChange("ops", 2, { text: "gap\n", sig: "BBBB" }, after([[C, "admin"]], 3)),
+      ConflictError,
+    );
     assert.deepEqual(await s.listRoomChanges("ops"), [{ seq: 0, text: "first\n", sig: "AAAA" }]);
+    assert.deepEqual((await s.listMembers("ops")).map((m) => m.signPub), [B]);
+    assert.equal((await s.getRoom("ops"))?.epoch, 0);
   });
 
-  test("concurrent appendRoomChange at one seq lets exactly one win", async (s) => {
+  test("concurrent applyRoomChange at one seq lets exactly one win, with its member set", async (s) => {
     await s.createRoom(room("ops"));
+    await s.applyRoomChange("ops", 0, { text: "c0\n", sig: "AAAA" }, after([[A, "admin"]]));
+    const who = [B, C, key(4), key(5)];
     const results = await Promise.allSettled(
-      [1, 2, 3, 4].map((n) => s.appendRoomChange("ops", 1, { text: `c${n}\n`, sig: "AAAA" })),
+      who.map((k, n) =>
+        s.applyRoomChange(
+          "ops",
+          1,
+          { text: `c${n}\n`, sig: "AAAA" },
+          after([[A, "admin"], [
+            k,
+            "member",
+          ]]),
+        )
+      ),
     );
     assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
     for (const r of results) {
       if (r.status === "rejected") assert.ok(r.reason instanceof ConflictError);
     }
-    assert.equal((await s.listRoomChanges("ops")).length, 1);
+    const winner = results.findIndex((r) => r.status === "fulfilled");
+    const log = await s.listRoomChanges("ops");
+    assert.equal(log.length, 2);
+    assert.equal(log[1].text, `c${winner}\n`);
+    assert.deepEqual(
+      (await s.listMembers("ops")).map((m) => m.signPub).sort(),
+      [A, who[winner]].sort(),
+    );
   });
 
-  test("appendRoomChange to an unknown room is NotFoundError", async (s) => {
+  test("applyRoomChange versions the member set: an older change never overwrites a newer one", async (s) => {
+    await s.createRoom(room("ops"));
+    const c0 = { text: "c0\n", sig: "AAAA" };
+    const c1 = { text: "c1\n", sig: "AQ==" };
+    const c2 = { text: "c2\n", sig: "Ag==" };
+    await s.applyRoomChange("ops", 0, c0, after([[A, "admin"]]));
+    await s.applyRoomChange("ops", 1, c1, after([[A, "admin"], [B, "member"]], 1));
+    // Change 2 removes B; a late repeat of change 1 (another node, a retry)
+    // must not bring B back, nor lower the epoch.
+    await s.applyRoomChange("ops", 2, c2, after([[A, "admin"]], 2));
+    await s.applyRoomChange("ops", 1, c1, after([[A, "admin"], [B, "member"]], 1));
+    assert.deepEqual((await s.listMembers("ops")).map((m) => m.signPub), [A]);
+    assert.equal(await s.getMember("ops", B), null);
+    assert.deepEqual((await s.listRoomsForMember(B)).map((r) => r.id), []);
+    assert.equal((await s.getRoom("ops"))?.epoch, 2);
+    assert.equal((await s.listRoomChanges("ops")).length, 3);
+  });
+
+  test("applyRoomChange repeated verbatim completes the member set; epoch never goes down", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.setRoomEpoch("ops", 0, 5);
+    const c0 = { text: "c0\n", sig: "AAAA" };
+    await s.applyRoomChange("ops", 0, c0, after([[A, "admin"]], 1));
+    assert.equal((await s.getRoom("ops"))?.epoch, 5);
+    await s.removeMember("ops", A); // as if a writer stopped half-way
+    await s.applyRoomChange("ops", 0, c0, after([[A, "admin"]], 1));
+    assert.deepEqual((await s.listMembers("ops")).map((m) => m.signPub), [A]);
+    assert.deepEqual((await s.listRoomsForMember(A)).map((r) => r.id), ["ops"]);
+  });
+
+  test("applyRoomChange keeps the stored row of a member whose role is unchanged", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.applyRoomChange("ops", 0, { text: "c0\n", sig: "AAAA" }, {
+      members: [{ signPub: A, role: "admin", addedBy: A, change: "genesis", addedAt: 1 }],
+      epoch: 0,
+    });
+    await s.applyRoomChange("ops", 1, { text: "c1\n", sig: "AAAA" }, {
+      members: [
+        { signPub: A, role: "admin", addedBy: B, change: "other", addedAt: 9 },
+        { signPub: B, role: "member", addedBy: A, change: "add-b", addedAt: 2 },
+      ],
+      epoch: 0,
+    });
+    const a = await s.getMember("ops", A);
+    assert.equal(a?.addedAt, 1);
+    assert.equal(a?.change, "genesis");
+    assert.equal((await s.getMember("ops", B))?.change, "add-b");
+    // A role change replaces the row.
+    await s.applyRoomChange("ops", 2, { text: "c2\n", sig: "AAAA" }, {
+      members: [
+        { signPub: A, role: "admin", addedBy: A, change: "genesis" },
+        { signPub: B, role: "admin", addedBy: A, change: "promote-b", addedAt: 3 },
+      ],
+      epoch: 0,
+    });
+    const b = await s.getMember("ops", B);
+    assert.equal(b?.role, "admin");
+    assert.equal(b?.change, "promote-b");
+  });
+
+  test("applyRoomChange to an unknown room is NotFoundError", async (s) => {
     await assert.rejects(
-      s.appendRoomChange("nope", 0, { text: "x\n", sig: "AAAA" }),
+      s.applyRoomChange("nope", 0, { text: "x\n", sig: "AAAA" }, NO_MEMBERS),
       (e) => e instanceof NotFoundError && e.code === "not_found",
     );
     assert.deepEqual(await s.listRoomChanges("nope"), []);
   });
 
-  test("appendRoomChange rejects a bad seq, empty text or non-base64 signature", async (s) => {
+  test("applyRoomChange rejects a bad seq, text, signature or member set", async (s) => {
     await s.createRoom(room("ops"));
-    const bad: Array<[number, { text: string; sig: string }]> = [
-      [-1, { text: "x", sig: "AAAA" }],
-      [1.5, { text: "x", sig: "AAAA" }],
-      [0, { text: "", sig: "AAAA" }],
-      [0, { text: "x", sig: "not base64!" }],
-      [0, { text: "x", sig: "" }],
-      [0, { text: 5, sig: "AAAA" } as never],
-      [0, null as never],
+    const bad: Array<[number, { text: string; sig: string }, RoomStateAfter]> = [
+      [-1, { text: "x", sig: "AAAA" }, NO_MEMBERS],
+      [1.5, { text: "x", sig: "AAAA" }, NO_MEMBERS],
+      [0, { text: "", sig: "AAAA" }, NO_MEMBERS],
+      [0, { text: "x", sig: "not base64!" }, NO_MEMBERS],
+      [0, { text: "x", sig: "" }, NO_MEMBERS],
+      [0, { text: 5, sig: "AAAA" } as never, NO_MEMBERS],
+      [0, null as never, NO_MEMBERS],
+      [0, { text: "x", sig: "AAAA" }, after([[A, "admin"], [A, "member"]])],
+      [0, { text: "x", sig: "AAAA" }, after([["nope", "admin"]])],
+      [0, { text: "x", sig: "AAAA" }, { members: [], epoch: -1 }],
     ];
-    for (const [seq, change] of bad) {
+    for (const [seq, change, next] of bad) {
       await assert.rejects(
-        s.appendRoomChange("ops", seq, change),
+        s.applyRoomChange("ops", seq, change, next),
         InvalidInputError,
-        JSON.stringify([seq, change]),
+        JSON.stringify([seq, change, next]),
       );
     }
     await assert.rejects(
-      s.appendRoomChange("a b", 0, { text: "x", sig: "AAAA" }),
+      s.applyRoomChange("a b", 0, { text: "x", sig: "AAAA" }, NO_MEMBERS),
       InvalidInputError,
     );
     assert.deepEqual(await s.listRoomChanges("ops"), []);
   });
 
+  test("createRoom with a genesis stores change 0 and the first members with the room", async (s) => {
+    const r = await s.createRoom(room("ops"), {
+      change: { text: "genesis\n", sig: "AAAA" },
+      members: [{ signPub: A, role: "admin", addedBy: A, change: "g", addedAt: 4 }],
+    });
+    assert.equal(r.epoch, 0);
+    assert.deepEqual(await s.listRoomChanges("ops"), [{ seq: 0, text: "genesis\n", sig: "AAAA" }]);
+    assert.deepEqual(await s.getMember("ops", A), {
+      roomId: "ops",
+      signPub: A,
+      role: "admin",
+      addedBy: A,
+      addedAt: 4,
+      change: "g",
+    });
+    assert.deepEqual((await s.listRoomsForMember(A)).map((x) => x.id), ["ops"]);
+    // The next change follows the genesis.
+    await s.applyRoomChange("ops", 1, { text: "c1\n", sig: "AAAA" }, after([[A, "admin"]]));
+    // A taken id or subject writes nothing of the losing genesis.
+    await assert.rejects(
+      s.createRoom(room("ops", { subject: "room.other" }), {
+        change: { text: "lost\n", sig: "BBBB" },
+        members: [{ signPub: B, role: "admin", addedBy: B, change: null }],
+      }),
+      RoomExistsError,
+    );
+    await assert.rejects(
+      s.createRoom(room("new", { subject: "room.ops" }), {
+        change: { text: "lost\n", sig: "BBBB" },
+        members: [{ signPub: B, role: "admin", addedBy: B, change: null }],
+      }),
+      RoomExistsError,
+    );
+    assert.equal(await s.getRoom("new"), null);
+    assert.deepEqual(await s.listRoomsForMember(B), []);
+    assert.equal((await s.listRoomChanges("ops")).length, 2);
+    assert.deepEqual(await s.listRoomChanges("new"), []);
+  });
+
+  test("concurrent createRoom with one id or subject lets exactly one win", async (s) => {
+    const results = await Promise.allSettled(
+      [B, C, key(4), key(5)].map((k, n) =>
+        s.createRoom(room(n % 2 ? "ops" : `r${n}`, { subject: "room.same", createdBy: k }), {
+          change: { text: `g${n}\n`, sig: "AAAA" },
+          members: [{ signPub: k, role: "admin", addedBy: k, change: null }],
+        })
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of results) {
+      if (r.status === "rejected") assert.ok(r.reason instanceof RoomExistsError);
+    }
+    const winner = (await s.getRoomBySubject("room.same"))!;
+    assert.ok(winner);
+    assert.equal((await s.listMembers(winner.id)).length, 1);
+    assert.equal((await s.listMembers(winner.id))[0].signPub, winner.createdBy);
+  });
+
   test("deleteRoom removes the change log and blobs, so a re-created room starts empty", async (s) => {
     await s.createRoom(room("ops"));
     await s.createRoom(room("dev"));
-    await s.appendRoomChange("ops", 0, { text: "old\n", sig: "AAAA" });
-    await s.appendRoomChange("dev", 0, { text: "dev\n", sig: "AAAA" });
+    await s.applyRoomChange("ops", 0, { text: "old\n", sig: "AAAA" }, after([[B, "admin"]]));
+    await s.applyRoomChange("dev", 0, { text: "dev\n", sig: "AAAA" }, after([[B, "admin"]]));
+    await s.setRoomEpoch("ops", 0, 3);
+    await s.putSealedKeys("ops", 3, [{ recipient: B, sealed: "AAAA", sealedBy: A }]);
     await s.putBlob({ id: "b-ops", roomId: "ops", owner: A, data: new Uint8Array([1]) });
     await s.putBlob({ id: "b-dev", roomId: "dev", owner: A, data: new Uint8Array([2]) });
     await s.deleteRoom("ops");
@@ -416,8 +629,18 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     assert.equal((await s.listRoomChanges("dev")).length, 1);
     assert.ok(await s.getBlob("b-dev"));
     await s.createRoom(room("ops"));
-    await s.appendRoomChange("ops", 0, { text: "new\n", sig: "BBBB" });
+    assert.deepEqual(await s.listRoomChanges("ops"), []);
+    assert.deepEqual(await s.listMembers("ops"), []);
+    assert.equal(await s.getSealedKey("ops", 3, B), null);
+    assert.equal((await s.getRoom("ops"))?.epoch, 0);
+    assert.deepEqual((await s.listRoomsForMember(B)).map((r) => r.id), ["dev"]);
+    await s.applyRoomChange("ops", 0, { text: "new\n", sig: "BBBB" }, NO_MEMBERS);
     assert.deepEqual(await s.listRoomChanges("ops"), [{ seq: 0, text: "new\n", sig: "BBBB" }]);
+    // And under the same subject with another id.
+    await s.deleteRoom("ops");
+    await s.createRoom(room("ops2", { subject: "room.ops" }));
+    assert.deepEqual(await s.listRoomChanges("ops2"), []);
+    assert.equal((await s.getRoomBySubject("room.ops"))?.id, "ops2");
   });
 
   // ---- members ----
@@ -600,6 +823,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
   // ---- blobs ----
 
   test("putBlob stores bytes that getBlob returns and getBlobMeta describes", async (s) => {
+    await s.createRoom(room("ops"));
     const data = new Uint8Array([0, 1, 2, 255, 0]);
     const meta = await s.putBlob({ id: "b1", roomId: "ops", owner: A, data, createdAt: 3 });
     const expectedMeta = { id: "b1", roomId: "ops", owner: A, size: 5, createdAt: 3 };
@@ -615,6 +839,8 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
   });
 
   test("putBlob refuses a duplicate id and leaves the original bytes", async (s) => {
+    await s.createRoom(room("ops"));
+    await s.createRoom(room("dev"));
     await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array([1]) });
     await assert.rejects(
       s.putBlob({ id: "b1", roomId: "dev", owner: B, data: new Uint8Array([2, 2]) }),
@@ -625,7 +851,26 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     assert.equal(b?.owner, A);
   });
 
+  test("putBlob into an unknown room is NotFoundError and stores nothing", async (s) => {
+    await assert.rejects(
+      s.putBlob({ id: "b1", roomId: "nope", owner: A, data: new Uint8Array([1]) }),
+      (e) => e instanceof NotFoundError && e.code === "not_found",
+    );
+    assert.equal(await s.getBlobMeta("b1"), null);
+  });
+
+  test("a blob larger than a NATS message round-trips", async (s) => {
+    await s.createRoom(room("ops"));
+    const data = new Uint8Array(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
+    await s.putBlob({ id: "big", roomId: "ops", owner: A, data });
+    const b = await s.getBlob("big");
+    assert.equal(b?.size, data.byteLength);
+    assert.ok(b && b.data.every((v, i) => v === data[i]));
+  });
+
   test("deleteBlob removes a blob and fails for an absent one", async (s) => {
+    await s.createRoom(room("ops"));
     await s.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array([1]) });
     await s.deleteBlob("b1");
     assert.equal(await s.getBlob("b1"), null);
@@ -634,6 +879,52 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       s.putBlob({ id: "b2", roomId: "ops", owner: A, data: "text" as never }),
       InvalidInputError,
     );
+  });
+
+  // ---- change feed ----
+
+  testWith("watchChanges reports writes made through another handle", async (s, another) => {
+    const other = await another();
+    const seen: StoreChange[] = [];
+    const watch = s.watchChanges((c) => seen.push(c));
+    await watch.ready;
+    try {
+      await other.addUser(user(A));
+      await waitFor(() => seen.some((c) => covers(c, { kind: "user", signPub: A })));
+      seen.length = 0;
+      await other.revokeUser(A);
+      await waitFor(() => seen.some((c) => covers(c, { kind: "user", signPub: A })));
+      seen.length = 0;
+      await other.createRoom(room("ops"));
+      await other.addMember({
+        roomId: "ops",
+        signPub: B,
+        role: "member",
+        addedBy: A,
+        change: null,
+      });
+      await waitFor(() => seen.some((c) => covers(c, { kind: "room", roomId: "ops" })));
+      seen.length = 0;
+      await other.deleteRoom("ops");
+      await waitFor(() => seen.some((c) => covers(c, { kind: "room", roomId: "ops" })));
+    } finally {
+      await watch.stop();
+      await other.close();
+    }
+  });
+
+  test("watchChanges reports this handle's writes and stops when asked", async (s) => {
+    const seen: StoreChange[] = [];
+    const watch = s.watchChanges((c) => seen.push(c));
+    await watch.ready;
+    await s.addUser(user(A));
+    await waitFor(() => seen.some((c) => covers(c, { kind: "user", signPub: A })));
+    await watch.stop();
+    seen.length = 0;
+    await s.addUser(user(B));
+    // Stopped: give a live feed ample time to deliver, then require silence.
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(seen, []);
   });
 
   // ---- exact storage ----
@@ -687,12 +978,12 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
 
         // A stored text (a signed change is kept verbatim).
         if (textViolation(v, { maxLength: MAX_TEXT_LENGTH, lineBreaks: true }) === null) {
-          await s.appendRoomChange("prop", seq, { text: v, sig: "AAAA" });
+          await s.applyRoomChange("prop", seq, { text: v, sig: "AAAA" }, NO_MEMBERS);
           seq++;
           assert.equal((await s.listRoomChanges("prop"))[seq - 1]?.text, v, why);
         } else {
           await assert.rejects(
-            s.appendRoomChange("prop", seq, { text: v, sig: "AAAA" }),
+            s.applyRoomChange("prop", seq, { text: v, sig: "AAAA" }, NO_MEMBERS),
             refused,
             why,
           );

@@ -8,7 +8,11 @@ import { SchemaTooNewError, StoreUnavailableError } from "../lib/store/store.ts"
 storeContract("sqlite", async () => {
   const dir = await Deno.makeTempDir({ prefix: "unibus-store-" });
   const store = await openSqliteStore(`${dir}/control.db`);
-  return { store, cleanup: () => Deno.remove(dir, { recursive: true }) };
+  return {
+    store,
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+    another: () => openSqliteStore(`${dir}/control.db`),
+  };
 });
 
 /** Runs `fn` with a fresh temp dir that is removed afterwards. */
@@ -193,7 +197,10 @@ Deno.test("sqlite store upgrades a schema-1 file to the change log and keeps its
     try {
       assert.equal((await store.getRoom("ops"))?.subject, "room.ops");
       assert.deepEqual(await store.listRoomChanges("ops"), []);
-      await store.appendRoomChange("ops", 0, { text: "c\n", sig: "AAAA" });
+      await store.applyRoomChange("ops", 0, { text: "c\n", sig: "AAAA" }, {
+        members: [],
+        epoch: 0,
+      });
       assert.equal((await store.listRoomChanges("ops")).length, 1);
     } finally {
       await store.close();

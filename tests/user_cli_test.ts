@@ -104,7 +104,16 @@ Deno.test("user add rejects every invalid input with exit 2, one stderr line, no
         "is not a valid X25519 public key",
       ],
       ["unknown role", [...ok, "--role", "owner"], "--role must be admin or member"],
-      ["kv store", [...ok, "--store", "kv"], "--store kv is not available yet"],
+      [
+        "kv store with --db",
+        [...ok, "--store", "kv"],
+        "--db is for --store sqlite",
+      ],
+      [
+        "kv flag on sqlite",
+        [...ok, "--nats-url", "nats://127.0.0.1:1"],
+        "--nats-url needs --store kv",
+      ],
       ["unknown store", [...ok, "--store", "etcd"], "--store must be sqlite or kv"],
       ["empty db", [...ok, "--db", ""], "--db must not be empty"],
       ["unknown option", [...ok, "--bogus"], "unknown option --bogus"],
@@ -137,7 +146,7 @@ Deno.test("user subcommand mistakes are usage errors and --help works everywhere
     assertUsage(revokeBad, "KEY must be 64 hex", "revoke with invalid hex");
     assertUsage(revokeNone, "needs the user's KEY", "revoke without key");
     assertUsage(revokeTwo, "unexpected argument", "revoke with two keys");
-    assertUsage(listKv, "--store kv is not available yet", "list --store kv");
+    assertUsage(listKv, "--db is for --store sqlite", "list --store kv --db");
     assert(!(await exists(db)));
 
     const helps = await Promise.all([

@@ -102,6 +102,12 @@ export function expressibleRooms<R extends AclRoom>(
  * notices arrive. NATS's `allow_responses` is deliberately not used: it lets
  * a client answer any reply subject it set on its own message (including
  * `$JS.API.…`), which turns one room into publish rights everywhere.
+ * What the ACL cannot do is tie a reply to its request: which inbox is the
+ * right one depends on who signed the request, which NATS never sees, and a
+ * reply published on a room subject looks like any message there. So the
+ * client library answers only under the signed requester's own inbox
+ * (`respond` in lib/client/client.ts); the ACL bounds the rest to the rooms
+ * the replier is in.
  *
  * A persisted room adds exactly what reading its history needs: stream info
  * and direct get on that room's stream. No consumer API at all: a consumer

@@ -27,7 +27,8 @@ import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
-import { ControlPlaneClient, type RoomView } from "./control_plane.ts";
+import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
+import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
   ClosedError,
   ControlPlaneError,
@@ -53,6 +54,14 @@ export interface ConnectOptions {
   tls?: { caFile: string };
   /** Connection name shown in nats-server's monitoring. */
   name?: string;
+  /**
+   * A file (created 0600 if absent) where the client keeps its replay window
+   * across restarts: packets it handled before a restart stay replays after
+   * it. Without one, a restarted client refuses every live packet signed
+   * before it started (protocol.md §2.9), which covers all but the last
+   * couple of seconds before the restart. One file per identity and process.
+   */
+  receiveStateFile?: string;
 }
 
 /** A room this client can use. */
@@ -92,6 +101,19 @@ const ROOM_NOTICE_SUFFIX = "unibus.room";
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
+}
+
+/**
+ * True when `reply` is a literal subject under `_INBOX.<requester>.`, and not
+ * under its `unibus.` notice subjects (the ACL denies those to members anyway).
+ */
+function isReplySubjectOf(reply: string, requester: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(requester)) return false;
+  const prefix = `${inboxPrefixFor(requester)}.`;
+  if (!reply.startsWith(prefix) || reply.length > 255) return false;
+  const tokens = reply.slice(prefix.length).split(".");
+  if (tokens[0] === "unibus") return false;
+  return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
 }
 
 /** The subject, or {@linkcode InvalidSubjectError} naming the broken rule. */
@@ -144,6 +166,15 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
     control.close();
     throw err;
   }
+  let state: ReceiveState | null = null;
+  if (opts.receiveStateFile) {
+    try {
+      state = await openReceiveState(opts.receiveStateFile, opts.identity.signPubHex);
+    } catch (err) {
+      control.close();
+      throw err;
+    }
+  }
   const kp = new NativeNkeyPair(Prefix.User, opts.identity.signSeed);
   let nc: NatsConnection;
   try {
@@ -165,7 +196,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       { cause: err },
     );
   }
-  return new UnibusClient(opts.identity, nc, control);
+  return new UnibusClient(opts.identity, nc, control, state);
 }
 
 /**
@@ -183,11 +214,24 @@ export class UnibusClient {
   #refreshing: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
   #keying = new Map<string, Promise<void>>();
+  /** Live subscriptions per room id, ended when this client leaves or loses the room. */
+  #subs = new Map<string, Set<NatsSubscription>>();
 
-  constructor(identity: Identity, nc: NatsConnection, control: ControlPlaneClient) {
+  readonly #state: ReceiveState | null;
+
+  constructor(
+    identity: Identity,
+    nc: NatsConnection,
+    control: ControlPlaneClient,
+    receiveState: ReceiveState | null = null,
+  ) {
     this.identity = identity;
     this.#nc = nc;
     this.#control = control;
+    this.#state = receiveState;
+    receiveState?.source(() =>
+      new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
+    );
     (async () => {
       for await (const s of nc.status()) {
         if (s.type === "disconnect") this.#connected = false;
@@ -209,7 +253,7 @@ export class UnibusClient {
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${ROOM_NOTICE_SUFFIX}`, {
       callback: (_err, msg) => {
         const id = msg?.string();
-        if (id && this.#rooms.has(id)) this.#reload(id).catch(() => {});
+        if (id && this.#rooms.has(id)) this.#reload(id).catch((err) => this.#lostRoom(id, err));
       },
     });
   }
@@ -272,12 +316,35 @@ export class UnibusClient {
     return this.#refreshing;
   }
 
+  // The control plane no longer shows us the room (deleted, or we left or
+  // were removed): end its subscriptions here rather than let the next
+  // reconnect re-subscribe to a subject the ACL no longer grants.
+  #lostRoom(id: string, err: unknown): void {
+    if (err instanceof ControlPlaneError && err.status === 404) this.#forget(id);
+  }
+
+  #forget(id: string): void {
+    for (const sub of this.#subs.get(id) ?? []) sub.unsubscribe();
+    this.#subs.delete(id);
+    this.#rooms.delete(id);
+    this.#state?.forget(id);
+  }
+
+  // A room's session as this client first loads it: with the replay window
+  // the previous process saved for it, if there is a state file.
+  #newSession(view: RoomView, keys: SealedKeyView[]): RoomSession {
+    const session = new RoomSession(this.identity, view, keys);
+    const saved = this.#state?.room(view.id);
+    if (saved) session.importReceive(saved);
+    return session;
+  }
+
   async #reload(id: string): Promise<RoomSession> {
     const [view, keys] = await Promise.all([this.#control.getRoom(id), this.#control.getKeys(id)]);
     let session = this.#rooms.get(id);
     if (session) session.update(view, keys);
     else {
-      session = new RoomSession(this.identity, view, keys);
+      session = this.#newSession(view, keys);
       this.#rooms.set(id, session);
     }
     await this.#ensureCurrentKey(session);
@@ -395,7 +462,7 @@ export class UnibusClient {
       at: Date.now(),
     }, me.signer);
     const view = await this.#control.createRoom(change);
-    const session = new RoomSession(me, view, []);
+    const session = this.#newSession(view, []);
     this.#rooms.set(id, session);
     const members = opts.members ?? [];
     // With members to add, epoch 0 is passed at once: its key would be
@@ -562,6 +629,49 @@ export class UnibusClient {
   }
 
   /**
+   * Leaves a room on this identity's own authority (no admin's consent): a
+   * `remove` change naming itself, signed by itself. The server applies it
+   * like a removal, so this client's connection loses the room's subject,
+   * and an admin who stays rotates to a new epoch whose key this identity
+   * never receives (this client does not make that key: a leaver holding the
+   * next key would defeat the rotation). The room's subscriptions end.
+   * The last admin cannot leave (409 `last_admin`): add another admin or
+   * delete the room.
+   *
+   * @example
+   * ```ts
+   * await client.leave("agent.scout.in");
+   * ```
+   */
+  async leave(ref: RoomRef): Promise<void> {
+    this.#ensureOpen();
+    const me = this.identity.signPubHex;
+    for (let attempt = 0;; attempt++) {
+      const session = await this.#reload((await this.room(ref)).roomId);
+      const change = signChange({
+        room: session.roomId,
+        seq: session.state.seq + 1,
+        prev: session.state.head,
+        op: "remove",
+        member: me,
+        epoch: session.state.epoch + 1,
+        by: me,
+        at: Date.now(),
+      }, this.identity.signer);
+      try {
+        await this.#control.postChange(session.roomId, change);
+      } catch (err) {
+        if (err instanceof ControlPlaneError && err.status === 409 && err.code === "conflict") {
+          if (attempt < 3) continue;
+        }
+        throw err;
+      }
+      this.#forget(session.roomId);
+      return;
+    }
+  }
+
+  /**
    * Shares the keys of earlier epochs with a current member (admins only), so
    * that a member who joined later can read the room's history from before
    * its join. Without this, a new member reads from its join onward.
@@ -597,7 +707,7 @@ export class UnibusClient {
   async deleteRoom(ref: RoomRef): Promise<void> {
     const session = await this.room(ref);
     await this.#control.deleteRoom(session.roomId);
-    this.#rooms.delete(session.roomId);
+    this.#forget(session.roomId);
   }
 
   #info(s: RoomSession): RoomInfo {
@@ -725,6 +835,7 @@ export class UnibusClient {
       await this.#reload(session.roomId);
       r = session.receive(packet);
     }
+    if (r.kind === "delivered") this.#state?.touch();
     if (r.kind !== "delivered") {
       throw new UnibusError(
         "reply_rejected",
@@ -744,6 +855,20 @@ export class UnibusClient {
    */
   async respond(ref: RoomRef, meta: FrameMeta, data: Uint8Array | string): Promise<void> {
     if (!meta.reply) throw new RangeError("this message did not ask for a reply");
+    // The reply subject travels outside the signed packet: the requester (or
+    // anyone relaying its request) chooses it. Answering wherever it says
+    // would let a requester make this member publish into any room this
+    // member is in (the ACL allows those subjects, and cannot tell a reply
+    // from a message). So a reply goes only under the inbox of the
+    // requester the signature proved, which only that requester reads.
+    if (!isReplySubjectOf(meta.reply, meta.sender)) {
+      throw new UnibusError(
+        "reply_refused",
+        `refusing to reply to ${JSON.stringify(meta.reply)}: not under the requester's inbox ${
+          inboxPrefixFor(meta.sender)
+        }.`,
+      );
+    }
     const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     this.#nc.publish(meta.reply, session.sealReply(meta, bytes));
@@ -808,11 +933,18 @@ export class UnibusClient {
       }
       if (result.kind === "stale") stats.noKey++;
       if (result.kind === "delivered") {
+        this.#state?.touch();
         for (const f of result.frames) handler(reply ? { ...f.meta, reply } : f.meta, f.plaintext);
       }
     };
     const sub: NatsSubscription = this.#nc.subscribe(session.subject, {
-      callback: (_err, msg) => {
+      callback: (err, msg) => {
+        // An error ends the subscription (e.g. the subject is no longer
+        // granted after a reconnect); it carries no message to handle.
+        if (err) {
+          this.#subs.get(session.roomId)?.delete(sub);
+          return;
+        }
         if (!msg) return;
         // A copy: the client's read buffer is reused, and a message may wait
         // in the queue (or be kept by the handler) after the next read.
@@ -827,10 +959,16 @@ export class UnibusClient {
         }
       },
     });
+    let subs = this.#subs.get(session.roomId);
+    if (!subs) this.#subs.set(session.roomId, subs = new Set());
+    subs.add(sub);
     await this.#nc.flush();
     return {
       stats,
-      unsubscribe: () => sub.unsubscribe(),
+      unsubscribe: () => {
+        this.#subs.get(session.roomId)?.delete(sub);
+        sub.unsubscribe();
+      },
       drained: () => queue,
     };
   }
@@ -910,6 +1048,7 @@ export class UnibusClient {
     this.#closed = true;
     await this.#nc.close();
     this.#control.close();
+    await this.#state?.close();
   }
 }
 

@@ -8,7 +8,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { fromBase64, fromHex, toHex } from "../e2e/bytes.ts";
+import { fromBase64, fromHex, toBase64, toHex } from "../e2e/bytes.ts";
 import { changeHash, MembershipError, type RoomState, verifyLog } from "../e2e/membership.ts";
 import {
   decodePacket,
@@ -72,6 +72,30 @@ const MAX_RECEIVE_CHAINS = 4096;
 const MAX_SESSIONS_PER_SENDER = 64;
 /** How far ahead of the known epoch a member's packet may be before it is dropped. */
 const MAX_EPOCH_LEAD = 16;
+/**
+ * How far a sender's clock may lag this receiver's before its live packets
+ * are taken for ones sent before this receiver started (protocol.md §2.9).
+ * Small on purpose: packets sent up to this long before a restart can be
+ * replayed to a receiver without a persisted state. A sender whose clock lags
+ * more loses only its packets of the first moments after the receiver starts.
+ */
+export const LIVE_SKEW_MS = 2000;
+
+/** A room's receiving positions, as persisted across restarts (lib/client/receive_state.ts). */
+export interface ReceiveSnapshot {
+  /**
+   * Receiving chains, oldest first: `id` is "epoch/sender hex/session hex";
+   * `at` is the next packet index of an encrypted chain (with `ck`, its
+   * chain key, base64) or the last accepted packet index of a sign-only one;
+   * `frame` the next frame index (protocol v2: frames are numbered apart
+   * from packets; absent, 0).
+   */
+  chains: Array<{ id: string; at: number; ck?: string; frame?: number }>;
+  /** Chains closed for good (their old packets are replays). */
+  retired: string[];
+}
+
+const CHAIN_ID = /^(0|[1-9]\d{0,9})\/[0-9a-f]{64}\/[0-9a-f]{32}$/;
 
 interface SendLane {
   epoch: number;
@@ -116,6 +140,9 @@ export class RoomSession {
   #retired = new Set<string>();
   #perSender = new Map<string, string[]>();
   #history = false;
+  // Live packets signed earlier than this are from before this session
+  // existed (nothing was subscribed then): replays (protocol.md §2.9).
+  #horizon = Date.now() - LIVE_SKEW_MS;
   #view!: RoomView;
   #sealed: SealedKeyView[] = [];
   readonly stats: RoomStats = {
@@ -262,6 +289,7 @@ export class RoomSession {
         session: l.session,
         signer: this.#me.signer,
         encrypted: this.#state.policy.encrypt,
+        sentAt: Date.now(),
       },
       { index, firstFrame, key },
       plaintexts,
@@ -358,6 +386,18 @@ export class RoomSession {
     if (!this.#history && !this.#state.members.has(sender)) {
       return this.#drop("nonMember", `${sender} is no longer a member`);
     }
+    // A receiver that restarted has no chain positions for what it heard
+    // before (unless restored from its state file): without this, anyone
+    // who kept an old packet could replay it as live, and an agent would act
+    // on an old instruction again. History is read on purpose and exempt.
+    if (!this.#history && (packet.sentAt === null || packet.sentAt < this.#horizon)) {
+      return this.#drop(
+        "replayed",
+        packet.sentAt === null
+          ? "untimed packet on a live subject"
+          : "signed before this receiver started listening",
+      );
+    }
     const session = toHex(packet.session);
     const chainKey = `${packet.epoch}/${sender}/${session}`;
     let lane = this.#receive.get(chainKey);
@@ -449,6 +489,56 @@ export class RoomSession {
     this.#retired.add(chainKey);
     if (this.#retired.size > MAX_RETIRED_CHAINS) {
       this.#retired.delete(this.#retired.values().next().value!);
+    }
+  }
+
+  /** The receiving positions to persist (bounded by the caller). */
+  exportReceive(): ReceiveSnapshot {
+    const chains: ReceiveSnapshot["chains"] = [];
+    for (const [id, lane] of this.#receive) {
+      chains.push(
+        lane.chain
+          ? { id, at: lane.chain.index, ck: toBase64(lane.chain.chainKey), frame: lane.nextFrame }
+          : { id, at: lane.lastPacket, frame: lane.nextFrame },
+      );
+    }
+    return { chains, retired: [...this.#retired] };
+  }
+
+  /**
+   * Restores receiving positions saved by a previous process, so its packets
+   * are replays here too. Entries that do not parse are an error: a state
+   * file that is not what this library wrote is not trusted in part.
+   */
+  importReceive(snap: ReceiveSnapshot): void {
+    for (const id of snap.retired) {
+      if (!CHAIN_ID.test(id)) throw new RangeError(`bad retired chain id ${JSON.stringify(id)}`);
+      this.#retire(id);
+    }
+    for (const c of snap.chains) {
+      const frame = c.frame ?? 0;
+      if (
+        !CHAIN_ID.test(c.id) || !Number.isSafeInteger(c.at) || c.at < -1 ||
+        !Number.isSafeInteger(frame) || frame < 0
+      ) {
+        throw new RangeError(`bad receiving chain ${JSON.stringify(c.id)}`);
+      }
+      let lane: ReceiveLane = { chain: null, lastPacket: c.at, nextFrame: frame };
+      if (c.ck !== undefined) {
+        const ck = fromBase64(c.ck);
+        if (ck.length !== 32 || c.at < 0) throw new RangeError(`bad chain key for ${c.id}`);
+        lane = { chain: new Chain(ck, c.at), lastPacket: c.at - 1, nextFrame: frame };
+      }
+      const sender = c.id.split("/")[1];
+      const mine = this.#perSender.get(sender) ?? [];
+      if (mine.length >= MAX_SESSIONS_PER_SENDER) this.#retire(mine.shift()!);
+      mine.push(c.id);
+      this.#perSender.set(sender, mine);
+      if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
+        this.#retire(this.#receive.keys().next().value!);
+      }
+      this.#retired.delete(c.id);
+      this.#receive.set(c.id, lane);
     }
   }
 

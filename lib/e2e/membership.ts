@@ -24,8 +24,9 @@
  *
  * Lines end in "\n", fields appear in exactly this order, absent ones are
  * omitted. Rules: seq 0 is `create`, by its own member, role admin, epoch 0;
- * every later change is signed by an admin of the state before it, names the
- * previous change's hash, and starts epoch + 1. Every change starts an epoch,
+ * every later change is signed by an admin of the state before it (or, for a
+ * `remove`, by the member leaving), names the previous change's hash, and
+ * starts epoch + 1; no change removes the last admin. Every change starts an epoch,
  * so each epoch has one fixed member set: a removed member never gets the new
  * key, a new member never gets the old ones unless an admin shares them.
  *
@@ -94,6 +95,11 @@ export interface RoomState {
 /** Thrown when a log does not verify; the message says which change and why. */
 export class MembershipError extends Error {
   override name = "MembershipError";
+}
+
+/** The change would remove the room's last admin (by removal or by leaving). */
+export class LastAdminError extends MembershipError {
+  override name = "LastAdminError";
 }
 
 const HEADER = "unibus/membership/v1";
@@ -325,7 +331,11 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
     throw new MembershipError(`change ${b.seq}: does not follow change ${prev.seq}`);
   }
   if (b.epoch !== prev.epoch + 1) throw new MembershipError(`change ${b.seq}: wrong epoch`);
-  if (prev.members.get(b.by)?.role !== "admin") {
+  // Leaving needs no one's consent: a member may sign its own removal. It
+  // grants the leaver nothing (it only loses the next epoch's key, which an
+  // admin who stays generates and seals, §2.5), so no admin must sign it.
+  const leaving = b.op === "remove" && b.by === b.member && prev.members.has(b.member);
+  if (!leaving && prev.members.get(b.by)?.role !== "admin") {
     throw new MembershipError(`change ${b.seq}: ${b.by} is not an admin of the room`);
   }
   const members = new Map(prev.members);
@@ -335,10 +345,12 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
   } else {
     if (!members.has(b.member)) throw new MembershipError(`change ${b.seq}: not a member`);
     members.delete(b.member);
-    // A room without an admin could never change again: no rotation, no
-    // removal of a compromised member.
+    // A room without an admin could never change again: the new epoch's key
+    // must be sealed by an admin of it (§2.5), so the members left would have
+    // no key to talk with, and a compromised member could never be removed.
+    // The last admin deletes the room, or adds another admin, instead.
     if (![...members.values()].some((m) => m.role === "admin")) {
-      throw new MembershipError(`change ${b.seq}: would remove the last admin`);
+      throw new LastAdminError(`change ${b.seq}: would remove the last admin`);
     }
   }
   const epochs = new Map(prev.epochs);

@@ -7,7 +7,8 @@
  *
  *   offset  size  field
  *   0       4     magic "UBP2"
- *   4       1     flags: bit 0 = body is encrypted (else signed plaintext)
+ *   4       1     flags: bit 0 = body is encrypted (else signed plaintext),
+ *                 bit 1 = timed (the send time follows the nonce)
  *   5       1     reserved, 0
  *   6       2     frame count k (1..1024)
  *   8       32    sender Ed25519 public key
@@ -16,15 +17,16 @@
  *   60      4     packet index n (the ratchet index: MK_n keys this packet)
  *   64      4     first frame index f (frames are numbered f .. f+k-1)
  *   68      12    nonce (zero when not encrypted)
- *   80      ...   body: k × (u32 length L || L bytes), encrypted as one
+ *   (80     8     u64 send time, ms since the Unix epoch: timed packets only)
+ *   80/88   ...   body: k × (u32 length L || L bytes), encrypted as one
  *                 ChaCha20-Poly1305 message (|| 16-byte tag) when bit 0 is set
  *   end-64  64    Ed25519 signature by the sender over
  *                 "unibus/packet/v2" || lp(room id) || SHA-256(bytes [0, end-64))
  *
  * Body AEAD: key MK_n, the nonce above, and
- *   aad = "unibus/body/v2" || lp(room id) || bytes [0, 80)
- * which binds room, epoch, sender, session, both indices, the frame count
- * and the flags.
+ *   aad = "unibus/body/v2" || lp(room id) || the header (bytes [0, 80 or 88))
+ * which binds room, epoch, sender, session, both indices, the frame count,
+ * the flags and the send time.
  *
  * @module
  */
@@ -42,9 +44,12 @@ export const PACKET_VERSION = 2;
 export const PACKET_MAGIC = utf8("UBP2");
 /** The most frames one packet may carry. */
 export const MAX_FRAMES = 1024;
-/** Header bytes before the body. */
+/** Header bytes before the body of an untimed packet (a timed one has 8 more). */
 export const HEADER_BYTES = 80;
+const TIME_BYTES = 8;
 const SIG_BYTES = 64;
+const FLAG_ENCRYPTED = 1;
+const FLAG_TIMED = 2;
 const SIGN_CONTEXT = utf8("unibus/packet/v2");
 const BODY_CONTEXT = utf8("unibus/body/v2");
 const U32_MAX = 0xffff_ffff;
@@ -61,7 +66,9 @@ export interface Packet {
   firstFrame: number;
   count: number;
   nonce: Uint8Array;
-  /** Bytes [0, 80): what the body's AEAD binds. */
+  /** The sender's clock when it sealed the packet (ms), or null for an untimed packet. */
+  sentAt: number | null;
+  /** The header (bytes [0, 80), or [0, 88) when timed): what the body's AEAD binds. */
   header: Uint8Array;
   body: Uint8Array;
 }
@@ -101,7 +108,7 @@ function roomPrefix(context: Uint8Array, roomId: string): Uint8Array {
 }
 
 /**
- * The additional data the body's AEAD binds: context, room, the 80-byte header.
+ * The additional data the body's AEAD binds: context, room, the header.
  *
  * @example
  * ```ts
@@ -138,6 +145,12 @@ export interface PacketContext {
   session: Uint8Array;
   signer: Ed25519KeyPair;
   encrypted: boolean;
+  /**
+   * The send time to sign into the packet (ms since the Unix epoch). Every
+   * sender sets it: receivers refuse untimed and older packets on live
+   * subjects (protocol.md §2.9). Left out only by the untimed test vectors.
+   */
+  sentAt?: number;
 }
 
 /** One packet's place in its session and its key. */
@@ -186,23 +199,29 @@ export function encodePacket(
   ) {
     throw new RangeError("packet or frame index out of range");
   }
+  const timed = ctx.sentAt !== undefined;
+  if (timed && !(Number.isSafeInteger(ctx.sentAt) && ctx.sentAt! >= 0)) {
+    throw new RangeError("sentAt is a non-negative integer of milliseconds");
+  }
+  const headerLength = HEADER_BYTES + (timed ? TIME_BYTES : 0);
   let plain = 0;
   for (const f of frames) plain += 4 + f.length;
   const bodyLength = plain + (ctx.encrypted ? TAG_BYTES : 0);
-  const out = new Uint8Array(HEADER_BYTES + bodyLength + SIG_BYTES);
+  const out = new Uint8Array(headerLength + bodyLength + SIG_BYTES);
   const view = new DataView(out.buffer);
   out.set(PACKET_MAGIC);
-  out[4] = ctx.encrypted ? 1 : 0;
+  out[4] = (ctx.encrypted ? FLAG_ENCRYPTED : 0) | (timed ? FLAG_TIMED : 0);
   view.setUint16(6, frames.length);
   out.set(ctx.signer.publicKey, 8);
   view.setUint32(40, ctx.epoch);
   out.set(ctx.session, 44);
   view.setUint32(60, place.index);
   view.setUint32(64, place.firstFrame);
-  const header = out.subarray(0, HEADER_BYTES);
+  if (timed) view.setBigUint64(HEADER_BYTES, BigInt(ctx.sentAt!));
+  const header = out.subarray(0, headerLength);
   // Plaintext frames are laid out in place; encrypted, they are laid out in
   // a scratch buffer and the AEAD output is copied over it once.
-  const frameBuf = ctx.encrypted ? new Uint8Array(plain) : out.subarray(HEADER_BYTES);
+  const frameBuf = ctx.encrypted ? new Uint8Array(plain) : out.subarray(headerLength);
   const frameView = new DataView(frameBuf.buffer, frameBuf.byteOffset, frameBuf.byteLength);
   let at = 0;
   for (const f of frames) {
@@ -215,9 +234,9 @@ export function encodePacket(
     const n = out.subarray(68, 80);
     if (nonce) n.set(nonce);
     else randomFillSync(n);
-    out.set(aeadEncrypt(place.key, n, frameBuf, bodyAad(ctx.roomId, header)), HEADER_BYTES);
+    out.set(aeadEncrypt(place.key, n, frameBuf, bodyAad(ctx.roomId, header)), headerLength);
   }
-  const end = HEADER_BYTES + bodyLength;
+  const end = headerLength + bodyLength;
   out.set(ctx.signer.sign(packetSignedMessage(ctx.roomId, out.subarray(0, end))), end);
   return out;
 }
@@ -245,14 +264,24 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
   if (!PACKET_MAGIC.every((b, i) => b === bytes[i])) throw new PacketError("not a unibus packet");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const flags = bytes[4];
-  if ((flags & ~1) !== 0 || bytes[5] !== 0) throw new PacketError("unknown packet flags");
-  const encrypted = (flags & 1) === 1;
+  if ((flags & ~(FLAG_ENCRYPTED | FLAG_TIMED)) !== 0 || bytes[5] !== 0) {
+    throw new PacketError("unknown packet flags");
+  }
+  const encrypted = (flags & FLAG_ENCRYPTED) !== 0;
+  const headerLength = HEADER_BYTES + ((flags & FLAG_TIMED) ? TIME_BYTES : 0);
+  if (bytes.length < headerLength + 4 + SIG_BYTES) throw new PacketError("packet too short");
   const count = view.getUint16(6);
   if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
   const firstFrame = view.getUint32(64);
   if (firstFrame + count - 1 > U32_MAX) throw new PacketError("frame index out of range");
   const nonce = bytes.subarray(68, 80);
-  const body = bytes.subarray(HEADER_BYTES, bytes.length - SIG_BYTES);
+  let sentAt: number | null = null;
+  if (flags & FLAG_TIMED) {
+    const t = view.getBigUint64(HEADER_BYTES);
+    if (t > BigInt(Number.MAX_SAFE_INTEGER)) throw new PacketError("send time out of range");
+    sentAt = Number(t);
+  }
+  const body = bytes.subarray(headerLength, bytes.length - SIG_BYTES);
   // Each frame takes at least its 4-byte length: a count the body cannot
   // hold is refused before any work.
   if (body.length < 4 * count + (encrypted ? TAG_BYTES : 0)) {
@@ -274,7 +303,8 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     firstFrame,
     count,
     nonce,
-    header: bytes.subarray(0, HEADER_BYTES),
+    sentAt,
+    header: bytes.subarray(0, headerLength),
     body,
   };
 }

@@ -117,6 +117,15 @@ export class Chain {
     return this.#index;
   }
 
+  /**
+   * A copy of the chain key at the current index: what a receiver persists
+   * to resume this chain after a restart (lib/client/receive_state.ts). It
+   * yields the keys of this and later indices only, never earlier ones.
+   */
+  get chainKey(): Uint8Array {
+    return this.#ck.slice();
+  }
+
   /** The message key of the current index, then steps forward. */
   next(): Uint8Array {
     const { messageKey, nextChainKey } = ratchetStep(this.#ck);

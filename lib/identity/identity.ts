@@ -32,6 +32,7 @@ import {
 } from "../crypto/ed25519.ts";
 import { handleViolation } from "../grammar.ts";
 import { fromHex, isHex, toHex } from "./hex.ts";
+import { writePrivateTemp } from "../fs/private_file.ts";
 
 /** The `version` field of identity files this code writes and reads. */
 export const IDENTITY_FILE_VERSION = 1;
@@ -596,17 +597,7 @@ export async function saveIdentity(
   const tmp = join(dir, `.${basename(abs)}.${toHex(generateSeed().subarray(0, 8))}.tmp`);
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      // The umask can only narrow the mode, but an explicit chmod also covers
-      // filesystems that ignore the create mode.
-      if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
-      let n = 0;
-      while (n < data.length) n += await f.write(data.subarray(n));
-      await f.sync();
-    } finally {
-      f.close();
-    }
+    await writePrivateTemp(tmp, data);
     if (opts.overwrite) {
       await Deno.rename(tmp, abs);
     } else {

@@ -65,6 +65,9 @@ export async function connectInternal(
       name: opts.name,
       timeout: opts.timeoutMs ?? 5000,
       maxReconnectAttempts: -1,
+      // serve's users are in its own nats-server's config only: drifting to
+      // another node (learned from cluster gossip) would be refused there.
+      ignoreClusterUpdates: true,
       reconnectTimeWait: 250,
       pingInterval: 10_000,
       authenticator: opts.authenticator,

@@ -29,25 +29,30 @@ import {
   type NewBlob,
   type NewMember,
   type NewRoom,
+  newRoomRow,
   type NewSealedKey,
   type NewUser,
+  newUserRow,
   NotFoundError,
   type Room,
   type RoomChange,
   type RoomCounts,
   RoomExistsError,
+  type RoomGenesis,
+  type RoomStateAfter,
   type SealedKey,
+  sealedKeyRows,
   type Store,
+  type StoreChange,
   StoreError,
   StoreUnavailableError,
+  type StoreWatch,
   type User,
   UserExistsError,
+  validateAppliedChange,
+  validateGenesis,
   validateNewBlob,
   validateNewMember,
-  validateNewRoom,
-  validateNewSealedKey,
-  validateNewUser,
-  validateRoomChange,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -56,6 +61,10 @@ const BUSY_TIMEOUT_MS = 5000;
 // SQLite extended result codes for the constraints the batches can trip.
 const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
 const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+/** How often the change feed asks SQLite whether another process wrote the file. */
+const WATCH_POLL_MS = 250;
 
 /**
  * Opens (creating if needed) the SQLite store at `path` and migrates it.
@@ -88,10 +97,16 @@ export class SqliteStore implements Store {
   /** Absolute path of the database file. */
   readonly path: string;
   #client: Client | null;
+  #watchers = new Set<(change: StoreChange) => void>();
 
   private constructor(path: string, client: Client) {
     this.path = path;
     this.#client = client;
+  }
+
+  /** Tells this process's watchers about a write it made (other processes are polled). */
+  #emit(change: StoreChange): void {
+    for (const w of this.#watchers) w(change);
   }
 
   /**
@@ -134,22 +149,14 @@ export class SqliteStore implements Store {
   // ---- users ----
 
   async addUser(user: NewUser): Promise<User> {
-    validateNewUser(user);
-    const row: User = {
-      signPub: user.signPub,
-      kexPub: user.kexPub,
-      kexSig: user.kexSig,
-      handle: user.handle,
-      role: user.role,
-      status: "active",
-      createdAt: user.createdAt ?? Date.now(),
-    };
+    const row = newUserRow(user);
     const rs = await this.#exec(
       `INSERT INTO users (sign_pub, kex_pub, kex_sig, handle, role, status, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       [row.signPub, row.kexPub, row.kexSig, row.handle, row.role, row.status, row.createdAt],
     );
     if (rs.rowsAffected === 0) throw new UserExistsError(user.signPub);
+    this.#emit({ kind: "user", signPub: row.signPub });
     return row;
   }
 
@@ -170,31 +177,36 @@ export class SqliteStore implements Store {
       signPub,
     ]);
     if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+    this.#emit({ kind: "user", signPub });
   }
 
   async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
     check.signPub("signPub", signPub);
     check.kexPub("kexPub", kexPub);
     check.hex("kexSig", kexSig);
+    // Only while unset, in one statement: two racing registrations cannot
+    // both see "none yet" and let the last one win.
     const rs = await this.#exec(
-      "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ?",
+      "UPDATE users SET kex_pub = ?, kex_sig = ? WHERE sign_pub = ? AND kex_pub IS NULL",
       [kexPub, kexSig, signPub],
     );
-    if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+    if (rs.rowsAffected > 0) return;
+    const user = await this.getUser(signPub);
+    if (user === null) throw new NotFoundError("user", signPub);
+    if (user.kexPub === kexPub && user.kexSig === kexSig) return;
+    throw new ConflictError(`user ${signPub} already has a different key-exchange key`);
   }
 
   // ---- rooms ----
 
-  async createRoom(room: NewRoom): Promise<Room> {
-    validateNewRoom(room);
-    const row: Room = {
-      id: room.id,
-      subject: room.subject,
-      policy: { ...room.policy },
-      createdBy: room.createdBy,
-      createdAt: room.createdAt ?? Date.now(),
-      epoch: 0,
-    };
+  async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
+    const row = newRoomRow(room);
+    if (genesis !== undefined) validateGenesis(room.id, genesis);
+    if (genesis !== undefined) {
+      await this.#createRoomWithGenesis(row, genesis);
+      this.#emit({ kind: "room", roomId: row.id });
+      return row;
+    }
     // Without a conflict target, DO NOTHING covers both the id and the subject.
     const rs = await this.#exec(
       `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
@@ -210,7 +222,46 @@ export class SqliteStore implements Store {
       ],
     );
     if (rs.rowsAffected === 0) throw new RoomExistsError(room.id, room.subject);
+    this.#emit({ kind: "room", roomId: row.id });
     return row;
+  }
+
+  /** One transaction: a taken id or subject aborts it before anything is written. */
+  async #createRoomWithGenesis(row: Room, genesis: RoomGenesis): Promise<void> {
+    const now = Date.now();
+    try {
+      await this.#batch([
+        {
+          sql:
+            `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 0)`,
+          args: [
+            row.id,
+            row.subject,
+            bit(row.policy.encrypt),
+            bit(row.policy.sign),
+            bit(row.policy.persist),
+            row.createdBy,
+            row.createdAt,
+          ],
+        },
+        {
+          sql: "INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, 0, ?, ?)",
+          args: [row.id, genesis.change.text, genesis.change.sig],
+        },
+        ...genesis.members.map((m) => ({
+          sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
+                VALUES (?, ?, ?, ?, ?, ?)`,
+          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt ?? now, m.change],
+        })),
+      ]);
+    } catch (e) {
+      const code = rawCode(e);
+      if (code === SQLITE_CONSTRAINT_PRIMARYKEY || code === SQLITE_CONSTRAINT_UNIQUE) {
+        throw new RoomExistsError(row.id, row.subject);
+      }
+      throw e;
+    }
   }
 
   async getRoom(id: string): Promise<Room | null> {
@@ -257,7 +308,10 @@ export class SqliteStore implements Store {
       "UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?",
       [newEpoch, id, expectedEpoch],
     );
-    if (rs.rowsAffected > 0) return;
+    if (rs.rowsAffected > 0) {
+      this.#emit({ kind: "room", roomId: id });
+      return;
+    }
     const room = await this.getRoom(id);
     if (room === null) throw new NotFoundError("room", id);
     throw new ConflictError(`room ${id} epoch is ${room.epoch}, expected ${expectedEpoch}`);
@@ -275,31 +329,70 @@ export class SqliteStore implements Store {
       { sql: "DELETE FROM rooms WHERE id = ?", args: [id] },
     ]);
     if (results[4].rowsAffected === 0) throw new NotFoundError("room", id);
+    this.#emit({ kind: "room", roomId: id });
   }
 
   // ---- room change log ----
 
-  async appendRoomChange(
+  async applyRoomChange(
     roomId: string,
     seq: number,
     change: { text: string; sig: string },
+    after: RoomStateAfter,
   ): Promise<void> {
-    validateRoomChange(roomId, seq, change);
-    await this.#requireRoom(roomId);
-    let affected: number;
-    try {
-      const rs = await this.#exec(
-        `INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, ?, ?, ?)
-         ON CONFLICT DO NOTHING`,
-        [roomId, seq, change.text, change.sig],
-      );
-      affected = rs.rowsAffected;
-    } catch (e) {
-      // The room was deleted between the check and the insert.
-      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);
-      throw e;
+    validateAppliedChange(roomId, seq, change, after);
+    const now = Date.now();
+    const members = JSON.stringify(after.members.map((m) => ({
+      signPub: m.signPub,
+      role: m.role,
+      addedBy: m.addedBy,
+      addedAt: m.addedAt ?? now,
+      change: m.change,
+    })));
+    // One transaction. The change goes in only on top of the newest one; the
+    // member set and epoch are written only while this change is the newest
+    // one stored (HEAD), which is what versions them by seq: a repeated older
+    // change finds a newer head and writes nothing.
+    const HEAD = `(SELECT MAX(seq) FROM room_changes WHERE room_id = ?1) = ?2
+      AND EXISTS (SELECT 1 FROM room_changes WHERE room_id = ?1 AND seq = ?2 AND text = ?3 AND sig = ?4)`;
+    const results = await this.#batch([
+      {
+        sql: `INSERT INTO room_changes (room_id, seq, text, sig)
+              SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = ?1)
+              AND COALESCE((SELECT MAX(seq) FROM room_changes WHERE room_id = ?1), -1) = ?2 - 1`,
+        args: [roomId, seq, change.text, change.sig],
+      },
+      {
+        sql: `DELETE FROM members WHERE room_id = ?1 AND ${HEAD}
+              AND NOT EXISTS (SELECT 1 FROM json_each(?5) j
+                WHERE j.value ->> 'signPub' = members.sign_pub AND j.value ->> 'role' = members.role)`,
+        args: [roomId, seq, change.text, change.sig, members],
+      },
+      {
+        sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
+              SELECT ?1, j.value ->> 'signPub', j.value ->> 'role', j.value ->> 'addedBy',
+                     j.value ->> 'addedAt', j.value ->> 'change'
+              FROM json_each(?5) j WHERE ${HEAD}
+              ON CONFLICT DO NOTHING`,
+        args: [roomId, seq, change.text, change.sig, members],
+      },
+      {
+        sql: `UPDATE rooms SET epoch = ?5 WHERE id = ?1 AND epoch < ?5 AND ${HEAD}`,
+        args: [roomId, seq, change.text, change.sig, after.epoch],
+      },
+    ]);
+    if (results[0].rowsAffected === 0) {
+      await this.#requireRoom(roomId);
+      const stored = (await this.listRoomChanges(roomId)).find((c) => c.seq === seq);
+      if (!stored || stored.text !== change.text || stored.sig !== change.sig) {
+        throw new ConflictError(
+          stored
+            ? `room ${roomId} already has change ${seq}`
+            : `room ${roomId} change ${seq} does not follow its newest change`,
+        );
+      }
     }
-    if (affected === 0) throw new ConflictError(`room ${roomId} already has change ${seq}`);
+    this.#emit({ kind: "room", roomId });
   }
 
   async listRoomChanges(roomId: string): Promise<RoomChange[]> {
@@ -338,6 +431,7 @@ export class SqliteStore implements Store {
       throw e;
     }
     if (affected === 0) throw new MemberExistsError(member.roomId, member.signPub);
+    this.#emit({ kind: "room", roomId: row.roomId });
     return row;
   }
 
@@ -349,6 +443,7 @@ export class SqliteStore implements Store {
       signPub,
     ]);
     if (rs.rowsAffected === 0) throw new NotFoundError("member", `${signPub} in room ${roomId}`);
+    this.#emit({ kind: "room", roomId });
   }
 
   async listMembers(roomId: string): Promise<Member[]> {
@@ -373,26 +468,7 @@ export class SqliteStore implements Store {
   // ---- sealed keys ----
 
   async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
-    check.id("roomId", roomId);
-    check.count("epoch", epoch);
-    if (!Array.isArray(keys) || keys.length === 0) {
-      throw new InvalidInputError("keys", "must be a non-empty array");
-    }
-    const seen = new Set<string>();
-    const now = Date.now();
-    const rows: SealedKey[] = keys.map((k) => {
-      validateNewSealedKey(k);
-      if (seen.has(k.recipient)) throw new InvalidInputError("keys", `${k.recipient} twice`);
-      seen.add(k.recipient);
-      return {
-        roomId,
-        epoch,
-        recipient: k.recipient,
-        sealed: k.sealed,
-        sealedBy: k.sealedBy,
-        createdAt: k.createdAt ?? now,
-      };
-    });
+    const rows = sealedKeyRows(roomId, epoch, keys);
     await this.#requireRoom(roomId);
     try {
       // Plain INSERTs in one batch: any existing key aborts and rolls back all.
@@ -475,12 +551,18 @@ export class SqliteStore implements Store {
       size: blob.data.byteLength,
       createdAt: blob.createdAt ?? Date.now(),
     };
+    // Only into an existing room, in the same statement: a blob can never be
+    // stored for a room that a concurrent deleteRoom has already removed.
     const rs = await this.#exec(
       `INSERT INTO blobs (id, room_id, owner, size, created_at, data)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data],
+       SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rooms WHERE id = ?)
+       ON CONFLICT DO NOTHING`,
+      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data, meta.roomId],
     );
-    if (rs.rowsAffected === 0) throw new BlobExistsError(blob.id);
+    if (rs.rowsAffected === 0) {
+      if (await this.getBlobMeta(blob.id)) throw new BlobExistsError(blob.id);
+      throw new NotFoundError("room", blob.roomId);
+    }
     return meta;
   }
 
@@ -514,6 +596,89 @@ export class SqliteStore implements Store {
       [owner],
     );
     return { count: Number(rs.rows[0].count), bytes: Number(rs.rows[0].bytes) };
+  }
+
+  // ---- export (SQLite only: what migrate-to-kv enumerates) ----
+
+  /**
+   * Every room, by id. Not part of the Store contract: KV has no cheap
+   * "all rooms", and only a migration needs it.
+   *
+   * @example
+   * ```ts
+   * for (const room of await store.listRooms()) console.log(room.id);
+   * ```
+   */
+  async listRooms(): Promise<Room[]> {
+    const rs = await this.#exec("SELECT * FROM rooms ORDER BY id");
+    return rs.rows.map(toRoom);
+  }
+
+  /**
+   * Every sealed key of a room, by epoch then recipient.
+   *
+   * @example
+   * ```ts
+   * const keys = await store.listSealedKeys("ops");
+   * ```
+   */
+  async listSealedKeys(roomId: string): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    const rs = await this.#exec(
+      "SELECT * FROM sealed_keys WHERE room_id = ? ORDER BY epoch, recipient",
+      [roomId],
+    );
+    return rs.rows.map(toSealedKey);
+  }
+
+  /**
+   * The ids of every blob.
+   *
+   * @example
+   * ```ts
+   * const ids = await store.listBlobIds();
+   * ```
+   */
+  async listBlobIds(): Promise<string[]> {
+    const rs = await this.#exec("SELECT id FROM blobs ORDER BY id");
+    return rs.rows.map((r) => str(r.id));
+  }
+
+  // ---- change feed ----
+
+  watchChanges(onChange: (change: StoreChange) => void): StoreWatch {
+    // This process's writes are reported as they commit; writes by other
+    // processes (the offline `unibus user` commands) are found by polling
+    // SQLite's data_version, which moves only when another connection
+    // committed, so an idle poll costs one tiny query.
+    this.#watchers.add(onChange);
+    let last: number | null = null;
+    let running = true;
+    const poll = async () => {
+      if (!running || this.#client === null) return;
+      try {
+        const rs = await this.#exec("PRAGMA data_version");
+        const v = Number(rs.rows[0]?.data_version);
+        if (last !== null && v !== last) onChange({ kind: "all" });
+        last = v;
+      } catch {
+        // Unreadable now: say "anything may have changed" once it reads again.
+        last = -1;
+      }
+    };
+    let polling = poll();
+    const timer = setInterval(() => {
+      polling = polling.then(poll);
+    }, WATCH_POLL_MS);
+    return {
+      ready: polling,
+      stop: async () => {
+        running = false;
+        clearInterval(timer);
+        this.#watchers.delete(onChange);
+        await polling;
+      },
+    };
   }
 
   // ---- lifecycle ----

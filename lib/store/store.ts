@@ -139,6 +139,50 @@ export interface RoomChange {
   sig: string;
 }
 
+/**
+ * A member as a room's member set names it, for {@linkcode Store.createRoom}'s
+ * genesis and {@linkcode Store.applyRoomChange}. A member already in the room
+ * with the same role keeps its stored row (addedAt, addedBy, change).
+ */
+export interface RoomMemberSpec {
+  signPub: string;
+  role: Role;
+  addedBy: string;
+  /** Signed membership change that (last) added the member, stored verbatim. */
+  change: string | null;
+  /** Defaults to `Date.now()`. */
+  addedAt?: number;
+}
+
+/** A room's first change (seq 0) and the member set it creates. */
+export interface RoomGenesis {
+  change: { text: string; sig: string };
+  members: RoomMemberSpec[];
+}
+
+/** The member set and key epoch that hold after a change. */
+export interface RoomStateAfter {
+  members: RoomMemberSpec[];
+  epoch: number;
+}
+
+/**
+ * One entry of the store's change feed ({@linkcode Store.watchChanges}): what
+ * may have changed, so a consumer re-reads only that. `all` means "anything
+ * may have changed" (a backend that cannot tell, or a feed that lost events).
+ */
+export type StoreChange =
+  | { kind: "user"; signPub: string }
+  | { kind: "room"; roomId: string }
+  | { kind: "all" };
+
+/** A running change feed. */
+export interface StoreWatch {
+  /** Resolves once changes made from now on are certain to be reported. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** Blob metadata, i.e. a blob without its bytes. */
 export interface BlobMeta {
   id: string;
@@ -194,11 +238,21 @@ export interface Store {
   listUsers(): Promise<User[]>;
   /** Marks a user revoked (idempotent); {@linkcode NotFoundError} if absent. */
   revokeUser(signPub: string): Promise<void>;
-  /** Sets the key-exchange key and its binding signature; NotFoundError if absent. */
+  /**
+   * Sets the key-exchange key and its binding signature if the user has none
+   * (a registered kex key never changes: peers have sealed keys to it).
+   * Setting the same pair again is a no-op; a different pair is
+   * {@linkcode ConflictError} with the stored pair unchanged; NotFoundError if
+   * the user is absent.
+   */
   setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void>;
 
-  /** Creates a room at epoch 0; {@linkcode RoomExistsError} if the id or subject is taken. */
-  createRoom(room: NewRoom): Promise<Room>;
+  /**
+   * Creates a room at epoch 0; {@linkcode RoomExistsError} if the id or subject
+   * is taken. With `genesis`, the room's change 0 and its first member set are
+   * written with it as one unit: no reader ever sees the room without them.
+   */
+  createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room>;
   getRoom(id: string): Promise<Room | null>;
   getRoomBySubject(subject: string): Promise<Room | null>;
   /** Rooms the signPub is a member of, sorted by id. */
@@ -215,20 +269,31 @@ export interface Store {
   setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void>;
   /**
    * Deletes a room with its members, sealed keys, change log and blobs;
-   * NotFoundError if absent.
+   * NotFoundError if absent. A room later created under the same id or
+   * subject starts empty, even if the deletion was interrupted half-way.
    */
   deleteRoom(id: string): Promise<void>;
 
   /**
-   * Appends a signed membership change at `seq`, create-if-absent: this is
-   * the compare-and-set that serialises concurrent membership changes.
-   * {@linkcode ConflictError} if that seq exists (the stored change is left
-   * unchanged), {@linkcode NotFoundError} if the room is absent.
+   * Appends signed membership change `seq` on top of change `seq - 1` (or as
+   * the first change, seq 0) and, with it, makes `after` the room's member
+   * set and raises its epoch to `after.epoch` (never lowers it). This is the
+   * compare-and-set that serialises concurrent membership changes across
+   * processes and nodes: of two calls for one seq exactly one wins.
+   *
+   * The member set is versioned by `seq`: it is only written while `seq` is
+   * the newest change, so a late or repeated older change never overwrites
+   * a newer member set. Repeating the stored change at `seq` verbatim
+   * succeeds (and completes its member set if `seq` is still the newest).
+   *
+   * {@linkcode ConflictError} if another change holds `seq` or `seq` does not
+   * follow the newest change; {@linkcode NotFoundError} if the room is absent.
    */
-  appendRoomChange(
+  applyRoomChange(
     roomId: string,
     seq: number,
     change: { text: string; sig: string },
+    after: RoomStateAfter,
   ): Promise<void>;
   /** The room's change log ascending by seq; empty if the room has none or is absent. */
   listRoomChanges(roomId: string): Promise<RoomChange[]>;
@@ -259,7 +324,7 @@ export interface Store {
   /** Removes nonces that expired at or before `now`; returns how many. */
   pruneNonces(now: number): Promise<number>;
 
-  /** {@linkcode BlobExistsError} if the id exists. */
+  /** {@linkcode BlobExistsError} if the id exists; NotFoundError if the room is absent. */
   putBlob(blob: NewBlob): Promise<BlobMeta>;
   getBlob(id: string): Promise<Blob | null>;
   getBlobMeta(id: string): Promise<BlobMeta | null>;
@@ -270,6 +335,14 @@ export interface Store {
    * for an unknown key. Quotas read it before an upload.
    */
   blobUsageOf(owner: string): Promise<BlobUsage>;
+
+  /**
+   * Calls `onChange` after users, rooms or members change, whoever changed
+   * them (this process, a CLI, another node); the enforcer is driven by it.
+   * Events may be coalesced or repeated, never silently dropped: a feed that
+   * may have missed something reports `{ kind: "all" }`.
+   */
+  watchChanges(onChange: (change: StoreChange) => void): StoreWatch;
 
   /** Releases the backend; later calls fail with {@linkcode StoreUnavailableError}. */
   close(): Promise<void>;
@@ -656,7 +729,81 @@ export function validateNewBlob(b: NewBlob): void {
 }
 
 /**
- * Validates the arguments of {@linkcode Store.appendRoomChange}.
+ * Validates one {@linkcode RoomMemberSpec}.
+ *
+ * @example
+ * ```ts
+ * import { validateRoomMemberSpec } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * validateRoomMemberSpec({ signPub: k, role: "admin", addedBy: k, change: null });
+ * ```
+ */
+export function validateRoomMemberSpec(m: RoomMemberSpec): void {
+  if (typeof m !== "object" || m === null) fail("members", "must be objects");
+  check.signPub("signPub", m.signPub);
+  check.role("role", m.role);
+  check.signPub("addedBy", m.addedBy);
+  if (m.change !== null) check.text("change", m.change);
+  if (m.addedAt !== undefined) check.count("addedAt", m.addedAt);
+}
+
+/**
+ * Validates a member set (no key twice).
+ *
+ * @example
+ * ```ts
+ * import { validateMemberSet } from "./store.ts";
+ * validateMemberSet([{ signPub: "ab".repeat(32), role: "admin", addedBy: "ab".repeat(32), change: null }]);
+ * ```
+ */
+export function validateMemberSet(members: RoomMemberSpec[]): void {
+  if (!Array.isArray(members)) fail("members", "must be an array");
+  const seen = new Set<string>();
+  for (const m of members) {
+    validateRoomMemberSpec(m);
+    if (seen.has(m.signPub)) fail("members", `${m.signPub} twice`);
+    seen.add(m.signPub);
+  }
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.applyRoomChange}.
+ *
+ * @example
+ * ```ts
+ * import { validateAppliedChange } from "./store.ts";
+ * validateAppliedChange("ops", 1, { text: "unibus/…\n", sig: "AAAA" }, { members: [], epoch: 0 });
+ * ```
+ */
+export function validateAppliedChange(
+  roomId: string,
+  seq: number,
+  change: { text: string; sig: string },
+  after: RoomStateAfter,
+): void {
+  validateRoomChange(roomId, seq, change);
+  if (typeof after !== "object" || after === null) fail("after", "must be an object");
+  validateMemberSet(after.members);
+  check.count("after.epoch", after.epoch);
+}
+
+/**
+ * Validates a {@linkcode RoomGenesis}.
+ *
+ * @example
+ * ```ts
+ * import { validateGenesis } from "./store.ts";
+ * validateGenesis("ops", { change: { text: "x\n", sig: "AAAA" }, members: [] });
+ * ```
+ */
+export function validateGenesis(roomId: string, g: RoomGenesis): void {
+  if (typeof g !== "object" || g === null) fail("genesis", "must be an object");
+  validateRoomChange(roomId, 0, g.change);
+  validateMemberSet(g.members);
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.applyRoomChange}'s change.
  *
  * @example
  * ```ts
@@ -674,4 +821,80 @@ export function validateRoomChange(
   if (typeof change !== "object" || change === null) fail("change", "must be an object");
   check.text("change.text", change.text);
   check.base64("change.sig", change.sig);
+}
+
+/**
+ * The stored form of a new user (validated; status "active", createdAt
+ * defaulted), as both backends write it.
+ *
+ * @example
+ * ```ts
+ * import { newUserRow } from "./store.ts";
+ * newUserRow({ signPub: "ab".repeat(32), kexPub: null, kexSig: null, handle: "ada", role: "admin" });
+ * ```
+ */
+export function newUserRow(user: NewUser): User {
+  validateNewUser(user);
+  return {
+    signPub: user.signPub,
+    kexPub: user.kexPub,
+    kexSig: user.kexSig,
+    handle: user.handle,
+    role: user.role,
+    status: "active",
+    createdAt: user.createdAt ?? Date.now(),
+  };
+}
+
+/**
+ * The stored form of a new room (validated; epoch 0, createdAt defaulted).
+ *
+ * @example
+ * ```ts
+ * import { newRoomRow } from "./store.ts";
+ * newRoomRow({ id: "ops", subject: "chat.ops", policy: { encrypt: true, sign: true, persist: false }, createdBy: "ab".repeat(32) });
+ * ```
+ */
+export function newRoomRow(room: NewRoom): Room {
+  validateNewRoom(room);
+  return {
+    id: room.id,
+    subject: room.subject,
+    policy: { ...room.policy },
+    createdBy: room.createdBy,
+    createdAt: room.createdAt ?? Date.now(),
+    epoch: 0,
+  };
+}
+
+/**
+ * The stored form of one epoch's sealed keys: validated, no recipient
+ * twice, createdAt defaulted. Both backends refuse the same input.
+ *
+ * @example
+ * ```ts
+ * import { sealedKeyRows } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * sealedKeyRows("ops", 0, [{ recipient: k, sealed: "AAAA", sealedBy: k }]);
+ * ```
+ */
+export function sealedKeyRows(roomId: string, epoch: number, keys: NewSealedKey[]): SealedKey[] {
+  check.id("roomId", roomId);
+  check.count("epoch", epoch);
+  if (!Array.isArray(keys) || keys.length === 0) fail("keys", "must be a non-empty array");
+  const seen = new Set<string>();
+  const now = Date.now();
+  return keys.map((k) => {
+    validateNewSealedKey(k);
+    if (seen.has(k.recipient)) fail("keys", `${k.recipient} twice`);
+    seen.add(k.recipient);
+    return {
+      roomId,
+      epoch,
+      recipient: k.recipient,
+      sealed: k.sealed,
+      sealedBy: k.sealedBy,
+      createdAt: k.createdAt ?? now,
+    };
+  });
 }

@@ -27,7 +27,7 @@ import { toHex } from "../../lib/identity/hex.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { APP_ACCOUNT } from "../nats/config.ts";
-import type { SessionRegistry } from "./sessions.ts";
+import type { Session, SessionRegistry } from "./sessions.ts";
 
 /** The subject nats-server sends authorization requests to. */
 export const AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -43,6 +43,14 @@ export interface CalloutOptions {
   store: Store;
   sessions: SessionRegistry;
   log: Logger;
+  /**
+   * In a cluster: where an admitted connection is reported instead of
+   * `sessions` (server/cluster/session_feed.ts hands it to the node whose
+   * nats-server holds it). This node may have answered for another node.
+   */
+  grant?: (session: Session) => void;
+  /** Called once per answer, for metrics. */
+  onAnswer?: (ms: number, allowed: boolean) => void;
 }
 
 /** Counters for health and benchmarks. */
@@ -161,6 +169,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   msg.respond(
     await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
   );
+  opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
     allowed: "jwt" in answer,
@@ -236,13 +245,15 @@ async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats
     { aud: APP_ACCOUNT },
   );
   if (typeof req.client_info?.id === "number") {
-    opts.sessions.add({
+    const session = {
       signPub: signPubHex,
       serverId: req.server_id.id,
       cid: req.client_info.id,
       permissions,
       admittedAt: Date.now(),
-    });
+    };
+    if (opts.grant) opts.grant(session);
+    else opts.sessions.add(session);
   }
   opts.log.info("connection admitted", {
     handle: user.handle,

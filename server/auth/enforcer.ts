@@ -4,7 +4,9 @@
  * user, or a member removed from a room, would keep their access for as long
  * as their TCP connection lasts.
  *
- * Every `intervalMs` it re-reads each connected user:
+ * It re-reads a connected user when the store's change feed
+ * ({@linkcode Store.watchChanges}) says they or one of the rooms changed, when
+ * a connection of theirs is admitted, and every `intervalMs` as a backstop:
  * - revoked or deleted → every connection of theirs is kicked (and the callout
  *   refuses the reconnect);
  * - rights narrowed (a room removed) → kicked, so the automatic reconnect gets
@@ -13,8 +15,13 @@
  *   (`<inbox>.unibus.refresh`) telling the client to refresh its session;
  *   nothing is cut, because nothing they hold is wrong.
  *
- * Polling rather than notifications because the allowlist can change outside
- * this process (`unibus user revoke` writes the SQLite file directly).
+ * The change feed, not this process's own routes, is what drives it, because
+ * the allowlist and rooms change outside this process too (`unibus user
+ * revoke` on the SQLite file; the CLI or another node on the KV store).
+ *
+ * Re-reading a user when one of their connections is admitted closes the
+ * race where the callout read the user just before a revocation whose feed
+ * event arrived before the session was recorded.
  *
  * @module
  */
@@ -35,7 +42,10 @@ export interface EnforcerOptions {
   store: Store;
   sessions: SessionRegistry;
   log: Logger;
+  /** Backstop full pass; the change feed normally acts first. */
   intervalMs?: number;
+  /** Called for each connection cut, for metrics. */
+  onKick?: (reason: string) => void;
 }
 
 /** The subject suffix, under a user's inbox prefix, of "refresh your session" notices. */
@@ -79,7 +89,7 @@ export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Prom
  * ```
  */
 export function startEnforcer(opts: EnforcerOptions) {
-  const interval = opts.intervalMs ?? 250;
+  const interval = opts.intervalMs ?? 2000;
   // Forget connections as they close, so the registry only holds live ones.
   const events = opts.sys.subscribe(`$SYS.ACCOUNT.${APP_ACCOUNT}.DISCONNECT`, {
     callback: (_err, msg) => {
@@ -106,6 +116,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       const body = res.json<{ error?: { description?: string } }>();
       if (body.error) throw new Error(body.error.description ?? "kick refused");
       opts.log.info("connection cut", { signPub: s.signPub, cid: s.cid, reason });
+      opts.onKick?.(reason);
       opts.sessions.remove(s.serverId, s.cid);
     } catch (err) {
       if (/not found/i.test((err as Error).message)) {
@@ -194,13 +205,18 @@ export function startEnforcer(opts: EnforcerOptions) {
 
   let running = true;
   let pass: Promise<void> = Promise.resolve();
-  // A recheck requested while a pass runs may have come after that pass read
-  // the user it is about, so it earns one more full pass, not a skip.
-  let recheckPending = false;
+  // What the next pass re-reads: the users named by feed events and new
+  // sessions, or everyone. Set while a pass runs, they earn one more pass:
+  // the change may have come after that pass read the user it is about.
+  const dirty = new Set<string>();
+  let allDirty = true;
   let wake: (() => void) | null = null;
   const sleep = () =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(done, interval);
+      const timer = setTimeout(() => {
+        allDirty = true;
+        done();
+      }, interval);
       function done() {
         clearTimeout(timer);
         wake = null;
@@ -208,22 +224,46 @@ export function startEnforcer(opts: EnforcerOptions) {
       }
       wake = done;
     });
+  const markAll = () => {
+    allDirty = true;
+    wake?.();
+  };
+  const markUser = (signPub: string) => {
+    dirty.add(signPub);
+    wake?.();
+  };
+  const feed = opts.store.watchChanges((change) => {
+    if (change.kind === "user") markUser(change.signPub);
+    else markAll(); // a room changed: any connected member may be affected
+  });
+  const offAdd = opts.sessions.onAdd((session) => markUser(session.signPub));
+
   const loop = async () => {
     while (running) {
-      recheckPending = false;
+      const users = allDirty
+        ? opts.sessions.users()
+        : [...dirty].filter((u) => opts.sessions.forUser(u).length > 0);
+      allDirty = false;
+      dirty.clear();
+      let failed = false;
       pass = (async () => {
-        for (const signPub of opts.sessions.users()) {
+        for (const signPub of users) {
           try {
             await reconcileUser(signPub);
           } catch (err) {
-            // New connections fail closed in the callout; existing ones are
+            // New connections fail closed in the callout; this user is
             // re-checked on the next pass.
+            dirty.add(signPub);
+            failed = true;
             opts.log.error("could not re-check a connected user", { signPub, error: err });
           }
         }
       })();
       await pass;
-      if (running && !recheckPending) await sleep();
+      if (!running) break;
+      // After a failure, do not spin on an unavailable store.
+      if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
+      else if (!allDirty && dirty.size === 0) await sleep();
     }
   };
   const looping = loop();
@@ -235,14 +275,15 @@ export function startEnforcer(opts: EnforcerOptions) {
      * removed through the control plane is cut within one pass.
      */
     recheckNow(): void {
-      recheckPending = true;
-      wake?.();
+      markAll();
     },
     /** Drops the sessions of servers that no longer answer (also run on every reconnect). */
     dropGoneServers,
     async stop() {
       running = false;
       wake?.();
+      offAdd();
+      await feed.stop();
       await pass;
       await looping;
       await pruning;

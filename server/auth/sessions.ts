@@ -25,6 +25,22 @@ export interface Session {
 /** Sessions by user and by connection. */
 export class SessionRegistry {
   #byConn = new Map<string, Session>();
+  #onAdd = new Set<(session: Session) => void>();
+
+  /**
+   * Calls `fn` after each {@linkcode SessionRegistry.add}; returns the
+   * unsubscribe function.
+   *
+   * @example
+   * ```ts
+   * const off = registry.onAdd((s) => console.log("admitted", s.signPub));
+   * off();
+   * ```
+   */
+  onAdd(fn: (session: Session) => void): () => void {
+    this.#onAdd.add(fn);
+    return () => this.#onAdd.delete(fn);
+  }
 
   /**
    * Records an admitted connection.
@@ -36,6 +52,7 @@ export class SessionRegistry {
    */
   add(session: Session): void {
     this.#byConn.set(`${session.serverId}/${session.cid}`, session);
+    for (const fn of this.#onAdd) fn(session);
   }
 
   /** Forgets a connection (it closed, or was kicked). */

@@ -12,11 +12,8 @@ import type { Logger } from "../../lib/log.ts";
 
 /**
  * An error that maps to an HTTP status and a stable code; `details` are
-<<<<<<< HEAD
- * extra machine-readable fields of the body (e.g. the broken `rule`).
-=======
- * extra fields of the JSON body (e.g. which quota, its maximum and the use).
->>>>>>> h8-limits
+ * extra machine-readable fields of the JSON body (e.g. the broken `rule`, or
+ * which quota, its maximum and the use).
  */
 export class HttpError extends Error {
   override name = "HttpError";
@@ -41,6 +38,8 @@ export interface RequestContext {
   caller?: string;
   /** True when the matched route needs no authentication (`/healthz`). */
   isPublic: boolean;
+  /** The matched route's pattern (e.g. `/v1/rooms/:id`), or null: a metrics label. */
+  route: string | null;
   /** The raw body, once a middleware has read it (signature checks hash it). */
   body?: Uint8Array;
   /** When set (ms since the epoch), a body still arriving then is refused (408). */
@@ -266,6 +265,7 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
       maxBodyBytes: route?.maxBodyBytes ?? defaultLimit,
       // Unmatched paths count as public so that they get a 404, not a 401.
       isPublic: route === undefined || route.public === true,
+      route: route?.path ?? null,
     };
     const final = (): Promise<Response> => {
       if (!route) {

@@ -8,6 +8,7 @@
 
 import type { DataPlaneState } from "../../lib/nats/internal_connection.ts";
 import { VERSION } from "../../lib/version.ts";
+import type { ClusterStatus } from "../cluster/status.ts";
 import { json, type Route } from "./app.ts";
 
 /** What the node enforces; reported verbatim. */
@@ -21,7 +22,10 @@ export interface Posture {
 
 /**
  * The `/healthz` route: 200 while the data plane is connected, 503 while it is
- * not (a load balancer must stop sending clients to a node without NATS).
+ * not (a load balancer must stop sending clients to a node without NATS). In
+ * a cluster, also 503 while there is no JetStream meta leader: without one
+ * the replicated control plane cannot commit, so a lone node of a three-node
+ * cluster never reports healthy (seed 004).
  *
  * @example
  * ```ts
@@ -29,7 +33,7 @@ export interface Posture {
  * ```
  */
 export function healthRoute(
-  deps: { posture: Posture; dataPlane: () => DataPlaneState },
+  deps: { posture: Posture; dataPlane: () => DataPlaneState; cluster?: () => ClusterStatus },
 ): Route {
   return {
     method: "GET",
@@ -37,12 +41,14 @@ export function healthRoute(
     public: true,
     handler: () => {
       const dataPlane = deps.dataPlane();
-      const ok = dataPlane.connected;
+      const cluster = deps.cluster?.();
+      const ok = dataPlane.connected && (cluster === undefined || cluster.quorum);
       return json(ok ? 200 : 503, {
         status: ok ? "ok" : "unavailable",
         version: VERSION,
         posture: deps.posture,
         dataPlane,
+        ...(cluster ? { cluster } : {}),
       }, { "cache-control": "no-store" });
     },
   };

@@ -33,6 +33,23 @@ export interface NatsTlsConfig {
   keyFile: string;
 }
 
+/**
+ * The route listener and the peers to route to (issue 10). Routes are
+ * server-to-server: they authenticate nodes, never bus users.
+ */
+export interface NatsClusterConfig {
+  name: string;
+  host: string;
+  port: number;
+  /** Peer route URLs; a bare one gets `user`/`pass` injected, one with userinfo is kept. */
+  routes: string[];
+  user: string;
+  /** The route secret. Written only into the 0600 config file, never to argv or a log. */
+  pass: string;
+  /** Mutual route TLS; `caFile` is the route CA, never the data-plane CA. */
+  tls: { certFile: string; keyFile: string; caFile: string } | null;
+}
+
 /** Everything the generated configuration depends on. */
 export interface NatsConfigInput {
   serverName: string;
@@ -54,6 +71,8 @@ export interface NatsConfigInput {
   monitorPort: number | null;
   auth: NatsAuthConfig;
   tls: NatsTlsConfig | null;
+  /** Absent or null: a single node. */
+  cluster?: NatsClusterConfig | null;
 }
 
 /** Thrown when an option cannot be written into a config file safely. */
@@ -129,6 +148,7 @@ export function renderNatsConfig(input: NatsConfigInput): string {
       "}",
     );
   }
+  if (input.cluster) lines.push(...clusterLines(input.cluster));
   if (input.monitorPort !== null) {
     // Loopback only, whatever the client bind: the endpoint has no auth.
     lines.push(`http: "${NATS_MONITOR_HOST}:${input.monitorPort}"`);
@@ -173,4 +193,88 @@ function authLines(auth: NatsAuthConfig): string[] {
     "  }",
     "}",
   ];
+}
+
+/**
+ * Puts the route credentials into a route URL that has none; a URL that
+ * carries its own userinfo is the operator's explicit choice and is kept.
+ * The result holds the secret: it goes into the config file and nowhere else.
+ *
+ * @example
+ * ```ts
+ * routeWithCredentials("nats://10.0.0.2:6250", "unibus-cluster", "s3cret-s3cret-s3cret");
+ * // "nats://unibus-cluster:s3cret-s3cret-s3cret@10.0.0.2:6250"
+ * ```
+ */
+export function routeWithCredentials(route: string, user: string, pass: string): string {
+  let url: URL;
+  try {
+    url = new URL(route);
+  } catch {
+    throw new NatsConfigError(`route "${redactRoute(route)}" is not a URL`);
+  }
+  if (url.username !== "" || url.password !== "") return route;
+  url.username = encodeURIComponent(user);
+  url.password = encodeURIComponent(pass);
+  return url.toString().replace(/\/$/, "");
+}
+
+/**
+ * A route URL fit for a log line or an error message: userinfo replaced.
+ *
+ * @example
+ * ```ts
+ * redactRoute("nats://u:secret@10.0.0.2:6250"); // "nats://***@10.0.0.2:6250"
+ * ```
+ */
+export function redactRoute(route: string): string {
+  return route.replace(/^([a-z-]+:\/\/)[^@/]*@/i, "$1***@");
+}
+
+function clusterLines(c: NatsClusterConfig): string[] {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(c.name)) {
+    throw new NatsConfigError(
+      `cluster name "${c.name}" must be 1-64 letters, digits, '.', '_' or '-'`,
+    );
+  }
+  if (!Number.isInteger(c.port) || c.port < 1 || c.port > 65535) {
+    throw new NatsConfigError(`cluster port ${c.port} is out of range (1-65535)`);
+  }
+  const lines = [
+    "cluster {",
+    `  name: ${quote("cluster name", c.name)}`,
+    `  host: ${quote("cluster host", c.host)}`,
+    `  port: ${c.port}`,
+    // One route connection per peer (seed 004): with the 2.10 default pool of
+    // three, a three-node cluster churned "duplicate route" reconnects that
+    // broke the meta group's RAFT heartbeats, and the leader changed forever.
+    "  pool_size: -1",
+    // Peers dial only the routes listed here and clients learn no other node
+    // from us (seed 004: advertised Docker bridge IPs were dialled by peers;
+    // and serve's internal connection must never drift to a node whose
+    // nats-server does not know its key).
+    "  no_advertise: true",
+    "  authorization {",
+    `    user: ${quote("cluster user", c.user)}`,
+    `    password: ${quote("cluster password", c.pass)}`,
+    "    timeout: 2",
+    "  }",
+    `  routes: [${
+      c.routes.map((r) => quote("route", routeWithCredentials(r, c.user, c.pass))).join(", ")
+    }]`,
+  ];
+  if (c.tls) {
+    lines.push(
+      "  tls {",
+      `    cert_file: ${quote("route TLS cert", c.tls.certFile)}`,
+      `    key_file: ${quote("route TLS key", c.tls.keyFile)}`,
+      `    ca_file: ${quote("route TLS CA", c.tls.caFile)}`,
+      // Both ends present and check a certificate from the route CA.
+      "    verify: true",
+      "    timeout: 5",
+      "  }",
+    );
+  }
+  lines.push("}");
+  return lines;
 }

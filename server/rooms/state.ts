@@ -15,13 +15,12 @@ import {
   type SignedChange,
   verifyLog,
 } from "../../lib/e2e/membership.ts";
-import {
-  ConflictError,
-  MemberExistsError,
-  NotFoundError,
-  type Room,
-  type RoomPolicy,
-  type Store,
+import type {
+  Room,
+  RoomMemberSpec,
+  RoomPolicy,
+  RoomStateAfter,
+  Store,
 } from "../../lib/store/store.ts";
 import { HttpError } from "../http/app.ts";
 
@@ -101,59 +100,30 @@ export function everMember(state: RoomState, signPub: string): boolean {
 }
 
 /**
- * Makes the `members` table and the room epoch match a verified state. It
- * writes only the difference, so it also repairs what an earlier request
- * left half-done (e.g. a crash between appending a change and adding the
- * member). Callers hold the room's lock, so no other request in this process
- * writes the same rows meanwhile.
+ * The member set and epoch a verified state stands for, as
+ * {@linkcode Store.applyRoomChange} takes them. Each member carries the change
+ * that (last) added it as its provenance.
  *
  * @example
  * ```ts
- * await syncMembers(store, roomId, verifyLog(roomId, changes), changes);
+ * await store.applyRoomChange(id, seq, change, stateAfter(next, [...changes, change]));
  * ```
  */
-export async function syncMembers(
-  store: Store,
-  roomId: string,
-  state: RoomState,
-  changes: SignedChange[],
-): Promise<void> {
-  // The change that (last) added each member: stored with the member row as
-  // its provenance.
+export function stateAfter(state: RoomState, changes: SignedChange[]): RoomStateAfter {
   const addedBy = new Map<string, { by: string; change: SignedChange }>();
   for (const change of changes) {
     const body = parseChange(change.text);
     if (body.op !== "remove") addedBy.set(body.member, { by: body.by, change });
   }
-  const rows = await store.listMembers(roomId);
-  const have = new Map(rows.map((m) => [m.signPub, m]));
-  // Removals first: a narrowed ACL should never wait on an addition.
-  for (const row of rows) {
-    const want = state.members.get(row.signPub);
-    if (want && want.role === row.role) continue;
-    await store.removeMember(roomId, row.signPub).catch(ignore(NotFoundError));
-    have.delete(row.signPub);
-  }
+  const members: RoomMemberSpec[] = [];
   for (const [signPub, m] of state.members) {
-    if (have.has(signPub)) continue;
     const origin = addedBy.get(signPub)!;
-    await store.addMember({
-      roomId,
+    members.push({
       signPub,
       role: m.role,
       addedBy: origin.by,
       change: JSON.stringify(origin.change),
-    }).catch(ignore(MemberExistsError));
+    });
   }
-  const room = await store.getRoom(roomId);
-  if (room && room.epoch < state.epoch) {
-    await store.setRoomEpoch(roomId, room.epoch, state.epoch).catch(ignore(ConflictError));
-  }
-}
-
-// deno-lint-ignore no-explicit-any
-function ignore(cls: new (...args: any[]) => Error) {
-  return (err: unknown) => {
-    if (!(err instanceof cls)) throw err;
-  };
+  return { members, epoch: state.epoch };
 }

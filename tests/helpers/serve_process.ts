@@ -26,7 +26,18 @@ export interface UnibusProcess {
 }
 
 /**
- * Spawns `deno run main.ts ...args`.
+ * What runs `unibus`: by default `deno run main.ts` from this checkout; a built
+ * artifact (tests/artifact_test.ts) gives its path, the directory to run in and
+ * the whole environment (nothing inherited, so no repository path leaks in).
+ */
+export interface Launcher {
+  program: string;
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * Spawns `deno run main.ts ...args` (or `launcher.program ...args`).
  *
  * @example
  * ```ts
@@ -34,10 +45,16 @@ export interface UnibusProcess {
  * await p.waitFor((l) => l.msg === "unibus ready");
  * ```
  */
-export function spawnUnibus(args: string[], env: Record<string, string> = {}): UnibusProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", MAIN, ...args],
-    env: { DENO_NO_UPDATE_CHECK: "1", ...env },
+export function spawnUnibus(
+  args: string[],
+  env: Record<string, string> = {},
+  launcher?: Launcher,
+): UnibusProcess {
+  const child = new Deno.Command(launcher?.program ?? Deno.execPath(), {
+    args: launcher ? args : ["run", "--quiet", "-A", MAIN, ...args],
+    env: launcher?.env ? { ...launcher.env, ...env } : { DENO_NO_UPDATE_CHECK: "1", ...env },
+    clearEnv: launcher?.env !== undefined,
+    cwd: launcher?.cwd,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -138,6 +155,7 @@ export async function startServe(
     natsPort?: number;
     extraArgs?: string[];
     env?: Record<string, string>;
+    launcher?: Launcher;
   } = {},
 ): Promise<ServeUnderTest> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "unibus-serve-" });
@@ -149,16 +167,20 @@ export async function startServe(
   let natsPort: number;
   for (let attempt = 0;; attempt++) {
     natsPort = options.natsPort ?? freePort();
-    p = spawnUnibus([
-      "serve",
-      "--data-dir",
-      dataDir,
-      "--http-addr",
-      `127.0.0.1:${options.httpPort ?? 0}`,
-      "--nats-port",
-      String(natsPort),
-      ...(options.extraArgs ?? []),
-    ], options.env);
+    p = spawnUnibus(
+      [
+        "serve",
+        "--data-dir",
+        dataDir,
+        "--http-addr",
+        `127.0.0.1:${options.httpPort ?? 0}`,
+        "--nats-port",
+        String(natsPort),
+        ...(options.extraArgs ?? []),
+      ],
+      options.env,
+      options.launcher,
+    );
     try {
       ready = await p.waitFor((l) => l.msg === "unibus ready");
       break;
@@ -217,8 +239,8 @@ export interface CliRun {
  * const r = await runUnibus(["user", "list", "--db", db]);
  * ```
  */
-export async function runUnibus(args: string[]): Promise<CliRun> {
-  const p = spawnUnibus(args);
+export async function runUnibus(args: string[], launcher?: Launcher): Promise<CliRun> {
+  const p = spawnUnibus(args, {}, launcher);
   const status = await p.finished;
   const stdout = p.lines
     .map((l) => typeof l.raw === "string" ? l.raw : JSON.stringify(l))

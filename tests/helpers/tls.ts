@@ -90,3 +90,77 @@ export async function makeTestPki(): Promise<TestPki> {
     cleanup: () => Deno.remove(dir, { recursive: true }),
   };
 }
+
+/** A separate route CA and one route certificate per node (issue 10). */
+export interface RoutePki {
+  dir: string;
+  caCert: string;
+  /** Per node: certificate and key for both ends of a route (serverAuth + clientAuth). */
+  nodes: Array<{ cert: string; key: string }>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Generates a route CA, distinct from any data-plane CA, and `count` route
+ * certificates for 127.0.0.1 usable as server and as client (routes are
+ * mutual TLS).
+ *
+ * @example
+ * ```ts
+ * const routes = await makeRoutePki(3);
+ * try { … routes.nodes[0].cert … } finally { await routes.cleanup(); }
+ * ```
+ */
+export async function makeRoutePki(count: number): Promise<RoutePki> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-route-pki-" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "route-ca.key",
+    "-out",
+    "route-ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=unibus test route CA",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+  );
+  const nodes = [];
+  for (let i = 0; i < count; i++) {
+    await openssl(
+      ["req", ...ec, "-keyout", `n${i}.key`, "-out", `n${i}.csr`, "-subj", `/CN=route-n${i}`],
+      dir,
+    );
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      `n${i}.csr`,
+      "-CA",
+      "route-ca.crt",
+      "-CAkey",
+      "route-ca.key",
+      "-CAcreateserial",
+      "-out",
+      `n${i}.crt`,
+      "-days",
+      "2",
+      "-extfile",
+      "ext.cnf",
+    ], dir);
+    await Deno.chmod(`${dir}/n${i}.key`, 0o600);
+    nodes.push({ cert: `${dir}/n${i}.crt`, key: `${dir}/n${i}.key` });
+  }
+  return {
+    dir,
+    caCert: `${dir}/route-ca.crt`,
+    nodes,
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+  };
+}

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BlobExistsError, type Store } from "../../../lib/store/store.ts";
+import { BlobExistsError, NotFoundError, type Store } from "../../../lib/store/store.ts";
 import type { Limits } from "../../limits.ts";
 import { HttpError, json, readBody, type Route } from "../app.ts";
 import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
@@ -82,6 +82,9 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
               await store.putBlob({ id, roomId: room.id, owner: caller, data });
               return;
             } catch (err) {
+              // Deleted while the bytes arrived: the store refuses a blob
+              // for a room that is gone.
+              if (err instanceof NotFoundError) throw notFound("room");
               // 128 random bits do not collide; this guards a broken RNG, once.
               if (!(err instanceof BlobExistsError) || attempt > 0) throw err;
               id = newBlobId();

@@ -15,6 +15,7 @@
 import {
   applyChange,
   type ChangeBody,
+  LastAdminError,
   MembershipError,
   parseChange,
   type SignedChange,
@@ -31,7 +32,7 @@ import {
 } from "../../../lib/store/store.ts";
 import type { Limits } from "../../limits.ts";
 import { type RoomStreams, StreamStorageFullError } from "../../rooms/streams.ts";
-import { roomView, syncMembers, verifiedRoom } from "../../rooms/state.ts";
+import { roomView, stateAfter, verifiedRoom } from "../../rooms/state.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
   asObject,
@@ -92,6 +93,13 @@ export async function memberRoom(store: Store, id: string, caller: string): Prom
 export function changeFromBody(body: unknown): SignedChange {
   const change = asObject(asObject(body, "the request body").change, "change");
   return { text: stringField(change, "text"), sig: stringField(change, "sig") };
+}
+
+function kexMismatch(signPub: string): HttpError {
+  return badRequest(
+    `the change names a key-exchange key for ${signPub} that is not the registered one`,
+    "kex_mismatch",
+  );
 }
 
 /**
@@ -162,13 +170,16 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     if (user.kexPub === null) {
       // The change carries the binding signed by the member's own key, which
       // verifyLog/applyChange already checked: registering it is what the
-      // member would do with PUT /v1/me/kex.
-      await store.setUserKex(signPub, b.kex!, b.kexSig!);
+      // member would do with PUT /v1/me/kex. The store sets it only while
+      // unset, so a concurrent registration elsewhere makes this a mismatch.
+      try {
+        await store.setUserKex(signPub, b.kex!, b.kexSig!);
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+        throw kexMismatch(signPub);
+      }
     } else if (user.kexPub !== b.kex) {
-      throw badRequest(
-        `the change names a key-exchange key for ${signPub} that is not the registered one`,
-        "kex_mismatch",
-      );
+      throw kexMismatch(signPub);
     }
   };
 
@@ -212,36 +223,33 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         await requireKex(caller, b, "unknown_user");
         let room: Room;
         try {
+          // The room, its genesis change and its creator as admin are one
+          // store write: no node ever sees the room without them.
           room = await store.createRoom({
             id: b.room,
             subject,
             policy: b.policy!,
             createdBy: caller,
+          }, {
+            change,
+            members: [{
+              signPub: caller,
+              role: "admin",
+              addedBy: caller,
+              change: JSON.stringify(change),
+            }],
           });
         } catch (err) {
           // Another request (or node) took the id or subject since we looked.
           if (err instanceof RoomExistsError) throw (await taken()) ?? err;
           throw err;
         }
-        // A room without its log, creator or stream would be unusable: undo it
-        // so the creator can simply retry.
+        // A room without its stream would be unusable: undo it so the creator
+        // can simply retry.
         const rollBack = async (step: string, err: unknown) => {
           log.error("room creation failed, rolled back", { room: room.id, step, error: err });
           await store.deleteRoom(room.id).catch(() => {});
         };
-        try {
-          await store.appendRoomChange(room.id, 0, change);
-          await store.addMember({
-            roomId: room.id,
-            signPub: caller,
-            role: "admin",
-            addedBy: caller,
-            change: JSON.stringify(change),
-          });
-        } catch (err) {
-          await rollBack("store", err);
-          throw err;
-        }
         if (room.policy.persist) {
           try {
             await streams.create({ id: room.id, subject: room.subject });
@@ -288,12 +296,24 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       try {
         next = applyChange(state, change);
       } catch (err) {
+        // Well-formed, but the room's state forbids it: the last admin must
+        // add another admin or delete the room first (protocol.md §2.4).
+        if (err instanceof LastAdminError) {
+          throw new HttpError(
+            409,
+            "last_admin",
+            `${err.message}; add another admin or delete the room`,
+          );
+        }
         if (err instanceof MembershipError) throw invalidChange(err.message);
         throw err;
       }
       if (b.op === "add") await requireKex(b.member, b, "unknown_member");
       try {
-        await store.appendRoomChange(id, b.seq, change);
+        // The change and the member set after it in one store write, which
+        // is the compare-and-set across nodes: the local lock only spares
+        // this process some conflicts.
+        await store.applyRoomChange(id, b.seq, change, stateAfter(next, [...changes, change]));
       } catch (err) {
         if (err instanceof ConflictError) {
           throw new HttpError(409, "conflict", "the room changed first; refetch it and retry");
@@ -301,7 +321,6 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         if (err instanceof NotFoundError) throw notFound("room");
         throw err;
       }
-      await syncMembers(store, id, next, [...changes, change]);
       log.info("room changed", { room: id, seq: b.seq, op: b.op, member: b.member, by: caller });
       recheck();
       notify(id, [...next.members.keys(), b.member]);
@@ -332,6 +351,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       await store.deleteRoom(id);
       log.info("room deleted", { room: id, by: caller });
       recheck();
+      // Members' connections are cut (their ACL narrowed) and reconnect; the
+      // notice lets their clients drop the room's subscriptions first.
+      notify(id, [...state.members.keys()]);
       return new Response(null, { status: 204 });
     });
   });

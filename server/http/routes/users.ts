@@ -11,7 +11,7 @@
  */
 
 import { verifyKexBinding } from "../../../lib/identity/identity.ts";
-import type { Store, User } from "../../../lib/store/store.ts";
+import { ConflictError, type Store, type User } from "../../../lib/store/store.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
   asObject,
@@ -113,7 +113,17 @@ export function userRoutes(deps: UserRouteDeps): Route[] {
               "a different key-exchange key is already registered; it never changes",
             );
           }
-          await store.setUserKex(caller, kexPub, kexSig);
+          try {
+            await store.setUserKex(caller, kexPub, kexSig);
+          } catch (err) {
+            // Set only if unset: another node registered a key first.
+            if (!(err instanceof ConflictError)) throw err;
+            throw new HttpError(
+              409,
+              "kex_conflict",
+              "a different key-exchange key is already registered; it never changes",
+            );
+          }
           return json(200, { changed: true });
         });
       }),

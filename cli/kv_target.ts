@@ -1,0 +1,169 @@
+/**
+ * The KV control plane of a running node, as the administration commands
+ * (`user … --store kv`, `migrate-to-kv`) reach it: over NATS, as the
+ * privileged internal service identity that `serve --internal-id-file`
+ * persisted (seed 004). Under `--bus-auth enforce` no bus user's ACL reaches
+ * the `UNIBUS_*` buckets, so that identity is the only way in.
+ *
+ * @module
+ */
+
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { loadIdentity } from "../lib/identity/identity.ts";
+import { isLoopbackHost } from "../lib/net/address.ts";
+import { type KvStore, openKvStore } from "../lib/store/kv.ts";
+import { type OptionTable, UsageError } from "./args.ts";
+
+/** Where a node's managed nats-server listens by default (seeds: 4250). */
+export const DEFAULT_NATS_URL = "nats://127.0.0.1:4250";
+
+/** The flags that name a KV target; shared by every command that writes KV. */
+export const KV_TARGET_OPTIONS: OptionTable = {
+  "nats-url": {
+    type: "string",
+    valueName: "URL",
+    description: "the node's NATS (--store kv)",
+    defaultText: DEFAULT_NATS_URL,
+  },
+  "internal-id-file": {
+    type: "string",
+    valueName: "PATH",
+    description: "the internal service identity serve persisted (--store kv; required)",
+  },
+  ca: {
+    type: "string",
+    valueName: "PATH",
+    description: "CA (PEM) to pin TLS to; required for a non-loopback --nats-url",
+  },
+  "kv-replicas": {
+    type: "string",
+    valueName: "1|3",
+    description: "replicas of buckets that do not exist yet (--store kv)",
+    defaultText: "1",
+  },
+};
+
+/** A validated KV target. */
+export interface KvTarget {
+  natsUrl: string;
+  internalIdFile: string;
+  caFile: string | null;
+  replicas: 1 | 3;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+const str = (v: Values, k: string) => typeof v[k] === "string" ? v[k] as string : undefined;
+
+/**
+ * Validates the KV target flags; throws {@linkcode UsageError}.
+ *
+ * @example
+ * ```ts
+ * const t = parseKvTarget({ "internal-id-file": "/srv/unibus/internal.id" });
+ * ```
+ */
+export function parseKvTarget(values: Values): KvTarget {
+  const natsUrl = str(values, "nats-url") ?? DEFAULT_NATS_URL;
+  let url: URL;
+  try {
+    url = new URL(natsUrl);
+  } catch {
+    throw new UsageError(`--nats-url: "${natsUrl}" is not a URL`);
+  }
+  if (url.protocol !== "nats:" && url.protocol !== "tls:") {
+    throw new UsageError(`--nats-url: "${natsUrl}" must be a nats:// or tls:// URL`);
+  }
+  const caFile = str(values, "ca") ?? null;
+  // Seed 001: the allowlist (keys, handles, roles) and sealed keys must not
+  // cross a network in cleartext; a remote target needs TLS pinned to a CA.
+  if (!isLoopbackHost(url.hostname) && caFile === null) {
+    throw new UsageError(
+      `--nats-url ${natsUrl} is not loopback: pass --ca (TLS pinned to that CA) ` +
+        "so the allowlist does not travel in cleartext, or run this on the node",
+    );
+  }
+  const internalIdFile = str(values, "internal-id-file");
+  if (internalIdFile === undefined || internalIdFile === "") {
+    throw new UsageError(
+      "--store kv needs --internal-id-file, the identity serve persisted with --internal-id-file",
+    );
+  }
+  const replicasText = str(values, "kv-replicas") ?? "1";
+  if (replicasText !== "1" && replicasText !== "3") {
+    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
+  }
+  return { natsUrl, internalIdFile, caFile, replicas: replicasText === "3" ? 3 : 1 };
+}
+
+/** Connects fast or fails: an administrator waits seconds, not minutes. */
+const CONNECT_TIMEOUT_MS = 3000;
+const BOOTSTRAP_TIMEOUT_MS = 4000;
+
+/**
+ * Connects as the internal identity and opens the KV store. A missing or
+ * unreadable identity file is an error (never a fresh key: that one would
+ * not be the node's internal identity and would be refused anyway).
+ *
+ * @example
+ * ```ts
+ * const store = await openKvTarget(parseKvTarget(values));
+ * try { console.log(await store.listUsers()); } finally { await store.close(); }
+ * ```
+ */
+export async function openKvTarget(t: KvTarget): Promise<KvStore> {
+  const id = await loadIdentity(t.internalIdFile).catch((err) => {
+    throw new Error(`cannot load --internal-id-file: ${(err as Error).message}`);
+  });
+  if (t.caFile !== null) {
+    await Deno.stat(t.caFile).catch(() => {
+      throw new Error(`cannot read --ca ${t.caFile}`);
+    });
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: t.natsUrl,
+      name: "unibus-admin",
+      timeout: CONNECT_TIMEOUT_MS,
+      reconnect: false,
+      authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+      tls: t.caFile ? { caFile: t.caFile } : undefined,
+    });
+  } catch (err) {
+    throw new Error(`cannot reach NATS at ${t.natsUrl}: ${(err as Error).message}`);
+  }
+  try {
+    return await openKvStore({
+      nc,
+      replicas: t.replicas,
+      bootstrapTimeoutMs: BOOTSTRAP_TIMEOUT_MS,
+      ownsConnection: true,
+    });
+  } catch (err) {
+    await nc.close().catch(() => {});
+    throw new Error(
+      `the control-plane KV at ${t.natsUrl} is unavailable: ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * One line on the users bucket's replication, as the runbook reads it.
+ *
+ * @example
+ * ```ts
+ * console.log(await replicationLine(store)); // "KV_UNIBUS_users: R1, not replicated (msgs=3)"
+ * ```
+ */
+export async function replicationLine(store: KvStore): Promise<string> {
+  try {
+    const r = await store.replicationState();
+    if (r.replicas === 1) return `KV_UNIBUS_users: R1, not replicated (msgs=${r.messages})`;
+    return `KV_UNIBUS_users: R${r.replicas} leader=${r.leader ?? "none"} ` +
+      `followers current ${r.current}/${r.followers} (msgs=${r.messages})`;
+  } catch (err) {
+    return `KV_UNIBUS_users: replication state unknown (${(err as Error).message})`;
+  }
+}

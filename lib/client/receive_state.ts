@@ -1,0 +1,181 @@
+/**
+ * The client's persisted receive state: the replay window of every room
+ * (receiving chain positions and closed sessions) kept in a file, so that a
+ * restarted agent still refuses packets it already handled. Without it the
+ * window lives in memory and a restart forgets it (the time rule of
+ * protocol.md §2.9 then refuses whatever was signed before the restart).
+ *
+ * The file is JSON, written 0600 through a temp file and a rename, so a crash
+ * leaves the previous state or the new one, never half of one. It holds
+ * chain keys, which open this and later messages of those sessions: no more
+ * than the identity file next to it can (it opens the sealed room keys).
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join, resolve } from "node:path";
+import { writePrivateTemp } from "../fs/private_file.ts";
+import type { ReceiveSnapshot } from "./room_session.ts";
+
+/** The most receiving chains the file keeps, over all rooms (newest kept). */
+export const MAX_STATE_CHAINS = 8192;
+/** The most closed sessions the file keeps, over all rooms (newest kept). */
+export const MAX_STATE_RETIRED = 8192;
+/** A file larger than this is refused when read (the bounds above keep it near 2 MiB). */
+const MAX_STATE_BYTES = 8 * 1024 * 1024;
+/** How long after a delivery the state is written (a crash loses at most this much). */
+const WRITE_DELAY_MS = 100;
+
+interface StateFile {
+  v: 1;
+  signPub: string;
+  rooms: Record<string, ReceiveSnapshot>;
+}
+
+/** Thrown when the state file cannot be read or is not this identity's. */
+export class ReceiveStateError extends Error {
+  override name = "ReceiveStateError";
+}
+
+/**
+ * Reads the state file at `path` (absent: empty) and returns a handle that
+ * writes it back a moment after each {@linkcode ReceiveState.touch}.
+ *
+ * @example
+ * ```ts
+ * const state = await openReceiveState("agent.state", identity.signPubHex);
+ * state.source(() => snapshotsOfLoadedRooms());
+ * state.touch(); // after a delivery
+ * await state.close();
+ * ```
+ */
+export async function openReceiveState(path: string, signPub: string): Promise<ReceiveState> {
+  let rooms: Record<string, ReceiveSnapshot> = {};
+  let text: string | null = null;
+  try {
+    const st = await Deno.stat(path);
+    if (st.size > MAX_STATE_BYTES) {
+      throw new ReceiveStateError(`receive state ${path} is larger than ${MAX_STATE_BYTES} bytes`);
+    }
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      if (err instanceof ReceiveStateError) throw err;
+      throw new ReceiveStateError(`cannot read receive state ${path}: ${(err as Error).message}`);
+    }
+  }
+  if (text !== null) {
+    // Fail closed: a state that is not ours, or not whole, would accept
+    // replays it should refuse; the operator removes it knowingly.
+    let parsed: StateFile;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new ReceiveStateError(`receive state ${path} is not valid JSON`);
+    }
+    if (parsed?.v !== 1 || typeof parsed.rooms !== "object" || parsed.rooms === null) {
+      throw new ReceiveStateError(`receive state ${path} is not a unibus receive state`);
+    }
+    if (parsed.signPub !== signPub) {
+      throw new ReceiveStateError(`receive state ${path} belongs to another identity`);
+    }
+    rooms = parsed.rooms;
+  }
+  return new ReceiveState(path, signPub, rooms);
+}
+
+/** A persisted receive state; create it with {@linkcode openReceiveState}. */
+export class ReceiveState {
+  #path: string;
+  #signPub: string;
+  #saved: Record<string, ReceiveSnapshot>;
+  #collect: () => Map<string, ReceiveSnapshot> = () => new Map();
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #writing: Promise<void> = Promise.resolve();
+  #forgotten = new Set<string>();
+
+  constructor(
+    path: string,
+    signPub: string,
+    saved: Record<string, ReceiveSnapshot>,
+  ) {
+    this.#path = resolve(path);
+    this.#signPub = signPub;
+    this.#saved = saved;
+  }
+
+  /** Where each write takes the current state of the loaded rooms from. */
+  source(collect: () => Map<string, ReceiveSnapshot>): void {
+    this.#collect = collect;
+  }
+
+  /** What the previous process saved for a room, if anything. */
+  room(roomId: string): ReceiveSnapshot | undefined {
+    return Object.hasOwn(this.#saved, roomId) ? this.#saved[roomId] : undefined;
+  }
+
+  /** Drops a room this identity left or lost from the next write. */
+  forget(roomId: string): void {
+    this.#forgotten.add(roomId);
+    delete this.#saved[roomId];
+    this.touch();
+  }
+
+  /** Schedules a write (coalesced: at most one per {@link WRITE_DELAY_MS}). */
+  touch(): void {
+    if (this.#timer !== null) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#writing = this.#writing.then(() => this.#write()).catch(() => {});
+    }, WRITE_DELAY_MS);
+  }
+
+  /** Writes now; resolves when the file is in place. */
+  async flush(): Promise<void> {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.#writing = this.#writing.then(() => this.#write());
+    await this.#writing;
+  }
+
+  /** Writes the last state and stops. */
+  async close(): Promise<void> {
+    await this.flush();
+  }
+
+  async #write(): Promise<void> {
+    const rooms: Record<string, ReceiveSnapshot> = { ...this.#saved };
+    for (const [id, snap] of this.#collect()) if (!this.#forgotten.has(id)) rooms[id] = snap;
+    this.#saved = bound(rooms);
+    const data = new TextEncoder().encode(
+      JSON.stringify({ v: 1, signPub: this.#signPub, rooms: this.#saved } satisfies StateFile),
+    );
+    const dir = dirname(this.#path);
+    const tmp = join(dir, `.${basename(this.#path)}.${randomBytes(8).toString("hex")}.tmp`);
+    try {
+      await writePrivateTemp(tmp, data);
+      await Deno.rename(tmp, this.#path);
+    } finally {
+      await Deno.remove(tmp).catch(() => {});
+    }
+  }
+}
+
+// Newest entries win: each room's lists are oldest first, so the budget is
+// spent from their ends, room by room, until it runs out.
+function bound(rooms: Record<string, ReceiveSnapshot>): Record<string, ReceiveSnapshot> {
+  let chains = MAX_STATE_CHAINS;
+  let retired = MAX_STATE_RETIRED;
+  const out: Record<string, ReceiveSnapshot> = {};
+  for (const [id, snap] of Object.entries(rooms)) {
+    const c = snap.chains.slice(Math.max(0, snap.chains.length - chains));
+    const r = snap.retired.slice(Math.max(0, snap.retired.length - retired));
+    chains -= c.length;
+    retired -= r.length;
+    if (c.length > 0 || r.length > 0) out[id] = { chains: c, retired: r };
+  }
+  return out;
+}

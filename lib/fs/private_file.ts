@@ -1,0 +1,31 @@
+/**
+ * Private files: written whole, mode 0600, before anything moves them into
+ * place (identity files, the client's receive state).
+ *
+ * @module
+ */
+
+/**
+ * Creates `tmp` (it must not exist) with mode 0600, writes all of `data` and
+ * syncs it to disk; the caller then renames or links it into place, so a
+ * crash never leaves a half-written file under the real name.
+ *
+ * @example
+ * ```ts
+ * await writePrivateTemp(`${dir}/.state.tmp`, bytes);
+ * await Deno.rename(`${dir}/.state.tmp`, `${dir}/state`);
+ * ```
+ */
+export async function writePrivateTemp(tmp: string, data: Uint8Array): Promise<void> {
+  const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    // The umask can only narrow the mode, but an explicit chmod also covers
+    // filesystems that ignore the create mode.
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
+    let n = 0;
+    while (n < data.length) n += await f.write(data.subarray(n));
+    await f.sync();
+  } finally {
+    f.close();
+  }
+}

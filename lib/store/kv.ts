@@ -1,0 +1,1072 @@
+/**
+ * The control-plane {@linkcode Store} on JetStream KV, so every node of a
+ * cluster serves the same users, rooms, members, sealed keys and nonces.
+ * Blobs, larger than a NATS message, live in a JetStream object store.
+ *
+ * KV has no multi-key transactions. Every write that must not clobber is a KV
+ * `create` (absent only) or an `update` at the revision read, retried on a
+ * lost race; no correctness rests on a lock in one process, so any number of
+ * nodes (and the CLI) may write at once.
+ *
+ * ## Layout
+ *
+ * | bucket | key | value |
+ * |---|---|---|
+ * | UNIBUS_users | `<signPub>` | user |
+ * | UNIBUS_rooms | `id.<room>` | room + its incarnation `inc` |
+ * | UNIBUS_rooms | `subject.<b64url subject>` | `{id, inc}`: the subject claim |
+ * | UNIBUS_members | `<room>.<inc>` | member set, with `seq` and the change `seq` |
+ * | UNIBUS_room_changes | `<room>.<inc>.<seq>` | signed change |
+ * | UNIBUS_room_keys | `<room>.<inc>.<recipient>.<epoch>` | sealed key |
+ * | UNIBUS_rooms_by_member | `<signPub>` | room ids: a hint, see below |
+ * | UNIBUS_nonces | `<b64url nonce>` | expiry |
+ * | UNIBUS_blob_meta | `<blob>`, `room.<room>.<inc>.<blob>` | metadata, room index |
+ * | OBJ UNIBUS_blobs | `<blob>.<unique>` | bytes |
+ *
+ * ## Invariants (why a crash between two writes never grants access)
+ *
+ * 1. **A room is visible only when its id record and its subject claim agree**
+ *    (same id and incarnation). Creation writes the member set and genesis
+ *    change first (under a fresh incarnation nobody reads yet), then the
+ *    subject claim, then the id record, and checks the claim is still its own.
+ *    A half-created room, or one whose subject another creation took over, is
+ *    invisible: it grants nothing, and its leftovers are reclaimed.
+ * 2. **Everything of a room is keyed by its incarnation.** Deleting removes
+ *    the id record first (the room and all access to it are gone at once),
+ *    then the rest; whatever an interrupted deletion leaves behind sits under
+ *    the old incarnation, which a re-created room never reads.
+ * 3. **Access comes from the member set only.** `UNIBUS_rooms_by_member` is a
+ *    superset hint for finding a member's rooms: entries are added before the
+ *    member set grants, removed after it stops granting, and every read checks
+ *    the member set. A stale entry costs a read, never access.
+ * 4. **The member set is the serialisation point of membership changes.** It
+ *    carries the seq of the change it follows and that change's text; change
+ *    n replaces it only at the revision where it holds n - 1. The change log
+ *    key is written after (a crash before it leaves the change in the member
+ *    set, from which reads and the next change restore it), so an older
+ *    change can never overwrite a newer member set.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "@nats-io/transport-node";
+ * import { openKvStore } from "./kv.ts";
+ * const nc = await connect({ servers: "127.0.0.1:4250" });
+ * const store = await openKvStore({ nc, replicas: 1 });
+ * console.log(await store.listUsers());
+ * await store.close();
+ * ```
+ * @module
+ */
+
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { type KV, type KvEntry, KvWatchInclude } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { DEFAULT_SKEW_MS } from "../auth/request_signing.ts";
+import type { Logger } from "../log.ts";
+import { type Buckets, openBuckets } from "./kv_buckets.ts";
+import {
+  type Blob,
+  BlobExistsError,
+  type BlobMeta,
+  type BlobUsage,
+  check,
+  ConflictError,
+  InvalidInputError,
+  KeyExistsError,
+  type Member,
+  MemberExistsError,
+  type NewBlob,
+  type NewMember,
+  type NewRoom,
+  newRoomRow,
+  type NewSealedKey,
+  type NewUser,
+  newUserRow,
+  NotFoundError,
+  type Room,
+  type RoomChange,
+  type RoomCounts,
+  RoomExistsError,
+  type RoomGenesis,
+  type RoomMemberSpec,
+  type RoomStateAfter,
+  type SealedKey,
+  sealedKeyRows,
+  type Store,
+  type StoreChange,
+  StoreError,
+  StoreUnavailableError,
+  type StoreWatch,
+  type User,
+  UserExistsError,
+  validateAppliedChange,
+  validateGenesis,
+  validateNewBlob,
+  validateNewMember,
+} from "./store.ts";
+
+export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
+
+/**
+ * Nonces stay at least twice the signed-request clock window (±skew, so
+ * 2 × skew wide): a nonce is live until its request's timestamp + skew, at
+ * most 2 × skew after it is stored, and the bucket keeps it twice that.
+ */
+export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
+
+/** Options of {@linkcode openKvStore}. */
+export interface KvStoreOptions {
+  /** A connection with JetStream rights on the buckets (serve's internal one). */
+  nc: NatsConnection;
+  /** 1 or 3; R1 is logged as not HA. */
+  replicas: 1 | 3;
+  /** Default 120 s. */
+  bootstrapTimeoutMs?: number;
+  /** Per-request timeout; an unreachable store answers within it. Default 2 s. */
+  opTimeoutMs?: number;
+  /** Close `nc` on {@linkcode Store.close} (the CLI's own connection). */
+  ownsConnection?: boolean;
+  log?: Logger;
+}
+
+/** The users bucket's replication, as `user add --store kv` prints it. */
+export interface ReplicationState {
+  replicas: number;
+  leader: string | null;
+  /** Followers that are current, of `followers`. */
+  current: number;
+  followers: number;
+  messages: number;
+}
+
+/**
+ * Opens the KV store: creates or opens every bucket (retrying within the
+ * bootstrap budget) and returns the store.
+ *
+ * @example
+ * ```ts
+ * const store = await openKvStore({ nc, replicas: 3, bootstrapTimeoutMs: 120_000 });
+ * ```
+ */
+export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
+  if (opts.replicas !== 1 && opts.replicas !== 3) {
+    throw new InvalidInputError("replicas", "must be 1 or 3");
+  }
+  const opTimeoutMs = opts.opTimeoutMs ?? 2000;
+  const buckets = await openBuckets({
+    nc: opts.nc,
+    replicas: opts.replicas,
+    nonceMaxAgeMs: NONCE_MAX_AGE_MS,
+    opTimeoutMs,
+    bootstrapTimeoutMs: opts.bootstrapTimeoutMs ?? 120_000,
+    log: opts.log,
+  });
+  return new KvStore(opts.nc, buckets, opts.ownsConnection === true, opts.log);
+}
+
+// ---- records and keys ----
+
+interface RoomRecord extends Room {
+  /** Incarnation: random per creation, so a re-created room starts empty. */
+  inc: string;
+}
+
+interface SubjectClaim {
+  id: string;
+  inc: string;
+}
+
+interface MemberRecord {
+  /** Seq of the newest change this member set follows; -1 before any. */
+  seq: number;
+  /** That change, so the log can be restored if its own key was never written. */
+  change: { text: string; sig: string } | null;
+  members: Omit<Member, "roomId">[];
+}
+
+interface BlobRecord {
+  roomId: string;
+  inc: string;
+  owner: string;
+  size: number;
+  createdAt: number;
+  object: string;
+}
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+
+function b64url(text: string): string {
+  let bin = "";
+  for (const b of te.encode(text)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromB64url(token: string): string {
+  const bin = atob(token.replace(/-/g, "+").replace(/_/g, "/"));
+  return td.decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+}
+
+/**
+ * An id as one KV key token. Ids may contain '.', the token separator, so
+ * those are base64url-encoded behind a '=' (which no id starts with).
+ */
+function tok(id: string): string {
+  return id.includes(".") ? `=${b64url(id)}` : id;
+}
+
+function untok(token: string): string {
+  return token.startsWith("=") ? fromB64url(token.slice(1)) : token;
+}
+
+function newIncarnation(): string {
+  const b = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+const encode = (v: unknown) => te.encode(JSON.stringify(v));
+
+function live(e: KvEntry | null): e is KvEntry {
+  return e !== null && e.operation === "PUT";
+}
+
+/** A lost compare-and-set: re-read and try again. */
+class Raced extends Error {}
+
+/** Bound on compare-and-set retries; contention on one key is never this high. */
+const MAX_CAS_ATTEMPTS = 50;
+
+/**
+ * {@linkcode Store} on JetStream KV. Open it with {@linkcode openKvStore}.
+ *
+ * @example
+ * ```ts
+ * const store = await openKvStore({ nc, replicas: 1 });
+ * await store.addUser({ signPub, kexPub: null, kexSig: null, handle: "ada", role: "admin" });
+ * ```
+ */
+export class KvStore implements Store {
+  readonly kind = "kv" as const;
+  #nc: NatsConnection;
+  #b: Buckets | null;
+  #owns: boolean;
+  #log?: Logger;
+  #watches = new Set<StoreWatch>();
+
+  /** Use {@linkcode openKvStore}. */
+  constructor(nc: NatsConnection, buckets: Buckets, ownsConnection: boolean, log?: Logger) {
+    this.#nc = nc;
+    this.#b = buckets;
+    this.#owns = ownsConnection;
+    this.#log = log;
+  }
+
+  get #kv(): Buckets["kv"] {
+    if (this.#b === null) throw new StoreUnavailableError("store is closed");
+    return this.#b.kv;
+  }
+
+  /** Runs a backend call; transport failures become StoreUnavailableError. */
+  async #io<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#b === null) throw new StoreUnavailableError("store is closed");
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StoreError || err instanceof Raced) throw err;
+      if (isWrongLastSequence(err)) throw new Raced(what);
+      throw new StoreUnavailableError(`control-plane KV unavailable (${what}): ${message(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
+    const e = await this.#io(`get ${key}`, () => kv.get(key));
+    return live(e) ? { value: e.json<T>(), revision: e.revision } : null;
+  }
+
+  /** KV create; false if the key exists. */
+  async #create(kv: KV, key: string, value: unknown): Promise<number | false> {
+    try {
+      return await this.#io(`create ${key}`, () => kv.create(key, encode(value)));
+    } catch (err) {
+      if (err instanceof Raced) return false;
+      throw err;
+    }
+  }
+
+  /** KV update at `revision`; false if it moved. */
+  async #update(kv: KV, key: string, value: unknown, revision: number): Promise<number | false> {
+    try {
+      return await this.#io(`update ${key}`, () => kv.update(key, encode(value), revision));
+    } catch (err) {
+      if (err instanceof Raced) return false;
+      throw err;
+    }
+  }
+
+  /** KV delete at `revision`; false if it moved. */
+  async #delete(kv: KV, key: string, revision?: number): Promise<boolean> {
+    try {
+      await this.#io(
+        `delete ${key}`,
+        () => kv.delete(key, revision === undefined ? {} : { previousSeq: revision }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof Raced) return false;
+      throw err;
+    }
+  }
+
+  async #keys(kv: KV, filter: string): Promise<string[]> {
+    return await this.#io(`keys ${filter}`, async () => {
+      const out: string[] = [];
+      for await (const k of await kv.keys(filter)) out.push(k);
+      return out;
+    });
+  }
+
+  /** Read-modify-write of one key at its revision, retried on a lost race. */
+  async #cas<T, R>(
+    kv: KV,
+    key: string,
+    fn: (current: T | null) => { write: T; result: R } | { done: R },
+  ): Promise<R> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const cur = await this.#get<T>(kv, key);
+      const step = fn(cur?.value ?? null);
+      if ("done" in step) return step.done;
+      const ok = cur === null
+        ? await this.#create(kv, key, step.write)
+        : await this.#update(kv, key, step.write, cur.revision);
+      if (ok !== false) return step.result;
+    }
+    throw new StoreUnavailableError(`too much contention on ${key}`);
+  }
+
+  // ---- users ----
+
+  async addUser(user: NewUser): Promise<User> {
+    const row = newUserRow(user);
+    if (await this.#create(this.#kv.users, row.signPub, row) === false) {
+      throw new UserExistsError(row.signPub);
+    }
+    return row;
+  }
+
+  async getUser(signPub: string): Promise<User | null> {
+    check.signPub("signPub", signPub);
+    return (await this.#get<User>(this.#kv.users, signPub))?.value ?? null;
+  }
+
+  async listUsers(): Promise<User[]> {
+    const keys = await this.#keys(this.#kv.users, ">");
+    const users = (await Promise.all(keys.map((k) => this.#get<User>(this.#kv.users, k))))
+      .filter((u) => u !== null).map((u) => u.value);
+    return users.sort((a, b) =>
+      a.createdAt - b.createdAt || cmp(a.handle, b.handle) || cmp(a.signPub, b.signPub)
+    );
+  }
+
+  async revokeUser(signPub: string): Promise<void> {
+    check.signPub("signPub", signPub);
+    await this.#cas<User, void>(this.#kv.users, signPub, (u) => {
+      if (u === null) throw new NotFoundError("user", signPub);
+      if (u.status === "revoked") return { done: undefined };
+      return { write: { ...u, status: "revoked" }, result: undefined };
+    });
+  }
+
+  async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
+    check.signPub("signPub", signPub);
+    check.kexPub("kexPub", kexPub);
+    check.hex("kexSig", kexSig);
+    await this.#cas<User, void>(this.#kv.users, signPub, (u) => {
+      if (u === null) throw new NotFoundError("user", signPub);
+      if (u.kexPub === kexPub && u.kexSig === kexSig) return { done: undefined };
+      if (u.kexPub !== null) {
+        throw new ConflictError(`user ${signPub} already has a different key-exchange key`);
+      }
+      return { write: { ...u, kexPub, kexSig }, result: undefined };
+    });
+  }
+
+  // ---- rooms ----
+
+  /** The visible room record (invariant 1), with its revision. */
+  async #room(id: string): Promise<{ value: RoomRecord; revision: number } | null> {
+    const rec = await this.#get<RoomRecord>(this.#kv.rooms, `id.${tok(id)}`);
+    if (rec === null) return null;
+    const claim = await this.#get<SubjectClaim>(
+      this.#kv.rooms,
+      `subject.${b64url(rec.value.subject)}`,
+    );
+    if (claim === null || claim.value.id !== id || claim.value.inc !== rec.value.inc) return null;
+    return rec;
+  }
+
+  async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
+    const row = newRoomRow(room);
+    if (genesis !== undefined) validateGenesis(room.id, genesis);
+    const inc = newIncarnation();
+    const rec: RoomRecord = { ...row, inc };
+    const kv = this.#kv;
+    const prefix = `${tok(row.id)}.${inc}`;
+    const now = Date.now();
+    const members: MemberRecord = genesis
+      ? {
+        seq: 0,
+        change: { text: genesis.change.text, sig: genesis.change.sig },
+        members: genesis.members.map((m) => memberRow(m, now)),
+      }
+      : { seq: -1, change: null, members: [] };
+
+    // Children first, under an incarnation nobody reads yet (invariant 1).
+    await this.#create(kv.members, prefix, members);
+    if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
+    for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
+    const abandon = async () => {
+      await this.#delete(kv.members, prefix).catch(() => {});
+      if (genesis) await this.#delete(kv.changes, `${prefix}.0`).catch(() => {});
+      // Index entries are hints (invariant 3); dropping ours only saves a read.
+      for (const m of members.members) await this.#indexRemove(m.signPub, row.id).catch(() => {});
+    };
+
+    try {
+      const subjectKey = `subject.${b64url(row.subject)}`;
+      if (!await this.#claim(subjectKey, { id: row.id, inc }, row)) {
+        throw new RoomExistsError(row.id, row.subject);
+      }
+      const idKey = `id.${tok(row.id)}`;
+      if (await this.#create(kv.rooms, idKey, rec) === false) {
+        // Taken, unless by a creation that lost its subject or never finished.
+        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
+        const visible = cur !== null && (await this.#room(row.id)) !== null;
+        if (
+          cur === null || visible ||
+          await this.#update(kv.rooms, idKey, rec, cur.revision) === false
+        ) {
+          await this.#releaseClaim(subjectKey, inc);
+          throw new RoomExistsError(row.id, row.subject);
+        }
+      }
+      // A concurrent creation may have taken the subject over meanwhile.
+      if ((await this.#room(row.id))?.value.inc !== inc) {
+        const mine = await this.#get<RoomRecord>(kv.rooms, idKey);
+        if (mine?.value.inc === inc) await this.#delete(kv.rooms, idKey, mine.revision);
+        throw new RoomExistsError(row.id, row.subject);
+      }
+    } catch (err) {
+      await abandon();
+      throw err;
+    }
+    return row;
+  }
+
+  /** Takes the subject claim: absent, or stale (its room is not visible). */
+  async #claim(key: string, claim: SubjectClaim, row: Room): Promise<boolean> {
+    const kv = this.#kv.rooms;
+    if (await this.#create(kv, key, claim) !== false) return true;
+    const cur = await this.#get<SubjectClaim>(kv, key);
+    if (cur === null) return await this.#create(kv, key, claim) !== false;
+    const holder = await this.#get<RoomRecord>(kv, `id.${tok(cur.value.id)}`);
+    if (
+      holder !== null && holder.value.inc === cur.value.inc && holder.value.subject === row.subject
+    ) {
+      return false; // a live room, or one being created right now
+    }
+    return await this.#update(kv, key, claim, cur.revision) !== false;
+  }
+
+  async #releaseClaim(key: string, inc: string): Promise<void> {
+    const cur = await this.#get<SubjectClaim>(this.#kv.rooms, key);
+    if (cur?.value.inc === inc) await this.#delete(this.#kv.rooms, key, cur.revision);
+  }
+
+  async getRoom(id: string): Promise<Room | null> {
+    check.id("id", id);
+    const r = await this.#room(id);
+    return r ? publicRoom(r.value) : null;
+  }
+
+  async getRoomBySubject(subject: string): Promise<Room | null> {
+    check.subject("subject", subject);
+    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, `subject.${b64url(subject)}`);
+    if (claim === null) return null;
+    const r = await this.#room(claim.value.id);
+    return r && r.value.subject === subject ? publicRoom(r.value) : null;
+  }
+
+  async listRoomsForMember(signPub: string): Promise<Room[]> {
+    check.signPub("signPub", signPub);
+    const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub);
+    if (index === null) return [];
+    // Invariant 3: the index only says where to look; the member set decides.
+    const rooms = await Promise.all(index.value.map(async (id) => {
+      const r = await this.#room(id);
+      if (r === null) return null;
+      const ms = await this.#members(r.value);
+      return ms?.value.members.some((m) => m.signPub === signPub) ? publicRoom(r.value) : null;
+    }));
+    return rooms.filter((r) => r !== null).sort((a, b) => cmp(a.id, b.id));
+  }
+
+  async countRoomsCreatedBy(signPub: string): Promise<RoomCounts> {
+    check.signPub("signPub", signPub);
+    // No index by creator: quotas are read once per room creation, so a scan
+    // of the (visible) rooms is cheaper than keeping another index in step.
+    const counts: RoomCounts = { rooms: 0, persisted: 0 };
+    for (const k of await this.#keys(this.#kv.rooms, "id.*")) {
+      const r = await this.#room(untok(k.slice(3)));
+      if (r && r.value.createdBy === signPub) {
+        counts.rooms++;
+        if (r.value.policy.persist) counts.persisted++;
+      }
+    }
+    return counts;
+  }
+
+  async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
+    check.id("id", id);
+    check.count("expectedEpoch", expectedEpoch);
+    check.count("newEpoch", newEpoch);
+    if (newEpoch <= expectedEpoch) {
+      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
+    }
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const r = await this.#room(id);
+      if (r === null) throw new NotFoundError("room", id);
+      if (r.value.epoch !== expectedEpoch) {
+        throw new ConflictError(`room ${id} epoch is ${r.value.epoch}, expected ${expectedEpoch}`);
+      }
+      const next = { ...r.value, epoch: newEpoch };
+      if (await this.#update(this.#kv.rooms, `id.${tok(id)}`, next, r.revision) !== false) return;
+    }
+    throw new StoreUnavailableError(`too much contention on room ${id}`);
+  }
+
+  async #raiseEpoch(id: string, inc: string, epoch: number): Promise<void> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const r = await this.#room(id);
+      if (r === null || r.value.inc !== inc || r.value.epoch >= epoch) return;
+      const next = { ...r.value, epoch };
+      if (await this.#update(this.#kv.rooms, `id.${tok(id)}`, next, r.revision) !== false) return;
+    }
+  }
+
+  async deleteRoom(id: string): Promise<void> {
+    check.id("id", id);
+    const kv = this.#kv;
+    const r = await this.#room(id);
+    if (r === null) throw new NotFoundError("room", id);
+    const { inc, subject } = r.value;
+    // Invariant 2: the id record first; from here nothing of it is readable.
+    if (!await this.#delete(kv.rooms, `id.${tok(id)}`, r.revision)) {
+      throw new ConflictError(`room ${id} changed while being deleted; retry`);
+    }
+    await this.#releaseClaim(`subject.${b64url(subject)}`, inc);
+    const prefix = `${tok(id)}.${inc}`;
+    const ms = await this.#get<MemberRecord>(kv.members, prefix);
+    await this.#delete(kv.members, prefix);
+    for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
+    for (const k of await this.#keys(kv.changes, `${prefix}.*`)) await this.#delete(kv.changes, k);
+    for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
+      await this.#delete(kv.roomKeys, k);
+    }
+    for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
+      const blobId = untok(k.split(".").pop()!);
+      const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
+      if (meta && meta.value.roomId === id && meta.value.inc === inc) {
+        await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
+        await this.#deleteObject(meta.value.object);
+      }
+      await this.#delete(kv.blobMeta, k);
+    }
+  }
+
+  // ---- the rooms_by_member hint (invariant 3) ----
+
+  async #indexAdd(signPub: string, roomId: string): Promise<void> {
+    await this.#cas<string[], void>(this.#kv.roomsByMember, signPub, (ids) => {
+      if (ids?.includes(roomId)) return { done: undefined };
+      return { write: [...(ids ?? []), roomId].sort(), result: undefined };
+    });
+  }
+
+  async #indexRemove(signPub: string, roomId: string): Promise<void> {
+    await this.#cas<string[], void>(this.#kv.roomsByMember, signPub, (ids) => {
+      if (!ids?.includes(roomId)) return { done: undefined };
+      return { write: ids.filter((x) => x !== roomId), result: undefined };
+    });
+  }
+
+  // ---- members and the change log ----
+
+  async #members(room: RoomRecord): Promise<{ value: MemberRecord; revision: number } | null> {
+    return await this.#get<MemberRecord>(this.#kv.members, `${tok(room.id)}.${room.inc}`);
+  }
+
+  /**
+   * Rewrites a visible room's member set at its revision: index entries for
+   * added members before, for removed ones after (invariant 3).
+   */
+  async #writeMembers(
+    room: RoomRecord,
+    cur: { value: MemberRecord; revision: number },
+    next: MemberRecord,
+  ): Promise<boolean> {
+    const before = new Set(cur.value.members.map((m) => m.signPub));
+    const after = new Set(next.members.map((m) => m.signPub));
+    for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
+    const key = `${tok(room.id)}.${room.inc}`;
+    if (await this.#update(this.#kv.members, key, next, cur.revision) === false) return false;
+    for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
+    return true;
+  }
+
+  async applyRoomChange(
+    roomId: string,
+    seq: number,
+    change: { text: string; sig: string },
+    after: RoomStateAfter,
+  ): Promise<void> {
+    validateAppliedChange(roomId, seq, change, after);
+    const kv = this.#kv;
+    const now = Date.now();
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const r = await this.#room(roomId);
+      if (r === null) throw new NotFoundError("room", roomId);
+      const cur = await this.#members(r.value);
+      if (cur === null) throw new NotFoundError("room", roomId);
+      const prefix = `${tok(roomId)}.${r.value.inc}`;
+      const head = cur.value.seq;
+      if (seq < head) {
+        // An older change: never touches the newer member set (invariant 4).
+        const stored = await this.#get<{ text: string; sig: string }>(
+          kv.changes,
+          `${prefix}.${seq}`,
+        );
+        if (stored && same(stored.value, change)) return;
+        throw new ConflictError(`room ${roomId} already has change ${seq}`);
+      }
+      if (seq === head && !(cur.value.change && same(cur.value.change, change))) {
+        throw new ConflictError(`room ${roomId} already has change ${seq}`);
+      }
+      if (seq > head + 1) {
+        throw new ConflictError(`room ${roomId} change ${seq} does not follow its newest change`);
+      }
+      // Restore the previous change's log key if its writer stopped short.
+      if (head >= 0 && seq === head + 1 && cur.value.change) {
+        await this.#create(kv.changes, `${prefix}.${head}`, cur.value.change);
+      }
+      const next: MemberRecord = {
+        seq,
+        change: { text: change.text, sig: change.sig },
+        members: mergeMembers(cur.value.members, after.members, now),
+      };
+      if (!await this.#writeMembers(r.value, cur, next)) continue;
+      await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
+      await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
+      return;
+    }
+    throw new StoreUnavailableError(`too much contention on room ${roomId}`);
+  }
+
+  async listRoomChanges(roomId: string): Promise<RoomChange[]> {
+    check.id("roomId", roomId);
+    const r = await this.#room(roomId);
+    if (r === null) return [];
+    const prefix = `${tok(roomId)}.${r.value.inc}`;
+    const [keys, ms] = await Promise.all([
+      this.#keys(this.#kv.changes, `${prefix}.*`),
+      this.#members(r.value),
+    ]);
+    const changes = (await Promise.all(keys.map(async (k) => {
+      const c = await this.#get<{ text: string; sig: string }>(this.#kv.changes, k);
+      return c
+        ? { seq: Number(k.slice(prefix.length + 1)), text: c.value.text, sig: c.value.sig }
+        : null;
+    }))).filter((c) => c !== null);
+    // Invariant 4: the newest change may exist only in the member set.
+    const head = ms?.value;
+    if (head?.change && !changes.some((c) => c.seq === head.seq)) {
+      changes.push({ seq: head.seq, ...head.change });
+    }
+    return changes.sort((a, b) => a.seq - b.seq);
+  }
+
+  async addMember(member: NewMember): Promise<Member> {
+    validateNewMember(member);
+    const row = memberRow(member, Date.now());
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const r = await this.#room(member.roomId);
+      const cur = r && await this.#members(r.value);
+      if (!r || !cur) throw new NotFoundError("room", member.roomId);
+      if (cur.value.members.some((m) => m.signPub === member.signPub)) {
+        throw new MemberExistsError(member.roomId, member.signPub);
+      }
+      const next = { ...cur.value, members: [...cur.value.members, row] };
+      if (await this.#writeMembers(r.value, cur, next)) return { roomId: member.roomId, ...row };
+    }
+    throw new StoreUnavailableError(`too much contention on room ${member.roomId}`);
+  }
+
+  async removeMember(roomId: string, signPub: string): Promise<void> {
+    check.id("roomId", roomId);
+    check.signPub("signPub", signPub);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const r = await this.#room(roomId);
+      const cur = r && await this.#members(r.value);
+      if (!r || !cur || !cur.value.members.some((m) => m.signPub === signPub)) {
+        throw new NotFoundError("member", `${signPub} in room ${roomId}`);
+      }
+      const next = {
+        ...cur.value,
+        members: cur.value.members.filter((m) => m.signPub !== signPub),
+      };
+      if (await this.#writeMembers(r.value, cur, next)) return;
+    }
+    throw new StoreUnavailableError(`too much contention on room ${roomId}`);
+  }
+
+  async listMembers(roomId: string): Promise<Member[]> {
+    check.id("roomId", roomId);
+    const r = await this.#room(roomId);
+    const ms = r && await this.#members(r.value);
+    if (!ms) return [];
+    return ms.value.members
+      .map((m) => ({ roomId, ...m }))
+      .sort((a, b) => a.addedAt - b.addedAt || cmp(a.signPub, b.signPub));
+  }
+
+  async getMember(roomId: string, signPub: string): Promise<Member | null> {
+    check.id("roomId", roomId);
+    check.signPub("signPub", signPub);
+    const r = await this.#room(roomId);
+    const ms = r && await this.#members(r.value);
+    const m = ms?.value.members.find((x) => x.signPub === signPub);
+    return m ? { roomId, ...m } : null;
+  }
+
+  // ---- sealed keys ----
+
+  async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
+    const rows = sealedKeyRows(roomId, epoch, keys);
+    const r = await this.#room(roomId);
+    if (r === null) throw new NotFoundError("room", roomId);
+    const prefix = `${tok(roomId)}.${r.value.inc}`;
+    const written: Array<[string, number]> = [];
+    for (const row of rows) {
+      const key = `${prefix}.${row.recipient}.${epoch}`;
+      const rev = await this.#create(this.#kv.roomKeys, key, row);
+      if (rev === false) {
+        // All or nothing: take back only what this call wrote.
+        for (const [k, v] of written) await this.#delete(this.#kv.roomKeys, k, v).catch(() => {});
+        throw new KeyExistsError(roomId, epoch, row.recipient);
+      }
+      written.push([key, rev]);
+    }
+    return rows;
+  }
+
+  async getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null> {
+    check.id("roomId", roomId);
+    check.count("epoch", epoch);
+    check.signPub("recipient", recipient);
+    const r = await this.#room(roomId);
+    if (r === null) return null;
+    const key = `${tok(roomId)}.${r.value.inc}.${recipient}.${epoch}`;
+    return (await this.#get<SealedKey>(this.#kv.roomKeys, key))?.value ?? null;
+  }
+
+  async listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    check.signPub("recipient", recipient);
+    const r = await this.#room(roomId);
+    if (r === null) return [];
+    const keys = await this.#keys(
+      this.#kv.roomKeys,
+      `${tok(roomId)}.${r.value.inc}.${recipient}.*`,
+    );
+    const rows = await Promise.all(keys.map((k) => this.#get<SealedKey>(this.#kv.roomKeys, k)));
+    return rows.filter((x) => x !== null).map((x) => x.value).sort((a, b) => a.epoch - b.epoch);
+  }
+
+  // ---- nonces ----
+
+  async rememberNonce(
+    nonce: string,
+    expiresAt: number,
+    now: number = Date.now(),
+  ): Promise<boolean> {
+    check.text("nonce", nonce);
+    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
+    check.count("expiresAt", expiresAt);
+    check.count("now", now);
+    // The bucket forgets a nonce after NONCE_MAX_AGE_MS whatever its expiry:
+    // a longer-lived one would be forgotten while still live, and replayable.
+    if (expiresAt - now > NONCE_MAX_AGE_MS) {
+      throw new InvalidInputError(
+        "expiresAt",
+        `must be at most ${NONCE_MAX_AGE_MS} ms ahead (the nonce bucket's max age)`,
+      );
+    }
+    const key = b64url(nonce);
+    // A KV create: of two nodes seeing one nonce at once, exactly one wins.
+    return await this.#cas<{ expiresAt: number }, boolean>(this.#kv.nonces, key, (cur) => {
+      if (cur !== null && cur.expiresAt > now) return { done: false };
+      return { write: { expiresAt }, result: true };
+    });
+  }
+
+  async pruneNonces(now: number): Promise<number> {
+    check.count("now", now);
+    // The bucket's max age does the real expiry; this removes what expired
+    // before that, so the count matches the SQLite store's.
+    let removed = 0;
+    for (const k of await this.#keys(this.#kv.nonces, ">")) {
+      const cur = await this.#get<{ expiresAt: number }>(this.#kv.nonces, k);
+      if (
+        cur && cur.value.expiresAt <= now && await this.#delete(this.#kv.nonces, k, cur.revision)
+      ) {
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  // ---- blobs ----
+
+  async putBlob(blob: NewBlob): Promise<BlobMeta> {
+    validateNewBlob(blob);
+    const kv = this.#kv;
+    const r = await this.#room(blob.roomId);
+    if (r === null) throw new NotFoundError("room", blob.roomId);
+    const id = tok(blob.id);
+    if (await this.#get(kv.blobMeta, id)) throw new BlobExistsError(blob.id);
+    const rec: BlobRecord = {
+      roomId: blob.roomId,
+      inc: r.value.inc,
+      owner: blob.owner,
+      size: blob.data.byteLength,
+      createdAt: blob.createdAt ?? Date.now(),
+      object: `${id}.${newIncarnation()}`,
+    };
+    // Bytes under a unique name first (unreferenced, so invisible), then the
+    // room index (so deleteRoom finds it), then the metadata: the commit.
+    await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
+    await this.#create(kv.blobMeta, `room.${tok(blob.roomId)}.${rec.inc}.${id}`, {});
+    if (await this.#create(kv.blobMeta, id, rec) === false) {
+      await this.#deleteObject(rec.object);
+      throw new BlobExistsError(blob.id);
+    }
+    return metaOf(blob.id, rec);
+  }
+
+  /** The blob record, if its room is still the incarnation it was put in. */
+  async #blob(id: string): Promise<{ value: BlobRecord; revision: number } | null> {
+    check.id("id", id);
+    const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, tok(id));
+    if (rec === null) return null;
+    const r = await this.#room(rec.value.roomId);
+    return r && r.value.inc === rec.value.inc ? rec : null;
+  }
+
+  async getBlob(id: string): Promise<Blob | null> {
+    const rec = await this.#blob(id);
+    if (rec === null) return null;
+    const data = await this.#io("get blob", () => this.#b!.blobs.getBlob(rec.value.object));
+    return data ? { ...metaOf(id, rec.value), data } : null;
+  }
+
+  async getBlobMeta(id: string): Promise<BlobMeta | null> {
+    const rec = await this.#blob(id);
+    return rec ? metaOf(id, rec.value) : null;
+  }
+
+  async deleteBlob(id: string): Promise<void> {
+    check.id("id", id);
+    const kv = this.#kv;
+    const rec = await this.#get<BlobRecord>(kv.blobMeta, tok(id));
+    if (rec === null || !await this.#delete(kv.blobMeta, tok(id), rec.revision)) {
+      throw new NotFoundError("blob", id);
+    }
+    await this.#deleteObject(rec.value.object);
+    await this.#delete(kv.blobMeta, `room.${tok(rec.value.roomId)}.${rec.value.inc}.${tok(id)}`);
+  }
+
+  async blobUsageOf(owner: string): Promise<BlobUsage> {
+    check.signPub("owner", owner);
+    // A scan, as for countRoomsCreatedBy: read once per upload.
+    const usage: BlobUsage = { count: 0, bytes: 0 };
+    for (const k of await this.#keys(this.#kv.blobMeta, ">")) {
+      if (k.startsWith("room.")) continue;
+      const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, k);
+      if (rec === null || rec.value.owner !== owner) continue;
+      const r = await this.#room(rec.value.roomId);
+      if (r && r.value.inc === rec.value.inc) {
+        usage.count++;
+        usage.bytes += rec.value.size;
+      }
+    }
+    return usage;
+  }
+
+  async #deleteObject(name: string): Promise<void> {
+    await this.#io("delete blob", () => this.#b!.blobs.delete(name)).catch((err) => {
+      // An orphaned object is unreachable (nothing names it); say so and go on.
+      this.#log?.warn("could not delete a blob's bytes", { object: name, error: err });
+    });
+  }
+
+  // ---- change feed ----
+
+  watchChanges(onChange: (change: StoreChange) => void): StoreWatch {
+    const kv = this.#kv;
+    let running = true;
+    const iters: Array<{ stop(): void }> = [];
+    const started: Promise<void>[] = [];
+    const watchOne = async (bucket: KV, map: (key: string) => StoreChange) => {
+      const first = Promise.withResolvers<void>();
+      started.push(first.promise);
+      // A watcher that ends (connection lost, consumer gone) is re-created;
+      // what changed meanwhile is unknown, so the consumer re-reads all.
+      for (let restarts = 0; running; restarts++) {
+        try {
+          const it = await bucket.watch({ include: KvWatchInclude.UpdatesOnly });
+          iters.push(it);
+          first.resolve();
+          if (restarts > 0) onChange({ kind: "all" });
+          for await (const e of it) {
+            if (!running) break;
+            onChange(map(e.key));
+          }
+        } catch (err) {
+          if (!running) break;
+          if (restarts === 0) first.resolve(); // ready means "as ready as it gets"
+          this.#log?.warn("KV watch interrupted; restarting", { error: err });
+        }
+        if (running) {
+          onChange({ kind: "all" });
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    };
+    const roomOf = (key: string): StoreChange => {
+      const parts = key.split(".");
+      return parts[0] === "id" && parts[1]
+        ? { kind: "room", roomId: untok(parts[1]) }
+        : { kind: "all" };
+    };
+    const done = Promise.all([
+      watchOne(kv.users, (k) => ({ kind: "user", signPub: k })),
+      watchOne(kv.roomsByMember, (k) => ({ kind: "user", signPub: k })),
+      watchOne(kv.rooms, roomOf),
+      watchOne(kv.members, (k) => ({ kind: "room", roomId: untok(k.split(".")[0]) })),
+    ]);
+    // Events missed while disconnected are not replayed: re-read everything.
+    const status = (async () => {
+      for await (const s of this.#nc.status()) {
+        if (!running) break;
+        if (s.type === "reconnect") onChange({ kind: "all" });
+      }
+    })();
+    const w: StoreWatch = {
+      ready: Promise.all(started).then(() => {}),
+      stop: async () => {
+        running = false;
+        this.#watches.delete(w);
+        for (const it of iters) it.stop();
+        await done;
+        void status;
+      },
+    };
+    this.#watches.add(w);
+    return w;
+  }
+
+  /**
+   * The users bucket's replication state: leader and current followers.
+   *
+   * @example
+   * ```ts
+   * const r = await store.replicationState();
+   * console.log(r.replicas === 1 ? "R1, not replicated" : `${r.current}/${r.followers}`);
+   * ```
+   */
+  async replicationState(): Promise<ReplicationState> {
+    const st = await this.#io("status", () => this.#kv.users.status());
+    const info = st.streamInfo;
+    const followers = info.cluster?.replicas ?? [];
+    return {
+      replicas: info.config.num_replicas,
+      leader: info.cluster?.leader ?? null,
+      current: followers.filter((f) => f.current).length,
+      followers: followers.length,
+      messages: info.state.messages,
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const w of [...this.#watches]) await w.stop();
+    this.#b = null;
+    if (this.#owns) await this.#nc.close().catch(() => {});
+  }
+}
+
+// ---- helpers ----
+
+function memberRow(m: RoomMemberSpec | NewMember, now: number): Omit<Member, "roomId"> {
+  return {
+    signPub: m.signPub,
+    role: m.role,
+    addedBy: m.addedBy,
+    addedAt: m.addedAt ?? now,
+    change: m.change,
+  };
+}
+
+/** The new member set; a member whose role is unchanged keeps its stored row. */
+function mergeMembers(
+  current: Omit<Member, "roomId">[],
+  next: RoomMemberSpec[],
+  now: number,
+): Omit<Member, "roomId">[] {
+  const have = new Map(current.map((m) => [m.signPub, m]));
+  return next.map((spec) => {
+    const old = have.get(spec.signPub);
+    return old && old.role === spec.role ? old : memberRow(spec, now);
+  });
+}
+
+function publicRoom(r: RoomRecord): Room {
+  return {
+    id: r.id,
+    subject: r.subject,
+    policy: { ...r.policy },
+    createdBy: r.createdBy,
+    createdAt: r.createdAt,
+    epoch: r.epoch,
+  };
+}
+
+function metaOf(id: string, r: BlobRecord): BlobMeta {
+  return { id, roomId: r.roomId, owner: r.owner, size: r.size, createdAt: r.createdAt };
+}
+
+function same(a: { text: string; sig: string }, b: { text: string; sig: string }): boolean {
+  return a.text === b.text && a.sig === b.sig;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
+}

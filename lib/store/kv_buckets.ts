@@ -1,0 +1,157 @@
+/**
+ * Opening the JetStream KV buckets and the object store of the KV
+ * {@linkcode Store}, with the cold-start retry seed 004 learned the hard way:
+ * on a cold cluster there is no JetStream meta leader yet, and a bucket
+ * request sent before it exists is dropped, not queued. So each bucket is
+ * opened with short per-attempt timeouts, retried within a bootstrap budget,
+ * with a progress line every few seconds.
+ *
+ * @module
+ */
+
+import { jetstream, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { type ObjectStore, Objm } from "@nats-io/obj";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "../log.ts";
+import { StoreUnavailableError } from "./store.ts";
+
+/** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
+export const KV_BUCKETS = {
+  users: "UNIBUS_users",
+  rooms: "UNIBUS_rooms",
+  members: "UNIBUS_members",
+  roomKeys: "UNIBUS_room_keys",
+  roomsByMember: "UNIBUS_rooms_by_member",
+  nonces: "UNIBUS_nonces",
+  changes: "UNIBUS_room_changes",
+  blobMeta: "UNIBUS_blob_meta",
+} as const;
+
+/** The object store of blob bytes (stream `OBJ_UNIBUS_blobs`). */
+export const BLOB_OBJECT_STORE = "UNIBUS_blobs";
+
+/** What bucket opening needs. */
+export interface BucketOptions {
+  nc: NatsConnection;
+  /** 1 (a single node: not HA) or 3 (a cluster: quorum 2 of 3). */
+  replicas: 1 | 3;
+  /** Max age of the nonce bucket, ms. */
+  nonceMaxAgeMs: number;
+  /** Per-request timeout of store operations, ms. */
+  opTimeoutMs: number;
+  /** Total time to keep retrying while JetStream is not ready, ms. */
+  bootstrapTimeoutMs: number;
+  log?: Logger;
+}
+
+/** The opened buckets. */
+export interface Buckets {
+  js: JetStreamClient;
+  kv: Record<keyof typeof KV_BUCKETS, KV>;
+  blobs: ObjectStore;
+}
+
+/** Per attempt: short, so a request dropped by a cold cluster is re-sent soon. */
+const ATTEMPT_TIMEOUT_MS = 5000;
+const RETRY_PAUSE_MS = 1000;
+const PROGRESS_EVERY_MS = 5000;
+
+/**
+ * Creates (or opens) every bucket, retrying until `bootstrapTimeoutMs`.
+ * Throws {@linkcode StoreUnavailableError} when the budget runs out.
+ *
+ * @example
+ * ```ts
+ * const b = await openBuckets({ nc, replicas: 1, nonceMaxAgeMs: 120_000, opTimeoutMs: 2000, bootstrapTimeoutMs: 120_000 });
+ * await b.kv.users.get("ab".repeat(32));
+ * ```
+ */
+export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
+  const started = Date.now();
+  const deadline = started + opts.bootstrapTimeoutMs;
+  let lastProgress = started;
+  // Bucket admin requests get the longer per-attempt timeout; data requests
+  // use opTimeoutMs so that an unreachable store answers 503 quickly.
+  const adminJs = jetstream(opts.nc, { timeout: ATTEMPT_TIMEOUT_MS });
+  const js = jetstream(opts.nc, { timeout: opts.opTimeoutMs });
+  if (opts.replicas === 1) {
+    opts.log?.warn("control-plane KV at R1: a single copy, not HA", {
+      replicas: 1,
+      hint: "run three nodes with --kv-replicas 3 for a replicated control plane",
+    });
+  }
+
+  const retry = async <T>(what: string, attempt: () => Promise<T>): Promise<T> => {
+    for (let n = 1;; n++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const now = Date.now();
+        if (now >= deadline) {
+          throw new StoreUnavailableError(
+            `cannot open ${what} within ${Math.round(opts.bootstrapTimeoutMs / 1000)} s: ${
+              (err as Error).message
+            }`,
+            { cause: err },
+          );
+        }
+        if (now - lastProgress >= PROGRESS_EVERY_MS) {
+          lastProgress = now;
+          opts.log?.info("waiting for JetStream to open the control-plane buckets", {
+            bucket: what,
+            attempts: n,
+            elapsedS: Math.round((now - started) / 1000),
+            budgetS: Math.round(opts.bootstrapTimeoutMs / 1000),
+            error: (err as Error).message,
+          });
+        }
+        await new Promise((r) => setTimeout(r, Math.min(RETRY_PAUSE_MS, deadline - now)));
+      }
+    }
+  };
+
+  const kvm = new Kvm(adminJs);
+  const openKv = (name: string, extra: { ttl?: number } = {}) =>
+    retry(name, async () => {
+      try {
+        await kvm.create(name, {
+          replicas: opts.replicas,
+          history: 1,
+          storage: "file",
+          // Reads go to the stream leader, never to a follower that may lag:
+          // a revocation must be visible to the very next read on any node.
+          allow_direct: false,
+          ...extra,
+        });
+      } catch (err) {
+        // The bucket exists with another configuration (e.g. an operator
+        // raised its replicas in place): use it as it is.
+        if (!(err instanceof JetStreamApiError) || !/already in use/i.test(err.message)) {
+          throw err;
+        }
+        opts.log?.warn("KV bucket exists with another configuration; using it as is", {
+          bucket: name,
+          error: err.message,
+        });
+      }
+      return await new Kvm(js).open(name, { allow_direct: false });
+    });
+
+  const kv = {} as Record<keyof typeof KV_BUCKETS, KV>;
+  for (const [k, name] of Object.entries(KV_BUCKETS) as [keyof typeof KV_BUCKETS, string][]) {
+    kv[k] = await openKv(name, k === "nonces" ? { ttl: opts.nonceMaxAgeMs } : {});
+  }
+  const blobs = await retry(BLOB_OBJECT_STORE, async () => {
+    await new Objm(adminJs).create(BLOB_OBJECT_STORE, {
+      replicas: opts.replicas,
+      storage: "file",
+    });
+    return await new Objm(js).open(BLOB_OBJECT_STORE);
+  });
+  opts.log?.info("control-plane buckets open", {
+    replicas: opts.replicas,
+    ms: Date.now() - started,
+  });
+  return { js, kv, blobs };
+}

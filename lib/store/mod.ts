@@ -1,0 +1,55 @@
+/**
+ * Opens the control-plane {@linkcode Store} a configuration names. This is the
+ * one place that picks a backend: `serve`, the `user` commands and
+ * `migrate-to-kv` all come through here.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore({ kind: "sqlite", path: "./local_files/unibus.db" });
+ * await store.close();
+ * ```
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "../log.ts";
+import type { Store } from "./store.ts";
+
+/** Which backend to open, and what it needs. */
+export type StoreConfig =
+  | { kind: "sqlite"; path: string }
+  | {
+    kind: "kv";
+    /** A connection with JetStream rights on the `UNIBUS_*` buckets. */
+    nc: NatsConnection;
+    replicas: 1 | 3;
+    bootstrapTimeoutMs?: number;
+    opTimeoutMs?: number;
+    /** Close `nc` with the store. */
+    ownsConnection?: boolean;
+    log?: Logger;
+  };
+
+/**
+ * Opens the store `config` names. Backends load on demand, so a command on
+ * one backend does not pay for the other.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore({ kind: "sqlite", path: "./control.db" });
+ * ```
+ */
+export async function openStore(config: StoreConfig): Promise<Store> {
+  switch (config.kind) {
+    case "sqlite": {
+      const { openSqliteStore } = await import("./sqlite.ts");
+      return await openSqliteStore(config.path);
+    }
+    case "kv": {
+      const { openKvStore } = await import("./kv.ts");
+      return await openKvStore(config);
+    }
+  }
+}

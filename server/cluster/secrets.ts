@@ -1,0 +1,110 @@
+/**
+ * The two secrets every node of a cluster shares: the route secret (guards
+ * the route port) and the auth callout issuer key (signs callout answers).
+ * Both are provisioned as files, 0600, the same on every node; neither is
+ * ever put in a process's argv or a log line.
+ *
+ * @module
+ */
+
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
+import { NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
+import { clusterPassProblem, type ClusterPassSource } from "./options.ts";
+
+/** A secret file that is missing, unreadable, open to others, or malformed. */
+export class SecretFileError extends Error {
+  override name = "SecretFileError";
+}
+
+async function readPrivate(path: string, what: string): Promise<string> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (err) {
+    throw new SecretFileError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+  // A secret readable by group or others is a secret shared with them: refuse
+  // it rather than run with a key every local account can copy.
+  if (Deno.build.os !== "windows" && st.mode !== null && (st.mode & 0o077) !== 0) {
+    throw new SecretFileError(
+      `${what} ${path} has mode 0${
+        (st.mode & 0o777).toString(8)
+      }, open to group or others; chmod 600 it`,
+    );
+  }
+  return await Deno.readTextFile(path);
+}
+
+/**
+ * The route secret from its source (file > environment > flag), checked.
+ * `warning` is set when it came from argv, which `ps` and journald show.
+ *
+ * @example
+ * ```ts
+ * const { pass, warning } = await resolveClusterPass({ kind: "file", path: "/etc/unibus/route.pass" });
+ * ```
+ */
+export async function resolveClusterPass(
+  source: ClusterPassSource,
+): Promise<{ pass: string; warning: string | null }> {
+  if (source.kind === "file") {
+    const pass = (await readPrivate(source.path, "route secret file")).replace(/\r?\n$/, "");
+    const problem = clusterPassProblem(pass);
+    if (problem) throw new SecretFileError(`--cluster-pass-file ${source.path}: ${problem}`);
+    return { pass, warning: null };
+  }
+  return {
+    pass: source.value,
+    warning: source.kind === "flag"
+      ? "the route secret was given with --cluster-pass: it is visible in ps and journald; use --cluster-pass-file"
+      : null,
+  };
+}
+
+/**
+ * Loads the shared auth callout issuer (an account nkey seed) from `path`, or
+ * creates it there (0600) when the file does not exist. Every node must use
+ * the same file: nats-server accepts a callout answer only when it is signed
+ * by the issuer in its own config, and any node may answer any node's
+ * request (they share one queue group across the cluster).
+ *
+ * @example
+ * ```ts
+ * const issuer = await loadOrCreateCalloutIssuer("/etc/unibus/callout-issuer.nk");
+ * issuer.getPublicKey(); // "A…"
+ * ```
+ */
+export async function loadOrCreateCalloutIssuer(path: string): Promise<NativeNkeyPair> {
+  const exists = await Deno.lstat(path).then(() => true, () => false);
+  if (!exists) {
+    const fresh = NativeNkeyPair.generate(Prefix.Account);
+    try {
+      const f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+      try {
+        await f.write(new Uint8Array([...fresh.getSeed(), 0x0a]));
+        await f.syncData();
+      } finally {
+        f.close();
+      }
+      await Deno.chmod(path, 0o600);
+      return fresh;
+    } catch (err) {
+      // Another node on this host created it first: use theirs.
+      if (!(err instanceof Deno.errors.AlreadyExists)) {
+        throw new SecretFileError(
+          `cannot create callout issuer file ${path}: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+  const text = (await readPrivate(path, "callout issuer file")).trim();
+  try {
+    const { prefix, buf } = Codec.decodeSeed(new TextEncoder().encode(text));
+    if (prefix !== Prefix.Account) throw new Error("not an account seed");
+    return new NativeNkeyPair(Prefix.Account, buf);
+  } catch {
+    throw new SecretFileError(
+      `callout issuer file ${path} does not hold an account nkey seed (SA…)`,
+    );
+  }
+}

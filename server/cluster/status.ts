@@ -1,0 +1,221 @@
+/**
+ * What a clustered node knows about its cluster, for `/healthz` and
+ * `/metrics`: its routes (from its own nats-server, `$SYS.REQ.SERVER.<id>.ROUTEZ`),
+ * the JetStream meta group and its leader (`…JSZ`), and every peer's posture
+ * as the peers publish it.
+ *
+ * Why the system account and not the monitoring endpoint: the endpoint is
+ * closed by default (seed 003) and has no auth; serve's system user already
+ * has the server's own view, addressed to this server by id.
+ *
+ * Posture gossip: each node publishes what it enforces on
+ * {@linkcode POSTURE_SUBJECT} over its internal connection. Subjects under
+ * `_UNIBUS.` cannot be a room (rooms refuse `_` subjects) and are outside
+ * every bus user's ACL, so only the nodes' internal identities publish there.
+ *
+ * @module
+ */
+
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Logger } from "../../lib/log.ts";
+
+/** Where nodes publish their posture. */
+export const POSTURE_SUBJECT = "_UNIBUS.cluster.posture";
+
+/** A node's posture, as reported. */
+export interface NodePosture {
+  auth: string;
+  acl: boolean;
+  tls: boolean;
+  store: string;
+  replicas: number;
+}
+
+/** One peer as this node sees it. */
+export interface PeerStatus {
+  name: string;
+  /** A route to it is established right now. */
+  route: "up" | "down";
+  /** Its JetStream meta-group replica is current (null: not in the meta group). */
+  current: boolean | null;
+  posture: NodePosture | null;
+  /** Seconds since its last posture message (null: never heard). */
+  postureAgeS: number | null;
+  /** Why its posture is not enforce + ACL + TLS (or not known). Empty: fine. */
+  flags: string[];
+}
+
+/** The cluster part of `/healthz`. */
+export interface ClusterStatus {
+  name: string;
+  node: string;
+  /** This node's posture flags (same rule as for peers). */
+  flags: string[];
+  peers: PeerStatus[];
+  metaLeader: string | null;
+  /** The meta group's configured size. */
+  clusterSize: number | null;
+  /** A meta leader exists: JetStream (and the KV control plane) can make progress. */
+  quorum: boolean;
+  /** ms since the last successful poll; large means the status is stale. */
+  ageMs: number;
+  error: string | null;
+}
+
+/**
+ * What is wrong with a posture: anything but enforce + ACL + TLS (seed 000).
+ *
+ * @example
+ * ```ts
+ * postureFlags({ auth: "enforce", acl: true, tls: false, store: "kv", replicas: 3 }); // ["no TLS"]
+ * ```
+ */
+export function postureFlags(p: NodePosture | null): string[] {
+  if (p === null) return ["posture unknown"];
+  const flags = [];
+  if (p.auth !== "enforce") flags.push(`auth ${p.auth}`);
+  if (!p.acl) flags.push("no ACL");
+  if (!p.tls) flags.push("no TLS");
+  return flags;
+}
+
+interface Jsz {
+  meta_cluster?: {
+    name?: string;
+    leader?: string;
+    cluster_size?: number;
+    replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
+  };
+}
+interface Routez {
+  routes?: Array<{ remote_name?: string; remote_id?: string }>;
+}
+
+/** Options for {@linkcode startClusterMonitor}. */
+export interface ClusterMonitorOptions {
+  clusterName: string;
+  node: string;
+  posture: NodePosture;
+  /** serve's system-account connection. */
+  sys: NatsConnection;
+  /** serve's internal app-account connection (posture gossip). */
+  app: NatsConnection;
+  log: Logger;
+  intervalMs?: number;
+}
+
+/** A running cluster monitor. */
+export interface ClusterMonitor {
+  /** The latest view; `quorum` is false when it is older than three intervals. */
+  status(): ClusterStatus;
+  stop(): Promise<void>;
+}
+
+/**
+ * Polls the cluster state and gossips this node's posture every `intervalMs`.
+ *
+ * @example
+ * ```ts
+ * const monitor = startClusterMonitor({ clusterName: "unibus", node: "n1", posture, sys, app, log });
+ * monitor.status().metaLeader; // "n2"
+ * ```
+ */
+export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor {
+  const interval = opts.intervalMs ?? 1000;
+  const postures = new Map<string, { posture: NodePosture; at: number }>();
+  let routez: Routez = {};
+  let jsz: Jsz = {};
+  let polledAt = 0;
+  let error: string | null = "not polled yet";
+
+  const sub: Subscription = opts.app.subscribe(POSTURE_SUBJECT, {
+    callback: (_err, msg) => {
+      try {
+        const m = msg.json<{ node?: string; posture?: NodePosture }>();
+        if (typeof m.node === "string" && m.posture && m.node !== opts.node) {
+          postures.set(m.node, { posture: m.posture, at: Date.now() });
+        }
+      } catch { /* not a posture message */ }
+    },
+  });
+
+  const ask = async <T>(what: string): Promise<T> => {
+    const id = opts.sys.info?.server_id;
+    if (!id) throw new Error("system connection has no server");
+    const res = await opts.sys.request(`$SYS.REQ.SERVER.${id}.${what}`, "{}", {
+      timeout: Math.max(500, interval),
+    });
+    const body = res.json<{ data?: T; error?: { description?: string } }>();
+    if (body.error) throw new Error(body.error.description ?? `${what} refused`);
+    return body.data ?? ({} as T);
+  };
+
+  const poll = async () => {
+    try {
+      opts.app.publish(POSTURE_SUBJECT, JSON.stringify({ node: opts.node, posture: opts.posture }));
+      [routez, jsz] = await Promise.all([ask<Routez>("ROUTEZ"), ask<Jsz>("JSZ")]);
+      polledAt = Date.now();
+      error = null;
+    } catch (err) {
+      error = (err as Error).message;
+    }
+  };
+
+  let running = true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let current: Promise<void> = poll();
+  const schedule = () => {
+    timer = setTimeout(() => {
+      if (!running) return;
+      current = poll().finally(() => running && schedule());
+    }, interval);
+  };
+  current.finally(() => running && schedule());
+
+  return {
+    status() {
+      const now = Date.now();
+      const ageMs = polledAt === 0 ? Infinity : now - polledAt;
+      const fresh = ageMs <= 3 * interval;
+      const meta = jsz.meta_cluster ?? {};
+      const routed = new Set((routez.routes ?? []).map((r) => r.remote_name ?? r.remote_id ?? ""));
+      const names = new Set<string>([
+        ...routed,
+        ...(meta.replicas ?? []).map((r) => r.name),
+        ...postures.keys(),
+      ]);
+      names.delete(opts.node);
+      names.delete("");
+      const peers = [...names].sort().map((name): PeerStatus => {
+        const replica = (meta.replicas ?? []).find((r) => r.name === name);
+        const p = postures.get(name);
+        return {
+          name,
+          route: fresh && routed.has(name) ? "up" : "down",
+          current: replica ? replica.current === true && replica.offline !== true : null,
+          posture: p?.posture ?? null,
+          postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
+          flags: postureFlags(p?.posture ?? null),
+        };
+      });
+      const metaLeader = fresh && meta.leader ? meta.leader : null;
+      return {
+        name: opts.clusterName,
+        node: opts.node,
+        flags: postureFlags(opts.posture),
+        peers,
+        metaLeader,
+        clusterSize: meta.cluster_size ?? null,
+        quorum: metaLeader !== null,
+        ageMs: Number.isFinite(ageMs) ? ageMs : -1,
+        error: fresh ? error : error ?? "status is stale",
+      };
+    },
+    async stop() {
+      running = false;
+      clearTimeout(timer);
+      await current.catch(() => {});
+      sub.unsubscribe();
+    },
+  };
+}

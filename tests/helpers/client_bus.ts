@@ -1,0 +1,133 @@
+/**
+ * A real `serve` in enforce mode with client-library connections on it, for
+ * end-to-end tests of the client: every connection made through the bus is
+ * closed by `stop()`, then serve and its files.
+ *
+ * @module
+ */
+
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { connect, type ConnectOptions, type UnibusClient } from "../../lib/client/client.ts";
+import { loadIdentity } from "../../lib/identity/identity.ts";
+import type { Store } from "../../lib/store/store.ts";
+import type { BusUser } from "./bus.ts";
+import { type ServeUnderTest, startServe } from "./serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "./serve_store.ts";
+
+/**
+ * Registers `fn` as one test per store backend, named after it.
+ *
+ * @example
+ * ```ts
+ * eachStore("two members talk", async (kind) => { const b = await clientBus(kind); });
+ * ```
+ */
+export function eachStore(name: string, fn: (kind: StoreKind) => Promise<void>): void {
+  for (const kind of ["sqlite", "kv"] as const) Deno.test(`${name} (${kind})`, () => fn(kind));
+}
+
+/** A serve under test and the connections made to it. */
+export interface ClientBus {
+  s: ServeUnderTest;
+  store: Store;
+  internalId: string;
+  /** A client library connection as `user`, closed by stop(). */
+  client(
+    user: BusUser,
+    opts?: Omit<ConnectOptions, "natsServers" | "ctrlUrls" | "identity">,
+  ): Promise<UnibusClient>;
+  /** A raw connection with the internal identity (full NATS rights, like a curious operator). */
+  tap(): Promise<NatsConnection>;
+  /** Closes every connection made through this bus, then serve. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts serve with `--bus-auth enforce` on the `kind` store and opens that
+ * store from the test, as another writer would.
+ *
+ * @example
+ * ```ts
+ * const b = await clientBus();
+ * try {
+ *   const ca = await b.client(await addBusUser(b.store, "alice"));
+ * } finally {
+ *   await b.stop();
+ * }
+ * ```
+ */
+export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-e2e-" });
+  const internalId = `${dir}/internal.id`;
+  const s = await startServe({
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
+  });
+  const store = await openServeStore(s, kind, internalId);
+  const opened: Array<{ close(): Promise<void> }> = [];
+  const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
+  return {
+    s,
+    store,
+    internalId,
+    async client(user, opts = {}) {
+      return track(
+        await connect({
+          ...opts,
+          natsServers: [`nats://127.0.0.1:${s.natsPort}`],
+          ctrlUrls: [s.httpUrl],
+          identity: user.identity,
+        }),
+      );
+    },
+    async tap() {
+      const id = await loadIdentity(internalId);
+      return track(
+        await natsConnect({
+          servers: `127.0.0.1:${s.natsPort}`,
+          authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+        }),
+      );
+    },
+    async stop() {
+      for (const c of opened.reverse()) await c.close().catch(() => {});
+      await store.close();
+      await s.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * Collects plaintexts until `n` arrived; `wait()` fails, saying what did
+ * arrive, after `ms`.
+ *
+ * @example
+ * ```ts
+ * const got = collector(3);
+ * await client.subscribe(room, (_m, p) => got.push(new TextDecoder().decode(p)));
+ * assertEquals(await got.wait(), ["a", "b", "c"]);
+ * ```
+ */
+export function collector(n: number, ms = 5000) {
+  const got: string[] = [];
+  const done = Promise.withResolvers<string[]>();
+  const timer = setTimeout(
+    () => done.reject(new Error(`${got.length} of ${n} messages within ${ms} ms: ${got}`)),
+    ms,
+  );
+  // Handled here too, so a test that failed before waiting leaves no stray rejection.
+  done.promise.catch(() => {});
+  return {
+    got,
+    push(text: string) {
+      got.push(text);
+      if (got.length >= n) {
+        clearTimeout(timer);
+        done.resolve(got);
+      }
+    },
+    wait: () => done.promise,
+    cancel: () => clearTimeout(timer),
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * A cluster of real nats-server processes configured exactly as `serve`
+ * configures its child (server/nats/config.ts, enforce mode, one shared
+ * callout issuer, route secret, mutual route TLS), for the cluster tests that
+ * do not need the whole serve: routes, the meta leader, cross-node callout.
+ *
+ * @module
+ */
+
+import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { createLogger } from "../../lib/log.ts";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { resolveNatsServerBin } from "../../server/nats/binary.ts";
+import { type NatsClusterConfig, renderNatsConfig } from "../../server/nats/config.ts";
+import { ManagedNatsServer } from "../../server/nats/managed_server.ts";
+import { freePort } from "./ports.ts";
+import { makeRoutePki, type RoutePki } from "./tls.ts";
+
+/** One node of the test cluster. */
+export interface TestNatsNode {
+  name: string;
+  clientPort: number;
+  clusterPort: number;
+  monitorPort: number;
+  configPath: string;
+  server: ManagedNatsServer;
+  internal: NativeNkeyPair;
+  system: NativeNkeyPair;
+  /** Every line the node's logger wrote (nats-server's output, wrapped). */
+  logLines: string[];
+  /** Starts it again after {@linkcode TestNatsNode.server} was stopped or killed. */
+  restart(): Promise<void>;
+}
+
+/** A running test cluster. */
+export interface TestNatsCluster {
+  nodes: TestNatsNode[];
+  issuer: NativeNkeyPair;
+  pass: string;
+  routePki: RoutePki | null;
+  dir: string;
+  /** A connection as node `i`'s internal (app account) or system user. */
+  connectAs(i: number, who: "internal" | "system"): Promise<NatsConnection>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `count` clustered nats-servers on 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * const c = await startNatsCluster(3, { routeTls: true });
+ * try { … } finally { await c.stop(); }
+ * ```
+ */
+export async function startNatsCluster(
+  count: number,
+  options: { routeTls?: boolean; pass?: string; wrongPassFor?: number; start?: number[] } = {},
+): Promise<TestNatsCluster> {
+  const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
+  const dir = await Deno.makeTempDir({ prefix: "unibus-natscluster-" });
+  const routePki = options.routeTls ? await makeRoutePki(count) : null;
+  const issuer = NativeNkeyPair.generate(Prefix.Account);
+  const pass = options.pass ?? `route-${crypto.randomUUID()}`;
+  const clusterPorts = Array.from({ length: count }, () => freePort());
+  const nodes: TestNatsNode[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `n${i + 1}`;
+    const internal = NativeNkeyPair.generate(Prefix.User);
+    const system = NativeNkeyPair.generate(Prefix.User);
+    const clientPort = freePort();
+    const monitorPort = freePort();
+    const cluster: NatsClusterConfig = {
+      name: "unibus-test",
+      host: "127.0.0.1",
+      port: clusterPorts[i],
+      routes: clusterPorts.filter((_, j) => j !== i).map((p) => `nats://127.0.0.1:${p}`),
+      user: "unibus-cluster",
+      pass: options.wrongPassFor === i ? `${pass}-wrong` : pass,
+      tls: routePki
+        ? {
+          certFile: routePki.nodes[i].cert,
+          keyFile: routePki.nodes[i].key,
+          caFile: routePki.caCert,
+        }
+        : null,
+    };
+    const configPath = `${dir}/${name}.conf`;
+    await Deno.writeTextFile(
+      configPath,
+      renderNatsConfig({
+        serverName: name,
+        host: "127.0.0.1",
+        port: clientPort,
+        jetStreamDir: `${dir}/${name}-js`,
+        pidFile: `${dir}/${name}.pid`,
+        debug: true,
+        trace: false,
+        monitorPort,
+        auth: {
+          mode: "enforce",
+          calloutIssuer: issuer.getPublicKey(),
+          internalUser: internal.getPublicKey(),
+          systemUser: system.getPublicKey(),
+        },
+        tls: null,
+        cluster,
+      }),
+      { mode: 0o600 },
+    );
+    const logLines: string[] = [];
+    const makeServer = () =>
+      new ManagedNatsServer({
+        binary: bin,
+        configPath,
+        host: "127.0.0.1",
+        port: clientPort,
+        quiet: false,
+        log: createLogger(`nats-${name}`, { level: "debug", sink: (l) => logLines.push(l) }),
+      });
+    const server = makeServer();
+    const node: TestNatsNode = {
+      name,
+      clientPort,
+      clusterPort: clusterPorts[i],
+      monitorPort,
+      configPath,
+      server,
+      internal,
+      system,
+      logLines,
+      async restart() {
+        node.server = makeServer();
+        await node.server.start();
+      },
+    };
+    nodes.push(node);
+  }
+  const started: TestNatsNode[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.server.stop().catch(() => {})));
+    await routePki?.cleanup().catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    await Promise.all(
+      (options.start ?? nodes.map((_, i) => i)).map(async (i) => {
+        await nodes[i].server.start();
+        started.push(nodes[i]);
+      }),
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    nodes,
+    issuer,
+    pass,
+    routePki,
+    dir,
+    connectAs(i, who) {
+      const n = nodes[i];
+      return connect({
+        servers: [`nats://127.0.0.1:${n.clientPort}`],
+        authenticator: nkeyAuthenticatorFor(who === "internal" ? n.internal : n.system),
+        name: `test-${n.name}-${who}`,
+        // Only ever this node: its users are in its own config only.
+        ignoreClusterUpdates: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 100,
+      });
+    },
+    stop,
+  };
+}
+
+/**
+ * Waits until `check` returns a value that is not null/false, or fails at the deadline.
+ *
+ * @example
+ * ```ts
+ * const leader = await waitUntil("a meta leader", 30_000, () => monitor.status().metaLeader);
+ * ```
+ */
+export async function waitUntil<T>(
+  what: string,
+  ms: number,
+  check: () => T | null | false | undefined | Promise<T | null | false | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== null && v !== false && v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
