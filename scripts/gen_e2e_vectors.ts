@@ -30,6 +30,7 @@ import { concatBytes, fromHex, lengthPrefixed, toHex, u32, utf8 } from "../lib/e
 import {
   type ChangeBody,
   changeHash,
+  parseChange,
   type RoomPolicy,
   signChange,
   type SignedChange,
@@ -143,6 +144,39 @@ export function buildVectors() {
   const state = verifyLog(room, changes);
   const epoch = state.epoch;
 
+  // Membership in bulk (§2.4, header v2), a log of its own: create (Alice,
+  // naming Bob as well) → remove Bob → add Bob and Carol in one change.
+  const bulkBodies: ChangeBody[] = [];
+  const bulk: SignedChange[] = [];
+  const pushBulk = (b: Omit<ChangeBody, "room" | "seq" | "prev" | "epoch" | "by" | "at">) => {
+    const seq = bulk.length;
+    const body: ChangeBody = {
+      room,
+      seq,
+      prev: seq === 0 ? "0".repeat(64) : changeHash(bulk[seq - 1]),
+      epoch: seq,
+      by: alice.signPubHex,
+      at: INPUTS.firstAt + seq * 1000,
+      ...b,
+    };
+    bulk.push(signChange(body, alice.signer));
+    bulkBodies.push(parseChange(bulk[seq].text));
+  };
+  const entry = (id: Identity, role: "admin" | "member") => {
+    const { member, kex, kexSig } = adds(id, role);
+    return { member, kex, kexSig, role };
+  };
+  pushBulk({
+    op: "create",
+    subject: INPUTS.subject,
+    policy: INPUTS.policy,
+    ...adds(alice, "admin"),
+    adds: [entry(bob, "member")],
+  });
+  pushBulk({ op: "remove", member: bob.signPubHex });
+  pushBulk({ op: "add", adds: [entry(carol, "admin"), entry(bob, "member")] });
+  const bulkState = verifyLog(room, bulk);
+
   // Sealed room key for Bob at the last epoch, generated and signed by Alice.
   const roomKey = fromHex(INPUTS.roomKeyHex);
   const esk = fromHex(INPUTS.ephemeralSecretHex);
@@ -250,6 +284,24 @@ export function buildVectors() {
         headHex: state.head,
         members: members(state.members),
         epochs: Object.fromEntries([...state.epochs].map(([e, m]) => [String(e), members(m)])),
+      },
+    },
+    membershipBulk: {
+      changes: bulk.map((c, i) => ({
+        body: bulkBodies[i],
+        text: c.text,
+        sigBase64: c.sig,
+        sigHex: toHex(Uint8Array.from(atob(c.sig), (ch) => ch.charCodeAt(0))),
+        hashHex: changeHash(c),
+      })),
+      final: {
+        epoch: bulkState.epoch,
+        seq: bulkState.seq,
+        headHex: bulkState.head,
+        members: members(bulkState.members),
+        epochs: Object.fromEntries(
+          [...bulkState.epochs].map(([e, m]) => [String(e), members(m)]),
+        ),
       },
     },
     roomKey: {

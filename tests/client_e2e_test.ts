@@ -239,18 +239,22 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
   }
 }
 
-Deno.test("a room created with members is one pass: one change each, one key for the last epoch, everyone reads", async () => {
+Deno.test("a room created with members is one signed change, one epoch and one key; a bulk add is one more", async () => {
   const b = await clientBus();
   const alice = await addBusUser(b.store, "alice");
   const bob = await addBusUser(b.store, "bob");
   const carol = await addBusUser(b.store, "carol");
   const ca = await b.client(alice);
   try {
-    const room = await ca.createRoom("bulk.room", undefined, { members: [bob.hex, carol.hex] });
-    assertEquals(room.epoch, 2);
-    // Only the last epoch has a key; epochs 0 and 1 were passed at once.
-    const keyed = (await ca.room(room.id)).keyEpochs;
-    assertEquals(keyed, [2]);
+    const room = await ca.createRoom("bulk.room", undefined, { members: [carol.hex, bob.hex] });
+    assertEquals(room.epoch, 0);
+    const session = await ca.room(room.id);
+    assertEquals(session.keyEpochs, [0]);
+    assertEquals(session.state.seq, 0);
+    assertEquals(
+      [...session.state.members.keys()].sort(),
+      [alice.hex, bob.hex, carol.hex].sort(),
+    );
     const cb = await b.client(bob);
     const cc = await b.client(carol);
     const got = collector(2);
@@ -258,11 +262,27 @@ Deno.test("a room created with members is one pass: one change each, one key for
     await cc.subscribe(room, (_m, p) => got.push(`carol:${dec.decode(p)}`));
     await ca.publish(room, "hi both");
     assertEquals((await got.wait()).sort(), ["bob:hi both", "carol:hi both"]);
-    // A later bulk add to an existing room works the same way.
+    // Two more in one change: epoch 1, one key, both of them in it.
     const dave = await addBusUser(b.store, "dave");
-    const info = await ca.addMembers(room, [{ signPub: dave.hex, role: "admin" }]);
-    assertEquals(info.epoch, 3);
-    assertEquals((await ca.room(room.id)).state.members.get(dave.hex)?.role, "admin");
+    const erin = await addBusUser(b.store, "erin");
+    const info = await ca.addMembers(room, [{ signPub: dave.hex, role: "admin" }, erin.hex]);
+    assertEquals(info.epoch, 1);
+    const after = await ca.room(room.id);
+    assertEquals(after.state.seq, 1);
+    assertEquals(after.state.members.get(dave.hex)?.role, "admin");
+    assertEquals(after.state.members.get(erin.hex)?.role, "member");
+    assertEquals(after.keyEpochs, [0, 1]);
+    // Erin's client verifies the v2 log and opens epoch 1's key.
+    const again = collector(1);
+    const ce = await b.client(erin);
+    await ce.subscribe(room, (_m, p) => again.push(`erin:${dec.decode(p)}`));
+    await ca.publish(room, "welcome");
+    assertEquals(await again.wait(), ["erin:welcome"]);
+    // A single add stays the v1 change.
+    const frank = await addBusUser(b.store, "frank");
+    await ca.addMembers(room, [frank.hex]);
+    const view = (await ca.room(room.id)).state;
+    assertEquals(view.seq, 2);
   } finally {
     await b.stop();
   }

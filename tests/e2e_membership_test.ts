@@ -496,3 +496,129 @@ Deno.test("room key: tampered, truncated or malformed envelopes are refused", ()
   );
   assertThrows(open(concatBytes(sealed, sig)), RoomKeyError, "another room or epoch");
 });
+
+// ---- membership: several members in one change (header v2) ----
+
+const dave = generateIdentity();
+
+function entry(id: Identity, role: "admin" | "member" = "member") {
+  return { member: id.signPubHex, kex: id.kexPubHex, kexSig: id.kexSigHex, role };
+}
+
+Deno.test("membership: a create naming members and a bulk add are one change each, one epoch each", () => {
+  const create = signChange(
+    createBody(alice, { adds: [entry(carol), entry(bob, "admin")] }),
+    alice.signer,
+  );
+  assert(create.text.startsWith("unibus/membership/v2\n"));
+  // Canonical order whatever order the caller gave.
+  const lines = create.text.split("\n").filter((l) => l.startsWith("add: "));
+  assertEquals(lines.length, 2);
+  assert(lines[0] < lines[1]);
+  const log = [create];
+  let s = verifyLog(ROOM, log);
+  assertEquals([s.epoch, s.seq], [0, 0]);
+  assertEquals(s.members.get(bob.signPubHex)?.role, "admin");
+  assertEquals(s.members.get(carol.signPubHex)?.kexPub, carol.kexPubHex);
+  assertEquals(s.members.size, 3);
+  const add = signChange({
+    room: ROOM,
+    seq: 1,
+    prev: changeHash(create),
+    op: "add",
+    adds: [entry(dave), entry(mallory)],
+    epoch: 1,
+    by: bob.signPubHex,
+    at: 1700000000001,
+  }, bob.signer);
+  assert(!add.text.includes("\nmember: "));
+  s = applyChange(s, add);
+  assertEquals([s.epoch, s.seq, s.members.size], [1, 1, 5]);
+  assert(!s.epochs.get(0)!.has(dave.signPubHex));
+  assertEquals(verifyLog(ROOM, [create, add]).head, changeHash(add));
+  assertEquals(changeText(parseChange(add.text)), add.text);
+  // A single-member change is the v1 text, unchanged.
+  assert(signChange(createBody(), alice.signer).text.startsWith("unibus/membership/v1\n"));
+});
+
+Deno.test("membership: a bulk change is refused if one member's kex is not bound, or one is already in", () => {
+  const unbound = { ...entry(carol), kex: mallory.kexPubHex };
+  const bad = signChange(createBody(alice, { adds: [entry(bob), unbound] }), alice.signer);
+  assertThrows(() => verifyLog(ROOM, [bad]), MembershipError, "not bound");
+  const log = [signChange(createBody(alice, { adds: [entry(bob)] }), alice.signer)];
+  const again = signChange({
+    room: ROOM,
+    seq: 1,
+    prev: changeHash(log[0]),
+    op: "add",
+    adds: [entry(bob), entry(carol)],
+    epoch: 1,
+    by: alice.signPubHex,
+    at: 1700000000001,
+  }, alice.signer);
+  assertThrows(() => applyChange(verifyLog(ROOM, log), again), MembershipError, "already");
+  const self = signChange(createBody(alice, { adds: [entry(alice)] }), alice.signer);
+  assertThrows(() => verifyLog(ROOM, [self]), MembershipError, "twice");
+  // Signed by a plain member: refused like any add.
+  const byBob = signChange({
+    ...parseChange(again.text),
+    adds: [entry(carol), entry(dave)],
+    by: bob.signPubHex,
+  }, bob.signer);
+  assertThrows(() => applyChange(verifyLog(ROOM, log), byBob), MembershipError, "not an admin");
+});
+
+Deno.test("membership: every non-canonical or unbounded spelling of a bulk change is refused, even when signed", () => {
+  const inOrder = [entry(bob), entry(carol)].sort((x, y) => x.member < y.member ? -1 : 1);
+  const text = changeText(createBody(alice, { adds: inOrder }));
+  const [first, second] = text.split("\n").filter((l) => l.startsWith("add: "));
+  const addText = changeText({
+    room: ROOM,
+    seq: 1,
+    prev: "ab".repeat(32),
+    op: "add",
+    adds: inOrder,
+    epoch: 1,
+    by: alice.signPubHex,
+    at: 1,
+  });
+  const many = Array.from({ length: 128 }, () => `add: ${"ab".repeat(32)}`).join("\n");
+  const variants: Array<[string, string]> = [
+    ["adds out of order", text.replace(`${first}\n${second}`, `${second}\n${first}`)],
+    ["an add twice", text.replace(`${first}\n${second}`, `${first}\n${first}`)],
+    ["v1 header with add lines", text.replace("unibus/membership/v2", "unibus/membership/v1")],
+    ["v2 create without adds", text.replace(`${first}\n${second}\n`, "")],
+    [
+      "v2 add of one member",
+      addText.replace(`${second.includes(bob.signPubHex) ? second : first}\n`, ""),
+    ],
+    [
+      "v2 add with a member line",
+      addText.replace("epoch: 1", `member: ${dave.signPubHex}\nepoch: 1`),
+    ],
+    ["v2 remove", addText.replace("op: add", "op: remove")],
+    ["add with a bad role", text.replace(`${first}`, first.replace(/ (admin|member)$/, " owner"))],
+    ["add with an extra token", text.replace(`${first}`, `${first} x`)],
+    [
+      "add with uppercase hex",
+      text.replace(`${first}`, first.toUpperCase().replace("ADD:", "add:")),
+    ],
+    ["more than 128 members", text.replace(`${first}\n`, `${first}\n${many}\n`)],
+  ];
+  for (const [label, bad] of variants) {
+    assert(bad !== text && bad !== addText, `${label} changes the text`);
+    assert(
+      (() => {
+        try {
+          parseChange(bad);
+          return false;
+        } catch (err) {
+          return err instanceof MembershipError;
+        }
+      })(),
+      label,
+    );
+  }
+  assertEquals(changeText(parseChange(text)), text);
+  assertEquals(changeText(parseChange(addText)), addText);
+});

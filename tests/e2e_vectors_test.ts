@@ -61,6 +61,22 @@ interface PacketVector {
   signatureHex: string;
   packetHex: string;
 }
+interface MembershipVectors {
+  changes: Array<{
+    body: ChangeBody;
+    text: string;
+    sigBase64: string;
+    sigHex: string;
+    hashHex: string;
+  }>;
+  final: {
+    epoch: number;
+    seq: number;
+    headHex: string;
+    members: Array<{ signPubHex: string; kexPubHex: string; role: string }>;
+    epochs: Record<string, Array<{ signPubHex: string; kexPubHex: string; role: string }>>;
+  };
+}
 interface Vectors {
   identities: Record<"alice" | "bob" | "carol", IdentityVector>;
   room: {
@@ -68,22 +84,8 @@ interface Vectors {
     subject: string;
     policy: { encrypt: boolean; sign: boolean; persist: boolean };
   };
-  membership: {
-    changes: Array<{
-      body: ChangeBody;
-      text: string;
-      sigBase64: string;
-      sigHex: string;
-      hashHex: string;
-    }>;
-    final: {
-      epoch: number;
-      seq: number;
-      headHex: string;
-      members: Array<{ signPubHex: string; kexPubHex: string; role: string }>;
-      epochs: Record<string, Array<{ signPubHex: string; kexPubHex: string; role: string }>>;
-    };
-  };
+  membership: MembershipVectors;
+  membershipBulk: MembershipVectors;
   roomKey: {
     roomId: string;
     epoch: number;
@@ -152,9 +154,8 @@ Deno.test("vectors: identities derive their public keys and kex binding signatur
   );
 });
 
-Deno.test("vectors: membership texts, signatures and hashes recompute and the log verifies", () => {
-  const changes = vectors.membership.changes;
-  assertEquals(changes.map((c) => c.body.op), ["create", "add", "add", "remove"]);
+function checkMembershipVectors(v: MembershipVectors) {
+  const changes = v.changes;
   for (const [i, c] of changes.entries()) {
     assertEquals(changeText(c.body), c.text, `change ${i} text`);
     assertEquals(parseChange(c.text), c.body, `change ${i} parses back`);
@@ -170,7 +171,7 @@ Deno.test("vectors: membership texts, signatures and hashes recompute and the lo
     vectors.room.id,
     changes.map((c) => ({ text: c.text, sig: c.sigBase64 })),
   );
-  const f = vectors.membership.final;
+  const f = v.final;
   assertEquals([state.epoch, state.seq, state.head], [f.epoch, f.seq, f.headHex]);
   const list = (m: Map<string, { signPub: string; kexPub: string; role: string }>) =>
     [...m.values()].map((v) => ({ signPubHex: v.signPub, kexPubHex: v.kexPub, role: v.role }));
@@ -181,6 +182,28 @@ Deno.test("vectors: membership texts, signatures and hashes recompute and the lo
   );
   assertEquals(state.subject, vectors.room.subject);
   assertEquals(state.policy, vectors.room.policy);
+}
+
+Deno.test("vectors: membership texts, signatures and hashes recompute and the log verifies", () => {
+  assertEquals(vectors.membership.changes.map((c) => c.body.op), [
+    "create",
+    "add",
+    "add",
+    "remove",
+  ]);
+  checkMembershipVectors(vectors.membership);
+});
+
+Deno.test("vectors: a bulk membership log (v2 create with members, v2 add of two) recomputes and verifies", () => {
+  const changes = vectors.membershipBulk.changes;
+  assertEquals(changes.map((c) => c.body.op), ["create", "remove", "add"]);
+  assertEquals(changes.map((c) => c.text.split("\n")[0]), [
+    "unibus/membership/v2",
+    "unibus/membership/v1",
+    "unibus/membership/v2",
+  ]);
+  checkMembershipVectors(vectors.membershipBulk);
+  assertEquals(vectors.membershipBulk.final.members.length, 3);
 });
 
 Deno.test("vectors: the sealed room key envelope reproduces with the fixed ephemeral key and opens", () => {

@@ -16,6 +16,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { addBusUser, connectAs, strangerUser, subscribeDenied } from "./helpers/bus.ts";
 import {
   as,
+  bulkAdd,
   type Bus,
   genesis,
   newRoomId,
@@ -350,6 +351,63 @@ Deno.test("membership changes follow the signed-log rules and the server's own c
       assertEquals(res2.status, 200, JSON.stringify(res2.body));
       view = res2.body;
       assertEquals(view.members.find((m) => m.signPub === bob.signPubHex)?.role, "admin");
+    });
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a room created with members, and members added in bulk, are one change each", async (t) => {
+  const bus = await startBus();
+  try {
+    const [alice, bob, carol, dave, erin] = await Promise.all(
+      ["alice", "bob", "carol", "dave", "erin"].map(async (h) =>
+        (await addBusUser(bus.store, h)).identity
+      ),
+    );
+    let view: RoomView;
+
+    await t.step("a create naming members: one change, epoch 0, all of them members", async () => {
+      const res = await as(bus, alice).post<RoomView>("/v1/rooms", {
+        change: genesis(alice, { subject: "bulk.chat", members: [bob, carol] }),
+      });
+      assertEquals(res.status, 201, JSON.stringify(res.body));
+      view = res.body;
+      assertEquals([view.epoch, view.changes.length], [0, 1]);
+      assertEquals(
+        view.members.map((m) => [m.signPub, m.role]).sort(),
+        [[alice.signPubHex, "admin"], [bob.signPubHex, "member"], [carol.signPubHex, "member"]]
+          .sort(),
+      );
+      assertEquals((await as(bus, carol).get<RoomView>(`/v1/rooms/${view.id}`)).status, 200);
+      // Each row points at the change by seq and hash, not a copy of it.
+      const row = await bus.store.getMember(view.id, bob.signPubHex);
+      assertEquals(JSON.parse(row!.change!).seq, 0);
+    });
+
+    await t.step("a bulk add: one change, one epoch more", async () => {
+      const res = await postChange(bus, alice, view.id, bulkAdd(view, alice, [dave, erin]));
+      assertEquals(res.status, 200, JSON.stringify(res.body));
+      view = res.body;
+      assertEquals([view.epoch, view.changes.length, view.members.length], [1, 2, 5]);
+      assertEquals(verifyLog(view.id, view.changes).members.has(erin.signPubHex), true);
+    });
+
+    await t.step("one unknown or mismatched member refuses the whole change", async () => {
+      const stranger = strangerUser().identity;
+      const frank = (await addBusUser(bus.store, "frank")).identity;
+      const res = await postChange(bus, alice, view.id, bulkAdd(view, alice, [frank, stranger]));
+      assertEquals([res.status, res.body.error], [400, "unknown_member"]);
+      const twin = sameSignerOtherKex(frank);
+      const grace = (await addBusUser(bus.store, "grace")).identity;
+      const res2 = await postChange(bus, alice, view.id, bulkAdd(view, alice, [grace, twin]));
+      assertEquals([res2.status, res2.body.error], [400, "kex_mismatch"]);
+      const created = await as(bus, alice).post("/v1/rooms", {
+        change: genesis(alice, { subject: "bulk.other", members: [bob, stranger] }),
+      });
+      assertEquals([created.status, created.body.error], [400, "unknown_member"]);
+      assertEquals(await bus.store.getRoomBySubject("bulk.other"), null);
+      assertEquals((await as(bus, alice).get<RoomView>(`/v1/rooms/${view.id}`)).body, view);
     });
   } finally {
     await stopBus(bus);

@@ -22,7 +22,14 @@ import {
   toHex,
   utf8,
 } from "../e2e/bytes.ts";
-import { applyChange, type RoomPolicy, type RoomState, signChange } from "../e2e/membership.ts";
+import {
+  applyChange,
+  MAX_CHANGE_MEMBERS,
+  type MemberEntry,
+  type RoomPolicy,
+  type RoomState,
+  signChange,
+} from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
 import { NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
@@ -443,6 +450,11 @@ export class UnibusClient {
     requireSubject(subject);
     const id = toHex(new Uint8Array(randomBytes(16)));
     const me = this.identity;
+    // Up to MAX_CHANGE_MEMBERS named in the create change itself (protocol
+    // v2 of §2.4: one signature, epoch 0 for all); any beyond in bulk adds.
+    const wanted = [...new Set(opts.members ?? [])].filter((m) => m !== me.signPubHex);
+    const first = wanted.slice(0, MAX_CHANGE_MEMBERS - 1);
+    const adds = await this.#memberEntries(first.map((signPub) => ({ signPub, role: "member" })));
     const change = signChange({
       room: id,
       seq: 0,
@@ -454,6 +466,7 @@ export class UnibusClient {
       kex: me.kexPubHex,
       kexSig: me.kexSigHex,
       role: "admin",
+      adds,
       epoch: 0,
       by: me.signPubHex,
       at: Date.now(),
@@ -461,17 +474,39 @@ export class UnibusClient {
     const view = await this.#control.createRoom(change);
     const session = this.#newSession(view, []);
     this.#rooms.set(id, session);
-    const members = opts.members ?? [];
-    // With members to add, epoch 0 is passed at once: its key would be
-    // sealed for nobody's use, so only the last epoch gets one.
-    if (policy.encrypt && members.length === 0) await this.#distributeKey(session, 0);
-    if (members.length > 0) {
-      const info = await this.addMembers(id, members);
+    const rest = wanted.slice(first.length);
+    // With more members still to add, epoch 0 is passed at once: its key
+    // would be sealed for nobody's use, so only the last epoch gets one.
+    if (policy.encrypt && rest.length === 0) await this.#distributeKey(session, 0);
+    if (rest.length > 0) {
+      const info = await this.addMembers(id, rest);
       await this.refreshSession();
       return info;
     }
     await this.refreshSession();
     return { id, subject, policy, epoch: 0 };
+  }
+
+  /**
+   * The directory's kex binding of each member, checked before it goes into
+   * a change: a server that swaps a member's key-exchange key is caught here.
+   */
+  async #memberEntries(
+    list: { signPub: string; role: "admin" | "member" }[],
+  ): Promise<MemberEntry[]> {
+    const users = await Promise.all(list.map((m) => this.#control.getUser(m.signPub)));
+    return users.map((user, i) => {
+      const signPub = list[i].signPub;
+      if (!user.kexPub || !user.kexSig) {
+        throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
+      }
+      if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
+        throw new MembershipVerificationError(
+          `the server's key-exchange key for ${signPub} is not signed by that user`,
+        );
+      }
+      return { member: signPub, kex: user.kexPub, kexSig: user.kexSig, role: list[i].role };
+    });
   }
 
   async #change(
@@ -537,11 +572,10 @@ export class UnibusClient {
 
   /**
    * Adds several members in one pass: their directory entries are fetched
-   * and their kex bindings checked up front, one signed change per member
-   * (the log admits one member per change) is posted back to back, and
-   * ONE new key, for the last epoch, is sealed to every member. The epochs
-   * in between never get a key, so nobody sends in them: a sender always
-   * uses the current epoch and waits for its key.
+   * and their kex bindings checked up front, then ONE signed change names
+   * them all (protocol.md §2.4, v2; in chunks of {@linkcode MAX_CHANGE_MEMBERS}
+   * beyond that), starting one epoch whose ONE new key is sealed to every
+   * member in one pass.
    *
    * @example
    * ```ts
@@ -558,18 +592,7 @@ export class UnibusClient {
         ? { signPub: m, role: "member" as const }
         : { role: "member" as const, ...m }
     );
-    const users = await Promise.all(list.map((m) => this.#control.getUser(m.signPub)));
-    for (const [i, user] of users.entries()) {
-      const signPub = list[i].signPub;
-      if (!user.kexPub || !user.kexSig) {
-        throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
-      }
-      if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
-        throw new MembershipVerificationError(
-          `the server's key-exchange key for ${signPub} is not signed by that user`,
-        );
-      }
-    }
+    const entries = await this.#memberEntries(list);
     // Fresh state, but no key for the current epoch yet (#reload would make
     // one): it is about to be passed.
     const session = await this.room(ref);
@@ -580,20 +603,22 @@ export class UnibusClient {
     session.update(current, keys);
     let state: RoomState = session.state;
     let view: RoomView | null = null;
-    for (const [i, m] of list.entries()) {
-      const change = signChange({
+    for (let i = 0; i < entries.length; i += MAX_CHANGE_MEMBERS) {
+      const chunk = entries.slice(i, i + MAX_CHANGE_MEMBERS);
+      const base = {
         room: state.roomId,
         seq: state.seq + 1,
         prev: state.head,
-        op: "add",
-        member: m.signPub,
-        kex: users[i].kexPub!,
-        kexSig: users[i].kexSig!,
-        role: m.role,
+        op: "add" as const,
         epoch: state.epoch + 1,
         by: this.identity.signPubHex,
         at: Date.now(),
-      }, this.identity.signer);
+      };
+      // One member: the v1 change, byte for byte what older peers verify.
+      const change = signChange(
+        chunk.length === 1 ? { ...base, ...chunk[0] } : { ...base, adds: chunk },
+        this.identity.signer,
+      );
       view = await this.#control.postChange(state.roomId, change);
       // The next change builds on this one, checked locally by the same
       // rules as the log; the whole log is verified once, at the end.

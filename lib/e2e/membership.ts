@@ -23,7 +23,12 @@
  *   at: <milliseconds since the Unix epoch>
  *
  * Lines end in "\n", fields appear in exactly this order, absent ones are
- * omitted. Rules: seq 0 is `create`, by its own member, role admin, epoch 0;
+ * omitted. A change that names several members (a room created with members,
+ * or members added in bulk) starts with `unibus/membership/v2` instead and
+ * carries one `add: <member> <kex> <kex-sig> <role>` line per member after
+ * the `role` line (create) or in place of member…role (add), ascending by
+ * member, at most {@linkcode MAX_CHANGE_MEMBERS} members named in all: one
+ * signature, one epoch and one key rotation for all of them. Rules: seq 0 is `create`, by its own member, role admin, epoch 0;
  * every later change is signed by an admin of the state before it (or, for a
  * `remove`, by the member leaving), names the previous change's hash, and
  * starts epoch + 1; no change removes the last admin. Every change starts an epoch,
@@ -55,13 +60,27 @@ export interface ChangeBody {
   op: "create" | "add" | "remove";
   subject?: string;
   policy?: RoomPolicy;
-  member: string;
+  /** Absent only in a bulk `add` (header v2), which names its members in `adds`. */
+  member?: string;
   kex?: string;
   kexSig?: string;
   role?: "admin" | "member";
+  /**
+   * Header v2 only: the further members a `create` adds (at least 1), or the
+   * members of a bulk `add` (at least 2), ascending by member.
+   */
+  adds?: MemberEntry[];
   epoch: number;
   by: string;
   at: number;
+}
+
+/** One member a change adds, with its kex binding and role. */
+export interface MemberEntry {
+  member: string;
+  kex: string;
+  kexSig: string;
+  role: "admin" | "member";
 }
 
 /** A change as stored and sent: its exact text and the signature over it. */
@@ -103,6 +122,14 @@ export class LastAdminError extends MembershipError {
 }
 
 const HEADER = "unibus/membership/v1";
+const HEADER_BULK = "unibus/membership/v2";
+
+/**
+ * The most members one change may name (a create's creator included). Bounds
+ * the work a single change costs a verifier (one kex binding check each) and
+ * its text (about 270 bytes a member, within the store's 64 KiB per change).
+ */
+export const MAX_CHANGE_MEMBERS = 128;
 const ZERO_HASH = "0".repeat(64);
 
 /** The SHA-256 (hex) of a change's text, which the next change names as `prev`. */
@@ -124,8 +151,9 @@ function policyText(p: RoomPolicy): string {
  * ```
  */
 export function changeText(b: ChangeBody): string {
+  const bulk = b.adds !== undefined;
   const lines = [
-    HEADER,
+    bulk ? HEADER_BULK : HEADER,
     `room: ${b.room}`,
     `seq: ${b.seq}`,
     `prev: ${b.prev}`,
@@ -134,8 +162,11 @@ export function changeText(b: ChangeBody): string {
   if (b.op === "create") {
     lines.push(`subject: ${b.subject}`, `policy: ${policyText(b.policy!)}`);
   }
-  lines.push(`member: ${b.member}`);
-  if (b.op !== "remove") lines.push(`kex: ${b.kex}`, `kex-sig: ${b.kexSig}`, `role: ${b.role}`);
+  if (!(bulk && b.op === "add")) {
+    lines.push(`member: ${b.member}`);
+    if (b.op !== "remove") lines.push(`kex: ${b.kex}`, `kex-sig: ${b.kexSig}`, `role: ${b.role}`);
+  }
+  for (const a of b.adds ?? []) lines.push(`add: ${a.member} ${a.kex} ${a.kexSig} ${a.role}`);
   lines.push(`epoch: ${b.epoch}`, `by: ${b.by}`, `at: ${b.at}`);
   for (const l of lines) {
     if (/[\n\r]/.test(l)) throw new MembershipError("a change field contains a line break");
@@ -153,6 +184,13 @@ export function changeText(b: ChangeBody): string {
  */
 export function signChange(body: ChangeBody, signer: Ed25519KeyPair): SignedChange {
   if (toHex(signer.publicKey) !== body.by) throw new MembershipError("`by` must be the signer");
+  // The canonical order is the verifier's, so callers may list members in
+  // any order; an empty list is simply a v1 change.
+  if (body.adds?.length) {
+    body = { ...body, adds: [...body.adds].sort((x, y) => x.member < y.member ? -1 : 1) };
+  } else if (body.adds) {
+    body = { ...body, adds: undefined };
+  }
   const text = changeText(body);
   return { text, sig: toBase64(signer.sign(utf8(text))) };
 }
@@ -171,13 +209,23 @@ const HEX128 = /^[0-9a-f]{128}$/;
  */
 export function parseChange(text: string): ChangeBody {
   const lines = text.split("\n");
-  if (lines.pop() !== "" || lines[0] !== HEADER) {
+  if (lines.pop() !== "" || (lines[0] !== HEADER && lines[0] !== HEADER_BULK)) {
     throw new MembershipError("not a membership change");
   }
+  const bulk = lines[0] === HEADER_BULK;
   const fields = new Map<string, string>();
+  const adds: MemberEntry[] = [];
   for (const line of lines.slice(1)) {
     const m = /^([a-z-]+): (.*)$/.exec(line);
-    if (!m || fields.has(m[1])) throw new MembershipError(`malformed line "${line}"`);
+    if (!m) throw new MembershipError(`malformed line "${line}"`);
+    if (m[1] === "add" && bulk) {
+      if (adds.length >= MAX_CHANGE_MEMBERS) {
+        throw new MembershipError(`a change names at most ${MAX_CHANGE_MEMBERS} members`);
+      }
+      adds.push(parseAdd(m[2]));
+      continue;
+    }
+    if (fields.has(m[1])) throw new MembershipError(`malformed line "${line}"`);
     fields.set(m[1], m[2]);
   }
   const get = (k: string) => {
@@ -199,11 +247,30 @@ export function parseChange(text: string): ChangeBody {
     seq: int("seq"),
     prev: get("prev"),
     op,
-    member: get("member"),
     epoch: int("epoch"),
     by: get("by"),
     at: int("at"),
   };
+  if (bulk) {
+    // One spelling per change: a v2 change exists only to name several
+    // members, so a create adds at least one besides its creator and an add
+    // at least two; a single add stays a v1 change, byte for byte.
+    if (op === "remove") throw new MembershipError("a v2 change cannot remove");
+    const least = op === "create" ? 1 : 2;
+    if (adds.length < least) {
+      throw new MembershipError(`a v2 ${op} change names at least ${least} added members`);
+    }
+    if (adds.length + (op === "create" ? 1 : 0) > MAX_CHANGE_MEMBERS) {
+      throw new MembershipError(`a change names at most ${MAX_CHANGE_MEMBERS} members`);
+    }
+    for (let i = 1; i < adds.length; i++) {
+      if (!(adds[i - 1].member < adds[i].member)) {
+        throw new MembershipError("added members must be in ascending order, each once");
+      }
+    }
+    body.adds = adds;
+  }
+  if (!(bulk && op === "add")) body.member = get("member");
   if (op === "create") {
     body.subject = get("subject");
     // A log naming a subject outside the grammar does not verify, whoever
@@ -222,7 +289,7 @@ export function parseChange(text: string): ChangeBody {
       persist: flags.includes("persist"),
     };
   }
-  if (op !== "remove") {
+  if (op !== "remove" && body.member !== undefined) {
     body.kex = get("kex");
     body.kexSig = get("kex-sig");
     const role = get("role");
@@ -230,7 +297,9 @@ export function parseChange(text: string): ChangeBody {
     body.role = role;
   }
   if (!/^[0-9a-f]{32}$/.test(body.room)) throw new MembershipError("room is not 32 lowercase hex");
-  for (const [k, v] of [["prev", body.prev], ["member", body.member], ["by", body.by]]) {
+  const keys = [["prev", body.prev], ["by", body.by]];
+  if (body.member !== undefined) keys.push(["member", body.member]);
+  for (const [k, v] of keys) {
     if (!HEX64.test(v)) throw new MembershipError(`${k} is not 64 lowercase hex`);
   }
   if (body.kex !== undefined && !HEX64.test(body.kex)) throw new MembershipError("kex is not hex");
@@ -239,6 +308,35 @@ export function parseChange(text: string): ChangeBody {
   }
   if (changeText(body) !== text) throw new MembershipError("change text is not canonical");
   return body;
+}
+
+function parseAdd(value: string): MemberEntry {
+  const [member, kex, kexSig, role, ...rest] = value.split(" ");
+  if (
+    rest.length || !HEX64.test(member ?? "") || !HEX64.test(kex ?? "") ||
+    !HEX128.test(kexSig ?? "") || (role !== "admin" && role !== "member")
+  ) {
+    throw new MembershipError(`malformed add line "${value}"`);
+  }
+  return { member, kex, kexSig, role };
+}
+
+/**
+ * Every member a change adds, with its kex binding and role: a create's
+ * creator first, then its further members; an add's member or members;
+ * nothing for a remove.
+ *
+ * @example
+ * ```ts
+ * for (const m of addedMembers(parseChange(change.text))) console.log(m.member, m.role);
+ * ```
+ */
+export function addedMembers(b: ChangeBody): MemberEntry[] {
+  if (b.op === "remove") return [];
+  const first = b.member === undefined
+    ? []
+    : [{ member: b.member, kex: b.kex!, kexSig: b.kexSig!, role: b.role! }];
+  return [...first, ...(b.adds ?? [])];
 }
 
 function verifyOne(change: SignedChange): ChangeBody {
@@ -253,10 +351,12 @@ function verifyOne(change: SignedChange): ChangeBody {
   if (!isValidPublicKey(by) || !verifySignature(by, utf8(change.text), sig)) {
     throw new MembershipError(`change ${body.seq}: signature by ${body.by} does not verify`);
   }
-  if (body.op !== "remove" && !verifyKexBinding(body.member, body.kex!, body.kexSig!)) {
-    throw new MembershipError(
-      `change ${body.seq}: ${body.member}'s key-exchange key is not bound to its signing key`,
-    );
+  for (const m of addedMembers(body)) {
+    if (!verifyKexBinding(m.member, m.kex, m.kexSig)) {
+      throw new MembershipError(
+        `change ${body.seq}: ${m.member}'s key-exchange key is not bound to its signing key`,
+      );
+    }
   }
   return body;
 }
@@ -310,11 +410,15 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
       // not one a client wrote.
       throw new MembershipError("an encrypted room is always signed");
     }
-    const members = new Map([[b.member, {
-      signPub: b.member,
+    const members = new Map<string, VerifiedMember>([[b.member!, {
+      signPub: b.member!,
       kexPub: b.kex!,
       role: "admin" as const,
     }]]);
+    for (const a of b.adds ?? []) {
+      if (members.has(a.member)) throw new MembershipError("change 0: the creator is added twice");
+      members.set(a.member, { signPub: a.member, kexPub: a.kex, role: a.role });
+    }
     return {
       roomId: b.room,
       subject: b.subject!,
@@ -340,11 +444,16 @@ function apply(prev: RoomState | null, b: ChangeBody, change: SignedChange): Roo
   }
   const members = new Map(prev.members);
   if (b.op === "add") {
-    if (members.has(b.member)) throw new MembershipError(`change ${b.seq}: already a member`);
-    members.set(b.member, { signPub: b.member, kexPub: b.kex!, role: b.role! });
+    for (const a of addedMembers(b)) {
+      if (members.has(a.member)) {
+        throw new MembershipError(`change ${b.seq}: ${a.member} is already a member`);
+      }
+      members.set(a.member, { signPub: a.member, kexPub: a.kex, role: a.role });
+    }
   } else {
-    if (!members.has(b.member)) throw new MembershipError(`change ${b.seq}: not a member`);
-    members.delete(b.member);
+    const gone = b.member!;
+    if (!members.has(gone)) throw new MembershipError(`change ${b.seq}: not a member`);
+    members.delete(gone);
     // A room without an admin could never change again: the new epoch's key
     // must be sealed by an admin of it (§2.5), so the members left would have
     // no key to talk with, and a compromised member could never be removed.

@@ -9,6 +9,8 @@
 
 import { roomStreamName } from "../../lib/auth/acl.ts";
 import {
+  addedMembers,
+  changeHash,
   MembershipError,
   parseChange,
   type RoomState,
@@ -110,20 +112,38 @@ export function everMember(state: RoomState, signPub: string): boolean {
  * ```
  */
 export function stateAfter(state: RoomState, changes: SignedChange[]): RoomStateAfter {
-  const addedBy = new Map<string, { by: string; change: SignedChange }>();
+  const addedBy = new Map<string, { by: string; change: string }>();
   for (const change of changes) {
     const body = parseChange(change.text);
-    if (body.op !== "remove") addedBy.set(body.member, { by: body.by, change });
+    const added = addedMembers(body);
+    for (const m of added) {
+      addedBy.set(m.member, {
+        by: body.by,
+        change: memberProvenance(change, body.seq, added.length),
+      });
+    }
   }
   const members: RoomMemberSpec[] = [];
   for (const [signPub, m] of state.members) {
     const origin = addedBy.get(signPub)!;
-    members.push({
-      signPub,
-      role: m.role,
-      addedBy: origin.by,
-      change: JSON.stringify(origin.change),
-    });
+    members.push({ signPub, role: m.role, addedBy: origin.by, change: origin.change });
   }
   return { members, epoch: state.epoch };
+}
+
+/**
+ * What a member row keeps as the change that added it: the change itself
+ * (JSON `{text, sig}`) when it names one member, else `{seq, hash}` of it. A
+ * change naming N members copied into each of their rows would store N² bytes
+ * (128 members: 4.5 MB in the one KV record of a room's members, over NATS's
+ * max payload); the change is in the room's log, and its hash pins which.
+ *
+ * @example
+ * ```ts
+ * memberProvenance(change, 0, 1); // JSON.stringify(change)
+ * ```
+ */
+export function memberProvenance(change: SignedChange, seq: number, named: number): string {
+  if (named <= 1) return JSON.stringify(change);
+  return JSON.stringify({ seq, hash: changeHash(change) });
 }

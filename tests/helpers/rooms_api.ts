@@ -117,7 +117,7 @@ export function newRoomId(): string {
  */
 export function genesis(
   creator: Identity,
-  opts: { subject: string; room?: string; persist?: boolean },
+  opts: { subject: string; room?: string; persist?: boolean; members?: MemberKeys[] },
 ): SignedChange {
   const body: ChangeBody = {
     room: opts.room ?? newRoomId(),
@@ -130,11 +130,39 @@ export function genesis(
     kex: creator.kexPubHex,
     kexSig: creator.kexSigHex,
     role: "admin",
+    adds: opts.members?.map((m) => entryOf(m, "member")),
     epoch: 0,
     by: creator.signPubHex,
     at: Date.now(),
   };
   return signChange(body, creator.signer);
+}
+
+function entryOf(m: MemberKeys, role: "admin" | "member") {
+  return { member: m.signPubHex, kex: m.kexPubHex, kexSig: m.kexSigHex, role };
+}
+
+/**
+ * The next change of a room adding several members at once (a v2 change),
+ * signed by `by`.
+ *
+ * @example
+ * ```ts
+ * const change = bulkAdd(view, alice, [bob, carol]);
+ * ```
+ */
+export function bulkAdd(view: RoomView, by: Identity, members: MemberKeys[]): SignedChange {
+  const state = verifyLog(view.id, view.changes);
+  return signChange({
+    room: view.id,
+    seq: state.seq + 1,
+    prev: state.head,
+    op: "add",
+    adds: members.map((m) => entryOf(m, "member")),
+    epoch: state.epoch + 1,
+    by: by.signPubHex,
+    at: Date.now(),
+  }, by.signer);
 }
 
 /** The public keys a change names for a member. */

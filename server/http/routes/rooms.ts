@@ -13,6 +13,7 @@
  */
 
 import {
+  addedMembers,
   applyChange,
   type ChangeBody,
   LastAdminError,
@@ -32,7 +33,7 @@ import {
 } from "../../../lib/store/store.ts";
 import type { Limits } from "../../limits.ts";
 import { type RoomStreams, StreamStorageFullError } from "../../rooms/streams.ts";
-import { roomView, stateAfter, verifiedRoom } from "../../rooms/state.ts";
+import { memberProvenance, roomView, stateAfter, verifiedRoom } from "../../rooms/state.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
   asObject,
@@ -162,7 +163,11 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
   };
 
   /** The caller's registered kex must be the one the change names; registers it if none. */
-  const requireKex = async (signPub: string, b: ChangeBody, unknown: string) => {
+  const requireKex = async (
+    signPub: string,
+    b: { kex?: string; kexSig?: string },
+    unknown: string,
+  ) => {
     const user = await store.getUser(signPub);
     if (!user || user.status !== "active") {
       throw badRequest(`${signPub} is not an active user`, unknown);
@@ -221,6 +226,11 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         if (conflict) throw conflict;
         await requireRoomQuota(caller, b.policy!.persist);
         await requireKex(caller, b, "unknown_user");
+        // A room created with members (one v2 change): each must be an
+        // active user whose registered kex is the one the change names,
+        // exactly as for an add, or the room would seal keys to a stranger.
+        const joining = addedMembers(b).slice(1);
+        for (const m of joining) await requireKex(m.member, m, "unknown_member");
         let room: Room;
         try {
           // The room, its genesis change and its creator as admin are one
@@ -232,12 +242,20 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
             createdBy: caller,
           }, {
             change,
-            members: [{
-              signPub: caller,
-              role: "admin",
-              addedBy: caller,
-              change: JSON.stringify(change),
-            }],
+            members: [
+              {
+                signPub: caller,
+                role: "admin",
+                addedBy: caller,
+                change: memberProvenance(change, 0, joining.length + 1),
+              },
+              ...joining.map((m) => ({
+                signPub: m.member,
+                role: m.role,
+                addedBy: caller,
+                change: memberProvenance(change, 0, joining.length + 1),
+              })),
+            ],
           });
         } catch (err) {
           // Another request (or node) took the id or subject since we looked.
@@ -267,7 +285,12 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
             throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
           }
         }
-        log.info("room created", { room: room.id, subject: room.subject, by: caller });
+        log.info("room created", {
+          room: room.id,
+          subject: room.subject,
+          by: caller,
+          members: joining.length + 1,
+        });
         recheck();
         return json(201, await roomView(store, room));
       }));
@@ -308,7 +331,8 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         if (err instanceof MembershipError) throw invalidChange(err.message);
         throw err;
       }
-      if (b.op === "add") await requireKex(b.member, b, "unknown_member");
+      const added = addedMembers(b);
+      for (const m of added) await requireKex(m.member, m, "unknown_member");
       try {
         // The change and the member set after it in one store write, which
         // is the compare-and-set across nodes: the local lock only spares
@@ -321,9 +345,17 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         if (err instanceof NotFoundError) throw notFound("room");
         throw err;
       }
-      log.info("room changed", { room: id, seq: b.seq, op: b.op, member: b.member, by: caller });
+      const named = b.member !== undefined ? [b.member] : added.map((m) => m.member);
+      log.info("room changed", {
+        room: id,
+        seq: b.seq,
+        op: b.op,
+        member: named.length === 1 ? named[0] : undefined,
+        members: named.length,
+        by: caller,
+      });
       recheck();
-      notify(id, [...next.members.keys(), b.member]);
+      notify(id, [...new Set([...next.members.keys(), ...named])]);
       const now = await store.getRoom(id);
       return json(200, await roomView(store, now ?? room));
     });
