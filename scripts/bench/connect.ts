@@ -10,8 +10,8 @@ import { connect } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "../../tests/helpers/serve_store.ts";
 import { summarize, type Summary } from "./stats.ts";
 
 async function timeConnects(
@@ -30,23 +30,29 @@ async function timeConnects(
   return times;
 }
 
-/** Runs the benchmark; `n` connects per mode. */
-export async function benchConnect(n: number): Promise<{ auth: Summary; noAuth: Summary }> {
-  const enforce = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
-  let auth: number[];
+/**
+ * Connects through the callout of an enforce-mode serve on `store`, for a
+ * user of no rooms.
+ */
+async function enforceConnects(n: number, store: StoreKind): Promise<number[]> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-bench-connect-" });
+  const idFile = `${dir}/internal.id`;
+  const enforce = await startServe({
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(store, idFile)],
+  });
   try {
-    const store = await openSqliteStore(`${enforce.dataDir}/unibus.db`);
+    const s = await openServeStore(enforce, store, idFile);
     const id = generateIdentity("bench");
-    await store.addUser({
+    await s.addUser({
       signPub: id.signPubHex,
       handle: "bench",
       role: "member",
       kexPub: id.kexPubHex,
       kexSig: id.kexSigHex,
     });
-    await store.close();
+    await s.close();
     const kp = new NativeNkeyPair(Prefix.User, id.signSeed);
-    auth = await timeConnects(n, () =>
+    return await timeConnects(n, () =>
       connect({
         servers: `127.0.0.1:${enforce.natsPort}`,
         authenticator: busUserAuthenticator(kp),
@@ -54,7 +60,16 @@ export async function benchConnect(n: number): Promise<{ auth: Summary; noAuth: 
       }));
   } finally {
     await enforce.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Runs the benchmark; `n` connects per mode. */
+export async function benchConnect(
+  n: number,
+): Promise<{ auth: Summary; authKv: Summary; noAuth: Summary }> {
+  const auth = await enforceConnects(n, "sqlite");
+  const authKv = await enforceConnects(n, "kv");
   const open = await startServe();
   let noAuth: number[];
   try {
@@ -62,5 +77,5 @@ export async function benchConnect(n: number): Promise<{ auth: Summary; noAuth: 
   } finally {
     await open.stop();
   }
-  return { auth: summarize(auth), noAuth: summarize(noAuth) };
+  return { auth: summarize(auth), authKv: summarize(authKv), noAuth: summarize(noAuth) };
 }

@@ -3,8 +3,8 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=connect,e2e,flood,primitives,scale (default all but
- * scale), --repeat=N (E2E runs, reported as min / median / max),
+ * Options: --only=callout,connect,e2e,flood,primitives,ready,scale
+ * (default all but scale), --repeat=N (also the room-ready runs) (E2E runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts.
  *
@@ -12,10 +12,11 @@
  */
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
+import { benchCalloutStages } from "./callout_stages.ts";
 import { benchConnect } from "./connect.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchPrimitives } from "./primitives.ts";
-import { benchScale, scaleReport } from "./scale.ts";
+import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
 
@@ -23,7 +24,7 @@ installConnectionResetGuard();
 const flag = (name: string, fallback: string) =>
   Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
 const json = Deno.args.includes("--json");
-const only = new Set(flag("only", "connect,e2e,flood,primitives").split(","));
+const only = new Set(flag("only", "callout,connect,e2e,flood,primitives,ready").split(","));
 const n = Number(flag("connects", "500"));
 const count = Number(flag("messages", "200000"));
 const pings = Number(flag("pings", "2000"));
@@ -47,6 +48,15 @@ if (only.has("primitives")) {
   out.push("");
 }
 
+if (only.has("callout")) {
+  const stages = await benchCalloutStages(2000);
+  results.callout = stages;
+  out.push("The callout's stages, one process, SQLite store, µs (2000 each):", "");
+  out.push("| stage | p50 | p99 |", "|---|---|---|");
+  for (const s of stages) out.push(`| ${s.stage} | ${s.us.p50} | ${s.us.p99} |`);
+  out.push("");
+}
+
 if (only.has("connect")) {
   const connects = await benchConnect(n);
   results.connects = connects;
@@ -57,7 +67,8 @@ if (only.has("connect")) {
     "",
     "| connect | n | p50 | p90 | p99 | max |",
     "|---|---|---|---|---|---|",
-    row("enforce: nkey + auth callout", connects.auth),
+    row("enforce: nkey + auth callout, SQLite store", connects.auth),
+    row("enforce: nkey + auth callout, KV store", connects.authKv),
     row("auth off (no credentials)", connects.noAuth),
     "",
   );
@@ -102,6 +113,24 @@ if (only.has("e2e")) {
     `| E2E − raw, p50 | ${spread(runs.map((r) => r.e2eLat.p50 - r.rawLat.p50), 3)} | | ${
       spread(runs.map((r) => r.e2eLat.p99 / r.rawLat.p99), 2)
     } (p99 ratio) |`,
+    "",
+  );
+}
+
+if (only.has("ready")) {
+  const runs: Array<Awaited<ReturnType<typeof benchRoomReady>>> = [];
+  for (let i = 0; i < repeat; i++) runs.push(await benchRoomReady([2, 8, 32]));
+  results.ready = runs;
+  out.push(
+    `Room ready (encrypted; created, every member added, its key sealed), ms, ${repeat} runs (min / median / max):`,
+    "",
+    "| members | one addMember each | createRoom with members (one change) |",
+    "|---|---|---|",
+    ...runs[0].map((r, i) =>
+      `| ${r.members} | ${spread(runs.map((x) => x[i].oneByOneMs))} | ${
+        spread(runs.map((x) => x[i].bulkMs))
+      } |`
+    ),
     "",
   );
 }

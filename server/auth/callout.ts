@@ -152,9 +152,11 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
     nkey: req.connect_opts?.nkey,
   };
   let answer;
+  let admitted: (() => void) | null = null;
   try {
-    const jwt = await admit(opts, req, stats);
+    const { jwt, record } = await admit(opts, req, stats);
     answer = { jwt };
+    admitted = record;
     stats.allowed++;
   } catch (err) {
     const reason = err instanceof Denied ? err.message : "authorization unavailable";
@@ -169,6 +171,12 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   msg.respond(
     await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
   );
+  // Recorded after the answer is on its way: registering a session starts the
+  // enforcer's re-check of the user (two more store reads), which competed
+  // with encoding the answer (+0.2 ms p50 per connect). Nothing is lost by
+  // the order: that re-check reads the store after the session is known, so
+  // a change made at any point since our reads is still caught by it.
+  admitted?.();
   opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
@@ -195,7 +203,11 @@ export function jwtName(handle: string): string {
   );
 }
 
-async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats): Promise<string> {
+async function admit(
+  opts: CalloutOptions,
+  req: AuthRequest,
+  stats: CalloutStats,
+): Promise<{ jwt: string; record: () => void }> {
   const nkey = req.connect_opts?.nkey;
   const sigText = req.connect_opts?.sig;
   const nonce = req.client_info?.nonce;
@@ -246,23 +258,25 @@ async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats
     // the server rejects: aud places the user in the app account.
     { aud: APP_ACCOUNT },
   );
-  if (typeof req.client_info?.id === "number") {
-    const session = {
+  const record = () => {
+    if (typeof req.client_info?.id === "number") {
+      const session = {
+        signPub: signPubHex,
+        serverId: req.server_id.id,
+        cid: req.client_info.id,
+        permissions,
+        admittedAt: Date.now(),
+      };
+      if (opts.grant) opts.grant(session);
+      else opts.sessions.add(session);
+    }
+    opts.log.info("connection admitted", {
+      handle: user.handle,
       signPub: signPubHex,
-      serverId: req.server_id.id,
-      cid: req.client_info.id,
-      permissions,
-      admittedAt: Date.now(),
-    };
-    if (opts.grant) opts.grant(session);
-    else opts.sessions.add(session);
-  }
-  opts.log.info("connection admitted", {
-    handle: user.handle,
-    signPub: signPubHex,
-    cid: req.client_info?.id,
-    rooms: granted.length,
-    roomsLeftOut: inexpressible.length,
-  });
-  return jwt;
+      cid: req.client_info?.id,
+      rooms: granted.length,
+      roomsLeftOut: inexpressible.length,
+    });
+  };
+  return { jwt, record };
 }

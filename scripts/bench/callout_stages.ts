@@ -1,0 +1,95 @@
+/**
+ * Where a callout answer's time goes, in one process: each stage of
+ * server/auth/callout.ts's `admit` and `handle` timed alone, many times,
+ * against a real SQLite store (p50 / p99 µs). Run by `--only=callout`.
+ *
+ * @module
+ */
+
+import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
+import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
+import { encodePublicNkey, NativeNkeyPair, natsAuthMessage, Prefix } from "../../lib/auth/nkey.ts";
+import { verifySignature } from "../../lib/crypto/ed25519.ts";
+import { generateIdentity } from "../../lib/identity/identity.ts";
+import { openSqliteStore } from "../../lib/store/sqlite.ts";
+import { summarize, type Summary } from "./stats.ts";
+
+/** One stage's latency. */
+export interface StageResult {
+  stage: string;
+  us: Summary;
+}
+
+async function time(n: number, fn: () => unknown | Promise<unknown>): Promise<Summary> {
+  for (let i = 0; i < 50; i++) await fn();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    out.push((performance.now() - t) * 1000);
+  }
+  return summarize(out);
+}
+
+/**
+ * Times the callout's stages `n` times each.
+ *
+ * @example
+ * ```ts
+ * for (const s of await benchCalloutStages(2000)) console.log(s.stage, s.us.p50);
+ * ```
+ */
+export async function benchCalloutStages(n: number): Promise<StageResult[]> {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-bench-callout-" });
+  const store = await openSqliteStore(`${dir}/unibus.db`);
+  try {
+    const id = generateIdentity("bench");
+    await store.addUser({
+      signPub: id.signPubHex,
+      handle: "bench",
+      role: "member",
+      kexPub: id.kexPubHex,
+      kexSig: id.kexSigHex,
+    });
+    const issuer = new NativeNkeyPair(Prefix.Account, crypto.getRandomValues(new Uint8Array(32)));
+    const server = new NativeNkeyPair(Prefix.Server, crypto.getRandomValues(new Uint8Array(32)));
+    const userNkey = encodePublicNkey(Prefix.User, id.signPub);
+    const nonce = "abcdefghijklmnopqrstuv";
+    const sig = id.signer.sign(natsAuthMessage(nonce));
+    const perms = userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted);
+    const jwtUser = () =>
+      encodeUser("bench", userNkey, issuer, { pub: perms.pub, sub: perms.sub }, { aud: "APP" });
+    const jwt = await jwtUser();
+    const stages: Array<[string, () => unknown]> = [
+      ["nonce signature verify", () => verifySignature(id.signPub, natsAuthMessage(nonce), sig)],
+      ["store: getUser", () => store.getUser(id.signPubHex)],
+      ["store: listRoomsForMember", () => store.listRoomsForMember(id.signPubHex)],
+      [
+        "store: both at once",
+        () => Promise.all([store.getUser(id.signPubHex), store.listRoomsForMember(id.signPubHex)]),
+      ],
+      ["ACL build", () => userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
+      ["user JWT (encodeUser)", jwtUser],
+      [
+        "response JWT (encodeAuthorizationResponse)",
+        () => encodeAuthorizationResponse(userNkey, server.getPublicKey(), issuer, { jwt }, {}),
+      ],
+      [
+        "SHA-512 via WebCrypto (the jti, 2 per answer)",
+        () => crypto.subtle.digest("SHA-512", new TextEncoder().encode(jwt)),
+      ],
+    ];
+    const out: StageResult[] = [];
+    for (const [stage, fn] of stages) out.push({ stage, us: await time(n, fn) });
+    return out;
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  for (const s of await benchCalloutStages(Number(Deno.args[0] ?? 2000))) {
+    console.log(`${s.stage}\tp50 ${s.us.p50}\tp99 ${s.us.p99}\tmax ${s.us.max}`);
+  }
+}
