@@ -9,7 +9,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { generateSeed, keyPairFromSeed } from "../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../lib/identity/identity.ts";
 import { concatBytes, lengthPrefixed, toHex, u16, u32, utf8 } from "../lib/e2e/bytes.ts";
-import { aeadDecrypt, aeadEncrypt } from "../lib/e2e/aead.ts";
+import { aeadDecrypt, aeadEncrypt, aeadEncryptInto } from "../lib/e2e/aead.ts";
 import { openBox, SEAL_OVERHEAD, sealBox } from "../lib/e2e/sealed_box.ts";
 import {
   Chain,
@@ -518,4 +518,26 @@ Deno.test("packet: a timed packet signs its send time after the nonce (flag bit 
   shifted[87] ^= 1;
   assertEquals(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, shifted)), null);
   assert(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, timed.header)) !== null);
+});
+
+Deno.test("packet: large frames streamed through the cipher give the same packet as one joined body", () => {
+  const s = setup();
+  // Averaging 8 KiB a frame (streamed) with one small frame among them.
+  const frames = [rand(8192), utf8("small"), rand(16384)];
+  const nonce = rand(12);
+  const key = s.chain.keyFor(0);
+  const bytes = encodePacket(s.ctx, { index: 0, firstFrame: 0, key }, frames, nonce);
+  const packet = decodePacket(s.ctx.roomId, bytes);
+  assertEquals(openPacket(s.ctx.roomId, packet, key)!.map(toHex), frames.map(toHex));
+  // The body is exactly the AEAD of the frames' layout, as one call makes it.
+  const layout = concatBytes(...frames.flatMap((f) => [u32(f.length), f]));
+  assertEquals(
+    toHex(packet.body),
+    toHex(aeadEncrypt(key, nonce, layout, bodyAad(s.ctx.roomId, packet.header))),
+  );
+  // And aeadEncryptInto refuses a destination of the wrong size.
+  assertThrows(
+    () => aeadEncryptInto(key, nonce, [layout], new Uint8Array(0), new Uint8Array(layout.length)),
+    RangeError,
+  );
 });

@@ -36,15 +36,45 @@ export function aeadEncrypt(
   plaintext: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array {
-  const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG_BYTES });
-  c.setAAD(aad, { plaintextLength: plaintext.length });
-  const body = c.update(plaintext);
-  c.final();
-  const tag = c.getAuthTag();
-  const out = new Uint8Array(body.length + TAG_BYTES);
-  out.set(body);
-  out.set(tag, body.length);
+  const out = new Uint8Array(plaintext.length + TAG_BYTES);
+  aeadEncryptInto(key, nonce, [plaintext], aad, out);
   return out;
+}
+
+/**
+ * Encrypts the concatenation of `parts` (streamed through one cipher, never
+ * joined) and writes ciphertext || tag into `dest`, which must be exactly
+ * that long. Saves a large packet's body two copies: the joined plaintext and
+ * a ciphertext buffer that would be copied again into the packet.
+ *
+ * @example
+ * ```ts
+ * aeadEncryptInto(key, nonce, [lengthPrefix, frame], aad, packet.subarray(80, end));
+ * ```
+ */
+export function aeadEncryptInto(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  parts: Uint8Array[],
+  aad: Uint8Array,
+  dest: Uint8Array,
+): void {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (dest.length !== length + TAG_BYTES) throw new RangeError("dest must fit ciphertext and tag");
+  const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG_BYTES });
+  c.setAAD(aad, { plaintextLength: length });
+  let at = 0;
+  for (const p of parts) {
+    const chunk = c.update(p);
+    dest.set(chunk, at);
+    at += chunk.length;
+  }
+  const rest = c.final();
+  dest.set(rest, at);
+  at += rest.length;
+  if (at !== length) throw new Error("the cipher returned a ciphertext of another length");
+  dest.set(c.getAuthTag(), at);
 }
 
 /**
