@@ -85,13 +85,31 @@ export interface Throughput {
   mbPerSec: number;
 }
 
-async function throughput(
+/**
+ * Publisher → subscriber throughput of one pair of workers; `cfg.pubUrl` and
+ * `cfg.pubCtrl` put the publisher on another node than the subscriber.
+ *
+ * @example
+ * ```ts
+ * const t = await throughput("raw", { url, subject: "bench.raw", count: 1000, size: 256 });
+ * ```
+ */
+export async function throughput(
   prefix: "raw" | "e2e",
   cfg: Record<string, unknown>,
 ): Promise<Throughput> {
   const sub = spawnWorker(`${prefix}-sub`, cfg);
   await sub.next(); // ready
-  const pub = spawnWorker(`${prefix}-pub`, { ...cfg, identity: cfg.pubIdentity ?? cfg.identity });
+  // Across nodes the subscription's interest reaches the publisher's node a
+  // moment later (route propagation); messages sent before it are dropped.
+  const settle = cfg.settleMs;
+  if (typeof settle === "number") await new Promise((r) => setTimeout(r, settle));
+  const pub = spawnWorker(`${prefix}-pub`, {
+    ...cfg,
+    identity: cfg.pubIdentity ?? cfg.identity,
+    url: cfg.pubUrl ?? cfg.url,
+    ctrl: cfg.pubCtrl ?? cfg.ctrl,
+  });
   const res = await sub.next() as { received: number; ms: number };
   await pub.next();
   await Promise.all([sub.child.status, pub.child.status]);
@@ -105,7 +123,16 @@ async function throughput(
   };
 }
 
-async function latency(
+/**
+ * Round-trip latency: an echo worker and a ping worker (each on the node its
+ * config names).
+ *
+ * @example
+ * ```ts
+ * const lat = await latency("raw", { url, subject: "p" }, { url, subject: "p", count: 100, size: 256 });
+ * ```
+ */
+export async function latency(
   prefix: "raw" | "e2e",
   echoCfg: Record<string, unknown>,
   pingCfg: Record<string, unknown>,

@@ -3,8 +3,8 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,connect,e2e,flood,primitives,ready,scale
- * (default all but scale), --repeat=N (also the room-ready runs) (E2E runs, reported as min / median / max),
+ * Options: --only=callout,cluster,connect,e2e,flood,primitives,ready,scale
+ * (default all but cluster and scale), --repeat=N (also the room-ready runs) (E2E runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts.
  *
@@ -13,6 +13,7 @@
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchCalloutStages } from "./callout_stages.ts";
+import { benchCluster } from "./cluster.ts";
 import { benchConnect } from "./connect.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchPrimitives } from "./primitives.ts";
@@ -131,6 +132,33 @@ if (only.has("ready")) {
         spread(runs.map((x) => x[i].bulkMs))
       } |`
     ),
+    "",
+  );
+}
+
+if (only.has("cluster")) {
+  const runs: Array<Awaited<ReturnType<typeof benchCluster>>> = [];
+  const n = Number(flag("messages", "50000"));
+  for (let i = 0; i < repeat; i++) runs.push(await benchCluster(n, pings, sizes));
+  results.cluster = runs;
+  out.push(
+    `E2E on one node (KV store) and on three nodes (publisher and requester on node 1, subscriber and replier on node 2), ${repeat} runs (min / median / max):`,
+    "",
+    "| measure | one node | three nodes | three : one |",
+    "|---|---|---|---|",
+    ...sizes.map((size, i) =>
+      `| ${size} B msgs/s | ${spread(runs.map((r) => r.single.tput[i].msgsPerSec))} | ${
+        spread(runs.map((r) => r.cluster.tput[i].msgsPerSec))
+      } | ${
+        spread(runs.map((r) => r.cluster.tput[i].msgsPerSec / r.single.tput[i].msgsPerSec), 2)
+      } |`
+    ),
+    `| round trip p50 ms | ${spread(runs.map((r) => r.single.lat.p50), 3)} | ${
+      spread(runs.map((r) => r.cluster.lat.p50), 3)
+    } | ${spread(runs.map((r) => r.cluster.lat.p50 / r.single.lat.p50), 2)} |`,
+    `| round trip p99 ms | ${spread(runs.map((r) => r.single.lat.p99), 3)} | ${
+      spread(runs.map((r) => r.cluster.lat.p99), 3)
+    } | ${spread(runs.map((r) => r.cluster.lat.p99 / r.single.lat.p99), 2)} |`,
     "",
   );
 }
