@@ -35,6 +35,7 @@ import { subjectViolation } from "../grammar.ts";
 import { NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
+import { DialPacing } from "./dial_pacing.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -180,6 +181,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
     }
   }
   const kp = new NativeNkeyPair(Prefix.User, opts.identity.signSeed);
+  const pacing = new DialPacing(opts.tls !== undefined);
   let nc: NatsConnection;
   try {
     nc = await natsConnect({
@@ -189,7 +191,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       name: opts.name ??
         `unibus-client-${opts.identity.handle ?? opts.identity.signPubHex.slice(0, 8)}`,
       maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
+      reconnectDelayHandler: pacing.delay,
       tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
       timeout: 5000,
     });
@@ -200,7 +202,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       { cause: err },
     );
   }
-  return new UnibusClient(opts.identity, nc, control, state);
+  return new UnibusClient(opts.identity, nc, control, state, pacing);
 }
 
 /**
@@ -222,17 +224,20 @@ export class UnibusClient {
   #subs = new Map<string, Set<NatsSubscription>>();
 
   readonly #state: ReceiveState | null;
+  readonly #pacing: DialPacing | null;
 
   constructor(
     identity: Identity,
     nc: NatsConnection,
     control: ControlPlaneClient,
     receiveState: ReceiveState | null = null,
+    pacing: DialPacing | null = null,
   ) {
     this.identity = identity;
     this.#nc = nc;
     this.#control = control;
     this.#state = receiveState;
+    this.#pacing = pacing;
     receiveState?.source(() =>
       new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
     );
@@ -305,6 +310,7 @@ export class UnibusClient {
           10_000,
         );
         try {
+          this.#pacing?.immediateOnce();
           await this.#nc.reconnect();
           await back.promise;
         } finally {
