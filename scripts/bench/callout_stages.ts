@@ -13,6 +13,7 @@ import { verifySignature } from "../../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { summarize, type Summary } from "./stats.ts";
+import { addBenchUsers } from "./users.ts";
 
 /** One stage's latency. */
 export interface StageResult {
@@ -44,13 +45,7 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
   const store = await openSqliteStore(`${dir}/unibus.db`);
   try {
     const id = generateIdentity("bench");
-    await store.addUser({
-      signPub: id.signPubHex,
-      handle: "bench",
-      role: "member",
-      kexPub: id.kexPubHex,
-      kexSig: id.kexSigHex,
-    });
+    await addBenchUsers(store, [id], "bench");
     const issuer = new NativeNkeyPair(Prefix.Account, crypto.getRandomValues(new Uint8Array(32)));
     const server = new NativeNkeyPair(Prefix.Server, crypto.getRandomValues(new Uint8Array(32)));
     const userNkey = encodePublicNkey(Prefix.User, id.signPub);

@@ -16,6 +16,7 @@ import { startServeCluster } from "../../tests/helpers/cluster.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { countFor, latency, type Throughput, throughput } from "./e2e.ts";
 import type { Summary } from "./stats.ts";
+import { addBenchUsers } from "./users.ts";
 
 /** One topology's figures. */
 export interface TopologyResult {
@@ -47,15 +48,7 @@ async function measure(
     });
     const store = await openStore({ kind: "kv", nc, replicas, ownsConnection: true });
     try {
-      for (const [i, id] of ids.entries()) {
-        await store.addUser({
-          signPub: id.signPubHex,
-          handle: `bench-${i}`,
-          role: "member",
-          kexPub: id.kexPubHex,
-          kexSig: id.kexSigHex,
-        });
-      }
+      await addBenchUsers(store, ids, "bench");
     } finally {
       await store.close();
     }

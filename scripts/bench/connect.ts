@@ -13,6 +13,7 @@ import { generateIdentity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { openServeStore, storeArgs, type StoreKind } from "../../tests/helpers/serve_store.ts";
 import { summarize, type Summary } from "./stats.ts";
+import { addBenchUsers } from "./users.ts";
 
 async function timeConnects(
   n: number,
@@ -43,13 +44,7 @@ async function enforceConnects(n: number, store: StoreKind): Promise<number[]> {
   try {
     const s = await openServeStore(enforce, store, idFile);
     const id = generateIdentity("bench");
-    await s.addUser({
-      signPub: id.signPubHex,
-      handle: "bench",
-      role: "member",
-      kexPub: id.kexPubHex,
-      kexSig: id.kexSigHex,
-    });
+    await addBenchUsers(s, [id], "bench");
     await s.close();
     const kp = new NativeNkeyPair(Prefix.User, id.signSeed);
     return await timeConnects(n, () =>

@@ -7,6 +7,28 @@
 
 import type { Identity } from "../../lib/identity/identity.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
+import type { Store } from "../../lib/store/store.ts";
+
+/**
+ * Allowlists `ids` (members, with their kex keys) in `store`, handles
+ * `<prefix>-<i>`.
+ *
+ * @example
+ * ```ts
+ * await addBenchUsers(store, [generateIdentity("a")], "bench");
+ * ```
+ */
+export async function addBenchUsers(store: Store, ids: Identity[], prefix: string) {
+  for (const [i, id] of ids.entries()) {
+    await store.addUser({
+      signPub: id.signPubHex,
+      handle: `${prefix}-${i}`,
+      role: "member",
+      kexPub: id.kexPubHex,
+      kexSig: id.kexSigHex,
+    });
+  }
+}
 
 /**
  * Allowlists `ids` (with their kex keys) in the SQLite store under `dataDir`.
@@ -19,15 +41,7 @@ import { openSqliteStore } from "../../lib/store/sqlite.ts";
 export async function registerUsers(dataDir: string, ids: Identity[], prefix: string) {
   const store = await openSqliteStore(`${dataDir}/unibus.db`);
   try {
-    for (const [i, id] of ids.entries()) {
-      await store.addUser({
-        signPub: id.signPubHex,
-        handle: `${prefix}-${i}`,
-        role: "member",
-        kexPub: id.kexPubHex,
-        kexSig: id.kexSigHex,
-      });
-    }
+    await addBenchUsers(store, ids, prefix);
   } finally {
     await store.close();
   }
