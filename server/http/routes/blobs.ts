@@ -8,7 +8,7 @@
  */
 
 import { BlobExistsError, NotFoundError, type Store } from "../../../lib/store/store.ts";
-import type { Limits } from "../../limits.ts";
+import { type Limits, MAX_BLOB_BYTES } from "../../limits.ts";
 import { HttpError, json, readBody, type Route } from "../app.ts";
 import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
 import { memberRoom } from "./rooms.ts";
@@ -24,8 +24,7 @@ export interface BlobRouteDeps {
   locks?: KeyedLock;
 }
 
-/** Default largest blob: 8 MiB. */
-export const MAX_BLOB_BYTES = 8 * 1024 * 1024;
+export { MAX_BLOB_BYTES };
 
 function newBlobId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
