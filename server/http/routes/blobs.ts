@@ -12,6 +12,7 @@ import { type Limits, MAX_BLOB_BYTES } from "../../limits.ts";
 import { HttpError, json, readBody, type Route } from "../app.ts";
 import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
 import { memberRoom } from "./rooms.ts";
+import { verifiedRoom } from "../../rooms/state.ts";
 
 /** What the blob routes need. */
 export interface BlobRouteDeps {
@@ -32,7 +33,7 @@ function newBlobId(): string {
 }
 
 /**
- * `POST /v1/rooms/:id/blobs` and `GET /v1/blobs/:id`.
+ * `POST /v1/rooms/:id/blobs`, `GET /v1/blobs/:id` and `DELETE /v1/blobs/:id`.
  *
  * @example
  * ```ts
@@ -118,6 +119,41 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
             "cache-control": "no-store",
           },
         });
+      }),
+    },
+    {
+      method: "DELETE",
+      path: "/v1/blobs/:id",
+      handler: storeErrors(async (_req, ctx) => {
+        const caller = callerOf(ctx);
+        const id = ctx.params.id;
+        if (!ID32.test(id)) throw notFound("blob");
+        // A blob counts against its uploader's quota until it is deleted, so
+        // the uploader may always delete it, also after leaving the room or
+        // being removed (else the slot is lost for good). A room admin may
+        // too, to clean up after members. Anyone else who is not in the room
+        // gets the same 404 as for a blob that does not exist.
+        const meta = await store.getBlobMeta(id);
+        const member = meta ? await store.getMember(meta.roomId, caller) : null;
+        if (!meta || (meta.owner !== caller && !member)) throw notFound("blob");
+        if (meta.owner !== caller) {
+          const { state } = await verifiedRoom(store, meta.roomId);
+          if (state.members.get(caller)?.role !== "admin") {
+            throw new HttpError(
+              403,
+              "not_allowed",
+              "only the blob's uploader or an admin of its room may delete it",
+            );
+          }
+        }
+        try {
+          await store.deleteBlob(id);
+        } catch (err) {
+          // Deleted meanwhile (by the room's deletion or another request).
+          if (err instanceof NotFoundError) throw notFound("blob");
+          throw err;
+        }
+        return new Response(null, { status: 204 });
       }),
     },
   ];
