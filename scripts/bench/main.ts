@@ -8,32 +8,57 @@
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchConnect } from "./connect.ts";
+import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
 
 installConnectionResetGuard();
 const json = Deno.args.includes("--json");
-const n = Number(Deno.args.find((a) => a.startsWith("--connects="))?.split("=")[1] ?? 500);
+const arg = (name: string, d: number) =>
+  Number(Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? d);
+const n = arg("connects", 500);
+const count = arg("messages", 200_000);
+const pings = arg("pings", 2000);
+const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+const machine =
+  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}; ` +
+  `load average at start ${(await Deno.readTextFile("/proc/loadavg")).split(" ")[0]}.`;
 
-const count = Number(Deno.args.find((a) => a.startsWith("--messages="))?.split("=")[1] ?? 200_000);
-const pings = Number(Deno.args.find((a) => a.startsWith("--pings="))?.split("=")[1] ?? 2000);
+// The control-plane comparison (SQLite vs KV) first: `--only=control-plane`
+// runs it alone.
+const controlPlane = await benchControlPlane({
+  requests: arg("cp-requests", 200),
+  connects: arg("cp-connects", 200),
+  revokes: arg("cp-revokes", 10),
+  repeat: arg("cp-repeat", 3),
+});
+if (Deno.args.includes("--only=control-plane")) {
+  console.log(
+    json
+      ? JSON.stringify({ cpu, controlPlane }, null, 2)
+      : `${machine}\n\n${controlPlaneTable(controlPlane)}`,
+  );
+  Deno.exit(0);
+}
 const connects = await benchConnect(n);
 const e2e = await benchE2E(count, pings);
-const floodParallel = Number(
-  Deno.args.find((a) => a.startsWith("--flood="))?.split("=")[1] ?? 40,
-);
-const flood = await benchUploadFlood(floodParallel, 5);
-const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+const flood = await benchUploadFlood(arg("flood", 40), 5);
 if (json) {
   console.log(
-    JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects, e2e, flood }, null, 2),
+    JSON.stringify(
+      { cpu, cores: navigator.hardwareConcurrency, connects, e2e, flood, controlPlane },
+      null,
+      2,
+    ),
   );
 } else {
   const row = (name: string, s: typeof connects.auth) =>
     `| ${name} | ${s.n} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.max} |`;
   console.log(
     [
-      `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}.`,
+      machine,
+      "",
+      controlPlaneTable(controlPlane),
       "",
       "Connect (TCP + INFO + CONNECT + PING/PONG, then close), milliseconds:",
       "",
