@@ -13,8 +13,6 @@ import type { RoomView } from "../server/rooms/state.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
 import { as, type Bus, genesis, startBus, stopBus } from "./helpers/rooms_api.ts";
-import { startServe } from "./helpers/serve_process.ts";
-import { openServeStore, type StoreKind } from "./helpers/serve_store.ts";
 
 const MiB = 1024 * 1024;
 
@@ -24,36 +22,6 @@ interface QuotaError {
   limit: string;
   max: number;
   used: number;
-}
-
-/**
- * A bus on `kind`: on KV the counts come from the creator/owner hints of
- * `lib/store/kv.ts` (invariant 5), so the same quotas are checked there too.
- */
-async function quotaBus(kind: StoreKind, extraArgs: string[]): Promise<Bus> {
-  if (kind === "sqlite") return await startBus(extraArgs);
-  const dataDir = await Deno.makeTempDir({ prefix: "unibus-quota-kv-" });
-  const idFile = `${dataDir}/internal.id`;
-  const s = await startServe({
-    dataDir,
-    extraArgs: [
-      "--bus-auth",
-      "enforce",
-      "--store",
-      "kv",
-      "--internal-id-file",
-      idFile,
-      ...extraArgs,
-    ],
-  });
-  const store = await openServeStore(s, "kv", idFile);
-  const stop = s.stop;
-  s.stop = async () => {
-    const status = await stop();
-    await Deno.remove(dataDir, { recursive: true });
-    return status;
-  };
-  return { s, store };
 }
 
 function create(bus: Bus, who: Identity, subject: string, persist: boolean) {
@@ -152,9 +120,10 @@ Deno.test("a persisted room reserves --room-stream-max-bytes, and a full JetStre
   }
 });
 
+// On KV the counts come from the creator/owner hints (lib/store/kv.ts, invariant 5).
 for (const kind of ["sqlite", "kv"] as const) {
   Deno.test(`rooms: --max-rooms-per-user counts every room a user created, deleted ones free a place (${kind})`, async () => {
-    const bus = await quotaBus(kind, ["--max-rooms-per-user", "2"]);
+    const bus = await startBus(["--max-rooms-per-user", "2"], kind);
     try {
       const alice = (await addBusUser(bus.store, "alice")).identity;
       const bob = (await addBusUser(bus.store, "bob")).identity;
@@ -175,12 +144,10 @@ for (const kind of ["sqlite", "kv"] as const) {
   });
 
   Deno.test(`blobs: count and bytes per user are bounded (429 naming the quota), other users unaffected (${kind})`, async () => {
-    const bus = await quotaBus(kind, [
-      "--max-blobs-per-user",
-      "3",
-      "--max-blob-bytes-per-user",
-      "20MiB",
-    ]);
+    const bus = await startBus(
+      ["--max-blobs-per-user", "3", "--max-blob-bytes-per-user", "20MiB"],
+      kind,
+    );
     try {
       const alice = (await addBusUser(bus.store, "alice")).identity;
       const bob = (await addBusUser(bus.store, "bob")).identity;

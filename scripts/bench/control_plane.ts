@@ -20,9 +20,8 @@ import { generateIdentity, type Identity } from "../../lib/identity/identity.ts"
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import type { Store } from "../../lib/store/store.ts";
 import type { RoomView } from "../../server/rooms/state.ts";
-import { as, genesis, nextChange } from "../../tests/helpers/rooms_api.ts";
-import { startServe } from "../../tests/helpers/serve_process.ts";
-import { openServeStore, storeArgs, type StoreKind } from "../../tests/helpers/serve_store.ts";
+import { as, genesis, nextChange, startBus, stopBus } from "../../tests/helpers/rooms_api.ts";
+import type { StoreKind } from "../../tests/helpers/serve_store.ts";
 import { summarize, type Summary } from "./stats.ts";
 
 /** One store's figures in one repeat, milliseconds. */
@@ -74,28 +73,16 @@ async function timed<T>(samples: number[], fn: () => Promise<T>): Promise<T> {
 }
 
 async function runStore(kind: StoreKind, o: ControlPlaneBenchOptions): Promise<StoreRun> {
-  const dataDir = await Deno.makeTempDir({ prefix: `unibus-bench-${kind}-` });
-  const idFile = `${dataDir}/internal.id`;
-  const s = await startServe({
-    dataDir,
-    extraArgs: [
-      "--bus-auth",
-      "enforce",
-      ...storeArgs(kind, idFile),
-      "--max-rooms-per-user",
-      String(o.requests * 2 + 100),
-    ],
-  });
+  const bus = await startBus(["--max-rooms-per-user", String(o.requests * 2 + 100)], kind);
+  const { s, store } = bus;
   const deadline = Date.now() + (o.maxMs ?? 300_000);
   const inTime = () => {
     if (Date.now() > deadline) throw new Error(`control-plane bench (${kind}) ran out of time`);
   };
-  let store: Store | null = null;
   try {
-    store = await openServeStore(s, kind, idFile);
     const admin = await enrol(store, "admin");
-    const members = await Promise.all([0, 1, 2, 3].map((i) => enrol(store!, `m${i}`)));
-    const api = as({ s, store }, admin);
+    const members = await Promise.all([0, 1, 2, 3].map((i) => enrol(store, `m${i}`)));
+    const api = as(bus, admin);
 
     // Signed requests: 20 warm-up rounds, then `requests` timed ones.
     const creates: number[] = [];
@@ -158,9 +145,7 @@ async function runStore(kind: StoreKind, o: ControlPlaneBenchOptions): Promise<S
       revokeToCut: summarize(cuts),
     };
   } finally {
-    await store?.close();
-    await s.stop();
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await stopBus(bus);
   }
 }
 
