@@ -25,6 +25,7 @@ import {
 import { type RoomPolicy, signChange } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
+import { NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
@@ -94,10 +95,6 @@ export interface BlobRef {
 
 const MAX_BATCH_FRAMES = 256;
 const MAX_BATCH_BYTES = 256 * 1024;
-/** The subject suffix under a user's inbox where the server says "refresh". */
-const REFRESH_SUFFIX = "unibus.refresh";
-/** … and where it says "a room you are in changed". */
-const ROOM_NOTICE_SUFFIX = "unibus.room";
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
@@ -112,7 +109,7 @@ function isReplySubjectOf(reply: string, requester: string): boolean {
   const prefix = `${inboxPrefixFor(requester)}.`;
   if (!reply.startsWith(prefix) || reply.length > 255) return false;
   const tokens = reply.slice(prefix.length).split(".");
-  if (tokens[0] === "unibus") return false;
+  if (tokens[0] === NOTICE_TOKEN) return false;
   return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
 }
 
@@ -244,7 +241,7 @@ export class UnibusClient {
     })();
     // The server's side of a membership change: when this identity gains
     // rights, it says so here; the client's side is to re-authenticate.
-    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_SUFFIX}`, {
+    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_NOTICE_SUFFIX}`, {
       callback: () => {
         this.refreshSession().catch(() => {});
       },
