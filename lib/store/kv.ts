@@ -169,6 +169,7 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
     throw new InvalidInputError("replicas", "must be 1 or 3");
   }
   const opTimeoutMs = opts.opTimeoutMs ?? 2000;
+  const started = Date.now();
   const buckets = await openBuckets({
     nc: opts.nc,
     replicas: opts.replicas,
@@ -178,8 +179,24 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
     log: opts.log,
   });
   const store = new KvStore(opts.nc, buckets, opts.ownsConnection === true, opts.log);
-  await store.backfillQuotaHints();
-  return store;
+  // Within the same bootstrap budget: on a cold cluster the buckets exist
+  // before their stream leaders do, and reads time out until then.
+  const deadline = started + (opts.bootstrapTimeoutMs ?? 120_000);
+  for (let attempt = 1;; attempt++) {
+    try {
+      await store.backfillQuotaHints();
+      return store;
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError) || Date.now() >= deadline) {
+        await store.close();
+        throw err;
+      }
+      if (attempt % 5 === 1) {
+        opts.log?.info("waiting for the control-plane buckets to answer", { error: err.message });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, deadline - Date.now()))));
+    }
+  }
 }
 
 /** Set once every room and blob has its quota hint (invariant 5). */
