@@ -22,7 +22,7 @@ import {
   toHex,
   utf8,
 } from "../e2e/bytes.ts";
-import { type RoomPolicy, signChange } from "../e2e/membership.ts";
+import { applyChange, type RoomPolicy, type RoomState, signChange } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
 import { NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
@@ -450,6 +450,7 @@ export class UnibusClient {
   async createRoom(
     subject: string,
     policy: RoomPolicy = { encrypt: true, sign: true, persist: false },
+    opts: { members?: string[] } = {},
   ): Promise<RoomInfo> {
     this.#ensureOpen();
     if (policy.encrypt && !policy.sign) throw new RangeError("an encrypted room is always signed");
@@ -474,7 +475,15 @@ export class UnibusClient {
     const view = await this.#control.createRoom(change);
     const session = this.#newSession(view, []);
     this.#rooms.set(id, session);
-    if (policy.encrypt) await this.#distributeKey(session, 0);
+    const members = opts.members ?? [];
+    // With members to add, epoch 0 is passed at once: its key would be
+    // sealed for nobody's use, so only the last epoch gets one.
+    if (policy.encrypt && members.length === 0) await this.#distributeKey(session, 0);
+    if (members.length > 0) {
+      const info = await this.addMembers(id, members);
+      await this.refreshSession();
+      return info;
+    }
     await this.refreshSession();
     return { id, subject, policy, epoch: 0 };
   }
@@ -537,6 +546,77 @@ export class UnibusClient {
         by: this.identity.signPubHex,
         at: Date.now(),
       }));
+    return this.#info(session);
+  }
+
+  /**
+   * Adds several members in one pass: their directory entries are fetched
+   * and their kex bindings checked up front, one signed change per member
+   * (the log admits one member per change) is posted back to back, and
+   * ONE new key, for the last epoch, is sealed to every member. The epochs
+   * in between never get a key, so nobody sends in them: a sender always
+   * uses the current epoch and waits for its key.
+   *
+   * @example
+   * ```ts
+   * await client.addMembers(room, [bobHex, { signPub: carolHex, role: "admin" }]);
+   * ```
+   */
+  async addMembers(
+    ref: RoomRef,
+    members: Array<string | { signPub: string; role?: "admin" | "member" }>,
+  ): Promise<RoomInfo> {
+    this.#ensureOpen();
+    const list = members.map((m) =>
+      typeof m === "string"
+        ? { signPub: m, role: "member" as const }
+        : { role: "member" as const, ...m }
+    );
+    const users = await Promise.all(list.map((m) => this.#control.getUser(m.signPub)));
+    for (const [i, user] of users.entries()) {
+      const signPub = list[i].signPub;
+      if (!user.kexPub || !user.kexSig) {
+        throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
+      }
+      if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
+        throw new MembershipVerificationError(
+          `the server's key-exchange key for ${signPub} is not signed by that user`,
+        );
+      }
+    }
+    // Fresh state, but no key for the current epoch yet (#reload would make
+    // one): it is about to be passed.
+    const session = await this.room(ref);
+    const [current, keys] = await Promise.all([
+      this.#control.getRoom(session.roomId),
+      this.#control.getKeys(session.roomId),
+    ]);
+    session.update(current, keys);
+    let state: RoomState = session.state;
+    let view: RoomView | null = null;
+    for (const [i, m] of list.entries()) {
+      const change = signChange({
+        room: state.roomId,
+        seq: state.seq + 1,
+        prev: state.head,
+        op: "add",
+        member: m.signPub,
+        kex: users[i].kexPub!,
+        kexSig: users[i].kexSig!,
+        role: m.role,
+        epoch: state.epoch + 1,
+        by: this.identity.signPubHex,
+        at: Date.now(),
+      }, this.identity.signer);
+      view = await this.#control.postChange(state.roomId, change);
+      // The next change builds on this one, checked locally by the same
+      // rules as the log; the whole log is verified once, at the end.
+      state = applyChange(state, change);
+    }
+    if (view) {
+      session.update(view, await this.#control.getKeys(session.roomId));
+      await this.#ensureCurrentKey(session);
+    }
     return this.#info(session);
   }
 
@@ -911,7 +991,7 @@ export class UnibusClient {
    */
   async history(
     ref: RoomRef,
-    opts: { limit?: number } = {},
+    opts: { limit?: number; startSeq?: number } = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
     this.#ensureOpen();
     const session = await this.room(ref);
@@ -926,7 +1006,10 @@ export class UnibusClient {
     const { state } = await jsm.streams.info(stream);
     const messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
     const limit = opts.limit ?? Infinity;
-    for (let seq = state.first_seq; seq <= state.last_seq && messages.length < limit; seq++) {
+    // startSeq: read from a stream sequence on (e.g. the middle of a long
+    // history); the stream's first sequence when absent or older.
+    const from = Math.max(state.first_seq, opts.startSeq ?? 0);
+    for (let seq = from; seq <= state.last_seq && messages.length < limit; seq++) {
       const m = await jsm.direct.getMessage(stream, { seq });
       if (!m) continue; // removed by the stream's age limit, or deleted
       const r = reader.receive(new Uint8Array(m.data));

@@ -22,7 +22,7 @@ import type { Store } from "../../lib/store/store.ts";
 import type { RoomView } from "../../server/rooms/state.ts";
 import { as, genesis, nextChange, startBus, stopBus } from "../../tests/helpers/rooms_api.ts";
 import type { StoreKind } from "../../tests/helpers/serve_store.ts";
-import { summarize, type Summary } from "./stats.ts";
+import { spread, summarize, type Summary } from "./stats.ts";
 
 /** One store's figures in one repeat, milliseconds. */
 export interface StoreRun {
@@ -149,18 +149,6 @@ async function runStore(kind: StoreKind, o: ControlPlaneBenchOptions): Promise<S
   }
 }
 
-/** min / median / max of one figure over the repeats. */
-export interface Spread {
-  min: number;
-  median: number;
-  max: number;
-}
-
-function spread(xs: number[]): Spread {
-  const s = [...xs].sort((a, b) => a - b);
-  return { min: s[0], median: s[Math.floor((s.length - 1) / 2)], max: s[s.length - 1] };
-}
-
 /** Each store's runs, in the order they ran (the stores alternate). */
 export type ControlPlaneResult = Record<StoreKind, StoreRun[]>;
 
@@ -191,10 +179,7 @@ export async function benchControlPlane(o: ControlPlaneBenchOptions): Promise<Co
  * ```
  */
 export function controlPlaneTable(r: ControlPlaneResult): string {
-  const cell = (runs: StoreRun[], pick: (x: StoreRun) => number) => {
-    const s = spread(runs.map(pick));
-    return `${s.min.toFixed(2)} / ${s.median.toFixed(2)} / ${s.max.toFixed(2)}`;
-  };
+  const cell = (runs: StoreRun[], pick: (x: StoreRun) => number) => spread(runs.map(pick), 2);
   const rows: Array<[string, (x: StoreRun) => number]> = [
     ["create room p50", (x) => x.createRoom.p50],
     ["create room p99", (x) => x.createRoom.p99],
