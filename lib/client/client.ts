@@ -218,6 +218,7 @@ export class UnibusClient {
   #connected = true;
   #closed = false;
   #refreshing: Promise<void> | null = null;
+  #refreshNext: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
   #keying = new Map<string, Promise<void>>();
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
@@ -299,7 +300,20 @@ export class UnibusClient {
    */
   refreshSession(): Promise<void> {
     this.#ensureOpen();
-    this.#refreshing ??= (async () => {
+    // A refresh under way may have authenticated before the change this
+    // caller wants to see (a server notice started it a moment earlier):
+    // sharing it would hand back a connection without the new room, whose
+    // subscription the server then refuses for good. So a caller that finds
+    // one running gets the next one, which starts when it ends; every caller
+    // meanwhile shares that next one, so the cycles stay at two.
+    if (this.#refreshing) {
+      this.#refreshNext ??= this.#refreshing.catch(() => {}).then(() => {
+        this.#refreshNext = null;
+        return this.refreshSession();
+      });
+      return this.#refreshNext;
+    }
+    this.#refreshing = (async () => {
       try {
         // reconnect() only starts the cycle: wait for the new, re-authenticated
         // connection before anything relies on its permissions.
@@ -1067,6 +1081,15 @@ export class UnibusClient {
       );
     }
     return plain;
+  }
+
+  /**
+   * Deletes a blob: its uploader may, also after leaving the room (the blob
+   * counts against the uploader's quota until then), and so may an admin of
+   * its room.
+   */
+  async deleteBlob(blob: BlobRef | string): Promise<void> {
+    await this.#control.deleteBlob(typeof blob === "string" ? blob : blob.id);
   }
 
   /** Closes the NATS connection and the control-plane client. */

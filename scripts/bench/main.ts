@@ -3,10 +3,12 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,cluster,connect,e2e,flood,primitives,ready,scale
- * (default all but cluster and scale), --repeat=N (also the room-ready runs) (E2E runs, reported as min / median / max),
+ * Options: --only=callout,cluster,connect,control-plane,e2e,flood,primitives,
+ * ready,scale (default all but cluster and scale), --repeat=N (E2E and
+ * room-ready runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
- * scale options of scripts/bench/scale.ts.
+ * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
+ * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV).
  *
  * @module
  */
@@ -15,6 +17,7 @@ import { installConnectionResetGuard } from "../../lib/nats/connection_reset_gua
 import { benchCalloutStages } from "./callout_stages.ts";
 import { benchCluster } from "./cluster.ts";
 import { benchConnect } from "./connect.ts";
+import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
@@ -25,7 +28,9 @@ installConnectionResetGuard();
 const flag = (name: string, fallback: string) =>
   Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
 const json = Deno.args.includes("--json");
-const only = new Set(flag("only", "callout,connect,e2e,flood,primitives,ready").split(","));
+const only = new Set(
+  flag("only", "callout,connect,control-plane,e2e,flood,primitives,ready").split(","),
+);
 const n = Number(flag("connects", "500"));
 const count = Number(flag("messages", "200000"));
 const pings = Number(flag("pings", "2000"));
@@ -35,7 +40,8 @@ const floodParallel = Number(flag("flood", "40"));
 
 const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 const out: string[] = [
-  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}.`,
+  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}; ` +
+  `load average at start ${(await Deno.readTextFile("/proc/loadavg")).split(" ")[0]}.`,
   "",
 ];
 const results: Record<string, unknown> = { cpu, cores: navigator.hardwareConcurrency };
@@ -176,6 +182,17 @@ if (only.has("flood")) {
     } | ${flood.ms} |`,
     "",
   );
+}
+
+if (only.has("control-plane")) {
+  const controlPlane = await benchControlPlane({
+    requests: Number(flag("cp-requests", "200")),
+    connects: Number(flag("cp-connects", "200")),
+    revokes: Number(flag("cp-revokes", "10")),
+    repeat: Number(flag("cp-repeat", "3")),
+  });
+  results.controlPlane = controlPlane;
+  out.push(controlPlaneTable(controlPlane), "");
 }
 
 if (only.has("scale")) {
