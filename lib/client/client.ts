@@ -27,6 +27,7 @@ import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
+import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -143,6 +144,8 @@ interface Batch {
  */
 export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   installConnectionResetGuard();
+  // refreshSession() relies on nats.js reconnect(), which hangs over TLS without it.
+  installTlsEmptyWriteShim();
   const caCert = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
   const control = new ControlPlaneClient({
     urls: opts.ctrlUrls,
