@@ -45,6 +45,22 @@ export interface PeerStatus {
   flags: string[];
 }
 
+/** One control-plane stream (a KV bucket or the blob object store) as its leader reports it. */
+export interface StreamReplication {
+  /** The JetStream stream: `KV_UNIBUS_users`, …, `OBJ_UNIBUS_blobs`. */
+  stream: string;
+  /** Configured replicas (1 or 3). */
+  replicas: number;
+  /** The node that leads the stream's RAFT group, or null (no writes possible). */
+  leader: string | null;
+  /** Followers that are current. */
+  current: string[];
+  /** Followers that are behind or offline. */
+  lagged: string[];
+  /** Why it could not be read (null: read fine). */
+  error: string | null;
+}
+
 /** The cluster part of `/healthz`. */
 export interface ClusterStatus {
   name: string;
@@ -57,6 +73,13 @@ export interface ClusterStatus {
   clusterSize: number | null;
   /** A meta leader exists: JetStream (and the KV control plane) can make progress. */
   quorum: boolean;
+  /** Each control-plane stream's leader and followers (empty when none is watched). */
+  streams: StreamReplication[];
+  /**
+   * Every control-plane stream has a leader and all of its configured
+   * replicas current: the control plane survives the loss of any one node.
+   */
+  replicasCurrent: boolean;
   /** ms since the last successful poll; large means the status is stale. */
   ageMs: number;
   error: string | null;
@@ -87,6 +110,14 @@ interface Jsz {
     replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
   };
 }
+interface StreamInfoReply {
+  error?: { description?: string };
+  config?: { num_replicas?: number };
+  cluster?: {
+    leader?: string;
+    replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
+  };
+}
 interface Routez {
   routes?: Array<{ remote_name?: string; remote_id?: string }>;
 }
@@ -102,12 +133,23 @@ export interface ClusterMonitorOptions {
   app: NatsConnection;
   log: Logger;
   intervalMs?: number;
+  /** The control-plane streams whose replication `/healthz` reports (read over `app`). */
+  streams?: string[];
+  /** Nodes in the cluster (this one and its routes), for {@linkcode ClusterMonitor.majorityAlive}. */
+  clusterSize?: number;
 }
 
 /** A running cluster monitor. */
 export interface ClusterMonitor {
   /** The latest view; `quorum` is false when it is older than three intervals. */
   status(): ClusterStatus;
+  /**
+   * This node and the peers heard from within three intervals (their
+   * posture gossip, which needs a live route and a live serve) make a
+   * majority of `clusterSize`. A peer behind a dead route, or a host that
+   * went dark without closing its sockets, stops counting within seconds.
+   */
+  majorityAlive(): boolean;
   stop(): Promise<void>;
 }
 
@@ -125,6 +167,7 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   const postures = new Map<string, { posture: NodePosture; at: number }>();
   let routez: Routez = {};
   let jsz: Jsz = {};
+  let streams: StreamReplication[] = [];
   let polledAt = 0;
   let error: string | null = "not polled yet";
 
@@ -150,10 +193,46 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
     return body.data ?? ({} as T);
   };
 
+  // Stream info goes to the stream's leader through the JetStream API; only
+  // the internal identity may ask (bus users' ACLs have no `$JS.API`).
+  const streamInfo = async (stream: string): Promise<StreamReplication> => {
+    try {
+      const res = await opts.app.request(`$JS.API.STREAM.INFO.${stream}`, "", {
+        timeout: Math.max(500, interval),
+      });
+      const body = res.json<StreamInfoReply>();
+      if (body.error) throw new Error(body.error.description ?? "stream info refused");
+      const followers = body.cluster?.replicas ?? [];
+      const ok = (r: { current?: boolean; offline?: boolean }) =>
+        r.current === true && r.offline !== true;
+      return {
+        stream,
+        replicas: body.config?.num_replicas ?? 1,
+        leader: body.cluster?.leader ?? null,
+        current: followers.filter(ok).map((r) => r.name).sort(),
+        lagged: followers.filter((r) => !ok(r)).map((r) => r.name).sort(),
+        error: null,
+      };
+    } catch (err) {
+      return {
+        stream,
+        replicas: 0,
+        leader: null,
+        current: [],
+        lagged: [],
+        error: (err as Error).message,
+      };
+    }
+  };
+
   const poll = async () => {
     try {
       opts.app.publish(POSTURE_SUBJECT, JSON.stringify({ node: opts.node, posture: opts.posture }));
-      [routez, jsz] = await Promise.all([ask<Routez>("ROUTEZ"), ask<Jsz>("JSZ")]);
+      [routez, jsz, streams] = await Promise.all([
+        ask<Routez>("ROUTEZ"),
+        ask<Jsz>("JSZ"),
+        Promise.all((opts.streams ?? []).map(streamInfo)),
+      ]);
       polledAt = Date.now();
       error = null;
     } catch (err) {
@@ -207,9 +286,20 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
         metaLeader,
         clusterSize: meta.cluster_size ?? null,
         quorum: metaLeader !== null,
+        streams: fresh ? streams : [],
+        replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
+          streams.every((st) =>
+            st.error === null && st.leader !== null && st.current.length === st.replicas - 1
+          ),
         ageMs: Number.isFinite(ageMs) ? ageMs : -1,
         error: fresh ? error : error ?? "status is stale",
       };
+    },
+    majorityAlive() {
+      const now = Date.now();
+      const alive = 1 + [...postures.values()].filter((p) => now - p.at <= 3 * interval).length;
+      const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 3;
+      return alive > size / 2;
     },
     async stop() {
       running = false;
