@@ -21,6 +21,7 @@
  */
 
 import { hmac } from "@noble/hashes/hmac.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { blake2b } from "@noble/hashes/blake2.js";
 import { x25519 } from "@noble/curves/ed25519.js";
@@ -36,7 +37,7 @@ import {
 } from "../lib/e2e/membership.ts";
 import { sealRoomKey } from "../lib/e2e/room_key.ts";
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
-import { encodePacket, frameAad } from "../lib/e2e/packet.ts";
+import { bodyAad, encodePacket, HEADER_BYTES, packetSignedMessage } from "../lib/e2e/packet.ts";
 
 /** Fixed inputs; the test reads them back from the JSON, not from here. */
 export const INPUTS = {
@@ -59,12 +60,25 @@ export const INPUTS = {
   roomKeyHex: "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
   ephemeralSecretHex: "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
   sessionHex: "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
-  frames: [
-    { index: 0, nonceHex: "000102030405060708090a0b", plaintextUtf8: "hello, room" },
-    { index: 1, nonceHex: "0c0d0e0f1011121314151617", plaintextUtf8: "second frame" },
-  ],
-  signOnlyFrame: { index: 0, plaintextUtf8: "signed, not secret" },
+  /** Packet 1 of Bob's session (packet 0 went before), frames 5 and 6. */
+  packet: {
+    index: 1,
+    firstFrame: 5,
+    nonceHex: "000102030405060708090a0b",
+    framesUtf8: ["hello, room", "second frame"],
+  },
+  signOnly: { index: 0, firstFrame: 0, framesUtf8: ["signed, not secret"] },
 };
+
+// The encrypted two-frame packet of the v1 vectors (format "UBP1", before
+// this version): kept so every implementation checks that it refuses an old
+// peer's packet by its version instead of misreading it.
+const OLD_V1_PACKET_HEX =
+  "55425031010000023d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c00000003" +
+  "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00000000000102030405060708090a0b0000001bea6fe2b02ccfd239" +
+  "861c3f51303ad495af609cd9fb2019a2c76502000000010c0d0e0f10111213141516170000001cbe87fa7a31" +
+  "e2d7fd94efe46b25b574bfdee217eda7ac87a9df12ef95d4e8b404d6922e19bbf6de8ee3be461c6d26c81c9a" +
+  "2ec9879a647a6a8cd0362723e3748dd9e57a8a2ec01000ca7be1329a99fc8d40b7f5ed4fbbeac0beebd10f";
 
 function identity(x: { signSeedHex: string; kexPrivHex: string }): Identity {
   return new Identity(fromHex(x.signSeedHex), fromHex(x.kexPrivHex));
@@ -157,7 +171,7 @@ export function buildVectors() {
   const chainId = { roomId: room, epoch, sender: bob.signPub, session };
   const salt = new Uint8Array(32);
   const info = concatBytes(
-    utf8("unibus/chain/v1"),
+    utf8("unibus/chain/v2"),
     lengthPrefixed(room),
     u32(epoch),
     bob.signPub,
@@ -165,43 +179,47 @@ export function buildVectors() {
   );
   const prk = hmac(sha256, salt, roomKey);
   const ck0 = initialChainKey(roomKey, chainId);
+  // Each step is HKDF-SHA-256(ikm = CK_n, zero salt, "unibus/step/v2", 64):
+  // MK_n is the first half, CK_n+1 the second (computed with @noble here,
+  // independently of lib/e2e/ratchet.ts's node:crypto).
+  const stepInfo = utf8("unibus/step/v2");
   const cks = [ck0];
-  for (let i = 0; i < 3; i++) cks.push(hmac(sha256, cks[i], Uint8Array.of(2)));
+  const mks: Uint8Array[] = [];
+  for (let i = 0; i < 3; i++) {
+    const okm = hkdf(sha256, cks[i], salt, stepInfo, 64);
+    mks.push(okm.slice(0, 32));
+    cks.push(okm.slice(32));
+  }
   const chain = new Chain(ck0);
-  const mks = [chain.next(), chain.next(), chain.next()];
+  const chainMks = [chain.next(), chain.next(), chain.next()];
+  if (chainMks.some((mk, i) => toHex(mk) !== toHex(mks[i]))) {
+    throw new Error("lib/e2e/ratchet.ts disagrees with HKDF spelled out");
+  }
 
-  // A packet of two encrypted frames (indices 0 and 1) from Bob.
+  // Packet 1 of Bob's session: two encrypted frames under MK_1.
   const ctx = { roomId: room, epoch, session, signer: bob.signer, encrypted: true };
+  const P = INPUTS.packet;
+  const plainFrames = P.framesUtf8.map(utf8);
   const packet = encodePacket(
     ctx,
-    INPUTS.frames.map((f) => ({
-      index: f.index,
-      key: mks[f.index],
-      plaintext: utf8(f.plaintextUtf8),
-    })),
-    INPUTS.frames.map((f) => fromHex(f.nonceHex)),
+    { index: P.index, firstFrame: P.firstFrame, key: mks[P.index] },
+    plainFrames,
+    fromHex(P.nonceHex),
   );
-  const frameVectors = INPUTS.frames.map((f, i) => {
-    // Frame bodies start after the 60-byte header; each frame before this one
-    // takes 4 + 12 + 4 + its body length.
-    let off = 60;
-    for (let j = 0; j < i; j++) off += 20 + utf8(INPUTS.frames[j].plaintextUtf8).length + 16;
-    const len = utf8(f.plaintextUtf8).length + 16;
-    return {
-      ...f,
-      messageKeyHex: toHex(mks[f.index]),
-      aadHex: toHex(frameAad(room, epoch, bob.signPub, session, f.index)),
-      bodyHex: toHex(packet.subarray(off + 20, off + 20 + len)),
-    };
-  });
-  const signedPrefix = concatBytes(utf8("unibus/packet/v1"), lengthPrefixed(room));
+  const header = packet.subarray(0, HEADER_BYTES);
+  const framesPlain = concatBytes(
+    ...plainFrames.flatMap((f) => [u32(f.length), f]),
+  );
+  const signedPrefix = concatBytes(utf8("unibus/packet/v2"), lengthPrefixed(room));
+  const unsigned = packet.subarray(0, packet.length - 64);
 
-  // A sign-only packet (flag bit 0 clear): plaintext frame, zero nonce.
-  const plainPacket = encodePacket({ ...ctx, encrypted: false }, [{
-    index: INPUTS.signOnlyFrame.index,
-    key: null,
-    plaintext: utf8(INPUTS.signOnlyFrame.plaintextUtf8),
-  }]);
+  // A sign-only packet (flag bit 0 clear): plaintext frames, zero nonce.
+  const S = INPUTS.signOnly;
+  const plainPacket = encodePacket(
+    { ...ctx, encrypted: false },
+    { index: S.index, firstFrame: S.firstFrame, key: null },
+    S.framesUtf8.map(utf8),
+  );
 
   const members = (m: Map<string, { signPub: string; kexPub: string; role: string }>) =>
     [...m.values()].map((v) => ({ signPubHex: v.signPub, kexPubHex: v.kexPub, role: v.role }));
@@ -270,8 +288,18 @@ export function buildVectors() {
         sender: "bob",
         epoch,
         sessionHex: INPUTS.sessionHex,
-        frames: frameVectors,
+        index: P.index,
+        firstFrame: P.firstFrame,
+        framesUtf8: P.framesUtf8,
+        nonceHex: P.nonceHex,
+        messageKeyHex: toHex(mks[P.index]),
+        headerHex: toHex(header),
+        framesPlainHex: toHex(framesPlain),
+        aadHex: toHex(bodyAad(room, header)),
+        bodyHex: toHex(packet.subarray(HEADER_BYTES, packet.length - 64)),
         signedPrefixHex: toHex(signedPrefix),
+        digestHex: toHex(sha256(unsigned)),
+        signedMessageHex: toHex(packetSignedMessage(room, unsigned)),
         signatureHex: toHex(packet.subarray(packet.length - 64)),
         packetHex: toHex(packet),
       },
@@ -282,16 +310,18 @@ export function buildVectors() {
         sender: "bob",
         epoch,
         sessionHex: INPUTS.sessionHex,
-        frames: [{
-          index: INPUTS.signOnlyFrame.index,
-          nonceHex: "00".repeat(12),
-          plaintextUtf8: INPUTS.signOnlyFrame.plaintextUtf8,
-        }],
+        index: S.index,
+        firstFrame: S.firstFrame,
+        framesUtf8: S.framesUtf8,
+        nonceHex: "00".repeat(12),
         signedPrefixHex: toHex(signedPrefix),
+        digestHex: toHex(sha256(plainPacket.subarray(0, plainPacket.length - 64))),
         signatureHex: toHex(plainPacket.subarray(plainPacket.length - 64)),
         packetHex: toHex(plainPacket),
       },
     ],
+    /** A v1 packet (the first vector of the previous format) a v2 receiver must refuse by version. */
+    oldVersionPacketHex: OLD_V1_PACKET_HEX,
   };
 }
 

@@ -1,5 +1,15 @@
-import { type AclRoom, expressibleRooms, userPermissions } from "../lib/auth/acl.ts";
+import {
+  type AclRoom,
+  aclRooms,
+  expressibleRooms,
+  inboxPrefixFor,
+  MAX_ACL_SUBJECT_BYTES,
+  userPermissions,
+} from "../lib/auth/acl.ts";
+import { REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../lib/notices.ts";
 import { jwtName } from "../server/auth/callout.ts";
+import { REFRESH_NOTICE_SUFFIX as SENT_REFRESH } from "../server/auth/enforcer.ts";
+import { ROOM_NOTICE_SUFFIX as SENT_ROOM } from "../server/rooms/notices.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 const ME = "ab".repeat(32);
@@ -45,4 +55,58 @@ Deno.test("callout: the JWT name of a handle is printable ASCII, non-ASCII escap
   assertEquals(jwtName("\u{1f600}"), "\\ud83d\\ude00");
   // What the JWT library does with it must not throw (btoa takes Latin-1 only).
   btoa(jwtName("\u2603\u{1f600}"));
+});
+
+Deno.test("acl: past its size bound the ACL keeps the user's own and oldest rooms, the same each time", () => {
+  const long = (i: number) => `x${i}.`.padEnd(255, "a");
+  const OTHER = "cd".repeat(32);
+  // Rooms others added the user to, with ids chosen to sort first, and two
+  // of the user's own, created last.
+  const theirs = Array.from({ length: 1200 }, (_, i): AclRoom => ({
+    id: `0${String(i).padStart(31, "0")}`,
+    subject: long(i),
+    policy: { persist: i % 2 === 0 },
+    createdBy: OTHER,
+    createdAt: 1000 + i,
+  }));
+  const mine: AclRoom[] = [
+    { id: "f1", subject: "mine.one", policy: { persist: true }, createdBy: ME, createdAt: 9999 },
+    { id: "f2", subject: "mine.two", policy: { persist: false }, createdBy: ME, createdAt: 9999 },
+  ];
+  const { granted, leftOut } = aclRooms(ME, [...theirs, ...mine]);
+  assertEquals(granted.slice(0, 2), mine);
+  assertEquals(granted.length + leftOut.length, 1202);
+  assertEquals(leftOut.length > 0 && leftOut.every((x) => x.rule === "acl_full"), true);
+  // The oldest of the others' rooms are the ones kept.
+  assertEquals(
+    granted.slice(2).map((r) => r.id),
+    theirs.slice(0, granted.length - 2).map((r) => r.id),
+  );
+  const perms = userPermissions(ME, [...theirs, ...mine]);
+  const bytes = [...perms.pub.allow, ...perms.sub.allow].reduce((n, s) => n + s.length, 0);
+  assertEquals(bytes <= MAX_ACL_SUBJECT_BYTES + 1024, true, `${bytes} bytes of subjects`);
+  // Deterministic and idempotent: what the callout grants, the enforcer re-derives.
+  assertEquals(userPermissions(ME, granted), perms);
+  assertEquals(userPermissions(ME, [...mine, ...theirs].reverse()), perms);
+});
+
+Deno.test("acl: the notice subjects the server sends are ones no member may publish", () => {
+  // One constant (lib/notices.ts) for the server that sends, the client that
+  // listens and the deny rule: a rename in one place alone would let members
+  // forge notices, or make clients miss them.
+  assertEquals([SENT_REFRESH, SENT_ROOM], [REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX]);
+  const deny = userPermissions(ME, []).pub.deny;
+  const covered = (subject: string) =>
+    deny.some((d) => {
+      const [p, s] = [d.split("."), subject.split(".")];
+      return p.every((t, i) =>
+        t === ">" ? s.length > i : t === "*" ? s[i] !== undefined : t === s[i]
+      ) &&
+        (p.at(-1) === ">" || p.length === s.length);
+    });
+  const other = inboxPrefixFor("cd".repeat(32));
+  for (const suffix of [REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX]) {
+    assertEquals(covered(`${other}.${suffix}`), true, suffix);
+  }
+  assertEquals(covered(`${other}.reply.1`), false);
 });

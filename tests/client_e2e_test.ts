@@ -162,14 +162,18 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
     tap.publish("guarded.room", tampered); // tampered
     // A packet validly signed by Carol, who is allowlisted but not a member.
     const session = await ca.room(room.id);
-    const forged = encodePacket({
-      roomId: room.id,
-      epoch: session.state.epoch,
-      session: new Uint8Array(16),
-      signer: carol.identity.signer,
-      encrypted: true,
-      sentAt: Date.now(),
-    }, [{ index: 0, key: new Uint8Array(32), plaintext: new TextEncoder().encode("from carol") }]);
+    const forged = encodePacket(
+      {
+        roomId: room.id,
+        epoch: session.state.epoch,
+        session: new Uint8Array(16),
+        signer: carol.identity.signer,
+        encrypted: true,
+        sentAt: Date.now(),
+      },
+      { index: 0, firstFrame: 0, key: new Uint8Array(32) },
+      [new TextEncoder().encode("from carol")],
+    );
     tap.publish("guarded.room", forged);
     await tap.flush();
     // All five packets accounted for (one delivered, four dropped), then exact counts.
@@ -234,6 +238,62 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
     db.close();
   }
 }
+
+Deno.test("a room created with members is one pass: one change each, one key for the last epoch, everyone reads", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const carol = await addBusUser(b.store, "carol");
+  const ca = await b.client(alice);
+  try {
+    const room = await ca.createRoom("bulk.room", undefined, { members: [bob.hex, carol.hex] });
+    assertEquals(room.epoch, 2);
+    // Only the last epoch has a key; epochs 0 and 1 were passed at once.
+    const keyed = (await ca.room(room.id)).keyEpochs;
+    assertEquals(keyed, [2]);
+    const cb = await b.client(bob);
+    const cc = await b.client(carol);
+    const got = collector(2);
+    await cb.subscribe(room, (_m, p) => got.push(`bob:${dec.decode(p)}`));
+    await cc.subscribe(room, (_m, p) => got.push(`carol:${dec.decode(p)}`));
+    await ca.publish(room, "hi both");
+    assertEquals((await got.wait()).sort(), ["bob:hi both", "carol:hi both"]);
+    // A later bulk add to an existing room works the same way.
+    const dave = await addBusUser(b.store, "dave");
+    const info = await ca.addMembers(room, [{ signPub: dave.hex, role: "admin" }]);
+    assertEquals(info.epoch, 3);
+    assertEquals((await ca.room(room.id)).state.members.get(dave.hex)?.role, "admin");
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("history read from a stream sequence in the middle delivers the rest, stepping each chain forward", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  try {
+    const room = await ca.createRoom("mid.room", { encrypt: true, sign: true, persist: true });
+    await ca.addMember(room, bob.hex);
+    // Awaited one by one: six packets of one session, packet indices 0..5.
+    await sendAndStore(b, room, async () => {
+      for (let i = 0; i < 6; i++) await ca.publish(room, `entry-${i}`);
+      await ca.flush();
+    });
+    const cb = await b.client(bob);
+    const all = await cb.history(room);
+    assertEquals(all.messages.length, 6);
+    const { jetstreamManager } = await import("@nats-io/jetstream");
+    const jsm = await jetstreamManager(await b.tap());
+    const { state } = await jsm.streams.info(`ROOM_${room.id}`);
+    const { messages, stats } = await cb.history(room, { startSeq: state.first_seq + 3 });
+    assertEquals(messages.map((m) => dec.decode(m.plaintext)), ["entry-3", "entry-4", "entry-5"]);
+    assertEquals([stats.invalid, stats.replayed], [0, 0]);
+  } finally {
+    await b.stop();
+  }
+});
 
 eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
   const b = await clientBus(kind);

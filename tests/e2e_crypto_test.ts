@@ -4,26 +4,40 @@
  * them: through the public API and the wire bytes only.
  */
 
-import { hmac } from "@noble/hashes/hmac.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { generateSeed, keyPairFromSeed } from "../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../lib/identity/identity.ts";
 import { concatBytes, lengthPrefixed, toHex, u16, u32, utf8 } from "../lib/e2e/bytes.ts";
 import { aeadDecrypt, aeadEncrypt } from "../lib/e2e/aead.ts";
 import { openBox, SEAL_OVERHEAD, sealBox } from "../lib/e2e/sealed_box.ts";
-import { Chain, initialChainKey, MAX_SKIP, RatchetPassedError } from "../lib/e2e/ratchet.ts";
 import {
+  Chain,
+  initialChainKey,
+  MAX_HISTORY_SKIP,
+  MAX_SKIP,
+  RatchetPassedError,
+} from "../lib/e2e/ratchet.ts";
+import {
+  bodyAad,
   decodePacket,
   encodePacket,
-  frameAad,
+  HEADER_BYTES,
   MAX_FRAMES,
+  openPacket,
   type PacketContext,
   PacketError,
+  packetSignedMessage,
+  PacketVersionError,
 } from "../lib/e2e/packet.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const rand = (n: number) => crypto.getRandomValues(new Uint8Array(n));
-const hmac1 = (ck: Uint8Array, b: number) => hmac(sha256, ck, Uint8Array.of(b));
+/** One ratchet step by the spec, with @noble's HKDF: [MK_n, CK_n+1]. */
+const step = (ck: Uint8Array) => {
+  const okm = hkdf(sha256, ck, new Uint8Array(32), utf8("unibus/step/v2"), 64);
+  return [okm.slice(0, 32), okm.slice(32)];
+};
 
 /** assertThrows with a label saying which of many cases failed. */
 function throwsAt<E extends Error>(
@@ -62,10 +76,14 @@ Deno.test("ratchet: a replayed index is refused even when it is the last one han
 
 Deno.test("ratchet: the state at n is a new key, and a chain built from it cannot reach below n", () => {
   const ck0 = rand(32);
-  // CK_i by the spec (CK_{i+1} = HMAC(CK_i, 0x02)), computed outside the class.
+  // CK_i and MK_i by the spec, computed outside the class.
   const cks = [ck0];
-  for (let i = 0; i < 8; i++) cks.push(hmac1(cks[i], 2));
-  const mks = cks.map((ck) => hmac1(ck, 1));
+  const mks: Uint8Array[] = [];
+  for (let i = 0; i < 9; i++) {
+    const [mk, next] = step(cks[i]);
+    mks.push(mk);
+    cks.push(next);
+  }
   // Every state differs from every earlier one and from every message key.
   const seen = new Set<string>();
   for (const k of [...cks, ...mks]) seen.add(toHex(k));
@@ -89,7 +107,7 @@ Deno.test("ratchet: the chain keeps its own copy of the chain key", () => {
   const keep = ck0.slice();
   const chain = new Chain(ck0);
   ck0.fill(0); // a caller wiping its buffer must not change the chain
-  assertEquals(toHex(chain.next()), toHex(hmac1(keep, 1)));
+  assertEquals(toHex(chain.next()), toHex(step(keep)[0]));
   const again = keep.slice();
   new Chain(again).next();
   assertEquals(toHex(again), toHex(keep), "nor does the chain wipe the caller's buffer");
@@ -99,6 +117,17 @@ Deno.test("ratchet: skipping more than MAX_SKIP ahead is refused without moving 
   const chain = new Chain(rand(32));
   assertThrows(() => chain.keyFor(MAX_SKIP + 1), RangeError);
   assertEquals(chain.index, 0);
+});
+
+Deno.test("ratchet: a history reader's larger skip limit reaches far indices, still bounded", () => {
+  const ck0 = rand(32);
+  const far = MAX_SKIP * 4;
+  const history = new Chain(ck0, 0, MAX_HISTORY_SKIP);
+  const mk = history.keyFor(far);
+  const live = new Chain(ck0);
+  for (let i = 0; i < far; i += MAX_SKIP) live.keyFor(i + MAX_SKIP - 1);
+  assertEquals(toHex(live.keyFor(far)), toHex(mk), "the same key by small steps");
+  assertThrows(() => new Chain(ck0, 0, MAX_HISTORY_SKIP).keyFor(MAX_HISTORY_SKIP + 1), RangeError);
 });
 
 Deno.test("ratchet: CK_0 differs for every room, epoch, sender and session", () => {
@@ -164,6 +193,23 @@ Deno.test("sealed box: a fresh ephemeral key per box unless one is given, which 
   assertThrows(() => sealBox(m, r.kexPub, rand(31)), RangeError);
 });
 
+Deno.test("sealed box: a low-order recipient key is refused, and a box whose ephemeral key is low-order does not open", () => {
+  const r = generateIdentity();
+  // The all-zero point and the order-8 point from libsodium's blocklist.
+  const lowOrder = [
+    new Uint8Array(32),
+    Uint8Array.from(
+      "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800".match(/../g)!
+        .map((h) => parseInt(h, 16)),
+    ),
+  ];
+  for (const pub of lowOrder) {
+    assertThrows(() => sealBox(utf8("x"), pub), Error);
+    const forged = concatBytes(pub, rand(16 + 5));
+    assertEquals(openBox(forged, r.kexPub, r.kexPriv), null);
+  }
+});
+
 // ---- packets ----
 
 function setup(encrypted = true) {
@@ -182,76 +228,73 @@ function setup(encrypted = true) {
   return { ctx, roomKey, chain };
 }
 
+/** Packet 0 of a session: frames 0 and 1. */
 function twoFramePacket() {
   const s = setup();
-  const frames = [
-    { index: 0, key: s.chain.keyFor(0), plaintext: utf8("one") },
-    { index: 1, key: s.chain.keyFor(1), plaintext: utf8("two, a little longer") },
-  ];
-  return { ...s, bytes: encodePacket(s.ctx, frames) };
+  const frames = [utf8("one"), utf8("two, a little longer")];
+  return {
+    ...s,
+    bytes: encodePacket(s.ctx, { index: 0, firstFrame: 0, key: s.chain.keyFor(0) }, frames),
+  };
 }
 
 /** Re-signs arbitrary unsigned bytes as `signer` would: what a crafted packet looks like. */
 function resign(unsigned: Uint8Array, roomId: string, ctx: PacketContext): Uint8Array {
-  const sig = ctx.signer.sign(
-    concatBytes(utf8("unibus/packet/v1"), lengthPrefixed(roomId), unsigned),
-  );
-  return concatBytes(unsigned, sig);
+  return concatBytes(unsigned, ctx.signer.sign(packetSignedMessage(roomId, unsigned)));
 }
 
-/** A header for hand-built packets. */
-function header(ctx: PacketContext, count: number, flags = ctx.encrypted ? 1 : 0, reserved = 0) {
+/** A header for hand-built packets (docs/protocol.md §2.7). */
+function header(
+  ctx: PacketContext,
+  count: number,
+  o: { flags?: number; reserved?: number; index?: number; first?: number; nonce?: Uint8Array } = {},
+) {
   return concatBytes(
-    utf8("UBP1"),
-    Uint8Array.of(flags, reserved),
+    utf8("UBP2"),
+    Uint8Array.of(o.flags ?? (ctx.encrypted ? 1 : 0), o.reserved ?? 0),
     u16(count),
     ctx.signer.publicKey,
     u32(ctx.epoch),
     ctx.session,
+    u32(o.index ?? 0),
+    u32(o.first ?? 0),
+    o.nonce ?? new Uint8Array(12),
   );
 }
 
-function frame(
-  index: number,
-  body: Uint8Array,
-  nonce: Uint8Array = new Uint8Array(12),
-  len = body.length,
-) {
-  return concatBytes(u32(index), nonce, u32(len), body);
+/** Plaintext frames as the body lays them out; `len` overrides the length field. */
+function frame(body: Uint8Array, len = body.length) {
+  return concatBytes(u32(len), body);
 }
 
-Deno.test("packet: a valid packet decodes to what was sent and its frames decrypt in order", () => {
+Deno.test("packet: a valid packet decodes to what was sent and opens once per index", () => {
   const { ctx, roomKey, bytes } = twoFramePacket();
   const p = decodePacket(ctx.roomId, bytes);
-  assertEquals([p.encrypted, p.epoch, p.frames.length], [true, 4, 2]);
+  assertEquals([p.encrypted, p.epoch, p.index, p.firstFrame, p.count], [true, 4, 0, 0, 2]);
   assertEquals(toHex(p.sender), toHex(ctx.signer.publicKey));
   assertEquals(toHex(p.session), toHex(ctx.session));
   const rx = new Chain(initialChainKey(roomKey, { ...ctx, sender: p.sender }));
-  const texts = p.frames.map((f) =>
-    new TextDecoder().decode(
-      aeadDecrypt(
-        rx.keyFor(f.index),
-        f.nonce,
-        f.body,
-        frameAad(ctx.roomId, p.epoch, p.sender, p.session, f.index),
-      )!,
-    )
-  );
-  assertEquals(texts, ["one", "two, a little longer"]);
-  // Delivered again, the same frames are replays: the receiver's chain refuses them.
-  for (const f of decodePacket(ctx.roomId, bytes).frames) {
-    assertThrows(() => rx.keyFor(f.index), RatchetPassedError);
-  }
+  const frames = openPacket(ctx.roomId, p, rx.keyFor(p.index));
+  assertEquals(frames?.map((f) => new TextDecoder().decode(f)), ["one", "two, a little longer"]);
+  // Delivered again, the packet is a replay: the receiver's chain refuses its index.
+  assertThrows(() => rx.keyFor(decodePacket(ctx.roomId, bytes).index), RatchetPassedError);
 });
 
-Deno.test("packet: encrypted frames get distinct random nonces by default", () => {
-  const { bytes, ctx } = twoFramePacket();
-  const [a, b] = decodePacket(ctx.roomId, bytes).frames;
+Deno.test("packet: encrypted packets get distinct random nonces by default", () => {
+  const { ctx, chain } = setup();
+  const a = decodePacket(
+    ctx.roomId,
+    encodePacket(ctx, { index: 0, firstFrame: 0, key: chain.keyFor(0) }, [utf8("x")]),
+  );
+  const b = decodePacket(
+    ctx.roomId,
+    encodePacket(ctx, { index: 1, firstFrame: 1, key: chain.keyFor(1) }, [utf8("x")]),
+  );
   assert(toHex(a.nonce) !== toHex(b.nonce));
   assert(toHex(a.nonce) !== "00".repeat(12));
 });
 
-Deno.test("packet: a flipped bit anywhere (header, frame, signature) is a PacketError", () => {
+Deno.test("packet: a flipped bit anywhere (header, body, signature) is a PacketError", () => {
   const { ctx, bytes } = twoFramePacket();
   for (let i = 0; i < bytes.length; i++) {
     for (const bit of [0x01, 0x80]) {
@@ -278,12 +321,41 @@ Deno.test("packet: a packet signed for another room id is a PacketError", () => 
   assertThrows(() => decodePacket(ctx.roomId + "0", bytes), PacketError);
 });
 
+Deno.test("packet: the signature covers SHA-256 of the packet, context and room, nothing less", () => {
+  const { ctx, bytes } = twoFramePacket();
+  const unsigned = bytes.subarray(0, bytes.length - 64);
+  const sig = bytes.subarray(bytes.length - 64);
+  const msg = packetSignedMessage(ctx.roomId, unsigned);
+  assertEquals(
+    toHex(msg),
+    toHex(concatBytes(utf8("unibus/packet/v2"), lengthPrefixed(ctx.roomId), sha256(unsigned))),
+  );
+  // A signature over the raw packet (v1's way) does not verify as v2.
+  const raw = ctx.signer.sign(
+    concatBytes(utf8("unibus/packet/v2"), lengthPrefixed(ctx.roomId), unsigned),
+  );
+  assertThrows(() => decodePacket(ctx.roomId, concatBytes(unsigned, raw)), PacketError);
+  assertEquals(decodePacket(ctx.roomId, concatBytes(unsigned, sig)).count, 2);
+});
+
 Deno.test("packet: a frame count that disagrees with the frames is a PacketError even when signed", () => {
   const { ctx } = setup(false);
-  const frames = [frame(0, utf8("a")), frame(1, utf8("b"))];
-  const ok = resign(concatBytes(header(ctx, 2), ...frames), ctx.roomId, ctx);
-  assertEquals(decodePacket(ctx.roomId, ok).frames.length, 2);
-  for (const count of [0, 1, 3, MAX_FRAMES + 1, 0xffff]) {
+  const frames = [frame(utf8("a")), frame(utf8("b"))];
+  const ok = decodePacket(
+    ctx.roomId,
+    resign(concatBytes(header(ctx, 2), ...frames), ctx.roomId, ctx),
+  );
+  assertEquals(openPacket(ctx.roomId, ok, null)?.length, 2);
+  for (const count of [1, 3]) {
+    // Refused when decoded (too short for its count) or when opened.
+    const bad = resign(concatBytes(header(ctx, count), ...frames), ctx.roomId, ctx);
+    throwsAt(
+      `count ${count}`,
+      () => openPacket(ctx.roomId, decodePacket(ctx.roomId, bad), null),
+      PacketError,
+    );
+  }
+  for (const count of [0, MAX_FRAMES + 1, 0xffff]) {
     const bad = resign(concatBytes(header(ctx, count), ...frames), ctx.roomId, ctx);
     throwsAt(`count ${count}`, () => decodePacket(ctx.roomId, bad), PacketError);
   }
@@ -293,25 +365,43 @@ Deno.test("packet: a frame length that disagrees with the bytes is a PacketError
   const { ctx } = setup(false);
   const body = utf8("hello");
   for (const len of [0, 4, 6, 1000, 0xffffffff]) {
-    const bad = resign(
-      concatBytes(header(ctx, 1), frame(0, body, undefined, len)),
+    const p = decodePacket(
       ctx.roomId,
-      ctx,
+      resign(concatBytes(header(ctx, 1), frame(body, len)), ctx.roomId, ctx),
     );
-    throwsAt(`length ${len}`, () => decodePacket(ctx.roomId, bad), PacketError);
+    throwsAt(`length ${len}`, () => openPacket(ctx.roomId, p, null), PacketError);
   }
 });
 
-Deno.test("packet: unknown flags, a non-zero reserved byte or a wrong magic are PacketErrors", () => {
+Deno.test("packet: unknown flags, a non-zero reserved byte, a non-zero plaintext nonce or a wrong magic are PacketErrors", () => {
   const { ctx } = setup(false);
-  const f = frame(0, utf8("x"));
+  const f = frame(utf8("x"));
   for (const [flags, reserved] of [[2, 0], [0x81, 0], [0, 1]]) {
-    const bad = resign(concatBytes(header(ctx, 1, flags, reserved), f), ctx.roomId, ctx);
+    const bad = resign(concatBytes(header(ctx, 1, { flags, reserved }), f), ctx.roomId, ctx);
     throwsAt(`flags ${flags}/${reserved}`, () => decodePacket(ctx.roomId, bad), PacketError);
   }
+  const nonced = resign(concatBytes(header(ctx, 1, { nonce: rand(12) }), f), ctx.roomId, ctx);
+  assertThrows(() => decodePacket(ctx.roomId, nonced), PacketError, "nonce");
   const unsigned = concatBytes(header(ctx, 1), f);
-  unsigned[3] = 0x32; // "UBP2"
+  unsigned[0] = 0x58; // "XBP2"
   assertThrows(() => decodePacket(ctx.roomId, resign(unsigned, ctx.roomId, ctx)), PacketError);
+});
+
+Deno.test("packet: a packet of another version is a PacketVersionError naming both versions", () => {
+  const { ctx } = setup(false);
+  for (const [digit, version] of [[0x31, 1], [0x33, 3]]) {
+    const unsigned = concatBytes(header(ctx, 1), frame(utf8("x")));
+    unsigned[3] = digit;
+    const err = assertThrows(
+      () => decodePacket(ctx.roomId, resign(unsigned, ctx.roomId, ctx)),
+      PacketVersionError,
+      `packet format v${version} is not supported: this client speaks v2`,
+    );
+    assertEquals(err.version, version);
+    assert(err instanceof PacketError, "a version error is still a PacketError");
+  }
+  // Even a bare 4-byte "UBP1" says so.
+  assertThrows(() => decodePacket(ctx.roomId, utf8("UBP1")), PacketVersionError);
 });
 
 Deno.test("packet: a small-order sender key with an all-zero signature is refused", () => {
@@ -319,113 +409,113 @@ Deno.test("packet: a small-order sender key with an all-zero signature is refuse
   const identity = Uint8Array.of(1, ...new Uint8Array(31));
   const h = header(ctx, 1);
   h.set(identity, 8);
-  const forged = concatBytes(h, frame(0, utf8("x")), new Uint8Array(64));
+  const forged = concatBytes(h, frame(utf8("x")), new Uint8Array(64));
   assertThrows(() => decodePacket(ctx.roomId, forged), PacketError);
 });
 
-Deno.test("packet: a member re-signing another sender's frames under its own key fails the AEAD", () => {
+Deno.test("packet: a member re-signing another sender's body under its own key fails the AEAD", () => {
   // Every member holds the room key, so only the signature says who sent a
-  // frame; the AAD binds the sender so a frame cannot be re-attributed.
+  // packet; the AAD binds the sender so a body cannot be re-attributed.
   const { ctx, roomKey, bytes } = twoFramePacket();
   const victim = decodePacket(ctx.roomId, bytes);
   const mallory = keyPairFromSeed(generateSeed());
   const mctx = { ...ctx, signer: mallory };
   const reframed = resign(
-    concatBytes(
-      header(mctx, 2),
-      ...victim.frames.map((f) => frame(f.index, f.body, f.nonce)),
-    ),
+    concatBytes(header(mctx, 2, { nonce: victim.nonce }), victim.body),
     ctx.roomId,
     mctx,
   );
   const p = decodePacket(ctx.roomId, reframed); // the signature is genuinely Mallory's
   const rx = new Chain(initialChainKey(roomKey, { ...ctx, sender: p.sender }));
-  for (const f of p.frames) {
-    const aad = frameAad(ctx.roomId, p.epoch, p.sender, p.session, f.index);
-    assertEquals(aeadDecrypt(rx.keyFor(f.index), f.nonce, f.body, aad), null);
-  }
+  assertEquals(openPacket(ctx.roomId, p, rx.keyFor(p.index)), null);
+  // Even with the victim's own message key, the AAD (sender in the header) fails.
+  const mk = new Chain(initialChainKey(roomKey, { ...ctx, sender: victim.sender })).keyFor(0);
+  assertEquals(openPacket(ctx.roomId, p, mk), null);
 });
 
-Deno.test("packet: frames moved to another epoch, session or index fail the AEAD", () => {
+Deno.test("packet: a body moved to another room, epoch, session, index or frame numbering fails the AEAD", () => {
   const { ctx, roomKey, bytes } = twoFramePacket();
-  const f = decodePacket(ctx.roomId, bytes).frames[0];
+  const p = decodePacket(ctx.roomId, bytes);
   const sender = ctx.signer.publicKey;
   const mk = new Chain(initialChainKey(roomKey, { ...ctx, sender })).keyFor(0);
-  const ok = frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, 0);
-  assert(aeadDecrypt(mk, f.nonce, f.body, ok) !== null);
+  assert(aeadDecrypt(mk, p.nonce, p.body, bodyAad(ctx.roomId, p.header)) !== null);
+  const moved = (o: Partial<PacketContext>, h: Parameters<typeof header>[2] = {}) =>
+    header({ ...ctx, ...o }, 2, { nonce: p.nonce, ...h });
   for (
-    const aad of [
-      frameAad(ctx.roomId, ctx.epoch + 1, sender, ctx.session, 0),
-      frameAad(ctx.roomId, ctx.epoch, sender, rand(16), 0),
-      frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, 1),
-      frameAad(toHex(rand(16)), ctx.epoch, sender, ctx.session, 0),
-    ]
-  ) assertEquals(aeadDecrypt(mk, f.nonce, f.body, aad), null);
+    const [name, aad] of [
+      ["epoch", bodyAad(ctx.roomId, moved({ epoch: ctx.epoch + 1 }))],
+      ["session", bodyAad(ctx.roomId, moved({ session: rand(16) }))],
+      ["index", bodyAad(ctx.roomId, moved({}, { index: 1 }))],
+      ["first frame", bodyAad(ctx.roomId, moved({}, { first: 7 }))],
+      ["room", bodyAad(toHex(rand(16)), p.header)],
+    ] as const
+  ) assertEquals(aeadDecrypt(mk, p.nonce, p.body, aad), null, name);
+  assertEquals(toHex(moved({})), toHex(p.header), "the unmoved header is the packet's");
 });
 
-Deno.test("packet: encodePacket refuses 0 or more than MAX_FRAMES frames and keyless encrypted frames", () => {
+Deno.test("packet: encodePacket refuses 0 or more than MAX_FRAMES frames, keyless encrypted packets and indices past u32", () => {
   const { ctx } = setup();
-  assertThrows(() => encodePacket(ctx, []), RangeError);
-  const many = Array.from(
-    { length: MAX_FRAMES + 1 },
-    (_, index) => ({ index, key: rand(32), plaintext: new Uint8Array(0) }),
+  const at = { index: 0, firstFrame: 0, key: rand(32) };
+  assertThrows(() => encodePacket(ctx, at, []), RangeError);
+  const many = Array.from({ length: MAX_FRAMES + 1 }, () => new Uint8Array(0));
+  assertThrows(() => encodePacket(ctx, at, many), RangeError);
+  assertEquals(decodePacket(ctx.roomId, encodePacket(ctx, at, many.slice(1))).count, MAX_FRAMES);
+  assertThrows(() => encodePacket(ctx, { ...at, key: null }, [utf8("x")]), Error);
+  assertThrows(() => encodePacket(ctx, { ...at, index: 2 ** 32 }, [utf8("x")]), RangeError);
+  assertThrows(
+    () => encodePacket(ctx, { ...at, firstFrame: 2 ** 32 - 1 }, many.slice(0, 2)),
+    RangeError,
   );
-  assertThrows(() => encodePacket(ctx, many), RangeError);
-  assertEquals(
-    decodePacket(ctx.roomId, encodePacket(ctx, many.slice(0, MAX_FRAMES))).frames.length,
-    MAX_FRAMES,
-  );
-  assertThrows(() => encodePacket(ctx, [{ index: 0, key: null, plaintext: utf8("x") }]), Error);
 });
 
-Deno.test("packet: explicit nonces must be one 12-byte nonce per frame of an encrypted packet", () => {
+Deno.test("packet: an explicit nonce must be 12 bytes and for an encrypted packet", () => {
   const { ctx } = setup();
-  const frames = [{ index: 0, key: rand(32), plaintext: utf8("x") }];
+  const at = { index: 0, firstFrame: 0, key: rand(32) };
   const n = rand(12);
-  const p = decodePacket(ctx.roomId, encodePacket(ctx, frames, [n]));
-  assertEquals(toHex(p.frames[0].nonce), toHex(n));
-  assertThrows(() => encodePacket(ctx, frames, []), RangeError);
-  assertThrows(() => encodePacket(ctx, frames, [n, n]), RangeError);
-  assertThrows(() => encodePacket(ctx, frames, [rand(24)]), RangeError);
-  assertThrows(() => encodePacket({ ...ctx, encrypted: false }, frames, [n]), RangeError);
+  const p = decodePacket(ctx.roomId, encodePacket(ctx, at, [utf8("x")], n));
+  assertEquals(toHex(p.nonce), toHex(n));
+  assertEquals(toHex(p.header.subarray(68, HEADER_BYTES)), toHex(n));
+  assertThrows(() => encodePacket(ctx, at, [utf8("x")], rand(24)), RangeError);
+  assertThrows(() => encodePacket({ ...ctx, encrypted: false }, at, [utf8("x")], n), RangeError);
 });
 
-Deno.test("packet: sign-only packets carry the plaintext with zero nonces and flag bit 0 clear", () => {
+Deno.test("packet: sign-only packets carry the plaintext with a zero nonce and flag bit 0 clear", () => {
   const { ctx } = setup(false);
-  const bytes = encodePacket(ctx, [{ index: 0, key: null, plaintext: utf8("visible") }]);
+  const bytes = encodePacket(ctx, { index: 3, firstFrame: 9, key: null }, [utf8("visible")]);
   assertEquals(bytes[4], 0);
   const p = decodePacket(ctx.roomId, bytes);
-  assertEquals(p.encrypted, false);
-  assertEquals(toHex(p.frames[0].nonce), "00".repeat(12));
-  assertEquals(new TextDecoder().decode(p.frames[0].body), "visible");
+  assertEquals([p.encrypted, p.index, p.firstFrame], [false, 3, 9]);
+  assertEquals(toHex(p.nonce), "00".repeat(12));
+  assertEquals(openPacket(ctx.roomId, p, null)?.map((f) => new TextDecoder().decode(f)), [
+    "visible",
+  ]);
 });
 
-Deno.test("packet: a timed packet signs its send time after the session id (flag bit 1)", () => {
+Deno.test("packet: a timed packet signs its send time after the nonce (flag bit 1), and the AEAD binds it", () => {
   const { ctx } = setup(false);
   const sentAt = 1_700_000_000_123;
-  const bytes = encodePacket({ ...ctx, sentAt }, [{ index: 0, key: null, plaintext: utf8("t") }]);
+  const at = { index: 0, firstFrame: 0, key: null };
+  const bytes = encodePacket({ ...ctx, sentAt }, at, [utf8("t")]);
   assertEquals(bytes[4], 2);
-  assertEquals(Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(60)), sentAt);
+  assertEquals(Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(80)), sentAt);
   const p = decodePacket(ctx.roomId, bytes);
-  assertEquals([p.sentAt, p.frames[0].index], [sentAt, 0]);
-  assertEquals(
-    decodePacket(
-      ctx.roomId,
-      encodePacket(
-        ctx,
-        p.frames.map(() => ({
-          index: 0,
-          key: null,
-          plaintext: utf8("t"),
-        })),
-      ),
-    ).sentAt,
-    null,
-  );
+  assertEquals([p.sentAt, p.firstFrame, p.header.length], [sentAt, 0, HEADER_BYTES + 8]);
+  assertEquals(openPacket(ctx.roomId, p, null)?.map((f) => new TextDecoder().decode(f)), ["t"]);
+  assertEquals(decodePacket(ctx.roomId, encodePacket(ctx, at, [utf8("t")])).sentAt, null);
   // The time is signed: moving it by 1 ms breaks the signature.
   const moved = bytes.slice();
-  moved[67] ^= 1;
+  moved[87] ^= 1;
   assertThrows(() => decodePacket(ctx.roomId, moved), PacketError, "signature");
-  const one = [{ index: 0, key: null, plaintext: utf8("t") }];
-  assertThrows(() => encodePacket({ ...ctx, sentAt: -1 }, one), RangeError, "sentAt");
+  assertThrows(() => encodePacket({ ...ctx, sentAt: -1 }, at, [utf8("t")]), RangeError, "sentAt");
+  // Encrypted: the send time is in the header the body's AEAD binds.
+  const enc = setup(true);
+  const key = enc.chain.keyFor(0);
+  const timed = decodePacket(
+    enc.ctx.roomId,
+    encodePacket({ ...enc.ctx, sentAt }, { index: 0, firstFrame: 0, key }, [utf8("x")]),
+  );
+  const shifted = timed.header.slice();
+  shifted[87] ^= 1;
+  assertEquals(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, shifted)), null);
+  assert(aeadDecrypt(key, timed.nonce, timed.body, bodyAad(enc.ctx.roomId, timed.header)) !== null);
 });

@@ -12,8 +12,7 @@ import { concatBytes, fromHex, lengthPrefixed, toHex, u16, u32, utf8 } from "../
 import { openBox, sealBox } from "../lib/e2e/sealed_box.ts";
 import { openRoomKey, sealRoomKey } from "../lib/e2e/room_key.ts";
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
-import { decodePacket, encodePacket, frameAad } from "../lib/e2e/packet.ts";
-import { aeadDecrypt } from "../lib/e2e/aead.ts";
+import { decodePacket, encodePacket, openPacket } from "../lib/e2e/packet.ts";
 import { signChange } from "../lib/e2e/membership.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
@@ -51,7 +50,7 @@ function sodiumCk0(
   session: Uint8Array,
 ) {
   const info = concatBytes(
-    utf8("unibus/chain/v1"),
+    utf8("unibus/chain/v2"),
     lengthPrefixed(room),
     u32(epoch),
     sender,
@@ -60,28 +59,66 @@ function sodiumCk0(
   return hkdf32(roomKey, new Uint8Array(32), info);
 }
 
-/** MK_index, stepping CK with HMAC(CK, 0x02) and taking HMAC(CK, 0x01). */
+/**
+ * MK_index: each step is HKDF-SHA-256(ikm = CK, zero salt, "unibus/step/v2",
+ * L = 64) = T(1) || T(2), MK the first block, the next CK the second.
+ */
 function sodiumMk(ck0: Uint8Array, index: number): Uint8Array {
+  const info = utf8("unibus/step/v2");
   let ck = ck0;
-  for (let i = 0; i < index; i++) ck = hmacSha256(ck, Uint8Array.of(2));
-  return hmacSha256(ck, Uint8Array.of(1));
+  for (let i = 0;; i++) {
+    const prk = hmacSha256(new Uint8Array(32), ck);
+    const t1 = hmacSha256(prk, concatBytes(info, Uint8Array.of(1)));
+    if (i === index) return t1;
+    ck = hmacSha256(prk, concatBytes(t1, info, Uint8Array.of(2)));
+  }
 }
 
-function sodiumAad(
-  room: string,
-  epoch: number,
-  sender: Uint8Array,
-  session: Uint8Array,
-  index: number,
-) {
+/** The 80-byte v2 header, field by field from docs/protocol.md §2.7. */
+function sodiumHeader(h: {
+  encrypted: boolean;
+  count: number;
+  sender: Uint8Array;
+  epoch: number;
+  session: Uint8Array;
+  index: number;
+  firstFrame: number;
+  nonce: Uint8Array;
+}): Uint8Array {
   return concatBytes(
-    utf8("unibus/frame/v1"),
-    lengthPrefixed(room),
-    u32(epoch),
-    sender,
-    session,
-    u32(index),
+    utf8("UBP2"),
+    Uint8Array.of(h.encrypted ? 1 : 0, 0),
+    u16(h.count),
+    h.sender,
+    u32(h.epoch),
+    h.session,
+    u32(h.index),
+    u32(h.firstFrame),
+    h.nonce,
   );
+}
+
+const sodiumBodyAad = (room: string, header: Uint8Array) =>
+  concatBytes(utf8("unibus/body/v2"), lengthPrefixed(room), header);
+
+/** What a v2 packet signature covers: context, room, SHA-256 of the packet before it. */
+const sodiumSigned = (room: string, unsigned: Uint8Array) =>
+  concatBytes(
+    utf8("unibus/packet/v2"),
+    lengthPrefixed(room),
+    sodium.crypto_hash_sha256(unsigned),
+  );
+
+/** Frames of a decrypted body: u32 length || bytes, back to back. */
+function sodiumFrames(plain: Uint8Array): string[] {
+  const out: string[] = [];
+  const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  for (let at = 0; at < plain.length;) {
+    const len = dv.getUint32(at);
+    out.push(sodium.to_string(plain.subarray(at + 4, at + 4 + len)));
+    at += 4 + len;
+  }
+  return out;
 }
 
 Deno.test("interop: libsodium opens our sealed boxes and we open libsodium's", () => {
@@ -199,11 +236,7 @@ Deno.test("interop: libsodium derives our kex keys and verifies our kex binding,
     assert(
       sodium.crypto_sign_verify_detached(
         bytes.subarray(bytes.length - 64),
-        concatBytes(
-          utf8("unibus/packet/v1"),
-          lengthPrefixed(p.roomId),
-          bytes.subarray(0, bytes.length - 64),
-        ),
+        sodiumSigned(p.roomId, bytes.subarray(0, bytes.length - 64)),
         bytes.subarray(8, 40),
       ),
       p.name,
@@ -252,26 +285,31 @@ Deno.test("interop: libsodium derives CK_0 and MK_i itself and decrypts our fram
   // The fixture packet, parsed by hand from the byte layout.
   const p = vectors.packets[0];
   const bytes = fromHex(p.packetHex);
-  let off = 60;
-  for (const f of p.frames) {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset);
-    const index = dv.getUint32(off);
-    const nonce = bytes.subarray(off + 4, off + 16);
-    const len = dv.getUint32(off + 16);
-    const body = bytes.subarray(off + 20, off + 20 + len);
-    off += 20 + len;
-    const pt = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
-      null,
-      body,
-      sodiumAad(p.roomId, p.epoch, fromHex(v.senderHex), fromHex(p.sessionHex), index),
-      nonce,
-      sodiumMk(ck0, index),
-    );
-    assertEquals(sodium.to_string(pt), f.plaintextUtf8);
-  }
-  assertEquals(off, bytes.length - 64);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const header = bytes.subarray(0, 80);
+  assertEquals(
+    toHex(header),
+    toHex(sodiumHeader({
+      encrypted: true,
+      count: p.framesUtf8.length,
+      sender: fromHex(v.senderHex),
+      epoch: p.epoch,
+      session: fromHex(p.sessionHex),
+      index: p.index,
+      firstFrame: p.firstFrame,
+      nonce: fromHex(p.nonceHex),
+    })),
+  );
+  const plain = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
+    null,
+    bytes.subarray(80, bytes.length - 64),
+    sodiumBodyAad(p.roomId, header),
+    bytes.subarray(68, 80),
+    sodiumMk(ck0, dv.getUint32(60)),
+  );
+  assertEquals(sodiumFrames(plain), p.framesUtf8);
 
-  // Fresh material: a packet of 5 frames from our encoder, skipping an index.
+  // Fresh material: packets 0 and 3 from our encoder (1 and 2 skipped).
   const s = pair();
   const room = toHex(rand(16));
   const roomKey = rand(32);
@@ -279,23 +317,26 @@ Deno.test("interop: libsodium derives CK_0 and MK_i itself and decrypts our fram
   const chain = new Chain(
     initialChainKey(roomKey, { roomId: room, epoch: 2, sender: s.ours.signPub, session }),
   );
-  const indices = [0, 1, 2, 4, 5];
-  const msgs = indices.map((i) => utf8(`message ${i}`));
-  const packet = encodePacket(
-    { roomId: room, epoch: 2, session, signer: s.ours.signer, encrypted: true },
-    indices.map((index, k) => ({ index, key: chain.keyFor(index), plaintext: msgs[k] })),
-  );
-  const decoded = decodePacket(room, packet);
   const ck = sodiumCk0(roomKey, room, 2, s.sodiumSignPk, session);
-  for (const [k, f] of decoded.frames.entries()) {
+  for (const [index, firstFrame, texts] of [[0, 0, ["a", ""]], [3, 7, ["b", "c", "d"]]] as const) {
+    const packet = encodePacket(
+      { roomId: room, epoch: 2, session, signer: s.ours.signer, encrypted: true },
+      { index, firstFrame, key: chain.keyFor(index) },
+      texts.map(utf8),
+    );
+    assert(sodium.crypto_sign_verify_detached(
+      packet.subarray(packet.length - 64),
+      sodiumSigned(room, packet.subarray(0, packet.length - 64)),
+      s.sodiumSignPk,
+    ));
     const pt = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
       null,
-      f.body,
-      sodiumAad(room, 2, s.sodiumSignPk, session, f.index),
-      f.nonce,
-      sodiumMk(ck, f.index),
+      packet.subarray(80, packet.length - 64),
+      sodiumBodyAad(room, packet.subarray(0, 80)),
+      packet.subarray(68, 80),
+      sodiumMk(ck, index),
     );
-    assertEquals(toHex(pt), toHex(msgs[k]));
+    assertEquals(sodiumFrames(pt), [...texts]);
   }
 });
 
@@ -308,36 +349,31 @@ Deno.test("interop: our decoder accepts a packet built entirely with libsodium a
   const sender = s.sodiumSignPk as Uint8Array;
   const ck0 = sodiumCk0(roomKey, room, epoch, sender, session);
   const texts = ["first", "", "third, longer than the others: ".repeat(4)];
-  const frames = texts.map((t, index) => {
-    const nonce = rand(12);
-    const body = sodium.crypto_aead_chacha20poly1305_ietf_encrypt(
-      utf8(t),
-      sodiumAad(room, epoch, sender, session, index),
-      null,
-      nonce,
-      sodiumMk(ck0, index),
-    );
-    return concatBytes(u32(index), nonce, u32(body.length), body);
-  });
-  const unsigned = concatBytes(
-    utf8("UBP1"),
-    Uint8Array.of(1, 0),
-    u16(frames.length),
+  const index = 4;
+  const header = sodiumHeader({
+    encrypted: true,
+    count: texts.length,
     sender,
-    u32(epoch),
-    session,
-    ...frames,
-  );
-  const sig = sodium.crypto_sign_detached(
-    concatBytes(utf8("unibus/packet/v1"), lengthPrefixed(room), unsigned),
-    s.sodiumSignSk,
-  );
-  const packet = decodePacket(room, concatBytes(unsigned, sig));
-  assertEquals([packet.encrypted, packet.epoch, toHex(packet.sender)], [
-    true,
     epoch,
-    s.ours.signPubHex,
-  ]);
+    session,
+    index,
+    firstFrame: 11,
+    nonce: rand(12),
+  });
+  const body = sodium.crypto_aead_chacha20poly1305_ietf_encrypt(
+    concatBytes(...texts.flatMap((t) => [u32(utf8(t).length), utf8(t)])),
+    sodiumBodyAad(room, header),
+    null,
+    header.subarray(68, 80),
+    sodiumMk(ck0, index),
+  );
+  const unsigned = concatBytes(header, body);
+  const sig = sodium.crypto_sign_detached(sodiumSigned(room, unsigned), s.sodiumSignSk);
+  const packet = decodePacket(room, concatBytes(unsigned, sig));
+  assertEquals(
+    [packet.encrypted, packet.epoch, packet.index, packet.firstFrame, toHex(packet.sender)],
+    [true, epoch, index, 11, s.ours.signPubHex],
+  );
   const chain = new Chain(
     initialChainKey(roomKey, {
       roomId: room,
@@ -346,14 +382,6 @@ Deno.test("interop: our decoder accepts a packet built entirely with libsodium a
       session: packet.session,
     }),
   );
-  for (const [i, f] of packet.frames.entries()) {
-    const pt = aeadDecrypt(
-      chain.keyFor(f.index),
-      f.nonce,
-      f.body,
-      frameAad(room, epoch, packet.sender, packet.session, f.index),
-    );
-    assert(pt !== null, `frame ${i} decrypts`);
-    assertEquals(new TextDecoder().decode(pt), texts[i]);
-  }
+  const frames = openPacket(room, packet, chain.keyFor(packet.index));
+  assertEquals(frames?.map((f) => new TextDecoder().decode(f)), texts);
 });

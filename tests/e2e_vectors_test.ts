@@ -21,9 +21,15 @@ import {
 } from "../lib/e2e/membership.ts";
 import { openRoomKey, sealRoomKey } from "../lib/e2e/room_key.ts";
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
-import { decodePacket, encodePacket, frameAad } from "../lib/e2e/packet.ts";
+import {
+  decodePacket,
+  encodePacket,
+  HEADER_BYTES,
+  openPacket,
+  PacketVersionError,
+} from "../lib/e2e/packet.ts";
 import { aeadDecrypt } from "../lib/e2e/aead.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 interface IdentityVector {
   signSeedHex: string;
@@ -33,14 +39,6 @@ interface IdentityVector {
   kexBindingMessageUtf8: string;
   kexSigHex: string;
 }
-interface FrameVector {
-  index: number;
-  nonceHex: string;
-  plaintextUtf8: string;
-  messageKeyHex?: string;
-  aadHex?: string;
-  bodyHex?: string;
-}
 interface PacketVector {
   name: string;
   roomId: string;
@@ -48,8 +46,18 @@ interface PacketVector {
   sender: "alice" | "bob" | "carol";
   epoch: number;
   sessionHex: string;
-  frames: FrameVector[];
+  index: number;
+  firstFrame: number;
+  framesUtf8: string[];
+  nonceHex: string;
+  messageKeyHex?: string;
+  headerHex?: string;
+  framesPlainHex?: string;
+  aadHex?: string;
+  bodyHex?: string;
   signedPrefixHex: string;
+  digestHex: string;
+  signedMessageHex?: string;
   signatureHex: string;
   packetHex: string;
 }
@@ -105,6 +113,7 @@ interface Vectors {
     messageKeysHex: string[];
   };
   packets: PacketVector[];
+  oldVersionPacketHex: string;
 }
 
 const vectors = JSON.parse(
@@ -220,7 +229,7 @@ Deno.test("vectors: the sealed room key envelope reproduces with the fixed ephem
   assertEquals(toHex(opened), v.roomKeyHex);
 });
 
-Deno.test("vectors: HKDF gives CK_0 and the HMAC chain gives CK_1..3 and MK_0..2", () => {
+Deno.test("vectors: HKDF gives CK_0 and each HKDF step gives MK_n || CK_n+1", () => {
   const v = vectors.chain;
   const sender = ids[v.sender];
   assertEquals(sender.signPubHex, v.senderHex);
@@ -232,7 +241,7 @@ Deno.test("vectors: HKDF gives CK_0 and the HMAC chain gives CK_1..3 and MK_0..2
   };
   assertEquals(
     toHex(concatBytes(
-      utf8("unibus/chain/v1"),
+      utf8("unibus/chain/v2"),
       lengthPrefixed(v.roomId),
       u32(v.epoch),
       id.sender,
@@ -246,13 +255,18 @@ Deno.test("vectors: HKDF gives CK_0 and the HMAC chain gives CK_1..3 and MK_0..2
   const t1 = hmac(sha256, prk, concatBytes(fromHex(v.hkdfInfoHex), Uint8Array.of(1)));
   assertEquals(toHex(t1), v.chainKeysHex[0]);
   assertEquals(toHex(initialChainKey(fromHex(v.roomKeyHex), id)), v.chainKeysHex[0]);
-  for (let i = 1; i < v.chainKeysHex.length; i++) {
-    const next = hmac(sha256, fromHex(v.chainKeysHex[i - 1]), Uint8Array.of(2));
-    assertEquals(toHex(next), v.chainKeysHex[i], `CK_${i}`);
+  // A step by hand: PRK = HMAC(zeros, CK_n); T(1) = HMAC(PRK, info || 1) is
+  // MK_n, T(2) = HMAC(PRK, T(1) || info || 2) is CK_n+1.
+  const stepInfo = utf8("unibus/step/v2");
+  for (let i = 0; i < v.messageKeysHex.length; i++) {
+    const p = hmac(sha256, new Uint8Array(32), fromHex(v.chainKeysHex[i]));
+    const mk = hmac(sha256, p, concatBytes(stepInfo, Uint8Array.of(1)));
+    const next = hmac(sha256, p, concatBytes(mk, stepInfo, Uint8Array.of(2)));
+    assertEquals(toHex(mk), v.messageKeysHex[i], `MK_${i}`);
+    assertEquals(toHex(next), v.chainKeysHex[i + 1], `CK_${i + 1}`);
   }
   const chain = new Chain(fromHex(v.chainKeysHex[0]));
   for (const [i, mk] of v.messageKeysHex.entries()) {
-    assertEquals(toHex(hmac(sha256, fromHex(v.chainKeysHex[i]), Uint8Array.of(1))), mk);
     assertEquals(toHex(chain.next()), mk, `MK_${i}`);
   }
   // A chain started from a later chain key continues the same sequence.
@@ -263,29 +277,49 @@ Deno.test("vectors: the encrypted packet re-encodes byte for byte, decodes and d
   const v = vectors.packets.find((p) => p.name === "encrypted-two-frames")!;
   const sender = ids[v.sender];
   const session = fromHex(v.sessionHex);
-  const mks = vectors.chain.messageKeysHex.map((h) => fromHex(h));
+  const mk = fromHex(vectors.chain.messageKeysHex[v.index]);
+  assertEquals(toHex(mk), v.messageKeyHex);
   const bytes = encodePacket(
     { roomId: v.roomId, epoch: v.epoch, session, signer: sender.signer, encrypted: true },
-    v.frames.map((f) => ({ index: f.index, key: mks[f.index], plaintext: utf8(f.plaintextUtf8) })),
-    v.frames.map((f) => fromHex(f.nonceHex)),
+    { index: v.index, firstFrame: v.firstFrame, key: mk },
+    v.framesUtf8.map(utf8),
+    fromHex(v.nonceHex!),
   );
   assertEquals(toHex(bytes), v.packetHex);
+  assertEquals(toHex(bytes.subarray(0, HEADER_BYTES)), v.headerHex);
   assertEquals(v.packetHex.slice(-128), v.signatureHex);
   assertEquals(
     v.signedPrefixHex,
-    toHex(concatBytes(utf8("unibus/packet/v1"), lengthPrefixed(v.roomId))),
+    toHex(concatBytes(utf8("unibus/packet/v2"), lengthPrefixed(v.roomId))),
   );
-  assert(verifySignature(
-    sender.signPub,
-    concatBytes(fromHex(v.signedPrefixHex), bytes.subarray(0, bytes.length - 64)),
-    fromHex(v.signatureHex),
-  ));
+  // The signature covers context || lp(room) || SHA-256(packet up to it).
+  const digest = sha256(bytes.subarray(0, bytes.length - 64));
+  assertEquals(toHex(digest), v.digestHex);
+  assertEquals(toHex(concatBytes(fromHex(v.signedPrefixHex), digest)), v.signedMessageHex);
+  assert(verifySignature(sender.signPub, fromHex(v.signedMessageHex!), fromHex(v.signatureHex)));
+  // The body is one AEAD over the frames, bound to the header.
+  assertEquals(
+    v.aadHex,
+    toHex(concatBytes(utf8("unibus/body/v2"), lengthPrefixed(v.roomId), fromHex(v.headerHex!))),
+  );
+  const framesPlain = aeadDecrypt(
+    mk,
+    fromHex(v.nonceHex!),
+    fromHex(v.bodyHex!),
+    fromHex(v.aadHex!),
+  );
+  assertEquals(toHex(framesPlain!), v.framesPlainHex);
 
   const p = decodePacket(v.roomId, fromHex(v.packetHex));
-  assertEquals([p.encrypted, p.epoch], [true, v.epoch]);
+  assertEquals([p.encrypted, p.epoch, p.index, p.firstFrame, p.count], [
+    true,
+    v.epoch,
+    v.index,
+    v.firstFrame,
+    v.framesUtf8.length,
+  ]);
   assertEquals(toHex(p.sender), sender.signPubHex);
   assertEquals(toHex(p.session), v.sessionHex);
-  assertEquals(p.frames.length, v.frames.length);
   const chain = new Chain(
     initialChainKey(fromHex(vectors.roomKey.roomKeyHex), {
       roomId: v.roomId,
@@ -294,20 +328,11 @@ Deno.test("vectors: the encrypted packet re-encodes byte for byte, decodes and d
       session: p.session,
     }),
   );
-  for (const [i, f] of p.frames.entries()) {
-    const fv = v.frames[i];
-    assertEquals([f.index, toHex(f.nonce), toHex(f.body)], [fv.index, fv.nonceHex, fv.bodyHex!]);
-    const mk = chain.keyFor(f.index);
-    assertEquals(toHex(mk), fv.messageKeyHex);
-    const aad = frameAad(v.roomId, p.epoch, p.sender, p.session, f.index);
-    assertEquals(toHex(aad), fv.aadHex);
-    const pt = aeadDecrypt(mk, f.nonce, f.body, aad);
-    assert(pt !== null, `frame ${i} decrypts`);
-    assertEquals(new TextDecoder().decode(pt), fv.plaintextUtf8);
-  }
+  const frames = openPacket(v.roomId, p, chain.keyFor(p.index));
+  assertEquals(frames?.map((f) => new TextDecoder().decode(f)), v.framesUtf8);
 });
 
-Deno.test("vectors: the sign-only packet re-encodes byte for byte with flag 0 and zero nonces", () => {
+Deno.test("vectors: the sign-only packet re-encodes byte for byte with flag 0 and a zero nonce", () => {
   const v = vectors.packets.find((p) => p.name === "sign-only-one-frame")!;
   const sender = ids[v.sender];
   const bytes = encodePacket(
@@ -318,12 +343,24 @@ Deno.test("vectors: the sign-only packet re-encodes byte for byte with flag 0 an
       signer: sender.signer,
       encrypted: false,
     },
-    v.frames.map((f) => ({ index: f.index, key: null, plaintext: utf8(f.plaintextUtf8) })),
+    { index: v.index, firstFrame: v.firstFrame, key: null },
+    v.framesUtf8.map(utf8),
   );
   assertEquals(toHex(bytes), v.packetHex);
   assertEquals(bytes[4], 0, "flag bit 0 clear");
   const p = decodePacket(v.roomId, bytes);
   assertEquals(p.encrypted, false);
-  assertEquals(toHex(p.frames[0].nonce), "00".repeat(12));
-  assertEquals(new TextDecoder().decode(p.frames[0].body), v.frames[0].plaintextUtf8);
+  assertEquals(toHex(p.nonce), "00".repeat(12));
+  assertEquals(
+    openPacket(v.roomId, p, null)?.map((f) => new TextDecoder().decode(f)),
+    v.framesUtf8,
+  );
+});
+
+Deno.test("vectors: a v1 packet is refused by its version, not parsed", () => {
+  assertThrows(
+    () => decodePacket(vectors.room.id, fromHex(vectors.oldVersionPacketHex)),
+    PacketVersionError,
+    "packet format v1 is not supported",
+  );
 });

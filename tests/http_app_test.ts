@@ -1,6 +1,7 @@
 import { createApp, HttpError, json, readJson, type Route } from "../server/http/app.ts";
 import { createLogger } from "../lib/log.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const logged: string[] = [];
 const log = createLogger("test", { sink: (l) => logged.push(l) });
@@ -104,4 +105,32 @@ Deno.test("handler errors map to their status; unexpected ones to a bare 500, lo
     assert(!body.includes("secret internal detail"), "no internals in the response");
     assert(logged.some((l) => l.includes("secret internal detail")), "the detail is logged");
   });
+});
+
+Deno.test("a body the client breaks off or mangles is a 400, not a logged 500", async () => {
+  // Found by probing serve: an upload whose sender hung up, or whose chunked
+  // framing was invalid, surfaced the reader's error as a 500 and an
+  // error-level "request failed" line, so anyone could fill the error log.
+  const answered: number[] = [];
+  const app = createApp({ routes, log, maxBodyBytes: 1 << 20 });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const res = await app(req);
+    answered.push(res.status);
+    return res;
+  });
+  const before = logged.length;
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(new TextEncoder().encode(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + "{".repeat(10),
+    ));
+    // Hang up with 990 bytes of the declared body still owed.
+    conn.close();
+    await waitFor(() => answered.length > 0 || null, { what: "the app to answer" });
+    assertEquals(answered, [400]);
+    const errors = logged.slice(before).filter((l) => l.includes('"level":"error"'));
+    assertEquals(errors, [], "a broken-off body is the client's doing, not a server error");
+  } finally {
+    await server.shutdown();
+  }
 });

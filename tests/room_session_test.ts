@@ -89,13 +89,17 @@ Deno.test("a stranger's packet claiming a far future epoch is dropped, not a rea
   const bob = generateIdentity("bob");
   const stranger = generateIdentity("stranger");
   const session = sessionOf(alice, twoMemberRoom(alice, bob));
-  const forged = encodePacket({
-    roomId: ROOM,
-    epoch: 0xffffffff,
-    session: new Uint8Array(16),
-    signer: stranger.signer,
-    encrypted: true,
-  }, [{ index: 0, key: new Uint8Array(32), plaintext: enc.encode("x") }]);
+  const forged = encodePacket(
+    {
+      roomId: ROOM,
+      epoch: 0xffffffff,
+      session: new Uint8Array(16),
+      signer: stranger.signer,
+      encrypted: true,
+    },
+    { index: 0, firstFrame: 0, key: new Uint8Array(32) },
+    [enc.encode("x")],
+  );
   assertEquals(session.receive(forged).kind, "dropped");
   assertEquals(session.stats.nonMember, 1);
 });
@@ -122,12 +126,73 @@ Deno.test("one member opening thousands of sessions cannot push another member's
         encrypted: true,
         sentAt: Date.now(),
       },
-      [{ index: 0, key: chain.next(), plaintext: enc.encode("junk") }],
+      { index: 0, firstFrame: 0, key: chain.next() },
+      [enc.encode("junk")],
     ));
   }
   assertEquals(receiver.stats.delivered, 5001);
   const r = receiver.receive(aliceSender.seal([enc.encode("second")]));
   assertEquals(r.kind, "delivered");
+});
+
+Deno.test("frames of one packet are numbered in order, a session's numbering continues, a replayed packet is dropped whole", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const room = twoMemberRoom(alice, bob);
+  const sender = sessionOf(alice, room);
+  const receiver = sessionOf(bob, room);
+  const first = sender.seal(["a", "b", "c"].map((t) => enc.encode(t)));
+  const second = sender.seal([enc.encode("d")]);
+  const r1 = receiver.receive(first);
+  const r2 = receiver.receive(second);
+  assert(r1.kind === "delivered" && r2.kind === "delivered");
+  assertEquals(
+    [...r1.frames, ...r2.frames].map((f) => [f.meta.index, new TextDecoder().decode(f.plaintext)]),
+    [[0, "a"], [1, "b"], [2, "c"], [3, "d"]],
+  );
+  for (const again of [first, second]) {
+    const r = receiver.receive(again);
+    assertEquals(r.kind === "dropped" && r.reason, "replayed");
+  }
+  assertEquals([receiver.stats.delivered, receiver.stats.replayed], [4, 2]);
+});
+
+Deno.test("a signed packet whose frame numbers go back in its session is dropped as invalid", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const room = twoMemberRoom(alice, bob);
+  const receiver = sessionOf(bob, room);
+  const session = crypto.getRandomValues(new Uint8Array(16));
+  const chain = new Chain(
+    initialChainKey(room.roomKey, { roomId: ROOM, epoch: 1, sender: alice.signPub, session }),
+  );
+  const ctx = {
+    roomId: ROOM,
+    epoch: 1,
+    session,
+    signer: alice.signer,
+    encrypted: true,
+    sentAt: Date.now(),
+  };
+  const ok = encodePacket(ctx, { index: 0, firstFrame: 5, key: chain.next() }, [enc.encode("x")]);
+  assertEquals(receiver.receive(ok).kind, "delivered");
+  const back = encodePacket(ctx, { index: 1, firstFrame: 5, key: chain.next() }, [enc.encode("y")]);
+  const r = receiver.receive(back);
+  assertEquals(r.kind === "dropped" && r.reason, "invalid");
+});
+
+Deno.test("a packet of protocol v1 is dropped with the reason version and says so", () => {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const receiver = sessionOf(bob, twoMemberRoom(alice, bob));
+  const v2 = sessionOf(alice, twoMemberRoom(alice, bob)).seal([enc.encode("x")]);
+  const v1 = v2.slice();
+  v1[3] = 0x31; // "UBP1"
+  const r = receiver.receive(v1);
+  assert(r.kind === "dropped");
+  assertEquals(r.reason, "version");
+  assert(r.detail.includes("v1 is not supported"), r.detail);
+  assertEquals([receiver.stats.version, receiver.stats.invalid], [1, 0]);
 });
 
 Deno.test("a live receiver refuses packets signed before it started, and untimed ones; history reads them", () => {
@@ -143,7 +208,8 @@ Deno.test("a live receiver refuses packets signed before it started, and untimed
     );
     return encodePacket(
       { roomId: ROOM, epoch: 1, session, signer: bob.signer, encrypted: true, sentAt },
-      [{ index, key: chain.keyFor(index), plaintext: enc.encode(`m${index}`) }],
+      { index, firstFrame: index, key: chain.keyFor(index) },
+      [enc.encode(`m${index}`)],
     );
   };
   const old = packetAt(Date.now() - LIVE_SKEW_MS - 1000, 0);

@@ -203,3 +203,66 @@ Deno.test("rooms stored with inexpressible subjects are reported at start, grant
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("isolation: however many rooms others add a user to, the user logs in and keeps its own", async () => {
+  // Found by probing: membership needs no consent and every room puts its
+  // subject into the member's JWT, so about ten users at their room quota
+  // (here written straight into the store) made the callout's answer exceed
+  // nats-server's max_payload, and every login of the victim was refused.
+  const bus = await startBus();
+  try {
+    const victim = await addBusUser(bus.store, "victim");
+    const mallory = await addBusUser(bus.store, "mallory");
+    const mine = await as(bus, victim.identity).post<RoomView>("/v1/rooms", {
+      change: genesis(victim.identity, { subject: "victim.own" }),
+    });
+    assertEquals(mine.status, 201);
+    for (let i = 0; i < 1200; i++) {
+      const id = `0${String(i).padStart(31, "0")}`;
+      await bus.store.createRoom({
+        id,
+        subject: `junk.${i}.`.padEnd(255, "a"),
+        policy: { encrypt: true, sign: true, persist: i % 2 === 0 },
+        createdBy: mallory.hex,
+      });
+      await bus.store.addMember({
+        roomId: id,
+        signPub: victim.hex,
+        role: "member",
+        addedBy: mallory.hex,
+        change: null,
+      });
+    }
+    const nv = await connectAs(bus.s.natsPort, victim);
+    const nm = await connectAs(bus.s.natsPort, mallory);
+    try {
+      const admitted = await bus.s.waitFor((l) =>
+        l.msg === "connection admitted" && l.signPub === victim.hex
+      );
+      assert((admitted.roomsLeftOut as number) > 0, "some junk rooms are left out");
+      assertEquals((admitted.rooms as number) + (admitted.roomsLeftOut as number), 1201);
+      await bus.s.waitFor((l) =>
+        l.msg === "room left out of the ACL: the ACL is full" && l.signPub === victim.hex
+      );
+      // The victim's own room works: Mallory is not in it, so the victim
+      // publishes and hears itself.
+      const sub = nv.subscribe("victim.own", { max: 1 });
+      await nv.flush();
+      nv.publish("victim.own", "mine");
+      const got = await within(
+        3000,
+        (async () => {
+          for await (const m of sub) return m.string();
+        })(),
+      );
+      assertEquals(got, "mine");
+      // The enforcer derives the same ACL: the login is not cut.
+      assertEquals(await within(1000, nv.closed().then(() => "closed")), null);
+    } finally {
+      await nv.close().catch(() => {});
+      await nm.close().catch(() => {});
+    }
+  } finally {
+    await stopBus(bus);
+  }
+});

@@ -9,12 +9,16 @@
  */
 
 import { type SubjectRule, subjectViolation } from "../grammar.ts";
+import { NOTICE_TOKEN } from "../notices.ts";
 
 /** The room facts the ACL depends on (a store `Room` has them). */
 export interface AclRoom {
   id: string;
   subject: string;
   policy: { persist: boolean };
+  /** The creator; with `createdAt`, decides which rooms an over-full ACL keeps. */
+  createdBy?: string;
+  createdAt?: number;
 }
 
 /** NATS permissions as they go into a user JWT. */
@@ -57,13 +61,82 @@ const ALWAYS_DENY = [
 /** Reply inboxes: everyone's, so that a member can answer a request. */
 const ANY_INBOX = "_INBOX.*.>";
 /** Where the server's notices arrive: nobody else may publish there. */
-const NOTICES = "_INBOX.*.unibus.>";
+const NOTICES = `_INBOX.*.${NOTICE_TOKEN}.>`;
 
 /** A room left out of an ACL, and the subject rule it breaks. */
 export interface InexpressibleRoom<R extends AclRoom = AclRoom> {
   room: R;
   rule: SubjectRule;
   message: string;
+}
+
+/** A room left out of one user's ACL: its subject breaks the grammar, or the ACL is full. */
+export interface LeftOutRoom<R extends AclRoom = AclRoom> {
+  room: R;
+  rule: SubjectRule | "acl_full";
+  message: string;
+}
+
+/**
+ * Most bytes of subjects one user's permissions may list. The user JWT
+ * carries every room subject (twice) and goes to nats-server base64-encoded
+ * inside the callout's response, itself base64-encoded: past nats-server's
+ * `max_payload` (1 MiB) the response cannot be sent and the login is refused.
+ * Anyone may add anyone to a room without consent, so about ten users at their
+ * room quota could otherwise lock a user out of NATS (found by probing). A
+ * quarter of the payload leaves room for both encodings and the claims.
+ */
+export const MAX_ACL_SUBJECT_BYTES = 256 * 1024;
+
+// What a room adds to the permission lists, in subject bytes.
+function aclCost(room: AclRoom): number {
+  const stream = roomStreamName(room.id);
+  const history = room.policy.persist
+    ? `$JS.API.STREAM.INFO.${stream}`.length + `$JS.API.DIRECT.GET.${stream}`.length
+    : 0;
+  return 2 * room.subject.length + history;
+}
+
+/**
+ * The rooms `signPubHex`'s ACL grants, and those it leaves out: rooms whose
+ * subject breaks the grammar ({@linkcode expressibleRooms}), and, once the
+ * subjects reach {@linkcode MAX_ACL_SUBJECT_BYTES}, the rest (`acl_full`).
+ * The user's own rooms come first, then the others oldest first, so rooms
+ * others add the user to later cannot push out those it already had.
+ * Deterministic: the callout and the enforcer derive the same ACL.
+ *
+ * @example
+ * ```ts
+ * const { granted, leftOut } = aclRooms(pubHex, await store.listRoomsForMember(pubHex));
+ * ```
+ */
+export function aclRooms<R extends AclRoom>(
+  signPubHex: string,
+  rooms: R[],
+): { granted: R[]; leftOut: LeftOutRoom<R>[] } {
+  const { granted: expressible, inexpressible } = expressibleRooms(rooms);
+  const leftOut: LeftOutRoom<R>[] = [...inexpressible];
+  const rank = (r: AclRoom) => (r.createdBy === signPubHex ? 0 : 1);
+  const ordered = [...expressible].sort((a, b) =>
+    rank(a) - rank(b) || (a.createdAt ?? 0) - (b.createdAt ?? 0) ||
+    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+  const granted: R[] = [];
+  let used = 0;
+  for (const room of ordered) {
+    const cost = aclCost(room);
+    if (used + cost > MAX_ACL_SUBJECT_BYTES) {
+      leftOut.push({
+        room,
+        rule: "acl_full",
+        message: `the user's permissions already list ${MAX_ACL_SUBJECT_BYTES} bytes of subjects`,
+      });
+      continue;
+    }
+    used += cost;
+    granted.push(room);
+  }
+  return { granted, leftOut };
 }
 
 /**
@@ -93,8 +166,8 @@ export function expressibleRooms<R extends AclRoom>(
 
 /**
  * The permissions of a user who belongs to `rooms`. Rooms whose subject
- * breaks the grammar grant nothing (see {@linkcode expressibleRooms}), so one
- * bad room never costs a user the others.
+ * breaks the grammar, and rooms past the ACL's size bound, grant nothing
+ * (see {@linkcode aclRooms}), so no room ever costs a user the others.
  *
  * Replies: a member may publish to any user's inbox (`_INBOX.<hex>.…`), which
  * is how a reply reaches a requester; it cannot subscribe to anyone's but its
@@ -123,7 +196,7 @@ export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermi
   const inbox = inboxPrefixFor(signPubHex);
   const pub = new Set<string>([ANY_INBOX]);
   const sub = new Set<string>([`${inbox}.>`]);
-  for (const room of expressibleRooms(rooms).granted) {
+  for (const room of aclRooms(signPubHex, rooms).granted) {
     pub.add(room.subject);
     sub.add(room.subject);
     if (room.policy.persist) {

@@ -22,13 +22,14 @@ import {
   toHex,
   utf8,
 } from "../e2e/bytes.ts";
-import { type RoomPolicy, signChange } from "../e2e/membership.ts";
+import { applyChange, type RoomPolicy, type RoomState, signChange } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
+import { ACK_SUFFIX, NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
-import { ACK_SUFFIX, DurablePublisher } from "./durable_publish.ts";
+import { DurablePublisher } from "./durable_publish.ts";
 import { decodePacket } from "../e2e/packet.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
@@ -100,10 +101,6 @@ const AUTH_REFUSED_GIVE_UP_MS = 30_000;
 
 const MAX_BATCH_FRAMES = 256;
 const MAX_BATCH_BYTES = 256 * 1024;
-/** The subject suffix under a user's inbox where the server says "refresh". */
-const REFRESH_SUFFIX = "unibus.refresh";
-/** … and where it says "a room you are in changed". */
-const ROOM_NOTICE_SUFFIX = "unibus.room";
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
@@ -118,7 +115,7 @@ function isReplySubjectOf(reply: string, requester: string): boolean {
   const prefix = `${inboxPrefixFor(requester)}.`;
   if (!reply.startsWith(prefix) || reply.length > 255) return false;
   const tokens = reply.slice(prefix.length).split(".");
-  if (tokens[0] === "unibus") return false;
+  if (tokens[0] === NOTICE_TOKEN) return false;
   return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
 }
 
@@ -274,7 +271,7 @@ export class UnibusClient {
     })();
     // The server's side of a membership change: when this identity gains
     // rights, it says so here; the client's side is to re-authenticate.
-    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_SUFFIX}`, {
+    nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_NOTICE_SUFFIX}`, {
       callback: () => {
         this.refreshSession().catch(() => {});
       },
@@ -470,6 +467,7 @@ export class UnibusClient {
   async createRoom(
     subject: string,
     policy: RoomPolicy = { encrypt: true, sign: true, persist: false },
+    opts: { members?: string[] } = {},
   ): Promise<RoomInfo> {
     this.#ensureOpen();
     if (policy.encrypt && !policy.sign) throw new RangeError("an encrypted room is always signed");
@@ -494,7 +492,15 @@ export class UnibusClient {
     const view = await this.#control.createRoom(change);
     const session = this.#newSession(view, []);
     this.#rooms.set(id, session);
-    if (policy.encrypt) await this.#distributeKey(session, 0);
+    const members = opts.members ?? [];
+    // With members to add, epoch 0 is passed at once: its key would be
+    // sealed for nobody's use, so only the last epoch gets one.
+    if (policy.encrypt && members.length === 0) await this.#distributeKey(session, 0);
+    if (members.length > 0) {
+      const info = await this.addMembers(id, members);
+      await this.refreshSession();
+      return info;
+    }
     await this.refreshSession();
     return { id, subject, policy, epoch: 0 };
   }
@@ -557,6 +563,77 @@ export class UnibusClient {
         by: this.identity.signPubHex,
         at: Date.now(),
       }));
+    return this.#info(session);
+  }
+
+  /**
+   * Adds several members in one pass: their directory entries are fetched
+   * and their kex bindings checked up front, one signed change per member
+   * (the log admits one member per change) is posted back to back, and
+   * ONE new key, for the last epoch, is sealed to every member. The epochs
+   * in between never get a key, so nobody sends in them: a sender always
+   * uses the current epoch and waits for its key.
+   *
+   * @example
+   * ```ts
+   * await client.addMembers(room, [bobHex, { signPub: carolHex, role: "admin" }]);
+   * ```
+   */
+  async addMembers(
+    ref: RoomRef,
+    members: Array<string | { signPub: string; role?: "admin" | "member" }>,
+  ): Promise<RoomInfo> {
+    this.#ensureOpen();
+    const list = members.map((m) =>
+      typeof m === "string"
+        ? { signPub: m, role: "member" as const }
+        : { role: "member" as const, ...m }
+    );
+    const users = await Promise.all(list.map((m) => this.#control.getUser(m.signPub)));
+    for (const [i, user] of users.entries()) {
+      const signPub = list[i].signPub;
+      if (!user.kexPub || !user.kexSig) {
+        throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
+      }
+      if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
+        throw new MembershipVerificationError(
+          `the server's key-exchange key for ${signPub} is not signed by that user`,
+        );
+      }
+    }
+    // Fresh state, but no key for the current epoch yet (#reload would make
+    // one): it is about to be passed.
+    const session = await this.room(ref);
+    const [current, keys] = await Promise.all([
+      this.#control.getRoom(session.roomId),
+      this.#control.getKeys(session.roomId),
+    ]);
+    session.update(current, keys);
+    let state: RoomState = session.state;
+    let view: RoomView | null = null;
+    for (const [i, m] of list.entries()) {
+      const change = signChange({
+        room: state.roomId,
+        seq: state.seq + 1,
+        prev: state.head,
+        op: "add",
+        member: m.signPub,
+        kex: users[i].kexPub!,
+        kexSig: users[i].kexSig!,
+        role: m.role,
+        epoch: state.epoch + 1,
+        by: this.identity.signPubHex,
+        at: Date.now(),
+      }, this.identity.signer);
+      view = await this.#control.postChange(state.roomId, change);
+      // The next change builds on this one, checked locally by the same
+      // rules as the log; the whole log is verified once, at the end.
+      state = applyChange(state, change);
+    }
+    if (view) {
+      session.update(view, await this.#control.getKeys(session.roomId));
+      await this.#ensureCurrentKey(session);
+    }
     return this.#info(session);
   }
 
@@ -947,7 +1024,7 @@ export class UnibusClient {
    */
   async history(
     ref: RoomRef,
-    opts: { limit?: number } = {},
+    opts: { limit?: number; startSeq?: number } = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
     this.#ensureOpen();
     const session = await this.room(ref);
@@ -962,7 +1039,10 @@ export class UnibusClient {
     const { state } = await jsm.streams.info(stream);
     const stored: Array<{ seq: number; data: Uint8Array; chain: string; index: number }> = [];
     const firstSeen = new Map<string, number>();
-    for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    // startSeq: read from a stream sequence on (e.g. the middle of a long
+    // history); the stream's first sequence when absent or older.
+    const from = Math.max(state.first_seq, opts.startSeq ?? 0);
+    for (let seq = from; seq <= state.last_seq; seq++) {
       const m = await jsm.direct.getMessage(stream, { seq });
       if (!m) continue; // removed by the stream's age limit, or deleted
       const data = new Uint8Array(m.data);
@@ -971,7 +1051,7 @@ export class UnibusClient {
       try {
         const p = decodePacket(session.roomId, data);
         chain = `${toHex(p.sender)}/${toHex(p.session)}/${p.epoch}`;
-        index = p.frames[0]?.index ?? 0;
+        index = p.index;
       } catch { /* the reader counts it as invalid */ }
       if (!firstSeen.has(chain)) firstSeen.set(chain, seq);
       stored.push({ seq, data, chain, index });

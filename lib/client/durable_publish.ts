@@ -21,9 +21,7 @@
  */
 
 import { headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-
-/** The subject token, under a client's inbox, of stream acks. */
-export const ACK_SUFFIX = "unibus.ack";
+import { ACK_SUFFIX } from "../notices.ts";
 
 interface Pending {
   subject: string;

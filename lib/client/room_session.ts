@@ -8,17 +8,23 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { aeadDecrypt } from "../e2e/aead.ts";
 import { fromBase64, fromHex, toBase64, toHex } from "../e2e/bytes.ts";
 import { changeHash, MembershipError, type RoomState, verifyLog } from "../e2e/membership.ts";
 import {
   decodePacket,
   encodePacket,
-  frameAad,
+  openPacket,
   PacketError,
+  PacketVersionError,
   replySessionFor,
 } from "../e2e/packet.ts";
-import { Chain, initialChainKey, RatchetPassedError } from "../e2e/ratchet.ts";
+import {
+  Chain,
+  initialChainKey,
+  MAX_HISTORY_SKIP,
+  MAX_SKIP,
+  RatchetPassedError,
+} from "../e2e/ratchet.ts";
 import { openRoomKey, RoomKeyError } from "../e2e/room_key.ts";
 import type { Identity } from "../identity/identity.ts";
 import type { RoomView, SealedKeyView } from "./control_plane.ts";
@@ -50,6 +56,8 @@ export interface RoomStats {
   invalid: number;
   /** For an epoch whose key this client does not have. */
   noKey: number;
+  /** A packet of another protocol version (an older client's "UBP1"). */
+  version: number;
 }
 
 /** What {@linkcode RoomSession.receive} made of a packet. */
@@ -77,10 +85,12 @@ export const LIVE_SKEW_MS = 2000;
 export interface ReceiveSnapshot {
   /**
    * Receiving chains, oldest first: `id` is "epoch/sender hex/session hex";
-   * `at` is the next index of an encrypted chain (with `ck`, its chain key,
-   * base64) or the last accepted index of a sign-only one.
+   * `at` is the next packet index of an encrypted chain (with `ck`, its
+   * chain key, base64) or the last accepted packet index of a sign-only one;
+   * `frame` the next frame index (protocol v2: frames are numbered apart
+   * from packets; absent, 0).
    */
-  chains: Array<{ id: string; at: number; ck?: string }>;
+  chains: Array<{ id: string; at: number; ck?: string; frame?: number }>;
   /** Chains closed for good (their old packets are replays). */
   retired: string[];
 }
@@ -91,7 +101,19 @@ interface SendLane {
   epoch: number;
   session: Uint8Array;
   chain: Chain | null;
-  nextIndex: number;
+  /** Next packet index (sign-only rooms; encrypted ones count in the chain). */
+  nextPacket: number;
+  nextFrame: number;
+}
+
+/** What a receiver remembers of one (epoch, sender, session). */
+interface ReceiveLane {
+  /** Encrypted rooms: positioned after the last accepted packet. */
+  chain: Chain | null;
+  /** Last accepted packet index (-1: none yet). */
+  lastPacket: number;
+  /** Frame indices below this were delivered or skipped. */
+  nextFrame: number;
 }
 const MAX_RETIRED_CHAINS = 65_536;
 
@@ -114,7 +136,7 @@ export class RoomSession {
   #session = new Uint8Array(randomBytes(16));
   #broadcast: SendLane | null = null;
   #answered = new Set<string>();
-  #receive = new Map<string, Chain | number>();
+  #receive = new Map<string, ReceiveLane>();
   #retired = new Set<string>();
   #perSender = new Map<string, string[]>();
   #history = false;
@@ -123,7 +145,14 @@ export class RoomSession {
   #horizon = Date.now() - LIVE_SKEW_MS;
   #view!: RoomView;
   #sealed: SealedKeyView[] = [];
-  readonly stats: RoomStats = { delivered: 0, replayed: 0, nonMember: 0, invalid: 0, noKey: 0 };
+  readonly stats: RoomStats = {
+    delivered: 0,
+    replayed: 0,
+    nonMember: 0,
+    invalid: 0,
+    noKey: 0,
+    version: 0,
+  };
 
   constructor(me: Identity, view: RoomView, keys: SealedKeyView[]) {
     this.roomId = view.id;
@@ -244,18 +273,16 @@ export class RoomSession {
         initialChainKey(key, { roomId: this.roomId, epoch, sender: this.#me.signPub, session }),
       );
     }
-    return { epoch, session, chain, nextIndex: 0 };
+    return { epoch, session, chain, nextPacket: 0, nextFrame: 0 };
   }
 
+  // One ratchet step, one AEAD and one signature per packet (protocol v2).
   #encode(l: SendLane, plaintexts: Uint8Array[]): Uint8Array {
-    const frames = plaintexts.map((plaintext) => {
-      if (l.chain) {
-        const index = l.chain.index;
-        return { index, key: l.chain.next(), plaintext };
-      }
-      return { index: l.nextIndex++, key: null, plaintext };
-    });
-    return encodePacket(
+    const index = l.chain ? l.chain.index : l.nextPacket++;
+    const key = l.chain ? l.chain.next() : null;
+    const firstFrame = l.nextFrame;
+    l.nextFrame += plaintexts.length;
+    const packet = encodePacket(
       {
         roomId: this.roomId,
         epoch: l.epoch,
@@ -264,8 +291,11 @@ export class RoomSession {
         encrypted: this.#state.policy.encrypt,
         sentAt: Date.now(),
       },
-      frames,
+      { index, firstFrame, key },
+      plaintexts,
     );
+    key?.fill(0);
+    return packet;
   }
 
   /**
@@ -283,7 +313,7 @@ export class RoomSession {
    */
   sealRequest(plaintext: Uint8Array): { packet: Uint8Array; replySession: string } {
     const l = this.#lane();
-    const index = l.chain ? l.chain.index : l.nextIndex;
+    const index = l.nextFrame;
     const packet = this.#encode(l, [plaintext]);
     return {
       packet,
@@ -315,13 +345,14 @@ export class RoomSession {
 
   /**
    * Authenticates and opens a packet: signature, membership of the sender in
-   * the packet's epoch, order (no index twice), then decryption.
+   * the packet's epoch, order (no packet index twice), then decryption.
    */
   receive(bytes: Uint8Array): ReceiveResult {
     let packet;
     try {
       packet = decodePacket(this.roomId, bytes);
     } catch (err) {
+      if (err instanceof PacketVersionError) return this.#drop("version", err.message);
       if (err instanceof PacketError) return this.#drop("invalid", err.message);
       throw err;
     }
@@ -369,11 +400,12 @@ export class RoomSession {
     }
     const session = toHex(packet.session);
     const chainKey = `${packet.epoch}/${sender}/${session}`;
-    let chain = this.#receive.get(chainKey);
-    if (chain === undefined && this.#retired.has(chainKey)) {
+    let lane = this.#receive.get(chainKey);
+    if (lane === undefined && this.#retired.has(chainKey)) {
       return this.#drop("replayed", "sender session was retired");
     }
-    if (chain === undefined) {
+    if (lane === undefined) {
+      let chain: Chain | null = null;
       if (policy.encrypt) {
         const key = this.#keys.get(packet.epoch);
         if (!key) return this.#drop("noKey", `no key for epoch ${packet.epoch}`);
@@ -384,10 +416,11 @@ export class RoomSession {
             sender: packet.sender,
             session: packet.session,
           }),
+          0,
+          this.#history ? MAX_HISTORY_SKIP : MAX_SKIP,
         );
-      } else {
-        chain = -1; // last accepted index of a sign-only session
       }
+      lane = { chain, lastPacket: -1, nextFrame: 0 };
       const mine = this.#perSender.get(sender) ?? [];
       if (mine.length >= MAX_SESSIONS_PER_SENDER) {
         // Evict this sender's own oldest session, never someone else's.
@@ -398,56 +431,54 @@ export class RoomSession {
       if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
         this.#retire(this.#receive.keys().next().value!);
       }
-      this.#receive.set(chainKey, chain);
+      this.#receive.set(chainKey, lane);
     }
-    const out: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
-    for (const f of packet.frames) {
-      let plaintext: Uint8Array | null = f.body;
-      if (chain instanceof Chain) {
-        let mk: Uint8Array;
-        try {
-          mk = chain.keyFor(f.index);
-        } catch (err) {
-          if (err instanceof RatchetPassedError) {
-            this.stats.replayed++;
-            continue;
-          }
-          this.stats.invalid++;
-          continue;
-        }
-        plaintext = aeadDecrypt(
-          mk,
-          f.nonce,
-          f.body,
-          frameAad(this.roomId, packet.epoch, packet.sender, packet.session, f.index),
-        );
-        if (plaintext === null) {
-          this.stats.invalid++;
-          continue;
-        }
-      } else {
-        const last = this.#receive.get(chainKey) as number;
-        if (f.index <= last) {
-          this.stats.replayed++;
-          continue;
-        }
-        this.#receive.set(chainKey, f.index);
+    // Order, per packet: an index at or below the last accepted one is a
+    // replay (or reordered); frame numbers must move forward too, so the
+    // (session, index) an application sees is never delivered twice.
+    if (packet.index <= lane.lastPacket) {
+      return this.#drop("replayed", `packet ${packet.index} already passed`);
+    }
+    if (packet.firstFrame < lane.nextFrame) {
+      return this.#drop("invalid", `frame ${packet.firstFrame} goes back in the session`);
+    }
+    let mk: Uint8Array | null = null;
+    if (lane.chain) {
+      try {
+        mk = lane.chain.keyFor(packet.index);
+      } catch (err) {
+        if (err instanceof RatchetPassedError) return this.#drop("replayed", err.message);
+        if (err instanceof RangeError) return this.#drop("invalid", err.message);
+        throw err;
       }
-      out.push({
-        meta: {
-          roomId: this.roomId,
-          subject: this.subject,
-          sender,
-          epoch: packet.epoch,
-          session,
-          index: f.index,
-          encrypted: packet.encrypted,
-        },
-        plaintext,
-      });
     }
+    // From here the packet's index is spent, whatever its body holds: it
+    // was signed by a member, who can only waste its own session this way.
+    lane.lastPacket = packet.index;
+    lane.nextFrame = packet.firstFrame + packet.count;
+    let frames: Uint8Array[] | null;
+    try {
+      frames = openPacket(this.roomId, packet, mk);
+    } catch (err) {
+      if (err instanceof PacketError) return this.#drop("invalid", err.message);
+      throw err;
+    } finally {
+      mk?.fill(0);
+    }
+    if (frames === null) return this.#drop("invalid", "packet body does not decrypt");
+    const out = frames.map((plaintext, j) => ({
+      meta: {
+        roomId: this.roomId,
+        subject: this.subject,
+        sender,
+        epoch: packet.epoch,
+        session,
+        index: packet.firstFrame + j,
+        encrypted: packet.encrypted,
+      },
+      plaintext,
+    }));
     this.stats.delivered += out.length;
-    if (out.length === 0) return { kind: "dropped", reason: "replayed", detail: "no new frames" };
     return { kind: "delivered", frames: out };
   }
 
@@ -464,11 +495,11 @@ export class RoomSession {
   /** The receiving positions to persist (bounded by the caller). */
   exportReceive(): ReceiveSnapshot {
     const chains: ReceiveSnapshot["chains"] = [];
-    for (const [id, chain] of this.#receive) {
+    for (const [id, lane] of this.#receive) {
       chains.push(
-        chain instanceof Chain
-          ? { id, at: chain.index, ck: toBase64(chain.chainKey) }
-          : { id, at: chain },
+        lane.chain
+          ? { id, at: lane.chain.index, ck: toBase64(lane.chain.chainKey), frame: lane.nextFrame }
+          : { id, at: lane.lastPacket, frame: lane.nextFrame },
       );
     }
     return { chains, retired: [...this.#retired] };
@@ -485,14 +516,18 @@ export class RoomSession {
       this.#retire(id);
     }
     for (const c of snap.chains) {
-      if (!CHAIN_ID.test(c.id) || !Number.isSafeInteger(c.at) || c.at < -1) {
+      const frame = c.frame ?? 0;
+      if (
+        !CHAIN_ID.test(c.id) || !Number.isSafeInteger(c.at) || c.at < -1 ||
+        !Number.isSafeInteger(frame) || frame < 0
+      ) {
         throw new RangeError(`bad receiving chain ${JSON.stringify(c.id)}`);
       }
-      let chain: Chain | number = c.at;
+      let lane: ReceiveLane = { chain: null, lastPacket: c.at, nextFrame: frame };
       if (c.ck !== undefined) {
         const ck = fromBase64(c.ck);
-        if (ck.length !== 32) throw new RangeError(`bad chain key for ${c.id}`);
-        chain = new Chain(ck, c.at);
+        if (ck.length !== 32 || c.at < 0) throw new RangeError(`bad chain key for ${c.id}`);
+        lane = { chain: new Chain(ck, c.at), lastPacket: c.at - 1, nextFrame: frame };
       }
       const sender = c.id.split("/")[1];
       const mine = this.#perSender.get(sender) ?? [];
@@ -503,7 +538,7 @@ export class RoomSession {
         this.#retire(this.#receive.keys().next().value!);
       }
       this.#retired.delete(c.id);
-      this.#receive.set(c.id, chain);
+      this.#receive.set(c.id, lane);
     }
   }
 

@@ -1,67 +1,76 @@
 /**
- * Packets: the NATS payload of an E2E room. One packet carries a run of 1 to
- * 1024 frames from one sender session and ONE Ed25519 signature over all of
- * them, so a busy sender pays for a signature per run, not per message, while
- * a lone message is still a packet of one, signed and sent at once.
+ * Packets (protocol v2): the NATS payload of an E2E room. One packet carries
+ * a run of 1 to 1024 frames from one sender session, ONE ratchet key and ONE
+ * AEAD over all of them, and ONE Ed25519 signature over a SHA-256 digest of
+ * the packet, so a busy sender pays the per-message costs once per run while
+ * a lone message is still a packet of one, sealed and sent at once.
  *
  *   offset  size  field
- *   0       4     magic "UBP1"
- *   4       1     flags: bit 0 = frames are encrypted (else signed plaintext),
- *                 bit 1 = timed (the send time follows the session id)
+ *   0       4     magic "UBP2"
+ *   4       1     flags: bit 0 = body is encrypted (else signed plaintext),
+ *                 bit 1 = timed (the send time follows the nonce)
  *   5       1     reserved, 0
  *   6       2     frame count k (1..1024)
  *   8       32    sender Ed25519 public key
  *   40      4     epoch
  *   44      16    sender session id
- *   (60     8     u64 send time, ms since the Unix epoch: timed packets only)
- *   60/68   ...   k frames: u32 index, 12-byte nonce (zero when not encrypted),
- *                 u32 length L, L bytes (ciphertext || tag, or plaintext)
+ *   60      4     packet index n (the ratchet index: MK_n keys this packet)
+ *   64      4     first frame index f (frames are numbered f .. f+k-1)
+ *   68      12    nonce (zero when not encrypted)
+ *   (80     8     u64 send time, ms since the Unix epoch: timed packets only)
+ *   80/88   ...   body: k × (u32 length L || L bytes), encrypted as one
+ *                 ChaCha20-Poly1305 message (|| 16-byte tag) when bit 0 is set
  *   end-64  64    Ed25519 signature by the sender over
- *                 "unibus/packet/v1" || lp(room id) || bytes [0, end-64)
+ *                 "unibus/packet/v2" || lp(room id) || SHA-256(bytes [0, end-64))
  *
- * Frame AEAD (ChaCha20-Poly1305, lib/e2e/aead.ts) uses the ratchet's message
- * key for the index and binds everything that places the frame:
- *   aad = "unibus/frame/v1" || lp(room id) || u32 epoch || sender (32)
- *         || session (16) || u32 index
+ * Body AEAD: key MK_n, the nonce above, and
+ *   aad = "unibus/body/v2" || lp(room id) || the header (bytes [0, 80 or 88))
+ * which binds room, epoch, sender, session, both indices, the frame count,
+ * the flags and the send time.
  *
  * @module
  */
 
-import { randomFillSync } from "node:crypto";
+import { createHash, randomFillSync } from "node:crypto";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { verifySignature } from "../crypto/ed25519.ts";
-import { aeadEncrypt, NONCE_BYTES } from "./aead.ts";
-import { ByteReader, concatBytes, lengthPrefixed, utf8 } from "./bytes.ts";
+import { aeadDecrypt, aeadEncrypt, NONCE_BYTES, TAG_BYTES } from "./aead.ts";
+import { concatBytes, lengthPrefixed, utf8 } from "./bytes.ts";
 
-/** Magic bytes at the start of every packet. */
-export const PACKET_MAGIC = utf8("UBP1");
+/** The packet format version this code speaks (docs/protocol.md §2.7). */
+export const PACKET_VERSION = 2;
+/** Magic bytes at the start of every packet of this version. */
+export const PACKET_MAGIC = utf8("UBP2");
 /** The most frames one packet may carry. */
 export const MAX_FRAMES = 1024;
-const HEADER_BYTES = 60;
+/** Header bytes before the body of an untimed packet (a timed one has 8 more). */
+export const HEADER_BYTES = 80;
 const TIME_BYTES = 8;
 const SIG_BYTES = 64;
 const FLAG_ENCRYPTED = 1;
 const FLAG_TIMED = 2;
-const SIGN_CONTEXT = utf8("unibus/packet/v1");
-const FRAME_CONTEXT = utf8("unibus/frame/v1");
+const SIGN_CONTEXT = utf8("unibus/packet/v2");
+const BODY_CONTEXT = utf8("unibus/body/v2");
+const U32_MAX = 0xffff_ffff;
 
-/** One frame as it travels. */
-export interface WireFrame {
-  index: number;
-  nonce: Uint8Array;
-  body: Uint8Array;
-}
-
-/** A parsed packet whose signature has been checked. */
+/** A parsed packet whose signature has been checked; the body is still sealed. */
 export interface Packet {
   encrypted: boolean;
   sender: Uint8Array;
   epoch: number;
   session: Uint8Array;
+  /** Packet index n: the ratchet index, one per packet of the session. */
+  index: number;
+  /** Index of the first frame; frame j of the packet is `firstFrame + j`. */
+  firstFrame: number;
+  count: number;
+  nonce: Uint8Array;
   /** The sender's clock when it sealed the packet (ms), or null for an untimed packet. */
   sentAt: number | null;
-  frames: WireFrame[];
+  /** The header (bytes [0, 80), or [0, 88) when timed): what the body's AEAD binds. */
+  header: Uint8Array;
+  body: Uint8Array;
 }
 
 /** Thrown for a packet that is malformed, truncated or not signed by its sender. */
@@ -70,35 +79,23 @@ export class PacketError extends Error {
 }
 
 /**
- * The additional data a frame's AEAD binds.
- *
- * @example
- * ```ts
- * const aad = frameAad("r1", 3, senderPub, session, 17);
- * ```
+ * Thrown for a well-formed packet of another protocol version (e.g. "UBP1"
+ * from a client before v2): reported as such, never parsed as garbage.
  */
-export function frameAad(
-  roomId: string,
-  epoch: number,
-  sender: Uint8Array,
-  session: Uint8Array,
-  index: number,
-): Uint8Array {
-  // One allocation per frame: this runs for every message on both sides.
-  const prefix = roomPrefix(FRAME_CONTEXT, roomId);
-  const out = new Uint8Array(prefix.length + 4 + 32 + 16 + 4);
-  const view = new DataView(out.buffer);
-  out.set(prefix);
-  view.setUint32(prefix.length, epoch);
-  out.set(sender, prefix.length + 4);
-  out.set(session, prefix.length + 36);
-  view.setUint32(prefix.length + 52, index);
-  return out;
+export class PacketVersionError extends PacketError {
+  override name = "PacketVersionError";
+  constructor(readonly version: number) {
+    super(
+      `packet format v${version} is not supported: this client speaks v${PACKET_VERSION} (docs/protocol.md §2.7); upgrade the ${
+        version < PACKET_VERSION ? "sender" : "receiver"
+      }`,
+    );
+  }
 }
 
 const prefixes = new Map<string, Uint8Array>();
 
-// context || lp(room id), cached: it is the same for every frame of a room.
+// context || lp(room id), cached: it is the same for every packet of a room.
 function roomPrefix(context: Uint8Array, roomId: string): Uint8Array {
   const key = `${context.length}:${roomId}`;
   let p = prefixes.get(key);
@@ -108,6 +105,37 @@ function roomPrefix(context: Uint8Array, roomId: string): Uint8Array {
     prefixes.set(key, p);
   }
   return p;
+}
+
+/**
+ * The additional data the body's AEAD binds: context, room, the header.
+ *
+ * @example
+ * ```ts
+ * const aad = bodyAad("r1", packetBytes.subarray(0, HEADER_BYTES));
+ * ```
+ */
+export function bodyAad(roomId: string, header: Uint8Array): Uint8Array {
+  return concatBytes(roomPrefix(BODY_CONTEXT, roomId), header);
+}
+
+/**
+ * The message an Ed25519 packet signature covers: context, room and the
+ * SHA-256 digest of the packet up to the signature. Hashing first (natively)
+ * keeps a 16 KiB packet from being hashed twice by Ed25519's SHA-512; the
+ * price is reliance on SHA-256's collision resistance (docs/protocol.md §2.7).
+ *
+ * @example
+ * ```ts
+ * const msg = packetSignedMessage("r1", packetBytes.subarray(0, packetBytes.length - 64));
+ * ```
+ */
+export function packetSignedMessage(roomId: string, unsigned: Uint8Array): Uint8Array {
+  const prefix = roomPrefix(SIGN_CONTEXT, roomId);
+  const out = new Uint8Array(prefix.length + 32);
+  out.set(prefix);
+  out.set(createHash("sha256").update(unsigned).digest(), prefix.length);
+  return out;
 }
 
 /** What a sender needs to build packets for one room, epoch and session. */
@@ -125,90 +153,98 @@ export interface PacketContext {
   sentAt?: number;
 }
 
+/** One packet's place in its session and its key. */
+export interface PacketPlace {
+  /** Packet index n (the ratchet index). */
+  index: number;
+  /** Index of the packet's first frame. */
+  firstFrame: number;
+  /** MK_n; null for a sign-only packet. */
+  key: Uint8Array | null;
+}
+
 /**
- * Builds and signs a packet. `frames` are (index, message key, plaintext);
- * with `encrypted` false the message keys are ignored and plaintext travels
- * signed but readable.
+ * Builds and signs a packet of `frames`. With `encrypted` false the key is
+ * ignored and the frames travel signed but readable.
  *
- * `nonces` (one 12-byte nonce per frame, encrypted packets only) exists so
- * test vectors can be reproduced (scripts/gen_e2e_vectors.ts); real callers
- * leave it out and get random nonces.
+ * `nonce` (12 bytes, encrypted packets only) exists so test vectors can be
+ * reproduced (scripts/gen_e2e_vectors.ts); real callers leave it out and get
+ * a random one.
  *
  * @example
  * ```ts
- * const bytes = encodePacket(ctx, [{ index: 0, key: mk0, plaintext }]);
+ * const bytes = encodePacket(ctx, { index: 0, firstFrame: 0, key: mk0 }, [plaintext]);
  * ```
  */
 export function encodePacket(
   ctx: PacketContext,
-  frames: Array<{ index: number; key: Uint8Array | null; plaintext: Uint8Array }>,
-  nonces?: Uint8Array[],
+  place: PacketPlace,
+  frames: Uint8Array[],
+  nonce?: Uint8Array,
 ): Uint8Array {
   if (frames.length < 1 || frames.length > MAX_FRAMES) {
     throw new RangeError(`a packet carries 1 to ${MAX_FRAMES} frames`);
   }
-  if (nonces !== undefined) {
-    // Plaintext frames carry zero nonces by definition; accepting others
+  if (nonce !== undefined) {
+    // Plaintext packets carry a zero nonce by definition; accepting another
     // here would let a caller emit packets no other encoder produces.
-    if (!ctx.encrypted) throw new RangeError("nonces are for encrypted packets only");
-    if (nonces.length !== frames.length || nonces.some((n) => n.length !== NONCE_BYTES)) {
-      throw new RangeError(`one ${NONCE_BYTES}-byte nonce per frame`);
-    }
+    if (!ctx.encrypted) throw new RangeError("a nonce is for encrypted packets only");
+    if (nonce.length !== NONCE_BYTES) throw new RangeError(`a nonce is ${NONCE_BYTES} bytes`);
   }
   if (ctx.session.length !== 16) throw new RangeError("a session id is 16 bytes");
+  if (
+    !Number.isInteger(place.index) || place.index < 0 || place.index > U32_MAX ||
+    !Number.isInteger(place.firstFrame) || place.firstFrame < 0 ||
+    place.firstFrame + frames.length - 1 > U32_MAX
+  ) {
+    throw new RangeError("packet or frame index out of range");
+  }
   const timed = ctx.sentAt !== undefined;
   if (timed && !(Number.isSafeInteger(ctx.sentAt) && ctx.sentAt! >= 0)) {
     throw new RangeError("sentAt is a non-negative integer of milliseconds");
   }
-  const header = HEADER_BYTES + (timed ? TIME_BYTES : 0);
-  const sender = ctx.signer.publicKey;
-  const allNonces = new Uint8Array(NONCE_BYTES * frames.length);
-  if (nonces !== undefined) nonces.forEach((n, i) => allNonces.set(n, i * NONCE_BYTES));
-  else if (ctx.encrypted) randomFillSync(allNonces);
-  const bodies = frames.map((f, i) => {
-    if (!ctx.encrypted) return f.plaintext;
-    if (!f.key) throw new Error("an encrypted frame needs its message key");
-    const nonce = allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES);
-    return aeadEncrypt(
-      f.key,
-      nonce,
-      f.plaintext,
-      frameAad(ctx.roomId, ctx.epoch, sender, ctx.session, f.index),
-    );
-  });
-  // One buffer laid out as signing prefix || packet || signature: the
-  // signature covers the first two parts in place, the packet is the last
-  // two, and nothing is copied twice (this runs for every packet sent).
-  const prefix = roomPrefix(SIGN_CONTEXT, ctx.roomId);
-  let size = header + SIG_BYTES;
-  for (const b of bodies) size += 4 + NONCE_BYTES + 4 + b.length;
-  const buf = new Uint8Array(prefix.length + size);
-  const view = new DataView(buf.buffer);
-  let at = prefix.length;
-  buf.set(prefix);
-  buf.set(PACKET_MAGIC, at);
-  buf[at + 4] = (ctx.encrypted ? FLAG_ENCRYPTED : 0) | (timed ? FLAG_TIMED : 0);
-  view.setUint16(at + 6, frames.length);
-  buf.set(sender, at + 8);
-  view.setUint32(at + 40, ctx.epoch);
-  buf.set(ctx.session, at + 44);
-  if (timed) view.setBigUint64(at + HEADER_BYTES, BigInt(ctx.sentAt!));
-  at += header;
-  frames.forEach((f, i) => {
-    view.setUint32(at, f.index);
-    buf.set(allNonces.subarray(i * NONCE_BYTES, (i + 1) * NONCE_BYTES), at + 4);
-    view.setUint32(at + 4 + NONCE_BYTES, bodies[i].length);
-    buf.set(bodies[i], at + 8 + NONCE_BYTES);
-    at += 8 + NONCE_BYTES + bodies[i].length;
-  });
-  buf.set(ctx.signer.sign(buf.subarray(0, at)), at);
-  return buf.subarray(prefix.length);
+  const headerLength = HEADER_BYTES + (timed ? TIME_BYTES : 0);
+  let plain = 0;
+  for (const f of frames) plain += 4 + f.length;
+  const bodyLength = plain + (ctx.encrypted ? TAG_BYTES : 0);
+  const out = new Uint8Array(headerLength + bodyLength + SIG_BYTES);
+  const view = new DataView(out.buffer);
+  out.set(PACKET_MAGIC);
+  out[4] = (ctx.encrypted ? FLAG_ENCRYPTED : 0) | (timed ? FLAG_TIMED : 0);
+  view.setUint16(6, frames.length);
+  out.set(ctx.signer.publicKey, 8);
+  view.setUint32(40, ctx.epoch);
+  out.set(ctx.session, 44);
+  view.setUint32(60, place.index);
+  view.setUint32(64, place.firstFrame);
+  if (timed) view.setBigUint64(HEADER_BYTES, BigInt(ctx.sentAt!));
+  const header = out.subarray(0, headerLength);
+  // Plaintext frames are laid out in place; encrypted, they are laid out in
+  // a scratch buffer and the AEAD output is copied over it once.
+  const frameBuf = ctx.encrypted ? new Uint8Array(plain) : out.subarray(headerLength);
+  const frameView = new DataView(frameBuf.buffer, frameBuf.byteOffset, frameBuf.byteLength);
+  let at = 0;
+  for (const f of frames) {
+    frameView.setUint32(at, f.length);
+    frameBuf.set(f, at + 4);
+    at += 4 + f.length;
+  }
+  if (ctx.encrypted) {
+    if (!place.key) throw new Error("an encrypted packet needs its message key");
+    const n = out.subarray(68, 80);
+    if (nonce) n.set(nonce);
+    else randomFillSync(n);
+    out.set(aeadEncrypt(place.key, n, frameBuf, bodyAad(ctx.roomId, header)), headerLength);
+  }
+  const end = headerLength + bodyLength;
+  out.set(ctx.signer.sign(packetSignedMessage(ctx.roomId, out.subarray(0, end))), end);
+  return out;
 }
 
 /**
  * Parses a packet and checks its signature against the sender key it names.
  * Membership of that sender is the caller's to check: a valid signature only
- * says who sent it.
+ * says who sent it. The body is opened by {@linkcode openPacket}.
  *
  * @example
  * ```ts
@@ -216,52 +252,97 @@ export function encodePacket(
  * ```
  */
 export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
-  if (bytes.length < HEADER_BYTES + SIG_BYTES) throw new PacketError("packet too short");
-  const signed = bytes.subarray(0, bytes.length - SIG_BYTES);
-  const r = new ByteReader(signed);
-  try {
-    const magic = r.take(4);
-    if (!magic.every((b, i) => b === PACKET_MAGIC[i])) throw new PacketError("not a unibus packet");
-    const flags = r.u8();
-    if ((flags & ~(FLAG_ENCRYPTED | FLAG_TIMED)) !== 0 || r.u8() !== 0) {
-      throw new PacketError("unknown packet flags");
-    }
-    const count = r.u16();
-    if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
-    const sender = r.take(32);
-    const epoch = r.u32();
-    const session = r.take(16);
-    let sentAt: number | null = null;
-    if (flags & FLAG_TIMED) {
-      const t = r.take(TIME_BYTES);
-      const v = new DataView(t.buffer, t.byteOffset, TIME_BYTES).getBigUint64(0);
-      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new PacketError("send time out of range");
-      sentAt = Number(v);
-    }
-    const frames: WireFrame[] = [];
-    for (let i = 0; i < count; i++) {
-      const index = r.u32();
-      const nonce = r.take(NONCE_BYTES);
-      const body = r.take(r.u32());
-      frames.push({ index, nonce, body });
-    }
-    if (r.remaining !== 0) throw new PacketError("trailing bytes after the frames");
-    const sig = bytes.subarray(bytes.length - SIG_BYTES);
-    if (!verifySignature(sender, concatBytes(roomPrefix(SIGN_CONTEXT, roomId), signed), sig)) {
-      throw new PacketError("packet signature does not verify");
-    }
-    return {
-      encrypted: (flags & FLAG_ENCRYPTED) !== 0,
-      sender,
-      epoch,
-      session,
-      sentAt,
-      frames,
-    };
-  } catch (err) {
-    if (err instanceof PacketError) throw err;
-    throw new PacketError("packet truncated");
+  // The version is read before anything else, so a peer on another version
+  // gets that answer and not "signature does not verify".
+  if (
+    bytes.length >= 4 && bytes[0] === 0x55 && bytes[1] === 0x42 && bytes[2] === 0x50 &&
+    bytes[3] !== PACKET_MAGIC[3] && bytes[3] >= 0x31 && bytes[3] <= 0x39
+  ) {
+    throw new PacketVersionError(bytes[3] - 0x30);
   }
+  if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) throw new PacketError("packet too short");
+  if (!PACKET_MAGIC.every((b, i) => b === bytes[i])) throw new PacketError("not a unibus packet");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const flags = bytes[4];
+  if ((flags & ~(FLAG_ENCRYPTED | FLAG_TIMED)) !== 0 || bytes[5] !== 0) {
+    throw new PacketError("unknown packet flags");
+  }
+  const encrypted = (flags & FLAG_ENCRYPTED) !== 0;
+  const headerLength = HEADER_BYTES + ((flags & FLAG_TIMED) ? TIME_BYTES : 0);
+  if (bytes.length < headerLength + 4 + SIG_BYTES) throw new PacketError("packet too short");
+  const count = view.getUint16(6);
+  if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
+  const firstFrame = view.getUint32(64);
+  if (firstFrame + count - 1 > U32_MAX) throw new PacketError("frame index out of range");
+  const nonce = bytes.subarray(68, 80);
+  let sentAt: number | null = null;
+  if (flags & FLAG_TIMED) {
+    const t = view.getBigUint64(HEADER_BYTES);
+    if (t > BigInt(Number.MAX_SAFE_INTEGER)) throw new PacketError("send time out of range");
+    sentAt = Number(t);
+  }
+  const body = bytes.subarray(headerLength, bytes.length - SIG_BYTES);
+  // Each frame takes at least its 4-byte length: a count the body cannot
+  // hold is refused before any work.
+  if (body.length < 4 * count + (encrypted ? TAG_BYTES : 0)) {
+    throw new PacketError("body shorter than its frames");
+  }
+  if (!encrypted && !nonce.every((b) => b === 0)) throw new PacketError("plaintext nonce not zero");
+  const sender = bytes.subarray(8, 40);
+  const sig = bytes.subarray(bytes.length - SIG_BYTES);
+  const unsigned = bytes.subarray(0, bytes.length - SIG_BYTES);
+  if (!verifySignature(sender, packetSignedMessage(roomId, unsigned), sig)) {
+    throw new PacketError("packet signature does not verify");
+  }
+  return {
+    encrypted,
+    sender,
+    epoch: view.getUint32(40),
+    session: bytes.subarray(44, 60),
+    index: view.getUint32(60),
+    firstFrame,
+    count,
+    nonce,
+    sentAt,
+    header: bytes.subarray(0, headerLength),
+    body,
+  };
+}
+
+/**
+ * The frames of a verified packet: decrypted with `key` (MK of the packet's
+ * index) when encrypted. Null when the AEAD fails; throws
+ * {@linkcode PacketError} when the frames do not exactly fill the body.
+ *
+ * @example
+ * ```ts
+ * const frames = openPacket("r1", packet, chain.keyFor(packet.index));
+ * ```
+ */
+export function openPacket(
+  roomId: string,
+  packet: Packet,
+  key: Uint8Array | null,
+): Uint8Array[] | null {
+  let plain = packet.body;
+  if (packet.encrypted) {
+    if (!key) throw new Error("an encrypted packet needs its message key");
+    const opened = aeadDecrypt(key, packet.nonce, packet.body, bodyAad(roomId, packet.header));
+    if (opened === null) return null;
+    plain = opened;
+  }
+  const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const frames: Uint8Array[] = [];
+  let at = 0;
+  for (let j = 0; j < packet.count; j++) {
+    if (at + 4 > plain.length) throw new PacketError("frames truncated");
+    const len = view.getUint32(at);
+    if (at + 4 + len > plain.length) throw new PacketError("frames truncated");
+    frames.push(plain.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  if (at !== plain.length) throw new PacketError("trailing bytes after the frames");
+  return frames;
 }
 
 const REPLY_CONTEXT = utf8("unibus/reply/v1");
@@ -269,7 +350,7 @@ const REPLY_CONTEXT = utf8("unibus/reply/v1");
 /**
  * The sender session of the reply to one request: SHA-256("unibus/reply/v1"
  * || requester sign pub (32) || request session (16) || u32 request epoch ||
- * u32 request index), first 16 bytes. The session is inside the signed
+ * u32 request frame index), first 16 bytes. The session is inside the signed
  * packet, so a reply proves which request it answers; a reply captured from
  * another exchange does not fit.
  *

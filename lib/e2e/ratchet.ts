@@ -1,28 +1,33 @@
 /**
- * The per-sender symmetric ratchet of one epoch.
+ * The per-sender symmetric ratchet of one epoch (protocol v2): one step per
+ * packet, not per message.
  *
- *   CK_0     = HKDF-SHA-256(ikm = epoch room key, salt = 32 zero bytes,
- *                           info = "unibus/chain/v1" || lp(room) || u32 epoch
- *                                  || sender sign pub (32) || session (16), L = 32)
- *   MK_i     = HMAC-SHA-256(CK_i, 0x01)      message key of index i
- *   CK_{i+1} = HMAC-SHA-256(CK_i, 0x02)
+ *   CK_0            = HKDF-SHA-256(ikm = epoch room key, salt = 32 zero bytes,
+ *                                  info = "unibus/chain/v2" || lp(room) || u32 epoch
+ *                                         || sender sign pub (32) || session (16), L = 32)
+ *   MK_n || CK_n+1  = HKDF-SHA-256(ikm = CK_n, salt = 32 zero bytes,
+ *                                  info = "unibus/step/v2", L = 64)
  *
- * A chain only moves forward and forgets what it passed: the state at index n
- * cannot produce MK_i for i < n (forward secrecy for a leaked ratchet state).
- * Every sender session has its own chain, so a restarted client never reuses
- * a message key.
+ * MK_n is the key of packet n of the session (all its frames, one AEAD).
+ * A chain only moves forward and forgets what it passed: the state at index
+ * n cannot produce MK_i for i < n (forward secrecy for a leaked ratchet
+ * state, at the granularity of one packet).
+ *
+ * Why HKDF through node:crypto's `hkdfSync` and one step per packet
+ * (measured in scripts/bench/primitives.ts, docs/benchmarks.md): v1 ran two
+ * pure-JS HMACs per message, 42–46 % of a busy sender's and receiver's CPU.
+ * `hkdfSync` is native and synchronous (about half the cost of @noble's two
+ * HMACs; node's `createHmac` and WebCrypto's async HMAC were slower per step
+ * in Deno); stepping per packet divides what is left by the frames per packet.
  *
  * @module
  */
 
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import { hkdfSync } from "node:crypto";
 import { concatBytes, lengthPrefixed, u32, utf8 } from "./bytes.ts";
 
-const CHAIN_INFO = utf8("unibus/chain/v1");
-const MESSAGE = Uint8Array.of(1);
-const NEXT = Uint8Array.of(2);
+const CHAIN_INFO = utf8("unibus/chain/v2");
+const STEP_INFO = utf8("unibus/step/v2");
 const ZERO_SALT = new Uint8Array(32);
 
 /** Who a chain belongs to. */
@@ -49,7 +54,20 @@ export function initialChainKey(roomKey: Uint8Array, id: ChainId): Uint8Array {
     id.sender,
     id.session,
   );
-  return hkdf(sha256, roomKey, ZERO_SALT, info, 32);
+  return new Uint8Array(hkdfSync("sha256", roomKey, ZERO_SALT, info, 32));
+}
+
+/**
+ * One ratchet step: the message key of `ck`'s index and the next chain key.
+ *
+ * @example
+ * ```ts
+ * const { messageKey, nextChainKey } = ratchetStep(ck0); // MK_0, CK_1
+ * ```
+ */
+export function ratchetStep(ck: Uint8Array): { messageKey: Uint8Array; nextChainKey: Uint8Array } {
+  const okm = new Uint8Array(hkdfSync("sha256", ck, ZERO_SALT, STEP_INFO, 64));
+  return { messageKey: okm.subarray(0, 32), nextChainKey: okm.subarray(32) };
 }
 
 /** Thrown when asked for an index the chain has already passed. */
@@ -58,15 +76,23 @@ export class RatchetPassedError extends Error {
 }
 
 /**
- * How far a receiver will skip ahead over lost messages before refusing. Each
- * skipped index costs two HMACs; a member could otherwise make every receiver
- * burn seconds of CPU with one forged jump (100 000 skips measured 1.4 s).
+ * How many packets a receiver will skip ahead over lost ones before refusing.
+ * Each skipped index costs one HKDF step (a few µs); a member could otherwise
+ * make every receiver burn CPU with one forged jump.
  */
 export const MAX_SKIP = 2048;
 
 /**
+ * The skip limit of a history reader, which starts every session at CK_0 and
+ * may begin reading in the middle of a long one: 2^17 steps, well under a
+ * second of HKDF per session (a forged far index costs a reader that much
+ * once, then the session is positioned).
+ */
+export const MAX_HISTORY_SKIP = 131_072;
+
+/**
  * A chain positioned at `index`: it hands out each message key once, in
- * order, and can skip forward over lost messages.
+ * order, and can skip forward over lost packets.
  *
  * @example
  * ```ts
@@ -78,10 +104,12 @@ export const MAX_SKIP = 2048;
 export class Chain {
   #ck: Uint8Array;
   #index: number;
+  #maxSkip: number;
 
-  constructor(chainKey: Uint8Array, index = 0) {
+  constructor(chainKey: Uint8Array, index = 0, maxSkip = MAX_SKIP) {
     this.#ck = chainKey.slice();
     this.#index = index;
+    this.#maxSkip = maxSkip;
   }
 
   /** The index of the next message key. */
@@ -100,22 +128,23 @@ export class Chain {
 
   /** The message key of the current index, then steps forward. */
   next(): Uint8Array {
-    const mk = hmac(sha256, this.#ck, MESSAGE);
-    const next = hmac(sha256, this.#ck, NEXT);
+    const { messageKey, nextChainKey } = ratchetStep(this.#ck);
     this.#ck.fill(0);
-    this.#ck = next;
+    this.#ck = nextChainKey;
     this.#index++;
-    return mk;
+    return messageKey;
   }
 
   /**
    * The message key of `index` (>= the current index), discarding every key
    * before it. Throws {@linkcode RatchetPassedError} for an index already
-   * passed: a replayed or reordered message.
+   * passed: a replayed or reordered packet.
    */
   keyFor(index: number): Uint8Array {
     if (index < this.#index) throw new RatchetPassedError(`index ${index} already passed`);
-    if (index - this.#index > MAX_SKIP) throw new RangeError(`index ${index} skips too far ahead`);
+    if (index - this.#index > this.#maxSkip) {
+      throw new RangeError(`index ${index} skips too far ahead`);
+    }
     while (this.#index < index) this.next();
     return this.next();
   }

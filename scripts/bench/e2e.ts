@@ -6,18 +6,29 @@
  * @module
  */
 
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { connect } from "../../lib/client/client.ts";
 import { generateIdentity, saveIdentity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import type { Summary } from "./stats.ts";
+import { registerUsers } from "./users.ts";
 
 const WORKER = new URL("./worker.ts", import.meta.url).pathname;
 
 /** A worker process and its JSON lines. */
 function spawnWorker(role: string, cfg: Record<string, unknown>) {
+  // UNIBUS_BENCH_CPU_PROF=<dir>: every worker writes a V8 CPU profile there
+  // (scripts/bench/profile_top.ts summarises one).
+  const prof = Deno.env.get("UNIBUS_BENCH_CPU_PROF");
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", WORKER, role, JSON.stringify(cfg)],
+    args: [
+      "run",
+      "--quiet",
+      ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}/${role}-${cfg.size ?? 0}`] : []),
+      "-A",
+      WORKER,
+      role,
+      JSON.stringify(cfg),
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -49,19 +60,29 @@ function spawnWorker(role: string, cfg: Record<string, unknown>) {
       }
       return lines[cursor++];
     },
-    kill() {
+    /** SIGTERM (the worker exits cleanly, writing its CPU profile), SIGKILL after 5 s. */
+    async stop() {
       try {
-        child.kill("SIGKILL");
+        child.kill("SIGTERM");
       } catch { /* gone */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(timer);
     },
   };
 }
 
 /** Throughput of one pair. */
 export interface Throughput {
+  size: number;
   sent: number;
   received: number;
   msgsPerSec: number;
+  mbPerSec: number;
 }
 
 async function throughput(
@@ -74,10 +95,13 @@ async function throughput(
   const res = await sub.next() as { received: number; ms: number };
   await pub.next();
   await Promise.all([sub.child.status, pub.child.status]);
+  const msgsPerSec = res.received / (res.ms / 1000);
   return {
+    size: cfg.size as number,
     sent: cfg.count as number,
     received: res.received,
-    msgsPerSec: Math.round(res.received / (res.ms / 1000)),
+    msgsPerSec: Math.round(msgsPerSec),
+    mbPerSec: Math.round((msgsPerSec * (cfg.size as number)) / 1e5) / 10,
   };
 }
 
@@ -91,31 +115,30 @@ async function latency(
   const ping = spawnWorker(`${prefix}-ping`, pingCfg);
   const res = await ping.next() as unknown as Summary;
   await ping.child.status;
-  echo.kill();
-  await echo.child.status;
+  await echo.stop();
   return res;
 }
 
-/** Runs the E2E benchmark with `count` messages per throughput run. */
-export async function benchE2E(count: number, pings: number) {
+/** How many messages to send of a size: `count` at 256 B, fewer bytes' worth above. */
+export function countFor(count: number, size: number): number {
+  return size <= 256 ? count : Math.max(1000, Math.round((count * 256) / size) * 4);
+}
+
+/**
+ * Runs the E2E benchmark: per payload size, raw then E2E throughput
+ * (`count` messages at 256 B, see {@linkcode countFor}), then the round trip.
+ */
+export async function benchE2E(count: number, pings: number, sizes = [256]) {
   const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-bench-" });
   try {
-    const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
     const ids = [generateIdentity("bench-a"), generateIdentity("bench-b")];
+    await registerUsers(s.dataDir, ids, "bench");
     const files: string[] = [];
     for (const [i, id] of ids.entries()) {
-      await store.addUser({
-        signPub: id.signPubHex,
-        handle: `bench-${i}`,
-        role: "member",
-        kexPub: id.kexPubHex,
-        kexSig: id.kexSigHex,
-      });
       files.push(`${dir}/id${i}.json`);
       await saveIdentity(files[i], id);
     }
-    await store.close();
     const url = `nats://127.0.0.1:${s.natsPort}`;
     const admin = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: ids[0] });
     const e2eRoom = await admin.createRoom("bench.e2e");
@@ -129,16 +152,23 @@ export async function benchE2E(count: number, pings: number) {
     const open = await startServe();
     try {
       const rawUrl = `nats://127.0.0.1:${open.natsPort}`;
-      const raw = await throughput("raw", { url: rawUrl, subject: "bench.raw", count, size: 256 });
-      const e2e = await throughput("e2e", {
-        url,
-        ctrl: s.httpUrl,
-        identity: files[1],
-        pubIdentity: files[0],
-        room: e2eRoom.id,
-        count,
-        size: 256,
-      });
+      const tput: Array<{ raw: Throughput; e2e: Throughput }> = [];
+      for (const size of sizes) {
+        const n = countFor(count, size);
+        // Raw and E2E of one size back to back: the machine's load is the
+        // most alike for the two figures that are divided.
+        const raw = await throughput("raw", { url: rawUrl, subject: "bench.raw", count: n, size });
+        const e2e = await throughput("e2e", {
+          url,
+          ctrl: s.httpUrl,
+          identity: files[1],
+          pubIdentity: files[0],
+          room: e2eRoom.id,
+          count: n,
+          size,
+        });
+        tput.push({ raw, e2e });
+      }
       const rawLat = await latency("raw", { url: rawUrl, subject: "bench.ping" }, {
         url: rawUrl,
         subject: "bench.ping",
@@ -150,7 +180,7 @@ export async function benchE2E(count: number, pings: number) {
         { url, ctrl: s.httpUrl, identity: files[1], room: pingRoom.id },
         { url, ctrl: s.httpUrl, identity: files[0], room: pingRoom.id, count: pings, size: 256 },
       );
-      return { raw, e2e, rawLat, e2eLat };
+      return { tput, rawLat, e2eLat };
     } finally {
       await open.stop();
     }

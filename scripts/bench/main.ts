@@ -3,67 +3,128 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
+ * Options: --only=connect,e2e,flood,primitives,scale (default all but
+ * scale), --repeat=N (E2E runs, reported as min / median / max),
+ * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
+ * scale options of scripts/bench/scale.ts.
+ *
  * @module
  */
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchConnect } from "./connect.ts";
 import { benchE2E } from "./e2e.ts";
+import { benchPrimitives } from "./primitives.ts";
+import { benchScale, scaleReport } from "./scale.ts";
+import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
 
 installConnectionResetGuard();
+const flag = (name: string, fallback: string) =>
+  Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
 const json = Deno.args.includes("--json");
-const n = Number(Deno.args.find((a) => a.startsWith("--connects="))?.split("=")[1] ?? 500);
+const only = new Set(flag("only", "connect,e2e,flood,primitives").split(","));
+const n = Number(flag("connects", "500"));
+const count = Number(flag("messages", "200000"));
+const pings = Number(flag("pings", "2000"));
+const repeat = Math.min(10, Math.max(1, Number(flag("repeat", "3"))));
+const sizes = flag("sizes", "256,1024,16384").split(",").map(Number);
+const floodParallel = Number(flag("flood", "40"));
 
-const count = Number(Deno.args.find((a) => a.startsWith("--messages="))?.split("=")[1] ?? 200_000);
-const pings = Number(Deno.args.find((a) => a.startsWith("--pings="))?.split("=")[1] ?? 2000);
-const connects = await benchConnect(n);
-const e2e = await benchE2E(count, pings);
-const floodParallel = Number(
-  Deno.args.find((a) => a.startsWith("--flood="))?.split("=")[1] ?? 40,
-);
-const flood = await benchUploadFlood(floodParallel, 5);
 const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
-if (json) {
-  console.log(
-    JSON.stringify({ cpu, cores: navigator.hardwareConcurrency, connects, e2e, flood }, null, 2),
-  );
-} else {
+const out: string[] = [
+  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}.`,
+  "",
+];
+const results: Record<string, unknown> = { cpu, cores: navigator.hardwareConcurrency };
+
+if (only.has("primitives")) {
+  const prims = await benchPrimitives();
+  results.primitives = prims;
+  out.push("Primitives, one process, µs per call (median of 5 rounds):", "");
+  out.push("| operation | µs |", "|---|---|");
+  for (const p of prims) out.push(`| ${p.name} | ${p.usPerOp} |`);
+  out.push("");
+}
+
+if (only.has("connect")) {
+  const connects = await benchConnect(n);
+  results.connects = connects;
   const row = (name: string, s: typeof connects.auth) =>
     `| ${name} | ${s.n} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.max} |`;
-  console.log(
-    [
-      `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}.`,
-      "",
-      "Connect (TCP + INFO + CONNECT + PING/PONG, then close), milliseconds:",
-      "",
-      "| connect | n | p50 | p90 | p99 | max |",
-      "|---|---|---|---|---|---|",
-      row("enforce: nkey + auth callout", connects.auth),
-      row("auth off (no credentials)", connects.noAuth),
-      "",
-      `Publish → subscribe, 256-byte payloads, ${count} messages, publisher and subscriber in separate processes:`,
-      "",
-      "| path | received | msgs/s |",
-      "|---|---|---|",
-      `| raw nats.js | ${e2e.raw.received} | ${e2e.raw.msgsPerSec} |`,
-      `| unibus E2E room (encrypted + signed) | ${e2e.e2e.received} | ${e2e.e2e.msgsPerSec} |`,
-      `| ratio raw : E2E | | 1 : ${(e2e.raw.msgsPerSec / e2e.e2e.msgsPerSec).toFixed(1)} |`,
-      "",
-      `Round trip (request → echo → reply), 256-byte payloads, ${pings} round trips, milliseconds:`,
-      "",
-      "| path | p50 | p90 | p99 | max |",
-      "|---|---|---|---|---|",
-      `| raw nats.js request/reply | ${e2e.rawLat.p50} | ${e2e.rawLat.p90} | ${e2e.rawLat.p99} | ${e2e.rawLat.max} |`,
-      `| unibus E2E room request/respond | ${e2e.e2eLat.p50} | ${e2e.e2eLat.p90} | ${e2e.e2eLat.p99} | ${e2e.e2eLat.max} |`,
-      "",
-      `Upload flood: ${flood.rounds} rounds of ${flood.parallel} parallel 8 MiB uploads with bad signatures naming a registered key:`,
-      "",
-      "| serve RSS before MiB | peak MiB | answers | ms |",
-      "|---|---|---|---|",
-      `| ${flood.rssBeforeMiB} | ${flood.rssPeakMiB} | ${
-        Object.entries(flood.answers).map(([k, v]) => `${k}: ${v}`).join(", ")
-      } | ${flood.ms} |`,
-    ].join("\n"),
+  out.push(
+    "Connect (TCP + INFO + CONNECT + PING/PONG, then close), milliseconds:",
+    "",
+    "| connect | n | p50 | p90 | p99 | max |",
+    "|---|---|---|---|---|---|",
+    row("enforce: nkey + auth callout", connects.auth),
+    row("auth off (no credentials)", connects.noAuth),
+    "",
   );
 }
+
+if (only.has("e2e")) {
+  const runs: Array<Awaited<ReturnType<typeof benchE2E>>> = [];
+  for (let i = 0; i < repeat; i++) runs.push(await benchE2E(count, pings, sizes));
+  results.e2e = runs;
+  out.push(
+    `Publish → subscribe, publisher and subscriber in separate processes, ${repeat} runs (min / median / max; raw and E2E of a run measured back to back):`,
+    "",
+    "| payload | raw msgs/s | E2E msgs/s | raw MB/s | E2E MB/s | E2E : raw |",
+    "|---|---|---|---|---|---|",
+  );
+  sizes.forEach((size, s) => {
+    const raw = runs.map((r) => r.tput[s].raw);
+    const e2e = runs.map((r) => r.tput[s].e2e);
+    const ratio = runs.map((r) => r.tput[s].e2e.msgsPerSec / r.tput[s].raw.msgsPerSec);
+    out.push(
+      `| ${size} B | ${spread(raw.map((t) => t.msgsPerSec))} | ${
+        spread(e2e.map((t) => t.msgsPerSec))
+      } | ${spread(raw.map((t) => t.mbPerSec))} | ${spread(e2e.map((t) => t.mbPerSec))} | ${
+        spread(ratio, 2)
+      } |`,
+    );
+  });
+  const lost = runs.flatMap((r) => r.tput).filter((t) => t.e2e.received < t.e2e.sent);
+  if (lost.length > 0) out.push("", `(${lost.length} E2E runs received fewer than sent)`);
+  out.push(
+    "",
+    `Round trip (request → echo → reply), 256-byte payloads, ${pings} round trips per run, ms (min / median / max over ${repeat} runs):`,
+    "",
+    "| path | p50 | p90 | p99 |",
+    "|---|---|---|---|",
+    `| raw nats.js request/reply | ${spread(runs.map((r) => r.rawLat.p50), 3)} | ${
+      spread(runs.map((r) => r.rawLat.p90), 3)
+    } | ${spread(runs.map((r) => r.rawLat.p99), 3)} |`,
+    `| unibus E2E room request/respond | ${spread(runs.map((r) => r.e2eLat.p50), 3)} | ${
+      spread(runs.map((r) => r.e2eLat.p90), 3)
+    } | ${spread(runs.map((r) => r.e2eLat.p99), 3)} |`,
+    `| E2E − raw, p50 | ${spread(runs.map((r) => r.e2eLat.p50 - r.rawLat.p50), 3)} | | ${
+      spread(runs.map((r) => r.e2eLat.p99 / r.rawLat.p99), 2)
+    } (p99 ratio) |`,
+    "",
+  );
+}
+
+if (only.has("flood")) {
+  const flood = await benchUploadFlood(floodParallel, 5);
+  results.flood = flood;
+  out.push(
+    `Upload flood: ${flood.rounds} rounds of ${flood.parallel} parallel 8 MiB uploads with bad signatures naming a registered key:`,
+    "",
+    "| serve RSS before MiB | peak MiB | answers | ms |",
+    "|---|---|---|---|",
+    `| ${flood.rssBeforeMiB} | ${flood.rssPeakMiB} | ${
+      Object.entries(flood.answers).map(([k, v]) => `${k}: ${v}`).join(", ")
+    } | ${flood.ms} |`,
+    "",
+  );
+}
+
+if (only.has("scale")) {
+  const scale = await benchScale(Deno.args);
+  results.scale = scale;
+  out.push(...scaleReport(scale));
+}
+
+console.log(json ? JSON.stringify(results, null, 2) : out.join("\n"));

@@ -33,3 +33,17 @@ export function summarize(samples: number[]): Summary {
     max: r(s[s.length - 1]),
   };
 }
+
+/**
+ * "min / median / max" of a few repeated figures, rounded to `digits`.
+ *
+ * @example
+ * ```ts
+ * spread([3, 1, 2]); // "1 / 2 / 3"
+ * ```
+ */
+export function spread(values: number[], digits = 0): string {
+  const s = [...values].sort((a, b) => a - b);
+  const f = (x: number) => digits === 0 ? Math.round(x).toLocaleString("en-US") : x.toFixed(digits);
+  return `${f(s[0])} / ${f(s[Math.floor((s.length - 1) / 2)])} / ${f(s[s.length - 1])}`;
+}

@@ -18,6 +18,7 @@ import { generateIdentity } from "../../lib/identity/identity.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
+import { rssMiB } from "./users.ts";
 
 /** What one flood measured. */
 export interface FloodResult {
@@ -34,12 +35,6 @@ export interface FloodResult {
 }
 
 const MiB = 1024 * 1024;
-
-function rssMiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  return Math.round((kb / 1024) * 10) / 10;
-}
 
 /**
  * Runs the flood; `parallel` requests at once, `rounds` times, at most `maxMs`.

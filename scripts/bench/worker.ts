@@ -19,6 +19,9 @@ import { installConnectionResetGuard } from "../../lib/nats/connection_reset_gua
 import { summarize } from "./stats.ts";
 
 installConnectionResetGuard();
+// The echo roles run until scripts/bench/e2e.ts stops them: exit cleanly so
+// that a CPU profile (UNIBUS_BENCH_CPU_PROF) is written.
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
 const [role, configText] = Deno.args;
 const cfg = JSON.parse(configText);
 const say = (o: unknown) => console.log(JSON.stringify(o));

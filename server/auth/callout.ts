@@ -14,7 +14,7 @@
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
-import { expressibleRooms, userPermissions } from "../../lib/auth/acl.ts";
+import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
 import {
   decodeAnyBase64,
   decodePublicNkey,
@@ -225,14 +225,16 @@ async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats
   // Defensive: what another user stored (a room added us to) must never cost
   // us the login. A room the ACL cannot express is left out, logged and
   // counted; the user gets the rest (lib/auth/acl.ts grants it nothing too).
-  const { granted, inexpressible } = expressibleRooms(rooms);
+  // Also bounded in size: past it, nats-server could not take the JWT.
+  const { granted, leftOut: inexpressible } = aclRooms(signPubHex, rooms);
   for (const x of inexpressible) {
     stats.roomsLeftOut++;
-    opts.log.warn("room left out of the ACL: its subject is inexpressible", {
-      signPub: signPubHex,
-      room: x.room.id,
-      rule: x.rule,
-    });
+    opts.log.warn(
+      x.rule === "acl_full"
+        ? "room left out of the ACL: the ACL is full"
+        : "room left out of the ACL: its subject is inexpressible",
+      { signPub: signPubHex, room: x.room.id, rule: x.rule },
+    );
   }
   const permissions = userPermissions(signPubHex, granted);
   const jwt = await encodeUser(

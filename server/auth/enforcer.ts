@@ -32,6 +32,7 @@ import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { APP_ACCOUNT } from "../nats/config.ts";
 import type { Session, SessionRegistry } from "./sessions.ts";
+import { REFRESH_NOTICE_SUFFIX } from "../../lib/notices.ts";
 
 /** What the enforcer needs. */
 export interface EnforcerOptions {
@@ -48,8 +49,9 @@ export interface EnforcerOptions {
   onKick?: (reason: string) => void;
 }
 
-/** The subject suffix, under a user's inbox prefix, of "refresh your session" notices. */
-export const REFRESH_NOTICE_SUFFIX = "unibus.refresh";
+// The subject suffix, under a user's inbox prefix, of "refresh your session"
+// notices; one constant with the client that listens (lib/notices.ts).
+export { REFRESH_NOTICE_SUFFIX };
 
 /**
  * The ids of the nats-servers that answer a `$SYS.REQ.SERVER.PING` on `sys`

@@ -162,7 +162,11 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
   } catch (err) {
     // Stop the transfer: nothing more of a refused body is read.
     reader.cancel().catch(() => {});
-    throw err;
+    if (err instanceof HttpError) throw err;
+    // The stream itself failed: the sender hung up mid-body or broke the
+    // chunked framing. That is the client's doing, so a 400, never a 500
+    // with an error-level log line anyone could fill the log with.
+    throw new HttpError(400, "bad_body", "the request body could not be read to its end");
   } finally {
     clearTimeout(timer);
   }

@@ -13,9 +13,11 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
+import { ROOM_NOTICE_SUFFIX } from "../../lib/notices.ts";
 
-/** The subject suffix, under a user's inbox prefix, of room-change notices. */
-export const ROOM_NOTICE_SUFFIX = "unibus.room";
+// The subject suffix, under a user's inbox prefix, of room-change notices;
+// one constant with the client that listens (lib/notices.ts).
+export { ROOM_NOTICE_SUFFIX };
 
 /**
  * A function that tells `users` that room `roomId` changed.
