@@ -3,8 +3,8 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=connect,e2e,flood,primitives,scale (default all but
- * scale), --repeat=N (E2E runs, reported as min / median / max),
+ * Options: --only=connect,e2e,flood,primitives,scale,cluster (default all
+ * but scale and cluster; cluster: --kills=N, default 3), --repeat=N (E2E runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts.
  *
@@ -12,6 +12,7 @@
  */
 
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
+import { benchCluster } from "./cluster.ts";
 import { benchConnect } from "./connect.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchPrimitives } from "./primitives.ts";
@@ -117,6 +118,25 @@ if (only.has("flood")) {
     `| ${flood.rssBeforeMiB} | ${flood.rssPeakMiB} | ${
       Object.entries(flood.answers).map(([k, v]) => `${k}: ${v}`).join(", ")
     } | ${flood.ms} |`,
+    "",
+  );
+}
+
+if (only.has("cluster")) {
+  const kills = Math.min(10, Math.max(1, Number(flag("kills", "3"))));
+  const f = await benchCluster(kills);
+  results.cluster = f;
+  const sorted = [...f.failoverMs].sort((a, b) => a - b);
+  out.push(
+    `Three-node cluster on loopback (serve, --store kv --kv-replicas 3, route TLS), ${kills} kill -9 rounds:`,
+    "",
+    "| measure | ms |",
+    "|---|---|",
+    `| cold start → all three /healthz 200 | ${f.coldStartMs} |`,
+    `| failover: kill → receiving again, p50 | ${sorted[Math.floor((sorted.length - 1) / 2)]} |`,
+    `| failover: kill → receiving again, max | ${sorted.at(-1)} |`,
+    `| failover, each | ${f.failoverMs.join(", ")} |`,
+    `| kill → restarted node healthy, replicas current, each | ${f.rejoinMs.join(", ")} |`,
     "",
   );
 }
