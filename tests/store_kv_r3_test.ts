@@ -7,8 +7,10 @@
  */
 
 import { jetstreamManager } from "@nats-io/jetstream";
+import { createLogger } from "../lib/log.ts";
 import { controlPlaneStreams } from "../lib/store/kv_buckets.ts";
 import { openKvStore } from "../lib/store/kv.ts";
+import { assertEquals } from "./helpers/assert.ts";
 import { startNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";
 import { storeContract } from "./store_contract.ts";
 
@@ -74,6 +76,55 @@ storeContract("kv R3", async () => {
       for (const s of opened) await s.close();
     },
   };
+});
+
+Deno.test("buckets made at R1 are raised in place to R3 by a store opened with replicas 3, and it says so", async () => {
+  const admin = await cluster.connectAs(1, "internal");
+  try {
+    const jsm = await jetstreamManager(admin, { checkAPI: false });
+    const existing = new Set<string>();
+    for await (const name of jsm.streams.names()) existing.add(name);
+    for (const s of controlPlaneStreams()) if (existing.has(s)) await jsm.streams.delete(s);
+    // A single node's store: R1 buckets, one user.
+    const r1 = await openKvStore({
+      nc: await cluster.connectAs(1, "internal"),
+      replicas: 1,
+      ownsConnection: true,
+    });
+    await r1.addUser({
+      signPub: "ab".repeat(32),
+      kexPub: null,
+      kexSig: null,
+      handle: "ada",
+      role: "admin",
+    });
+    await r1.close();
+    assertEquals((await jsm.streams.info("KV_UNIBUS_users")).config.num_replicas, 1);
+    // The same data opened at R3 (as serve --kv-replicas 3 does): raised, logged, nothing lost.
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger("test", { sink: (l) => void lines.push(JSON.parse(l)) });
+    const r3 = await openKvStore({
+      nc: await cluster.connectAs(2, "internal"),
+      replicas: 3,
+      ownsConnection: true,
+      bootstrapTimeoutMs: 60_000,
+      log,
+    });
+    try {
+      assertEquals((await r3.getUser("ab".repeat(32)))?.handle, "ada");
+    } finally {
+      await r3.close();
+    }
+    for (const s of controlPlaneStreams()) {
+      const cfg = (await jsm.streams.info(s)).config;
+      assertEquals([s, cfg.num_replicas, cfg.allow_direct], [s, 3, true]);
+    }
+    const raised = lines.filter((l) => l.msg === "control-plane stream raised in place");
+    assertEquals(raised.length, controlPlaneStreams().length, JSON.stringify(lines));
+    assertEquals(raised.every((l) => l.replicasBefore === 1 && l.replicas === 3), true);
+  } finally {
+    await admin.close();
+  }
 });
 
 Deno.test({

@@ -171,10 +171,23 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
   // raise that the cluster cannot place yet (fewer than three nodes up)
   // fails here and is retried within the bootstrap budget.
   const jsm = await jetstreamManager(opts.nc, { timeout: ATTEMPT_TIMEOUT_MS, checkAPI: false });
+  // Streams raised by this open: they are used only once their new
+  // replicas have caught up (a read right after the raise timed out while
+  // the stream's group re-formed). A retry re-checks until then.
+  const raised = new Set<string>();
   const raiseInPlace = async (stream: string) => {
     const info = await jsm.streams.info(stream);
     const cfg = info.config;
-    if (cfg.num_replicas >= opts.replicas && cfg.allow_direct) return;
+    if (cfg.num_replicas >= opts.replicas && cfg.allow_direct) {
+      const peers = info.cluster?.replicas ?? [];
+      if (
+        raised.has(stream) &&
+        (!info.cluster?.leader || peers.length < opts.replicas - 1 ||
+          peers.some((p) => !p.current))
+      ) throw new Error(`${stream} is catching up after its raise`);
+      return;
+    }
+    raised.add(stream);
     await jsm.streams.update(stream, {
       ...cfg,
       num_replicas: Math.max(cfg.num_replicas, opts.replicas),
@@ -186,6 +199,7 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
       replicas: Math.max(cfg.num_replicas, opts.replicas),
       allowDirect: true,
     });
+    throw new Error(`${stream} raised; waiting for its replicas`);
   };
 
   const kv = {} as Record<keyof typeof KV_BUCKETS, KV>;
