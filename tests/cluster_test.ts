@@ -15,43 +15,18 @@ import { generateIdentity, type Identity, saveIdentity } from "../lib/identity/i
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { type BusUser, connectAs } from "./helpers/bus.ts";
 import { collector } from "./helpers/client_bus.ts";
-import { secretLeaks, type ServeCluster, startServeCluster } from "./helpers/cluster.ts";
+import {
+  addKvUser,
+  clusterNodeArgs,
+  kvAt,
+  secretLeaks,
+  type ServeCluster,
+  startServeCluster,
+} from "./helpers/cluster.ts";
 import { waitUntil } from "./helpers/nats_cluster.ts";
 import { as, type Bus, genesis, newRoomId } from "./helpers/rooms_api.ts";
 import { freePort, isAlive } from "./helpers/ports.ts";
 import { runUnibus, spawnUnibus } from "./helpers/serve_process.ts";
-
-/** The KV target flags of node `i` (its own NATS, its own internal identity). */
-function kvAt(c: ServeCluster, i: number): string[] {
-  return [
-    "--store",
-    "kv",
-    "--nats-url",
-    c.nodes[i].natsUrl,
-    "--internal-id-file",
-    c.nodes[i].internalIdFile,
-  ];
-}
-
-async function addUser(c: ServeCluster, via: number, id: Identity, role = "member") {
-  const r = await runUnibus([
-    "user",
-    "add",
-    "--handle",
-    id.handle!,
-    "--sign-pub",
-    id.signPubHex,
-    "--kex-pub",
-    id.kexPubHex,
-    "--kex-sig",
-    id.kexSigHex,
-    "--role",
-    role,
-    ...kvAt(c, via),
-  ]);
-  assertEquals(r.code, 0, `user add ${id.handle} via ${c.nodes[via].name}: ${r.stderr}`);
-  return r;
-}
 
 function clientOn(c: ServeCluster, nodes: number[], identity: Identity): Promise<UnibusClient> {
   return connect({
@@ -122,9 +97,9 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
 
     await t.step("users on different nodes exchange E2E messages in one room", async () => {
       // Each CLI run reaches its own node's NATS with that node's internal identity.
-      const added = await addUser(c, 0, ada, "admin");
+      const added = await addKvUser(c, 0, ada, "admin");
       assertMatch(added.stdout, /KV_UNIBUS_users: R3/);
-      await addUser(c, 1, bob);
+      await addKvUser(c, 1, bob);
       const a = await clientOn(c, [0], ada);
       open.push(a);
       const b = await clientOn(c, [1], bob);
@@ -159,7 +134,7 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
       "user revoke --store kv on node B cuts a connection on node C in < 1 s",
       async () => {
         const carl = generateIdentity("carl");
-        await addUser(c, 0, carl);
+        await addKvUser(c, 0, carl);
         const nc: NatsConnection = await waitUntil(
           "carl connected to n3",
           10_000,
@@ -216,7 +191,7 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
 
           // An operator adds a user while the node is down, through a survivor.
           const dora = generateIdentity("dora");
-          await addUser(c, others[0], dora);
+          await addKvUser(c, others[0], dora);
 
           const status = await loop.finished;
           const summary = loop.lines.filter((l) => l.event === "summary").at(-1);
@@ -347,37 +322,17 @@ Deno.test("a lone node of a three-node cluster answers 503 while it waits, and s
   await Deno.writeTextFile(passFile, crypto.randomUUID() + "\n", { mode: 0o600 });
   await Deno.chmod(passFile, 0o600);
   const httpPort = freePort();
-  const p = spawnUnibus([
-    "serve",
-    "--bus-auth",
-    "enforce",
-    "--store",
-    "kv",
-    "--kv-replicas",
-    "3",
-    "--server-name",
-    "n1",
-    "--data-dir",
-    `${dir}/n1`,
-    "--internal-id-file",
-    `${dir}/internal.id`,
-    "--http-addr",
-    `127.0.0.1:${httpPort}`,
-    "--nats-port",
-    String(freePort()),
-    "--cluster-host",
-    "127.0.0.1",
-    "--cluster-port",
-    String(freePort()),
-    "--routes",
-    `nats://127.0.0.1:${freePort()},nats://127.0.0.1:${freePort()}`,
-    "--cluster-user",
-    "unibus-cluster",
-    "--cluster-pass-file",
+  const p = spawnUnibus(clusterNodeArgs({
+    name: "n1",
+    dataDir: `${dir}/n1`,
+    internalIdFile: `${dir}/internal.id`,
+    httpPort,
+    natsPort: freePort(),
+    clusterPort: freePort(),
+    routes: [`nats://127.0.0.1:${freePort()}`, `nats://127.0.0.1:${freePort()}`],
     passFile,
-    "--callout-issuer-file",
-    `${dir}/issuer.nk`,
-  ]);
+    calloutIssuerFile: `${dir}/issuer.nk`,
+  }));
   try {
     const h = await waitUntil("the lone node's healthz", 30_000, async () => {
       const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);

@@ -4,11 +4,11 @@ import { assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, addRoom, connectAs } from "./helpers/bus.ts";
 import { collector } from "./helpers/client_bus.ts";
 import { startServe } from "./helpers/serve_process.ts";
-import { makeTestPki } from "./helpers/tls.ts";
+import { makeTestPki, type TestPki } from "./helpers/tls.ts";
 
-Deno.test("--tls-cert/--tls-key serve HTTPS and NATS over TLS, pinned to --tls-ca", async () => {
-  const pki = await makeTestPki();
-  const s = await startServe({
+/** `serve --bus-auth enforce` with TLS on both planes from `pki`. */
+function tlsServe(pki: TestPki) {
+  return startServe({
     extraArgs: [
       "--bus-auth",
       "enforce",
@@ -20,6 +20,11 @@ Deno.test("--tls-cert/--tls-key serve HTTPS and NATS over TLS, pinned to --tls-c
       pki.caCert,
     ],
   });
+}
+
+Deno.test("--tls-cert/--tls-key serve HTTPS and NATS over TLS, pinned to --tls-ca", async () => {
+  const pki = await makeTestPki();
+  const s = await tlsServe(pki);
   const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(pki.caCert)] });
   const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
   try {
@@ -52,18 +57,7 @@ Deno.test("a client on a TLS data plane refreshes its session: creates a room an
   // nats.js reconnect() hung for good over Deno's node:tls (a zero-length
   // write never called back) until lib/nats/tls_empty_write.ts.
   const pki = await makeTestPki();
-  const s = await startServe({
-    extraArgs: [
-      "--bus-auth",
-      "enforce",
-      "--tls-cert",
-      pki.serverCert,
-      "--tls-key",
-      pki.serverKey,
-      "--tls-ca",
-      pki.caCert,
-    ],
-  });
+  const s = await tlsServe(pki);
   const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
   let client: UnibusClient | null = null;
   try {

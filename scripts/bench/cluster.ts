@@ -12,8 +12,7 @@
 
 import { connect } from "../../lib/client/client.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
-import { runUnibus } from "../../tests/helpers/serve_process.ts";
-import { startServeCluster } from "../../tests/helpers/cluster.ts";
+import { addKvUser, startServeCluster } from "../../tests/helpers/cluster.ts";
 import { waitUntil } from "../../tests/helpers/nats_cluster.ts";
 
 /** What {@linkcode benchCluster} measured, in milliseconds. */
@@ -41,27 +40,7 @@ export async function benchCluster(kills = 3): Promise<ClusterFigures> {
     for (const i of [0, 1, 2]) await c.healthy(i, 60_000);
     const coldStartMs = Math.round(performance.now() - t0);
     const ada = generateIdentity("ada");
-    const add = await runUnibus([
-      "user",
-      "add",
-      "--handle",
-      "ada",
-      "--sign-pub",
-      ada.signPubHex,
-      "--kex-pub",
-      ada.kexPubHex,
-      "--kex-sig",
-      ada.kexSigHex,
-      "--role",
-      "admin",
-      "--store",
-      "kv",
-      "--nats-url",
-      c.nodes[0].natsUrl,
-      "--internal-id-file",
-      c.nodes[0].internalIdFile,
-    ]);
-    if (add.code !== 0) throw new Error(`user add: ${add.stderr}`);
+    await addKvUser(c, 0, ada, "admin");
     const client = await connect({
       natsServers: c.nodes.map((n) => n.natsUrl),
       ctrlUrls: c.nodes.map((n) => n.httpUrl),
