@@ -12,7 +12,12 @@ import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
 import type { ServeOptions } from "../server/options.ts";
 
 export type { ServeOptions };
-import { DEFAULT_LIMITS, type Limits, MIN_JETSTREAM_STORE } from "../server/limits.ts";
+import {
+  DEFAULT_LIMITS,
+  type Limits,
+  MAX_BLOB_BYTES,
+  MIN_JETSTREAM_STORE,
+} from "../server/limits.ts";
 
 const MiB = 1024 * 1024;
 
@@ -43,7 +48,13 @@ const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
     "uploadsPerUser",
     "max-uploads-per-user",
     "count",
-    "request bodies over 64 KiB one user may send at once",
+    "request bodies over 64 KiB one user may send at once from one address",
+  ],
+  [
+    "uploadsPerSource",
+    "max-uploads-per-source",
+    "count",
+    "request bodies over 64 KiB one address (IPv6: its /64) may send at once",
   ],
   ["uploadsTotal", "max-uploads", "count", "request bodies over 64 KiB read at once, in total"],
 ];
@@ -170,8 +181,10 @@ export const SERVE_OPTIONS: OptionTable = {
   "max-body": {
     type: "string",
     valueName: "BYTES",
-    description: "largest control-plane request body",
-    defaultText: "1048576",
+    description: `largest control-plane request body but a blob's (1KiB to ${
+      byteText(MAX_BLOB_BYTES)
+    })`,
+    defaultText: "1MiB",
   },
   "nats-monitor-port": {
     type: "string",
@@ -316,9 +329,16 @@ export function parseServeArgs(
     );
   }
 
-  const maxBodyText = str("max-body") ?? "1048576";
-  if (!/^\d{1,10}$/.test(maxBodyText) || Number(maxBodyText) < 1024) {
-    throw new UsageError(`--max-body: "${maxBodyText}" must be a byte count of at least 1024`);
+  const maxBodyBytes = wrap("max-body", () => parseByteSize(str("max-body") ?? "1MiB"));
+  // Bounded above by the blob limit: JSON bodies (changes, sealed keys) are
+  // kilobytes, and every large body is held whole in memory until its
+  // signature is checked, so the upload gate's bound on what a flood of bad
+  // signatures can make the node hold, --max-uploads × 8 MiB, must not grow
+  // with a mistyped flag (at 1 GiB: 16 GiB).
+  if (maxBodyBytes < 1024 || maxBodyBytes > MAX_BLOB_BYTES) {
+    throw new UsageError(
+      `--max-body: must be between 1KiB and ${byteText(MAX_BLOB_BYTES)} (the blob limit)`,
+    );
   }
 
   const limits: Limits = { ...DEFAULT_LIMITS };
@@ -343,8 +363,17 @@ export function parseServeArgs(
   if (limits.jetStreamMaxStore !== null && limits.roomStreamMaxBytes > limits.jetStreamMaxStore) {
     throw new UsageError("--room-stream-max-bytes: must not exceed --jetstream-max-store");
   }
-  if (limits.uploadsPerUser > limits.uploadsTotal) {
-    throw new UsageError("--max-uploads-per-user: must not exceed --max-uploads");
+  // Left at its default, the per-source bound follows a smaller --max-uploads.
+  if (str("max-uploads-per-source") === undefined) {
+    limits.uploadsPerSource = Math.min(limits.uploadsPerSource, limits.uploadsTotal);
+  }
+  if (limits.uploadsPerSource > limits.uploadsTotal) {
+    throw new UsageError("--max-uploads-per-source: must not exceed --max-uploads");
+  }
+  if (limits.uploadsPerUser > limits.uploadsPerSource) {
+    throw new UsageError(
+      "--max-uploads-per-user: must not exceed --max-uploads-per-source (or --max-uploads)",
+    );
   }
 
   const [certFile, keyFile, caFile] = [str("tls-cert"), str("tls-key"), str("tls-ca")];
@@ -430,7 +459,7 @@ export function parseServeArgs(
     internalIdFile: str("internal-id-file") ?? null,
     tls,
     insecurePublic,
-    maxBodyBytes: Number(maxBodyText),
+    maxBodyBytes,
     natsMonitorPort,
     calloutIssuerFile,
     cluster,

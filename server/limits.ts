@@ -25,13 +25,21 @@ export interface Limits {
   roomStreamMaxBytes: number;
   /** JetStream's `max_file_store`; null = sized from the data disk at start. */
   jetStreamMaxStore: number | null;
-  /** Large request bodies (over 64 KiB, or of unknown length) one user may send at once. */
+  /**
+   * Large request bodies (over 64 KiB, or of unknown length) one user may
+   * send at once from one source address (server/http/upload_gate.ts).
+   */
   uploadsPerUser: number;
+  /** Large request bodies one source address (IPv6: its /64) may send at once, all keys. */
+  uploadsPerSource: number;
   /** Large request bodies the node reads at once, all users together. */
   uploadsTotal: number;
 }
 
 const MiB = 1024 * 1024;
+
+/** The largest blob (and so the largest request body) the node accepts: 8 MiB. */
+export const MAX_BLOB_BYTES = 8 * MiB;
 
 /** The defaults of `serve`'s limit flags. */
 export const DEFAULT_LIMITS: Readonly<Limits> = {
@@ -42,6 +50,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   roomStreamMaxBytes: 64 * MiB,
   jetStreamMaxStore: null,
   uploadsPerUser: 2,
+  // A quarter of the node's places: one source can never fill the node, and
+  // a user uploading a few files at once from one machine is not held back.
+  uploadsPerSource: 4,
   uploadsTotal: 16,
 };
 

@@ -446,7 +446,11 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       metrics.http,
       requireSignedRequests({
         store: store!,
-        uploads: { perUser: opts.limits.uploadsPerUser, total: opts.limits.uploadsTotal },
+        uploads: {
+          perUser: opts.limits.uploadsPerUser,
+          perSource: opts.limits.uploadsPerSource,
+          total: opts.limits.uploadsTotal,
+        },
       }),
     ],
     routes: [

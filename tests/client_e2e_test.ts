@@ -327,25 +327,32 @@ eachStore("a persisted room's history is readable after reconnecting, decrypted"
   }
 });
 
-eachStore("blobs round-trip encrypted for members and stay closed to others", async (kind) => {
-  const b = await clientBus(kind);
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const cc = await b.client(carol);
-  try {
-    const room = await ca.createRoom("files.room");
-    await ca.addMember(room, bob.hex);
-    const content = new TextEncoder().encode("a file only members read");
-    const ref = await ca.putBlob(room, content);
-    assertEquals(toHex(await cb.getBlob(room, ref)), toHex(content));
-    await assertRejects(() => cc.control.getBlob(ref.id), ControlPlaneError);
-  } finally {
-    await b.stop();
-  }
-});
+eachStore(
+  "blobs round-trip encrypted for members, stay closed to others, and their uploader deletes them",
+  async (kind) => {
+    const b = await clientBus(kind);
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    const cc = await b.client(carol);
+    try {
+      const room = await ca.createRoom("files.room");
+      await ca.addMember(room, bob.hex);
+      const content = new TextEncoder().encode("a file only members read");
+      const ref = await ca.putBlob(room, content);
+      assertEquals(toHex(await cb.getBlob(room, ref)), toHex(content));
+      await assertRejects(() => cc.control.getBlob(ref.id), ControlPlaneError);
+      // Only the uploader or an admin deletes it; then it is gone for everyone.
+      await assertRejects(() => cb.deleteBlob(ref), ControlPlaneError, "uploader");
+      await ca.deleteBlob(ref);
+      await assertRejects(() => cb.getBlob(room, ref), ControlPlaneError, "not found");
+    } finally {
+      await b.stop();
+    }
+  },
+);
 
 eachStore(
   "after a removal the remaining members move to the new epoch without being asked",

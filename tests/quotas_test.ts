@@ -12,7 +12,7 @@ import { DEFAULT_LIMITS } from "../server/limits.ts";
 import type { RoomView } from "../server/rooms/state.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
-import { as, type Bus, genesis, startBus, stopBus } from "./helpers/rooms_api.ts";
+import { as, type Bus, genesis, nextChange, startBus, stopBus } from "./helpers/rooms_api.ts";
 
 const MiB = 1024 * 1024;
 
@@ -171,6 +171,92 @@ Deno.test("blobs: count and bytes per user are bounded (429 naming the quota), o
     });
     // Bob is not held back by Alice's use.
     assertEquals((await upload(bus, bob, rb, 8 * MiB)).status, 201);
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+/** Applies the next change of `roomId` signed by `by`; asserts 200 and returns the new view. */
+async function change(
+  bus: Bus,
+  by: Identity,
+  roomId: string,
+  op: "add" | "remove",
+  member: Identity,
+  role: "admin" | "member" = "member",
+): Promise<RoomView> {
+  const view = (await as(bus, by).get<RoomView>(`/v1/rooms/${roomId}`)).body;
+  const res = await as(bus, by).post<RoomView>(`/v1/rooms/${roomId}/changes`, {
+    change: nextChange(view, by, op, member, role),
+  });
+  assertEquals(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+Deno.test("a creator who left still counts its room, and may delete it to free the place", async () => {
+  const bus = await startBus(["--max-rooms-per-user", "1"]);
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    const bob = (await addBusUser(bus.store, "bob")).identity;
+    const carol = (await addBusUser(bus.store, "carol")).identity;
+    const room = (await create(bus, alice, "left.behind", false)).body.id;
+    await change(bus, alice, room, "add", bob, "admin");
+    await change(bus, alice, room, "remove", alice); // alice leaves
+    // Still hers for the quota: leaving must not shed it (add an admin,
+    // leave, repeat would make rooms without bound).
+    const refused = await create(bus, alice, "left.next", false);
+    assertEquals(
+      [refused.status, refused.body.limit, refused.body.used] as unknown[],
+      [429, "rooms_per_user", 1],
+    );
+    // Someone who neither made the room nor is in it learns nothing.
+    assertEquals((await as(bus, carol).del(`/v1/rooms/${room}`)).status, 404);
+    // The creator, no longer a member, may delete it; the place is free.
+    assertEquals((await as(bus, alice).del(`/v1/rooms/${room}`)).status, 204);
+    assertEquals((await as(bus, bob).get(`/v1/rooms/${room}`)).status, 404);
+    assertEquals((await create(bus, alice, "left.next", false)).status, 201);
+  } finally {
+    await stopBus(bus);
+  }
+});
+
+Deno.test("DELETE /v1/blobs/:id: the uploader (also after leaving) or a room admin; the quota follows", async () => {
+  const bus = await startBus(["--max-blobs-per-user", "1"]);
+  try {
+    const alice = (await addBusUser(bus.store, "alice")).identity;
+    const bob = (await addBusUser(bus.store, "bob")).identity;
+    const carol = (await addBusUser(bus.store, "carol")).identity;
+    const dave = (await addBusUser(bus.store, "dave")).identity;
+    const room = (await create(bus, alice, "blobs.shared", false)).body.id;
+    await change(bus, alice, room, "add", bob);
+    await change(bus, alice, room, "add", carol);
+    const b1 = await upload(bus, bob, room, 100);
+    const b2 = await upload(bus, carol, room, 200);
+    assertEquals([b1.status, b2.status], [201, 201]);
+    assertEquals((await upload(bus, bob, room, 1)).body.limit, "blobs_per_user");
+
+    // A member who is neither the uploader nor an admin: 403; not in the room: 404.
+    const byCarol = await as(bus, carol).del(`/v1/blobs/${b1.body.id}`);
+    assertEquals([byCarol.status, byCarol.body?.error], [403, "not_allowed"]);
+    assertEquals((await as(bus, dave).del(`/v1/blobs/${b1.body.id}`)).status, 404);
+    assertEquals((await as(bus, bob).del(`/v1/blobs/${"0".repeat(32)}`)).status, 404);
+
+    // Bob leaves; his blob still counts, and he may still delete it.
+    await change(bus, bob, room, "remove", bob);
+    assertEquals(await bus.store.blobUsageOf(bob.signPubHex), { count: 1, bytes: 100 });
+    assertEquals((await as(bus, bob).del(`/v1/blobs/${b1.body.id}`)).status, 204);
+    assertEquals(await bus.store.blobUsageOf(bob.signPubHex), { count: 0, bytes: 0 });
+    assertEquals(
+      (await as(bus, alice).raw(`/v1/blobs/${b1.body.id}`, { method: "GET" })).status,
+      404,
+    );
+    assertEquals((await as(bus, bob).del(`/v1/blobs/${b1.body.id}`)).status, 404);
+    const own = (await create(bus, bob, "blobs.bob", false)).body.id;
+    assertEquals((await upload(bus, bob, own, 1)).status, 201);
+
+    // An admin removes another member's blob.
+    assertEquals((await as(bus, alice).del(`/v1/blobs/${b2.body.id}`)).status, 204);
+    assertEquals(await bus.store.blobUsageOf(carol.signPubHex), { count: 0, bytes: 0 });
   } finally {
     await stopBus(bus);
   }

@@ -8,6 +8,7 @@ import { createApp, json, readBody, readJson, type Route } from "../server/http/
 import { requireSignedRequests, startNoncePruner } from "../server/http/request_auth.ts";
 import { UploadGate } from "../server/http/upload_gate.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { rawPost } from "./helpers/raw_http.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const SKEW = 30_000;
@@ -62,6 +63,7 @@ async function withServer(
   fn: (env: Env) => Promise<void>,
   wrap: (s: Store) => Store = (s) => s,
   now?: () => number,
+  opts: { skewMs?: number } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "unibus-auth-" });
   const store = await openSqliteStore(`${dir}/control.db`);
@@ -75,7 +77,10 @@ async function withServer(
     handle: "alice",
     role: "member",
   });
-  const gate = new UploadGate({ perUser: 1, total: 2 });
+  // The per-source bound (all of these come from 127.0.0.1) is above the
+  // total here, so these tests see the per-user and node bounds; the source
+  // bound is checked against a real serve in upload_gate_test.ts.
+  const gate = new UploadGate({ perUser: 1, perSource: 3, total: 2 });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     createApp({
@@ -83,7 +88,15 @@ async function withServer(
       log,
       maxBodyBytes: LIMIT,
       middleware: [
-        requireSignedRequests({ store: wrap(store), skewMs: SKEW, now, uploads: gate }),
+        requireSignedRequests({
+          store: wrap(store),
+          skewMs: opts.skewMs ?? SKEW,
+          now,
+          uploads: gate,
+          // These tests hold places with a few bytes on purpose; the rate a
+          // body must keep is checked in upload_gate_test.ts.
+          minUploadRate: { bytesPerSecond: 1, graceMs: 60_000 },
+        }),
       ],
     }),
   );
@@ -522,73 +535,6 @@ async function registered(store: Store, handle: string): Promise<Ed25519KeyPair>
   return kp;
 }
 
-/** An HTTP/1.1 exchange over a raw socket, so a test controls when body bytes go out. */
-interface RawExchange {
-  /** Sends more of the body. */
-  send(bytes: Uint8Array | string): Promise<void>;
-  /** The response (status and JSON body), or a failure after `ms`. */
-  response(ms?: number): Promise<{ status: number; body: Record<string, unknown> }>;
-  close(): void;
-}
-
-async function rawPost(
-  port: number,
-  path: string,
-  headers: Record<string, string>,
-  firstBytes: Uint8Array | string = "",
-): Promise<RawExchange> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const head = [
-    `POST ${path} HTTP/1.1`,
-    "Host: 127.0.0.1",
-    "Connection: close",
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-    "",
-    "",
-  ].join("\r\n");
-  const write = async (b: Uint8Array | string) => {
-    const bytes = typeof b === "string" ? enc.encode(b) : b;
-    for (let off = 0; off < bytes.byteLength;) off += await conn.write(bytes.subarray(off));
-  };
-  await write(head);
-  await write(firstBytes);
-  let closed = false;
-  const close = () => {
-    if (!closed) conn.close();
-    closed = true;
-  };
-  return {
-    send: write,
-    close,
-    async response(ms = 5000) {
-      let text = "";
-      const timer = setTimeout(close, ms);
-      try {
-        const buf = new Uint8Array(4096);
-        while (true) {
-          const end = text.indexOf("\r\n\r\n");
-          if (end >= 0) {
-            const length = Number(/content-length: (\d+)/i.exec(text.slice(0, end))?.[1] ?? -1);
-            if (length >= 0 && enc.encode(text.slice(end + 4)).byteLength >= length) {
-              return {
-                status: Number(text.slice(9, 12)),
-                body: length > 0 ? JSON.parse(text.slice(end + 4, end + 4 + length)) : {},
-              };
-            }
-          }
-          const n = await conn.read(buf).catch(() => null);
-          if (n === null) break;
-          text += new TextDecoder().decode(buf.subarray(0, n));
-        }
-      } finally {
-        clearTimeout(timer);
-        close();
-      }
-      throw new Error(`no complete response within ${ms} ms; got ${JSON.stringify(text)}`);
-    },
-  };
-}
-
 /** Auth headers for a POST to `path` of `body`, signed by `signer`. */
 function uploadHeaders(
   signer: Ed25519KeyPair,
@@ -727,4 +673,28 @@ Deno.test("a body still arriving when its signature goes stale is 408 body_timeo
     assertEquals([res.status, res.body.error], [408, "body_timeout"]);
     assertEquals(gate.inFlight, 0);
   });
+});
+
+Deno.test("a timestamp in the future does not stretch the body deadline past now + skew", async () => {
+  const skew = 3000;
+  await withServer(
+    async ({ port, alice, gate }) => {
+      const body = new Uint8Array(200_000);
+      const t0 = Date.now();
+      // Claimed almost a whole window ahead: still fresh, so admitted. Counted
+      // from the claim, its body could arrive until t0 + 2 × skew.
+      const x = await rawPost(port, "/v1/upload", {
+        ...uploadHeaders(alice, "/v1/upload", body, t0 + skew - 100),
+        "content-length": String(body.byteLength),
+      }, body.subarray(0, 10));
+      const res = await x.response(4 * skew);
+      const took = Date.now() - t0;
+      assertEquals([res.status, res.body.error], [408, "body_timeout"]);
+      assert(took < skew + 1500, `cut after ${took} ms; the deadline is ${skew} ms from now`);
+      assertEquals(gate.inFlight, 0);
+    },
+    undefined,
+    undefined,
+    { skewMs: skew },
+  );
 });

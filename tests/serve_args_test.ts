@@ -82,14 +82,29 @@ Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes"
     roomStreamMaxBytes: 16 * 1024 * 1024,
     jetStreamMaxStore: 10 * 1024 ** 3,
     uploadsPerUser: 1,
+    uploadsPerSource: 4,
     uploadsTotal: 4,
   });
+  // Left at its default, the per-source bound follows a smaller --max-uploads.
+  assertEquals(
+    parseServeArgs(["--max-uploads=3", "--max-uploads-per-user=1"]).limits.uploadsPerSource,
+    3,
+  );
+  assertEquals(parseServeArgs(["--max-uploads-per-source=6"]).limits.uploadsPerSource, 6);
   assertEquals(parseByteSize("1048576"), 1048576);
   assertEquals(parseByteSize("3KiB"), 3072);
   assertEquals(parseByteSize("2TiB"), 2 * 1024 ** 4);
   for (const bad of ["", "1.5MiB", "1MB", "-1", "1 MiB", "9".repeat(16)]) {
     assertThrows(() => parseByteSize(bad), Error, "not a byte count");
   }
+});
+
+Deno.test("--max-body takes the byte sizes of the other limit flags, up to the blob limit", () => {
+  assertEquals(parseServeArgs([]).maxBodyBytes, 1024 * 1024);
+  assertEquals(parseServeArgs(["--max-body", "2MiB"]).maxBodyBytes, 2 * 1024 * 1024);
+  assertEquals(parseServeArgs(["--max-body=64KiB"]).maxBodyBytes, 64 * 1024);
+  assertEquals(parseServeArgs(["--max-body", "1024"]).maxBodyBytes, 1024);
+  assertEquals(parseServeArgs(["--max-body", "8MiB"]).maxBodyBytes, 8 * 1024 * 1024);
 });
 
 Deno.test("malformed serve flags are usage errors naming the flag", () => {
@@ -122,6 +137,12 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
       "must not exceed --jetstream-max-store",
     ],
     [["--max-uploads-per-user", "9", "--max-uploads", "4"], "--max-uploads-per-user"],
+    [["--max-uploads-per-source", "20"], "--max-uploads-per-source: must not exceed --max-uploads"],
+    [["--max-uploads-per-user", "3", "--max-uploads-per-source", "2"], "--max-uploads-per-user"],
+    [["--max-body", "1MB"], "--max-body"],
+    [["--max-body", "1023"], "--max-body: must be between 1KiB and 8MiB"],
+    [["--max-body", "9MiB"], "--max-body: must be between 1KiB and 8MiB"],
+    [["--max-body", "1GiB"], "--max-body: must be between 1KiB and 8MiB"],
   ];
   for (const [argv, part] of cases) assertThrows(() => parseServeArgs(argv), UsageError, part);
 });

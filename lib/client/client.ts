@@ -1108,6 +1108,15 @@ export class UnibusClient {
     return plain;
   }
 
+  /**
+   * Deletes a blob: its uploader may, also after leaving the room (the blob
+   * counts against the uploader's quota until then), and so may an admin of
+   * its room.
+   */
+  async deleteBlob(blob: BlobRef | string): Promise<void> {
+    await this.#control.deleteBlob(typeof blob === "string" ? blob : blob.id);
+  }
+
   /** Closes the NATS connection and the control-plane client. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -224,6 +224,10 @@ export class ControlPlaneClient {
     return new Uint8Array(await res.arrayBuffer());
   }
 
+  deleteBlob(id: string): Promise<void> {
+    return this.#json("DELETE", `/v1/blobs/${encodeURIComponent(id)}`);
+  }
+
   close(): void {
     this.#http?.close();
   }

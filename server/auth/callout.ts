@@ -152,9 +152,11 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
     nkey: req.connect_opts?.nkey,
   };
   let answer;
+  let admitted: Record<string, unknown> | null = null;
   try {
     const jwt = await admit(opts, req, stats);
-    answer = { jwt };
+    answer = { jwt: jwt.jwt };
+    admitted = jwt.admitted;
     stats.allowed++;
   } catch (err) {
     const reason = err instanceof Denied ? err.message : "authorization unavailable";
@@ -166,9 +168,14 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
     answer = { error: reason };
     stats.denied++;
   }
-  msg.respond(
-    await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
-  );
+  if (
+    !msg.respond(
+      await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
+    )
+  ) throw new Error("the authorization request has no reply subject");
+  // Only once the answer is out: logged earlier, a failed send read as
+  // "connection admitted" followed by "could not answer".
+  if (admitted) opts.log.info("connection admitted", admitted);
   opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
@@ -195,7 +202,11 @@ export function jwtName(handle: string): string {
   );
 }
 
-async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats): Promise<string> {
+async function admit(
+  opts: CalloutOptions,
+  req: AuthRequest,
+  stats: CalloutStats,
+): Promise<{ jwt: string; admitted: Record<string, unknown> }> {
   const nkey = req.connect_opts?.nkey;
   const sigText = req.connect_opts?.sig;
   const nonce = req.client_info?.nonce;
@@ -257,12 +268,12 @@ async function admit(opts: CalloutOptions, req: AuthRequest, stats: CalloutStats
     if (opts.grant) opts.grant(session);
     else opts.sessions.add(session);
   }
-  opts.log.info("connection admitted", {
+  const admitted = {
     handle: user.handle,
     signPub: signPubHex,
     cid: req.client_info?.id,
     rooms: granted.length,
     roomsLeftOut: inexpressible.length,
-  });
-  return jwt;
+  };
+  return { jwt, admitted };
 }

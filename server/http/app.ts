@@ -44,7 +44,25 @@ export interface RequestContext {
   body?: Uint8Array;
   /** When set (ms since the epoch), a body still arriving then is refused (408). */
   bodyDeadline?: number;
+  /**
+   * When set, a body that arrives slower than this (counted after a grace
+   * period) is refused (408 `body_too_slow`).
+   */
+  minBodyRate?: BodyRate;
+  /** The peer's IP address (from `Deno.serve`), when known. */
+  remoteAddr?: string;
 }
+
+/** A minimum transfer rate for a request body. */
+export interface BodyRate {
+  /** Bytes per second the body must average once the grace is over. */
+  bytesPerSecond: number;
+  /** How long from the first read the body may arrive at any pace, ms. */
+  graceMs: number;
+}
+
+// How often a body being read is checked against its deadline and rate.
+const BODY_CHECK_MS = 250;
 
 /** Answers one request. */
 export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
@@ -118,8 +136,10 @@ export function declaredLength(req: Request): number | null {
  * Reads the body as bytes, streamed under `ctx.maxBodyBytes`: 413 as soon as
  * the count crosses it, whether or not the client declared a length, and
  * without reading the rest. With `ctx.bodyDeadline` set, a body still
- * arriving at that instant (ms since the epoch) is 408 `body_timeout`, so a
- * slow sender cannot hold a place for a large upload indefinitely.
+ * arriving at that instant (ms since the epoch) is 408 `body_timeout`; with
+ * `ctx.minBodyRate` set, a body that falls behind that rate after its grace
+ * is 408 `body_too_slow`. Either way a slow sender cannot hold a place for a
+ * large upload for long, nor cheaply.
  *
  * @example
  * ```ts
@@ -139,15 +159,39 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
   const chunks: Uint8Array[] = [];
   let size = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = ctx.bodyDeadline === undefined ? null : new Promise<"late">((resolve) => {
-    timer = setTimeout(() => resolve("late"), Math.max(0, ctx.bodyDeadline! - Date.now()));
-  });
+  const { bodyDeadline: deadline, minBodyRate: rate } = ctx;
+  const started = Date.now();
+  const cut = deadline === undefined && rate === undefined
+    ? null
+    : new Promise<HttpError>((resolve) => {
+      const check = () => {
+        const now = Date.now();
+        if (deadline !== undefined && now >= deadline) {
+          return resolve(
+            new HttpError(408, "body_timeout", "the request body did not arrive in time"),
+          );
+        }
+        // The grace is free (connection set-up, TCP slow start); after it
+        // the body must keep up: bytes in >= rate × time since the grace.
+        const owed = rate ? rate.bytesPerSecond * (now - started - rate.graceMs) / 1000 : 0;
+        if (size < owed) {
+          return resolve(
+            new HttpError(
+              408,
+              "body_too_slow",
+              `the request body arrived slower than ${rate!.bytesPerSecond} bytes/s`,
+            ),
+          );
+        }
+        const next = rate ? BODY_CHECK_MS : Infinity;
+        timer = setTimeout(check, Math.max(0, Math.min(next, (deadline ?? Infinity) - now)));
+      };
+      check();
+    });
   try {
     while (true) {
-      const next = late ? await Promise.race([reader.read(), late]) : await reader.read();
-      if (next === "late") {
-        throw new HttpError(408, "body_timeout", "the request body did not arrive in time");
-      }
+      const next = cut ? await Promise.race([reader.read(), cut]) : await reader.read();
+      if (next instanceof HttpError) throw next;
       if (next.done) break;
       const chunk = next.value;
       if (size + chunk.byteLength > limit) throw tooLarge(limit);
@@ -239,7 +283,9 @@ function match(segments: string[], parts: string[]): Record<string, string> | nu
  * Deno.serve({ port: 8470 }, handler);
  * ```
  */
-export function createApp(opts: AppOptions): (req: Request) => Promise<Response> {
+export function createApp(
+  opts: AppOptions,
+): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const routes: CompiledRoute[] = opts.routes.map((r) => ({
     ...r,
     segments: r.path.split("/").slice(1),
@@ -247,7 +293,7 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
   const defaultLimit = opts.maxBodyBytes ?? 1024 * 1024;
   const middleware = opts.middleware ?? [];
 
-  return async (req: Request): Promise<Response> => {
+  return async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
     const url = new URL(req.url);
     const parts = url.pathname.split("/").slice(1);
     let route: CompiledRoute | undefined;
@@ -270,6 +316,9 @@ export function createApp(opts: AppOptions): (req: Request) => Promise<Response>
       // Unmatched paths count as public so that they get a 404, not a 401.
       isPublic: route === undefined || route.public === true,
       route: route?.path ?? null,
+      remoteAddr: info?.remoteAddr && "hostname" in info.remoteAddr
+        ? info.remoteAddr.hostname
+        : undefined,
     };
     const final = (): Promise<Response> => {
       if (!route) {

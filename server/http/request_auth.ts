@@ -23,8 +23,19 @@ import {
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { DEFAULT_LIMITS } from "../limits.ts";
-import { declaredLength, HttpError, type Middleware, readBody } from "./app.ts";
-import { LARGE_BODY_BYTES, UploadGate } from "./upload_gate.ts";
+import { type BodyRate, declaredLength, HttpError, type Middleware, readBody } from "./app.ts";
+import { LARGE_BODY_BYTES, sourceOf, type UploadBounds, UploadGate } from "./upload_gate.ts";
+
+/**
+ * The pace a large body must keep: 64 KiB/s on average, after 2 s in which
+ * any pace goes. Without it, a sender trickling a byte now and then held an
+ * upload place until the body deadline (up to 30 s) at no cost; with it,
+ * holding all 16 of a node's places costs about 1 MiB/s of sustained
+ * upload. The deadline alone already asks 8 MiB in 30 s (about 270 KiB/s)
+ * of the largest blob, so an honest client that can finish in time is not
+ * cut by this rate except on very slow links with mid-size bodies.
+ */
+export const MIN_UPLOAD_RATE: Readonly<BodyRate> = { bytesPerSecond: 64 * 1024, graceMs: 2000 };
 
 /** Options for {@linkcode requireSignedRequests}. */
 export interface RequestAuthOptions {
@@ -35,10 +46,12 @@ export interface RequestAuthOptions {
   /** Clock, for tests; `Date.now` when unset. */
   now?: () => number;
   /**
-   * Large bodies read at once, per user and in total (or a gate to share);
-   * the serve defaults (`DEFAULT_LIMITS`) when unset.
+   * Large bodies read at once, per user and source, per source and in total
+   * (or a gate to share); the serve defaults (`DEFAULT_LIMITS`) when unset.
    */
-  uploads?: { perUser: number; total: number } | UploadGate;
+  uploads?: UploadBounds | UploadGate;
+  /** The pace a large body must keep; {@linkcode MIN_UPLOAD_RATE} when unset. */
+  minUploadRate?: BodyRate;
 }
 
 // One message for every refusal: the code is all a caller learns, so a probe
@@ -73,7 +86,8 @@ function requestTarget(url: string): string | null {
  * written last, so that unauthenticated callers cannot fill the nonce table.
  *
  * Answers: 401 `unauthenticated` | `stale_request` | `unknown_key` |
- * `bad_signature` | `replayed`, 403 `revoked`, 408 `body_timeout`, 413
+ * `bad_signature` | `replayed`, 403 `revoked`, 408 `body_timeout` |
+ * `body_too_slow` (a large body below {@linkcode MIN_UPLOAD_RATE}), 413
  * `too_large`, 429 `too_many_uploads`, 503 `auth_unavailable` when the store
  * fails.
  *
@@ -94,8 +108,13 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
     throw new RangeError("skewMs must be a positive integer");
   }
   const gate = opts.uploads instanceof UploadGate ? opts.uploads : new UploadGate(
-    opts.uploads ?? { perUser: DEFAULT_LIMITS.uploadsPerUser, total: DEFAULT_LIMITS.uploadsTotal },
+    opts.uploads ?? {
+      perUser: DEFAULT_LIMITS.uploadsPerUser,
+      perSource: DEFAULT_LIMITS.uploadsPerSource,
+      total: DEFAULT_LIMITS.uploadsTotal,
+    },
   );
+  const minRate = opts.minUploadRate ?? MIN_UPLOAD_RATE;
 
   return async (req, ctx, next) => {
     if (ctx.isPublic) return next();
@@ -152,27 +171,36 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
 
     // A registered key is no proof: anyone can name one. A large body is
     // therefore read only within the upload gate, which bounds how many such
-    // bodies one key, and all keys together, have in memory at once.
+    // bodies one source, one key from one source, and all together have in
+    // memory at once (upload_gate.ts says why the source counts).
     const declared = declaredLength(req);
     const large = req.body !== null && !(declared !== null && declared <= LARGE_BODY_BYTES);
     let release = () => {};
     if (large) {
+      const source = sourceOf(ctx.remoteAddr);
       try {
-        release = gate.enter(key);
+        release = gate.enter(key, source);
       } catch (e) {
         ctx.log.info("request refused", {
           code: "too_many_uploads",
           key,
+          source,
           method: req.method,
           path,
         });
         throw e;
       }
+      // Holding a place must cost the sender bandwidth, not just patience.
+      ctx.minBodyRate = minRate;
     }
     try {
       // The body must be complete while the signature is still fresh (it is
       // checked again below); past that instant, waiting longer is pointless.
-      ctx.bodyDeadline = claimed.timestamp + skewMs;
+      // Counted from the earlier of the claimed time and now: a timestamp up
+      // to `skewMs` in the future is accepted for clock drift, and counting
+      // from it let one request hold an upload place for twice the window
+      // (~60 s). It is stale at timestamp + skew anyway, so never later.
+      ctx.bodyDeadline = Math.min(claimed.timestamp, now()) + skewMs;
       // readBody enforces the route's limit (413) and caches the bytes in
       // ctx.body, so the handler sees exactly the bytes that were signed.
       const body = await readBody(req, ctx);

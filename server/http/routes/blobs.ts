@@ -8,10 +8,11 @@
  */
 
 import { BlobExistsError, NotFoundError, type Store } from "../../../lib/store/store.ts";
-import type { Limits } from "../../limits.ts";
-import { HttpError, json, readBody, type Route } from "../app.ts";
+import { type Limits, MAX_BLOB_BYTES } from "../../limits.ts";
+import { HttpError, json, readBody, type RequestContext, type Route } from "../app.ts";
 import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
 import { memberRoom } from "./rooms.ts";
+import { verifiedRoom } from "../../rooms/state.ts";
 
 /** What the blob routes need. */
 export interface BlobRouteDeps {
@@ -24,8 +25,7 @@ export interface BlobRouteDeps {
   locks?: KeyedLock;
 }
 
-/** Default largest blob: 8 MiB. */
-export const MAX_BLOB_BYTES = 8 * 1024 * 1024;
+export { MAX_BLOB_BYTES };
 
 function newBlobId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -33,7 +33,7 @@ function newBlobId(): string {
 }
 
 /**
- * `POST /v1/rooms/:id/blobs` and `GET /v1/blobs/:id`.
+ * `POST /v1/rooms/:id/blobs`, `GET /v1/blobs/:id` and `DELETE /v1/blobs/:id`.
  *
  * @example
  * ```ts
@@ -54,6 +54,19 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
     if (used.bytes + size > quotas.blobBytesPerUser) {
       throw quotaExceeded("blob_bytes_per_user", quotas.blobBytesPerUser, used.bytes);
     }
+  };
+
+  // The blob `:id` if the caller is a current member of its room (or, with
+  // `uploaderToo`, its uploader); else the same 404 as for a blob that does
+  // not exist, so a probe learns nothing.
+  const visibleBlob = async (ctx: RequestContext, uploaderToo: boolean) => {
+    const caller = callerOf(ctx);
+    const id = ctx.params.id;
+    if (!ID32.test(id)) throw notFound("blob");
+    const meta = await store.getBlobMeta(id);
+    const mine = uploaderToo && meta?.owner === caller;
+    if (!meta || (!mine && !(await store.getMember(meta.roomId, caller)))) throw notFound("blob");
+    return { id, caller, meta };
   };
 
   return [
@@ -104,11 +117,7 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
       method: "GET",
       path: "/v1/blobs/:id",
       handler: storeErrors(async (_req, ctx) => {
-        const caller = callerOf(ctx);
-        const id = ctx.params.id;
-        if (!ID32.test(id)) throw notFound("blob");
-        const meta = await store.getBlobMeta(id);
-        if (!meta || !(await store.getMember(meta.roomId, caller))) throw notFound("blob");
+        const { id } = await visibleBlob(ctx, false);
         const blob = await store.getBlob(id);
         if (!blob) throw notFound("blob");
         return new Response(blob.data as Uint8Array<ArrayBuffer>, {
@@ -119,6 +128,35 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
             "cache-control": "no-store",
           },
         });
+      }),
+    },
+    {
+      method: "DELETE",
+      path: "/v1/blobs/:id",
+      handler: storeErrors(async (_req, ctx) => {
+        // A blob counts against its uploader's quota until it is deleted, so
+        // the uploader may always delete it, also after leaving the room or
+        // being removed (else the slot is lost for good). A room admin may
+        // too, to clean up after members.
+        const { id, caller, meta } = await visibleBlob(ctx, true);
+        if (meta.owner !== caller) {
+          const { state } = await verifiedRoom(store, meta.roomId);
+          if (state.members.get(caller)?.role !== "admin") {
+            throw new HttpError(
+              403,
+              "not_allowed",
+              "only the blob's uploader or an admin of its room may delete it",
+            );
+          }
+        }
+        try {
+          await store.deleteBlob(id);
+        } catch (err) {
+          // Deleted meanwhile (by the room's deletion or another request).
+          if (err instanceof NotFoundError) throw notFound("blob");
+          throw err;
+        }
+        return new Response(null, { status: 204 });
       }),
     },
   ];

@@ -333,10 +333,25 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     const caller = callerOf(ctx);
     const id = ctx.params.id;
     return await locks.run(id, async () => {
-      const room = await memberRoom(store, id, caller);
+      // A room counts against its creator's quota until it is deleted,
+      // whoever its members are by then: counting only rooms the creator is
+      // still in would let anyone shed the quota by adding another admin
+      // (no consent is needed) and leaving, and make rooms (each persisted
+      // one reserving JetStream storage) without bound. So the creator keeps
+      // the one right that frees the slot: it may delete the room even after
+      // leaving or being removed. Anyone else who is not a member gets the
+      // same 404 as for a room that does not exist.
+      if (!ID32.test(id)) throw notFound("room");
+      const room = await store.getRoom(id);
+      const creator = room?.createdBy === caller;
+      if (!room || (!creator && !(await store.getMember(id, caller)))) throw notFound("room");
       const { state } = await verifiedRoom(store, id);
-      if (state.members.get(caller)?.role !== "admin") {
-        throw new HttpError(403, "not_admin", "only an admin of the room may delete it");
+      if (!creator && state.members.get(caller)?.role !== "admin") {
+        throw new HttpError(
+          403,
+          "not_admin",
+          "only an admin or the creator of the room may delete it",
+        );
       }
       // Stream first: if JetStream cannot delete it the room stays whole and
       // the admin can retry, instead of leaving history nobody can manage.
