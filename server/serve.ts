@@ -139,7 +139,12 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   // (seed 004: a lone node waits, it never serves alone).
   const stopped = new AbortController();
   let httpServer: Deno.HttpServer<Deno.NetAddr> | null = null;
-  let serveRequest: (req: Request) => Response | Promise<Response> = (req) =>
+  // The peer's address (info) goes through: per-source upload limits and
+  // the access log key on it.
+  let serveRequest: (
+    req: Request,
+    info?: Deno.ServeHandlerInfo,
+  ) => Response | Promise<Response> = (req) =>
     new URL(req.url).pathname === "/healthz"
       ? json(503, {
         status: "starting",
@@ -162,7 +167,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         signal: stopped.signal,
         onListen: () => {},
         ...tlsFiles,
-      }, (req) => serveRequest(req));
+      }, (req, info) => serveRequest(req, info));
     } catch (err) {
       throw new Error(
         `cannot listen on ${opts.httpHost}:${opts.httpPort}: ${(err as Error).message}`,
