@@ -250,6 +250,15 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
         assertEquals(before.code, 0, before.stderr);
         await c.kill9(1);
         await c.kill9(2);
+        // At once, before anything notices the lost quorum: a connect must
+        // already be refused (this node alone never answers from its copy).
+        await connectAs(c.nodes[0].natsPort, busUser(ada)).then(
+          async (nc) => {
+            await nc.close();
+            throw new Error("admitted right after two nodes died");
+          },
+          () => {},
+        );
         // The survivor: no meta leader, so healthz 503 …
         await waitUntil("n1's healthz 503", 20_000, async () => (await c.health(0)).status === 503);
         // … a signed write 503 (never accepted, never half-done) …

@@ -147,7 +147,7 @@ export interface KvStoreOptions {
    * node cut off from its peers never answers from its own copy (it fails
    * closed, as it must with two of three down). Default: never.
    */
-  replicaReads?: () => boolean;
+  replicaReads?: () => boolean | Promise<boolean>;
   log?: Logger;
 }
 
@@ -278,7 +278,7 @@ export class KvStore implements Store {
   #nc: NatsConnection;
   #b: Buckets | null;
   #owns: boolean;
-  #replicaReads: () => boolean;
+  #replicaReads: () => boolean | Promise<boolean>;
   #log?: Logger;
   #watches = new Set<StoreWatch>();
 
@@ -288,7 +288,7 @@ export class KvStore implements Store {
     buckets: Buckets,
     ownsConnection: boolean,
     log?: Logger,
-    replicaReads: () => boolean = () => false,
+    replicaReads: () => boolean | Promise<boolean> = () => false,
   ) {
     this.#replicaReads = replicaReads;
     this.#nc = nc;
@@ -363,7 +363,9 @@ export class KvStore implements Store {
       slow,
     ]);
     clearTimeout(timer);
-    if (first === "leader" || !this.#replicaReads()) return await leader;
+    if (first === "leader") return await leader;
+    const mayAskReplica = await Promise.resolve(this.#replicaReads()).catch(() => false);
+    if (!mayAskReplica) return await leader;
     const fromReplica = this.#io(what, () => replica.get(key));
     fromReplica.catch(() => {});
     try {

@@ -29,7 +29,7 @@ export type StoreConfig =
     /** Close `nc` with the store. */
     ownsConnection?: boolean;
     /** See {@linkcode KvStoreOptions.replicaReads} in kv.ts. */
-    replicaReads?: () => boolean;
+    replicaReads?: () => boolean | Promise<boolean>;
     log?: Logger;
   };
 

@@ -144,12 +144,13 @@ export interface ClusterMonitor {
   /** The latest view; `quorum` is false when it is older than three intervals. */
   status(): ClusterStatus;
   /**
-   * This node and the peers heard from within three intervals (their
-   * posture gossip, which needs a live route and a live serve) make a
-   * majority of `clusterSize`. A peer behind a dead route, or a host that
-   * went dark without closing its sockets, stops counting within seconds.
+   * This node and the peers that have a route to this server right now
+   * (asked of the server at the moment of the call, not from the last poll:
+   * a killed peer's route is gone at once) AND were heard from within three
+   * intervals (posture gossip: a host that went dark without closing its
+   * sockets stops counting within seconds) make a majority of `clusterSize`.
    */
-  majorityAlive(): boolean;
+  majorityAlive(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -182,12 +183,10 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
     },
   });
 
-  const ask = async <T>(what: string): Promise<T> => {
+  const ask = async <T>(what: string, timeout = Math.max(500, interval)): Promise<T> => {
     const id = opts.sys.info?.server_id;
     if (!id) throw new Error("system connection has no server");
-    const res = await opts.sys.request(`$SYS.REQ.SERVER.${id}.${what}`, "{}", {
-      timeout: Math.max(500, interval),
-    });
+    const res = await opts.sys.request(`$SYS.REQ.SERVER.${id}.${what}`, "{}", { timeout });
     const body = res.json<{ data?: T; error?: { description?: string } }>();
     if (body.error) throw new Error(body.error.description ?? `${what} refused`);
     return body.data ?? ({} as T);
@@ -295,9 +294,17 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
         error: fresh ? error : error ?? "status is stale",
       };
     },
-    majorityAlive() {
+    async majorityAlive() {
       const now = Date.now();
-      const alive = 1 + [...postures.values()].filter((p) => now - p.at <= 3 * interval).length;
+      const heard = [...postures].filter(([, p]) => now - p.at <= 3 * interval).map(([n]) => n);
+      let routed: Set<string>;
+      try {
+        const r = await ask<Routez>("ROUTEZ", 250);
+        routed = new Set((r.routes ?? []).map((x) => x.remote_name ?? x.remote_id ?? ""));
+      } catch {
+        return false; // cannot tell: fail closed
+      }
+      const alive = 1 + heard.filter((n) => routed.has(n)).length;
       const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 3;
       return alive > size / 2;
     },
