@@ -127,18 +127,34 @@ export async function openKvTarget(t: KvTarget): Promise<KvStore> {
       throw new Error(`cannot read --ca ${t.caFile}`);
     });
   }
+  return await openKvAs(t.natsUrl, new NativeNkeyPair(Prefix.User, id.signSeed), t);
+}
+
+/**
+ * Connects to `natsUrl` as `user` and opens the KV store there.
+ *
+ * @example
+ * ```ts
+ * const store = await openKvAs("nats://127.0.0.1:4250", kp, { caFile: null, replicas: 1 });
+ * ```
+ */
+export async function openKvAs(
+  natsUrl: string,
+  user: NativeNkeyPair,
+  t: { caFile: string | null; replicas: 1 | 3 },
+): Promise<KvStore> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: t.natsUrl,
+      servers: natsUrl,
       name: "unibus-admin",
       timeout: CONNECT_TIMEOUT_MS,
       reconnect: false,
-      authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+      authenticator: nkeyAuthenticatorFor(user),
       tls: t.caFile ? { caFile: t.caFile } : undefined,
     });
   } catch (err) {
-    throw new Error(`cannot reach NATS at ${t.natsUrl}: ${(err as Error).message}`);
+    throw new Error(`cannot reach NATS at ${natsUrl}: ${(err as Error).message}`);
   }
   try {
     return await openKvStore({
@@ -150,7 +166,7 @@ export async function openKvTarget(t: KvTarget): Promise<KvStore> {
   } catch (err) {
     await nc.close().catch(() => {});
     throw new Error(
-      `the control-plane KV at ${t.natsUrl} is unavailable: ${(err as Error).message}`,
+      `the control-plane KV at ${natsUrl} is unavailable: ${(err as Error).message}`,
     );
   }
 }

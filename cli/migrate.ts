@@ -13,19 +13,34 @@
  * @module
  */
 
+import { createLogger } from "../lib/log.ts";
+import type { KvStore } from "../lib/store/kv.ts";
 import { SqliteStore } from "../lib/store/sqlite.ts";
+import { type DataDirServer, startDataDirServer } from "../server/nats/data_dir_server.ts";
 import type { Member, Room, SealedKey, Store, User } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
-import { KV_TARGET_OPTIONS, openKvTarget, parseKvTarget, replicationLine } from "./kv_target.ts";
+import {
+  KV_TARGET_OPTIONS,
+  openKvAs,
+  openKvTarget,
+  parseKvTarget,
+  replicationLine,
+} from "./kv_target.ts";
 import { DEFAULT_DB_PATH } from "./user.ts";
 
 const OPTIONS: OptionTable = {
+  "data-dir": {
+    type: "string",
+    valueName: "DIR",
+    description: "a stopped node's data dir: migrate into its own JetStream store " +
+      "(a temporary loopback nats-server); instead of --nats-url",
+  },
   db: {
     type: "string",
     valueName: "PATH",
     description: "the SQLite file to copy (serve stopped)",
-    defaultText: DEFAULT_DB_PATH,
+    defaultText: `${DEFAULT_DB_PATH}, or DIR/unibus.db with --data-dir`,
   },
   ...KV_TARGET_OPTIONS,
   "dry-run": { type: "boolean", description: "compare and report; write nothing" },
@@ -33,9 +48,12 @@ const OPTIONS: OptionTable = {
 
 /** Help of `unibus migrate-to-kv`. */
 export const MIGRATE_HELP: string = renderHelp(
-  "unibus migrate-to-kv --internal-id-file PATH [--db PATH] [--nats-url URL] [--ca PEM] [--kv-replicas 1|3] [--dry-run]",
-  "Copies the SQLite control plane into a node's KV buckets. Safe to re-run;\n" +
-    "records that differ in KV are reported and left alone (exit 1).",
+  "unibus migrate-to-kv --data-dir DIR [--db PATH] [--dry-run]\n" +
+    "       unibus migrate-to-kv --internal-id-file PATH [--db PATH] [--nats-url URL] [--ca PEM] [--kv-replicas 1|3] [--dry-run]",
+  "Copies the SQLite control plane into a node's KV buckets: those of a stopped\n" +
+    "node's data dir (--data-dir; then start serve --store kv on it), or a running\n" +
+    "node's (--nats-url). Safe to re-run; records that differ in KV are reported\n" +
+    "and left alone (exit 1).",
   OPTIONS,
 );
 
@@ -213,16 +231,58 @@ async function run(argv: string[]): Promise<number> {
     console.log(MIGRATE_HELP);
     return 0;
   }
-  const target = parseKvTarget(values);
-  const db = typeof values.db === "string" ? values.db : DEFAULT_DB_PATH;
+  const dataDir = typeof values["data-dir"] === "string" ? values["data-dir"] : null;
+  if (dataDir === "") throw new UsageError("--data-dir must not be empty");
+  if (dataDir !== null) {
+    // The temporary server admits a key made for the run, on loopback, R1.
+    for (const flag of ["nats-url", "ca", "internal-id-file", "kv-replicas"]) {
+      if (values[flag] !== undefined) {
+        throw new UsageError(
+          `--${flag} does not go with --data-dir (a stopped node's own store, on loopback, R1); ` +
+            "a running node or a cluster is migrated with --nats-url",
+        );
+      }
+    }
+  }
+  const target = dataDir === null ? parseKvTarget(values) : null;
+  const db = typeof values.db === "string"
+    ? values.db
+    : dataDir !== null
+    ? `${dataDir.replace(/\/+$/, "")}/unibus.db`
+    : DEFAULT_DB_PATH;
   if (db === "") throw new UsageError("--db must not be empty");
   const st = await Deno.stat(db).catch(() => null);
   if (!st?.isFile) throw new Error(`no database at ${db}`);
   const dry = values["dry-run"] === true;
 
+  // First, so that a serve running on the data dir stops us before anything is read.
+  let server: DataDirServer | null = null;
+  if (dataDir !== null) {
+    server = await startDataDirServer(
+      dataDir,
+      createLogger("migrate.nats-server", { level: "warn", sink: (l) => console.error(l) }),
+    );
+    console.log(`temporary nats-server on ${dataDir}'s JetStream store at ${server.url}`);
+  }
+  try {
+    await migrate(
+      db,
+      dry,
+      async () =>
+        server
+          ? await openKvAs(server.url, server.user, { caFile: null, replicas: 1 })
+          : await openKvTarget(target!),
+    );
+  } finally {
+    await server?.stop();
+  }
+  return 0;
+}
+
+async function migrate(db: string, dry: boolean, openDst: () => Promise<KvStore>): Promise<void> {
   const src = await SqliteStore.open(db);
   try {
-    const dst = await openKvTarget(target);
+    const dst = await openDst();
     try {
       const line = (kind: string, t: Tally) =>
         console.log(
@@ -259,7 +319,6 @@ async function run(argv: string[]): Promise<number> {
       if (conflicts.length) {
         throw new Error(`${conflicts.length} record(s) differ in KV and were left unchanged`);
       }
-      return 0;
     } finally {
       await dst.close();
     }

@@ -120,61 +120,67 @@ Deno.test("a persisted room reserves --room-stream-max-bytes, and a full JetStre
   }
 });
 
-Deno.test("rooms: --max-rooms-per-user counts every room a user created, deleted ones free a place", async () => {
-  const bus = await startBus(["--max-rooms-per-user", "2"]);
-  try {
-    const alice = (await addBusUser(bus.store, "alice")).identity;
-    const bob = (await addBusUser(bus.store, "bob")).identity;
-    const first = await create(bus, alice, "a.0", false);
-    assertEquals((await create(bus, alice, "a.1", true)).status, 201);
-    const refused = await create(bus, alice, "a.2", false);
-    assertEquals([refused.status, refused.body.error], [429, "quota_exceeded"]);
-    assertEquals(
-      [refused.body.limit, refused.body.max, refused.body.used] as unknown[],
-      ["rooms_per_user", 2, 2],
-    );
-    assertEquals((await create(bus, bob, "b.0", false)).status, 201);
-    assertEquals((await as(bus, alice).del(`/v1/rooms/${first.body.id}`)).status, 204);
-    assertEquals((await create(bus, alice, "a.2", false)).status, 201);
-  } finally {
-    await stopBus(bus);
-  }
-});
+// On KV the counts come from the creator/owner hints (lib/store/kv.ts, invariant 5).
+for (const kind of ["sqlite", "kv"] as const) {
+  Deno.test(`rooms: --max-rooms-per-user counts every room a user created, deleted ones free a place (${kind})`, async () => {
+    const bus = await startBus(["--max-rooms-per-user", "2"], kind);
+    try {
+      const alice = (await addBusUser(bus.store, "alice")).identity;
+      const bob = (await addBusUser(bus.store, "bob")).identity;
+      const first = await create(bus, alice, "a.0", false);
+      assertEquals((await create(bus, alice, "a.1", true)).status, 201);
+      const refused = await create(bus, alice, "a.2", false);
+      assertEquals([refused.status, refused.body.error], [429, "quota_exceeded"]);
+      assertEquals(
+        [refused.body.limit, refused.body.max, refused.body.used] as unknown[],
+        ["rooms_per_user", 2, 2],
+      );
+      assertEquals((await create(bus, bob, "b.0", false)).status, 201);
+      assertEquals((await as(bus, alice).del(`/v1/rooms/${first.body.id}`)).status, 204);
+      assertEquals((await create(bus, alice, "a.2", false)).status, 201);
+    } finally {
+      await stopBus(bus);
+    }
+  });
 
-Deno.test("blobs: count and bytes per user are bounded (429 naming the quota), other users unaffected", async () => {
-  const bus = await startBus(["--max-blobs-per-user", "3", "--max-blob-bytes-per-user", "20MiB"]);
-  try {
-    const alice = (await addBusUser(bus.store, "alice")).identity;
-    const bob = (await addBusUser(bus.store, "bob")).identity;
-    const ra = (await create(bus, alice, "blobs.a", false)).body.id;
-    const rb = (await create(bus, bob, "blobs.b", false)).body.id;
+  Deno.test(`blobs: count and bytes per user are bounded (429 naming the quota), other users unaffected (${kind})`, async () => {
+    const bus = await startBus(
+      ["--max-blobs-per-user", "3", "--max-blob-bytes-per-user", "20MiB"],
+      kind,
+    );
+    try {
+      const alice = (await addBusUser(bus.store, "alice")).identity;
+      const bob = (await addBusUser(bus.store, "bob")).identity;
+      const ra = (await create(bus, alice, "blobs.a", false)).body.id;
+      const rb = (await create(bus, bob, "blobs.b", false)).body.id;
 
-    // Bytes: two 8 MiB blobs fit in 20 MiB, a third does not.
-    assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
-    assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
-    const bytes = await upload(bus, alice, ra, 8 * MiB);
-    assertEquals(bytes.status, 429);
-    assertEquals(
-      [bytes.body.error, bytes.body.limit, bytes.body.max, bytes.body.used],
-      ["quota_exceeded", "blob_bytes_per_user", 20 * MiB, 16 * MiB],
-    );
-    // What still fits is accepted; then the count is the limit.
-    assertEquals((await upload(bus, alice, ra, 1024)).status, 201);
-    const count = await upload(bus, alice, ra, 1);
-    assertEquals(
-      [count.status, count.body.limit, count.body.max, count.body.used],
-      [429, "blobs_per_user", 3, 3],
-    );
-    assertEquals(await bus.store.blobUsageOf(alice.signPubHex), {
-      count: 3,
-      bytes: 16 * MiB + 1024,
-    });
-    // Bob is not held back by Alice's use.
-    assertEquals((await upload(bus, bob, rb, 8 * MiB)).status, 201);
-  } finally {
-    await stopBus(bus);
-  }
-});
+      // Bytes: two 8 MiB blobs fit in 20 MiB, a third does not.
+      assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
+      assertEquals((await upload(bus, alice, ra, 8 * MiB)).status, 201);
+      const bytes = await upload(bus, alice, ra, 8 * MiB);
+      assertEquals(bytes.status, 429);
+      assertEquals(
+        [bytes.body.error, bytes.body.limit, bytes.body.max, bytes.body.used],
+        ["quota_exceeded", "blob_bytes_per_user", 20 * MiB, 16 * MiB],
+      );
+      // What still fits is accepted; then the count is the limit.
+      assertEquals((await upload(bus, alice, ra, 1024)).status, 201);
+      const count = await upload(bus, alice, ra, 1);
+      assertEquals(
+        [count.status, count.body.limit, count.body.max, count.body.used],
+        [429, "blobs_per_user", 3, 3],
+      );
+      assertEquals(await bus.store.blobUsageOf(alice.signPubHex), {
+        count: 3,
+        bytes: 16 * MiB + 1024,
+      });
+      // Bob is not held back by Alice's use.
+      assertEquals((await upload(bus, bob, rb, 8 * MiB)).status, 201);
+    } finally {
+      await stopBus(bus);
+    }
+  });
+}
 
 /** Applies the next change of `roomId` signed by `by`; asserts 200 and returns the new view. */
 async function change(

@@ -158,6 +158,87 @@ Deno.test("kv store: an interrupted deletion leaves nothing to a re-created room
   });
 });
 
+Deno.test("kv store: quota counts read the user's own hints, and a stale or forged hint counts nothing", async () => {
+  await withKv(async ({ store, raw }) => {
+    await store.createRoom(room("ops"));
+    await store.createRoom({
+      ...room("log"),
+      policy: { encrypt: true, sign: true, persist: true },
+    });
+    await store.createRoom({ ...room("bs"), createdBy: B });
+    await store.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array(3) });
+    await store.putBlob({ id: "b2", roomId: "bs", owner: B, data: new Uint8Array(5) });
+    const rooms = await raw.open("UNIBUS_rooms");
+    const meta = await raw.open("UNIBUS_blob_meta");
+    const hints = async (kv: typeof rooms, filter: string) => {
+      const out: string[] = [];
+      for await (const k of await kv.keys(filter)) out.push(k);
+      return out.sort();
+    };
+    // One hint per record, under its own user.
+    assertEquals((await hints(rooms, `creator.${A}.>`)).length, 2);
+    assertEquals((await hints(meta, `owner.${A}.>`)).length, 1);
+    // Forged or stale hints: A named as creator of B's room, of a room that
+    // never became visible, and as owner of B's blob; none counts.
+    const inc = (await hints(rooms, `creator.${B}.>`))[0].split(".").pop();
+    await rooms.put(`creator.${A}.bs.${inc}`, te.encode("{}"));
+    await rooms.put(`creator.${A}.ghost.0011223344556677`, te.encode("{}"));
+    const object = (await hints(meta, `owner.${B}.>`))[0].split(".").slice(2).join(".");
+    await meta.put(`owner.${A}.${object}`, te.encode("{}"));
+    assertEquals(await store.countRoomsCreatedBy(A), { rooms: 2, persisted: 1 });
+    assertEquals(await store.blobUsageOf(A), { count: 1, bytes: 3 });
+    // A deletion interrupted after its first write leaves A's hints stale.
+    await rooms.delete("id.ops");
+    assertEquals(await store.countRoomsCreatedBy(A), { rooms: 1, persisted: 1 });
+    assertEquals(await store.blobUsageOf(A), { count: 0, bytes: 0 });
+    // A finished deletion takes its hints with it.
+    await store.deleteRoom("log");
+    assertEquals(await hints(rooms, `creator.${A}.log.>`), []);
+    await store.deleteBlob("b2");
+    assertEquals(await hints(meta, `owner.${B}.>`), []);
+  });
+});
+
+Deno.test("kv store: rooms and blobs stored before quota hints get them when the store opens", async () => {
+  await withKv(async ({ store, raw, ns }) => {
+    await store.createRoom(room("ops"));
+    await store.putBlob({ id: "b1", roomId: "ops", owner: A, data: new Uint8Array(4) });
+    // As an older unibus left them: no hints, no marker.
+    const rooms = await raw.open("UNIBUS_rooms");
+    const meta = await raw.open("UNIBUS_blob_meta");
+    for await (const k of await rooms.keys("creator.>")) await rooms.purge(k);
+    for await (const k of await meta.keys("owner.>")) await meta.purge(k);
+    await meta.purge("quota_hints.v1");
+    assertEquals(await store.countRoomsCreatedBy(A), { rooms: 0, persisted: 0 });
+    const nc = await ns.connect();
+    const reopened = await openKvStore({ nc, replicas: 1, ownsConnection: true });
+    try {
+      assertEquals(await reopened.countRoomsCreatedBy(A), { rooms: 1, persisted: 0 });
+      assertEquals(await reopened.blobUsageOf(A), { count: 1, bytes: 4 });
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+Deno.test("kv store: pruning lists expiry slots, keeps a reused nonce, and drops stale hints", async () => {
+  await withKv(async ({ store, raw }) => {
+    const nonces = await raw.open("UNIBUS_nonces");
+    const now = Date.now();
+    assert(await store.rememberNonce("a", now + 1000, now));
+    assert(await store.rememberNonce("b", now + 60_000, now));
+    // "a" expires and is reused in a later slot; its first hint is stale.
+    assert(await store.rememberNonce("a", now + 90_000, now + 2000));
+    assertEquals(await store.pruneNonces(now + 30_000), 0);
+    assertEquals(await store.rememberNonce("a", now + 95_000, now + 30_000), false);
+    const left: string[] = [];
+    for await (const k of await nonces.keys("exp.>")) left.push(k);
+    assertEquals(left.length, 2, JSON.stringify(left)); // the stale hint is gone
+    assertEquals(await store.pruneNonces(now + 100_000), 2);
+    assertEquals(await store.rememberNonce("b", now + 160_000, now + 100_000), true);
+  });
+});
+
 Deno.test("kv store: a change whose log key was never written is restored from the member set", async () => {
   await withKv(async ({ store, raw }) => {
     const c0 = { text: "c0\n", sig: "AAAA" };

@@ -220,6 +220,7 @@ export class UnibusClient {
   #connected = true;
   #closed = false;
   #refreshing: Promise<void> | null = null;
+  #refreshNext: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
   #keying = new Map<string, Promise<void>>();
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
@@ -318,7 +319,20 @@ export class UnibusClient {
    */
   refreshSession(): Promise<void> {
     this.#ensureOpen();
-    this.#refreshing ??= (async () => {
+    // A refresh under way may have authenticated before the change this
+    // caller wants to see (a server notice started it a moment earlier):
+    // sharing it would hand back a connection without the new room, whose
+    // subscription the server then refuses for good. So a caller that finds
+    // one running gets the next one, which starts when it ends; every caller
+    // meanwhile shares that next one, so the cycles stay at two.
+    if (this.#refreshing) {
+      this.#refreshNext ??= this.#refreshing.catch(() => {}).then(() => {
+        this.#refreshNext = null;
+        return this.refreshSession();
+      });
+      return this.#refreshNext;
+    }
+    this.#refreshing = (async () => {
       try {
         // reconnect() only starts the cycle: wait for the new, re-authenticated
         // connection before anything relies on its permissions.

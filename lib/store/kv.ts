@@ -15,12 +15,15 @@
  * | UNIBUS_users | `<signPub>` | user |
  * | UNIBUS_rooms | `id.<room>` | room + its incarnation `inc` |
  * | UNIBUS_rooms | `subject.<b64url subject>` | `{id, inc}`: the subject claim |
+ * | UNIBUS_rooms | `creator.<signPub>.<room>.<inc>` | `{}`: quota hint, see invariant 5 |
  * | UNIBUS_members | `<room>.<inc>` | member set, with `seq` and the change `seq` |
  * | UNIBUS_room_changes | `<room>.<inc>.<seq>` | signed change |
  * | UNIBUS_room_keys | `<room>.<inc>.<recipient>.<epoch>` | sealed key |
  * | UNIBUS_rooms_by_member | `<signPub>` | room ids: a hint, see below |
  * | UNIBUS_nonces | `<b64url nonce>` | expiry |
+ * | UNIBUS_nonces | `exp.<slot>.<b64url nonce>` | expiry: pruning hint, see invariant 6 |
  * | UNIBUS_blob_meta | `<blob>`, `room.<room>.<inc>.<blob>` | metadata, room index |
+ * | UNIBUS_blob_meta | `owner.<signPub>.<blob>.<unique>` | `{}`: quota hint, invariant 5 |
  * | OBJ UNIBUS_blobs | `<blob>.<unique>` | bytes |
  *
  * ## Invariants (why a crash between two writes never grants access)
@@ -45,6 +48,19 @@
  *    key is written after (a crash before it leaves the change in the member
  *    set, from which reads and the next change restore it), so an older
  *    change can never overwrite a newer member set.
+ * 5. **Quota counts read only the user's own hints, and check each.** A room's
+ *    `creator.` entry is written before its subject claim (so every visible
+ *    room has one) and removed after its id record; a blob's `owner.` entry
+ *    before its metadata (the blob's commit) and removed after it. A count
+ *    lists the user's entries and counts only those whose room (or blob) is
+ *    visible under the same incarnation (or object) and names the user: a
+ *    stale entry costs a read, never a quota slot, and no live record is
+ *    ever missed, so a crash can never let a user past a quota.
+ * 6. **Nonce expiry comes from the bucket's max age; the `exp.` entries only
+ *    make pruning sooner and cheaper.** An accepted nonce gets an entry under
+ *    its expiry's slot; pruning lists the slots that can hold expired nonces
+ *    and deletes a nonce only if it is still expired at its revision. A
+ *    nonce whose entry was never written is forgotten by the max age.
  *
  * @example
  * ```ts
@@ -175,6 +191,7 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
     throw new InvalidInputError("replicas", "must be 1 or 3");
   }
   const opTimeoutMs = opts.opTimeoutMs ?? 2000;
+  const started = Date.now();
   const buckets = await openBuckets({
     nc: opts.nc,
     replicas: opts.replicas,
@@ -183,14 +200,35 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
     bootstrapTimeoutMs: opts.bootstrapTimeoutMs ?? 120_000,
     log: opts.log,
   });
-  return new KvStore(
+  const store = new KvStore(
     opts.nc,
     buckets,
     opts.ownsConnection === true,
     opts.log,
     opts.replicaReads,
   );
+  // Within the same bootstrap budget: on a cold cluster the buckets exist
+  // before their stream leaders do, and reads time out until then.
+  const deadline = started + (opts.bootstrapTimeoutMs ?? 120_000);
+  for (let attempt = 1;; attempt++) {
+    try {
+      await store.backfillQuotaHints();
+      return store;
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError) || Date.now() >= deadline) {
+        await store.close();
+        throw err;
+      }
+      if (attempt % 5 === 1) {
+        opts.log?.info("waiting for the control-plane buckets to answer", { error: err.message });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, deadline - Date.now()))));
+    }
+  }
 }
+
+/** Set once every room and blob has its quota hint (invariant 5). */
+const QUOTA_HINTS_MARKER = "quota_hints.v1";
 
 // ---- records and keys ----
 
@@ -409,8 +447,8 @@ export class KvStore implements Store {
     }
   }
 
-  async #keys(kv: KV, filter: string): Promise<string[]> {
-    return await this.#io(`keys ${filter}`, async () => {
+  async #keys(kv: KV, filter: string | string[]): Promise<string[]> {
+    return await this.#io(`keys ${[filter].flat()[0]}`, async () => {
       const out: string[] = [];
       for await (const k of await kv.keys(filter)) out.push(k);
       return out;
@@ -433,6 +471,36 @@ export class KvStore implements Store {
       if (ok !== false) return step.result;
     }
     throw new StoreUnavailableError(`too much contention on ${key}`);
+  }
+
+  /**
+   * Writes the quota hints (invariant 5) of rooms and blobs stored before
+   * they existed, once per store: without them a count would miss those
+   * records and let their owner past a quota. Idempotent (creates only), so
+   * nodes opening the store at once may all run it.
+   *
+   * @example
+   * ```ts
+   * await store.backfillQuotaHints(); // openKvStore does this
+   * ```
+   */
+  async backfillQuotaHints(): Promise<void> {
+    const kv = this.#kv;
+    if (await this.#get(kv.blobMeta, QUOTA_HINTS_MARKER)) return;
+    let rooms = 0;
+    let blobs = 0;
+    for (const k of await this.#keys(kv.rooms, "id.*")) {
+      const r = await this.#get<RoomRecord>(kv.rooms, k);
+      const key = r && `creator.${r.value.createdBy}.${tok(r.value.id)}.${r.value.inc}`;
+      if (key && await this.#create(kv.rooms, key, {}) !== false) rooms++;
+    }
+    // Blob records are the single-token keys (ids with '.' are encoded).
+    for (const k of await this.#keys(kv.blobMeta, "*")) {
+      const b = await this.#get<BlobRecord>(kv.blobMeta, k);
+      if (b && await this.#create(kv.blobMeta, ownerKey(b.value), {}) !== false) blobs++;
+    }
+    await this.#create(kv.blobMeta, QUOTA_HINTS_MARKER, { version: 1 });
+    if (rooms + blobs > 0) this.#log?.info("quota hints written", { rooms, blobs });
   }
 
   // ---- users ----
@@ -516,7 +584,11 @@ export class KvStore implements Store {
     await this.#create(kv.members, prefix, members);
     if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
     for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
+    // Invariant 5: the creator's quota hint before the room can be visible.
+    const creatorKey = `creator.${row.createdBy}.${tok(row.id)}.${inc}`;
+    await this.#create(kv.rooms, creatorKey, {});
     const abandon = async () => {
+      await this.#delete(kv.rooms, creatorKey).catch(() => {});
       await this.#delete(kv.members, prefix).catch(() => {});
       if (genesis) await this.#delete(kv.changes, `${prefix}.0`).catch(() => {});
       // Index entries are hints (invariant 3); dropping ours only saves a read.
@@ -604,15 +676,19 @@ export class KvStore implements Store {
 
   async countRoomsCreatedBy(signPub: string): Promise<RoomCounts> {
     check.signPub("signPub", signPub);
-    // No index by creator: quotas are read once per room creation, so a scan
-    // of the (visible) rooms is cheaper than keeping another index in step.
+    // Invariant 5: the creator's own hints, each checked against the room.
+    const prefix = `creator.${signPub}.`;
+    const keys = await this.#keys(this.#kv.rooms, `${prefix}*.*`);
+    const rooms = await Promise.all(keys.map(async (k) => {
+      const [idTok, inc] = k.slice(prefix.length).split(".");
+      const r = await this.#room(untok(idTok));
+      return r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
+    }));
     const counts: RoomCounts = { rooms: 0, persisted: 0 };
-    for (const k of await this.#keys(this.#kv.rooms, "id.*")) {
-      const r = await this.#room(untok(k.slice(3)));
-      if (r && r.value.createdBy === signPub) {
-        counts.rooms++;
-        if (r.value.policy.persist) counts.persisted++;
-      }
+    for (const r of rooms) {
+      if (r === null) continue;
+      counts.rooms++;
+      if (r.policy.persist) counts.persisted++;
     }
     return counts;
   }
@@ -656,6 +732,7 @@ export class KvStore implements Store {
       throw new ConflictError(`room ${id} changed while being deleted; retry`);
     }
     await this.#releaseClaim(`subject.${b64url(subject)}`, inc);
+    await this.#delete(kv.rooms, `creator.${r.value.createdBy}.${tok(id)}.${inc}`);
     const prefix = `${tok(id)}.${inc}`;
     const ms = await this.#get<MemberRecord>(kv.members, prefix);
     await this.#delete(kv.members, prefix);
@@ -669,6 +746,7 @@ export class KvStore implements Store {
       const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
       if (meta && meta.value.roomId === id && meta.value.inc === inc) {
         await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
+        await this.#delete(kv.blobMeta, ownerKey(meta.value));
         await this.#deleteObject(meta.value.object);
       }
       await this.#delete(kv.blobMeta, k);
@@ -904,24 +982,43 @@ export class KvStore implements Store {
     }
     const key = b64url(nonce);
     // A KV create: of two nodes seeing one nonce at once, exactly one wins.
-    return await this.#cas<{ expiresAt: number }, boolean>(this.#kv.nonces, key, (cur) => {
+    const fresh = await this.#cas<{ expiresAt: number }, boolean>(this.#kv.nonces, key, (cur) => {
       if (cur !== null && cur.expiresAt > now) return { done: false };
       return { write: { expiresAt }, result: true };
     });
+    // Invariant 6: the pruning hint of an accepted nonce; a plain put, as
+    // the same nonce reused after its expiry may land in the same slot.
+    if (fresh) {
+      await this.#io(
+        "remember nonce expiry",
+        () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
+      );
+    }
+    return fresh;
   }
 
   async pruneNonces(now: number): Promise<number> {
     check.count("now", now);
     // The bucket's max age does the real expiry; this removes what expired
-    // before that, so the count matches the SQLite store's.
+    // before that, so the count matches the SQLite store's. Invariant 6: it
+    // lists only the slots that can hold expired nonces: up to now's slot,
+    // back to where the max age has already forgotten everything.
+    const kv = this.#kv.nonces;
+    const last = Math.floor(now / NONCE_SLOT_MS);
+    const first = Math.max(0, last - Math.ceil(NONCE_MAX_AGE_MS / NONCE_SLOT_MS) - 1);
+    const slots = Array.from({ length: last - first + 1 }, (_, i) => `exp.${first + i}.*`);
     let removed = 0;
-    for (const k of await this.#keys(this.#kv.nonces, ">")) {
-      const cur = await this.#get<{ expiresAt: number }>(this.#kv.nonces, k);
-      if (
-        cur && cur.value.expiresAt <= now && await this.#delete(this.#kv.nonces, k, cur.revision)
-      ) {
+    for (const k of await this.#keys(kv, slots)) {
+      const hint = await this.#get<{ expiresAt: number }>(kv, k);
+      if (hint === null || hint.value.expiresAt > now) continue;
+      const key = k.split(".")[2];
+      const cur = await this.#get<{ expiresAt: number }>(kv, key);
+      // Deleted only if still expired at the revision read: a reuse that
+      // raced in keeps its nonce.
+      if (cur && cur.value.expiresAt <= now && await this.#delete(kv, key, cur.revision)) {
         removed++;
       }
+      await this.#delete(kv, k, hint.revision);
     }
     return removed;
   }
@@ -947,7 +1044,9 @@ export class KvStore implements Store {
     // room index (so deleteRoom finds it), then the metadata: the commit.
     await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
     await this.#create(kv.blobMeta, `room.${tok(blob.roomId)}.${rec.inc}.${id}`, {});
+    await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
     if (await this.#create(kv.blobMeta, id, rec) === false) {
+      await this.#delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
       await this.#deleteObject(rec.object);
       throw new BlobExistsError(blob.id);
     }
@@ -982,23 +1081,26 @@ export class KvStore implements Store {
     if (rec === null || !await this.#delete(kv.blobMeta, tok(id), rec.revision)) {
       throw new NotFoundError("blob", id);
     }
+    await this.#delete(kv.blobMeta, ownerKey(rec.value));
     await this.#deleteObject(rec.value.object);
     await this.#delete(kv.blobMeta, `room.${tok(rec.value.roomId)}.${rec.value.inc}.${tok(id)}`);
   }
 
   async blobUsageOf(owner: string): Promise<BlobUsage> {
     check.signPub("owner", owner);
-    // A scan, as for countRoomsCreatedBy: read once per upload.
+    // Invariant 5: the owner's own hints, each checked against its blob.
+    const prefix = `owner.${owner}.`;
+    const keys = await this.#keys(this.#kv.blobMeta, `${prefix}*.*`);
+    const blobs = await Promise.all(keys.map(async (k) => {
+      const object = k.slice(prefix.length);
+      const rec = await this.#blob(untok(object.split(".")[0]));
+      return rec && rec.value.object === object && rec.value.owner === owner ? rec.value : null;
+    }));
     const usage: BlobUsage = { count: 0, bytes: 0 };
-    for (const k of await this.#keys(this.#kv.blobMeta, ">")) {
-      if (k.startsWith("room.")) continue;
-      const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, k);
-      if (rec === null || rec.value.owner !== owner) continue;
-      const r = await this.#room(rec.value.roomId);
-      if (r && r.value.inc === rec.value.inc) {
-        usage.count++;
-        usage.bytes += rec.value.size;
-      }
+    for (const b of blobs) {
+      if (b === null) continue;
+      usage.count++;
+      usage.bytes += b.size;
     }
     return usage;
   }
@@ -1017,7 +1119,7 @@ export class KvStore implements Store {
     let running = true;
     const iters: Array<{ stop(): void }> = [];
     const started: Promise<void>[] = [];
-    const watchOne = async (bucket: KV, map: (key: string) => StoreChange) => {
+    const watchOne = async (bucket: KV, map: (key: string) => StoreChange | null) => {
       const first = Promise.withResolvers<void>();
       started.push(first.promise);
       // A watcher that ends (connection lost, consumer gone) is re-created;
@@ -1030,7 +1132,8 @@ export class KvStore implements Store {
           if (restarts > 0) onChange({ kind: "all" });
           for await (const e of it) {
             if (!running) break;
-            onChange(map(e.key));
+            const change = map(e.key);
+            if (change !== null) onChange(change);
           }
         } catch (err) {
           if (!running) break;
@@ -1043,8 +1146,10 @@ export class KvStore implements Store {
         }
       }
     };
-    const roomOf = (key: string): StoreChange => {
+    const roomOf = (key: string): StoreChange | null => {
       const parts = key.split(".");
+      // A quota hint grants nothing (invariant 5): no re-check for it.
+      if (parts[0] === "creator") return null;
       return parts[0] === "id" && parts[1]
         ? { kind: "room", roomId: untok(parts[1]) }
         : { kind: "all" };
@@ -1139,6 +1244,18 @@ function publicRoom(r: RoomRecord): Room {
     createdAt: r.createdAt,
     epoch: r.epoch,
   };
+}
+
+/** A blob's quota hint under its owner (invariant 5); `object` is unique per put. */
+function ownerKey(r: BlobRecord): string {
+  return `owner.${r.owner}.${r.object}`;
+}
+
+/** Width of a nonce expiry slot: pruning lists ~14 slots per max age. */
+const NONCE_SLOT_MS = 10_000;
+
+function nonceExpiryKey(expiresAt: number, key: string): string {
+  return `exp.${Math.floor(expiresAt / NONCE_SLOT_MS)}.${key}`;
 }
 
 function metaOf(id: string, r: BlobRecord): BlobMeta {

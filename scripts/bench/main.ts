@@ -3,10 +3,12 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=connect,e2e,flood,primitives,scale,cluster (default all
- * but scale and cluster; cluster: --kills=N, default 3), --repeat=N (E2E runs, reported as min / median / max),
+ * Options: --only=connect,e2e,flood,primitives,control-plane,scale,cluster
+ * (default all but scale and cluster; cluster: --kills=N, default 3),
+ * --repeat=N (E2E runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
- * scale options of scripts/bench/scale.ts.
+ * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
+ * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV).
  *
  * @module
  */
@@ -14,6 +16,7 @@
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchCluster } from "./cluster.ts";
 import { benchConnect } from "./connect.ts";
+import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchScale, scaleReport } from "./scale.ts";
@@ -24,7 +27,7 @@ installConnectionResetGuard();
 const flag = (name: string, fallback: string) =>
   Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
 const json = Deno.args.includes("--json");
-const only = new Set(flag("only", "connect,e2e,flood,primitives").split(","));
+const only = new Set(flag("only", "connect,e2e,flood,primitives,control-plane").split(","));
 const n = Number(flag("connects", "500"));
 const count = Number(flag("messages", "200000"));
 const pings = Number(flag("pings", "2000"));
@@ -34,7 +37,8 @@ const floodParallel = Number(flag("flood", "40"));
 
 const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 const out: string[] = [
-  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}.`,
+  `Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; Deno ${Deno.version.deno}; ` +
+  `load average at start ${(await Deno.readTextFile("/proc/loadavg")).split(" ")[0]}.`,
   "",
 ];
 const results: Record<string, unknown> = { cpu, cores: navigator.hardwareConcurrency };
@@ -139,6 +143,17 @@ if (only.has("cluster")) {
     `| kill → restarted node healthy, replicas current, each | ${f.rejoinMs.join(", ")} |`,
     "",
   );
+}
+
+if (only.has("control-plane")) {
+  const controlPlane = await benchControlPlane({
+    requests: Number(flag("cp-requests", "200")),
+    connects: Number(flag("cp-connects", "200")),
+    revokes: Number(flag("cp-revokes", "10")),
+    repeat: Number(flag("cp-repeat", "3")),
+  });
+  results.controlPlane = controlPlane;
+  out.push(controlPlaneTable(controlPlane), "");
 }
 
 if (only.has("scale")) {

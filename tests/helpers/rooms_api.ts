@@ -21,6 +21,7 @@ import type { Store } from "../../lib/store/store.ts";
 import type { RoomView } from "../../server/rooms/state.ts";
 import { assertEquals } from "./assert.ts";
 import { type ServeUnderTest, startServe } from "./serve_process.ts";
+import { openServeStore, storeArgs, type StoreKind } from "./serve_store.ts";
 
 /** A serve in enforce mode and a handle on its SQLite file (for the allowlist). */
 export interface Bus {
@@ -29,7 +30,9 @@ export interface Bus {
 }
 
 /**
- * Starts `serve --bus-auth enforce` and opens its store.
+ * Starts `serve --bus-auth enforce` on the `kind` store (SQLite by default;
+ * KV with the internal identity persisted in its data dir) and opens that
+ * store from the test, as another writer would.
  *
  * @example
  * ```ts
@@ -37,10 +40,25 @@ export interface Bus {
  * try { ... } finally { await stopBus(bus); }
  * ```
  */
-export async function startBus(extraArgs: string[] = []): Promise<Bus> {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...extraArgs] });
-  const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
-  return { s, store };
+export async function startBus(extraArgs: string[] = [], kind: StoreKind = "sqlite"): Promise<Bus> {
+  if (kind === "sqlite") {
+    const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...extraArgs] });
+    return { s, store: await openSqliteStore(`${s.dataDir}/unibus.db`) };
+  }
+  const dataDir = await Deno.makeTempDir({ prefix: `unibus-bus-${kind}-` });
+  const idFile = `${dataDir}/internal.id`;
+  const s = await startServe({
+    dataDir,
+    extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, idFile), ...extraArgs],
+  });
+  // A data dir made here is removed here, after serve stopped.
+  const stop = s.stop;
+  s.stop = async () => {
+    const status = await stop();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    return status;
+  };
+  return { s, store: await openServeStore(s, kind, idFile) };
 }
 
 /**
