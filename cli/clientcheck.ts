@@ -400,6 +400,14 @@ async function loop(client: UnibusClient, roomId: string, o: ClientcheckOptions,
   let summary = live.summary(sent, Date.now());
   let historyChecked = false;
   if (o.persist) {
+    // Sent during a failover, a message may still be on its way into the
+    // stream (the client resends until stored): wait for that, bounded.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      client.flush().catch(() => {}),
+      new Promise((r) => timer = setTimeout(r, 30_000)),
+    ]);
+    clearTimeout(timer);
     // What the room kept is the ground truth: a message missed live while
     // failing over but stored is not lost.
     const stored = new LoopTally(started);

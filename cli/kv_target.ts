@@ -99,7 +99,13 @@ export function parseKvTarget(values: Values): KvTarget {
 
 /** Connects fast or fails: an administrator waits seconds, not minutes. */
 const CONNECT_TIMEOUT_MS = 3000;
-const BOOTSTRAP_TIMEOUT_MS = 4000;
+/**
+ * Long enough to ride out a failover: after a node dies, the JetStream meta
+ * group and the buckets' stream groups it led elect new leaders, which took
+ * 4–10 s on loopback; `user add` with one node of three down must succeed
+ * (issue 10), not fail during the election.
+ */
+const BOOTSTRAP_TIMEOUT_MS = 20_000;
 
 /**
  * Connects as the internal identity and opens the KV store. A missing or

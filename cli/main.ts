@@ -8,6 +8,7 @@
  */
 
 import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.ts";
+import { installTlsEmptyWriteShim } from "../lib/nats/tls_empty_write.ts";
 import { VERSION } from "../lib/version.ts";
 import { UsageError } from "./args.ts";
 import { clientcheckCommand } from "./clientcheck.ts";
@@ -67,6 +68,8 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   // Any NATS client in any command can meet a refused connection.
   installConnectionResetGuard();
+  // …and any of them may drop a TLS connection on purpose (nats.js reconnect).
+  installTlsEmptyWriteShim();
   try {
     return await command.run(rest);
   } catch (err) {

@@ -23,3 +23,10 @@ export const REFRESH_NOTICE_SUFFIX = `${NOTICE_TOKEN}.refresh`;
 
 /** "A room you are in changed" (payload: the room id). */
 export const ROOM_NOTICE_SUFFIX = `${NOTICE_TOKEN}.room`;
+
+/**
+ * A persisted room's stream acks a packet here, under the sender's own inbox
+ * (`<inbox>.unibus.ack.<Nats-Msg-Id>`): under the notice token, so no member
+ * can forge an ack (lib/client/durable_publish.ts).
+ */
+export const ACK_SUFFIX = `${NOTICE_TOKEN}.ack`;

@@ -10,6 +10,7 @@ import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.t
 import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
+import { controlPlaneStreams } from "../lib/store/kv_buckets.ts";
 import { openStore } from "../lib/store/mod.ts";
 import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
@@ -22,7 +23,7 @@ import type { ServeOptions } from "./options.ts";
 import { startAuthCallout } from "./auth/callout.ts";
 import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
-import { accessLog, createApp } from "./http/app.ts";
+import { accessLog, createApp, json } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
@@ -128,6 +129,49 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   const cleanup = async () => {
     for (const fn of cleanups.reverse()) {
       await fn().catch((err) => log.error("shutdown step failed", { error: err }));
+    }
+  };
+
+  // The HTTP listener. A clustered node opens it before the control-plane
+  // buckets, which wait for a quorum: until the app is ready every request
+  // gets a 503 (healthz says "starting"), so an operator or load balancer
+  // sees a node waiting for its peers rather than a refused connection
+  // (seed 004: a lone node waits, it never serves alone).
+  const stopped = new AbortController();
+  let httpServer: Deno.HttpServer<Deno.NetAddr> | null = null;
+  // The peer's address (info) goes through: per-source upload limits and
+  // the access log key on it.
+  let serveRequest: (
+    req: Request,
+    info?: Deno.ServeHandlerInfo,
+  ) => Response | Promise<Response> = (req) =>
+    new URL(req.url).pathname === "/healthz"
+      ? json(503, {
+        status: "starting",
+        version: VERSION,
+        phase: "opening the control-plane buckets (waiting for a JetStream quorum)",
+        posture,
+      }, { "cache-control": "no-store" })
+      : json(503, { error: "starting", message: "the node is starting; try again shortly" });
+  const listen = async (): Promise<Deno.HttpServer<Deno.NetAddr>> => {
+    try {
+      const tlsFiles = opts.tls
+        ? {
+          cert: await Deno.readTextFile(opts.tls.certFile),
+          key: await Deno.readTextFile(opts.tls.keyFile),
+        }
+        : {};
+      return Deno.serve({
+        hostname: opts.httpHost,
+        port: opts.httpPort,
+        signal: stopped.signal,
+        onListen: () => {},
+        ...tlsFiles,
+      }, (req, info) => serveRequest(req, info));
+    } catch (err) {
+      throw new Error(
+        `cannot listen on ${opts.httpHost}:${opts.httpPort}: ${(err as Error).message}`,
+      );
     }
   };
 
@@ -290,21 +334,45 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     });
     cleanups.push(() => conn.close());
 
+    if (opts.cluster) {
+      const early = await listen();
+      httpServer = early;
+      cleanups.push(async () => {
+        stopped.abort();
+        await early.finished;
+      });
+    }
+
     if (opts.store === "kv") {
       // The internal connection owns the buckets: it is the only identity
       // with rights on `$KV.UNIBUS_*`, `$O.*` and their `$JS.API` subjects
       // (bus users' ACLs name only their rooms and inbox).
-      store = metrics.instrumentStore(
-        await openStore({
-          kind: "kv",
-          nc: conn.nc,
-          replicas: opts.kvReplicas,
-          bootstrapTimeoutMs: opts.kvBootstrapTimeoutMs,
-          log: log.child("kv"),
-        }),
-      );
+      const opening = openStore({
+        kind: "kv",
+        nc: conn.nc,
+        replicas: opts.kvReplicas,
+        bootstrapTimeoutMs: opts.kvBootstrapTimeoutMs,
+        // A replica answers while a bucket's leader is being re-elected,
+        // never on a node without a live majority (lib/store/kv.ts).
+        replicaReads: () => clusterMonitor?.majorityAlive() ?? false,
+        log: log.child("kv"),
+      });
+      // A node waiting for its peers (up to the bootstrap budget) still
+      // stops at once when told to, instead of after the budget runs out.
+      const interrupted = signalled.promise.then((sig) => {
+        throw new Error(`stopped by ${sig} while opening the control-plane buckets`);
+      });
+      opening.catch(() => {});
+      interrupted.catch(() => {});
+      store = metrics.instrumentStore(await Promise.race([opening, interrupted]));
       cleanups.push(() => store.close());
-      await reportInexpressibleRooms(store, log.child("rooms"));
+      // A report, never a reason to stop: a node that just rejoined opens its
+      // buckets before their streams have caught up, and a read may still
+      // fail then ("JetStream system temporarily unavailable"); serve used
+      // to exit on it.
+      reportInexpressibleRooms(store, log.child("rooms")).catch((err) =>
+        log.warn("stored rooms' subjects not checked at start", { error: err })
+      );
     }
 
     if (enforce) {
@@ -325,6 +393,8 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           sys: sys.nc,
           app: conn.nc,
           log: log.child("cluster"),
+          streams: controlPlaneStreams(),
+          clusterSize: opts.cluster.routes.length + 1,
         });
         clusterMonitor = monitor;
         cleanups.push(() => monitor.stop());
@@ -401,31 +471,19 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         recheck: () => recheck(),
         log: log.child("api"),
         limits: opts.limits,
+        streamReplicas: posture.replicas,
       }),
     ],
   });
 
-  const stopped = new AbortController();
-  let httpServer: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    const tlsFiles = opts.tls
-      ? {
-        cert: await Deno.readTextFile(opts.tls.certFile),
-        key: await Deno.readTextFile(opts.tls.keyFile),
-      }
-      : {};
-    httpServer = Deno.serve({
-      hostname: opts.httpHost,
-      port: opts.httpPort,
-      signal: stopped.signal,
-      onListen: () => {},
-      ...tlsFiles,
-    }, handler);
-  } catch (err) {
-    await cleanup();
-    throw new Error(
-      `cannot listen on ${opts.httpHost}:${opts.httpPort}: ${(err as Error).message}`,
-    );
+  serveRequest = handler;
+  if (!httpServer) {
+    try {
+      httpServer = await listen();
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
   }
   const httpAddr = `${connectHost(httpServer.addr.hostname)}:${httpServer.addr.port}`;
 

@@ -326,3 +326,65 @@ Deno.test("serve itself refuses a clustered start without enforce, with the reas
     assert(!err.includes(PASS) && !r.stdout.includes(PASS), "the secret was echoed");
   }
 });
+
+Deno.test("a clustered node with --store kv parses: exactly the flags the issue lists for one machine", () => {
+  const o = parseServeArgs([
+    "--bus-auth",
+    "enforce",
+    "--store",
+    "kv",
+    "--kv-replicas",
+    "3",
+    "--server-name",
+    "n2",
+    "--data-dir",
+    "/srv/n2",
+    "--internal-id-file",
+    "/srv/n2/internal.id",
+    "--http-addr",
+    "127.0.0.1:8471",
+    "--nats-port",
+    "4251",
+    "--cluster-name",
+    "trial",
+    "--cluster-host",
+    "127.0.0.1",
+    "--cluster-port",
+    "6251",
+    "--routes",
+    "nats://127.0.0.1:6250,nats://127.0.0.1:6252",
+    "--cluster-user",
+    "unibus-cluster",
+    "--cluster-pass-file",
+    "/srv/route.pass",
+    "--callout-issuer-file",
+    "/srv/callout-issuer.nk",
+  ], {});
+  assertEquals([o.store, o.kvReplicas, o.busAuth, o.serverName], ["kv", 3, "enforce", "n2"]);
+  assertEquals([o.internalIdFile, o.calloutIssuerFile], [
+    "/srv/n2/internal.id",
+    "/srv/callout-issuer.nk",
+  ]);
+  assertEquals(o.cluster, {
+    name: "trial",
+    host: "127.0.0.1",
+    port: 6251,
+    routes: ["nats://127.0.0.1:6250", "nats://127.0.0.1:6252"],
+    user: "unibus-cluster",
+    pass: { kind: "file", path: "/srv/route.pass" },
+    routeTls: null,
+  });
+  // Defaults: cluster name "unibus", port 6250; the secret from the environment.
+  const d = parseServeArgs([
+    "--bus-auth",
+    "enforce",
+    "--store",
+    "kv",
+    "--routes",
+    "nats://127.0.0.1:6251",
+    "--callout-issuer-file",
+    "/srv/i.nk",
+  ], { UNIBUS_CLUSTER_PASS: "a-route-secret-long-enough" });
+  assertEquals([d.cluster?.name, d.cluster?.port, d.cluster?.pass.kind], ["unibus", 6250, "env"]);
+  assertEquals(d.kvReplicas, 1);
+});

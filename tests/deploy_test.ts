@@ -34,8 +34,10 @@ interface Run {
 async function run(
   cmd: string,
   args: string[],
-  opts: { env?: Record<string, string>; clearEnv?: boolean; cwd?: string } = {},
+  opts: { env?: Record<string, string>; clearEnv?: boolean; cwd?: string; timeoutMs?: number } = {},
 ): Promise<Run> {
+  // A bounded run is killed at its deadline, and the test fails saying so.
+  const signal = opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined;
   const out = await new Deno.Command(cmd, {
     args,
     env: opts.env,
@@ -44,8 +46,15 @@ async function run(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    signal,
   }).output();
   const d = new TextDecoder();
+  if (signal?.aborted) {
+    throw new Error(
+      `${args.slice(1, 3).join(" ")} did not finish within ${opts.timeoutMs! / 1000} s ` +
+        `(stderr: ${d.decode(out.stderr).trim().slice(-400)})`,
+    );
+  }
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
@@ -456,13 +465,23 @@ Deno.test({
       const ca = await Deno.readTextFile(`${g.tls}/ca.crt`);
       const client = Deno.createHttpClient({ caCerts: [ca] });
       try {
+        // One deadline for all three: they start together, and a lone node
+        // never becomes healthy, so waiting longer only hides a broken cluster.
+        const deadline = Date.now() + 90_000;
         for (const ip of ["127.0.0.1", "127.0.0.2", "127.0.0.3"]) {
-          const deadline = Date.now() + 90_000;
+          let last = "no answer";
           for (;;) {
             const ok = await fetch(`https://${ip}:${ports.http}/healthz`, { client })
-              .then(async (r) => (await r.body?.cancel(), r.status === 200), () => false);
+              .then(
+                async (r) => (last = `${r.status} ${await r.text()}`, r.status === 200),
+                () => false,
+              );
             if (ok) break;
-            if (Date.now() > deadline) throw new Error(`${ip} never became healthy`);
+            if (Date.now() > deadline) {
+              throw new Error(
+                `${ip} was not healthy within 90 s; last /healthz: ${last.slice(0, 1500)}`,
+              );
+            }
             await new Promise((r) => setTimeout(r, 500));
           }
         }
@@ -496,7 +515,7 @@ Deno.test({
         `${n1}/tls/ca.crt`,
         "--internal-id-file",
         `${n1}/secrets/internal.id`,
-      ], { cwd: n1 });
+      ], { cwd: n1, timeoutMs: 30_000 });
       assertEquals(added.code, 0, added.stderr);
       const cc = await run("bash", [
         `${ROOT}/scripts/unibus`,
@@ -510,7 +529,7 @@ Deno.test({
         "--ctrl-seeds",
         ["1", "2", "3"].map((i) => `https://127.0.0.${i}:${ports.http}`).join(","),
         "--json",
-      ]);
+      ], { timeoutMs: 45_000 });
       assertEquals(cc.code, 0, cc.stderr);
       assertMatch(cc.stdout, /"event":"golden".*"ok":true/);
     } finally {

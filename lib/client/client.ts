@@ -32,10 +32,13 @@ import {
 } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
-import { NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
+import { ACK_SUFFIX, NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
+import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
+import { DurablePublisher } from "./durable_publish.ts";
+import { decodePacket } from "../e2e/packet.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -101,6 +104,9 @@ export interface BlobRef {
   size: number;
 }
 
+/** How long reconnects refused by the servers are retried before the client closes. */
+const AUTH_REFUSED_GIVE_UP_MS = 30_000;
+
 const MAX_BATCH_FRAMES = 256;
 const MAX_BATCH_BYTES = 256 * 1024;
 
@@ -148,6 +154,8 @@ interface Batch {
  */
 export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   installConnectionResetGuard();
+  // refreshSession() relies on nats.js reconnect(), which hangs over TLS without it.
+  installTlsEmptyWriteShim();
   const caCert = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
   const control = new ControlPlaneClient({
     urls: opts.ctrlUrls,
@@ -192,6 +200,9 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
         `unibus-client-${opts.identity.handle ?? opts.identity.signPubHex.slice(0, 8)}`,
       maxReconnectAttempts: -1,
       reconnectDelayHandler: pacing.delay,
+      // nats.js gives up after two refusals in a row; a cluster in failover
+      // refuses for a few seconds (see AUTH_REFUSED_GIVE_UP_MS).
+      ignoreAuthErrorAbort: true,
       tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
       timeout: 5000,
     });
@@ -226,6 +237,8 @@ export class UnibusClient {
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
+  /** Publishes to persisted rooms until stored (lib/client/durable_publish.ts). */
+  readonly #durable: DurablePublisher;
 
   constructor(
     identity: Identity,
@@ -239,15 +252,33 @@ export class UnibusClient {
     this.#control = control;
     this.#state = receiveState;
     this.#pacing = pacing;
+    this.#durable = new DurablePublisher(nc, inboxPrefixFor(identity.signPubHex));
     receiveState?.source(() =>
       new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
     );
     (async () => {
+      // Since when the connection is down (0: up), for the refusal bound below.
+      let downSince = 0;
       for await (const s of nc.status()) {
-        if (s.type === "disconnect") this.#connected = false;
+        if (s.type === "disconnect") {
+          this.#connected = false;
+          downSince ||= Date.now();
+        }
         if (s.type === "reconnect") {
           this.#connected = true;
+          downSince = 0;
           this.#reconnected?.resolve();
+        }
+        // Refused while reconnecting (connect() sets ignoreAuthErrorAbort):
+        // during a failover a survivor refuses until its control-plane
+        // streams have a leader again, so a refusal is retried; one that
+        // lasts AUTH_REFUSED_GIVE_UP_MS is final (revoked, removed), and the
+        // client closes instead of knocking forever.
+        if (
+          s.type === "error" && (s.error as Error | undefined)?.name === "AuthorizationError" &&
+          downSince > 0 && Date.now() - downSince > AUTH_REFUSED_GIVE_UP_MS
+        ) {
+          nc.close().catch(() => {});
         }
       }
     })();
@@ -839,7 +870,9 @@ export class UnibusClient {
       for (const f of frames) this.#nc.publish(session.subject, f);
       return;
     }
-    this.#nc.publish(session.subject, session.seal(frames));
+    const packet = session.seal(frames);
+    if (policy.persist) this.#durable.send(session.subject, packet);
+    else this.#nc.publish(session.subject, packet);
   }
 
   #known(ref: RoomRef): RoomSession | undefined {
@@ -916,8 +949,16 @@ export class UnibusClient {
     this.#nc.publish(meta.reply, session.sealReply(meta, bytes));
   }
 
-  /** Resolves when everything published so far reached the server. */
+  /**
+   * Resolves when everything published so far reached the server, and what
+   * went to persisted rooms is stored (rejects naming how many never were).
+   */
   async flush(): Promise<void> {
+    await this.#flushSent();
+    await this.#durable.settled();
+  }
+
+  async #flushSent(): Promise<void> {
     await Promise.all([...this.#batches.values()].map((b) => b.done.promise));
     await this.#nc.flush();
   }
@@ -976,7 +1017,13 @@ export class UnibusClient {
       if (result.kind === "stale") stats.noKey++;
       if (result.kind === "delivered") {
         this.#state?.touch();
-        for (const f of result.frames) handler(reply ? { ...f.meta, reply } : f.meta, f.plaintext);
+        // A persisted room's packets ask the stream for an ack under the
+        // sender's `unibus.ack.` inbox (durable_publish.ts): that is no
+        // request, and respond() would refuse it, so it is not shown as one.
+        const asks = reply !== undefined && !reply.startsWith(
+          `${inboxPrefixFor(result.frames[0]?.meta.sender ?? "")}.${ACK_SUFFIX}.`,
+        );
+        for (const f of result.frames) handler(asks ? { ...f.meta, reply } : f.meta, f.plaintext);
       }
     };
     const sub: NatsSubscription = this.#nc.subscribe(session.subject, {
@@ -1035,17 +1082,40 @@ export class UnibusClient {
     const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
     const stream = roomStreamName(session.roomId);
     const { state } = await jsm.streams.info(stream);
-    const messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
-    const limit = opts.limit ?? Infinity;
+    const stored: Array<{ seq: number; data: Uint8Array; chain: string; index: number }> = [];
+    const firstSeen = new Map<string, number>();
     // startSeq: read from a stream sequence on (e.g. the middle of a long
     // history); the stream's first sequence when absent or older.
     const from = Math.max(state.first_seq, opts.startSeq ?? 0);
-    for (let seq = from; seq <= state.last_seq && messages.length < limit; seq++) {
+    for (let seq = from; seq <= state.last_seq; seq++) {
       const m = await jsm.direct.getMessage(stream, { seq });
       if (!m) continue; // removed by the stream's age limit, or deleted
-      const r = reader.receive(new Uint8Array(m.data));
-      if (r.kind === "delivered") messages.push(...r.frames);
+      const data = new Uint8Array(m.data);
+      let chain = `seq:${seq}`;
+      let index = 0;
+      try {
+        const p = decodePacket(session.roomId, data);
+        chain = `${toHex(p.sender)}/${toHex(p.session)}/${p.epoch}`;
+        index = p.index;
+      } catch { /* the reader counts it as invalid */ }
+      if (!firstSeen.has(chain)) firstSeen.set(chain, seq);
+      stored.push({ seq, data, chain, index });
     }
+    // A packet resent while its stream had no leader (durable_publish.ts) is
+    // stored after later ones of the same sender; the ratchet only moves
+    // forward, so each sender's packets are read in their own order, and
+    // the messages are then given back in stream order.
+    const readOrder = [...stored].sort((a, b) =>
+      firstSeen.get(a.chain)! - firstSeen.get(b.chain)! || a.index - b.index || a.seq - b.seq
+    );
+    const read: Array<{ seq: number; frames: Array<{ meta: FrameMeta; plaintext: Uint8Array }> }> =
+      [];
+    for (const s of readOrder) {
+      const r = reader.receive(s.data);
+      if (r.kind === "delivered") read.push({ seq: s.seq, frames: r.frames });
+    }
+    const limit = opts.limit ?? Infinity;
+    const messages = read.sort((a, b) => a.seq - b.seq).flatMap((r) => r.frames);
     return {
       messages: messages.slice(0, limit === Infinity ? undefined : limit),
       stats: reader.stats,
@@ -1095,7 +1165,10 @@ export class UnibusClient {
   /** Closes the NATS connection and the control-plane client. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.flush().catch(() => {});
+    // Not flush(): waiting for a stream that is down would hold close() for
+    // up to a minute; what is still unacknowledged is not resent after this.
+    await this.#flushSent().catch(() => {});
+    this.#durable.close();
     this.#closed = true;
     await this.#nc.close();
     this.#control.close();

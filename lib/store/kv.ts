@@ -130,6 +130,21 @@ export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
  */
 export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
 
+/** How long a read waits for the bucket's leader before asking this node's replica too. */
+const REPLICA_FALLBACK_AFTER_MS = 250;
+
+/** The replica-read handle of the same bucket as `kv`. */
+function replicaOf(
+  kv: Buckets["kv"],
+  replicas: NonNullable<Buckets["replicaKv"]>,
+  which: KV,
+): KV | null {
+  for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
+    if (kv[k] === which) return replicas[k];
+  }
+  return null;
+}
+
 /** Options of {@linkcode openKvStore}. */
 export interface KvStoreOptions {
   /** A connection with JetStream rights on the buckets (serve's internal one). */
@@ -142,6 +157,13 @@ export interface KvStoreOptions {
   opTimeoutMs?: number;
   /** Close `nc` on {@linkcode Store.close} (the CLI's own connection). */
   ownsConnection?: boolean;
+  /**
+   * Whether a read may fall back to this node's replica right now (R3): true
+   * only while a majority of the cluster's nodes is alive and talking, so a
+   * node cut off from its peers never answers from its own copy (it fails
+   * closed, as it must with two of three down). Default: never.
+   */
+  replicaReads?: () => boolean | Promise<boolean>;
   log?: Logger;
 }
 
@@ -178,7 +200,13 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
     bootstrapTimeoutMs: opts.bootstrapTimeoutMs ?? 120_000,
     log: opts.log,
   });
-  const store = new KvStore(opts.nc, buckets, opts.ownsConnection === true, opts.log);
+  const store = new KvStore(
+    opts.nc,
+    buckets,
+    opts.ownsConnection === true,
+    opts.log,
+    opts.replicaReads,
+  );
   // Within the same bootstrap budget: on a cold cluster the buckets exist
   // before their stream leaders do, and reads time out until then.
   const deadline = started + (opts.bootstrapTimeoutMs ?? 120_000);
@@ -288,11 +316,19 @@ export class KvStore implements Store {
   #nc: NatsConnection;
   #b: Buckets | null;
   #owns: boolean;
+  #replicaReads: () => boolean | Promise<boolean>;
   #log?: Logger;
   #watches = new Set<StoreWatch>();
 
   /** Use {@linkcode openKvStore}. */
-  constructor(nc: NatsConnection, buckets: Buckets, ownsConnection: boolean, log?: Logger) {
+  constructor(
+    nc: NatsConnection,
+    buckets: Buckets,
+    ownsConnection: boolean,
+    log?: Logger,
+    replicaReads: () => boolean | Promise<boolean> = () => false,
+  ) {
+    this.#replicaReads = replicaReads;
     this.#nc = nc;
     this.#b = buckets;
     this.#owns = ownsConnection;
@@ -319,8 +355,62 @@ export class KvStore implements Store {
   }
 
   async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
-    const e = await this.#io(`get ${key}`, () => kv.get(key));
+    const e = await this.#read(kv, key);
     return live(e) ? { value: e.json<T>(), revision: e.revision } : null;
+  }
+
+  /**
+   * A read through the bucket's stream leader; at R3, when the leader has
+   * not answered within {@linkcode REPLICA_FALLBACK_AFTER_MS} (or failed),
+   * also through this node's replica, and the first answer wins.
+   *
+   * Why: after a node dies, the buckets it led have no leader until RAFT
+   * elects one (4–9 s in nats-server 2.10). With leader reads only, every
+   * callout on the survivors failed closed for that long, so a client
+   * failing over was refused, and the publishes it had buffered were lost
+   * with each refused attempt (issue 10: receive again within 2 s, lose
+   * nothing).
+   *
+   * The price, and why it is bounded: in steady state the leader answers in
+   * about a millisecond and the replica is never asked, so a revocation is
+   * visible to the very next read as before. Only while a leader is missing
+   * can a read come from a replica that has not yet applied the last
+   * committed write: a revoke acknowledged just before the leader died may
+   * then be missed by a callout for the few seconds of the election. No
+   * write happens meanwhile (writes need the leader), the enforcer keeps
+   * re-reading connected users every 2 s, and the first read after the
+   * election goes to the new leader, which has the revoke, so the
+   * connection is cut then. Writes never decide on a replica's answer
+   * alone: a compare-and-set against a stale revision is refused.
+   */
+  async #read(kv: KV, key: string): Promise<KvEntry | null> {
+    const what = `get ${key}`;
+    const leader = this.#io(what, () => kv.get(key));
+    const replicas = this.#b?.replicaKv;
+    const replica = replicas ? replicaOf(this.#kv, replicas, kv) : null;
+    // Only with a majority alive (see KvStoreOptions.replicaReads): with two
+    // of three nodes down, this node's copy is not the cluster's word.
+    if (!replica) return await leader;
+    leader.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<"slow">((r) =>
+      timer = setTimeout(() => r("slow"), REPLICA_FALLBACK_AFTER_MS)
+    );
+    const first = await Promise.race([
+      leader.then(() => "leader" as const, () => "failed" as const),
+      slow,
+    ]);
+    clearTimeout(timer);
+    if (first === "leader") return await leader;
+    const mayAskReplica = await Promise.resolve(this.#replicaReads()).catch(() => false);
+    if (!mayAskReplica) return await leader;
+    const fromReplica = this.#io(what, () => replica.get(key));
+    fromReplica.catch(() => {});
+    try {
+      return await Promise.any(first === "failed" ? [fromReplica] : [leader, fromReplica]);
+    } catch {
+      return await leader; // both failed: the leader's error is the one to report
+    }
   }
 
   /** KV create; false if the key exists. */

@@ -9,7 +9,12 @@
  * @module
  */
 
-import { jetstream, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
+import {
+  jetstream,
+  JetStreamApiError,
+  type JetStreamClient,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -31,6 +36,19 @@ export const KV_BUCKETS = {
 /** The object store of blob bytes (stream `OBJ_UNIBUS_blobs`). */
 export const BLOB_OBJECT_STORE = "UNIBUS_blobs";
 
+/**
+ * The JetStream streams that hold the control plane: one per KV bucket and
+ * the blob object store's, as `/healthz` reports their replication.
+ *
+ * @example
+ * ```ts
+ * controlPlaneStreams(); // ["KV_UNIBUS_users", …, "OBJ_UNIBUS_blobs"]
+ * ```
+ */
+export function controlPlaneStreams(): string[] {
+  return [...Object.values(KV_BUCKETS).map((b) => `KV_${b}`), `OBJ_${BLOB_OBJECT_STORE}`];
+}
+
 /** What bucket opening needs. */
 export interface BucketOptions {
   nc: NatsConnection;
@@ -49,6 +67,12 @@ export interface BucketOptions {
 export interface Buckets {
   js: JetStreamClient;
   kv: Record<keyof typeof KV_BUCKETS, KV>;
+  /**
+   * The same buckets read by direct get, which any current replica answers
+   * (R3 only; null at R1): the store's reads fall back to it while a
+   * bucket's leader is gone (see `KvStore` in kv.ts).
+   */
+  replicaKv: Record<keyof typeof KV_BUCKETS, KV> | null;
   blobs: ObjectStore;
 }
 
@@ -119,9 +143,10 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
           replicas: opts.replicas,
           history: 1,
           storage: "file",
-          // Reads go to the stream leader, never to a follower that may lag:
-          // a revocation must be visible to the very next read on any node.
-          allow_direct: false,
+          // Direct get is allowed on the stream (R3) only for the store's
+          // failover fallback; the store reads through the leader first
+          // (kv.ts explains why).
+          allow_direct: opts.replicas > 1,
           ...extra,
         });
       } catch (err) {
@@ -135,8 +160,47 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
           error: err.message,
         });
       }
+      if (opts.replicas > 1) await raiseInPlace(`KV_${name}`);
+      // Reads go to the stream leader (allow_direct: false on this handle).
       return await new Kvm(js).open(name, { allow_direct: false });
     });
+
+  // Buckets made by an R1 node (or before direct get was allowed) are
+  // raised in place once the cluster can hold them: replicas to R3 (seed
+  // 000 "Scale to R3", no data loss) and direct get for the fallback. A
+  // raise that the cluster cannot place yet (fewer than three nodes up)
+  // fails here and is retried within the bootstrap budget.
+  const jsm = await jetstreamManager(opts.nc, { timeout: ATTEMPT_TIMEOUT_MS, checkAPI: false });
+  // Streams raised by this open: they are used only once their new
+  // replicas have caught up (a read right after the raise timed out while
+  // the stream's group re-formed). A retry re-checks until then.
+  const raised = new Set<string>();
+  const raiseInPlace = async (stream: string) => {
+    const info = await jsm.streams.info(stream);
+    const cfg = info.config;
+    if (cfg.num_replicas >= opts.replicas && cfg.allow_direct) {
+      const peers = info.cluster?.replicas ?? [];
+      if (
+        raised.has(stream) &&
+        (!info.cluster?.leader || peers.length < opts.replicas - 1 ||
+          peers.some((p) => !p.current))
+      ) throw new Error(`${stream} is catching up after its raise`);
+      return;
+    }
+    raised.add(stream);
+    await jsm.streams.update(stream, {
+      ...cfg,
+      num_replicas: Math.max(cfg.num_replicas, opts.replicas),
+      allow_direct: true,
+    });
+    opts.log?.info("control-plane stream raised in place", {
+      stream,
+      replicasBefore: cfg.num_replicas,
+      replicas: Math.max(cfg.num_replicas, opts.replicas),
+      allowDirect: true,
+    });
+    throw new Error(`${stream} raised; waiting for its replicas`);
+  };
 
   const kv = {} as Record<keyof typeof KV_BUCKETS, KV>;
   for (const [k, name] of Object.entries(KV_BUCKETS) as [keyof typeof KV_BUCKETS, string][]) {
@@ -147,11 +211,19 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
       replicas: opts.replicas,
       storage: "file",
     });
+    if (opts.replicas > 1) await raiseInPlace(`OBJ_${BLOB_OBJECT_STORE}`);
     return await new Objm(js).open(BLOB_OBJECT_STORE);
   });
+  let replicaKv: Buckets["kv"] | null = null;
+  if (opts.replicas > 1) {
+    replicaKv = {} as Buckets["kv"];
+    for (const [k, name] of Object.entries(KV_BUCKETS) as [keyof typeof KV_BUCKETS, string][]) {
+      replicaKv[k] = await new Kvm(js).open(name, { allow_direct: true });
+    }
+  }
   opts.log?.info("control-plane buckets open", {
     replicas: opts.replicas,
     ms: Date.now() - started,
   });
-  return { js, kv, blobs };
+  return { js, kv, replicaKv, blobs };
 }

@@ -28,6 +28,8 @@ export type StoreConfig =
     opTimeoutMs?: number;
     /** Close `nc` with the store. */
     ownsConnection?: boolean;
+    /** See {@linkcode KvStoreOptions.replicaReads} in kv.ts. */
+    replicaReads?: () => boolean | Promise<boolean>;
     log?: Logger;
   };
 

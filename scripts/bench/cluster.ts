@@ -1,141 +1,97 @@
 /**
- * E2E throughput and round trip on a three-node serve cluster (KV store,
- * route TLS, tests/helpers/cluster.ts) next to one node on the KV store, in
- * the same run: publisher and requester on node 1, subscriber and replier on
- * node 2, so every message crosses a route. Run by `--only=cluster`.
+ * Three `unibus serve` nodes on loopback (the test harness's cluster: mutual
+ * route TLS, `--store kv --kv-replicas 3`): cold start to all three healthy,
+ * then failover: a client publishing every 20 ms into an E2E room and
+ * receiving its own messages, the node it is attached to killed with
+ * `kill -9` (serve and its nats-server), the time until it receives again;
+ * the node restarted and the cluster healthy with replicas current before
+ * the next kill. Bounded: `kills` rounds, each with deadlines.
  *
  * @module
  */
 
-import { connect as natsConnect } from "@nats-io/transport-node";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
 import { connect } from "../../lib/client/client.ts";
-import { generateIdentity, loadIdentity, saveIdentity } from "../../lib/identity/identity.ts";
-import { openStore } from "../../lib/store/mod.ts";
-import { startServeCluster } from "../../tests/helpers/cluster.ts";
-import { startServe } from "../../tests/helpers/serve_process.ts";
-import { countFor, latency, type Throughput, throughput } from "./e2e.ts";
-import type { Summary } from "./stats.ts";
-import { addBenchUsers } from "./users.ts";
+import { generateIdentity } from "../../lib/identity/identity.ts";
+import { addKvUser, startServeCluster } from "../../tests/helpers/cluster.ts";
+import { waitUntil } from "../../tests/helpers/nats_cluster.ts";
 
-/** One topology's figures. */
-export interface TopologyResult {
-  tput: Throughput[];
-  lat: Summary;
-}
-
-interface Node {
-  natsUrl: string;
-  httpUrl: string;
-  internalIdFile: string;
-}
-
-async function measure(
-  nodes: [Node, Node],
-  replicas: 1 | 3,
-  count: number,
-  pings: number,
-  sizes: number[],
-): Promise<TopologyResult> {
-  const dir = await Deno.makeTempDir({ prefix: "unibus-bench-cluster-" });
-  try {
-    const ids = [generateIdentity("bench-a"), generateIdentity("bench-b")];
-    // Users go in through the KV as another node would (`user add --store kv`).
-    const internal = await loadIdentity(nodes[0].internalIdFile);
-    const nc = await natsConnect({
-      servers: nodes[0].natsUrl,
-      authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, internal.signSeed)),
-    });
-    const store = await openStore({ kind: "kv", nc, replicas, ownsConnection: true });
-    try {
-      await addBenchUsers(store, ids, "bench");
-    } finally {
-      await store.close();
-    }
-    const files = [`${dir}/a.json`, `${dir}/b.json`];
-    for (const [i, id] of ids.entries()) await saveIdentity(files[i], id);
-    const admin = await connect({
-      natsServers: [nodes[0].natsUrl],
-      ctrlUrls: [nodes[0].httpUrl],
-      identity: ids[0],
-    });
-    const room = await admin.createRoom("bench.e2e", undefined, { members: [ids[1].signPubHex] });
-    const pingRoom = await admin.createRoom("bench.ping", undefined, {
-      members: [ids[1].signPubHex],
-    });
-    await admin.close();
-    const [near, far] = nodes;
-    const tput: Throughput[] = [];
-    for (const size of sizes) {
-      tput.push(
-        await throughput("e2e", {
-          url: far.natsUrl,
-          ctrl: far.httpUrl,
-          identity: files[1],
-          pubUrl: near.natsUrl,
-          pubCtrl: near.httpUrl,
-          pubIdentity: files[0],
-          room: room.id,
-          count: countFor(count, size),
-          size,
-          settleMs: 500,
-        }),
-      );
-    }
-    const lat = await latency(
-      "e2e",
-      { url: far.natsUrl, ctrl: far.httpUrl, identity: files[1], room: pingRoom.id },
-      {
-        url: near.natsUrl,
-        ctrl: near.httpUrl,
-        identity: files[0],
-        room: pingRoom.id,
-        count: pings,
-        size: 256,
-      },
-    );
-    return { tput, lat };
-  } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+/** What {@linkcode benchCluster} measured, in milliseconds. */
+export interface ClusterFigures {
+  coldStartMs: number;
+  /** Kill → first message received again, per kill. */
+  failoverMs: number[];
+  /** Kill → the restarted node healthy with replicas current, per kill. */
+  rejoinMs: number[];
 }
 
 /**
- * One node (KV store) then three nodes, each measured with the same workers.
+ * Runs the cluster measurements.
  *
  * @example
  * ```ts
- * const r = await benchCluster(50_000, 1000, [256, 16384]);
+ * const f = await benchCluster(3);
+ * console.log(f.coldStartMs, f.failoverMs);
  * ```
  */
-export async function benchCluster(
-  count: number,
-  pings: number,
-  sizes: number[],
-): Promise<{ single: TopologyResult; cluster: TopologyResult }> {
-  const idDir = await Deno.makeTempDir({ prefix: "unibus-bench-single-" });
-  const idFile = `${idDir}/internal.id`;
-  const s = await startServe({
-    extraArgs: ["--bus-auth", "enforce", "--store", "kv", "--internal-id-file", idFile],
-  });
-  let single: TopologyResult;
-  try {
-    const node = {
-      natsUrl: `nats://127.0.0.1:${s.natsPort}`,
-      httpUrl: s.httpUrl,
-      internalIdFile: idFile,
-    };
-    single = await measure([node, node], 1, count, pings, sizes);
-  } finally {
-    await s.stop();
-    await Deno.remove(idDir, { recursive: true }).catch(() => {});
-  }
+export async function benchCluster(kills = 3): Promise<ClusterFigures> {
+  const t0 = performance.now();
   const c = await startServeCluster();
   try {
-    await Promise.all([0, 1, 2].map((i) => c.healthy(i, 60_000)));
-    const [a, b] = c.nodes;
-    const cluster = await measure([a, b], 3, count, pings, sizes);
-    return { single, cluster };
+    for (const i of [0, 1, 2]) await c.healthy(i, 60_000);
+    const coldStartMs = Math.round(performance.now() - t0);
+    const ada = generateIdentity("ada");
+    await addKvUser(c, 0, ada, "admin");
+    const client = await connect({
+      natsServers: c.nodes.map((n) => n.natsUrl),
+      ctrlUrls: c.nodes.map((n) => n.httpUrl),
+      identity: ada,
+    });
+    const failoverMs: number[] = [];
+    const rejoinMs: number[] = [];
+    try {
+      const room = await client.createRoom("bench.failover", {
+        encrypt: true,
+        sign: true,
+        persist: false,
+      });
+      let lastAt = 0;
+      await client.subscribe(room.id, () => lastAt = performance.now());
+      let running = true;
+      const publisher = (async () => {
+        while (running) {
+          await client.publish(room.id, "tick").catch(() => {});
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      try {
+        for (let k = 0; k < kills; k++) {
+          await waitUntil("receiving", 10_000, () => performance.now() - lastAt < 200);
+          const attached = client.connectedServer();
+          const victim = c.nodes.findIndex((n) =>
+            n.natsUrl.endsWith(`:${attached?.split(":")[1]}`)
+          );
+          if (victim < 0) throw new Error(`attached to an unknown node ${attached}`);
+          const killedAt = performance.now();
+          await c.kill9(victim);
+          await waitUntil("receiving again", 30_000, () => lastAt > killedAt);
+          failoverMs.push(Math.round(lastAt - killedAt));
+          c.start(victim);
+          await c.ready(victim);
+          await waitUntil("replicas current again", 90_000, async () => {
+            const h = await c.health(victim);
+            const cl = h.body.cluster as { replicasCurrent?: boolean } | undefined;
+            return h.status === 200 && cl?.replicasCurrent === true;
+          });
+          rejoinMs.push(Math.round(performance.now() - killedAt));
+        }
+      } finally {
+        running = false;
+        await publisher;
+      }
+    } finally {
+      await client.close();
+    }
+    return { coldStartMs, failoverMs, rejoinMs };
   } finally {
     await c.stop();
   }

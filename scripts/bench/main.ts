@@ -3,9 +3,10 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,cluster,connect,control-plane,e2e,flood,primitives,
- * ready,scale (default all but cluster and scale), --repeat=N (E2E and
- * room-ready runs, reported as min / median / max),
+ * Options: --only=callout,cluster,cluster-e2e,connect,control-plane,e2e,
+ * flood,primitives,ready,scale (default all but cluster, cluster-e2e and
+ * scale; cluster: --kills=N, default 3), --repeat=N (E2E, room-ready and
+ * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
  * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV).
@@ -16,6 +17,7 @@
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchCalloutStages } from "./callout_stages.ts";
 import { benchCluster } from "./cluster.ts";
+import { benchClusterE2E } from "./cluster_e2e.ts";
 import { benchConnect } from "./connect.ts";
 import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
@@ -142,11 +144,11 @@ if (only.has("ready")) {
   );
 }
 
-if (only.has("cluster")) {
-  const runs: Array<Awaited<ReturnType<typeof benchCluster>>> = [];
+if (only.has("cluster-e2e")) {
+  const runs: Array<Awaited<ReturnType<typeof benchClusterE2E>>> = [];
   const n = Number(flag("messages", "50000"));
-  for (let i = 0; i < repeat; i++) runs.push(await benchCluster(n, pings, sizes));
-  results.cluster = runs;
+  for (let i = 0; i < repeat; i++) runs.push(await benchClusterE2E(n, pings, sizes));
+  results.clusterE2E = runs;
   out.push(
     `E2E on one node (KV store) and on three nodes (publisher and requester on node 1, subscriber and replier on node 2), ${repeat} runs (min / median / max):`,
     "",
@@ -180,6 +182,25 @@ if (only.has("flood")) {
     `| ${flood.rssBeforeMiB} | ${flood.rssPeakMiB} | ${
       Object.entries(flood.answers).map(([k, v]) => `${k}: ${v}`).join(", ")
     } | ${flood.ms} |`,
+    "",
+  );
+}
+
+if (only.has("cluster")) {
+  const kills = Math.min(10, Math.max(1, Number(flag("kills", "3"))));
+  const f = await benchCluster(kills);
+  results.cluster = f;
+  const sorted = [...f.failoverMs].sort((a, b) => a - b);
+  out.push(
+    `Three-node cluster on loopback (serve, --store kv --kv-replicas 3, route TLS), ${kills} kill -9 rounds:`,
+    "",
+    "| measure | ms |",
+    "|---|---|",
+    `| cold start → all three /healthz 200 | ${f.coldStartMs} |`,
+    `| failover: kill → receiving again, p50 | ${sorted[Math.floor((sorted.length - 1) / 2)]} |`,
+    `| failover: kill → receiving again, max | ${sorted.at(-1)} |`,
+    `| failover, each | ${f.failoverMs.join(", ")} |`,
+    `| kill → restarted node healthy, replicas current, each | ${f.rejoinMs.join(", ")} |`,
     "",
   );
 }

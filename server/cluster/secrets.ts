@@ -9,6 +9,7 @@
 
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
+import { writePrivateTemp } from "../../lib/fs/private_file.ts";
 import { clusterPassProblem, type ClusterPassSource } from "./options.ts";
 
 /** A secret file that is missing, unreadable, open to others, or malformed. */
@@ -78,15 +79,14 @@ export async function loadOrCreateCalloutIssuer(path: string): Promise<NativeNke
   const exists = await Deno.lstat(path).then(() => true, () => false);
   if (!exists) {
     const fresh = NativeNkeyPair.generate(Prefix.Account);
+    // Written whole under a private temporary name, then linked into place
+    // (link fails if the name exists): nodes started together on one host
+    // race here, and one that opened the real name before the seed was in it
+    // read an empty file and refused to start.
+    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
     try {
-      const f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-      try {
-        await f.write(new Uint8Array([...fresh.getSeed(), 0x0a]));
-        await f.syncData();
-      } finally {
-        f.close();
-      }
-      await Deno.chmod(path, 0o600);
+      await writePrivateTemp(tmp, new Uint8Array([...fresh.getSeed(), 0x0a]));
+      await Deno.link(tmp, path);
       return fresh;
     } catch (err) {
       // Another node on this host created it first: use theirs.
@@ -95,6 +95,8 @@ export async function loadOrCreateCalloutIssuer(path: string): Promise<NativeNke
           `cannot create callout issuer file ${path}: ${(err as Error).message}`,
         );
       }
+    } finally {
+      await Deno.remove(tmp).catch(() => {});
     }
   }
   const text = (await readPrivate(path, "callout issuer file")).trim();

@@ -45,6 +45,22 @@ export interface PeerStatus {
   flags: string[];
 }
 
+/** One control-plane stream (a KV bucket or the blob object store) as its leader reports it. */
+export interface StreamReplication {
+  /** The JetStream stream: `KV_UNIBUS_users`, …, `OBJ_UNIBUS_blobs`. */
+  stream: string;
+  /** Configured replicas (1 or 3). */
+  replicas: number;
+  /** The node that leads the stream's RAFT group, or null (no writes possible). */
+  leader: string | null;
+  /** Followers that are current. */
+  current: string[];
+  /** Followers that are behind or offline. */
+  lagged: string[];
+  /** Why it could not be read (null: read fine). */
+  error: string | null;
+}
+
 /** The cluster part of `/healthz`. */
 export interface ClusterStatus {
   name: string;
@@ -57,6 +73,13 @@ export interface ClusterStatus {
   clusterSize: number | null;
   /** A meta leader exists: JetStream (and the KV control plane) can make progress. */
   quorum: boolean;
+  /** Each control-plane stream's leader and followers (empty when none is watched). */
+  streams: StreamReplication[];
+  /**
+   * Every control-plane stream has a leader and all of its configured
+   * replicas current: the control plane survives the loss of any one node.
+   */
+  replicasCurrent: boolean;
   /** ms since the last successful poll; large means the status is stale. */
   ageMs: number;
   error: string | null;
@@ -87,6 +110,14 @@ interface Jsz {
     replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
   };
 }
+interface StreamInfoReply {
+  error?: { description?: string };
+  config?: { num_replicas?: number };
+  cluster?: {
+    leader?: string;
+    replicas?: Array<{ name: string; current?: boolean; offline?: boolean }>;
+  };
+}
 interface Routez {
   routes?: Array<{ remote_name?: string; remote_id?: string }>;
 }
@@ -102,12 +133,24 @@ export interface ClusterMonitorOptions {
   app: NatsConnection;
   log: Logger;
   intervalMs?: number;
+  /** The control-plane streams whose replication `/healthz` reports (read over `app`). */
+  streams?: string[];
+  /** Nodes in the cluster (this one and its routes), for {@linkcode ClusterMonitor.majorityAlive}. */
+  clusterSize?: number;
 }
 
 /** A running cluster monitor. */
 export interface ClusterMonitor {
   /** The latest view; `quorum` is false when it is older than three intervals. */
   status(): ClusterStatus;
+  /**
+   * This node and the peers that have a route to this server right now
+   * (asked of the server at the moment of the call, not from the last poll:
+   * a killed peer's route is gone at once) AND were heard from within three
+   * intervals (posture gossip: a host that went dark without closing its
+   * sockets stops counting within seconds) make a majority of `clusterSize`.
+   */
+  majorityAlive(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -125,6 +168,7 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   const postures = new Map<string, { posture: NodePosture; at: number }>();
   let routez: Routez = {};
   let jsz: Jsz = {};
+  let streams: StreamReplication[] = [];
   let polledAt = 0;
   let error: string | null = "not polled yet";
 
@@ -139,21 +183,55 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
     },
   });
 
-  const ask = async <T>(what: string): Promise<T> => {
+  const ask = async <T>(what: string, timeout = Math.max(500, interval)): Promise<T> => {
     const id = opts.sys.info?.server_id;
     if (!id) throw new Error("system connection has no server");
-    const res = await opts.sys.request(`$SYS.REQ.SERVER.${id}.${what}`, "{}", {
-      timeout: Math.max(500, interval),
-    });
+    const res = await opts.sys.request(`$SYS.REQ.SERVER.${id}.${what}`, "{}", { timeout });
     const body = res.json<{ data?: T; error?: { description?: string } }>();
     if (body.error) throw new Error(body.error.description ?? `${what} refused`);
     return body.data ?? ({} as T);
   };
 
+  // Stream info goes to the stream's leader through the JetStream API; only
+  // the internal identity may ask (bus users' ACLs have no `$JS.API`).
+  const streamInfo = async (stream: string): Promise<StreamReplication> => {
+    try {
+      const res = await opts.app.request(`$JS.API.STREAM.INFO.${stream}`, "", {
+        timeout: Math.max(500, interval),
+      });
+      const body = res.json<StreamInfoReply>();
+      if (body.error) throw new Error(body.error.description ?? "stream info refused");
+      const followers = body.cluster?.replicas ?? [];
+      const ok = (r: { current?: boolean; offline?: boolean }) =>
+        r.current === true && r.offline !== true;
+      return {
+        stream,
+        replicas: body.config?.num_replicas ?? 1,
+        leader: body.cluster?.leader ?? null,
+        current: followers.filter(ok).map((r) => r.name).sort(),
+        lagged: followers.filter((r) => !ok(r)).map((r) => r.name).sort(),
+        error: null,
+      };
+    } catch (err) {
+      return {
+        stream,
+        replicas: 0,
+        leader: null,
+        current: [],
+        lagged: [],
+        error: (err as Error).message,
+      };
+    }
+  };
+
   const poll = async () => {
     try {
       opts.app.publish(POSTURE_SUBJECT, JSON.stringify({ node: opts.node, posture: opts.posture }));
-      [routez, jsz] = await Promise.all([ask<Routez>("ROUTEZ"), ask<Jsz>("JSZ")]);
+      [routez, jsz, streams] = await Promise.all([
+        ask<Routez>("ROUTEZ"),
+        ask<Jsz>("JSZ"),
+        Promise.all((opts.streams ?? []).map(streamInfo)),
+      ]);
       polledAt = Date.now();
       error = null;
     } catch (err) {
@@ -207,9 +285,28 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
         metaLeader,
         clusterSize: meta.cluster_size ?? null,
         quorum: metaLeader !== null,
+        streams: fresh ? streams : [],
+        replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
+          streams.every((st) =>
+            st.error === null && st.leader !== null && st.current.length === st.replicas - 1
+          ),
         ageMs: Number.isFinite(ageMs) ? ageMs : -1,
         error: fresh ? error : error ?? "status is stale",
       };
+    },
+    async majorityAlive() {
+      const now = Date.now();
+      const heard = [...postures].filter(([, p]) => now - p.at <= 3 * interval).map(([n]) => n);
+      let routed: Set<string>;
+      try {
+        const r = await ask<Routez>("ROUTEZ", 250);
+        routed = new Set((r.routes ?? []).map((x) => x.remote_name ?? x.remote_id ?? ""));
+      } catch {
+        return false; // cannot tell: fail closed
+      }
+      const alive = 1 + heard.filter((n) => routed.has(n)).length;
+      const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 3;
+      return alive > size / 2;
     },
     async stop() {
       running = false;

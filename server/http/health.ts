@@ -42,7 +42,11 @@ export function healthRoute(
     handler: () => {
       const dataPlane = deps.dataPlane();
       const cluster = deps.cluster?.();
-      const ok = dataPlane.connected && (cluster === undefined || cluster.quorum);
+      // A stream without a leader cannot take the control plane's writes, so
+      // the node is not fit for clients either (it would answer 503 to them).
+      const ok = dataPlane.connected &&
+        (cluster === undefined ||
+          (cluster.quorum && cluster.streams.every((st) => st.leader !== null)));
       return json(ok ? 200 : 503, {
         status: ok ? "ok" : "unavailable",
         version: VERSION,

@@ -54,7 +54,10 @@ export interface RoomStreams {
 
 /**
  * The stream configuration of a persisted room: its one subject, file
- * storage, 30 days of history with the oldest dropped first, one replica.
+ * storage, 30 days of history with the oldest dropped first, and as many
+ * replicas as the control plane (1 on a single node, 3 in a cluster: an R1
+ * stream on a node that dies takes the room's history and every message
+ * published meanwhile with it).
  *
  * @example
  * ```ts
@@ -65,6 +68,7 @@ export interface RoomStreams {
 export function roomStreamConfig(
   room: StreamRoom,
   maxBytes: number = ROOM_STREAM_MAX_BYTES,
+  replicas = 1,
 ): Partial<StreamConfig> & { name: string } {
   return {
     name: roomStreamName(room.id),
@@ -75,7 +79,7 @@ export function roomStreamConfig(
     // Bounded like the age: one chatty room must not fill the node's disk.
     max_bytes: maxBytes,
     discard: DiscardPolicy.Old,
-    num_replicas: 1,
+    num_replicas: replicas,
     // Members read history by direct get: the only JetStream read their ACL
     // allows (no consumers, which could outlive a member's removal).
     allow_direct: true,
@@ -95,9 +99,10 @@ export async function createRoomStream(
   nc: NatsConnection,
   room: StreamRoom,
   maxBytes: number = ROOM_STREAM_MAX_BYTES,
+  replicas = 1,
 ): Promise<string> {
   const jsm = await jetstreamManager(nc, { checkAPI: false });
-  const cfg = roomStreamConfig(room, maxBytes);
+  const cfg = roomStreamConfig(room, maxBytes, replicas);
   try {
     await jsm.streams.add(cfg);
   } catch (err) {
@@ -136,16 +141,16 @@ export async function deleteRoomStream(nc: NatsConnection, roomId: string): Prom
  *
  * @example
  * ```ts
- * const streams = natsRoomStreams(conn.nc, { maxBytes: 64 * 1024 * 1024 });
+ * const streams = natsRoomStreams(conn.nc, { maxBytes: 64 * 1024 * 1024, replicas: 3 });
  * await streams.create({ id: room.id, subject: room.subject });
  * ```
  */
 export function natsRoomStreams(
   nc: NatsConnection,
-  opts: { maxBytes?: number } = {},
+  opts: { maxBytes?: number; replicas?: number } = {},
 ): RoomStreams {
   return {
-    create: (room) => createRoomStream(nc, room, opts.maxBytes),
+    create: (room) => createRoomStream(nc, room, opts.maxBytes, opts.replicas),
     delete: (roomId) => deleteRoomStream(nc, roomId),
   };
 }

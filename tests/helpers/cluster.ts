@@ -12,7 +12,8 @@
 
 import { isAlive } from "./ports.ts";
 import { freePort } from "./ports.ts";
-import { spawnUnibus, type UnibusProcess } from "./serve_process.ts";
+import type { Identity } from "../../lib/identity/identity.ts";
+import { type CliRun, runUnibus, spawnUnibus, type UnibusProcess } from "./serve_process.ts";
 import { makeRoutePki, makeTestPki, type RoutePki, type TestPki } from "./tls.ts";
 import { waitUntil } from "./nats_cluster.ts";
 
@@ -54,6 +55,117 @@ export interface ServeCluster {
   /** The pids of node `i`'s serve and nats-server (current incarnation). */
   pids(i: number): { serve: number | null; nats: number | null };
   stop(): Promise<void>;
+}
+
+/**
+ * `serve` flags of one clustered node on 127.0.0.1: exactly the ones issue 10
+ * lists for a cluster on one machine (route TLS comes on top, if wanted).
+ *
+ * @example
+ * ```ts
+ * spawnUnibus(clusterNodeArgs({ name: "n1", dataDir, internalIdFile, httpPort, natsPort, clusterPort, routes, passFile, calloutIssuerFile }));
+ * ```
+ */
+export function clusterNodeArgs(
+  n:
+    & Pick<
+      ClusterNode,
+      "name" | "dataDir" | "internalIdFile" | "httpPort" | "natsPort" | "clusterPort"
+    >
+    & {
+      routes: string[];
+      passFile: string;
+      calloutIssuerFile: string;
+    },
+): string[] {
+  return [
+    "serve",
+    "--bus-auth",
+    "enforce",
+    "--store",
+    "kv",
+    "--kv-replicas",
+    "3",
+    "--server-name",
+    n.name,
+    "--data-dir",
+    n.dataDir,
+    "--internal-id-file",
+    n.internalIdFile,
+    "--http-addr",
+    `127.0.0.1:${n.httpPort}`,
+    "--nats-port",
+    String(n.natsPort),
+    "--cluster-name",
+    "unibus-test",
+    "--cluster-host",
+    "127.0.0.1",
+    "--cluster-port",
+    String(n.clusterPort),
+    "--routes",
+    n.routes.join(","),
+    "--cluster-user",
+    "unibus-cluster",
+    "--cluster-pass-file",
+    n.passFile,
+    "--callout-issuer-file",
+    n.calloutIssuerFile,
+  ];
+}
+
+/**
+ * The KV target flags of node `i`: its own NATS and its own internal
+ * identity (another node's nats-server does not know that identity).
+ *
+ * @example
+ * ```ts
+ * await runUnibus(["user", "list", ...kvAt(c, 1)]);
+ * ```
+ */
+export function kvAt(c: ServeCluster, i: number): string[] {
+  return [
+    "--store",
+    "kv",
+    "--nats-url",
+    c.nodes[i].natsUrl,
+    "--internal-id-file",
+    c.nodes[i].internalIdFile,
+  ];
+}
+
+/**
+ * `user add --store kv` of `id` through node `via`; throws unless it succeeds.
+ *
+ * @example
+ * ```ts
+ * await addKvUser(c, 0, generateIdentity("ada"), "admin");
+ * ```
+ */
+export async function addKvUser(
+  c: ServeCluster,
+  via: number,
+  id: Identity,
+  role = "member",
+): Promise<CliRun> {
+  const r = await runUnibus([
+    "user",
+    "add",
+    "--handle",
+    id.handle!,
+    "--sign-pub",
+    id.signPubHex,
+    "--kex-pub",
+    id.kexPubHex,
+    "--kex-sig",
+    id.kexSigHex,
+    "--role",
+    role,
+    ...kvAt(c, via),
+  ]);
+  if (r.code !== 0) {
+    throw new Error(`user add ${id.handle} via ${c.nodes[via].name}: ${r.stderr}`);
+  }
+  return r;
 }
 
 function natsPidOf(p: UnibusProcess): number | null {
@@ -103,37 +215,12 @@ export async function startServeCluster(
     const n = nodes[i];
     const others = nodes.filter((_, j) => j !== i);
     return [
-      "serve",
-      "--bus-auth",
-      "enforce",
-      "--store",
-      "kv",
-      "--kv-replicas",
-      "3",
-      "--server-name",
-      n.name,
-      "--data-dir",
-      n.dataDir,
-      "--internal-id-file",
-      n.internalIdFile,
-      "--http-addr",
-      `127.0.0.1:${n.httpPort}`,
-      "--nats-port",
-      String(n.natsPort),
-      "--cluster-name",
-      "unibus-test",
-      "--cluster-host",
-      "127.0.0.1",
-      "--cluster-port",
-      String(n.clusterPort),
-      "--routes",
-      others.map((o) => `nats://127.0.0.1:${o.clusterPort}`).join(","),
-      "--cluster-user",
-      "unibus-cluster",
-      "--cluster-pass-file",
-      passFile,
-      "--callout-issuer-file",
-      calloutIssuerFile,
+      ...clusterNodeArgs({
+        ...n,
+        routes: others.map((o) => `nats://127.0.0.1:${o.clusterPort}`),
+        passFile,
+        calloutIssuerFile,
+      }),
       "--route-tls-cert",
       routePki.nodes[i].cert,
       "--route-tls-key",

@@ -30,6 +30,8 @@ export interface ApiDeps {
   streams?: RoomStreams;
   /** Quotas and the persisted rooms' stream size; the defaults when unset. */
   limits?: Limits;
+  /** Replicas of persisted rooms' streams (the control plane's: 3 in a cluster). */
+  streamReplicas?: number;
 }
 
 /**
@@ -50,7 +52,10 @@ export function apiRoutes(deps: ApiDeps): Route[] {
     ...roomRoutes({
       store: deps.store,
       streams: deps.streams ??
-        natsRoomStreams(deps.nc, { maxBytes: limits.roomStreamMaxBytes }),
+        natsRoomStreams(deps.nc, {
+          maxBytes: limits.roomStreamMaxBytes,
+          replicas: deps.streamReplicas,
+        }),
       recheck: deps.recheck,
       notify: roomChangeNotifier(deps.nc),
       log: deps.log,
