@@ -12,26 +12,13 @@
  * @module
  */
 
-import type { NatsConnection } from "@nats-io/nats-core";
-import type { Logger } from "../log.ts";
+import type { KvStoreOptions } from "./kv.ts";
 import type { Store } from "./store.ts";
 
-/** Which backend to open, and what it needs. */
+/** Which backend to open, and what it needs (the KV fields are {@linkcode KvStoreOptions}). */
 export type StoreConfig =
   | { kind: "sqlite"; path: string }
-  | {
-    kind: "kv";
-    /** A connection with JetStream rights on the `UNIBUS_*` buckets. */
-    nc: NatsConnection;
-    replicas: 1 | 3;
-    bootstrapTimeoutMs?: number;
-    opTimeoutMs?: number;
-    /** Close `nc` with the store. */
-    ownsConnection?: boolean;
-    /** See {@linkcode KvStoreOptions.replicaReads} in kv.ts. */
-    replicaReads?: () => boolean | Promise<boolean>;
-    log?: Logger;
-  };
+  | ({ kind: "kv" } & KvStoreOptions);
 
 /**
  * Opens the store `config` names. Backends load on demand, so a command on
