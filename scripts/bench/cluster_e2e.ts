@@ -2,7 +2,10 @@
  * E2E throughput and round trip on a three-node serve cluster (KV store,
  * route TLS, tests/helpers/cluster.ts) next to one node on the KV store, in
  * the same run: publisher and requester on node 1, subscriber and replier on
- * node 2, so every message crosses a route. Run by `--only=cluster-e2e`.
+ * node 2, so every message crosses a route. On the cluster, raw nats.js
+ * (logged in as a stock client, docs/clients.md, on a plain room's subject)
+ * is measured beside E2E, each size back to back, between the same two
+ * nodes. Run by `--only=cluster-e2e`.
  *
  * @module
  */
@@ -22,6 +25,8 @@ import { addBenchUsers } from "./users.ts";
 export interface TopologyResult {
   tput: Throughput[];
   lat: Summary;
+  /** Raw nats.js between the same nodes (measured on the cluster only). */
+  raw?: { tput: Throughput[]; lat: Summary };
 }
 
 interface Node {
@@ -36,6 +41,7 @@ async function measure(
   count: number,
   pings: number,
   sizes: number[],
+  withRaw: boolean,
 ): Promise<TopologyResult> {
   const dir = await Deno.makeTempDir({ prefix: "unibus-bench-cluster-" });
   try {
@@ -63,10 +69,37 @@ async function measure(
     const pingRoom = await admin.createRoom("bench.ping", undefined, {
       members: [ids[1].signPubHex],
     });
+    // Plain rooms (neither encrypted nor signed): the callout lets their
+    // members use the subject with any NATS client, so raw nats.js crosses
+    // the same enforce-mode nodes and routes as E2E does.
+    const plain = { encrypt: false, sign: false, persist: false };
+    const rawRoom = withRaw
+      ? await admin.createRoom("bench.raw", plain, { members: [ids[1].signPubHex] })
+      : undefined;
+    const rawPing = withRaw
+      ? await admin.createRoom("bench.rawping", plain, { members: [ids[1].signPubHex] })
+      : undefined;
     await admin.close();
     const [near, far] = nodes;
     const tput: Throughput[] = [];
+    const rawTput: Throughput[] = [];
     for (const size of sizes) {
+      // Raw then E2E of one size back to back: the machine's load is the
+      // most alike for the two figures that are divided.
+      if (rawRoom) {
+        rawTput.push(
+          await throughput("raw", {
+            url: far.natsUrl,
+            identity: files[1],
+            pubUrl: near.natsUrl,
+            pubIdentity: files[0],
+            subject: rawRoom.subject,
+            count: countFor(count, size),
+            size,
+            settleMs: 500,
+          }),
+        );
+      }
       tput.push(
         await throughput("e2e", {
           url: far.natsUrl,
@@ -94,14 +127,27 @@ async function measure(
         size: 256,
       },
     );
-    return { tput, lat };
+    if (!rawPing) return { tput, lat };
+    const rawLat = await latency(
+      "raw",
+      { url: far.natsUrl, identity: files[1], subject: rawPing.subject },
+      {
+        url: near.natsUrl,
+        identity: files[0],
+        subject: rawPing.subject,
+        count: pings,
+        size: 256,
+      },
+    );
+    return { tput, lat, raw: { tput: rawTput, lat: rawLat } };
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 
 /**
- * One node (KV store) then three nodes, each measured with the same workers.
+ * One node (KV store) then three nodes, each measured with the same workers;
+ * raw nats.js on the three nodes too.
  *
  * @example
  * ```ts
@@ -125,7 +171,7 @@ export async function benchClusterE2E(
       httpUrl: s.httpUrl,
       internalIdFile: idFile,
     };
-    single = await measure([node, node], 1, count, pings, sizes);
+    single = await measure([node, node], 1, count, pings, sizes, false);
   } finally {
     await s.stop();
     await Deno.remove(idDir, { recursive: true }).catch(() => {});
@@ -134,7 +180,7 @@ export async function benchClusterE2E(
   try {
     await Promise.all([0, 1, 2].map((i) => c.healthy(i, 60_000)));
     const [a, b] = c.nodes;
-    const cluster = await measure([a, b], 3, count, pings, sizes);
+    const cluster = await measure([a, b], 3, count, pings, sizes, true);
     return { single, cluster };
   } finally {
     await c.stop();

@@ -168,6 +168,23 @@ if (only.has("cluster-e2e")) {
       spread(runs.map((r) => r.cluster.lat.p99), 3)
     } | ${spread(runs.map((r) => r.cluster.lat.p99 / r.single.lat.p99), 2)} |`,
     "",
+    `On the three nodes, raw nats.js (logged in as a stock client, plain room subject) next to E2E, same nodes, same run:`,
+    "",
+    "| measure | raw | E2E | E2E : raw |",
+    "|---|---|---|---|",
+    ...sizes.map((size, i) =>
+      `| ${size} B msgs/s | ${spread(runs.map((r) => r.cluster.raw!.tput[i].msgsPerSec))} | ${
+        spread(runs.map((r) => r.cluster.tput[i].msgsPerSec))
+      } | ${
+        spread(runs.map((r) => r.cluster.tput[i].msgsPerSec / r.cluster.raw!.tput[i].msgsPerSec), 2)
+      } |`
+    ),
+    ...(["p50", "p99"] as const).map((p) =>
+      `| round trip ${p} ms | ${spread(runs.map((r) => r.cluster.raw!.lat[p]), 3)} | ${
+        spread(runs.map((r) => r.cluster.lat[p]), 3)
+      } | ${spread(runs.map((r) => r.cluster.lat[p] / r.cluster.raw!.lat[p]), 2)} |`
+    ),
+    "",
   );
 }
 

@@ -9,10 +9,17 @@
  *   worker.ts raw-ping  '{"url","subject","count"}'
  *   worker.ts e2e-sub / e2e-pub / e2e-echo / e2e-ping          same, plus "ctrl","identity","room"
  *
+ * A raw role given "identity" (an identity file) logs in to an enforce-mode
+ * node as docs/clients.md's stock nats.js client does; "subject" is then a
+ * plain room's subject the identity is a member of.
+ *
  * @module
  */
 
 import { connect as natsConnect } from "@nats-io/transport-node";
+import { encode as base64, fromSeed, Prefix } from "@nats-io/nkeys";
+// The package root has no way to spell a raw seed as an nkey seed string.
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { connect } from "../../lib/client/client.ts";
 import { loadIdentity } from "../../lib/identity/identity.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
@@ -32,6 +39,31 @@ async function e2eClient() {
     natsServers: [cfg.url],
     ctrlUrls: [cfg.ctrl],
     identity: await loadIdentity(cfg.identity),
+  });
+}
+
+/**
+ * A raw nats.js connection; with `cfg.identity`, the login of docs/clients.md
+ * (context-prefixed nonce signature, own inbox prefix) so that the raw
+ * figures on an enforce-mode cluster are those of a stock client.
+ */
+async function rawConnect() {
+  if (!cfg.identity) return await natsConnect({ servers: cfg.url });
+  const file = JSON.parse(await Deno.readTextFile(cfg.identity)) as {
+    sign_pub: string;
+    sign_seed: string;
+  };
+  const seed = Uint8Array.from(file.sign_seed.match(/../g)!, (h) => parseInt(h, 16));
+  const kp = fromSeed(Codec.encodeSeed(Prefix.User, seed));
+  return await natsConnect({
+    servers: cfg.url,
+    inboxPrefix: `_INBOX.${file.sign_pub}`,
+    authenticator: (nonce?: string) => {
+      // Sign nothing but a nonce (docs/clients.md, "Why the context string").
+      if (!nonce || !/^[A-Za-z0-9_-]{8,64}$/.test(nonce)) throw new Error("not a nonce");
+      const text = new TextEncoder().encode(`unibus/nats-auth/v1\n${nonce}`);
+      return { nkey: kp.getPublicKey(), sig: base64(kp.sign(text)) };
+    },
   });
 }
 
@@ -57,7 +89,7 @@ function counter(count: number) {
 
 switch (role) {
   case "raw-sub": {
-    const nc = await natsConnect({ servers: cfg.url });
+    const nc = await rawConnect();
     const c = counter(cfg.count);
     nc.subscribe(cfg.subject, { callback: () => c.hit() });
     await nc.flush();
@@ -67,7 +99,7 @@ switch (role) {
     break;
   }
   case "raw-pub": {
-    const nc = await natsConnect({ servers: cfg.url });
+    const nc = await rawConnect();
     const t0 = performance.now();
     for (let i = 0; i < cfg.count; i++) {
       nc.publish(cfg.subject, payload);
@@ -79,7 +111,7 @@ switch (role) {
     break;
   }
   case "raw-echo": {
-    const nc = await natsConnect({ servers: cfg.url });
+    const nc = await rawConnect();
     nc.subscribe(cfg.subject, {
       callback: (_e, m) => {
         m.respond(m.data);
@@ -91,7 +123,7 @@ switch (role) {
     break;
   }
   case "raw-ping": {
-    const nc = await natsConnect({ servers: cfg.url });
+    const nc = await rawConnect();
     const times: number[] = [];
     for (let i = 0; i < cfg.count + 200; i++) {
       const t0 = performance.now();
