@@ -1,4 +1,4 @@
-import { LIVE_SKEW_MS, RoomSession } from "../lib/client/room_session.ts";
+import { LIVE_FUTURE_MS, LIVE_SKEW_MS, RoomSession } from "../lib/client/room_session.ts";
 import type { RoomView, SealedKeyView } from "../lib/client/control_plane.ts";
 import { fromHex, toBase64, toHex } from "../lib/e2e/bytes.ts";
 import { changeHash, signChange, type SignedChange } from "../lib/e2e/membership.ts";
@@ -214,7 +214,9 @@ Deno.test("a live receiver refuses packets signed before it started, and untimed
   };
   const old = packetAt(Date.now() - LIVE_SKEW_MS - 1000, 0);
   const untimed = packetAt(undefined, 1);
-  for (const p of [old, untimed]) {
+  // Dated ahead so it would pass any later start: the future bound refuses it.
+  const future = packetAt(Date.now() + LIVE_FUTURE_MS + 60_000, 3);
+  for (const p of [old, untimed, future]) {
     const r = receiver.receive(p);
     assertEquals([r.kind, r.kind === "dropped" && r.reason], ["dropped", "replayed"]);
   }

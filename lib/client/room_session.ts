@@ -80,6 +80,14 @@ const MAX_EPOCH_LEAD = 16;
  * more loses only its packets of the first moments after the receiver starts.
  */
 export const LIVE_SKEW_MS = 2000;
+/**
+ * How far ahead of this receiver's clock a live packet's signed send time may
+ * be (protocol.md §2.9). Without a bound, a member could sign packets dated
+ * far in the future and replay them to any receiver that restarts without a
+ * state file, since they would always look sent after its start. 30 s is the
+ * clock window the control plane already asks of every client.
+ */
+export const LIVE_FUTURE_MS = 30_000;
 
 /** A room's receiving positions, as persisted across restarts (lib/client/receive_state.ts). */
 export interface ReceiveSnapshot {
@@ -397,6 +405,9 @@ export class RoomSession {
           ? "untimed packet on a live subject"
           : "signed before this receiver started listening",
       );
+    }
+    if (!this.#history && packet.sentAt! > Date.now() + LIVE_FUTURE_MS) {
+      return this.#drop("replayed", "signed more than 30 s in this receiver's future");
     }
     const session = toHex(packet.session);
     const chainKey = `${packet.epoch}/${sender}/${session}`;
