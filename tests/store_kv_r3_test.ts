@@ -11,10 +11,24 @@ import { createLogger } from "../lib/log.ts";
 import { controlPlaneStreams } from "../lib/store/kv_buckets.ts";
 import { openKvStore } from "../lib/store/kv.ts";
 import { assertEquals } from "./helpers/assert.ts";
-import { startNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";
+import { fullMetaGroup, startNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";
 import { storeContract } from "./store_contract.ts";
 
-const cluster = await startNatsCluster(3);
+// R3 needs all three nodes in the meta group; a cluster that formed without
+// one (see fullMetaGroup) is started again, at most three times.
+async function startR3Cluster() {
+  for (let attempt = 1;; attempt++) {
+    const c = await startNatsCluster(3);
+    try {
+      await waitUntil("a meta group of all three nodes", 30_000, () => fullMetaGroup(c));
+      return c;
+    } catch (err) {
+      await c.stop();
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+const cluster = await startR3Cluster();
 // If a filter leaves out the last test, or the run is interrupted, the
 // nats-servers still go.
 globalThis.addEventListener("unload", () => {

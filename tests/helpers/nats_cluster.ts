@@ -176,6 +176,30 @@ export async function startNatsCluster(
 }
 
 /**
+ * True when the JetStream meta group has every node of `c`, its leader
+ * reporting all the others current. nats-server 2.10 has, rarely, formed a
+ * meta group of two out of three nodes started at once (seen on CI: the third
+ * node routed but never added, so every R3 stream was refused); a test that
+ * needs R3 waits for this rather than for any leader.
+ *
+ * @example
+ * ```ts
+ * await waitUntil("a meta group of all nodes", 30_000, () => fullMetaGroup(c));
+ * ```
+ */
+export async function fullMetaGroup(c: TestNatsCluster): Promise<boolean> {
+  for (const n of c.nodes) {
+    const res = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz`);
+    const meta = (await res.json())?.meta_cluster;
+    if (meta?.leader !== n.name) continue;
+    const followers: Array<{ current?: boolean }> = meta.replicas ?? [];
+    return meta.cluster_size === c.nodes.length &&
+      followers.length === c.nodes.length - 1 && followers.every((f) => f.current === true);
+  }
+  return false;
+}
+
+/**
  * Waits until `check` returns a value that is not null/false, or fails at the deadline.
  *
  * @example
