@@ -119,7 +119,13 @@ Deno.test("serve --store kv answers 503 and admits nobody while its nats-server 
     // A revocation written to KV by another process reaches this serve's
     // enforcer: bob's live connection is cut and his reconnect refused.
     const closed = live.closed();
-    await kv.revokeUser(bob.hex);
+    // The other process's own connection reconnects on its own schedule after
+    // the kill; until it has, its store answers StoreUnavailableError (fail
+    // closed). A revoke is idempotent, so the writer retries, as an operator would.
+    await waitFor(() => kv.revokeUser(bob.hex).then(() => true, () => false), {
+      timeoutMs: 20_000,
+      what: "the other process's revocation to be written",
+    });
     await waitFor(() => live.isClosed(), {
       timeoutMs: 10_000,
       what: "bob's connection to be cut after his revocation",
