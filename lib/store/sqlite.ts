@@ -211,15 +211,7 @@ export class SqliteStore implements Store {
     const rs = await this.#exec(
       `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
        VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING`,
-      [
-        row.id,
-        row.subject,
-        bit(row.policy.encrypt),
-        bit(row.policy.sign),
-        bit(row.policy.persist),
-        row.createdBy,
-        row.createdAt,
-      ],
+      roomRowArgs(row),
     );
     if (rs.rowsAffected === 0) throw new RoomExistsError(room.id, room.subject);
     this.#emit({ kind: "room", roomId: row.id });
@@ -235,15 +227,7 @@ export class SqliteStore implements Store {
           sql:
             `INSERT INTO rooms (id, subject, encrypt, sign, persist, created_by, created_at, epoch)
                 VALUES (?, ?, ?, ?, ?, ?, ?, 0)`,
-          args: [
-            row.id,
-            row.subject,
-            bit(row.policy.encrypt),
-            bit(row.policy.sign),
-            bit(row.policy.persist),
-            row.createdBy,
-            row.createdAt,
-          ],
+          args: roomRowArgs(row),
         },
         {
           sql: "INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, 0, ?, ?)",
@@ -766,6 +750,19 @@ function rawCode(e: unknown): number | undefined {
 
 function bit(b: boolean): number {
   return b ? 1 : 0;
+}
+
+/** A room row's columns in the order of the INSERTs into `rooms` (epoch starts at 0). */
+function roomRowArgs(row: Room): InValue[] {
+  return [
+    row.id,
+    row.subject,
+    bit(row.policy.encrypt),
+    bit(row.policy.sign),
+    bit(row.policy.persist),
+    row.createdBy,
+    row.createdAt,
+  ];
 }
 
 function str(v: unknown): string {
