@@ -1,6 +1,6 @@
 import { createUser, fromPublic, fromSeed, Prefix } from "@nats-io/nkeys";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
-import { x25519 } from "@noble/curves/ed25519.js";
+import { ED25519_TORSION_SUBGROUP, x25519 } from "@noble/curves/ed25519.js";
 import {
   assert,
   assertEquals,
@@ -329,6 +329,56 @@ Deno.test("a binding to a low-order X25519 key is refused even when correctly si
   high[31] |= 0x80;
   assert(!isValidKexPublicKey(high));
   assert(isValidKexPublicKey(id.kexPub));
+});
+
+Deno.test("the small-order check refuses exactly the keys noble's X25519 ladder refuses", () => {
+  const p = (1n << 255n) - 19n;
+  const le = (u: bigint) => {
+    const b = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) b[i] = Number((u >> BigInt(8 * i)) & 0xffn);
+    return b;
+  };
+  const ladderRefuses = (pub: Uint8Array) => {
+    try {
+      x25519.getSharedSecret(new Uint8Array(32).fill(0x42), pub);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  const pow = (b: bigint, e: bigint) => {
+    let r = 1n;
+    for (b %= p; e > 0n; e >>= 1n, b = (b * b) % p) if (e & 1n) r = (r * b) % p;
+    return r;
+  };
+  // Every torsion point of Ed25519 but the identity, as its Montgomery u =
+  // (1 + y) / (1 - y): the curve's small-order points, all refused.
+  const torsionU = ED25519_TORSION_SUBGROUP.map((hex) => {
+    const bytes = fromHex(hex);
+    bytes[31] &= 0x7f;
+    let y = 0n;
+    for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(bytes[i]);
+    return y === 1n ? null : ((1n + y) * pow(1n - y + p, p - 2n)) % p;
+  }).filter((u) => u !== null);
+  // u = p - 1 is the twist's point of order 4 (u = 0, 1 are on both).
+  const small = new Set([...torsionU, p - 1n]);
+  assertEquals(small.size, 5);
+  for (const u of small) {
+    assert(ladderRefuses(le(u)), `noble refuses ${u}`);
+    assert(!isValidKexPublicKey(le(u)), `refused: ${u}`);
+  }
+  // Neighbours of each and real keys are accepted, as noble accepts them.
+  for (const u of small) {
+    for (const v of [u + 2n, u + 3n].filter((x) => x < p && !small.has(x))) {
+      assertEquals(isValidKexPublicKey(le(v)), !ladderRefuses(le(v)), `${v}`);
+    }
+  }
+  for (let i = 0; i < 20; i++) {
+    const kex = generateIdentity().kexPub;
+    assert(isValidKexPublicKey(kex) && !ladderRefuses(kex));
+  }
+  // Non-canonical aliases of small-order points (p, p + 1) are refused as non-canonical.
+  assert(!isValidKexPublicKey(le(p)) && !isValidKexPublicKey(le(p + 1n)));
 });
 
 Deno.test("nkey spelling round-trips and matches @nats-io/nkeys for the same seed", () => {
