@@ -363,12 +363,34 @@ export class UnibusClient {
           this.#reconnected = null;
         }
         await this.#nc.flush();
-        await Promise.all([...this.#rooms.keys()].map((id) => this.#reload(id).catch(() => {})));
+        await this.#reloadChanged();
       } finally {
         this.#refreshing = null;
       }
     })();
     return this.#refreshing;
+  }
+
+  // Room notices sent while the connection was down are lost, so after a
+  // reconnect every room held is checked against the server's list (one
+  // request) and reloaded (two requests and a log verification) when it
+  // changed, left the list, or still lacks its current epoch's key. Reloading
+  // every room held made each refresh, so each createRoom, cost O(rooms
+  // held): 200 ms for an admin of 12 rooms (docs/benchmarks.md, round 3). A
+  // list that fails reloads them all, as before.
+  async #reloadChanged(): Promise<void> {
+    const held = [...this.#rooms];
+    if (held.length === 0) return;
+    const listed = await this.#control.listRooms().then(
+      (views) => new Map(views.map((v) => [v.id, v])),
+      () => new Map<string, RoomView>(),
+    );
+    const stale = held.filter(([id, s]) => {
+      const v = listed.get(id);
+      return !v || v.epoch !== s.state.epoch || v.changes.length !== s.state.seq + 1 ||
+        (s.state.policy.encrypt && !s.keyFor(s.state.epoch));
+    });
+    await Promise.all(stale.map(([id]) => this.#reload(id).catch(() => {})));
   }
 
   // The control plane no longer shows us the room (deleted, or we left or
