@@ -179,7 +179,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   let store!: Store;
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
-  let recheck = () => {};
+  let recheck = (_roomId?: string) => {};
   let clusterMonitor: ClusterMonitor | null = null;
   let sessionCount = () => 0;
   const metrics = createMetrics({
@@ -434,7 +434,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         onKick: (reason) => metrics.kicked(reason),
       });
       cleanups.push(() => enforcer.stop());
-      recheck = () => enforcer.recheckNow();
+      recheck = (roomId) => enforcer.recheckNow(roomId);
     }
     const stopPruner = startNoncePruner(store, log.child("nonces"));
     cleanups.push(() => Promise.resolve(stopPruner()));
@@ -468,7 +468,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       ...apiRoutes({
         store: store!,
         nc: conn!.nc,
-        recheck: () => recheck(),
+        recheck: (roomId) => recheck(roomId),
         log: log.child("api"),
         limits: opts.limits,
         streamReplicas: posture.replicas,

@@ -186,13 +186,40 @@ export function startEnforcer(opts: EnforcerOptions) {
     await Promise.all(opts.sessions.forUser(signPub).map((s) => kick(s, reason)));
   };
 
+  // The rooms in each connected user's rights at their last re-check, and
+  // back: a room change re-reads the users who held it and its members now,
+  // not everyone connected. Re-reading everyone on every change made room
+  // creation fall from 5 to 2 rooms/s between 100 and 1,000 rooms of 10 with
+  // 200 users online (docs/benchmarks.md, round 3). A user admitted but not
+  // yet re-checked is missing here, but is marked by its admission; the full
+  // pass every `interval` catches anything else.
+  const roomUsers = new Map<string, Set<string>>();
+  const userRooms = new Map<string, Set<string>>();
+  const index = (signPub: string, roomIds: string[]) => {
+    const now = new Set(roomIds);
+    for (const id of userRooms.get(signPub) ?? []) {
+      if (now.has(id)) continue;
+      const users = roomUsers.get(id);
+      users?.delete(signPub);
+      if (users?.size === 0) roomUsers.delete(id);
+    }
+    for (const id of now) {
+      const users = roomUsers.get(id) ?? new Set<string>();
+      roomUsers.set(id, users.add(signPub));
+    }
+    if (now.size > 0) userRooms.set(signPub, now);
+    else userRooms.delete(signPub);
+  };
+
   const reconcileUser = async (signPub: string) => {
     const user = await opts.store.getUser(signPub);
     if (!user || user.status !== "active") {
+      index(signPub, []);
       await kickUser(signPub, user ? "user revoked" : "user removed");
       return;
     }
     const rooms = await opts.store.listRoomsForMember(signPub);
+    index(signPub, rooms.map((r) => r.id));
     const now = userPermissions(signPub, rooms);
     const digest = JSON.stringify(now);
     for (const s of opts.sessions.forUser(signPub)) {
@@ -211,7 +238,9 @@ export function startEnforcer(opts: EnforcerOptions) {
   // sessions, or everyone. Set while a pass runs, they earn one more pass:
   // the change may have come after that pass read the user it is about.
   const dirty = new Set<string>();
+  const dirtyRooms = new Set<string>();
   let allDirty = true;
+  let lastFull = 0;
   let wake: (() => void) | null = null;
   const sleep = () =>
     new Promise<void>((resolve) => {
@@ -234,17 +263,50 @@ export function startEnforcer(opts: EnforcerOptions) {
     dirty.add(signPub);
     wake?.();
   };
+  const markRoom = (roomId: string) => {
+    dirtyRooms.add(roomId);
+    wake?.();
+  };
+  // A changed room's users: those who held it (removed or deleted) and its
+  // members now (added). A store that cannot say makes it a full pass.
+  const roomsToUsers = async () => {
+    const ids = [...dirtyRooms];
+    dirtyRooms.clear();
+    for (const id of ids) {
+      for (const u of roomUsers.get(id) ?? []) dirty.add(u);
+      try {
+        for (const m of await opts.store.listMembers(id)) dirty.add(m.signPub);
+      } catch {
+        allDirty = true;
+      }
+    }
+  };
   const feed = opts.store.watchChanges((change) => {
     if (change.kind === "user") markUser(change.signPub);
-    else markAll(); // a room changed: any connected member may be affected
+    else if (change.kind === "room") markRoom(change.roomId);
+    else markAll();
   });
   const offAdd = opts.sessions.onAdd((session) => markUser(session.signPub));
 
   const loop = async () => {
     while (running) {
-      const users = allDirty
-        ? opts.sessions.users()
-        : [...dirty].filter((u) => opts.sessions.forUser(u).length > 0);
+      // The backstop holds under a steady stream of changes too.
+      if (Date.now() - lastFull >= interval) allDirty = true;
+      if (!allDirty && dirtyRooms.size > 0) await roomsToUsers();
+      let users: string[];
+      if (allDirty) {
+        users = opts.sessions.users();
+        lastFull = Date.now();
+        dirtyRooms.clear();
+        const online = new Set(users);
+        for (const u of userRooms.keys()) if (!online.has(u)) index(u, []);
+      } else {
+        users = [];
+        for (const u of dirty) {
+          if (opts.sessions.forUser(u).length > 0) users.push(u);
+          else index(u, []);
+        }
+      }
       allDirty = false;
       dirty.clear();
       let failed = false;
@@ -265,7 +327,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       if (!running) break;
       // After a failure, do not spin on an unavailable store.
       if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
-      else if (!allDirty && dirty.size === 0) await sleep();
+      else if (!allDirty && dirty.size === 0 && dirtyRooms.size === 0) await sleep();
     }
   };
   const looping = loop();
@@ -274,10 +336,12 @@ export function startEnforcer(opts: EnforcerOptions) {
     kickUser,
     /**
      * Starts a reconcile pass now instead of at the next tick, so a member
-     * removed through the control plane is cut within one pass.
+     * removed through the control plane is cut within one pass; with a room
+     * id, of that room's users only (see `roomsToUsers`).
      */
-    recheckNow(): void {
-      markAll();
+    recheckNow(roomId?: string): void {
+      if (roomId === undefined) markAll();
+      else markRoom(roomId);
     },
     /** Drops the sessions of servers that no longer answer (also run on every reconnect). */
     dropGoneServers,

@@ -23,8 +23,8 @@ export interface ApiDeps {
   store: Store;
   /** serve's internal connection (JetStream for persisted rooms' streams). */
   nc: NatsConnection;
-  /** Triggers an immediate enforcer pass after a membership change. */
-  recheck: () => void;
+  /** Triggers an immediate enforcer pass after a membership change (of that room's users). */
+  recheck: (roomId?: string) => void;
   log: Logger;
   /** Overrides the streams (tests); defaults to JetStream on `nc`. */
   streams?: RoomStreams;

@@ -55,9 +55,10 @@ export interface RoomRouteDeps {
   /**
    * Asks the session enforcer for an immediate pass after a membership
    * change (removed members are cut, added ones told to refresh); a no-op
-   * when the bus runs without auth.
+   * when the bus runs without auth. Given the room changed, only its users
+   * are re-checked.
    */
-  recheck: () => void;
+  recheck: (roomId?: string) => void;
   /** Tells the affected users that a room changed (server/rooms/notices.ts). */
   notify?: (roomId: string, users: string[]) => void;
   log: Logger;
@@ -291,7 +292,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
           by: caller,
           members: joining.length + 1,
         });
-        recheck();
+        recheck(room.id);
         return json(201, await roomView(store, room));
       }));
   });
@@ -354,7 +355,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         members: named.length,
         by: caller,
       });
-      recheck();
+      recheck(id);
       notify(id, [...new Set([...next.members.keys(), ...named])]);
       const now = await store.getRoom(id);
       return json(200, await roomView(store, now ?? room));
@@ -397,7 +398,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       }
       await store.deleteRoom(id);
       log.info("room deleted", { room: id, by: caller });
-      recheck();
+      recheck(id);
       // Members' connections are cut (their ACL narrowed) and reconnect; the
       // notice lets their clients drop the room's subscriptions first.
       notify(id, [...state.members.keys()]);
