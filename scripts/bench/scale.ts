@@ -7,10 +7,11 @@
  *   before and after.
  * - rooms of 2, 8 and 32 members made ready one add at a time and in one
  *   pass (`createRoom` with `members`), in the same run.
- * - `--rooms=R` (100) rooms × 10 members made through the client library
- *   (signed changes, rotations, sealed keys over HTTP): creation rate, then
- *   connect p50 for a member of 50 rooms (the ACL size) against one of none,
- *   serve's RSS.
+ * - `--rooms=R` (1000) rooms × 10 members, each made with one `createRoom`
+ *   with its members (one signed change, one sealed key per member), as a
+ *   curve at 100, 250, 500 and 1,000 rooms: creation rate, room ready p50/p99,
+ *   an admin's session refresh, connect p50/p99 for a member of 50 rooms (the
+ *   ACL size) against one of none, serve's and nats-server's RSS.
  * - `--history=N` (100 000) messages in a persisted encrypted room, one
  *   packet each: history read throughput from the start and from the middle.
  *
@@ -43,6 +44,8 @@ export interface StormResult {
   clients: number;
   connected: number;
   denied: number;
+  /** Why, by error message (an auth error, or a timeout waiting for the callout). */
+  deniedBy: Record<string, number>;
   allConnectedMs: number;
   perConnect: Summary;
   rssBefore: { serveMiB: number; natsMiB: number };
@@ -67,10 +70,18 @@ export async function benchStorm(n: number): Promise<StormResult> {
     }));
     const allConnectedMs = performance.now() - t0;
     const rssAfter = { serveMiB: rssMiB(s.child.pid), natsMiB: rssMiB(s.natsPid) };
+    const deniedBy: Record<string, number> = {};
+    for (const r of settled) {
+      if (r.status === "rejected") {
+        const why = String((r.reason as Error)?.message ?? r.reason);
+        deniedBy[why] = (deniedBy[why] ?? 0) + 1;
+      }
+    }
     return {
       clients: n,
       connected: settled.filter((r) => r.status === "fulfilled").length,
       denied: settled.filter((r) => r.status === "rejected").length,
+      deniedBy,
       allConnectedMs: Math.round(allConnectedMs),
       perConnect: summarize(times.length ? times : [NaN]),
       rssBefore,
@@ -82,74 +93,144 @@ export async function benchStorm(n: number): Promise<StormResult> {
   }
 }
 
-/** Result of the rooms × members run. */
-export interface RoomsResult {
+/** The rooms run at one point of its curve (after `rooms` rooms). */
+export interface RoomsPoint {
   rooms: number;
-  membersPerRoom: number;
+  /** Since the start, creation only (the measurements at earlier points excluded). */
   ms: number;
+  /** Rooms per second over the stretch since the previous point. */
   roomsPerSec: number;
-  /** Milliseconds until a room of 10 is ready (created, 9 added, keys sealed). */
+  /** Milliseconds until a room of 10 is ready, rooms of this stretch. */
   roomReady: Summary;
+  /** An admin's `refreshSession()` (a NATS reconnect), holding rooms/admins rooms. */
+  refresh: Summary;
   connectMember50: Summary;
   connectMember0: Summary;
   serveRssMiB: number;
+  natsRssMiB: number;
 }
 
+/** Result of the rooms × members run. */
+export interface RoomsResult {
+  /** Rooms asked for. */
+  target: number;
+  /** Rooms made (fewer than `target` if the deadline hit). */
+  rooms: number;
+  membersPerRoom: number;
+  admins: number;
+  members: number;
+  deadlineHit: boolean;
+  points: RoomsPoint[];
+}
+
+/** Admins making rooms in turn: 50 each at 1,000 rooms, under the default quota of 100. */
+const ROOM_ADMINS = 20;
+/** Members, online as plain NATS logins: each in 50 rooms at 1,000 rooms. */
+const ROOM_MEMBERS = 180;
+/** The rooms run is slower than the others: its own bound. */
+const ROOMS_DEADLINE_MS = 600_000;
+
 /**
- * `rooms` rooms of 10 members each, made with the client library, admins
- * taking turns so no one hits the rooms-per-user quota; a probe user is
- * added to 50 of them.
+ * `rooms` rooms of 10 members each, made the way a user would: one
+ * `createRoom(subject, policy, { members })` each (one signed change, one
+ * sealing pass), by `ROOM_ADMINS` library clients taking turns so no one
+ * hits the rooms-per-user quota (the serve runs with the default quota).
+ * The 9 members of a room come round-robin from `ROOM_MEMBERS` users who are
+ * all online (plain NATS logins through the callout, so the enforcer re-checks
+ * them as rooms change), each ending in 50 rooms; a probe user is one of the
+ * nine in the first 50 rooms. At each point of the curve (100, 250, 500,
+ * 1,000 and the last) the clock stops while it measures.
  */
 export async function benchRooms(rooms: number): Promise<RoomsResult> {
   const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const clients: UnibusClient[] = [];
+  const logins: NatsConnection[] = [];
   try {
-    const pool = Array.from({ length: 20 }, (_, i) => generateIdentity(`pool-${i}`));
+    const admins = Array.from({ length: ROOM_ADMINS }, (_, i) => generateIdentity(`admin-${i}`));
+    const members = Array.from({ length: ROOM_MEMBERS }, (_, i) => generateIdentity(`m-${i}`));
     const probe = generateIdentity("probe");
     const idle = generateIdentity("idle");
-    await registerUsers(s.dataDir, [...pool, probe, idle], "scale");
+    await registerUsers(s.dataDir, [...admins, ...members, probe, idle], "scale");
     const url = `nats://127.0.0.1:${s.natsPort}`;
-    const admins = pool.slice(0, 10);
     for (const id of admins) {
       clients.push(await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: id }));
     }
-    const ready: number[] = [];
-    const t0 = performance.now();
-    for (let r = 0; r < rooms && performance.now() - t0 < DEADLINE_MS; r++) {
-      const t = performance.now();
-      const admin = clients[r % clients.length];
-      // Nine more: the probe in the first 50 rooms, the rest from the pool,
-      // added in one pass (addMembers).
-      const others = pool.filter((p) => p !== admins[r % admins.length]);
-      const members = r < 50 ? [probe, ...others.slice(0, 8)] : others.slice(r % 10, r % 10 + 9);
-      await admin.createRoom(`scale.r${r}`, undefined, {
-        members: members.map((m) => m.signPubHex),
-      });
-      ready.push(performance.now() - t);
-    }
-    const ms = performance.now() - t0;
-    const timeConnects = async (id: Identity) => {
+    for (const id of members) logins.push(await natsLogin(s.natsPort, id));
+    const timeConnects = async (id: Identity, n: number) => {
       const times: number[] = [];
-      for (let i = 0; i < 60; i++) {
+      for (let i = 0; i < n + 5; i++) {
         const t = performance.now();
         const nc = await natsLogin(s.natsPort, id);
-        if (i >= 10) times.push(performance.now() - t);
+        if (i >= 5) times.push(performance.now() - t);
         await nc.close();
       }
       return summarize(times);
     };
+    const timeRefresh = async (n: number) => {
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t = performance.now();
+        await clients[i % clients.length].refreshSession();
+        times.push(performance.now() - t);
+      }
+      return summarize(times);
+    };
+    const marks = [...new Set([100, 250, 500, 1000, rooms])].filter((m) => m <= rooms)
+      .sort((a, b) => a - b);
+    const points: RoomsPoint[] = [];
+    let ready: number[] = [];
+    let creating = 0;
+    let sinceMark = 0;
+    let made = 0;
+    const t0 = performance.now();
+    const measure = async () => {
+      points.push({
+        rooms: made,
+        ms: Math.round(creating),
+        roomsPerSec: Math.round((ready.length / (sinceMark / 1000)) * 100) / 100,
+        roomReady: summarize(ready.length ? ready : [NaN]),
+        refresh: await timeRefresh(20),
+        connectMember50: await timeConnects(probe, 30),
+        connectMember0: await timeConnects(idle, 30),
+        serveRssMiB: rssMiB(s.child.pid),
+        natsRssMiB: rssMiB(s.natsPid),
+      });
+      ready = [];
+      sinceMark = 0;
+    };
+    let deadlineHit = false;
+    while (made < rooms) {
+      if (performance.now() - t0 > ROOMS_DEADLINE_MS) {
+        deadlineHit = true;
+        break;
+      }
+      const r = made;
+      const nine = Array.from({ length: 9 }, (_, j) => members[(r * 9 + j) % ROOM_MEMBERS]);
+      if (r < 50) nine[8] = probe;
+      const t = performance.now();
+      await clients[r % clients.length].createRoom(`scale.r${r}`, undefined, {
+        members: nine.map((m) => m.signPubHex),
+      });
+      const took = performance.now() - t;
+      ready.push(took);
+      creating += took;
+      sinceMark += took;
+      made++;
+      if (marks.includes(made)) await measure();
+    }
+    if (deadlineHit && ready.length > 0) await measure();
     return {
-      rooms: ready.length,
+      target: rooms,
+      rooms: made,
       membersPerRoom: 10,
-      ms: Math.round(ms),
-      roomsPerSec: Math.round((ready.length / (ms / 1000)) * 100) / 100,
-      roomReady: summarize(ready),
-      connectMember50: await timeConnects(probe),
-      connectMember0: await timeConnects(idle),
-      serveRssMiB: rssMiB(s.child.pid),
+      admins: ROOM_ADMINS,
+      members: ROOM_MEMBERS,
+      deadlineHit,
+      points,
     };
   } finally {
     await Promise.allSettled(clients.map((c) => c.close()));
+    await Promise.allSettled(logins.map((c) => c.close()));
     await s.stop();
   }
 }
@@ -267,7 +348,7 @@ export async function benchScale(args: string[]) {
   return {
     ready: await benchRoomReady([2, 8, 32]),
     storm: await benchStorm(flag(args, "storm", 1000)),
-    rooms: await benchRooms(flag(args, "rooms", 100)),
+    rooms: await benchRooms(flag(args, "rooms", 1000)),
     history: await benchHistory(flag(args, "history", 100_000)),
   };
 }
@@ -295,11 +376,15 @@ export function scaleReport(r: Awaited<ReturnType<typeof benchScale>>): string[]
     "|---|---|---|---|---|---|",
     `| ${storm.connected} | ${storm.denied} | ${storm.allConnectedMs} | ${storm.perConnect.p50} / ${storm.perConnect.p99} | ${storm.rssBefore.serveMiB} → ${storm.rssAfter.serveMiB} | ${storm.rssBefore.natsMiB} → ${storm.rssAfter.natsMiB} |`,
     "",
-    `Rooms: ${rooms.rooms} rooms × ${rooms.membersPerRoom} members through the client library:`,
+    `Rooms: ${rooms.rooms} of ${rooms.target} rooms × ${rooms.membersPerRoom} members, one createRoom with members each, ${rooms.admins} admins in turn, ${rooms.members} members online${
+      rooms.deadlineHit ? " (deadline hit)" : ""
+    }:`,
     "",
-    "| rooms/s | room of 10 ready p50 / p99 ms | connect p50 / p99 ms, member of 50 rooms | member of none | serve RSS MiB |",
-    "|---|---|---|---|---|",
-    `| ${rooms.roomsPerSec} | ${rooms.roomReady.p50} / ${rooms.roomReady.p99} | ${rooms.connectMember50.p50} / ${rooms.connectMember50.p99} | ${rooms.connectMember0.p50} / ${rooms.connectMember0.p99} | ${rooms.serveRssMiB} |`,
+    "| rooms | rooms/s since previous | room of 10 ready p50 / p99 ms | admin refresh p50 / p99 ms | connect p50 / p99 ms, member of 50 rooms | member of none | serve RSS MiB | nats-server RSS MiB |",
+    "|---|---|---|---|---|---|---|---|",
+    ...rooms.points.map((p) =>
+      `| ${p.rooms} | ${p.roomsPerSec} | ${p.roomReady.p50} / ${p.roomReady.p99} | ${p.refresh.p50} / ${p.refresh.p99} | ${p.connectMember50.p50} / ${p.connectMember50.p99} | ${p.connectMember0.p50} / ${p.connectMember0.p99} | ${p.serveRssMiB} | ${p.natsRssMiB} |`
+    ),
     "",
     `History: ${history.messages} messages (one packet each) in a persisted encrypted room, published in ${history.publishMs} ms:`,
     "",
