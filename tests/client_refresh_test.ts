@@ -70,3 +70,35 @@ Deno.test("a session refresh reloads the rooms that changed while no notice came
     await b.stop();
   }
 });
+
+Deno.test("GET /v1/rooms?view=summary lists the caller's rooms without members or log", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  try {
+    const room = await ca.createRoom("summary.room", undefined, { members: [bob.hex] });
+    await ca.addMembers(room, [(await addBusUser(b.store, "carol")).hex]);
+    await ca.createRoom("summary.alone");
+    const res = await ca.control.request("GET", "/v1/rooms?view=summary");
+    assertEquals(res.status, 200);
+    const { rooms } = await res.json();
+    assertEquals(rooms.length, 2);
+    const listed = rooms.find((r: { id: string }) => r.id === room.id);
+    assertEquals(listed, {
+      id: room.id,
+      subject: "summary.room",
+      policy: { encrypt: true, sign: true, persist: false },
+      epoch: 1,
+    });
+    assertEquals(
+      (await ca.listRooms()).map((r) => r.subject).sort(),
+      ["summary.alone", "summary.room"],
+    );
+    const bad = await ca.control.request("GET", "/v1/rooms?view=all");
+    assertEquals(bad.status, 400);
+    assertEquals((await bad.json()).error, "invalid_view");
+  } finally {
+    await b.stop();
+  }
+});

@@ -381,15 +381,15 @@ export class UnibusClient {
   async #reloadChanged(): Promise<void> {
     const held = [...this.#rooms];
     if (held.length === 0) return;
-    const listed = await this.#control.listRooms().then(
-      (views) => new Map(views.map((v) => [v.id, v])),
-      () => new Map<string, RoomView>(),
+    // Every change starts the next epoch (protocol.md §2.4), so an epoch
+    // names the log's head; the summaries carry no log to compare.
+    const listed = await this.#control.listRoomSummaries().then(
+      (rooms) => new Map(rooms.map((r) => [r.id, r.epoch])),
+      () => new Map<string, number>(),
     );
-    const stale = held.filter(([id, s]) => {
-      const v = listed.get(id);
-      return !v || v.epoch !== s.state.epoch || v.changes.length !== s.state.seq + 1 ||
-        (s.state.policy.encrypt && !s.keyFor(s.state.epoch));
-    });
+    const stale = held.filter(([id, s]) =>
+      listed.get(id) !== s.state.epoch || (s.state.policy.encrypt && !s.keyFor(s.state.epoch))
+    );
     await Promise.all(stale.map(([id]) => this.#reload(id).catch(() => {})));
   }
 
@@ -811,7 +811,7 @@ export class UnibusClient {
 
   /** The rooms this identity belongs to (as the server lists them). */
   async listRooms(): Promise<RoomInfo[]> {
-    return (await this.#control.listRooms()).map((v: RoomView) => ({
+    return (await this.#control.listRoomSummaries()).map((v) => ({
       id: v.id,
       subject: v.subject,
       policy: v.policy,

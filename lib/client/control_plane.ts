@@ -24,6 +24,9 @@ export interface RoomView {
   stream: string | null;
 }
 
+/** A room as `GET /v1/rooms?view=summary` lists it. */
+export type RoomSummary = Pick<RoomView, "id" | "subject" | "policy" | "epoch">;
+
 /** A user's public record. */
 export interface UserView {
   signPub: string;
@@ -159,6 +162,11 @@ export class ControlPlaneClient {
 
   async listRooms(): Promise<RoomView[]> {
     return (await this.#json<{ rooms: RoomView[] }>("GET", "/v1/rooms")).rooms;
+  }
+
+  /** The caller's rooms without members or log: id, subject, policy, epoch. */
+  async listRoomSummaries(): Promise<RoomSummary[]> {
+    return (await this.#json<{ rooms: RoomSummary[] }>("GET", "/v1/rooms?view=summary")).rooms;
   }
 
   getRoom(id: string): Promise<RoomView> {

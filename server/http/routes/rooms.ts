@@ -411,9 +411,26 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     {
       method: "GET",
       path: "/v1/rooms",
-      handler: storeErrors(async (_req, ctx) => {
+      handler: storeErrors(async (req, ctx) => {
         const caller = callerOf(ctx);
+        const view = new URL(req.url).searchParams.get("view");
+        if (view !== null && view !== "summary") {
+          throw badRequest("view must be `summary` or absent", "invalid_view");
+        }
         const rooms = await store.listRoomsForMember(caller);
+        // Summaries are one store read in all; full views two per room
+        // (members and log), which a client refreshing its session with
+        // hundreds of rooms paid on every createRoom.
+        if (view === "summary") {
+          return json(200, {
+            rooms: rooms.map((r) => ({
+              id: r.id,
+              subject: r.subject,
+              policy: { ...r.policy },
+              epoch: r.epoch,
+            })),
+          });
+        }
         return json(200, { rooms: await Promise.all(rooms.map((r) => roomView(store, r))) });
       }),
     },
