@@ -241,6 +241,7 @@ export function startEnforcer(opts: EnforcerOptions) {
   const dirtyRooms = new Set<string>();
   let allDirty = true;
   let lastFull = 0;
+  let targetedSinceFull = false;
   let wake: (() => void) | null = null;
   const sleep = () =>
     new Promise<void>((resolve) => {
@@ -270,6 +271,7 @@ export function startEnforcer(opts: EnforcerOptions) {
   // A changed room's users: those who held it (removed or deleted) and its
   // members now (added). A store that cannot say makes it a full pass.
   const roomsToUsers = async () => {
+    targetedSinceFull = true;
     const ids = [...dirtyRooms];
     dirtyRooms.clear();
     for (const id of ids) {
@@ -290,13 +292,17 @@ export function startEnforcer(opts: EnforcerOptions) {
 
   const loop = async () => {
     while (running) {
-      // The backstop holds under a steady stream of changes too.
-      if (Date.now() - lastFull >= interval) allDirty = true;
+      // Room changes used to make every pass a full one; now that they are
+      // targeted, a steady stream of them must not starve the backstop. A
+      // stream of admissions alone does not force it (1,000 at once: a full
+      // pass amid them slowed the callout past nats-server's 2 s timeout).
+      if (targetedSinceFull && Date.now() - lastFull >= interval) allDirty = true;
       if (!allDirty && dirtyRooms.size > 0) await roomsToUsers();
       let users: string[];
       if (allDirty) {
         users = opts.sessions.users();
         lastFull = Date.now();
+        targetedSinceFull = false;
         dirtyRooms.clear();
         const online = new Set(users);
         for (const u of userRooms.keys()) if (!online.has(u)) index(u, []);
