@@ -125,6 +125,8 @@ export interface RoomsResult {
 
 /** Admins making rooms in turn: 50 each at 1,000 rooms, under the default quota of 100. */
 const ROOM_ADMINS = 20;
+/** The default rooms-per-user quota (server/limits.ts); above it, the bench raises it by flag. */
+const DEFAULT_ROOM_QUOTA = 100;
 /** Members, online as plain NATS logins: each in 50 rooms at 1,000 rooms. */
 const ROOM_MEMBERS = 180;
 /** The rooms run is slower than the others: its own bound. */
@@ -133,20 +135,24 @@ const ROOMS_DEADLINE_MS = 600_000;
 /**
  * `rooms` rooms of 10 members each, made the way a user would: one
  * `createRoom(subject, policy, { members })` each (one signed change, one
- * sealing pass), by `ROOM_ADMINS` library clients taking turns so no one
- * hits the rooms-per-user quota (the serve runs with the default quota).
+ * sealing pass), by `admins` library clients (default 20) taking turns; while
+ * no one makes more than the default rooms-per-user quota (100) serve runs
+ * with it, else `--max-rooms-per-user` is raised (`--room-admins=1`: one
+ * admin makes them all, with a session refresh per room).
  * The 9 members of a room come round-robin from `ROOM_MEMBERS` users who are
  * all online (plain NATS logins through the callout, so the enforcer re-checks
  * them as rooms change), each ending in 50 rooms; a probe user is one of the
  * nine in the first 50 rooms. At each point of the curve (100, 250, 500,
  * 1,000 and the last) the clock stops while it measures.
  */
-export async function benchRooms(rooms: number): Promise<RoomsResult> {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
+export async function benchRooms(rooms: number, adminCount = ROOM_ADMINS): Promise<RoomsResult> {
+  const perAdmin = Math.ceil(rooms / adminCount);
+  const quota = perAdmin > DEFAULT_ROOM_QUOTA ? ["--max-rooms-per-user", String(perAdmin)] : [];
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce", ...quota] });
   const clients: UnibusClient[] = [];
   const logins: NatsConnection[] = [];
   try {
-    const admins = Array.from({ length: ROOM_ADMINS }, (_, i) => generateIdentity(`admin-${i}`));
+    const admins = Array.from({ length: adminCount }, (_, i) => generateIdentity(`admin-${i}`));
     const members = Array.from({ length: ROOM_MEMBERS }, (_, i) => generateIdentity(`m-${i}`));
     const probe = generateIdentity("probe");
     const idle = generateIdentity("idle");
@@ -223,7 +229,7 @@ export async function benchRooms(rooms: number): Promise<RoomsResult> {
       target: rooms,
       rooms: made,
       membersPerRoom: 10,
-      admins: ROOM_ADMINS,
+      admins: adminCount,
       members: ROOM_MEMBERS,
       deadlineHit,
       points,
@@ -348,7 +354,7 @@ export async function benchScale(args: string[]) {
   return {
     ready: await benchRoomReady([2, 8, 32]),
     storm: await benchStorm(flag(args, "storm", 1000)),
-    rooms: await benchRooms(flag(args, "rooms", 1000)),
+    rooms: await benchRooms(flag(args, "rooms", 1000), flag(args, "room-admins", ROOM_ADMINS)),
     history: await benchHistory(flag(args, "history", 100_000)),
   };
 }
