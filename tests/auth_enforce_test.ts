@@ -404,6 +404,35 @@ Deno.test("--internal-id-file is created 0600 and the same identity is used afte
   }
 });
 
+// The callout may answer from what it read at the last login (SQLite:
+// lib/store/sqlite.ts getUserAccess). A login right after a write by another
+// process, before serve's change feed can have seen it (the SQLite poll is
+// 250 ms), must still be decided on the new state.
+eachStore(
+  "a login right after a removal or a revocation elsewhere is decided on the new state",
+  async (kind) => {
+    const bus = await enforceBus([], kind);
+    try {
+      const alice = await addBusUser(bus.store, "alice");
+      const bob = await addBusUser(bus.store, "bob");
+      await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
+      for (let i = 0; i < 3; i++) await (await connectAs(bus.s.natsPort, bob)).close();
+      await bus.store.removeMember("shared", bob.hex);
+      const again = await connectAs(bus.s.natsPort, bob);
+      try {
+        await subscribeDenied(again, "team.shared");
+      } finally {
+        await again.close();
+      }
+      for (let i = 0; i < 3; i++) await (await connectAs(bus.s.natsPort, alice)).close();
+      await bus.store.revokeUser(alice.hex);
+      await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
+    } finally {
+      await stopBus(bus);
+    }
+  },
+);
+
 Deno.test("`unibus user revoke` on the node's database cuts the user's live connection", async () => {
   const bus = await enforceBus();
   try {
