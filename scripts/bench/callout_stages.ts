@@ -11,6 +11,7 @@ import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
 import { encodePublicNkey, NativeNkeyPair, natsAuthMessage, Prefix } from "../../lib/auth/nkey.ts";
 import { verifySignature } from "../../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
+import { encodeCalloutResponse, encodeUserJwt } from "../../server/auth/jwt.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { summarize, type Summary } from "./stats.ts";
 import { addBenchUsers } from "./users.ts";
@@ -81,13 +82,24 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
         () => store.rememberNonce(`bench-${nonces++}`, Date.now() + 60_000),
       ],
       ["ACL build", () => userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
-      ["user JWT (encodeUser)", jwtUser],
+      ["user JWT (encodeUser, WebCrypto jti digest)", jwtUser],
       [
-        "response JWT (encodeAuthorizationResponse)",
+        "response JWT (encodeAuthorizationResponse, WebCrypto jti digest)",
         () => encodeAuthorizationResponse(userNkey, server.getPublicKey(), issuer, { jwt }, {}),
       ],
       [
-        "SHA-512 via WebCrypto (the jti, 2 per answer)",
+        "user JWT, native jti digest (encodeUserJwt, what serve runs)",
+        () =>
+          encodeUserJwt("bench", userNkey, issuer, { pub: perms.pub, sub: perms.sub }, {
+            aud: "APP",
+          }),
+      ],
+      [
+        "response JWT, native jti digest (encodeCalloutResponse)",
+        () => encodeCalloutResponse(userNkey, server.getPublicKey(), issuer, { jwt }),
+      ],
+      [
+        "SHA-512 via WebCrypto (the library's jti, 2 per answer)",
         () => crypto.subtle.digest("SHA-512", new TextEncoder().encode(jwt)),
       ],
     ];

@@ -13,7 +13,6 @@
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
 import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
 import {
   decodeAnyBase64,
@@ -27,6 +26,7 @@ import { toHex } from "../../lib/identity/hex.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { APP_ACCOUNT } from "../nats/config.ts";
+import { encodeCalloutResponse, encodeUserJwt } from "./jwt.ts";
 import type { Session, SessionRegistry } from "./sessions.ts";
 
 /** The subject nats-server sends authorization requests to. */
@@ -172,7 +172,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   }
   if (
     !msg.respond(
-      await encodeAuthorizationResponse(req.user_nkey, req.server_id.id, opts.issuer, answer, {}),
+      await encodeCalloutResponse(req.user_nkey, req.server_id.id, opts.issuer, answer),
     )
   ) throw new Error("the authorization request has no reply subject");
   // The session is recorded once the answer is on its way, not while it is
@@ -259,7 +259,7 @@ async function admit(
     );
   }
   const permissions = userPermissions(signPubHex, granted);
-  const jwt = await encodeUser(
+  const jwt = await encodeUserJwt(
     jwtName(user.handle),
     req.user_nkey,
     opts.issuer,
