@@ -8,6 +8,7 @@ import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/asse
 import {
   addBusUser,
   addRoom,
+  type BusUser,
   connectAs,
   publishDenied,
   strangerUser,
@@ -314,24 +315,35 @@ eachStore(
   },
 );
 
+/** Alice and Bob, allowlisted and both members of room "shared" (team.shared). */
+async function sharedRoom(store: Store) {
+  const alice = await addBusUser(store, "alice");
+  const bob = await addBusUser(store, "bob");
+  await addRoom(store, "shared", "team.shared", [alice, bob]);
+  return { alice, bob };
+}
+
+/** A new connection of `user` is not granted team.shared. */
+async function assertSharedRoomGone(port: number, user: BusUser): Promise<void> {
+  const again = await connectAs(port, user);
+  try {
+    await subscribeDenied(again, "team.shared");
+  } finally {
+    await again.close();
+  }
+}
+
 eachStore(
   "removing a member cuts its connection and the reconnect no longer has the room",
   async (kind) => {
     const bus = await enforceBus([], kind);
     try {
-      const alice = await addBusUser(bus.store, "alice");
-      const bob = await addBusUser(bus.store, "bob");
-      await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
+      const { bob } = await sharedRoom(bus.store);
       const nb = await connectAs(bus.s.natsPort, bob);
       const closed = nb.closed();
       await bus.store.removeMember("shared", bob.hex);
       assert(await within(1500, closed.then(() => true)), "bob was not cut");
-      const again = await connectAs(bus.s.natsPort, bob);
-      try {
-        await subscribeDenied(again, "team.shared");
-      } finally {
-        await again.close();
-      }
+      await assertSharedRoomGone(bus.s.natsPort, bob);
     } finally {
       await stopBus(bus);
     }
@@ -413,17 +425,10 @@ eachStore(
   async (kind) => {
     const bus = await enforceBus([], kind);
     try {
-      const alice = await addBusUser(bus.store, "alice");
-      const bob = await addBusUser(bus.store, "bob");
-      await addRoom(bus.store, "shared", "team.shared", [alice, bob]);
+      const { alice, bob } = await sharedRoom(bus.store);
       for (let i = 0; i < 3; i++) await (await connectAs(bus.s.natsPort, bob)).close();
       await bus.store.removeMember("shared", bob.hex);
-      const again = await connectAs(bus.s.natsPort, bob);
-      try {
-        await subscribeDenied(again, "team.shared");
-      } finally {
-        await again.close();
-      }
+      await assertSharedRoomGone(bus.s.natsPort, bob);
       for (let i = 0; i < 3; i++) await (await connectAs(bus.s.natsPort, alice)).close();
       await bus.store.revokeUser(alice.hex);
       await assertRejects(() => connectAs(bus.s.natsPort, alice), Error, "Authorization Violation");
