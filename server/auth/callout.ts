@@ -176,8 +176,8 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
     )
   ) throw new Error("the authorization request has no reply subject");
   // The session is recorded once the answer is on its way, not while it is
-  // encoded: recording starts the enforcer's re-check of the user (two more
-  // store reads), which competed with the encoding (+0.2 ms p50 a connect).
+  // encoded: recording starts the enforcer's re-check of the user (another
+  // store read), which competed with the encoding (+0.2 ms p50 a connect).
   // Nothing is lost by the order: that re-check reads the store after the
   // session is known, so a change made since our reads is still caught.
   // nats.js writes what respond() queued from a microtask queued before this
