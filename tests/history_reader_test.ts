@@ -1,73 +1,15 @@
 /**
- * The pieces of history reading that do not need a server: the bounded
- * window of gets in flight and the bounded reorder window. The get here is a
- * plain function over an in-memory array (history_test.ts reads a real
- * stream); the reorder window runs over undecodable bytes, each its own
- * "session", so it is checked for order and bounds only.
+ * history_reader.ts on its own: the bounded reorder window (its order and
+ * bounds over undecodable bytes, each its own "session"; what it does for a
+ * resent packet over real sealed packets and a real reader), and directGets'
+ * failures against a real serve.
  */
 
-import {
-  HISTORY_GETS_IN_FLIGHT,
-  inSessionOrder,
-  readStream,
-  type StoredPacket,
-} from "../lib/client/history_reader.ts";
+import { directGets, inSessionOrder, type StoredPacket } from "../lib/client/history_reader.ts";
+import { inboxPrefixFor } from "../lib/auth/acl.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-
-function store(n: number, missing: Set<number> = new Set()) {
-  let inFlight = 0;
-  let most = 0;
-  const asked: number[] = [];
-  const get = async (seq: number) => {
-    asked.push(seq);
-    most = Math.max(most, ++inFlight);
-    // Later sequences answer sooner: the order must come from the reader.
-    await new Promise((r) => setTimeout(r, (seq * 7) % 5));
-    inFlight--;
-    if (seq === 13 && missing.has(-13)) throw new Error("get 13 failed");
-    return seq > n || missing.has(seq) ? null : new Uint8Array([seq & 0xff]);
-  };
-  return { get, most: () => most, asked };
-}
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
-
-Deno.test("readStream yields every stored sequence in order, skips missing ones, keeps at most its window in flight", async () => {
-  const s = store(1000, new Set([5, 6, 700]));
-  const got = await collect(readStream(s.get, 3, 1000, 32));
-  const want = Array.from({ length: 998 }, (_, i) => i + 3).filter((q) => ![5, 6, 700].includes(q));
-  assertEquals(got.map((p) => p.seq), want);
-  assertEquals(got[0].data, new Uint8Array([3]));
-  assert(s.most() <= 32 && s.most() > 1, `in flight at most 32 and more than 1, was ${s.most()}`);
-  assertEquals(HISTORY_GETS_IN_FLIGHT, 256);
-  // An empty range asks nothing.
-  const none = store(10);
-  assertEquals(await collect(readStream(none.get, 11, 10)), []);
-  assertEquals(none.asked, []);
-});
-
-Deno.test("readStream throws the first failed get in order, and stopping early leaves nothing unhandled", async () => {
-  const failing = store(100, new Set([-13]));
-  const seen: number[] = [];
-  await assertRejects(
-    async () => {
-      for await (const p of readStream(failing.get, 1, 100, 8)) seen.push(p.seq);
-    },
-    Error,
-    "get 13 failed",
-  );
-  assertEquals(seen, Array.from({ length: 12 }, (_, i) => i + 1));
-  const s = store(100);
-  let n = 0;
-  for await (const _ of readStream(s.get, 1, 100, 16)) if (++n === 2) break;
-  assert(s.asked.length <= 2 + 16, `asked ${s.asked.length} after stopping at 2`);
-  // Let the abandoned gets settle inside this test.
-  await new Promise((r) => setTimeout(r, 20));
-});
+import { addBusUser, connectAs } from "./helpers/bus.ts";
+import { clientBus } from "./helpers/client_bus.ts";
 
 Deno.test("inSessionOrder gives results back in stream order and holds at most its window", async () => {
   let inWindow = 0;
@@ -94,4 +36,94 @@ Deno.test("inSessionOrder gives results back in stream order and holds at most i
     inWindow--;
   }
   assert(most <= 3, `held ${most} packets with a window of 25 bytes`);
+});
+
+Deno.test("a resent packet within the reorder window is read before later ones of its session; beyond it, it is a replay", async () => {
+  const b = await clientBus();
+  try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const room = await ca.createRoom("window.room", { encrypt: true, sign: true, persist: true });
+    await ca.addMember(room, bob.hex);
+    const cb = await b.client(bob);
+    const sender = await ca.room(room);
+    const [p0, p1, p2, p3] = ["m0", "m1", "m2", "m3"].map((t) =>
+      sender.seal([new TextEncoder().encode(t)])
+    );
+    // Index 0 stored three entries late.
+    const stored: StoredPacket[] = [p1, p2, p3, p0].map((data, i) => ({ seq: i + 1, data }));
+    const packets = async function* () {
+      yield* stored;
+    };
+    const read = async (entries: number) => {
+      const reader = (await cb.room(room)).forHistory();
+      const out: string[] = [];
+      for await (
+        const [, r] of inSessionOrder(room.id, packets(), (d) => reader.receive(d), { entries })
+      ) {
+        if (r.kind === "delivered") {
+          out.push(...r.frames.map((f) => new TextDecoder().decode(f.plaintext)));
+        }
+      }
+      return { out, stats: reader.stats };
+    };
+    const wide = await read(4);
+    assertEquals(wide.out, ["m1", "m2", "m3", "m0"]);
+    assertEquals(wide.stats.replayed, 0);
+    const narrow = await read(2);
+    assertEquals(narrow.out, ["m1", "m2", "m3"]);
+    assertEquals(narrow.stats.replayed, 1);
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("directGets throws a stream's error status at once, and no answer at its deadline", async () => {
+  const b = await clientBus();
+  try {
+    const alice = await addBusUser(b.store, "alice");
+    // The internal identity may ask any stream: one that does not exist has
+    // no responder (503).
+    const tap = await b.tap();
+    const missing = directGets(tap, {
+      stream: "ROOM_0123456789abcdef0123456789abcdef",
+      from: 1,
+      to: 10,
+      inboxPrefix: "_INBOX",
+    });
+    await assertRejects(
+      async () => {
+        for await (const _ of missing) { /* nothing stored */ }
+      },
+      Error,
+      "503",
+    );
+    // A user whose ACL does not allow the get: the server drops the request,
+    // and the reader gives up at its deadline rather than waiting forever.
+    const nc = await b.client(alice);
+    const room = await nc.createRoom("alone.room", { encrypt: true, sign: true, persist: true });
+    const stranger = await addBusUser(b.store, "mallory");
+    const conn = await connectAs(b.s.natsPort, stranger);
+    try {
+      const denied = directGets(conn, {
+        stream: `ROOM_${room.id}`,
+        from: 1,
+        to: 3,
+        inboxPrefix: inboxPrefixFor(stranger.hex),
+        timeoutMs: 300,
+      });
+      await assertRejects(
+        async () => {
+          for await (const _ of denied) { /* denied */ }
+        },
+        Error,
+        "no answer",
+      );
+    } finally {
+      await conn.close();
+    }
+  } finally {
+    await b.stop();
+  }
 });

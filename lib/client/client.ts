@@ -38,7 +38,7 @@ import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
-import { inSessionOrder, readStream } from "./history_reader.ts";
+import { directGets, inSessionOrder } from "./history_reader.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -1134,11 +1134,8 @@ export class UnibusClient {
     const stream = roomStreamName(session.roomId);
     const { state } = await jsm.streams.info(stream);
     const from = Math.max(state.first_seq, startSeq);
-    const get = async (seq: number) => {
-      const m = await jsm.direct.getMessage(stream, { seq });
-      // null: removed by the stream's age or size limit, or deleted.
-      return m ? new Uint8Array(m.data) : null;
-    };
+    const nc = this.#nc;
+    const inboxPrefix = inboxPrefixFor(this.identity.signPubHex);
     async function* messages() {
       if (limit === 0 || state.messages === 0) return;
       let given = 0;
@@ -1146,7 +1143,7 @@ export class UnibusClient {
       // is stored after later ones of the same sender; the ratchet only
       // moves forward, so each sender's packets are read in their own order
       // (within history_reader.ts's window), and given back in stream order.
-      const packets = readStream(get, from, state.last_seq);
+      const packets = directGets(nc, { stream, from, to: state.last_seq, inboxPrefix });
       for await (
         const [, r] of inSessionOrder(session.roomId, packets, (d) => reader.receive(d))
       ) {
