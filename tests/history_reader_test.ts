@@ -7,6 +7,7 @@
 
 import { directGets, inSessionOrder, type StoredPacket } from "../lib/client/history_reader.ts";
 import { inboxPrefixFor } from "../lib/auth/acl.ts";
+import { packetLane } from "../lib/e2e/packet.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
 import { clientBus } from "./helpers/client_bus.ts";
@@ -22,7 +23,7 @@ Deno.test("inSessionOrder gives results back in stream order and holds at most i
   }
   const got: number[] = [];
   for await (
-    const [seq, r] of inSessionOrder("00".repeat(16), packets(), (d) => d.length, { entries: 4 })
+    const [seq, r] of inSessionOrder(packets(), (d) => d.length, { entries: 4 })
   ) {
     inWindow--;
     got.push(seq);
@@ -32,7 +33,7 @@ Deno.test("inSessionOrder gives results back in stream order and holds at most i
   assert(most <= 5, `held ${most} packets with a window of 4`);
   // The byte bound: 25 bytes hold two 10-byte packets.
   inWindow = most = 0;
-  for await (const _ of inSessionOrder("00".repeat(16), packets(), () => 0, { bytes: 25 })) {
+  for await (const _ of inSessionOrder(packets(), () => 0, { bytes: 25 })) {
     inWindow--;
   }
   assert(most <= 3, `held ${most} packets with a window of 25 bytes`);
@@ -51,6 +52,11 @@ Deno.test("a resent packet within the reorder window is read before later ones o
     const [p0, p1, p2, p3] = ["m0", "m1", "m2", "m3"].map((t) =>
       sender.seal([new TextEncoder().encode(t)])
     );
+    // The unverified header fields the order comes from.
+    const lanes = [p0, p1, p2, p3].map((p) => packetLane(p)!);
+    assertEquals(lanes.map((l) => l.index), [0, 1, 2, 3]);
+    assertEquals(new Set(lanes.map((l) => l.lane)).size, 1);
+    assertEquals(packetLane(new Uint8Array(200)), null);
     // Index 0 stored three entries late.
     const stored: StoredPacket[] = [p1, p2, p3, p0].map((data, i) => ({ seq: i + 1, data }));
     const packets = async function* () {
@@ -60,7 +66,7 @@ Deno.test("a resent packet within the reorder window is read before later ones o
       const reader = (await cb.room(room)).forHistory();
       const out: string[] = [];
       for await (
-        const [, r] of inSessionOrder(room.id, packets(), (d) => reader.receive(d), { entries })
+        const [, r] of inSessionOrder(packets(), (d) => reader.receive(d), { entries })
       ) {
         if (r.kind === "delivered") {
           out.push(...r.frames.map((f) => new TextDecoder().decode(f.plaintext)));

@@ -13,8 +13,7 @@
  */
 
 import { createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { toHex } from "../e2e/bytes.ts";
-import { decodePacket } from "../e2e/packet.ts";
+import { packetLane } from "../e2e/packet.ts";
 
 /** One stored packet, by stream sequence. */
 export interface StoredPacket {
@@ -221,13 +220,12 @@ class SessionHeap {
  *
  * @example
  * ```ts
- * for await (const [seq, r] of inSessionOrder(roomId, packets, (d) => reader.receive(d))) {
+ * for await (const [seq, r] of inSessionOrder(packets, (d) => reader.receive(d))) {
  *   if (r.kind === "delivered") show(seq, r.frames);
  * }
  * ```
  */
 export async function* inSessionOrder<R>(
-  roomId: string,
   packets: AsyncIterable<StoredPacket>,
   receive: (data: Uint8Array) => R,
   window: { entries?: number; bytes?: number } = {},
@@ -250,7 +248,9 @@ export async function* inSessionOrder<R>(
   // in the window with a lower index (resent copies stored later), in index
   // order, then itself.
   const release = (): [number, R] => {
-    const h = held[head++];
+    const h = held[head];
+    // Released: nothing of it stays reachable from the window.
+    held[head++] = undefined as unknown as Held;
     if (head >= 4096 && head * 2 >= held.length) {
       held = held.slice(head);
       head = 0;
@@ -269,13 +269,11 @@ export async function* inSessionOrder<R>(
     return [h.seq, h.result as R];
   };
   for await (const { seq, data } of packets) {
-    let chain = `seq:${seq}`;
-    let index = 0;
-    try {
-      const p = decodePacket(roomId, data);
-      chain = `${toHex(p.sender)}/${toHex(p.session)}/${p.epoch}`;
-      index = p.index;
-    } catch { /* receive() counts it as invalid */ }
+    // Unverified header fields, for the order only; an entry that is no
+    // packet is its own "session" (receive() counts it as invalid).
+    const at = packetLane(data);
+    const chain = at?.lane ?? `seq:${seq}`;
+    const index = at?.index ?? 0;
     const h: Held = { seq, data, size: data.length, chain, index, done: false, result: undefined };
     held.push(h);
     bytes += data.length;

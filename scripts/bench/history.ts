@@ -19,6 +19,7 @@
  * @module
  */
 
+import process from "node:process";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { inboxPrefixFor, roomStreamName } from "../../lib/auth/acl.ts";
@@ -47,7 +48,10 @@ export interface HistoryRead {
   plainMBps: number;
   /** Stored bytes read (entries × the room's average entry), MB per second. */
   storedMBps: number;
-  /** The reading process's largest RSS during the read, MiB. */
+  /** The reading process's CPU time (user + system) per message, µs: steadier than msg/s on a shared machine. */
+  cpuUsPerMsg: number;
+  /** The reading process's RSS when the read starts, and its largest during it, MiB. */
+  rssStartMiB: number;
   peakRssMiB: number;
 }
 
@@ -134,7 +138,9 @@ async function read(
   const t = performance.now();
   let messages = 0;
   let plain = 0;
-  let peak = rssNowMiB();
+  const rssStart = rssNowMiB();
+  const cpu0 = process.cpuUsage();
+  let peak = rssStart;
   const { messages: stream } = await client.readHistory(room, { startSeq });
   for await (const m of stream) {
     messages++;
@@ -145,6 +151,7 @@ async function read(
     }
   }
   const ms = performance.now() - t;
+  const cpu = process.cpuUsage(cpu0);
   const entries = lastSeq - startSeq + 1;
   return {
     startSeq,
@@ -154,6 +161,8 @@ async function read(
     msgsPerSec: perSec(messages, ms),
     plainMBps: Math.round(plain / 1e6 / (ms / 1000) * 10) / 10,
     storedMBps: Math.round(entries * bytesPerEntry / 1e6 / (ms / 1000) * 10) / 10,
+    cpuUsPerMsg: Math.round((cpu.user + cpu.system) / Math.max(1, messages) * 10) / 10,
+    rssStartMiB: rssStart,
     peakRssMiB: Math.max(peak, rssNowMiB()),
   };
 }
@@ -311,14 +320,14 @@ export function historyReport(r: HistoryResult): string[] {
       }) |`
     ),
     "",
-    "| messages a packet | read from | entries | messages | s | msg/s | plaintext MB/s | stored MB/s | reader peak RSS MiB |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| messages a packet | read from | entries | messages | s | msg/s | plaintext MB/s | stored MB/s | reader CPU µs / message | reader RSS MiB, start → peak |",
+    "|---|---|---|---|---|---|---|---|---|---|",
     ...rooms.flatMap((x) =>
       [["the start", x.fromStart], ["the middle", x.fromMiddle]].map(([where, v]) => {
         const h = v as HistoryRead;
         return `| ${x.perPacket} | ${where} | ${h.entries} | ${h.messages} | ${
           Math.round(h.ms / 100) / 10
-        } | ${h.msgsPerSec} | ${h.plainMBps} | ${h.storedMBps} | ${h.peakRssMiB} |`;
+        } | ${h.msgsPerSec} | ${h.plainMBps} | ${h.storedMBps} | ${h.cpuUsPerMsg} | ${h.rssStartMiB} → ${h.peakRssMiB} |`;
       })
     ),
     "",
