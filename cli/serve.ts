@@ -37,7 +37,7 @@ const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
     "roomStreamMaxBytes",
     "room-stream-max-bytes",
     "bytes",
-    "history one persisted room keeps, oldest dropped first (at least 1MiB; ~230 bytes a one-message packet)",
+    "history one persisted room keeps, oldest dropped first (at least 1MiB; a 64-byte message stores ~340 bytes alone, ~69 packed)",
   ],
   [
     "jetStreamMaxStore",
