@@ -20,15 +20,14 @@
  */
 
 import process from "node:process";
-import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { inboxPrefixFor, roomStreamName } from "../../lib/auth/acl.ts";
-import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { connect, type UnibusClient } from "../../lib/client/client.ts";
 import { directGets, HISTORY_GETS_IN_FLIGHT } from "../../lib/client/history_reader.ts";
-import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
+import { generateIdentity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
-import { registerUsers } from "./users.ts";
+import { natsLogin, registerUsers } from "./users.ts";
 
 /** Each fill and each read stops here, whatever its count. */
 export const HISTORY_DEADLINE_MS = 300_000;
@@ -84,16 +83,6 @@ export interface HistoryResult {
     pipelinedPerSec: number;
     inFlight: number;
   };
-}
-
-function natsLogin(port: number, id: Identity): Promise<NatsConnection> {
-  return natsConnect({
-    servers: `127.0.0.1:${port}`,
-    authenticator: busUserAuthenticator(new NativeNkeyPair(Prefix.User, id.signSeed)),
-    inboxPrefix: inboxPrefixFor(id.signPubHex),
-    timeout: 60_000,
-    maxReconnectAttempts: 0,
-  });
 }
 
 const rssNowMiB = () => Math.round(Deno.memoryUsage().rss / MiB);

@@ -18,27 +18,15 @@
  * @module
  */
 
-import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { inboxPrefixFor } from "../../lib/auth/acl.ts";
-import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { connect, type UnibusClient } from "../../lib/client/client.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { summarize, type Summary } from "./stats.ts";
-import { registerUsers, rssMiB } from "./users.ts";
+import { natsLogin, registerUsers, rssMiB } from "./users.ts";
 import { benchHistory, historyReport } from "./history.ts";
 
 const DEADLINE_MS = 180_000;
-
-function natsLogin(port: number, id: Identity): Promise<NatsConnection> {
-  return natsConnect({
-    servers: `127.0.0.1:${port}`,
-    authenticator: busUserAuthenticator(new NativeNkeyPair(Prefix.User, id.signSeed)),
-    inboxPrefix: inboxPrefixFor(id.signPubHex),
-    timeout: 60_000,
-    maxReconnectAttempts: 0,
-  });
-}
 
 /** Result of the connect storm. */
 export interface StormResult {
