@@ -23,7 +23,7 @@ Deno.test("inSessionOrder gives results back in stream order and holds at most i
   }
   const got: number[] = [];
   for await (
-    const [seq, r] of inSessionOrder(packets(), (d) => d.length, { entries: 4 })
+    const [seq, r] of inSessionOrder(packets(), (d) => d.length, () => false, { entries: 4 })
   ) {
     inWindow--;
     got.push(seq);
@@ -33,7 +33,7 @@ Deno.test("inSessionOrder gives results back in stream order and holds at most i
   assert(most <= 5, `held ${most} packets with a window of 4`);
   // The byte bound: 25 bytes hold two 10-byte packets.
   inWindow = most = 0;
-  for await (const _ of inSessionOrder(packets(), () => 0, { bytes: 25 })) {
+  for await (const _ of inSessionOrder(packets(), () => 0, () => false, { bytes: 25 })) {
     inWindow--;
   }
   assert(most <= 3, `held ${most} packets with a window of 25 bytes`);
@@ -66,7 +66,12 @@ Deno.test("a resent packet within the reorder window is read before later ones o
       const reader = (await cb.room(room)).forHistory();
       const out: string[] = [];
       for await (
-        const [, r] of inSessionOrder(packets(), (d) => reader.receive(d), { entries })
+        const [, r] of inSessionOrder(
+          packets(),
+          (d) => reader.receive(d),
+          (r) => r.kind === "delivered",
+          { entries },
+        )
       ) {
         if (r.kind === "delivered") {
           out.push(...r.frames.map((f) => new TextDecoder().decode(f.plaintext)));
@@ -74,6 +79,33 @@ Deno.test("a resent packet within the reorder window is read before later ones o
       }
       return { out, stats: reader.stats };
     };
+    // In order, each packet is given as soon as it is read: the source
+    // holds back p3 until the first three results are out.
+    const reader = (await cb.room(room)).forHistory();
+    const gate = Promise.withResolvers<void>();
+    const held = async function* () {
+      yield { seq: 1, data: p0 };
+      yield { seq: 2, data: p1 };
+      yield { seq: 3, data: p2 };
+      await gate.promise;
+      yield { seq: 4, data: p3 };
+    };
+    const inOrder = inSessionOrder(
+      held(),
+      (d) => reader.receive(d),
+      (r) => r.kind === "delivered",
+    );
+    const seen: number[] = [];
+    const timer = setTimeout(() => gate.reject(new Error("results waited for the window")), 5000);
+    try {
+      for await (const [seq] of inOrder) {
+        seen.push(seq);
+        if (seen.length === 3) gate.resolve();
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    assertEquals(seen, [1, 2, 3, 4]);
     const wide = await read(4);
     assertEquals(wide.out, ["m1", "m2", "m3", "m0"]);
     assertEquals(wide.stats.replayed, 0);

@@ -1145,7 +1145,11 @@ export class UnibusClient {
       // (within history_reader.ts's window), and given back in stream order.
       const packets = directGets(nc, { stream, from, to: state.last_seq, inboxPrefix });
       for await (
-        const [, r] of inSessionOrder(packets, (d) => reader.receive(d))
+        const [, r] of inSessionOrder(
+          packets,
+          (d) => reader.receive(d),
+          (r) => r.kind === "delivered",
+        )
       ) {
         if (r.kind !== "delivered") continue;
         for (const f of r.frames) {

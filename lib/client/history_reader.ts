@@ -211,23 +211,33 @@ class SessionHeap {
   }
 }
 
+/** Sessions whose last accepted index {@linkcode inSessionOrder} remembers. */
+const REMEMBERED_SESSIONS = 65_536;
+
 /**
  * Runs `receive` over stored packets so that each sender session's packets
  * are received in index order (its ratchet only moves forward), while the
- * results come back in stream order: `[seq, receive's result]`. Memory is
- * bounded by {@linkcode HISTORY_REORDER_ENTRIES} and
- * {@linkcode HISTORY_REORDER_BYTES} (a single larger packet passes alone).
+ * results come back in stream order: `[seq, receive's result]`.
+ *
+ * The oldest packet is received as soon as nothing can still come before
+ * it: it is its session's index 0, or the index right after the last one
+ * `accepted` (e.g. delivered) in that session, or it is no packet at all.
+ * Otherwise (a gap: a resent packet may still be on its way, or the read
+ * began mid-session) it waits until the window is full. So in-order history
+ * streams through at once, and memory is bounded by
+ * {@linkcode HISTORY_REORDER_ENTRIES} and {@linkcode HISTORY_REORDER_BYTES}
+ * (a single larger packet passes alone).
  *
  * @example
  * ```ts
- * for await (const [seq, r] of inSessionOrder(packets, (d) => reader.receive(d))) {
- *   if (r.kind === "delivered") show(seq, r.frames);
- * }
+ * const read = inSessionOrder(packets, (d) => reader.receive(d), (r) => r.kind === "delivered");
+ * for await (const [seq, r] of read) if (r.kind === "delivered") show(seq, r.frames);
  * ```
  */
 export async function* inSessionOrder<R>(
   packets: AsyncIterable<StoredPacket>,
   receive: (data: Uint8Array) => R,
+  accepted: (result: R) => boolean = () => false,
   window: { entries?: number; bytes?: number } = {},
 ): AsyncGenerator<[number, R]> {
   const maxEntries = window.entries ?? HISTORY_REORDER_ENTRIES;
@@ -239,11 +249,22 @@ export async function* inSessionOrder<R>(
   // The window's packets per sender session, lowest index first; received
   // ones are dropped lazily when they reach the top.
   const waiting = new Map<string, SessionHeap>();
+  // Per session, the highest index `receive` accepted: the reader's chain
+  // has passed it, so anything at or below it is a replay whatever comes.
+  // Forgetting a session only makes its next packet wait for the window.
+  const last = new Map<string, number>();
   const receiveOne = (h: Held) => {
     h.result = receive(h.data!);
     h.data = null;
     h.done = true;
+    if (accepted(h.result as R) && h.index > (last.get(h.chain) ?? -1)) {
+      last.delete(h.chain);
+      last.set(h.chain, h.index);
+      if (last.size > REMEMBERED_SESSIONS) last.delete(last.keys().next().value!);
+    }
   };
+  const ready = (h: Held) =>
+    h.done || h.index === 0 || h.chain.startsWith("seq:") || last.get(h.chain) === h.index - 1;
   // The oldest packet leaves the window: first every packet of its session
   // in the window with a lower index (resent copies stored later), in index
   // order, then itself.
@@ -280,7 +301,11 @@ export async function* inSessionOrder<R>(
     let heap = waiting.get(chain);
     if (!heap) waiting.set(chain, heap = new SessionHeap());
     heap.push(h);
-    while (held.length - head > maxEntries || (bytes > maxBytes && held.length - head > 1)) {
+    while (
+      held.length - head > 0 &&
+      (held.length - head > maxEntries || (bytes > maxBytes && held.length - head > 1) ||
+        ready(held[head]))
+    ) {
       yield release();
     }
   }
