@@ -9,6 +9,11 @@
 
 const LOWER_HEX = /^(?:[0-9a-f]{2})*$/;
 const ANY_CASE_HEX = /^(?:[0-9a-fA-F]{2})*$/;
+// Table lookups: hex conversions run several times per received packet.
+const BYTE_HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+/** Value of a lowercase hex digit by char code (isHex has checked the string). */
+const DIGIT = new Uint8Array(128);
+for (let c = 0; c < 16; c++) DIGIT["0123456789abcdef".charCodeAt(c)] = c;
 
 /**
  * Lowercase hex of `bytes`.
@@ -20,7 +25,7 @@ const ANY_CASE_HEX = /^(?:[0-9a-fA-F]{2})*$/;
  */
 export function toHex(bytes: Uint8Array): string {
   let out = "";
-  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  for (let i = 0; i < bytes.length; i++) out += BYTE_HEX[bytes[i]];
   return out;
 }
 
@@ -57,7 +62,9 @@ export function fromHex(s: string, byteLength?: number): Uint8Array {
     );
   }
   const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = (DIGIT[s.charCodeAt(2 * i)] << 4) | DIGIT[s.charCodeAt(2 * i + 1)];
+  }
   return out;
 }
 
