@@ -215,9 +215,9 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       ignoreAuthErrorAbort: true,
       tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
       timeout: 5000,
-      // nats.js otherwise builds two errors with stack traces for every
-      // request, in case it fails (about a tenth of a requester's CPU per
-      // round trip, measured); a failed request still rejects with its error.
+      // nats.js otherwise builds errors with stack traces for every request
+      // it sends (JetStream calls: a history read makes one per message), in
+      // case it fails; a failed request still rejects with its error.
       noAsyncTraces: true,
     });
   } catch (err) {
