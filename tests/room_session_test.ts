@@ -16,6 +16,7 @@ const POLICY = { encrypt: true, sign: true, persist: false };
 function twoMemberRoom(
   admin: Identity,
   member: Identity,
+  policy = POLICY,
 ): { view: RoomView; keys: SealedKeyView[]; roomKey: Uint8Array } {
   const create = signChange({
     room: ROOM,
@@ -23,7 +24,7 @@ function twoMemberRoom(
     prev: "0".repeat(64),
     op: "create",
     subject: "t.room",
-    policy: POLICY,
+    policy,
     member: admin.signPubHex,
     kex: admin.kexPubHex,
     kexSig: admin.kexSigHex,
@@ -63,7 +64,7 @@ function twoMemberRoom(
   const view: RoomView = {
     id: ROOM,
     subject: "t.room",
-    policy: POLICY,
+    policy,
     epoch: 1,
     createdBy: admin.signPubHex,
     createdAt: 1,
@@ -339,9 +340,13 @@ Deno.test("a reply is sent in the replier's current epoch, on the session of the
 });
 
 Deno.test("replies to many requests keep the replier's room session, and each reply is taken once, for its request only", () => {
+  for (const encrypt of [true, false]) repliesKeepTheReplierSession({ ...POLICY, encrypt });
+});
+
+function repliesKeepTheReplierSession(policy: typeof POLICY): void {
   const alice = generateIdentity("alice");
   const bob = generateIdentity("bob");
-  const room = twoMemberRoom(alice, bob);
+  const room = twoMemberRoom(alice, bob, policy);
   // One session per client and room, as lib/client/client.ts keeps it: the
   // requester's replies and its room subscription share it.
   const aliceSide = sessionOf(alice, room);
@@ -368,4 +373,4 @@ Deno.test("replies to many requests keep the replier's room session, and each re
   assertEquals(again.kind === "dropped" && again.reason, "replayed");
   const other = aliceSide.receiveReply(answered[7].reply, answered[8].replySession);
   assertEquals(other.kind === "dropped" && other.detail, "the reply does not answer this request");
-});
+}
