@@ -6,8 +6,18 @@
  * @module
  */
 
-import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { connect as natsConnect } from "@nats-io/transport-node";
+import type {
+  Msg,
+  NatsConnection,
+  Subscription as NatsSubscription,
+} from "@nats-io/transport-node";
+import {
+  connect as natsConnect,
+  createInbox,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
@@ -213,6 +223,10 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       ignoreAuthErrorAbort: true,
       tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
       timeout: 5000,
+      // nats.js otherwise builds errors with stack traces for every request
+      // it sends (JetStream calls: a history read makes one per message), in
+      // case it fails; a failed request still rejects with its error.
+      noAsyncTraces: true,
     });
   } catch (err) {
     control.close();
@@ -242,6 +256,11 @@ export class UnibusClient {
   #keying = new Map<string, Promise<void>>();
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
   #subs = new Map<string, Set<NatsSubscription>>();
+  /** Where replies to this client's requests arrive (`<inbox>.<token>`), once subscribed. */
+  #replyInbox: string | null = null;
+  /** Requests waiting for their reply, by token. */
+  #awaiting = new Map<string, (reply: Msg | Error) => void>();
+  #nextToken = 0;
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
@@ -906,17 +925,20 @@ export class UnibusClient {
     opts: { timeoutMs?: number } = {},
   ): Promise<{ meta: FrameMeta; plaintext: Uint8Array }> {
     this.#ensureOpen();
-    const session = await this.room(ref);
+    // A known room without an await: each one is a turn of the event loop
+    // on the round trip.
+    const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     const { packet: request, replySession } = session.sealRequest(bytes);
-    const msg = await this.#nc.request(session.subject, request, {
-      timeout: opts.timeoutMs ?? 5000,
-    });
+    const msg = await this.#exchange(session.subject, request, opts.timeoutMs ?? 5000);
+    // A copy: the read buffer may be reused while a reload (below) waits.
     const packet = new Uint8Array(msg.data);
-    let r = session.receive(packet);
+    // The reply's session, signed into its header, must be the one derived
+    // from this request: a reply to another request does not fit.
+    let r = session.receiveReply(packet, replySession);
     if (r.kind === "stale") {
       await this.#reload(session.roomId);
-      r = session.receive(packet);
+      r = session.receiveReply(packet, replySession);
     }
     if (r.kind === "delivered") this.#state?.touch();
     if (r.kind !== "delivered") {
@@ -925,11 +947,62 @@ export class UnibusClient {
         `the reply did not verify (${r.kind === "dropped" ? r.detail : r.kind})`,
       );
     }
-    // Signed into the reply's header: a reply to another request does not fit.
-    if (r.frames[0].meta.session !== replySession) {
-      throw new UnibusError("reply_rejected", "the reply does not answer this request");
-    }
     return r.frames[0];
+  }
+
+  // One request's NATS exchange. Not nats.js request(): per request it makes
+  // an error object (with a stack trace) even when the reply comes, and
+  // races two promises; on the round trip that was a tenth of a requester's
+  // time between the reply's arrival and its verification (measured). The
+  // outcome is the same: the first message on a fresh reply subject under
+  // this client's inbox, TimeoutError, or NoRespondersError in a
+  // RequestError when nobody listens on the room's subject.
+  #exchange(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
+    const inbox = this.#replyInbox ?? this.#subscribeReplies();
+    const token = `${++this.#nextToken}`;
+    const { promise, resolve, reject } = Promise.withResolvers<Msg>();
+    const timer = setTimeout(() => {
+      this.#awaiting.delete(token);
+      reject(new TimeoutError());
+    }, timeoutMs);
+    this.#awaiting.set(token, (reply) => {
+      clearTimeout(timer);
+      this.#awaiting.delete(token);
+      if (reply instanceof Error) reject(reply);
+      else if (reply.data.length === 0 && reply.headers?.code === 503) {
+        const none = new NoRespondersError(subject);
+        reject(new RequestError(none.message, { cause: none }));
+      } else resolve(reply);
+    });
+    try {
+      this.#nc.publish(subject, data, { reply: `${inbox}${token}` });
+    } catch (err) {
+      this.#awaiting.get(token)?.(err as Error);
+    }
+    return promise;
+  }
+
+  // The reply subscription, made on the first request: one for all (nats.js
+  // renews it across reconnects). Its inbox prefix is random per client, so
+  // tokens need only be unique within it; they are not secret either way
+  // (every member receiving a request sees its reply subject), which is why
+  // a reply is taken only after it verifies for its request.
+  #subscribeReplies(): string {
+    const inbox = `${createInbox(inboxPrefixFor(this.identity.signPubHex))}.`;
+    this.#nc.subscribe(`${inbox}*`, {
+      callback: (err, msg) => {
+        if (err) {
+          // The subscription ended (e.g. refused): every waiting request
+          // fails with its error, and the next one subscribes again.
+          if (this.#replyInbox === inbox) this.#replyInbox = null;
+          for (const done of [...this.#awaiting.values()]) done(err);
+          return;
+        }
+        this.#awaiting.get(msg.subject.slice(inbox.length))?.(msg);
+      },
+    });
+    this.#replyInbox = inbox;
+    return inbox;
   }
 
   /**
@@ -1209,6 +1282,7 @@ export class UnibusClient {
     await this.#flushSent().catch(() => {});
     this.#durable.close();
     this.#closed = true;
+    for (const done of [...this.#awaiting.values()]) done(new ClosedError());
     await this.#nc.close();
     this.#control.close();
     await this.#state?.close();
