@@ -4,6 +4,7 @@ import {
   UnibusError,
 } from "../lib/client/errors.ts";
 import { RoomSession } from "../lib/client/room_session.ts";
+import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
@@ -433,6 +434,47 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
     const fresh = await b.client(bob);
     const all = await fresh.history(room);
     assertEquals(all.messages.map((m) => dec.decode(m.plaintext)), ["before bob", "after bob"]);
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("request: nobody listening fails at once, no answer times out, close fails a waiting request", async () => {
+  const b = await clientBus();
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  try {
+    const room = await ca.createRoom("agent.quiet.in");
+    await ca.addMember(room, bob.hex);
+    await cb.refreshSession();
+    // No subscriber on the room's subject: the server says so (no responders).
+    // (A timeout would be a TimeoutError, after 20 s.)
+    const none = await assertRejects(
+      () => ca.request(room, "anyone?", { timeoutMs: 20_000 }),
+      Error,
+    );
+    assert(none instanceof RequestError && none.cause instanceof NoRespondersError, `${none}`);
+    // Bob listens but never answers.
+    const seen = collector(2);
+    await cb.subscribe(room, (_meta, data) => seen.push(dec.decode(data)));
+    const silent = await assertRejects(() => ca.request(room, "hello?", { timeoutMs: 300 }), Error);
+    assert(silent instanceof TimeoutError, `${silent}`);
+    // Bob answers the next one: the exchange after a timeout still works.
+    const cb2 = await b.client(bob);
+    await cb2.subscribe(room, (meta, data) => {
+      if (meta.reply) cb2.respond(room, meta, `re: ${dec.decode(data)}`);
+    });
+    const r = await ca.request(room, "now?");
+    assertEquals(dec.decode(r.plaintext), "re: now?");
+    assertEquals(await seen.wait(), ["hello?", "now?"]);
+    await cb2.close();
+    // Closing the client fails what still waits for a reply.
+    const waiting = ca.request(room, "last", { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    await ca.close();
+    await assertRejects(() => waiting, UnibusError, "closed");
   } finally {
     await b.stop();
   }

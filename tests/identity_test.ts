@@ -75,6 +75,11 @@ Deno.test("hex helpers accept only lowercase even-length hex and round-trip byte
   assert(!isHex("abcd", 1), "length is checked when given");
   assertThrows(() => fromHex("0001ABFF"), RangeError);
   assertThrows(() => fromHex("abcd", 3), RangeError);
+  for (const bad of ["abc", "0g", "g0", "a ", "\u00e90", "0\u0130", "-1", "0x"]) {
+    assertThrows(() => fromHex(bad), RangeError);
+  }
+  const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+  assertEquals(fromHex(toHex(every)), every);
   assertEquals(normalizeHexInput("AbCd", 2), "abcd");
   assertEquals(normalizeHexInput("abc", 2), null);
 });

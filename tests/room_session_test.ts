@@ -16,6 +16,7 @@ const POLICY = { encrypt: true, sign: true, persist: false };
 function twoMemberRoom(
   admin: Identity,
   member: Identity,
+  policy = POLICY,
 ): { view: RoomView; keys: SealedKeyView[]; roomKey: Uint8Array } {
   const create = signChange({
     room: ROOM,
@@ -23,7 +24,7 @@ function twoMemberRoom(
     prev: "0".repeat(64),
     op: "create",
     subject: "t.room",
-    policy: POLICY,
+    policy,
     member: admin.signPubHex,
     kex: admin.kexPubHex,
     kexSig: admin.kexSigHex,
@@ -63,7 +64,7 @@ function twoMemberRoom(
   const view: RoomView = {
     id: ROOM,
     subject: "t.room",
-    policy: POLICY,
+    policy,
     epoch: 1,
     createdBy: admin.signPubHex,
     createdAt: 1,
@@ -337,3 +338,39 @@ Deno.test("a reply is sent in the replier's current epoch, on the session of the
   assertEquals(new TextDecoder().decode(r.frames[0].plaintext), "all well");
   assertEquals([r.frames[0].meta.epoch, r.frames[0].meta.index], [2, 0]);
 });
+
+Deno.test("replies to many requests keep the replier's room session, and each reply is taken once, for its request only", () => {
+  for (const encrypt of [true, false]) repliesKeepTheReplierSession({ ...POLICY, encrypt });
+});
+
+function repliesKeepTheReplierSession(policy: typeof POLICY): void {
+  const alice = generateIdentity("alice");
+  const bob = generateIdentity("bob");
+  const room = twoMemberRoom(alice, bob, policy);
+  // One session per client and room, as lib/client/client.ts keeps it: the
+  // requester's replies and its room subscription share it.
+  const aliceSide = sessionOf(alice, room);
+  const bobSide = sessionOf(bob, room);
+  assertEquals(aliceSide.receive(bobSide.seal([enc.encode("first")])).kind, "delivered");
+  const answered: Array<{ reply: Uint8Array; replySession: string }> = [];
+  // More exchanges than the 64 sessions a receiver keeps per sender.
+  for (let i = 0; i < 100; i++) {
+    const { packet, replySession } = aliceSide.sealRequest(enc.encode(`question ${i}`));
+    const got = bobSide.receive(packet);
+    assert(got.kind === "delivered", got.kind);
+    const reply = bobSide.sealReply(got.frames[0].meta, enc.encode(`answer ${i}`));
+    const r = aliceSide.receiveReply(reply, replySession);
+    assert(r.kind === "delivered", `reply ${i}: ${r.kind}`);
+    assertEquals(new TextDecoder().decode(r.frames[0].plaintext), `answer ${i}`);
+    answered.push({ reply, replySession });
+  }
+  // Bob's room messages still arrive: no reply session pushed his out.
+  const later = aliceSide.receive(bobSide.seal([enc.encode("second")]));
+  assert(later.kind === "delivered", later.kind);
+  assertEquals(aliceSide.exportReceive().chains.length, 1, "reply sessions are not kept open");
+  // A reply again, or a genuine reply to another request, is refused.
+  const again = aliceSide.receiveReply(answered[5].reply, answered[5].replySession);
+  assertEquals(again.kind === "dropped" && again.reason, "replayed");
+  const other = aliceSide.receiveReply(answered[7].reply, answered[8].replySession);
+  assertEquals(other.kind === "dropped" && other.detail, "the reply does not answer this request");
+}

@@ -6,8 +6,18 @@
  * @module
  */
 
-import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { connect as natsConnect } from "@nats-io/transport-node";
+import type {
+  Msg,
+  NatsConnection,
+  Subscription as NatsSubscription,
+} from "@nats-io/transport-node";
+import {
+  connect as natsConnect,
+  createInbox,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
@@ -38,7 +48,7 @@ import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
-import { decodePacket } from "../e2e/packet.ts";
+import { directGets, inSessionOrder } from "./history_reader.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -86,6 +96,14 @@ export interface RoomInfo {
 
 /** A room given by id (32 hex characters) or by subject. */
 export type RoomRef = string | { id: string };
+
+/** What {@linkcode UnibusClient.history} and `readHistory` read. */
+export interface HistoryOptions {
+  /** Stop after this many messages (a whole number >= 0). Default: all. */
+  limit?: number;
+  /** Start at this stream sequence; the stream's first one when absent or older. */
+  startSeq?: number;
+}
 
 /** A live room subscription. */
 export interface RoomSubscription {
@@ -205,6 +223,10 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       ignoreAuthErrorAbort: true,
       tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
       timeout: 5000,
+      // nats.js otherwise builds errors with stack traces for every request
+      // it sends (JetStream calls: a history read makes one per message), in
+      // case it fails; a failed request still rejects with its error.
+      noAsyncTraces: true,
     });
   } catch (err) {
     control.close();
@@ -234,6 +256,11 @@ export class UnibusClient {
   #keying = new Map<string, Promise<void>>();
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
   #subs = new Map<string, Set<NatsSubscription>>();
+  /** Where replies to this client's requests arrive (`<inbox>.<token>`), once subscribed. */
+  #replyInbox: string | null = null;
+  /** Requests waiting for their reply, by token. */
+  #awaiting = new Map<string, (reply: Msg | Error) => void>();
+  #nextToken = 0;
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
@@ -920,17 +947,20 @@ export class UnibusClient {
     opts: { timeoutMs?: number } = {},
   ): Promise<{ meta: FrameMeta; plaintext: Uint8Array }> {
     this.#ensureOpen();
-    const session = await this.room(ref);
+    // A known room without an await: each one is a turn of the event loop
+    // on the round trip.
+    const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     const { packet: request, replySession } = session.sealRequest(bytes);
-    const msg = await this.#nc.request(session.subject, request, {
-      timeout: opts.timeoutMs ?? 5000,
-    });
+    const msg = await this.#exchange(session.subject, request, opts.timeoutMs ?? 5000);
+    // A copy: the read buffer may be reused while a reload (below) waits.
     const packet = new Uint8Array(msg.data);
-    let r = session.receive(packet);
+    // The reply's session, signed into its header, must be the one derived
+    // from this request: a reply to another request does not fit.
+    let r = session.receiveReply(packet, replySession);
     if (r.kind === "stale") {
       await this.#reload(session.roomId);
-      r = session.receive(packet);
+      r = session.receiveReply(packet, replySession);
     }
     if (r.kind === "delivered") this.#state?.touch();
     if (r.kind !== "delivered") {
@@ -939,11 +969,62 @@ export class UnibusClient {
         `the reply did not verify (${r.kind === "dropped" ? r.detail : r.kind})`,
       );
     }
-    // Signed into the reply's header: a reply to another request does not fit.
-    if (r.frames[0].meta.session !== replySession) {
-      throw new UnibusError("reply_rejected", "the reply does not answer this request");
-    }
     return r.frames[0];
+  }
+
+  // One request's NATS exchange. Not nats.js request(): per request it makes
+  // an error object (with a stack trace) even when the reply comes, and
+  // races two promises; on the round trip that was a tenth of a requester's
+  // time between the reply's arrival and its verification (measured). The
+  // outcome is the same: the first message on a fresh reply subject under
+  // this client's inbox, TimeoutError, or NoRespondersError in a
+  // RequestError when nobody listens on the room's subject.
+  #exchange(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
+    const inbox = this.#replyInbox ?? this.#subscribeReplies();
+    const token = `${++this.#nextToken}`;
+    const { promise, resolve, reject } = Promise.withResolvers<Msg>();
+    const timer = setTimeout(() => {
+      this.#awaiting.delete(token);
+      reject(new TimeoutError());
+    }, timeoutMs);
+    this.#awaiting.set(token, (reply) => {
+      clearTimeout(timer);
+      this.#awaiting.delete(token);
+      if (reply instanceof Error) reject(reply);
+      else if (reply.data.length === 0 && reply.headers?.code === 503) {
+        const none = new NoRespondersError(subject);
+        reject(new RequestError(none.message, { cause: none }));
+      } else resolve(reply);
+    });
+    try {
+      this.#nc.publish(subject, data, { reply: `${inbox}${token}` });
+    } catch (err) {
+      this.#awaiting.get(token)?.(err as Error);
+    }
+    return promise;
+  }
+
+  // The reply subscription, made on the first request: one for all (nats.js
+  // renews it across reconnects). Its inbox prefix is random per client, so
+  // tokens need only be unique within it; they are not secret either way
+  // (every member receiving a request sees its reply subject), which is why
+  // a reply is taken only after it verifies for its request.
+  #subscribeReplies(): string {
+    const inbox = `${createInbox(inboxPrefixFor(this.identity.signPubHex))}.`;
+    this.#nc.subscribe(`${inbox}*`, {
+      callback: (err, msg) => {
+        if (err) {
+          // The subscription ended (e.g. refused): every waiting request
+          // fails with its error, and the next one subscribes again.
+          if (this.#replyInbox === inbox) this.#replyInbox = null;
+          for (const done of [...this.#awaiting.values()]) done(err);
+          return;
+        }
+        this.#awaiting.get(msg.subject.slice(inbox.length))?.(msg);
+      },
+    });
+    this.#replyInbox = inbox;
+    return inbox;
   }
 
   /**
@@ -1087,13 +1168,56 @@ export class UnibusClient {
   /**
    * Reads a persisted room's stored messages, oldest first, verified and
    * decrypted like live ones (epochs whose keys this identity never received
-   * are counted in `stats.noKey`, not delivered).
+   * are counted in `stats.noKey`, not delivered). `startSeq` reads from a
+   * stream sequence on (e.g. the middle of a long history; the stream's
+   * first sequence when absent or older), `limit` stops after that many
+   * messages. The stream is read up to its last sequence at the call.
+   * Everything is held in memory: for long histories use
+   * {@linkcode UnibusClient.readHistory}, which streams them.
+   *
+   * @example
+   * ```ts
+   * const { messages } = await client.history(room, { limit: 100 });
+   * ```
    */
   async history(
     ref: RoomRef,
-    opts: { limit?: number; startSeq?: number } = {},
+    opts: HistoryOptions = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
+    const { messages, stats } = await this.readHistory(ref, opts);
+    const out: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
+    for await (const m of messages) out.push(m);
+    return { messages: out, stats };
+  }
+
+  /**
+   * {@linkcode UnibusClient.history} as a stream: the messages come as they
+   * are read and verified, in stream order, with memory bounded whatever the
+   * history's length. `stats` counts what has been read so far. Stopping
+   * early (`break`) is fine; the gets still in flight are discarded.
+   *
+   * @example
+   * ```ts
+   * const { messages, stats } = await client.readHistory(room, { startSeq: 500_000 });
+   * for await (const m of messages) console.log(m.meta.sender, m.plaintext.length);
+   * console.log(stats.delivered, stats.noKey);
+   * ```
+   */
+  async readHistory(
+    ref: RoomRef,
+    opts: HistoryOptions = {},
+  ): Promise<
+    { messages: AsyncGenerator<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }
+  > {
     this.#ensureOpen();
+    const limit = opts.limit ?? Infinity;
+    if (limit !== Infinity && !(Number.isSafeInteger(limit) && limit >= 0)) {
+      throw new RangeError(`history limit must be a whole number >= 0, not ${limit}`);
+    }
+    const startSeq = opts.startSeq ?? 0;
+    if (!(Number.isSafeInteger(startSeq) && startSeq >= 0)) {
+      throw new RangeError(`history startSeq must be a whole number >= 0, not ${startSeq}`);
+    }
     const session = await this.room(ref);
     if (!session.state.policy.persist) {
       throw new RangeError(`room ${session.roomId} is not persisted`);
@@ -1104,44 +1228,32 @@ export class UnibusClient {
     const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
     const stream = roomStreamName(session.roomId);
     const { state } = await jsm.streams.info(stream);
-    const stored: Array<{ seq: number; data: Uint8Array; chain: string; index: number }> = [];
-    const firstSeen = new Map<string, number>();
-    // startSeq: read from a stream sequence on (e.g. the middle of a long
-    // history); the stream's first sequence when absent or older.
-    const from = Math.max(state.first_seq, opts.startSeq ?? 0);
-    for (let seq = from; seq <= state.last_seq; seq++) {
-      const m = await jsm.direct.getMessage(stream, { seq });
-      if (!m) continue; // removed by the stream's age limit, or deleted
-      const data = new Uint8Array(m.data);
-      let chain = `seq:${seq}`;
-      let index = 0;
-      try {
-        const p = decodePacket(session.roomId, data);
-        chain = `${toHex(p.sender)}/${toHex(p.session)}/${p.epoch}`;
-        index = p.index;
-      } catch { /* the reader counts it as invalid */ }
-      if (!firstSeen.has(chain)) firstSeen.set(chain, seq);
-      stored.push({ seq, data, chain, index });
+    const from = Math.max(state.first_seq, startSeq);
+    const nc = this.#nc;
+    const inboxPrefix = inboxPrefixFor(this.identity.signPubHex);
+    async function* messages() {
+      if (limit === 0 || state.messages === 0) return;
+      let given = 0;
+      // A packet resent while its stream had no leader (durable_publish.ts)
+      // is stored after later ones of the same sender; the ratchet only
+      // moves forward, so each sender's packets are read in their own order
+      // (within history_reader.ts's window), and given back in stream order.
+      const packets = directGets(nc, { stream, from, to: state.last_seq, inboxPrefix });
+      for await (
+        const [, r] of inSessionOrder(
+          packets,
+          (d) => reader.receive(d),
+          (r) => r.kind === "delivered",
+        )
+      ) {
+        if (r.kind !== "delivered") continue;
+        for (const f of r.frames) {
+          yield f;
+          if (++given >= limit) return;
+        }
+      }
     }
-    // A packet resent while its stream had no leader (durable_publish.ts) is
-    // stored after later ones of the same sender; the ratchet only moves
-    // forward, so each sender's packets are read in their own order, and
-    // the messages are then given back in stream order.
-    const readOrder = [...stored].sort((a, b) =>
-      firstSeen.get(a.chain)! - firstSeen.get(b.chain)! || a.index - b.index || a.seq - b.seq
-    );
-    const read: Array<{ seq: number; frames: Array<{ meta: FrameMeta; plaintext: Uint8Array }> }> =
-      [];
-    for (const s of readOrder) {
-      const r = reader.receive(s.data);
-      if (r.kind === "delivered") read.push({ seq: s.seq, frames: r.frames });
-    }
-    const limit = opts.limit ?? Infinity;
-    const messages = read.sort((a, b) => a.seq - b.seq).flatMap((r) => r.frames);
-    return {
-      messages: messages.slice(0, limit === Infinity ? undefined : limit),
-      stats: reader.stats,
-    };
+    return { messages: messages(), stats: reader.stats };
   }
 
   /**
@@ -1192,6 +1304,7 @@ export class UnibusClient {
     await this.#flushSent().catch(() => {});
     this.#durable.close();
     this.#closed = true;
+    for (const done of [...this.#awaiting.values()]) done(new ClosedError());
     await this.#nc.close();
     this.#control.close();
     await this.#state?.close();

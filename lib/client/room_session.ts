@@ -356,6 +356,23 @@ export class RoomSession {
    * the packet's epoch, order (no packet index twice), then decryption.
    */
   receive(bytes: Uint8Array): ReceiveResult {
+    return this.#accept(bytes, null);
+  }
+
+  /**
+   * Authenticates and opens the reply to this client's request: like
+   * {@linkcode RoomSession.receive}, and its session must be `replySession`
+   * (the one derived from the request, checked before any state is kept).
+   * A reply's session carries one packet: it is closed once accepted (a
+   * replay of the reply is dropped) and never takes one of the replier's
+   * per-sender session slots, which would push the replier's own sending
+   * session out after 64 requests and drop its room messages as replays.
+   */
+  receiveReply(bytes: Uint8Array, replySession: string): ReceiveResult {
+    return this.#accept(bytes, replySession);
+  }
+
+  #accept(bytes: Uint8Array, replySession: string | null): ReceiveResult {
     let packet;
     try {
       packet = decodePacket(this.roomId, bytes);
@@ -410,8 +427,16 @@ export class RoomSession {
       return this.#drop("replayed", "signed more than 30 s in this receiver's future");
     }
     const session = toHex(packet.session);
+    if (replySession !== null) {
+      if (session !== replySession) {
+        return this.#drop("invalid", "the reply does not answer this request");
+      }
+      if (packet.index !== 0 || packet.firstFrame !== 0 || packet.count !== 1) {
+        return this.#drop("invalid", "a reply is one frame, packet 0 of its session");
+      }
+    }
     const chainKey = `${packet.epoch}/${sender}/${session}`;
-    let lane = this.#receive.get(chainKey);
+    let lane = replySession === null ? this.#receive.get(chainKey) : undefined;
     if (lane === undefined && this.#retired.has(chainKey)) {
       return this.#drop("replayed", "sender session was retired");
     }
@@ -432,6 +457,8 @@ export class RoomSession {
         );
       }
       lane = { chain, lastPacket: -1, nextFrame: 0 };
+    }
+    if (replySession === null && !this.#receive.has(chainKey)) {
       const mine = this.#perSender.get(sender) ?? [];
       if (mine.length >= MAX_SESSIONS_PER_SENDER) {
         // Evict this sender's own oldest session, never someone else's.
@@ -467,6 +494,7 @@ export class RoomSession {
     // was signed by a member, who can only waste its own session this way.
     lane.lastPacket = packet.index;
     lane.nextFrame = packet.firstFrame + packet.count;
+    if (replySession !== null) this.#retire(chainKey);
     let frames: Uint8Array[] | null;
     try {
       frames = openPacket(this.roomId, packet, mk);

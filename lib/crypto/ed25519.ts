@@ -22,6 +22,7 @@ import {
   verify as nodeVerify,
 } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { toHex } from "../identity/hex.ts";
 
 // DER prefixes that wrap a raw 32-byte seed (PKCS#8) or public key (SPKI) for
 // Ed25519 (RFC 8410), so node:crypto can load raw keys without a PEM detour.
@@ -134,7 +135,7 @@ const CACHE_LIMIT = 4096;
 // (comparatively slow) point decoding on the per-message path.
 function trustedKeyObject(pub: Uint8Array): KeyObject | null {
   if (pub.length !== 32) return null;
-  const id = Buffer.from(pub).toString("hex");
+  const id = toHex(pub);
   let key = publicKeyCache.get(id);
   if (!key) {
     if (!isValidPublicKey(pub)) return null;

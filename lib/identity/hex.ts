@@ -9,6 +9,11 @@
 
 const LOWER_HEX = /^(?:[0-9a-f]{2})*$/;
 const ANY_CASE_HEX = /^(?:[0-9a-fA-F]{2})*$/;
+// Table lookups: hex conversions run several times per received packet.
+const BYTE_HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+/** Value of a lowercase hex digit by char code; -1 (or undefined past 127) for anything else. */
+const DIGIT = new Int8Array(128).fill(-1);
+for (let c = 0; c < 16; c++) DIGIT["0123456789abcdef".charCodeAt(c)] = c;
 
 /**
  * Lowercase hex of `bytes`.
@@ -20,7 +25,7 @@ const ANY_CASE_HEX = /^(?:[0-9a-fA-F]{2})*$/;
  */
 export function toHex(bytes: Uint8Array): string {
   let out = "";
-  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  for (let i = 0; i < bytes.length; i++) out += BYTE_HEX[bytes[i]];
   return out;
 }
 
@@ -49,15 +54,27 @@ export function isHex(s: unknown, byteLength?: number): s is string {
  * ```
  */
 export function fromHex(s: string, byteLength?: number): Uint8Array {
-  if (!isHex(s, byteLength)) {
-    throw new RangeError(
+  const bad = () =>
+    new RangeError(
       byteLength === undefined
         ? "not lowercase hex of even length"
         : `not ${byteLength * 2} lowercase hex characters`,
     );
+  if (
+    typeof s !== "string" || s.length % 2 !== 0 ||
+    (byteLength !== undefined && s.length !== byteLength * 2)
+  ) {
+    throw bad();
   }
+  // Checked digit by digit here (what isHex's pattern says): this runs
+  // several times per request and reply.
   const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    const hi = DIGIT[s.charCodeAt(2 * i)];
+    const lo = DIGIT[s.charCodeAt(2 * i + 1)];
+    if (!(hi >= 0 && lo >= 0)) throw bad();
+    out[i] = (hi << 4) | lo;
+  }
   return out;
 }
 

@@ -4,12 +4,14 @@
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
  * Options: --only=callout,cluster,cluster-e2e,connect,control-plane,e2e,
- * flood,primitives,ready,scale (default all but cluster, cluster-e2e and
+ * flood,history,primitives,ready,scale (default all but cluster, cluster-e2e and
  * scale; cluster: --kills=N, default 3), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
- * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV).
+ * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV);
+ * --baseline=<dir> (another checkout) adds its enforce-mode serves to the
+ * connect rotation.
  *
  * @module
  */
@@ -21,6 +23,7 @@ import { benchClusterE2E } from "./cluster_e2e.ts";
 import { benchConnect } from "./connect.ts";
 import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
+import { benchHistory, historyReport } from "./history.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { spread } from "./stats.ts";
@@ -67,18 +70,25 @@ if (only.has("callout")) {
 }
 
 if (only.has("connect")) {
-  const connects = await benchConnect(n);
+  const baseline = flag("baseline", "");
+  const connects = await benchConnect(n, baseline ? { baseline } : {});
   results.connects = connects;
   const row = (name: string, s: typeof connects.auth) =>
     `| ${name} | ${s.n} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.max} |`;
   out.push(
-    "Connect (TCP + INFO + CONNECT + PING/PONG, then close), milliseconds:",
+    "Connect (TCP + INFO + CONNECT + PING/PONG, then close), the modes interleaved, milliseconds:",
     "",
     "| connect | n | p50 | p90 | p99 | max |",
     "|---|---|---|---|---|---|",
     row("enforce: nkey + auth callout, SQLite store", connects.auth),
     row("enforce: nkey + auth callout, KV store", connects.authKv),
     row("auth off (no credentials)", connects.noAuth),
+    ...(connects.baseline
+      ? [
+        row(`baseline ${baseline}: enforce, SQLite store`, connects.baseline.auth),
+        row(`baseline ${baseline}: enforce, KV store`, connects.baseline.authKv),
+      ]
+      : []),
     "",
   );
 }
@@ -231,6 +241,16 @@ if (only.has("control-plane")) {
   });
   results.controlPlane = controlPlane;
   out.push(controlPlaneTable(controlPlane), "");
+}
+
+// History alone (it is part of scale too): --only=history.
+if (only.has("history") && !only.has("scale")) {
+  const history = await benchHistory({
+    messages: Number(flag("history-messages", "1000000")),
+    single: Number(flag("history", "100000")),
+  });
+  results.history = history;
+  out.push(...historyReport(history));
 }
 
 if (only.has("scale")) {

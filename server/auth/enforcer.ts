@@ -211,14 +211,23 @@ export function startEnforcer(opts: EnforcerOptions) {
     else userRooms.delete(signPub);
   };
 
-  const reconcileUser = async (signPub: string) => {
-    const user = await opts.store.getUser(signPub);
+  // `viaAccess`: read with Store.getUserAccess, as the callout does, for the
+  // re-check that follows each admission. It is as current as a fresh read
+  // (SQLite answers from memory only while it proves nothing was committed
+  // since), and on SQLite it is one small read instead of two: that re-check
+  // runs while nats-server finishes the login it just answered, and on a
+  // 2-core machine its two reads took CPU from it. Passes the change feed or
+  // the backstop start read afresh, so even a flaw in that cache could not
+  // keep a revoked user connected past the next backstop pass.
+  const reconcileUser = async (signPub: string, viaAccess = false) => {
+    const access = viaAccess ? await opts.store.getUserAccess(signPub) : null;
+    const user = access ? access.user : await opts.store.getUser(signPub);
     if (!user || user.status !== "active") {
       index(signPub, []);
       await kickUser(signPub, user ? "user revoked" : "user removed");
       return;
     }
-    const rooms = await opts.store.listRoomsForMember(signPub);
+    const rooms = access ? access.rooms : await opts.store.listRoomsForMember(signPub);
     index(signPub, rooms.map((r) => r.id));
     const now = userPermissions(signPub, rooms);
     const digest = JSON.stringify(now);
@@ -239,6 +248,8 @@ export function startEnforcer(opts: EnforcerOptions) {
   // the change may have come after that pass read the user it is about.
   const dirty = new Set<string>();
   const dirtyRooms = new Set<string>();
+  // Users with a connection admitted since the last pass (read via access).
+  const admitted = new Set<string>();
   let allDirty = true;
   let lastFull = 0;
   let targetedSinceFull = false;
@@ -288,7 +299,10 @@ export function startEnforcer(opts: EnforcerOptions) {
     else if (change.kind === "room") markRoom(change.roomId);
     else markAll();
   });
-  const offAdd = opts.sessions.onAdd((session) => markUser(session.signPub));
+  const offAdd = opts.sessions.onAdd((session) => {
+    admitted.add(session.signPub);
+    wake?.();
+  });
 
   const loop = async () => {
     while (running) {
@@ -313,13 +327,23 @@ export function startEnforcer(opts: EnforcerOptions) {
           else index(u, []);
         }
       }
+      const fresh = new Set(users);
+      const logins = [...admitted].filter((u) =>
+        !fresh.has(u) && opts.sessions.forUser(u).length > 0
+      );
       allDirty = false;
       dirty.clear();
+      admitted.clear();
       let failed = false;
       pass = (async () => {
-        for (const signPub of users) {
+        for (
+          const [signPub, viaAccess] of [
+            ...users.map((u) => [u, false] as const),
+            ...logins.map((u) => [u, true] as const),
+          ]
+        ) {
           try {
-            await reconcileUser(signPub);
+            await reconcileUser(signPub, viaAccess);
           } catch (err) {
             // New connections fail closed in the callout; this user is
             // re-checked on the next pass.
@@ -333,7 +357,9 @@ export function startEnforcer(opts: EnforcerOptions) {
       if (!running) break;
       // After a failure, do not spin on an unavailable store.
       if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
-      else if (!allDirty && dirty.size === 0 && dirtyRooms.size === 0) await sleep();
+      else if (
+        !allDirty && dirty.size === 0 && dirtyRooms.size === 0 && admitted.size === 0
+      ) await sleep();
     }
   };
   const looping = loop();
