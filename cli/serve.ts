@@ -17,6 +17,7 @@ import {
   type Limits,
   MAX_BLOB_BYTES,
   MIN_JETSTREAM_STORE,
+  MIN_ROOM_STREAM_BYTES,
 } from "../server/limits.ts";
 
 const MiB = 1024 * 1024;
@@ -36,7 +37,7 @@ const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
     "roomStreamMaxBytes",
     "room-stream-max-bytes",
     "bytes",
-    "history one persisted room keeps (oldest dropped first)",
+    "history one persisted room keeps, oldest dropped first (at least 1MiB; a 64-byte message stores ~340 bytes alone, ~69 packed)",
   ],
   [
     "jetStreamMaxStore",
@@ -358,6 +359,13 @@ export function parseServeArgs(
   if (limits.jetStreamMaxStore !== null && limits.jetStreamMaxStore < MIN_JETSTREAM_STORE) {
     throw new UsageError(
       `--jetstream-max-store: must be at least ${byteText(MIN_JETSTREAM_STORE)}`,
+    );
+  }
+  // A stream smaller than one NATS message (max_payload, 1 MiB) would refuse
+  // a full packet and keep only a few: a room that persists in name only.
+  if (limits.roomStreamMaxBytes < MIN_ROOM_STREAM_BYTES) {
+    throw new UsageError(
+      `--room-stream-max-bytes: must be at least ${byteText(MIN_ROOM_STREAM_BYTES)}`,
     );
   }
   if (limits.jetStreamMaxStore !== null && limits.roomStreamMaxBytes > limits.jetStreamMaxStore) {

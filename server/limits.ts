@@ -59,6 +59,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
 /** The share of the data disk's free space JetStream may reserve when not set by flag. */
 export const JETSTREAM_DISK_SHARE = 0.5;
 
+/** The smallest room stream: one NATS message of the largest size (`max_payload`). */
+export const MIN_ROOM_STREAM_BYTES = MiB;
+
 /** Below this, JetStream is not worth starting: not even a handful of rooms fit. */
 export const MIN_JETSTREAM_STORE = 256 * MiB;
 

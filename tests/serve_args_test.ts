@@ -132,6 +132,8 @@ Deno.test("malformed serve flags are usage errors naming the flag", () => {
     [["--max-blobs-per-user", "lots"], "--max-blobs-per-user"],
     [["--max-blob-bytes-per-user", "1MB"], "--max-blob-bytes-per-user"],
     [["--jetstream-max-store", "1MiB"], "--jetstream-max-store: must be at least"],
+    [["--room-stream-max-bytes", "512KiB"], "--room-stream-max-bytes: must be at least 1MiB"],
+    [["--room-stream-max-bytes", "64MB"], "--room-stream-max-bytes"],
     [
       ["--jetstream-max-store", "1GiB", "--room-stream-max-bytes", "2GiB"],
       "must not exceed --jetstream-max-store",

@@ -38,7 +38,7 @@ import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
-import { decodePacket } from "../e2e/packet.ts";
+import { directGets, inSessionOrder } from "./history_reader.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -86,6 +86,14 @@ export interface RoomInfo {
 
 /** A room given by id (32 hex characters) or by subject. */
 export type RoomRef = string | { id: string };
+
+/** What {@linkcode UnibusClient.history} and `readHistory` read. */
+export interface HistoryOptions {
+  /** Stop after this many messages (a whole number >= 0). Default: all. */
+  limit?: number;
+  /** Start at this stream sequence; the stream's first one when absent or older. */
+  startSeq?: number;
+}
 
 /** A live room subscription. */
 export interface RoomSubscription {
@@ -1074,13 +1082,56 @@ export class UnibusClient {
   /**
    * Reads a persisted room's stored messages, oldest first, verified and
    * decrypted like live ones (epochs whose keys this identity never received
-   * are counted in `stats.noKey`, not delivered).
+   * are counted in `stats.noKey`, not delivered). `startSeq` reads from a
+   * stream sequence on (e.g. the middle of a long history; the stream's
+   * first sequence when absent or older), `limit` stops after that many
+   * messages. The stream is read up to its last sequence at the call.
+   * Everything is held in memory: for long histories use
+   * {@linkcode UnibusClient.readHistory}, which streams them.
+   *
+   * @example
+   * ```ts
+   * const { messages } = await client.history(room, { limit: 100 });
+   * ```
    */
   async history(
     ref: RoomRef,
-    opts: { limit?: number; startSeq?: number } = {},
+    opts: HistoryOptions = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
+    const { messages, stats } = await this.readHistory(ref, opts);
+    const out: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
+    for await (const m of messages) out.push(m);
+    return { messages: out, stats };
+  }
+
+  /**
+   * {@linkcode UnibusClient.history} as a stream: the messages come as they
+   * are read and verified, in stream order, with memory bounded whatever the
+   * history's length. `stats` counts what has been read so far. Stopping
+   * early (`break`) is fine; the gets still in flight are discarded.
+   *
+   * @example
+   * ```ts
+   * const { messages, stats } = await client.readHistory(room, { startSeq: 500_000 });
+   * for await (const m of messages) console.log(m.meta.sender, m.plaintext.length);
+   * console.log(stats.delivered, stats.noKey);
+   * ```
+   */
+  async readHistory(
+    ref: RoomRef,
+    opts: HistoryOptions = {},
+  ): Promise<
+    { messages: AsyncGenerator<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }
+  > {
     this.#ensureOpen();
+    const limit = opts.limit ?? Infinity;
+    if (limit !== Infinity && !(Number.isSafeInteger(limit) && limit >= 0)) {
+      throw new RangeError(`history limit must be a whole number >= 0, not ${limit}`);
+    }
+    const startSeq = opts.startSeq ?? 0;
+    if (!(Number.isSafeInteger(startSeq) && startSeq >= 0)) {
+      throw new RangeError(`history startSeq must be a whole number >= 0, not ${startSeq}`);
+    }
     const session = await this.room(ref);
     if (!session.state.policy.persist) {
       throw new RangeError(`room ${session.roomId} is not persisted`);
@@ -1091,44 +1142,32 @@ export class UnibusClient {
     const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
     const stream = roomStreamName(session.roomId);
     const { state } = await jsm.streams.info(stream);
-    const stored: Array<{ seq: number; data: Uint8Array; chain: string; index: number }> = [];
-    const firstSeen = new Map<string, number>();
-    // startSeq: read from a stream sequence on (e.g. the middle of a long
-    // history); the stream's first sequence when absent or older.
-    const from = Math.max(state.first_seq, opts.startSeq ?? 0);
-    for (let seq = from; seq <= state.last_seq; seq++) {
-      const m = await jsm.direct.getMessage(stream, { seq });
-      if (!m) continue; // removed by the stream's age limit, or deleted
-      const data = new Uint8Array(m.data);
-      let chain = `seq:${seq}`;
-      let index = 0;
-      try {
-        const p = decodePacket(session.roomId, data);
-        chain = `${toHex(p.sender)}/${toHex(p.session)}/${p.epoch}`;
-        index = p.index;
-      } catch { /* the reader counts it as invalid */ }
-      if (!firstSeen.has(chain)) firstSeen.set(chain, seq);
-      stored.push({ seq, data, chain, index });
+    const from = Math.max(state.first_seq, startSeq);
+    const nc = this.#nc;
+    const inboxPrefix = inboxPrefixFor(this.identity.signPubHex);
+    async function* messages() {
+      if (limit === 0 || state.messages === 0) return;
+      let given = 0;
+      // A packet resent while its stream had no leader (durable_publish.ts)
+      // is stored after later ones of the same sender; the ratchet only
+      // moves forward, so each sender's packets are read in their own order
+      // (within history_reader.ts's window), and given back in stream order.
+      const packets = directGets(nc, { stream, from, to: state.last_seq, inboxPrefix });
+      for await (
+        const [, r] of inSessionOrder(
+          packets,
+          (d) => reader.receive(d),
+          (r) => r.kind === "delivered",
+        )
+      ) {
+        if (r.kind !== "delivered") continue;
+        for (const f of r.frames) {
+          yield f;
+          if (++given >= limit) return;
+        }
+      }
     }
-    // A packet resent while its stream had no leader (durable_publish.ts) is
-    // stored after later ones of the same sender; the ratchet only moves
-    // forward, so each sender's packets are read in their own order, and
-    // the messages are then given back in stream order.
-    const readOrder = [...stored].sort((a, b) =>
-      firstSeen.get(a.chain)! - firstSeen.get(b.chain)! || a.index - b.index || a.seq - b.seq
-    );
-    const read: Array<{ seq: number; frames: Array<{ meta: FrameMeta; plaintext: Uint8Array }> }> =
-      [];
-    for (const s of readOrder) {
-      const r = reader.receive(s.data);
-      if (r.kind === "delivered") read.push({ seq: s.seq, frames: r.frames });
-    }
-    const limit = opts.limit ?? Infinity;
-    const messages = read.sort((a, b) => a.seq - b.seq).flatMap((r) => r.frames);
-    return {
-      messages: messages.slice(0, limit === Infinity ? undefined : limit),
-      stats: reader.stats,
-    };
+    return { messages: messages(), stats: reader.stats };
   }
 
   /**

@@ -24,6 +24,7 @@ export {
   connect,
   type ConnectOptions,
   type FrameMeta,
+  type HistoryOptions,
   type RoomInfo,
   type RoomRef,
   type RoomStats,

@@ -36,7 +36,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { verifySignature } from "../crypto/ed25519.ts";
 import { aeadDecrypt, aeadEncryptInto, NONCE_BYTES, TAG_BYTES } from "./aead.ts";
-import { concatBytes, lengthPrefixed, utf8 } from "./bytes.ts";
+import { concatBytes, lengthPrefixed, toHex, utf8 } from "./bytes.ts";
 
 /** The packet format version this code speaks (docs/protocol.md §2.7). */
 export const PACKET_VERSION = 2;
@@ -395,4 +395,26 @@ export function replySessionFor(
   view.setUint32(REPLY_CONTEXT.length + 48, epoch);
   view.setUint32(REPLY_CONTEXT.length + 52, index);
   return sha256(b).subarray(0, 16);
+}
+
+/**
+ * Where a packet belongs, read from its header and NOT verified: its sender
+ * session (sender, epoch and session id as one hex key) and packet index;
+ * null when the bytes are not a packet of this version. For ordering only:
+ * a history reader receives each session's packets in index order
+ * (lib/client/history_reader.ts), and every packet is still verified by
+ * {@linkcode decodePacket} before anything of it is used. Verifying here
+ * too would cost a second signature check per packet.
+ *
+ * @example
+ * ```ts
+ * const at = packetLane(bytes); // { lane: "…", index: 7 } or null
+ * ```
+ */
+export function packetLane(bytes: Uint8Array): { lane: string; index: number } | null {
+  if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) return null;
+  if (!PACKET_MAGIC.every((b, i) => b === bytes[i])) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Bytes 8..60: sender key, epoch, session id (the layout above).
+  return { lane: toHex(bytes.subarray(8, 60)), index: view.getUint32(60) };
 }

@@ -4,7 +4,7 @@
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
  * Options: --only=callout,cluster,cluster-e2e,connect,control-plane,e2e,
- * flood,primitives,ready,scale (default all but cluster, cluster-e2e and
+ * flood,history,primitives,ready,scale (default all but cluster, cluster-e2e and
  * scale; cluster: --kills=N, default 3), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
@@ -21,6 +21,7 @@ import { benchClusterE2E } from "./cluster_e2e.ts";
 import { benchConnect } from "./connect.ts";
 import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
 import { benchE2E } from "./e2e.ts";
+import { benchHistory, historyReport } from "./history.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { spread } from "./stats.ts";
@@ -250,6 +251,16 @@ if (only.has("control-plane")) {
   });
   results.controlPlane = controlPlane;
   out.push(controlPlaneTable(controlPlane), "");
+}
+
+// History alone (it is part of scale too): --only=history.
+if (only.has("history") && !only.has("scale")) {
+  const history = await benchHistory({
+    messages: Number(flag("history-messages", "1000000")),
+    single: Number(flag("history", "100000")),
+  });
+  results.history = history;
+  out.push(...historyReport(history));
 }
 
 if (only.has("scale")) {

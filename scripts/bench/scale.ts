@@ -11,32 +11,22 @@
  *   (signed changes, rotations, sealed keys over HTTP): creation rate, then
  *   connect p50 for a member of 50 rooms (the ACL size) against one of none,
  *   serve's RSS.
- * - `--history=N` (100 000) messages in a persisted encrypted room, one
- *   packet each: history read throughput from the start and from the middle.
+ * - history at scale (scripts/bench/history.ts): `--history-messages=N`
+ *   (1 000 000) messages packed as the client packs them and `--history=N`
+ *   (100 000) one packet each, read from the start and from the middle.
  *
  * @module
  */
 
-import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { inboxPrefixFor } from "../../lib/auth/acl.ts";
-import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { connect, type UnibusClient } from "../../lib/client/client.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { summarize, type Summary } from "./stats.ts";
-import { registerUsers, rssMiB } from "./users.ts";
+import { natsLogin, registerUsers, rssMiB } from "./users.ts";
+import { benchHistory, historyReport } from "./history.ts";
 
 const DEADLINE_MS = 180_000;
-
-function natsLogin(port: number, id: Identity): Promise<NatsConnection> {
-  return natsConnect({
-    servers: `127.0.0.1:${port}`,
-    authenticator: busUserAuthenticator(new NativeNkeyPair(Prefix.User, id.signSeed)),
-    inboxPrefix: inboxPrefixFor(id.signPubHex),
-    timeout: 60_000,
-    maxReconnectAttempts: 0,
-  });
-}
 
 /** Result of the connect storm. */
 export interface StormResult {
@@ -201,63 +191,6 @@ export async function benchRoomReady(sizes: number[]): Promise<RoomReadyResult[]
   }
 }
 
-/** Result of the history run. */
-export interface HistoryResult {
-  messages: number;
-  publishMs: number;
-  fromStart: { read: number; msgsPerSec: number };
-  fromMiddle: { read: number; msgsPerSec: number };
-}
-
-/** `n` messages (one packet each) into a persisted encrypted room, read back. */
-export async function benchHistory(n: number): Promise<HistoryResult> {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
-  const clients: UnibusClient[] = [];
-  try {
-    const [a, b] = [generateIdentity("hist-a"), generateIdentity("hist-b")];
-    await registerUsers(s.dataDir, [a, b], "scale");
-    const url = `nats://127.0.0.1:${s.natsPort}`;
-    const ca = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: a });
-    clients.push(ca);
-    const room = await ca.createRoom("scale.history", {
-      encrypt: true,
-      sign: true,
-      persist: true,
-    });
-    await ca.addMember(room, b.signPubHex);
-    const payload = new Uint8Array(64).fill(7);
-    const t0 = performance.now();
-    let sent = 0;
-    // Awaited one by one: every message is its own packet, as a chatty
-    // agent's would be; bounded by the deadline as well as the count.
-    while (sent < n && performance.now() - t0 < DEADLINE_MS) {
-      await ca.publish(room, payload);
-      if (++sent % 1000 === 0) await ca.flush();
-    }
-    await ca.flush();
-    const publishMs = performance.now() - t0;
-    const cb = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: b });
-    clients.push(cb);
-    const read = async (startSeq?: number) => {
-      const t = performance.now();
-      const { messages } = await cb.history(room, { startSeq });
-      return {
-        read: messages.length,
-        msgsPerSec: Math.round(messages.length / ((performance.now() - t) / 1000)),
-      };
-    };
-    return {
-      messages: sent,
-      publishMs: Math.round(publishMs),
-      fromStart: await read(),
-      fromMiddle: await read(Math.floor(sent / 2)),
-    };
-  } finally {
-    await Promise.allSettled(clients.map((c) => c.close()));
-    await s.stop();
-  }
-}
-
 function flag(args: string[], name: string, fallback: number): number {
   return Number(args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
 }
@@ -268,7 +201,10 @@ export async function benchScale(args: string[]) {
     ready: await benchRoomReady([2, 8, 32]),
     storm: await benchStorm(flag(args, "storm", 1000)),
     rooms: await benchRooms(flag(args, "rooms", 100)),
-    history: await benchHistory(flag(args, "history", 100_000)),
+    history: await benchHistory({
+      messages: flag(args, "history-messages", 1_000_000),
+      single: flag(args, "history", 100_000),
+    }),
   };
 }
 
@@ -301,13 +237,7 @@ export function scaleReport(r: Awaited<ReturnType<typeof benchScale>>): string[]
     "|---|---|---|---|---|",
     `| ${rooms.roomsPerSec} | ${rooms.roomReady.p50} / ${rooms.roomReady.p99} | ${rooms.connectMember50.p50} / ${rooms.connectMember50.p99} | ${rooms.connectMember0.p50} / ${rooms.connectMember0.p99} | ${rooms.serveRssMiB} |`,
     "",
-    `History: ${history.messages} messages (one packet each) in a persisted encrypted room, published in ${history.publishMs} ms:`,
-    "",
-    "| read from | messages | msgs/s |",
-    "|---|---|---|",
-    `| the start | ${history.fromStart.read} | ${history.fromStart.msgsPerSec} |`,
-    `| the middle | ${history.fromMiddle.read} | ${history.fromMiddle.msgsPerSec} |`,
-    "",
+    ...historyReport(history),
   ];
 }
 

@@ -1,10 +1,13 @@
 /**
  * Bench set-up shared by the benchmarks: bus users written straight into a
- * serve's store, and a process's resident memory.
+ * serve's store, their NATS login, and a process's resident memory.
  *
  * @module
  */
 
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import { inboxPrefixFor } from "../../lib/auth/acl.ts";
+import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import type { Identity } from "../../lib/identity/identity.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import type { Store } from "../../lib/store/store.ts";
@@ -62,4 +65,23 @@ export function rssMiB(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * A bus user's own NATS connection to a serve's nats-server on loopback
+ * (nkey through the callout, its private inbox prefix, no reconnect).
+ *
+ * @example
+ * ```ts
+ * const nc = await natsLogin(serve.natsPort, generateIdentity("a"));
+ * ```
+ */
+export function natsLogin(port: number, id: Identity): Promise<NatsConnection> {
+  return natsConnect({
+    servers: `127.0.0.1:${port}`,
+    authenticator: busUserAuthenticator(new NativeNkeyPair(Prefix.User, id.signSeed)),
+    inboxPrefix: inboxPrefixFor(id.signPubHex),
+    timeout: 60_000,
+    maxReconnectAttempts: 0,
+  });
 }
