@@ -1050,7 +1050,8 @@ export class UnibusClient {
         // Encrypted rooms read the packet in place: nats.js hands each message
         // a view of a buffer it never writes again (every socket read is a
         // fresh buffer, a message split across reads is joined into a new
-        // one), and what the handler gets is freshly decrypted, so nothing
+        // one; tests/nats_message_buffers_test.ts), and what the handler gets
+        // is freshly decrypted, so nothing
         // it keeps or changes is shared. Other rooms hand the handler views of
         // the packet itself: a copy, so a handler does not pin a whole read
         // buffer, nor see another subscription's changes to the same bytes.
