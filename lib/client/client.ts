@@ -1051,10 +1051,10 @@ export class UnibusClient {
         // a view of a buffer it never writes again (every socket read is a
         // fresh buffer, a message split across reads is joined into a new
         // one; tests/nats_message_buffers_test.ts), and what the handler gets
-        // is freshly decrypted, so nothing
-        // it keeps or changes is shared. Other rooms hand the handler views of
-        // the packet itself: a copy, so a handler does not pin a whole read
-        // buffer, nor see another subscription's changes to the same bytes.
+        // is freshly decrypted, so nothing it keeps or changes is shared.
+        // Other rooms hand the handler views of the packet itself: a copy, so
+        // a handler does not pin a whole read buffer, nor see another
+        // subscription's changes to the same bytes.
         const data = session.state.policy.encrypt ? msg.data : new Uint8Array(msg.data);
         const reply = msg.reply || undefined;
         pending++;
