@@ -31,7 +31,10 @@ Deno.test("/metrics: Prometheus text with connections, callout results, HTTP, st
     assertEquals(sample(text, 'unibus_callout_total{result="denied"}'), 1);
     assertEquals(sample(text, 'unibus_http_requests_total{route="/healthz",status="200"}'), 1);
     assertEquals(sample(text, 'unibus_http_requests_total{route="/v1/rooms",status="401"}'), 1);
-    assert((sample(text, 'unibus_store_op_seconds_count{op="getUser",result="ok"}') ?? 0) >= 2);
+    // The callout reads each login (alice, the stranger) with one getUserAccess.
+    assert(
+      (sample(text, 'unibus_store_op_seconds_count{op="getUserAccess",result="ok"}') ?? 0) >= 2,
+    );
     assertEquals(sample(text, "unibus_nats_server_restarts"), 0);
     assertEquals(sample(text, "unibus_cluster_quorum"), 1);
     // Labels are patterns and fixed words: no key or subject ever appears.

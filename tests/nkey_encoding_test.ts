@@ -6,7 +6,7 @@
  */
 
 import { fromPublic, fromSeed } from "@nats-io/nkeys";
-import { NativeNkeyPair, Prefix } from "../lib/auth/nkey.ts";
+import { decodeAnyBase64, NativeNkeyPair, Prefix } from "../lib/auth/nkey.ts";
 import { fromHex, toHex } from "../lib/e2e/bytes.ts";
 import { nkeyPublicFromSignPub, signPubFromNkey } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -96,5 +96,27 @@ Deno.test("a user nkey with a wrong checksum, prefix, case or length is refused"
   const account = spell([0], fromHex(vectors.user.signPubHex)).text; // "A…": an account key
   for (const bad of [flipped, good.toLowerCase(), good.slice(0, -1), good + "A", account]) {
     assertThrows(() => signPubFromNkey(bad), RangeError);
+  }
+});
+
+Deno.test("a nonce signature decodes from either base64 alphabet, padded or not", () => {
+  // Bytes whose encodings use every character that differs between the two
+  // alphabets (+ / against - _), at each length mod 3.
+  for (let n = 0; n < 70; n++) {
+    const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 151 + n * 7 + 0xfb) & 0xff);
+    const std = btoa(String.fromCharCode(...bytes));
+    const url = std.replace(/\+/g, "-").replace(/\//g, "_");
+    for (const text of [std, std.replace(/=+$/, ""), url, url.replace(/=+$/, "")]) {
+      assertEquals(decodeAnyBase64(text), bytes, text);
+    }
+  }
+});
+
+Deno.test("text that is not base64 decodes to null, not to fewer bytes", () => {
+  // Node's decoder skips characters outside the alphabet; the callout must not.
+  for (
+    const bad of ["AQ ID", "AQ.D", "AQID\n", "AQ==ID", "AQID===", "A", "AQIDB", "AQ*D", "ÄQID"]
+  ) {
+    assertEquals(decodeAnyBase64(bad), null, JSON.stringify(bad));
   }
 });

@@ -881,6 +881,90 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     );
   });
 
+  // ---- the auth callout's read ----
+
+  test("getUserAccess reads what getUser and listRoomsForMember read", async (s) => {
+    assert.deepEqual(await s.getUserAccess(A), { user: null, rooms: [] });
+    await s.addUser(user(A, { handle: "ada" }));
+    await s.createRoom(room("b"));
+    await s.createRoom(room("a"));
+    await s.createRoom(room("c"));
+    for (const id of ["b", "a"]) {
+      await s.addMember({ roomId: id, signPub: A, role: "member", addedBy: B, change: null });
+    }
+    const access = await s.getUserAccess(A);
+    assert.deepEqual(access, {
+      user: await s.getUser(A),
+      rooms: await s.listRoomsForMember(A),
+    });
+    assert.deepEqual(access.rooms.map((r) => r.id), ["a", "b"]);
+  });
+
+  // The callout decides logins on this read, and SQLite answers it from
+  // memory while it can prove nothing changed: every write below must show
+  // at the very next read, whether this handle or another process made it,
+  // with no wait for a change feed.
+  testWith(
+    "getUserAccess sees every write at once, from this handle and from another",
+    async (s, another) => {
+      const other = await another();
+      try {
+        const reads = async () => {
+          const a = await s.getUserAccess(A);
+          assert.deepEqual(await s.getUserAccess(A), a, "a repeated read answers the same");
+          return a;
+        };
+        await s.addUser(user(A));
+        await s.createRoom(room("ops"));
+        await s.createRoom(room("dev"));
+        assert.equal((await reads()).user?.status, "active");
+        for (const [store, id] of [[s, "ops"], [other, "dev"]] as const) {
+          await store.addMember({
+            roomId: id,
+            signPub: A,
+            role: "member",
+            addedBy: B,
+            change: null,
+          });
+          assert.ok((await reads()).rooms.some((r) => r.id === id), `added to ${id}`);
+        }
+        await other.removeMember("dev", A);
+        assert.deepEqual((await reads()).rooms.map((r) => r.id), ["ops"], "removed elsewhere");
+        await s.removeMember("ops", A);
+        assert.deepEqual((await reads()).rooms, [], "removed here");
+        await other.addMember({
+          roomId: "ops",
+          signPub: A,
+          role: "member",
+          addedBy: B,
+          change: null,
+        });
+        assert.deepEqual((await reads()).rooms.map((r) => r.id), ["ops"]);
+        await other.deleteRoom("ops");
+        assert.deepEqual((await reads()).rooms, [], "room deleted elsewhere");
+        // A write to something else in between must not hide the next one.
+        await s.addUser(user(B));
+        assert.equal((await reads()).user?.status, "active");
+        await other.revokeUser(A);
+        assert.equal((await reads()).user?.status, "revoked", "revoked elsewhere");
+        await s.addUser(user(C));
+        assert.equal((await s.getUserAccess(C)).user?.status, "active");
+        await s.revokeUser(C);
+        assert.equal((await s.getUserAccess(C)).user?.status, "revoked", "revoked here");
+      } finally {
+        await other.close();
+      }
+    },
+  );
+
+  test("getUserAccess on a closed store throws instead of answering from memory", async (s) => {
+    await s.addUser(user(A));
+    await s.getUserAccess(A);
+    await s.getUserAccess(A);
+    await s.close();
+    await assert.rejects(s.getUserAccess(A), StoreUnavailableError);
+  });
+
   // ---- change feed ----
 
   testWith("watchChanges reports writes made through another handle", async (s, another) => {

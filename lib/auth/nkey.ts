@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { type KeyPair, NKeysError, NKeysErrorCode, Prefix } from "@nats-io/nkeys";
 import { generateSeed, keyPairFromSeed, verifySignature } from "../crypto/ed25519.ts";
@@ -187,12 +188,11 @@ export function busUserAuthenticator(kp: NativeNkeyPair): (nonce?: string) => Nk
  */
 export function decodeAnyBase64(text: string): Uint8Array | null {
   if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return null;
-  const std = text.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
-  if (std.length % 4 === 1) return null;
-  try {
-    const bin = atob(std + "=".repeat((4 - (std.length % 4)) % 4));
-    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
+  const bare = text.replace(/=+$/, "");
+  if (bare.length % 4 === 1) return null;
+  // Native: the auth callout decodes each ~1.3 kB request JWT with this, and
+  // atob plus a per-character copy cost ~50 µs of every connect. Buffer's
+  // decoder is lenient (it skips characters outside the alphabet), which is
+  // why the alphabet is checked above first.
+  return new Uint8Array(Buffer.from(bare, "base64"));
 }

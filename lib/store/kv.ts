@@ -114,6 +114,7 @@ import {
   StoreUnavailableError,
   type StoreWatch,
   type User,
+  type UserAccess,
   UserExistsError,
   validateAppliedChange,
   validateGenesis,
@@ -672,6 +673,18 @@ export class KvStore implements Store {
       return ms?.value.members.some((m) => m.signPub === signPub) ? publicRoom(r.value) : null;
     }));
     return rooms.filter((r) => r !== null).sort((a, b) => cmp(a.id, b.id));
+  }
+
+  async getUserAccess(signPub: string): Promise<UserAccess> {
+    // No cache here: whether another node committed a revocation since a
+    // cached read can only be learned from the buckets' leaders, which costs
+    // the same round trip as reading the user again. Both reads at once: a
+    // login waits for one round trip, not two.
+    const [user, rooms] = await Promise.all([
+      this.getUser(signPub),
+      this.listRoomsForMember(signPub),
+    ]);
+    return { user, rooms };
   }
 
   async countRoomsCreatedBy(signPub: string): Promise<RoomCounts> {

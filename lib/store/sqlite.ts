@@ -48,6 +48,7 @@ import {
   StoreUnavailableError,
   type StoreWatch,
   type User,
+  type UserAccess,
   UserExistsError,
   validateAppliedChange,
   validateGenesis,
@@ -65,6 +66,17 @@ const SQLITE_CONSTRAINT_UNIQUE = 2067;
 
 /** How often the change feed asks SQLite whether another process wrote the file. */
 const WATCH_POLL_MS = 250;
+
+/** Users whose access {@linkcode SqliteStore.getUserAccess} keeps in memory (oldest dropped). */
+const ACCESS_CACHE_LIMIT = 1024;
+
+// What "has anything been committed since?" is asked with, in one statement:
+// this connection's marker (a random id in a TEMP table, which only this
+// connection sees), SQLite's data_version (moves when any OTHER connection,
+// in this process or another, commits) and total_changes() (every row this
+// connection has inserted, updated or deleted, triggers included).
+const CHANGE_TOKEN_SQL = `SELECT id, (SELECT data_version FROM pragma_data_version) AS v,
+  total_changes() AS c FROM temp.unibus_connection`;
 
 /**
  * Opens (creating if needed) the SQLite store at `path` and migrates it.
@@ -98,6 +110,9 @@ export class SqliteStore implements Store {
   readonly path: string;
   #client: Client | null;
   #watchers = new Set<(change: StoreChange) => void>();
+  /** getUserAccess's answers, each with the change token read before it. */
+  #access = new Map<string, { token: string; access: UserAccess }>();
+  #marking: Promise<void> | null = null;
 
   private constructor(path: string, client: Client) {
     this.path = path;
@@ -164,6 +179,70 @@ export class SqliteStore implements Store {
     check.signPub("signPub", signPub);
     const rs = await this.#exec("SELECT * FROM users WHERE sign_pub = ?", [signPub]);
     return rs.rows.length ? toUser(rs.rows[0]) : null;
+  }
+
+  /**
+   * The auth callout's read, answered from memory while nothing has been
+   * committed to the file since it was read, and read again otherwise.
+   *
+   * Why a cached answer is never staler than a fresh read: every lookup first
+   * reads the change token (CHANGE_TOKEN_SQL) on the one connection this
+   * store uses; an entry is filled with the token read BEFORE its data, and
+   * used only when the token read now is equal. Equal tokens mean that
+   * between the two token reads
+   * - no other connection committed (data_version: `unibus user revoke` on
+   *   the file, another serve, this process's other stores),
+   * - this connection changed no row (total_changes, counted by SQLite as the
+   *   statement runs, so no write can slip between a write and its count the
+   *   way a counter kept in JavaScript after an `await` could),
+   * - and it is the same connection: if the client ever replaced it (it
+   *   drops a connection whose rollback failed), the new one has no marker,
+   *   the token read fails, the cache is emptied and a new random marker is
+   *   written, so no token of the old connection can match again.
+   * The data was read after the first token read, so it holds every commit
+   * before it, and there were none after: a revoked user or a removed
+   * membership is read again, not served from memory, at the next login.
+   * A store that cannot be read (the token read fails twice) throws: the
+   * callout then refuses the login, whatever is in memory.
+   */
+  async getUserAccess(signPub: string): Promise<UserAccess> {
+    check.signPub("signPub", signPub);
+    const token = await this.#changeToken();
+    const hit = this.#access.get(signPub);
+    if (hit && hit.token === token) return hit.access;
+    const user = await this.getUser(signPub);
+    const rooms = await this.listRoomsForMember(signPub);
+    const access = { user, rooms };
+    this.#access.delete(signPub);
+    if (this.#access.size >= ACCESS_CACHE_LIMIT) {
+      this.#access.delete(this.#access.keys().next().value!);
+    }
+    this.#access.set(signPub, { token, access });
+    return access;
+  }
+
+  async #changeToken(): Promise<string> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        const row = (await this.#exec(CHANGE_TOKEN_SQL)).rows[0];
+        if (row) return `${str(row.id)}/${Number(row.v)}/${Number(row.c)}`;
+      } catch (e) {
+        if (attempt > 0) throw e;
+      }
+      if (attempt > 0) throw unavailable("store change token unreadable", null);
+      this.#marking ??= this.#mark().finally(() => this.#marking = null);
+      await this.#marking;
+    }
+  }
+
+  // No marker on this connection: the first read, or a connection the
+  // client opened anew. Nothing cached against an earlier token may be used
+  // from now on. One at a time, so two logins cannot interleave the steps.
+  async #mark(): Promise<void> {
+    this.#access.clear();
+    await this.#exec("CREATE TEMP TABLE IF NOT EXISTS unibus_connection (id TEXT NOT NULL)");
+    await this.#exec("DELETE FROM temp.unibus_connection");
+    await this.#exec("INSERT INTO temp.unibus_connection (id) VALUES (?)", [crypto.randomUUID()]);
   }
 
   async listUsers(): Promise<User[]> {
@@ -668,6 +747,7 @@ export class SqliteStore implements Store {
   // ---- lifecycle ----
 
   close(): Promise<void> {
+    this.#access.clear();
     this.#client?.close();
     this.#client = null;
     return Promise.resolve();

@@ -220,6 +220,12 @@ export interface RoomCounts {
   persisted: number;
 }
 
+/** A user and the rooms it is a member of, read together ({@linkcode Store.getUserAccess}). */
+export interface UserAccess {
+  user: User | null;
+  rooms: Room[];
+}
+
 /** The blobs one user uploaded: how many and their total size in bytes. */
 export interface BlobUsage {
   count: number;
@@ -257,6 +263,16 @@ export interface Store {
   getRoomBySubject(subject: string): Promise<Room | null>;
   /** Rooms the signPub is a member of, sorted by id. */
   listRoomsForMember(signPub: string): Promise<Room[]>;
+  /**
+   * What the auth callout decides a login on: the user (null if absent) and
+   * the rooms it is a member of, as {@linkcode getUser} and
+   * {@linkcode listRoomsForMember} would read them at the time of the call:
+   * never older than the last write committed before it, from any process or
+   * node. A backend may answer from a cache only where it can prove that
+   * (SQLite: lib/store/sqlite.ts). Throws when the store is unreachable,
+   * never answers from memory then. The result is shared: do not mutate it.
+   */
+  getUserAccess(signPub: string): Promise<UserAccess>;
   /**
    * How many existing rooms `createdBy` this signPub, and how many of those
    * persist; zeros for an unknown key. Quotas read it before a create.

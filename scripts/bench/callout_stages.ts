@@ -11,6 +11,7 @@ import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
 import { encodePublicNkey, NativeNkeyPair, natsAuthMessage, Prefix } from "../../lib/auth/nkey.ts";
 import { verifySignature } from "../../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
+import { encodeCalloutResponse, encodeUserJwt } from "../../server/auth/jwt.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { summarize, type Summary } from "./stats.ts";
 import { addBenchUsers } from "./users.ts";
@@ -21,10 +22,18 @@ export interface StageResult {
   us: Summary;
 }
 
-async function time(n: number, fn: () => unknown | Promise<unknown>): Promise<Summary> {
+/** A stage, and what must happen (untimed) before each run of it. */
+type Stage = [string, () => unknown, (() => Promise<unknown>)?];
+
+async function time(
+  n: number,
+  fn: () => unknown | Promise<unknown>,
+  before?: () => Promise<unknown>,
+): Promise<Summary> {
   for (let i = 0; i < 50; i++) await fn();
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
+    if (before) await before();
     const t = performance.now();
     await fn();
     out.push((performance.now() - t) * 1000);
@@ -55,7 +64,8 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
     const jwtUser = () =>
       encodeUser("bench", userNkey, issuer, { pub: perms.pub, sub: perms.sub }, { aud: "APP" });
     const jwt = await jwtUser();
-    const stages: Array<[string, () => unknown]> = [
+    let nonces = 0;
+    const stages: Stage[] = [
       ["nonce signature verify", () => verifySignature(id.signPub, natsAuthMessage(nonce), sig)],
       ["store: getUser", () => store.getUser(id.signPubHex)],
       ["store: listRoomsForMember", () => store.listRoomsForMember(id.signPubHex)],
@@ -63,19 +73,38 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
         "store: both at once",
         () => Promise.all([store.getUser(id.signPubHex), store.listRoomsForMember(id.signPubHex)]),
       ],
-      ["ACL build", () => userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
-      ["user JWT (encodeUser)", jwtUser],
+      // What the callout reads: while nothing was committed, one change-token
+      // read; after any write, that read plus both reads above.
+      ["store: getUserAccess, nothing changed", () => store.getUserAccess(id.signPubHex)],
       [
-        "response JWT (encodeAuthorizationResponse)",
+        "store: getUserAccess after a write",
+        () => store.getUserAccess(id.signPubHex),
+        () => store.rememberNonce(`bench-${nonces++}`, Date.now() + 60_000),
+      ],
+      ["ACL build", () => userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
+      ["user JWT (encodeUser, WebCrypto jti digest)", jwtUser],
+      [
+        "response JWT (encodeAuthorizationResponse, WebCrypto jti digest)",
         () => encodeAuthorizationResponse(userNkey, server.getPublicKey(), issuer, { jwt }, {}),
       ],
       [
-        "SHA-512 via WebCrypto (the jti, 2 per answer)",
+        "user JWT, native jti digest (encodeUserJwt, what serve runs)",
+        () =>
+          encodeUserJwt("bench", userNkey, issuer, { pub: perms.pub, sub: perms.sub }, {
+            aud: "APP",
+          }),
+      ],
+      [
+        "response JWT, native jti digest (encodeCalloutResponse)",
+        () => encodeCalloutResponse(userNkey, server.getPublicKey(), issuer, { jwt }),
+      ],
+      [
+        "SHA-512 via WebCrypto (the library's jti, 2 per answer)",
         () => crypto.subtle.digest("SHA-512", new TextEncoder().encode(jwt)),
       ],
     ];
     const out: StageResult[] = [];
-    for (const [stage, fn] of stages) out.push({ stage, us: await time(n, fn) });
+    for (const [stage, fn, before] of stages) out.push({ stage, us: await time(n, fn, before) });
     return out;
   } finally {
     await store.close();

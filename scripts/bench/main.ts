@@ -9,7 +9,9 @@
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
- * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV).
+ * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV);
+ * --baseline=<dir> (another checkout) adds its enforce-mode serves to the
+ * connect rotation.
  *
  * @module
  */
@@ -68,18 +70,25 @@ if (only.has("callout")) {
 }
 
 if (only.has("connect")) {
-  const connects = await benchConnect(n);
+  const baseline = flag("baseline", "");
+  const connects = await benchConnect(n, baseline ? { baseline } : {});
   results.connects = connects;
   const row = (name: string, s: typeof connects.auth) =>
     `| ${name} | ${s.n} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.max} |`;
   out.push(
-    "Connect (TCP + INFO + CONNECT + PING/PONG, then close), milliseconds:",
+    "Connect (TCP + INFO + CONNECT + PING/PONG, then close), the modes interleaved, milliseconds:",
     "",
     "| connect | n | p50 | p90 | p99 | max |",
     "|---|---|---|---|---|---|",
     row("enforce: nkey + auth callout, SQLite store", connects.auth),
     row("enforce: nkey + auth callout, KV store", connects.authKv),
     row("auth off (no credentials)", connects.noAuth),
+    ...(connects.baseline
+      ? [
+        row(`baseline ${baseline}: enforce, SQLite store`, connects.baseline.auth),
+        row(`baseline ${baseline}: enforce, KV store`, connects.baseline.authKv),
+      ]
+      : []),
     "",
   );
 }

@@ -186,13 +186,22 @@ export function startEnforcer(opts: EnforcerOptions) {
     await Promise.all(opts.sessions.forUser(signPub).map((s) => kick(s, reason)));
   };
 
-  const reconcileUser = async (signPub: string) => {
-    const user = await opts.store.getUser(signPub);
+  // `viaAccess`: read with Store.getUserAccess, as the callout does, for the
+  // re-check that follows each admission. It is as current as a fresh read
+  // (SQLite answers from memory only while it proves nothing was committed
+  // since), and on SQLite it is one small read instead of two: that re-check
+  // runs while nats-server finishes the login it just answered, and on a
+  // 2-core machine its two reads took CPU from it. Passes the change feed or
+  // the backstop start read afresh, so even a flaw in that cache could not
+  // keep a revoked user connected past the next backstop pass.
+  const reconcileUser = async (signPub: string, viaAccess = false) => {
+    const access = viaAccess ? await opts.store.getUserAccess(signPub) : null;
+    const user = access ? access.user : await opts.store.getUser(signPub);
     if (!user || user.status !== "active") {
       await kickUser(signPub, user ? "user revoked" : "user removed");
       return;
     }
-    const rooms = await opts.store.listRoomsForMember(signPub);
+    const rooms = access ? access.rooms : await opts.store.listRoomsForMember(signPub);
     const now = userPermissions(signPub, rooms);
     const digest = JSON.stringify(now);
     for (const s of opts.sessions.forUser(signPub)) {
@@ -211,6 +220,8 @@ export function startEnforcer(opts: EnforcerOptions) {
   // sessions, or everyone. Set while a pass runs, they earn one more pass:
   // the change may have come after that pass read the user it is about.
   const dirty = new Set<string>();
+  // Users with a connection admitted since the last pass (read via access).
+  const admitted = new Set<string>();
   let allDirty = true;
   let wake: (() => void) | null = null;
   const sleep = () =>
@@ -238,20 +249,33 @@ export function startEnforcer(opts: EnforcerOptions) {
     if (change.kind === "user") markUser(change.signPub);
     else markAll(); // a room changed: any connected member may be affected
   });
-  const offAdd = opts.sessions.onAdd((session) => markUser(session.signPub));
+  const offAdd = opts.sessions.onAdd((session) => {
+    admitted.add(session.signPub);
+    wake?.();
+  });
 
   const loop = async () => {
     while (running) {
       const users = allDirty
         ? opts.sessions.users()
         : [...dirty].filter((u) => opts.sessions.forUser(u).length > 0);
+      const fresh = new Set(users);
+      const logins = [...admitted].filter((u) =>
+        !fresh.has(u) && opts.sessions.forUser(u).length > 0
+      );
       allDirty = false;
       dirty.clear();
+      admitted.clear();
       let failed = false;
       pass = (async () => {
-        for (const signPub of users) {
+        for (
+          const [signPub, viaAccess] of [
+            ...users.map((u) => [u, false] as const),
+            ...logins.map((u) => [u, true] as const),
+          ]
+        ) {
           try {
-            await reconcileUser(signPub);
+            await reconcileUser(signPub, viaAccess);
           } catch (err) {
             // New connections fail closed in the callout; this user is
             // re-checked on the next pass.
@@ -265,7 +289,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       if (!running) break;
       // After a failure, do not spin on an unavailable store.
       if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
-      else if (!allDirty && dirty.size === 0) await sleep();
+      else if (!allDirty && dirty.size === 0 && admitted.size === 0) await sleep();
     }
   };
   const looping = loop();

@@ -32,6 +32,8 @@ export interface UnibusProcess {
  */
 export interface Launcher {
   program: string;
+  /** Put before the unibus arguments (e.g. `run -A <another checkout>/main.ts`). */
+  args?: string[];
   cwd?: string;
   env?: Record<string, string>;
 }
@@ -51,7 +53,7 @@ export function spawnUnibus(
   launcher?: Launcher,
 ): UnibusProcess {
   const child = new Deno.Command(launcher?.program ?? Deno.execPath(), {
-    args: launcher ? args : ["run", "--quiet", "-A", MAIN, ...args],
+    args: launcher ? [...(launcher.args ?? []), ...args] : ["run", "--quiet", "-A", MAIN, ...args],
     env: launcher?.env ? { ...launcher.env, ...env } : { DENO_NO_UPDATE_CHECK: "1", ...env },
     clearEnv: launcher?.env !== undefined,
     cwd: launcher?.cwd,
