@@ -126,7 +126,11 @@ export interface BlobRef {
 const AUTH_REFUSED_GIVE_UP_MS = 30_000;
 
 const MAX_BATCH_FRAMES = 256;
-const MAX_BATCH_BYTES = 256 * 1024;
+// 512 KiB: large frames (16 KiB) go 32 to a packet, so a signature, its
+// verification and one NATS message are paid per 32 of them; nats-server's
+// max_payload (1 MiB) is far enough above it (docs/benchmarks.md, issue 12
+// round 3).
+const MAX_BATCH_BYTES = 512 * 1024;
 
 function isRoomId(s: string): boolean {
   return /^[0-9a-f]{32}$/.test(s);
@@ -848,7 +852,7 @@ export class UnibusClient {
 
   /**
    * Publishes a message to a room. Messages published in the same tick go
-   * out as one packet with one signature (up to 256 messages or 256 KiB); a
+   * out as one packet with one signature (up to 256 messages or 512 KiB); a
    * lone message is sealed and sent at once. Resolves when the packet was
    * handed to NATS.
    *
@@ -1138,9 +1142,15 @@ export class UnibusClient {
           return;
         }
         if (!msg) return;
-        // A copy: the client's read buffer is reused, and a message may wait
-        // in the queue (or be kept by the handler) after the next read.
-        const data = new Uint8Array(msg.data);
+        // Encrypted rooms read the packet in place: nats.js hands each message
+        // a view of a buffer it never writes again (every socket read is a
+        // fresh buffer, a message split across reads is joined into a new
+        // one; tests/nats_message_buffers_test.ts), and what the handler gets
+        // is freshly decrypted, so nothing it keeps or changes is shared.
+        // Other rooms hand the handler views of the packet itself: a copy, so
+        // a handler does not pin a whole read buffer, nor see another
+        // subscription's changes to the same bytes.
+        const data = session.state.policy.encrypt ? msg.data : new Uint8Array(msg.data);
         const reply = msg.reply || undefined;
         pending++;
         if (pending === 1) {

@@ -83,6 +83,24 @@ export interface Throughput {
   received: number;
   msgsPerSec: number;
   mbPerSec: number;
+  /**
+   * CPU ms per MB of payload: the publisher (from its first publish to its
+   * last flush), the subscriber (from its first message to its last) and,
+   * when its pid is given, nats-server (from the publisher's start to the
+   * subscriber's end). On this 2-core machine the three share two cores.
+   */
+  cpuMsPerMB?: { pub: number; sub: number; nats?: number };
+}
+
+// utime + stime of a process, ms (Linux /proc; clock ticks of 10 ms).
+function procCpuMs(pid: number): number | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -97,6 +115,7 @@ export interface Throughput {
 export async function throughput(
   prefix: "raw" | "e2e",
   cfg: Record<string, unknown>,
+  natsPid?: number,
 ): Promise<Throughput> {
   const sub = spawnWorker(`${prefix}-sub`, cfg);
   await sub.next(); // ready
@@ -104,22 +123,31 @@ export async function throughput(
   // moment later (route propagation); messages sent before it are dropped.
   const settle = cfg.settleMs;
   if (typeof settle === "number") await new Promise((r) => setTimeout(r, settle));
+  const nats0 = natsPid ? procCpuMs(natsPid) : undefined;
   const pub = spawnWorker(`${prefix}-pub`, {
     ...cfg,
     identity: cfg.pubIdentity ?? cfg.identity,
     url: cfg.pubUrl ?? cfg.url,
     ctrl: cfg.pubCtrl ?? cfg.ctrl,
   });
-  const res = await sub.next() as { received: number; ms: number };
-  await pub.next();
+  const res = await sub.next() as { received: number; ms: number; cpuMs: number };
+  const nats1 = natsPid ? procCpuMs(natsPid) : undefined;
+  const sent = await pub.next() as { cpuMs: number };
   await Promise.all([sub.child.status, pub.child.status]);
   const msgsPerSec = res.received / (res.ms / 1000);
+  const mb = (res.received * (cfg.size as number)) / 1e6;
+  const perMB = (ms: number) => Math.round((10 * ms) / mb) / 10;
   return {
     size: cfg.size as number,
     sent: cfg.count as number,
     received: res.received,
     msgsPerSec: Math.round(msgsPerSec),
     mbPerSec: Math.round((msgsPerSec * (cfg.size as number)) / 1e5) / 10,
+    cpuMsPerMB: {
+      pub: perMB(sent.cpuMs),
+      sub: perMB(res.cpuMs),
+      ...(nats0 !== undefined && nats1 !== undefined ? { nats: perMB(nats1 - nats0) } : {}),
+    },
   };
 }
 
@@ -184,7 +212,11 @@ export async function benchE2E(count: number, pings: number, sizes = [256]) {
         const n = countFor(count, size);
         // Raw and E2E of one size back to back: the machine's load is the
         // most alike for the two figures that are divided.
-        const raw = await throughput("raw", { url: rawUrl, subject: "bench.raw", count: n, size });
+        const raw = await throughput(
+          "raw",
+          { url: rawUrl, subject: "bench.raw", count: n, size },
+          open.natsPid,
+        );
         const e2e = await throughput("e2e", {
           url,
           ctrl: s.httpUrl,
@@ -193,7 +225,7 @@ export async function benchE2E(count: number, pings: number, sizes = [256]) {
           room: e2eRoom.id,
           count: n,
           size,
-        });
+        }, s.natsPid);
         tput.push({ raw, e2e });
       }
       const rawLat = await latency("raw", { url: rawUrl, subject: "bench.ping" }, {

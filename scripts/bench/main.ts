@@ -115,6 +115,25 @@ if (only.has("e2e")) {
       } |`,
     );
   });
+  out.push(
+    "",
+    "CPU ms per MB of payload (median of runs): publisher, subscriber, nats-server; the three share the machine's cores:",
+    "",
+    "| payload | raw pub | raw sub | raw nats | E2E pub | E2E sub | E2E nats |",
+    "|---|---|---|---|---|---|---|",
+  );
+  sizes.forEach((size, s) => {
+    const cell = (side: "raw" | "e2e", k: "pub" | "sub" | "nats") => {
+      const v = runs.map((r) => r.tput[s][side].cpuMsPerMB?.[k]).filter((x) => x !== undefined)
+        .sort((a, b) => a - b);
+      return v.length ? String(v[Math.floor(v.length / 2)]) : "—";
+    };
+    out.push(
+      `| ${size} B | ${cell("raw", "pub")} | ${cell("raw", "sub")} | ${cell("raw", "nats")} | ${
+        cell("e2e", "pub")
+      } | ${cell("e2e", "sub")} | ${cell("e2e", "nats")} |`,
+    );
+  });
   const lost = runs.flatMap((r) => r.tput).filter((t) => t.e2e.received < t.e2e.sent);
   if (lost.length > 0) out.push("", `(${lost.length} E2E runs received fewer than sent)`);
   out.push(
