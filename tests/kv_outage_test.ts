@@ -69,6 +69,12 @@ Deno.test("serve --store kv answers 503 and admits nobody while its nats-server 
     // 1. The store's nats-server stops answering.
     const admittedLines = () =>
       s.lines.filter((l) => l.msg === "connection admitted" && l.signPub === bob.hex).length;
+    // serve logs an admission once its answer is on the socket, so the line
+    // of the connect above may still be on its way: count from after it.
+    await waitFor(() => admittedLines() >= 1, {
+      timeoutMs: 5_000,
+      what: "serve to log bob's admission before the outage",
+    });
     const before = admittedLines();
     stoppedPid = s.natsPid;
     Deno.kill(stoppedPid, "SIGSTOP");
@@ -100,6 +106,10 @@ Deno.test("serve --store kv answers 503 and admits nobody while its nats-server 
     });
     assert(await admitted(s.natsPort, bob), "bob is admitted after the outage");
     // The attempts of the outage were never admitted late: one admission, this one.
+    await waitFor(() => admittedLines() > before, {
+      timeoutMs: 5_000,
+      what: "serve to log bob's admission after the outage",
+    });
     assertEquals(admittedLines(), before + 1);
 
     // 2. kill -9: the supervisor restarts the child; the store's connection,
