@@ -648,25 +648,14 @@ export class UnibusClient {
     signPub: string,
     role: "admin" | "member" = "member",
   ): Promise<RoomInfo> {
-    const user = await this.#control.getUser(signPub);
-    if (!user.kexPub || !user.kexSig) {
-      throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
-    }
-    if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
-      throw new MembershipVerificationError(
-        `the server's key-exchange key for ${signPub} is not signed by that user`,
-      );
-    }
+    const [entry] = await this.#memberEntries([{ signPub, role }]);
     const session = await this.#change(ref, (s) =>
       Promise.resolve({
         room: s.roomId,
         seq: s.state.seq + 1,
         prev: s.state.head,
         op: "add" as const,
-        member: signPub,
-        kex: user.kexPub!,
-        kexSig: user.kexSig!,
-        role,
+        ...entry,
         epoch: s.state.epoch + 1,
         by: this.identity.signPubHex,
         at: Date.now(),
