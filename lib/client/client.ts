@@ -613,9 +613,14 @@ export class UnibusClient {
     });
   }
 
+  // Signs and posts one change built on the room's current head, rebuilt when
+  // another change lands first. `leaving`: the change takes this identity
+  // out, so the room is forgotten instead of reloaded (its state and keys
+  // are no longer this identity's to read).
   async #change(
     ref: RoomRef,
     build: (session: RoomSession) => Promise<Parameters<typeof signChange>[0]>,
+    opts: { leaving?: boolean } = {},
   ) {
     this.#ensureOpen();
     for (let attempt = 0;; attempt++) {
@@ -625,9 +630,17 @@ export class UnibusClient {
       try {
         view = await this.#control.postChange(session.roomId, change);
       } catch (err) {
-        // Someone else changed the room first: rebuild on the new head.
-        if (err instanceof ControlPlaneError && err.status === 409 && attempt < 3) continue;
+        // Someone else changed the room first: rebuild on the new head. Any
+        // other refusal (a 409 `last_admin` among them) would only repeat.
+        if (
+          err instanceof ControlPlaneError && err.status === 409 && err.code === "conflict" &&
+          attempt < 3
+        ) continue;
         throw err;
+      }
+      if (opts.leaving) {
+        this.#forget(session.roomId);
+        return session;
       }
       session.update(view, await this.#control.getKeys(session.roomId));
       // The new epoch needs a key; #ensureCurrentKey makes it unless another
@@ -729,18 +742,23 @@ export class UnibusClient {
    * to those who remain, so the removed member cannot read what follows.
    */
   async removeMember(ref: RoomRef, signPub: string): Promise<RoomInfo> {
-    const session = await this.#change(ref, (s) =>
+    return this.#info(await this.#remove(ref, signPub));
+  }
+
+  // A removal signed by this identity: of another member (as an admin), or
+  // of itself (leaving).
+  #remove(ref: RoomRef, member: string, opts: { leaving?: boolean } = {}): Promise<RoomSession> {
+    return this.#change(ref, (s) =>
       Promise.resolve({
         room: s.roomId,
         seq: s.state.seq + 1,
         prev: s.state.head,
         op: "remove" as const,
-        member: signPub,
+        member,
         epoch: s.state.epoch + 1,
         by: this.identity.signPubHex,
         at: Date.now(),
-      }));
-    return this.#info(session);
+      }), opts);
   }
 
   /**
@@ -759,31 +777,7 @@ export class UnibusClient {
    * ```
    */
   async leave(ref: RoomRef): Promise<void> {
-    this.#ensureOpen();
-    const me = this.identity.signPubHex;
-    for (let attempt = 0;; attempt++) {
-      const session = await this.#reload((await this.room(ref)).roomId);
-      const change = signChange({
-        room: session.roomId,
-        seq: session.state.seq + 1,
-        prev: session.state.head,
-        op: "remove",
-        member: me,
-        epoch: session.state.epoch + 1,
-        by: me,
-        at: Date.now(),
-      }, this.identity.signer);
-      try {
-        await this.#control.postChange(session.roomId, change);
-      } catch (err) {
-        if (err instanceof ControlPlaneError && err.status === 409 && err.code === "conflict") {
-          if (attempt < 3) continue;
-        }
-        throw err;
-      }
-      this.#forget(session.roomId);
-      return;
-    }
+    await this.#remove(ref, this.identity.signPubHex, { leaving: true });
   }
 
   /**
