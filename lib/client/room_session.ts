@@ -458,19 +458,7 @@ export class RoomSession {
       }
       lane = { chain, lastPacket: -1, nextFrame: 0 };
     }
-    if (replySession === null && !this.#receive.has(chainKey)) {
-      const mine = this.#perSender.get(sender) ?? [];
-      if (mine.length >= MAX_SESSIONS_PER_SENDER) {
-        // Evict this sender's own oldest session, never someone else's.
-        this.#retire(mine.shift()!);
-      }
-      mine.push(chainKey);
-      this.#perSender.set(sender, mine);
-      if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
-        this.#retire(this.#receive.keys().next().value!);
-      }
-      this.#receive.set(chainKey, lane);
-    }
+    if (replySession === null && !this.#receive.has(chainKey)) this.#track(chainKey, sender, lane);
     // Order, per packet: an index at or below the last accepted one is a
     // replay (or reordered); frame numbers must move forward too, so the
     // (session, index) an application sees is never delivered twice.
@@ -521,6 +509,20 @@ export class RoomSession {
     return { kind: "delivered", frames: out };
   }
 
+  // Keeps a new receiving chain within the bounds: a sender's own oldest
+  // session is evicted past its quota (never someone else's), the oldest of
+  // all past the total.
+  #track(chainKey: string, sender: string, lane: ReceiveLane): void {
+    const mine = this.#perSender.get(sender) ?? [];
+    if (mine.length >= MAX_SESSIONS_PER_SENDER) this.#retire(mine.shift()!);
+    mine.push(chainKey);
+    this.#perSender.set(sender, mine);
+    if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
+      this.#retire(this.#receive.keys().next().value!);
+    }
+    this.#receive.set(chainKey, lane);
+  }
+
   // Closes a receiving chain for good: restarting it at CK_0 later would
   // accept its old packets again, so its id is remembered (bounded).
   #retire(chainKey: string): void {
@@ -568,16 +570,8 @@ export class RoomSession {
         if (ck.length !== 32 || c.at < 0) throw new RangeError(`bad chain key for ${c.id}`);
         lane = { chain: new Chain(ck, c.at), lastPacket: c.at - 1, nextFrame: frame };
       }
-      const sender = c.id.split("/")[1];
-      const mine = this.#perSender.get(sender) ?? [];
-      if (mine.length >= MAX_SESSIONS_PER_SENDER) this.#retire(mine.shift()!);
-      mine.push(c.id);
-      this.#perSender.set(sender, mine);
-      if (this.#receive.size >= MAX_RECEIVE_CHAINS) {
-        this.#retire(this.#receive.keys().next().value!);
-      }
+      this.#track(c.id, c.id.split("/")[1], lane);
       this.#retired.delete(c.id);
-      this.#receive.set(c.id, lane);
     }
   }
 
