@@ -96,6 +96,13 @@ export class PacketVersionError extends PacketError {
   }
 }
 
+// Whether `bytes` starts with this version's magic (no closure: it runs for
+// every packet received and every stored one read).
+function hasMagic(bytes: Uint8Array): boolean {
+  return bytes[0] === PACKET_MAGIC[0] && bytes[1] === PACKET_MAGIC[1] &&
+    bytes[2] === PACKET_MAGIC[2] && bytes[3] === PACKET_MAGIC[3];
+}
+
 const prefixes = new Map<string, Uint8Array>();
 
 // context || lp(room id), cached: it is the same for every packet of a room.
@@ -283,7 +290,7 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     throw new PacketVersionError(bytes[3] - 0x30);
   }
   if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) throw new PacketError("packet too short");
-  if (!PACKET_MAGIC.every((b, i) => b === bytes[i])) throw new PacketError("not a unibus packet");
+  if (!hasMagic(bytes)) throw new PacketError("not a unibus packet");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const flags = bytes[4];
   if ((flags & ~(FLAG_ENCRYPTED | FLAG_TIMED)) !== 0 || bytes[5] !== 0) {
@@ -413,7 +420,7 @@ export function replySessionFor(
  */
 export function packetLane(bytes: Uint8Array): { lane: string; index: number } | null {
   if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) return null;
-  if (!PACKET_MAGIC.every((b, i) => b === bytes[i])) return null;
+  if (!hasMagic(bytes)) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // Bytes 8..60: sender key, epoch, session id (the layout above).
   return { lane: toHex(bytes.subarray(8, 60)), index: view.getUint32(60) };
