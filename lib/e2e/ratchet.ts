@@ -57,15 +57,8 @@ export function initialChainKey(roomKey: Uint8Array, id: ChainId): Uint8Array {
   return new Uint8Array(hkdfSync("sha256", roomKey, ZERO_SALT, info, 32));
 }
 
-/**
- * One ratchet step: the message key of `ck`'s index and the next chain key.
- *
- * @example
- * ```ts
- * const { messageKey, nextChainKey } = ratchetStep(ck0); // MK_0, CK_1
- * ```
- */
-export function ratchetStep(ck: Uint8Array): { messageKey: Uint8Array; nextChainKey: Uint8Array } {
+// One ratchet step: the message key of `ck`'s index and the next chain key.
+function ratchetStep(ck: Uint8Array): { messageKey: Uint8Array; nextChainKey: Uint8Array } {
   const okm = new Uint8Array(hkdfSync("sha256", ck, ZERO_SALT, STEP_INFO, 64));
   return { messageKey: okm.subarray(0, 32), nextChainKey: okm.subarray(32) };
 }
