@@ -13,9 +13,8 @@
  * @module
  */
 
-import { randomBytes } from "node:crypto";
-import { basename, dirname, join, resolve } from "node:path";
-import { writePrivateTemp } from "../fs/private_file.ts";
+import { resolve } from "node:path";
+import { privateTempPath, writePrivateTemp } from "../fs/private_file.ts";
 import type { ReceiveSnapshot } from "./room_session.ts";
 
 /** The most receiving chains the file keeps, over all rooms (newest kept). */
@@ -153,8 +152,7 @@ export class ReceiveState {
     const data = new TextEncoder().encode(
       JSON.stringify({ v: 1, signPub: this.#signPub, rooms: this.#saved } satisfies StateFile),
     );
-    const dir = dirname(this.#path);
-    const tmp = join(dir, `.${basename(this.#path)}.${randomBytes(8).toString("hex")}.tmp`);
+    const tmp = privateTempPath(this.#path);
     try {
       await writePrivateTemp(tmp, data);
       await Deno.rename(tmp, this.#path);

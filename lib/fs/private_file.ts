@@ -5,6 +5,23 @@
  * @module
  */
 
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+
+/**
+ * A fresh temporary name next to `path` (same directory, so a rename or link
+ * into place stays on one filesystem), hidden and random so that concurrent
+ * writers never share one.
+ *
+ * @example
+ * ```ts
+ * privateTempPath("/home/ada/ada.id.json"); // "/home/ada/.ada.id.json.3f9c…e1.tmp"
+ * ```
+ */
+export function privateTempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(8).toString("hex")}.tmp`);
+}
+
 /**
  * Creates `tmp` (it must not exist) with mode 0600, writes all of `data` and
  * syncs it to disk; the caller then renames or links it into place, so a
@@ -12,8 +29,9 @@
  *
  * @example
  * ```ts
- * await writePrivateTemp(`${dir}/.state.tmp`, bytes);
- * await Deno.rename(`${dir}/.state.tmp`, `${dir}/state`);
+ * const tmp = privateTempPath(`${dir}/state`);
+ * await writePrivateTemp(tmp, bytes);
+ * await Deno.rename(tmp, `${dir}/state`);
  * ```
  */
 export async function writePrivateTemp(tmp: string, data: Uint8Array): Promise<void> {

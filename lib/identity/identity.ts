@@ -17,7 +17,7 @@
  * @module
  */
 
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { fromPublic, Prefix } from "@nats-io/nkeys";
 // Codec is the library's own base32+CRC16 encoder; the package root exports no
@@ -32,7 +32,7 @@ import {
 } from "../crypto/ed25519.ts";
 import { handleViolation } from "../grammar.ts";
 import { fromHex, isHex, toHex } from "./hex.ts";
-import { writePrivateTemp } from "../fs/private_file.ts";
+import { privateTempPath, writePrivateTemp } from "../fs/private_file.ts";
 
 /** The `version` field of identity files this code writes and reads. */
 export const IDENTITY_FILE_VERSION = 1;
@@ -603,7 +603,7 @@ export async function saveIdentity(
   const abs = resolve(path);
   const dir = dirname(abs);
   const data = new TextEncoder().encode(encodeIdentityFile(id));
-  const tmp = join(dir, `.${basename(abs)}.${toHex(generateSeed().subarray(0, 8))}.tmp`);
+  const tmp = privateTempPath(abs);
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     await writePrivateTemp(tmp, data);
