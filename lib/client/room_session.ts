@@ -162,12 +162,24 @@ export class RoomSession {
     version: 0,
   };
 
-  constructor(me: Identity, view: RoomView, keys: SealedKeyView[]) {
+  /**
+   * `from` (what {@linkcode RoomSession.forHistory} passes): a session of
+   * this room whose verified state and opened keys are taken as they are,
+   * instead of verifying `view`'s log and opening `keys` a second time.
+   */
+  constructor(me: Identity, view: RoomView, keys: SealedKeyView[], from?: RoomSession) {
     this.roomId = view.id;
     this.subject = view.subject;
     this.#me = me;
     this.#meHex = me.signPubHex;
-    this.update(view, keys);
+    if (from === undefined) this.update(view, keys);
+    else {
+      if (from.roomId !== view.id) throw new Error("view is for another room");
+      this.#state = from.#state;
+      this.#view = from.#view;
+      this.#sealed = from.#sealed;
+      this.#keys = new Map(from.#keys);
+    }
   }
 
   /** The verified state (members per epoch, policy, current epoch). */
@@ -585,8 +597,7 @@ export class RoomSession {
    * fresh chains, so old frames are not mistaken for replays of live ones.
    */
   forHistory(): RoomSession {
-    const copy = new RoomSession(this.#me, this.#view, this.#sealed);
-    for (const [epoch, key] of this.#keys) copy.adoptKey(epoch, key);
+    const copy = new RoomSession(this.#me, this.#view, this.#sealed, this);
     copy.#history = true;
     return copy;
   }
