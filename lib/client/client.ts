@@ -940,7 +940,9 @@ export class UnibusClient {
     const bytes = typeof data === "string" ? utf8(data) : data;
     const { packet: request, replySession } = session.sealRequest(bytes);
     const msg = await this.#exchange(session.subject, request, opts.timeoutMs ?? 5000);
-    // A copy: the read buffer may be reused while a reload (below) waits.
+    // A copy: nats.js never rewrites a delivered message's bytes (see
+    // subscribe()), but they are a view of a whole socket read, which the
+    // frames of a sign-only reply would keep alive in the caller's hands.
     const packet = new Uint8Array(msg.data);
     // The reply's session, signed into its header, must be the one derived
     // from this request: a reply to another request does not fit.

@@ -148,7 +148,9 @@ export async function* directGets(
           }`.trim(),
         );
       }
-      // A copy: the connection's read buffer is reused.
+      // A copy: the answer is a view of a whole socket read (never rewritten,
+      // tests/nats_message_buffers_test.ts), which a packet waiting in the
+      // reorder window, or a sign-only frame a reader keeps, would pin.
       yield { seq, data: new Uint8Array(m.data) };
     }
   } finally {
