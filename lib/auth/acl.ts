@@ -88,13 +88,19 @@ export interface LeftOutRoom<R extends AclRoom = AclRoom> {
  */
 export const MAX_ACL_SUBJECT_BYTES = 256 * 1024;
 
+// What reading a persisted room's history needs (publish side): stream info
+// and direct get on that room's stream, nothing else.
+function historySubjects(room: AclRoom): string[] {
+  if (!room.policy.persist) return [];
+  const stream = roomStreamName(room.id);
+  return [`$JS.API.STREAM.INFO.${stream}`, `$JS.API.DIRECT.GET.${stream}`];
+}
+
 // What a room adds to the permission lists, in subject bytes.
 function aclCost(room: AclRoom): number {
-  const stream = roomStreamName(room.id);
-  const history = room.policy.persist
-    ? `$JS.API.STREAM.INFO.${stream}`.length + `$JS.API.DIRECT.GET.${stream}`.length
-    : 0;
-  return 2 * room.subject.length + history;
+  let cost = 2 * room.subject.length;
+  for (const s of historySubjects(room)) cost += s.length;
+  return cost;
 }
 
 /**
@@ -199,11 +205,7 @@ export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermi
   for (const room of aclRooms(signPubHex, rooms).granted) {
     pub.add(room.subject);
     sub.add(room.subject);
-    if (room.policy.persist) {
-      const stream = roomStreamName(room.id);
-      pub.add(`$JS.API.STREAM.INFO.${stream}`);
-      pub.add(`$JS.API.DIRECT.GET.${stream}`);
-    }
+    for (const s of historySubjects(room)) pub.add(s);
   }
   return {
     pub: { allow: [...pub].sort(), deny: [...ALWAYS_DENY, NOTICES] },
