@@ -59,7 +59,7 @@ export interface ControlPlaneOptions {
  * @example
  * ```ts
  * const cp = new ControlPlaneClient({ urls: ["http://127.0.0.1:8470"], signer: identity.signer });
- * const rooms = await cp.listRooms();
+ * const rooms = await cp.listRoomSummaries();
  * ```
  */
 export class ControlPlaneClient {
@@ -158,10 +158,6 @@ export class ControlPlaneClient {
 
   createRoom(change: SignedChange): Promise<RoomView> {
     return this.#json("POST", "/v1/rooms", { change });
-  }
-
-  async listRooms(): Promise<RoomView[]> {
-    return (await this.#json<{ rooms: RoomView[] }>("GET", "/v1/rooms")).rooms;
   }
 
   /** The caller's rooms without members or log: id, subject, policy, epoch. */
