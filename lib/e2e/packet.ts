@@ -48,6 +48,16 @@ export const MAX_FRAMES = 1024;
 export const HEADER_BYTES = 80;
 const TIME_BYTES = 8;
 const SIG_BYTES = 64;
+// Where the header's fields start (the table above), for the encoder, the
+// decoder and packetLane alike.
+const AT_SENDER = 8;
+const AT_EPOCH = 40;
+const AT_SESSION = 44;
+const AT_INDEX = 60;
+const AT_FIRST_FRAME = 64;
+const AT_NONCE = 68;
+// The shortest packet: an untimed header, one empty frame's length, the signature.
+const MIN_PACKET_BYTES = HEADER_BYTES + 4 + SIG_BYTES;
 const FLAG_ENCRYPTED = 1;
 const FLAG_TIMED = 2;
 const SIGN_CONTEXT = utf8("unibus/packet/v2");
@@ -222,11 +232,11 @@ export function encodePacket(
   out.set(PACKET_MAGIC);
   out[4] = (ctx.encrypted ? FLAG_ENCRYPTED : 0) | (timed ? FLAG_TIMED : 0);
   view.setUint16(6, frames.length);
-  out.set(ctx.signer.publicKey, 8);
-  view.setUint32(40, ctx.epoch);
-  out.set(ctx.session, 44);
-  view.setUint32(60, place.index);
-  view.setUint32(64, place.firstFrame);
+  out.set(ctx.signer.publicKey, AT_SENDER);
+  view.setUint32(AT_EPOCH, ctx.epoch);
+  out.set(ctx.session, AT_SESSION);
+  view.setUint32(AT_INDEX, place.index);
+  view.setUint32(AT_FIRST_FRAME, place.firstFrame);
   if (timed) view.setBigUint64(HEADER_BYTES, BigInt(ctx.sentAt!));
   const header = out.subarray(0, headerLength);
   const end = headerLength + bodyLength;
@@ -238,7 +248,7 @@ export function encodePacket(
   const streamed = ctx.encrypted && plain >= STREAM_MIN_FRAME_BYTES * frames.length;
   if (ctx.encrypted) {
     if (!place.key) throw new Error("an encrypted packet needs its message key");
-    const n = out.subarray(68, 80);
+    const n = out.subarray(AT_NONCE, HEADER_BYTES);
     if (nonce) n.set(nonce);
     else randomFillSync(n);
   }
@@ -264,7 +274,13 @@ export function encodePacket(
   }
   if (ctx.encrypted) {
     const body = out.subarray(headerLength, end);
-    aeadEncryptInto(place.key!, out.subarray(68, 80), parts, bodyAad(ctx.roomId, header), body);
+    aeadEncryptInto(
+      place.key!,
+      out.subarray(AT_NONCE, HEADER_BYTES),
+      parts,
+      bodyAad(ctx.roomId, header),
+      body,
+    );
   }
   out.set(ctx.signer.sign(packetSignedMessage(ctx.roomId, out.subarray(0, end))), end);
   return out;
@@ -289,7 +305,7 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
   ) {
     throw new PacketVersionError(bytes[3] - 0x30);
   }
-  if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) throw new PacketError("packet too short");
+  if (bytes.length < MIN_PACKET_BYTES) throw new PacketError("packet too short");
   if (!hasMagic(bytes)) throw new PacketError("not a unibus packet");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const flags = bytes[4];
@@ -301,9 +317,9 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
   if (bytes.length < headerLength + 4 + SIG_BYTES) throw new PacketError("packet too short");
   const count = view.getUint16(6);
   if (count < 1 || count > MAX_FRAMES) throw new PacketError("bad frame count");
-  const firstFrame = view.getUint32(64);
+  const firstFrame = view.getUint32(AT_FIRST_FRAME);
   if (firstFrame + count - 1 > U32_MAX) throw new PacketError("frame index out of range");
-  const nonce = bytes.subarray(68, 80);
+  const nonce = bytes.subarray(AT_NONCE, HEADER_BYTES);
   let sentAt: number | null = null;
   if (flags & FLAG_TIMED) {
     const t = view.getBigUint64(HEADER_BYTES);
@@ -317,7 +333,7 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
     throw new PacketError("body shorter than its frames");
   }
   if (!encrypted && !nonce.every((b) => b === 0)) throw new PacketError("plaintext nonce not zero");
-  const sender = bytes.subarray(8, 40);
+  const sender = bytes.subarray(AT_SENDER, AT_EPOCH);
   const sig = bytes.subarray(bytes.length - SIG_BYTES);
   const unsigned = bytes.subarray(0, bytes.length - SIG_BYTES);
   if (!verifySignature(sender, packetSignedMessage(roomId, unsigned), sig)) {
@@ -326,9 +342,9 @@ export function decodePacket(roomId: string, bytes: Uint8Array): Packet {
   return {
     encrypted,
     sender,
-    epoch: view.getUint32(40),
-    session: bytes.subarray(44, 60),
-    index: view.getUint32(60),
+    epoch: view.getUint32(AT_EPOCH),
+    session: bytes.subarray(AT_SESSION, AT_INDEX),
+    index: view.getUint32(AT_INDEX),
     firstFrame,
     count,
     nonce,
@@ -419,9 +435,9 @@ export function replySessionFor(
  * ```
  */
 export function packetLane(bytes: Uint8Array): { lane: string; index: number } | null {
-  if (bytes.length < HEADER_BYTES + 4 + SIG_BYTES) return null;
+  if (bytes.length < MIN_PACKET_BYTES) return null;
   if (!hasMagic(bytes)) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // Bytes 8..60: sender key, epoch, session id (the layout above).
-  return { lane: toHex(bytes.subarray(8, 60)), index: view.getUint32(60) };
+  // Sender key, epoch and session id: the bytes that name a sender session.
+  return { lane: toHex(bytes.subarray(AT_SENDER, AT_INDEX)), index: view.getUint32(AT_INDEX) };
 }
