@@ -232,6 +232,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         // exactly as for an add, or the room would seal keys to a stranger.
         const joining = addedMembers(b).slice(1);
         for (const m of joining) await requireKex(m.member, m, "unknown_member");
+        const provenance = memberProvenance(change, 0, joining.length + 1);
         let room: Room;
         try {
           // The room, its genesis change and its creator as admin are one
@@ -244,17 +245,12 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
           }, {
             change,
             members: [
-              {
-                signPub: caller,
-                role: "admin",
-                addedBy: caller,
-                change: memberProvenance(change, 0, joining.length + 1),
-              },
+              { signPub: caller, role: "admin", addedBy: caller, change: provenance },
               ...joining.map((m) => ({
                 signPub: m.member,
                 role: m.role,
                 addedBy: caller,
-                change: memberProvenance(change, 0, joining.length + 1),
+                change: provenance,
               })),
             ],
           });
