@@ -40,6 +40,8 @@ export interface RequestContext {
   isPublic: boolean;
   /** The matched route's pattern (e.g. `/v1/rooms/:id`), or null: a metrics label. */
   route: string | null;
+  /** The request URL, parsed once by the app for the router, middleware and handlers. */
+  url: URL;
   /** The raw body, once a middleware has read it (signature checks hash it). */
   body?: Uint8Array;
   /** When set (ms since the epoch), a body still arriving then is refused (408). */
@@ -316,6 +318,7 @@ export function createApp(
       // Unmatched paths count as public so that they get a 404, not a 401.
       isPublic: route === undefined || route.public === true,
       route: route?.path ?? null,
+      url,
       remoteAddr: info?.remoteAddr && "hostname" in info.remoteAddr
         ? info.remoteAddr.hostname
         : undefined,
@@ -366,7 +369,7 @@ export const accessLog: Middleware = async (req, ctx, next) => {
   const res = await next();
   ctx.log.info("http", {
     method: req.method,
-    path: new URL(req.url).pathname,
+    path: ctx.url.pathname,
     status: res.status,
     ms: Math.round((performance.now() - started) * 100) / 100,
   });

@@ -407,9 +407,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     {
       method: "GET",
       path: "/v1/rooms",
-      handler: storeErrors(async (req, ctx) => {
+      handler: storeErrors(async (_req, ctx) => {
         const caller = callerOf(ctx);
-        const view = new URL(req.url).searchParams.get("view");
+        const view = ctx.url.searchParams.get("view");
         if (view !== null && view !== "summary") {
           throw badRequest("view must be `summary` or absent", "invalid_view");
         }
