@@ -231,6 +231,9 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
   return (ctx.body = out);
 }
 
+// Invalid UTF-8 is refused, not replaced (one decoder: each decode is whole).
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
  * Reads and parses a JSON body: 413 beyond the limit, 400 when it is not JSON.
  *
@@ -242,7 +245,7 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
 export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
   const bytes = await readBody(req, ctx);
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return JSON.parse(strictUtf8.decode(bytes));
   } catch {
     throw new HttpError(400, "bad_json", "the request body is not valid JSON");
   }
