@@ -72,11 +72,12 @@ interface AuthRequest {
 class BadRequestJwt extends Error {}
 
 const te = new TextEncoder();
+const td = new TextDecoder();
 
 function base64UrlJson(part: string): unknown {
   const bytes = decodeAnyBase64(part);
   if (!bytes) throw new BadRequestJwt("bad base64");
-  return JSON.parse(new TextDecoder().decode(bytes));
+  return JSON.parse(td.decode(bytes));
 }
 
 // Decodes the request JWT and checks that the server that names itself as

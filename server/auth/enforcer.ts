@@ -246,10 +246,11 @@ export function startEnforcer(opts: EnforcerOptions) {
   // What the next pass re-reads: the users named by feed events and new
   // sessions, or everyone. Set while a pass runs, they earn one more pass:
   // the change may have come after that pass read the user it is about.
-  const dirty = new Set<string>();
+  // The value is `viaAccess` (see reconcileUser): true for a user only marked
+  // by an admission; a feed event, a room change or a failed re-check about
+  // the same user makes it a fresh read.
+  const dirty = new Map<string, boolean>();
   const dirtyRooms = new Set<string>();
-  // Users with a connection admitted since the last pass (read via access).
-  const admitted = new Set<string>();
   let allDirty = true;
   let lastFull = 0;
   let targetedSinceFull = false;
@@ -272,7 +273,7 @@ export function startEnforcer(opts: EnforcerOptions) {
     wake?.();
   };
   const markUser = (signPub: string) => {
-    dirty.add(signPub);
+    dirty.set(signPub, false);
     wake?.();
   };
   const markRoom = (roomId: string) => {
@@ -286,9 +287,9 @@ export function startEnforcer(opts: EnforcerOptions) {
     const ids = [...dirtyRooms];
     dirtyRooms.clear();
     for (const id of ids) {
-      for (const u of roomUsers.get(id) ?? []) dirty.add(u);
+      for (const u of roomUsers.get(id) ?? []) dirty.set(u, false);
       try {
-        for (const m of await opts.store.listMembers(id)) dirty.add(m.signPub);
+        for (const m of await opts.store.listMembers(id)) dirty.set(m.signPub, false);
       } catch {
         allDirty = true;
       }
@@ -300,7 +301,7 @@ export function startEnforcer(opts: EnforcerOptions) {
     else markAll();
   });
   const offAdd = opts.sessions.onAdd((session) => {
-    admitted.add(session.signPub);
+    if (!dirty.has(session.signPub)) dirty.set(session.signPub, true);
     wake?.();
   });
 
@@ -312,42 +313,34 @@ export function startEnforcer(opts: EnforcerOptions) {
       // pass amid them slowed the callout past nats-server's 2 s timeout).
       if (targetedSinceFull && Date.now() - lastFull >= interval) allDirty = true;
       if (!allDirty && dirtyRooms.size > 0) await roomsToUsers();
-      let users: string[];
+      // Each user to re-read, and whether via access (an admission only).
+      let users: Array<[string, boolean]>;
       if (allDirty) {
-        users = opts.sessions.users();
+        const online = opts.sessions.users();
+        users = online.map((u) => [u, false]);
         lastFull = Date.now();
         targetedSinceFull = false;
         dirtyRooms.clear();
-        const online = new Set(users);
-        for (const u of userRooms.keys()) if (!online.has(u)) index(u, []);
+        const onlineSet = new Set(online);
+        for (const u of userRooms.keys()) if (!onlineSet.has(u)) index(u, []);
       } else {
         users = [];
-        for (const u of dirty) {
-          if (opts.sessions.forUser(u).length > 0) users.push(u);
+        for (const [u, viaAccess] of dirty) {
+          if (opts.sessions.forUser(u).length > 0) users.push([u, viaAccess]);
           else index(u, []);
         }
       }
-      const fresh = new Set(users);
-      const logins = [...admitted].filter((u) =>
-        !fresh.has(u) && opts.sessions.forUser(u).length > 0
-      );
       allDirty = false;
       dirty.clear();
-      admitted.clear();
       let failed = false;
       pass = (async () => {
-        for (
-          const [signPub, viaAccess] of [
-            ...users.map((u) => [u, false] as const),
-            ...logins.map((u) => [u, true] as const),
-          ]
-        ) {
+        for (const [signPub, viaAccess] of users) {
           try {
             await reconcileUser(signPub, viaAccess);
           } catch (err) {
             // New connections fail closed in the callout; this user is
             // re-checked on the next pass.
-            dirty.add(signPub);
+            dirty.set(signPub, false);
             failed = true;
             opts.log.error("could not re-check a connected user", { signPub, error: err });
           }
@@ -357,9 +350,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       if (!running) break;
       // After a failure, do not spin on an unavailable store.
       if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
-      else if (
-        !allDirty && dirty.size === 0 && dirtyRooms.size === 0 && admitted.size === 0
-      ) await sleep();
+      else if (!allDirty && dirty.size === 0 && dirtyRooms.size === 0) await sleep();
     }
   };
   const looping = loop();

@@ -122,6 +122,11 @@ interface Routez {
   routes?: Array<{ remote_name?: string; remote_id?: string }>;
 }
 
+// The peers a ROUTEZ reply names (by server name, else id).
+function routeNames(r: Routez): Set<string> {
+  return new Set((r.routes ?? []).map((x) => x.remote_name ?? x.remote_id ?? ""));
+}
+
 /** Options for {@linkcode startClusterMonitor}. */
 export interface ClusterMonitorOptions {
   clusterName: string;
@@ -256,7 +261,7 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
       const ageMs = polledAt === 0 ? Infinity : now - polledAt;
       const fresh = ageMs <= 3 * interval;
       const meta = jsz.meta_cluster ?? {};
-      const routed = new Set((routez.routes ?? []).map((r) => r.remote_name ?? r.remote_id ?? ""));
+      const routed = routeNames(routez);
       const names = new Set<string>([
         ...routed,
         ...(meta.replicas ?? []).map((r) => r.name),
@@ -299,8 +304,7 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
       const heard = [...postures].filter(([, p]) => now - p.at <= 3 * interval).map(([n]) => n);
       let routed: Set<string>;
       try {
-        const r = await ask<Routez>("ROUTEZ", 250);
-        routed = new Set((r.routes ?? []).map((x) => x.remote_name ?? x.remote_id ?? ""));
+        routed = routeNames(await ask<Routez>("ROUTEZ", 250));
       } catch {
         return false; // cannot tell: fail closed
       }

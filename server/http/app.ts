@@ -40,6 +40,8 @@ export interface RequestContext {
   isPublic: boolean;
   /** The matched route's pattern (e.g. `/v1/rooms/:id`), or null: a metrics label. */
   route: string | null;
+  /** The request URL, parsed once by the app for the router, middleware and handlers. */
+  url: URL;
   /** The raw body, once a middleware has read it (signature checks hash it). */
   body?: Uint8Array;
   /** When set (ms since the epoch), a body still arriving then is refused (408). */
@@ -229,6 +231,9 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
   return (ctx.body = out);
 }
 
+// Invalid UTF-8 is refused, not replaced (one decoder: each decode is whole).
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
  * Reads and parses a JSON body: 413 beyond the limit, 400 when it is not JSON.
  *
@@ -240,7 +245,7 @@ export async function readBody(req: Request, ctx: RequestContext): Promise<Uint8
 export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
   const bytes = await readBody(req, ctx);
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return JSON.parse(strictUtf8.decode(bytes));
   } catch {
     throw new HttpError(400, "bad_json", "the request body is not valid JSON");
   }
@@ -316,6 +321,7 @@ export function createApp(
       // Unmatched paths count as public so that they get a 404, not a 401.
       isPublic: route === undefined || route.public === true,
       route: route?.path ?? null,
+      url,
       remoteAddr: info?.remoteAddr && "hostname" in info.remoteAddr
         ? info.remoteAddr.hostname
         : undefined,
@@ -366,7 +372,7 @@ export const accessLog: Middleware = async (req, ctx, next) => {
   const res = await next();
   ctx.log.info("http", {
     method: req.method,
-    path: new URL(req.url).pathname,
+    path: ctx.url.pathname,
     status: res.status,
     ms: Math.round((performance.now() - started) * 100) / 100,
   });

@@ -119,7 +119,7 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
   return async (req, ctx, next) => {
     if (ctx.isPublic) return next();
 
-    const path = new URL(req.url).pathname;
+    const path = ctx.url.pathname;
     const refuse = (status: number, code: string, fields: Record<string, unknown> = {}) => {
       ctx.log.info("request refused", { code, method: req.method, path, ...fields });
       return new HttpError(status, code, REFUSED);

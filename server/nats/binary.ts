@@ -171,20 +171,24 @@ export async function resolveEmbeddedNatsServer(
   }
   const dir = `${options.cacheBase}/nats-server-${expected.slice(0, 16)}`;
   const target = `${dir}/nats-server`;
-  if (!(await isExecutableFile(target))) {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    await Deno.chmod(dir, 0o700);
-    const tmp = await Deno.makeTempFile({ dir, prefix: ".nats-server." });
-    try {
-      await Deno.writeFile(tmp, await Deno.readFile(options.binary), { mode: 0o700 });
-      await Deno.chmod(tmp, 0o700);
-      await verify(tmp, "extracted nats-server");
-      await Deno.rename(tmp, target);
-    } catch (err) {
-      await Deno.remove(tmp).catch(() => {});
-      throw err;
-    }
+  // A copy already in the cache is checked as it is; a new one is checked
+  // before it is moved into place (once: hashing it again after the rename
+  // read the whole binary a second time on every first start).
+  if (await isExecutableFile(target)) {
+    await verify(target, "extracted nats-server");
+    return target;
   }
-  await verify(target, "extracted nats-server");
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(dir, 0o700);
+  const tmp = await Deno.makeTempFile({ dir, prefix: ".nats-server." });
+  try {
+    await Deno.writeFile(tmp, await Deno.readFile(options.binary), { mode: 0o700 });
+    await Deno.chmod(tmp, 0o700);
+    await verify(tmp, "extracted nats-server");
+    await Deno.rename(tmp, target);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
   return target;
 }

@@ -116,12 +116,10 @@ export function stateAfter(state: RoomState, changes: SignedChange[]): RoomState
   for (const change of changes) {
     const body = parseChange(change.text);
     const added = addedMembers(body);
-    for (const m of added) {
-      addedBy.set(m.member, {
-        by: body.by,
-        change: memberProvenance(change, body.seq, added.length),
-      });
-    }
+    // One provenance per change, shared by its members (for a change naming
+    // many it is a hash of the change).
+    const origin = { by: body.by, change: memberProvenance(change, body.seq, added.length) };
+    for (const m of added) addedBy.set(m.member, origin);
   }
   const members: RoomMemberSpec[] = [];
   for (const [signPub, m] of state.members) {

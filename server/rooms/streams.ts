@@ -18,17 +18,10 @@ import {
 } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { roomStreamName } from "../../lib/auth/acl.ts";
+import { DEFAULT_LIMITS } from "../limits.ts";
 
 /** How long a persisted room keeps its history. */
 export const ROOM_STREAM_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
-
-/**
- * The most a persisted room's stream keeps unless serve says otherwise
- * (`--room-stream-max-bytes`); oldest messages go first. JetStream reserves
- * this much of its store for every stream, so it also caps how many persisted
- * rooms fit in the node: 1 GiB per room once let ~60 rooms fill a node.
- */
-export const ROOM_STREAM_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * JetStream has no room left to reserve for another stream (its
@@ -54,7 +47,10 @@ export interface RoomStreams {
 
 /**
  * The stream configuration of a persisted room: its one subject, file
- * storage, 30 days of history with the oldest dropped first, and as many
+ * storage, 30 days of history with the oldest dropped first, at most
+ * `maxBytes` (`--room-stream-max-bytes`; JetStream reserves that much of its
+ * store for every stream, so it also caps how many persisted rooms fit in the
+ * node: 1 GiB per room once let ~60 rooms fill a node), and as many
  * replicas as the control plane (1 on a single node, 3 in a cluster: an R1
  * stream on a node that dies takes the room's history and every message
  * published meanwhile with it).
@@ -67,7 +63,7 @@ export interface RoomStreams {
  */
 export function roomStreamConfig(
   room: StreamRoom,
-  maxBytes: number = ROOM_STREAM_MAX_BYTES,
+  maxBytes: number = DEFAULT_LIMITS.roomStreamMaxBytes,
   replicas = 1,
 ): Partial<StreamConfig> & { name: string } {
   return {
@@ -98,7 +94,7 @@ export function roomStreamConfig(
 export async function createRoomStream(
   nc: NatsConnection,
   room: StreamRoom,
-  maxBytes: number = ROOM_STREAM_MAX_BYTES,
+  maxBytes: number = DEFAULT_LIMITS.roomStreamMaxBytes,
   replicas = 1,
 ): Promise<string> {
   const jsm = await jetstreamManager(nc, { checkAPI: false });

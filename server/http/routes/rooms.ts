@@ -211,7 +211,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       throw err;
     }
     if (b.by !== caller) throw new HttpError(403, "not_signer", "the change is not signed by you");
-    const subject = requireSubject(b.subject);
+    // parseChange accepted it by the same grammar (lib/grammar.ts), and the
+    // raw line above already answered a bad one with invalid_subject.
+    const subject = b.subject!;
     const taken = async () => {
       if (await store.getRoom(b.room)) {
         return new HttpError(409, "room_exists", "a room with this id exists");
@@ -232,6 +234,7 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         // exactly as for an add, or the room would seal keys to a stranger.
         const joining = addedMembers(b).slice(1);
         for (const m of joining) await requireKex(m.member, m, "unknown_member");
+        const provenance = memberProvenance(change, 0, joining.length + 1);
         let room: Room;
         try {
           // The room, its genesis change and its creator as admin are one
@@ -244,17 +247,12 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
           }, {
             change,
             members: [
-              {
-                signPub: caller,
-                role: "admin",
-                addedBy: caller,
-                change: memberProvenance(change, 0, joining.length + 1),
-              },
+              { signPub: caller, role: "admin", addedBy: caller, change: provenance },
               ...joining.map((m) => ({
                 signPub: m.member,
                 role: m.role,
                 addedBy: caller,
-                change: memberProvenance(change, 0, joining.length + 1),
+                change: provenance,
               })),
             ],
           });
@@ -411,9 +409,9 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
     {
       method: "GET",
       path: "/v1/rooms",
-      handler: storeErrors(async (req, ctx) => {
+      handler: storeErrors(async (_req, ctx) => {
         const caller = callerOf(ctx);
-        const view = new URL(req.url).searchParams.get("view");
+        const view = ctx.url.searchParams.get("view");
         if (view !== null && view !== "summary") {
           throw badRequest("view must be `summary` or absent", "invalid_view");
         }
