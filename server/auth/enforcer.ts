@@ -274,6 +274,10 @@ export function startEnforcer(opts: EnforcerOptions) {
   };
   const markUser = (signPub: string) => {
     dirty.set(signPub, false);
+    // A steady stream of user changes keeps the loop from ever sleeping, so
+    // the backstop's timer never fires: count it as targeted work, which
+    // forces the full pass once an interval has gone by.
+    targetedSinceFull = true;
     wake?.();
   };
   const markRoom = (roomId: string) => {
