@@ -199,10 +199,24 @@ export function expressibleRooms<R extends AclRoom>(
  * ```
  */
 export function userPermissions(signPubHex: string, rooms: AclRoom[]): UserPermissions {
+  return grantedPermissions(signPubHex, aclRooms(signPubHex, rooms).granted);
+}
+
+/**
+ * The permissions for rooms {@linkcode aclRooms} already granted (the
+ * callout, which also logs what it left out, sorts and bounds them once).
+ *
+ * @example
+ * ```ts
+ * const { granted } = aclRooms(pubHex, rooms);
+ * const perms = grantedPermissions(pubHex, granted);
+ * ```
+ */
+export function grantedPermissions(signPubHex: string, granted: AclRoom[]): UserPermissions {
   const inbox = inboxPrefixFor(signPubHex);
   const pub = new Set<string>([ANY_INBOX]);
   const sub = new Set<string>([`${inbox}.>`]);
-  for (const room of aclRooms(signPubHex, rooms).granted) {
+  for (const room of granted) {
     pub.add(room.subject);
     sub.add(room.subject);
     for (const s of historySubjects(room)) pub.add(s);

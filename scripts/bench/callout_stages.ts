@@ -7,7 +7,7 @@
  */
 
 import { encodeAuthorizationResponse, encodeUser } from "@nats-io/jwt";
-import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
+import { aclRooms, grantedPermissions } from "../../lib/auth/acl.ts";
 import { encodePublicNkey, NativeNkeyPair, natsAuthMessage, Prefix } from "../../lib/auth/nkey.ts";
 import { verifySignature } from "../../lib/crypto/ed25519.ts";
 import { generateIdentity } from "../../lib/identity/identity.ts";
@@ -60,7 +60,7 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
     const userNkey = encodePublicNkey(Prefix.User, id.signPub);
     const nonce = "abcdefghijklmnopqrstuv";
     const sig = id.signer.sign(natsAuthMessage(nonce));
-    const perms = userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted);
+    const perms = grantedPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted);
     const jwtUser = () =>
       encodeUser("bench", userNkey, issuer, { pub: perms.pub, sub: perms.sub }, { aud: "APP" });
     const jwt = await jwtUser();
@@ -81,7 +81,7 @@ export async function benchCalloutStages(n: number): Promise<StageResult[]> {
         () => store.getUserAccess(id.signPubHex),
         () => store.rememberNonce(`bench-${nonces++}`, Date.now() + 60_000),
       ],
-      ["ACL build", () => userPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
+      ["ACL build", () => grantedPermissions(id.signPubHex, aclRooms(id.signPubHex, []).granted)],
       ["user JWT (encodeUser, WebCrypto jti digest)", jwtUser],
       [
         "response JWT (encodeAuthorizationResponse, WebCrypto jti digest)",

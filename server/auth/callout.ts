@@ -13,7 +13,7 @@
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { aclRooms, userPermissions } from "../../lib/auth/acl.ts";
+import { aclRooms, grantedPermissions } from "../../lib/auth/acl.ts";
 import {
   decodeAnyBase64,
   decodePublicNkey,
@@ -259,7 +259,7 @@ async function admit(
       { signPub: signPubHex, room: x.room.id, rule: x.rule },
     );
   }
-  const permissions = userPermissions(signPubHex, granted);
+  const permissions = grantedPermissions(signPubHex, granted);
   const jwt = await encodeUserJwt(
     jwtName(user.handle),
     req.user_nkey,
