@@ -9,7 +9,7 @@
 
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
-import { writePrivateTemp } from "../../lib/fs/private_file.ts";
+import { privateTempPath, writePrivateTemp } from "../../lib/fs/private_file.ts";
 import { clusterPassProblem, type ClusterPassSource } from "./options.ts";
 
 /** A secret file that is missing, unreadable, open to others, or malformed. */
@@ -83,7 +83,7 @@ export async function loadOrCreateCalloutIssuer(path: string): Promise<NativeNke
     // (link fails if the name exists): nodes started together on one host
     // race here, and one that opened the real name before the seed was in it
     // read an empty file and refused to start.
-    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+    const tmp = privateTempPath(path);
     try {
       await writePrivateTemp(tmp, new Uint8Array([...fresh.getSeed(), 0x0a]));
       await Deno.link(tmp, path);
