@@ -91,6 +91,7 @@ import {
   KeyExistsError,
   type Member,
   MemberExistsError,
+  memberRow,
   type NewBlob,
   type NewMember,
   type NewRoom,
@@ -1224,16 +1225,6 @@ export class KvStore implements Store {
 }
 
 // ---- helpers ----
-
-function memberRow(m: RoomMemberSpec | NewMember, now: number): Omit<Member, "roomId"> {
-  return {
-    signPub: m.signPub,
-    role: m.role,
-    addedBy: m.addedBy,
-    addedAt: m.addedAt ?? now,
-    change: m.change,
-  };
-}
 
 /** The new member set; a member whose role is unchanged keeps its stored row. */
 function mergeMembers(

@@ -26,6 +26,7 @@ import {
   KeyExistsError,
   type Member,
   MemberExistsError,
+  memberRow,
   type NewBlob,
   type NewMember,
   type NewRoom,
@@ -280,8 +281,8 @@ export class SqliteStore implements Store {
 
   async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
     const row = newRoomRow(room);
-    if (genesis !== undefined) validateGenesis(room.id, genesis);
     if (genesis !== undefined) {
+      validateGenesis(room.id, genesis);
       await this.#createRoomWithGenesis(row, genesis);
       this.#emit({ kind: "room", roomId: row.id });
       return row;
@@ -312,10 +313,10 @@ export class SqliteStore implements Store {
           sql: "INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, 0, ?, ?)",
           args: [row.id, genesis.change.text, genesis.change.sig],
         },
-        ...genesis.members.map((m) => ({
+        ...genesis.members.map((spec) => memberRow(spec, now)).map((m) => ({
           sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
                 VALUES (?, ?, ?, ?, ?, ?)`,
-          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt ?? now, m.change],
+          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt, m.change],
         })),
       ]);
     } catch (e) {
@@ -405,13 +406,7 @@ export class SqliteStore implements Store {
   ): Promise<void> {
     validateAppliedChange(roomId, seq, change, after);
     const now = Date.now();
-    const members = JSON.stringify(after.members.map((m) => ({
-      signPub: m.signPub,
-      role: m.role,
-      addedBy: m.addedBy,
-      addedAt: m.addedAt ?? now,
-      change: m.change,
-    })));
+    const members = JSON.stringify(after.members.map((m) => memberRow(m, now)));
     // One transaction. The change goes in only on top of the newest one; the
     // member set and epoch are written only while this change is the newest
     // one stored (HEAD), which is what versions them by seq: a repeated older
@@ -471,14 +466,7 @@ export class SqliteStore implements Store {
 
   async addMember(member: NewMember): Promise<Member> {
     validateNewMember(member);
-    const row: Member = {
-      roomId: member.roomId,
-      signPub: member.signPub,
-      role: member.role,
-      addedBy: member.addedBy,
-      addedAt: member.addedAt ?? Date.now(),
-      change: member.change,
-    };
+    const row: Member = { roomId: member.roomId, ...memberRow(member, Date.now()) };
     await this.#requireRoom(member.roomId);
     let affected: number;
     try {

@@ -914,3 +914,24 @@ export function sealedKeyRows(roomId: string, epoch: number, keys: NewSealedKey[
     };
   });
 }
+
+/**
+ * The stored form of one member (addedAt defaulted to `now`), as both
+ * backends write it; the caller has validated it.
+ *
+ * @example
+ * ```ts
+ * import { memberRow } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * memberRow({ signPub: k, role: "admin", addedBy: k, change: null }, Date.now());
+ * ```
+ */
+export function memberRow(m: RoomMemberSpec | NewMember, now: number): Omit<Member, "roomId"> {
+  return {
+    signPub: m.signPub,
+    role: m.role,
+    addedBy: m.addedBy,
+    addedAt: m.addedAt ?? now,
+    change: m.change,
+  };
+}
