@@ -118,9 +118,11 @@ import {
   type UserAccess,
   UserExistsError,
   validateAppliedChange,
+  validateEpochMove,
   validateGenesis,
   validateNewBlob,
   validateNewMember,
+  validateNonce,
 } from "./store.ts";
 
 export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
@@ -708,12 +710,7 @@ export class KvStore implements Store {
   }
 
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
-    check.id("id", id);
-    check.count("expectedEpoch", expectedEpoch);
-    check.count("newEpoch", newEpoch);
-    if (newEpoch <= expectedEpoch) {
-      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
-    }
+    validateEpochMove(id, expectedEpoch, newEpoch);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const r = await this.#room(id);
       if (r === null) throw new NotFoundError("room", id);
@@ -982,10 +979,7 @@ export class KvStore implements Store {
     expiresAt: number,
     now: number = Date.now(),
   ): Promise<boolean> {
-    check.text("nonce", nonce);
-    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
-    check.count("expiresAt", expiresAt);
-    check.count("now", now);
+    validateNonce(nonce, expiresAt, now);
     // The bucket forgets a nonce after NONCE_MAX_AGE_MS whatever its expiry:
     // a longer-lived one would be forgotten while still live, and replayable.
     if (expiresAt - now > NONCE_MAX_AGE_MS) {

@@ -52,9 +52,11 @@ import {
   type UserAccess,
   UserExistsError,
   validateAppliedChange,
+  validateEpochMove,
   validateGenesis,
   validateNewBlob,
   validateNewMember,
+  validateNonce,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -361,13 +363,7 @@ export class SqliteStore implements Store {
   }
 
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
-    check.id("id", id);
-    check.count("expectedEpoch", expectedEpoch);
-    check.count("newEpoch", newEpoch);
-    // Going back would reuse an epoch whose keys are immutable and maybe leaked.
-    if (newEpoch <= expectedEpoch) {
-      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
-    }
+    validateEpochMove(id, expectedEpoch, newEpoch);
     const rs = await this.#exec(
       "UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?",
       [newEpoch, id, expectedEpoch],
@@ -571,10 +567,7 @@ export class SqliteStore implements Store {
     expiresAt: number,
     now: number = Date.now(),
   ): Promise<boolean> {
-    check.text("nonce", nonce);
-    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
-    check.count("expiresAt", expiresAt);
-    check.count("now", now);
+    validateNonce(nonce, expiresAt, now);
     // One statement, so it is atomic: a live nonce is neither replaced nor counted.
     const rs = await this.#exec(
       `INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)

@@ -840,6 +840,40 @@ export function validateRoomChange(
 }
 
 /**
+ * Validates the arguments of {@linkcode Store.rememberNonce}.
+ *
+ * @example
+ * ```ts
+ * import { validateNonce } from "./store.ts";
+ * validateNonce("n-1", Date.now() + 60_000, Date.now());
+ * ```
+ */
+export function validateNonce(nonce: string, expiresAt: number, now: number): void {
+  check.text("nonce", nonce);
+  if (nonce.length > 256) fail("nonce", "must be at most 256 characters");
+  check.count("expiresAt", expiresAt);
+  check.count("now", now);
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.setRoomEpoch}: the epoch only
+ * moves forward, since going back would reuse an epoch whose keys are
+ * immutable and maybe leaked.
+ *
+ * @example
+ * ```ts
+ * import { validateEpochMove } from "./store.ts";
+ * validateEpochMove("ops", 0, 1);
+ * ```
+ */
+export function validateEpochMove(id: string, expectedEpoch: number, newEpoch: number): void {
+  check.id("id", id);
+  check.count("expectedEpoch", expectedEpoch);
+  check.count("newEpoch", newEpoch);
+  if (newEpoch <= expectedEpoch) fail("newEpoch", "must be greater than expectedEpoch");
+}
+
+/**
  * The stored form of a new user (validated; status "active", createdAt
  * defaulted), as both backends write it.
  *
