@@ -16,7 +16,7 @@ import { type KvStore, openKvStore } from "../lib/store/kv.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** Where a node's managed nats-server listens by default (seeds: 4250). */
-export const DEFAULT_NATS_URL = "nats://127.0.0.1:4250";
+const DEFAULT_NATS_URL = "nats://127.0.0.1:4250";
 
 /** The flags that name a KV target; shared by every command that writes KV. */
 export const KV_TARGET_OPTIONS: OptionTable = {

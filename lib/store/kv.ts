@@ -125,8 +125,6 @@ import {
   validateNonce,
 } from "./store.ts";
 
-export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
-
 /**
  * Nonces stay at least twice the signed-request clock window (±skew, so
  * 2 × skew wide): a nonce is live until its request's timestamp + skew, at

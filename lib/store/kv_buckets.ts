@@ -22,7 +22,7 @@ import type { Logger } from "../log.ts";
 import { StoreUnavailableError } from "./store.ts";
 
 /** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
-export const KV_BUCKETS = {
+const KV_BUCKETS = {
   users: "UNIBUS_users",
   rooms: "UNIBUS_rooms",
   members: "UNIBUS_members",
@@ -34,7 +34,7 @@ export const KV_BUCKETS = {
 } as const;
 
 /** The object store of blob bytes (stream `OBJ_UNIBUS_blobs`). */
-export const BLOB_OBJECT_STORE = "UNIBUS_blobs";
+const BLOB_OBJECT_STORE = "UNIBUS_blobs";
 
 /**
  * The JetStream streams that hold the control plane: one per KV bucket and
