@@ -239,6 +239,9 @@ interface RoomRecord extends Room {
   inc: string;
 }
 
+/** A visible room record with its revision, as {@linkcode KvStore} reads it. */
+type RoomRead = { value: RoomRecord; revision: number };
+
 interface SubjectClaim {
   id: string;
   inc: string;
@@ -575,7 +578,7 @@ export class KvStore implements Store {
   // ---- rooms ----
 
   /** The visible room record (invariant 1), with its revision. */
-  async #room(id: string): Promise<{ value: RoomRecord; revision: number } | null> {
+  async #room(id: string): Promise<RoomRead | null> {
     const rec = await this.#get<RoomRecord>(this.#kv.rooms, roomKey(id));
     if (rec === null) return null;
     const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(rec.value.subject));
@@ -1074,12 +1077,20 @@ export class KvStore implements Store {
     return metaOf(blob.id, rec);
   }
 
-  /** The blob record, if its room is still the incarnation it was put in. */
-  async #blob(id: string): Promise<{ value: BlobRecord; revision: number } | null> {
+  /**
+   * The blob record, if its room is still the incarnation it was put in;
+   * `rooms` shares the room reads of one count.
+   */
+  async #blob(
+    id: string,
+    rooms?: Map<string, Promise<RoomRead | null>>,
+  ): Promise<{ value: BlobRecord; revision: number } | null> {
     check.id("id", id);
     const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, tok(id));
     if (rec === null) return null;
-    const r = await this.#room(rec.value.roomId);
+    const room = rooms?.get(rec.value.roomId) ?? this.#room(rec.value.roomId);
+    rooms?.set(rec.value.roomId, room);
+    const r = await room;
     return r && r.value.inc === rec.value.inc ? rec : null;
   }
 
@@ -1112,9 +1123,12 @@ export class KvStore implements Store {
     // Invariant 5: the owner's own hints, each checked against its blob.
     const prefix = `owner.${owner}.`;
     const keys = await this.#keys(this.#kv.blobMeta, `${prefix}*.*`);
+    // An upload's quota check reads every blob of its owner (up to the
+    // blobs-per-user quota), mostly in a few rooms: each room is read once.
+    const rooms = new Map<string, Promise<RoomRead | null>>();
     const blobs = await Promise.all(keys.map(async (k) => {
       const object = k.slice(prefix.length);
-      const rec = await this.#blob(untok(object.split(".")[0]));
+      const rec = await this.#blob(untok(object.split(".")[0]), rooms);
       return rec && rec.value.object === object && rec.value.owner === owner ? rec.value : null;
     }));
     const usage: BlobUsage = { count: 0, bytes: 0 };
