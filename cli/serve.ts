@@ -10,8 +10,6 @@ import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./ar
 import type { Command } from "./command.ts";
 import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
 import type { ServeOptions } from "../server/options.ts";
-
-export type { ServeOptions };
 import {
   DEFAULT_LIMITS,
   type Limits,
