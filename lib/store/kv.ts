@@ -135,18 +135,6 @@ export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
 /** How long a read waits for the bucket's leader before asking this node's replica too. */
 const REPLICA_FALLBACK_AFTER_MS = 250;
 
-/** The replica-read handle of the same bucket as `kv`. */
-function replicaOf(
-  kv: Buckets["kv"],
-  replicas: NonNullable<Buckets["replicaKv"]>,
-  which: KV,
-): KV | null {
-  for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
-    if (kv[k] === which) return replicas[k];
-  }
-  return null;
-}
-
 /** Options of {@linkcode openKvStore}. */
 export interface KvStoreOptions {
   /** A connection with JetStream rights on the buckets (serve's internal one). */
@@ -344,6 +332,8 @@ export class KvStore implements Store {
   #replicaReads: () => boolean | Promise<boolean>;
   #log?: Logger;
   #watches = new Set<StoreWatch>();
+  /** Each bucket's replica-read handle (R3 only), by its leader-read handle. */
+  #replicaOf = new Map<KV, KV>();
 
   /** Use {@linkcode openKvStore}. */
   constructor(
@@ -358,6 +348,12 @@ export class KvStore implements Store {
     this.#b = buckets;
     this.#owns = ownsConnection;
     this.#log = log;
+    const { kv, replicaKv } = buckets;
+    if (replicaKv) {
+      for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
+        this.#replicaOf.set(kv[k], replicaKv[k]);
+      }
+    }
   }
 
   get #kv(): Buckets["kv"] {
@@ -411,8 +407,7 @@ export class KvStore implements Store {
   async #read(kv: KV, key: string): Promise<KvEntry | null> {
     const what = `get ${key}`;
     const leader = this.#io(what, () => kv.get(key));
-    const replicas = this.#b?.replicaKv;
-    const replica = replicas ? replicaOf(this.#kv, replicas, kv) : null;
+    const replica = this.#b === null ? undefined : this.#replicaOf.get(kv);
     // Only with a majority alive (see KvStoreOptions.replicaReads): with two
     // of three nodes down, this node's copy is not the cluster's word.
     if (!replica) return await leader;

@@ -9,12 +9,7 @@
  * @module
  */
 
-import {
-  jetstream,
-  JetStreamApiError,
-  type JetStreamClient,
-  jetstreamManager,
-} from "@nats-io/jetstream";
+import { jetstream, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -65,7 +60,6 @@ export interface BucketOptions {
 
 /** The opened buckets. */
 export interface Buckets {
-  js: JetStreamClient;
   kv: Record<keyof typeof KV_BUCKETS, KV>;
   /**
    * The same buckets read by direct get, which any current replica answers
@@ -225,5 +219,5 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
     replicas: opts.replicas,
     ms: Date.now() - started,
   });
-  return { js, kv, replicaKv, blobs };
+  return { kv, replicaKv, blobs };
 }
