@@ -27,7 +27,7 @@ import {
   parseKvTarget,
   replicationLine,
 } from "./kv_target.ts";
-import { DEFAULT_DB_PATH } from "./user.ts";
+import { DEFAULT_DB_PATH, requireDb } from "./user.ts";
 
 const OPTIONS: OptionTable = {
   "data-dir": {
@@ -250,8 +250,7 @@ async function run(argv: string[]): Promise<number> {
     ? `${dataDir.replace(/\/+$/, "")}/unibus.db`
     : DEFAULT_DB_PATH;
   if (db === "") throw new UsageError("--db must not be empty");
-  const st = await Deno.stat(db).catch(() => null);
-  if (!st?.isFile) throw new Error(`no database at ${db}`);
+  await requireDb(db);
   const dry = values["dry-run"] === true;
 
   // First, so that a serve running on the data dir stops us before anything is read.

@@ -164,9 +164,17 @@ function parseSignPub(input: string, what: string): string {
   return hex;
 }
 
-// Only a file that is already there may be administered by list/revoke:
-// opening a mistyped path would create an empty store and report "no users".
-async function requireDb(path: string): Promise<void> {
+/**
+ * Refuses a SQLite path that is not an existing file. Only a file that is
+ * already there may be administered (list, revoke) or migrated: opening a
+ * mistyped path would create an empty store and report "no users".
+ *
+ * @example
+ * ```ts
+ * await requireDb("./local_files/unibus.db"); // throws "no database at …" if absent
+ * ```
+ */
+export async function requireDb(path: string): Promise<void> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(path);
