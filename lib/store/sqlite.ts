@@ -437,8 +437,12 @@ export class SqliteStore implements Store {
     ]);
     if (results[0].rowsAffected === 0) {
       await this.#requireRoom(roomId);
-      const stored = (await this.listRoomChanges(roomId)).find((c) => c.seq === seq);
-      if (!stored || stored.text !== change.text || stored.sig !== change.sig) {
+      const rs = await this.#exec(
+        "SELECT text, sig FROM room_changes WHERE room_id = ? AND seq = ?",
+        [roomId, seq],
+      );
+      const stored = rs.rows[0];
+      if (!stored || str(stored.text) !== change.text || str(stored.sig) !== change.sig) {
         throw new ConflictError(
           stored
             ? `room ${roomId} already has change ${seq}`
