@@ -16,7 +16,7 @@ import { type KvStore, openKvStore } from "../lib/store/kv.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** Where a node's managed nats-server listens by default (seeds: 4250). */
-export const DEFAULT_NATS_URL = "nats://127.0.0.1:4250";
+const DEFAULT_NATS_URL = "nats://127.0.0.1:4250";
 
 /** The flags that name a KV target; shared by every command that writes KV. */
 export const KV_TARGET_OPTIONS: OptionTable = {
@@ -90,11 +90,21 @@ export function parseKvTarget(values: Values): KvTarget {
       "--store kv needs --internal-id-file, the identity serve persisted with --internal-id-file",
     );
   }
-  const replicasText = str(values, "kv-replicas") ?? "1";
-  if (replicasText !== "1" && replicasText !== "3") {
-    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
-  }
-  return { natsUrl, internalIdFile, caFile, replicas: replicasText === "3" ? 3 : 1 };
+  return { natsUrl, internalIdFile, caFile, replicas: parseKvReplicas(str(values, "kv-replicas")) };
+}
+
+/**
+ * The value of `--kv-replicas` (default 1); throws {@linkcode UsageError}.
+ *
+ * @example
+ * ```ts
+ * parseKvReplicas("3"); // 3
+ * ```
+ */
+export function parseKvReplicas(text: string | undefined): 1 | 3 {
+  if (text === undefined || text === "1") return 1;
+  if (text === "3") return 3;
+  throw new UsageError(`--kv-replicas: "${text}" must be 1 or 3`);
 }
 
 /** Connects fast or fails: an administrator waits seconds, not minutes. */

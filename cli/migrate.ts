@@ -17,7 +17,7 @@ import { createLogger } from "../lib/log.ts";
 import type { KvStore } from "../lib/store/kv.ts";
 import { SqliteStore } from "../lib/store/sqlite.ts";
 import { type DataDirServer, startDataDirServer } from "../server/nats/data_dir_server.ts";
-import type { Member, Room, SealedKey, Store, User } from "../lib/store/store.ts";
+import type { Blob, Member, Room, Store, User } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import {
@@ -27,7 +27,7 @@ import {
   parseKvTarget,
   replicationLine,
 } from "./kv_target.ts";
-import { DEFAULT_DB_PATH } from "./user.ts";
+import { DEFAULT_DB_PATH, requireDb } from "./user.ts";
 
 const OPTIONS: OptionTable = {
   "data-dir": {
@@ -165,11 +165,9 @@ async function copyKeys(
   rooms: Room[],
   dry: boolean,
   t: Tally,
-): Promise<SealedKey[]> {
-  const all: SealedKey[] = [];
+): Promise<void> {
   for (const room of rooms) {
     for (const k of await src.listSealedKeys(room.id)) {
-      all.push(k);
       const have = await dst.getSealedKey(room.id, k.epoch, k.recipient);
       if (have === null) {
         t.copied++;
@@ -178,22 +176,24 @@ async function copyKeys(
       else t.conflicts.push(`sealed key ${room.id}/${k.epoch}/${k.recipient} differs in KV`);
     }
   }
-  return all;
 }
 
-async function copyBlobs(src: SqliteStore, dst: Store, dry: boolean, t: Tally) {
-  const ids = await src.listBlobIds();
-  for (const id of ids) {
+/** Blobs compared with their bytes (JSON turns a Uint8Array into an object). */
+function sameBlob(a: Blob, b: Blob): boolean {
+  return same({ ...a, data: [...a.data] }, { ...b, data: [...b.data] });
+}
+
+async function copyBlobs(src: SqliteStore, dst: Store, dry: boolean, t: Tally): Promise<void> {
+  for (const id of await src.listBlobIds()) {
     const b = (await src.getBlob(id))!;
     const have = await dst.getBlob(id);
     if (have === null) {
       t.copied++;
       if (!dry) await dst.putBlob({ ...b });
-    } else if (same({ ...have, data: [...have.data] }, { ...b, data: [...b.data] })) {
+    } else if (sameBlob(have, b)) {
       t.identical++;
     } else t.conflicts.push(`blob ${id} differs in KV`);
   }
-  return ids;
 }
 
 /** Reads every copied record back from KV; returns the mismatches. */
@@ -216,9 +216,8 @@ async function verify(src: SqliteStore, dst: Store, users: User[], rooms: Room[]
     }
   }
   for (const id of await src.listBlobIds()) {
-    const a = await src.getBlob(id);
     const b = await dst.getBlob(id);
-    if (!b || !same({ ...a, data: [...a!.data] }, { ...b, data: [...b.data] })) {
+    if (!b || !sameBlob((await src.getBlob(id))!, b)) {
       bad.push(`blob ${id}`);
     }
   }
@@ -235,7 +234,7 @@ async function run(argv: string[]): Promise<number> {
   if (dataDir === "") throw new UsageError("--data-dir must not be empty");
   if (dataDir !== null) {
     // The temporary server admits a key made for the run, on loopback, R1.
-    for (const flag of ["nats-url", "ca", "internal-id-file", "kv-replicas"]) {
+    for (const flag of Object.keys(KV_TARGET_OPTIONS)) {
       if (values[flag] !== undefined) {
         throw new UsageError(
           `--${flag} does not go with --data-dir (a stopped node's own store, on loopback, R1); ` +
@@ -251,8 +250,7 @@ async function run(argv: string[]): Promise<number> {
     ? `${dataDir.replace(/\/+$/, "")}/unibus.db`
     : DEFAULT_DB_PATH;
   if (db === "") throw new UsageError("--db must not be empty");
-  const st = await Deno.stat(db).catch(() => null);
-  if (!st?.isFile) throw new Error(`no database at ${db}`);
+  await requireDb(db);
   const dry = values["dry-run"] === true;
 
   // First, so that a serve running on the data dir stops us before anything is read.

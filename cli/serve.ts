@@ -8,10 +8,9 @@ import { createLogger } from "../lib/log.ts";
 import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { parseKvReplicas } from "./kv_target.ts";
 import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
 import type { ServeOptions } from "../server/options.ts";
-
-export type { ServeOptions };
 import {
   DEFAULT_LIMITS,
   type Limits,
@@ -269,10 +268,7 @@ export function parseServeArgs(
   if (store !== "sqlite" && store !== "kv") {
     throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
   }
-  const replicasText = str("kv-replicas") ?? "1";
-  if (replicasText !== "1" && replicasText !== "3") {
-    throw new UsageError(`--kv-replicas: "${replicasText}" must be 1 or 3`);
-  }
+  const kvReplicas = parseKvReplicas(str("kv-replicas"));
   const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
   if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
     throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
@@ -458,7 +454,7 @@ export function parseServeArgs(
     dataDir,
     dbPath: str("db") ?? `${dataDir.replace(/\/+$/, "")}/unibus.db`,
     store,
-    kvReplicas: replicasText === "3" ? 3 : 1,
+    kvReplicas,
     kvBootstrapTimeoutMs: Number(bootstrapText) * 1000,
     natsUrl,
     natsServerBin: str("nats-server-bin") ?? null,

@@ -16,8 +16,6 @@ import {
 } from "../server/cluster/options.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
-export type { ClusterOptions };
-
 /** The cluster rows of `serve`'s option table. */
 export const CLUSTER_SERVE_OPTIONS: OptionTable = {
   "cluster-name": {

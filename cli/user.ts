@@ -136,7 +136,7 @@ function targetOf(values: Values): Target {
     return { kind: "kv", kv: parseKvTarget(values) };
   }
   if (store !== "sqlite") throw new UsageError(`--store must be sqlite or kv, not "${store}"`);
-  for (const f of ["nats-url", "internal-id-file", "ca", "kv-replicas"]) {
+  for (const f of Object.keys(KV_TARGET_OPTIONS)) {
     if (str(values, f) !== undefined) throw new UsageError(`--${f} needs --store kv`);
   }
   const db = str(values, "db") ?? DEFAULT_DB_PATH;
@@ -164,9 +164,17 @@ function parseSignPub(input: string, what: string): string {
   return hex;
 }
 
-// Only a file that is already there may be administered by list/revoke:
-// opening a mistyped path would create an empty store and report "no users".
-async function requireDb(path: string): Promise<void> {
+/**
+ * Refuses a SQLite path that is not an existing file. Only a file that is
+ * already there may be administered (list, revoke) or migrated: opening a
+ * mistyped path would create an empty store and report "no users".
+ *
+ * @example
+ * ```ts
+ * await requireDb("./local_files/unibus.db"); // throws "no database at …" if absent
+ * ```
+ */
+export async function requireDb(path: string): Promise<void> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(path);
@@ -182,12 +190,16 @@ async function withStore<T>(
   fn: (store: Store, kv: KvStore | null) => Promise<T>,
   opts: { mayCreate?: boolean } = {},
 ): Promise<T> {
-  if (t.kind === "sqlite" && !opts.mayCreate) await requireDb(t.db);
-  const store = t.kind === "sqlite"
-    ? await openStore({ kind: "sqlite", path: t.db })
-    : await openKvTarget(t.kv);
+  let kv: KvStore | null = null;
+  let store: Store;
+  if (t.kind === "kv") {
+    store = kv = await openKvTarget(t.kv);
+  } else {
+    if (!opts.mayCreate) await requireDb(t.db);
+    store = await openStore({ kind: "sqlite", path: t.db });
+  }
   try {
-    return await fn(store, t.kind === "kv" ? store as KvStore : null);
+    return await fn(store, kv);
   } finally {
     await store.close();
   }

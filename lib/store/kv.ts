@@ -91,6 +91,7 @@ import {
   KeyExistsError,
   type Member,
   MemberExistsError,
+  memberRow,
   type NewBlob,
   type NewMember,
   type NewRoom,
@@ -117,12 +118,12 @@ import {
   type UserAccess,
   UserExistsError,
   validateAppliedChange,
+  validateEpochMove,
   validateGenesis,
   validateNewBlob,
   validateNewMember,
+  validateNonce,
 } from "./store.ts";
-
-export { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_buckets.ts";
 
 /**
  * Nonces stay at least twice the signed-request clock window (±skew, so
@@ -133,18 +134,6 @@ export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
 
 /** How long a read waits for the bucket's leader before asking this node's replica too. */
 const REPLICA_FALLBACK_AFTER_MS = 250;
-
-/** The replica-read handle of the same bucket as `kv`. */
-function replicaOf(
-  kv: Buckets["kv"],
-  replicas: NonNullable<Buckets["replicaKv"]>,
-  which: KV,
-): KV | null {
-  for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
-    if (kv[k] === which) return replicas[k];
-  }
-  return null;
-}
 
 /** Options of {@linkcode openKvStore}. */
 export interface KvStoreOptions {
@@ -238,6 +227,9 @@ interface RoomRecord extends Room {
   inc: string;
 }
 
+/** A visible room record with its revision, as {@linkcode KvStore} reads it. */
+type RoomRead = { value: RoomRecord; revision: number };
+
 interface SubjectClaim {
   id: string;
   inc: string;
@@ -286,6 +278,26 @@ function untok(token: string): string {
   return token.startsWith("=") ? fromB64url(token.slice(1)) : token;
 }
 
+/** A room's id record (invariant 1). */
+function roomKey(id: string): string {
+  return `id.${tok(id)}`;
+}
+
+/** A subject's claim (invariant 1). */
+function subjectKey(subject: string): string {
+  return `subject.${b64url(subject)}`;
+}
+
+/** Where everything of one incarnation of a room is keyed (invariant 2). */
+function roomPrefix(r: { id: string; inc: string }): string {
+  return `${tok(r.id)}.${r.inc}`;
+}
+
+/** A room's quota hint under its creator (invariant 5). */
+function creatorKey(r: { createdBy: string; id: string; inc: string }): string {
+  return `creator.${r.createdBy}.${roomPrefix(r)}`;
+}
+
 function newIncarnation(): string {
   const b = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -320,6 +332,8 @@ export class KvStore implements Store {
   #replicaReads: () => boolean | Promise<boolean>;
   #log?: Logger;
   #watches = new Set<StoreWatch>();
+  /** Each bucket's replica-read handle (R3 only), by its leader-read handle. */
+  #replicaOf = new Map<KV, KV>();
 
   /** Use {@linkcode openKvStore}. */
   constructor(
@@ -334,6 +348,12 @@ export class KvStore implements Store {
     this.#b = buckets;
     this.#owns = ownsConnection;
     this.#log = log;
+    const { kv, replicaKv } = buckets;
+    if (replicaKv) {
+      for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
+        this.#replicaOf.set(kv[k], replicaKv[k]);
+      }
+    }
   }
 
   get #kv(): Buckets["kv"] {
@@ -387,8 +407,7 @@ export class KvStore implements Store {
   async #read(kv: KV, key: string): Promise<KvEntry | null> {
     const what = `get ${key}`;
     const leader = this.#io(what, () => kv.get(key));
-    const replicas = this.#b?.replicaKv;
-    const replica = replicas ? replicaOf(this.#kv, replicas, kv) : null;
+    const replica = this.#b === null ? undefined : this.#replicaOf.get(kv);
     // Only with a majority alive (see KvStoreOptions.replicaReads): with two
     // of three nodes down, this node's copy is not the cluster's word.
     if (!replica) return await leader;
@@ -492,7 +511,7 @@ export class KvStore implements Store {
     let blobs = 0;
     for (const k of await this.#keys(kv.rooms, "id.*")) {
       const r = await this.#get<RoomRecord>(kv.rooms, k);
-      const key = r && `creator.${r.value.createdBy}.${tok(r.value.id)}.${r.value.inc}`;
+      const key = r && creatorKey(r.value);
       if (key && await this.#create(kv.rooms, key, {}) !== false) rooms++;
     }
     // Blob records are the single-token keys (ids with '.' are encoded).
@@ -554,13 +573,10 @@ export class KvStore implements Store {
   // ---- rooms ----
 
   /** The visible room record (invariant 1), with its revision. */
-  async #room(id: string): Promise<{ value: RoomRecord; revision: number } | null> {
-    const rec = await this.#get<RoomRecord>(this.#kv.rooms, `id.${tok(id)}`);
+  async #room(id: string): Promise<RoomRead | null> {
+    const rec = await this.#get<RoomRecord>(this.#kv.rooms, roomKey(id));
     if (rec === null) return null;
-    const claim = await this.#get<SubjectClaim>(
-      this.#kv.rooms,
-      `subject.${b64url(rec.value.subject)}`,
-    );
+    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(rec.value.subject));
     if (claim === null || claim.value.id !== id || claim.value.inc !== rec.value.inc) return null;
     return rec;
   }
@@ -571,7 +587,7 @@ export class KvStore implements Store {
     const inc = newIncarnation();
     const rec: RoomRecord = { ...row, inc };
     const kv = this.#kv;
-    const prefix = `${tok(row.id)}.${inc}`;
+    const prefix = roomPrefix(rec);
     const now = Date.now();
     const members: MemberRecord = genesis
       ? {
@@ -586,10 +602,10 @@ export class KvStore implements Store {
     if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
     for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
     // Invariant 5: the creator's quota hint before the room can be visible.
-    const creatorKey = `creator.${row.createdBy}.${tok(row.id)}.${inc}`;
-    await this.#create(kv.rooms, creatorKey, {});
+    const creator = creatorKey(rec);
+    await this.#create(kv.rooms, creator, {});
     const abandon = async () => {
-      await this.#delete(kv.rooms, creatorKey).catch(() => {});
+      await this.#delete(kv.rooms, creator).catch(() => {});
       await this.#delete(kv.members, prefix).catch(() => {});
       if (genesis) await this.#delete(kv.changes, `${prefix}.0`).catch(() => {});
       // Index entries are hints (invariant 3); dropping ours only saves a read.
@@ -597,11 +613,11 @@ export class KvStore implements Store {
     };
 
     try {
-      const subjectKey = `subject.${b64url(row.subject)}`;
-      if (!await this.#claim(subjectKey, { id: row.id, inc }, row)) {
+      const claimKey = subjectKey(row.subject);
+      if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
         throw new RoomExistsError(row.id, row.subject);
       }
-      const idKey = `id.${tok(row.id)}`;
+      const idKey = roomKey(row.id);
       if (await this.#create(kv.rooms, idKey, rec) === false) {
         // Taken, unless by a creation that lost its subject or never finished.
         const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
@@ -610,7 +626,7 @@ export class KvStore implements Store {
           cur === null || visible ||
           await this.#update(kv.rooms, idKey, rec, cur.revision) === false
         ) {
-          await this.#releaseClaim(subjectKey, inc);
+          await this.#releaseClaim(claimKey, inc);
           throw new RoomExistsError(row.id, row.subject);
         }
       }
@@ -633,7 +649,7 @@ export class KvStore implements Store {
     if (await this.#create(kv, key, claim) !== false) return true;
     const cur = await this.#get<SubjectClaim>(kv, key);
     if (cur === null) return await this.#create(kv, key, claim) !== false;
-    const holder = await this.#get<RoomRecord>(kv, `id.${tok(cur.value.id)}`);
+    const holder = await this.#get<RoomRecord>(kv, roomKey(cur.value.id));
     if (
       holder !== null && holder.value.inc === cur.value.inc && holder.value.subject === row.subject
     ) {
@@ -655,7 +671,7 @@ export class KvStore implements Store {
 
   async getRoomBySubject(subject: string): Promise<Room | null> {
     check.subject("subject", subject);
-    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, `subject.${b64url(subject)}`);
+    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(subject));
     if (claim === null) return null;
     const r = await this.#room(claim.value.id);
     return r && r.value.subject === subject ? publicRoom(r.value) : null;
@@ -707,12 +723,7 @@ export class KvStore implements Store {
   }
 
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
-    check.id("id", id);
-    check.count("expectedEpoch", expectedEpoch);
-    check.count("newEpoch", newEpoch);
-    if (newEpoch <= expectedEpoch) {
-      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
-    }
+    validateEpochMove(id, expectedEpoch, newEpoch);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const r = await this.#room(id);
       if (r === null) throw new NotFoundError("room", id);
@@ -720,7 +731,7 @@ export class KvStore implements Store {
         throw new ConflictError(`room ${id} epoch is ${r.value.epoch}, expected ${expectedEpoch}`);
       }
       const next = { ...r.value, epoch: newEpoch };
-      if (await this.#update(this.#kv.rooms, `id.${tok(id)}`, next, r.revision) !== false) return;
+      if (await this.#update(this.#kv.rooms, roomKey(id), next, r.revision) !== false) return;
     }
     throw new StoreUnavailableError(`too much contention on room ${id}`);
   }
@@ -730,7 +741,7 @@ export class KvStore implements Store {
       const r = await this.#room(id);
       if (r === null || r.value.inc !== inc || r.value.epoch >= epoch) return;
       const next = { ...r.value, epoch };
-      if (await this.#update(this.#kv.rooms, `id.${tok(id)}`, next, r.revision) !== false) return;
+      if (await this.#update(this.#kv.rooms, roomKey(id), next, r.revision) !== false) return;
     }
   }
 
@@ -741,12 +752,12 @@ export class KvStore implements Store {
     if (r === null) throw new NotFoundError("room", id);
     const { inc, subject } = r.value;
     // Invariant 2: the id record first; from here nothing of it is readable.
-    if (!await this.#delete(kv.rooms, `id.${tok(id)}`, r.revision)) {
+    if (!await this.#delete(kv.rooms, roomKey(id), r.revision)) {
       throw new ConflictError(`room ${id} changed while being deleted; retry`);
     }
-    await this.#releaseClaim(`subject.${b64url(subject)}`, inc);
-    await this.#delete(kv.rooms, `creator.${r.value.createdBy}.${tok(id)}.${inc}`);
-    const prefix = `${tok(id)}.${inc}`;
+    await this.#releaseClaim(subjectKey(subject), inc);
+    await this.#delete(kv.rooms, creatorKey(r.value));
+    const prefix = roomPrefix(r.value);
     const ms = await this.#get<MemberRecord>(kv.members, prefix);
     await this.#delete(kv.members, prefix);
     for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
@@ -785,7 +796,7 @@ export class KvStore implements Store {
   // ---- members and the change log ----
 
   async #members(room: RoomRecord): Promise<{ value: MemberRecord; revision: number } | null> {
-    return await this.#get<MemberRecord>(this.#kv.members, `${tok(room.id)}.${room.inc}`);
+    return await this.#get<MemberRecord>(this.#kv.members, roomPrefix(room));
   }
 
   /**
@@ -800,8 +811,9 @@ export class KvStore implements Store {
     const before = new Set(cur.value.members.map((m) => m.signPub));
     const after = new Set(next.members.map((m) => m.signPub));
     for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
-    const key = `${tok(room.id)}.${room.inc}`;
-    if (await this.#update(this.#kv.members, key, next, cur.revision) === false) return false;
+    if (await this.#update(this.#kv.members, roomPrefix(room), next, cur.revision) === false) {
+      return false;
+    }
     for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
     return true;
   }
@@ -820,7 +832,7 @@ export class KvStore implements Store {
       if (r === null) throw new NotFoundError("room", roomId);
       const cur = await this.#members(r.value);
       if (cur === null) throw new NotFoundError("room", roomId);
-      const prefix = `${tok(roomId)}.${r.value.inc}`;
+      const prefix = roomPrefix(r.value);
       const head = cur.value.seq;
       if (seq < head) {
         // An older change: never touches the newer member set (invariant 4).
@@ -858,7 +870,7 @@ export class KvStore implements Store {
     check.id("roomId", roomId);
     const r = await this.#room(roomId);
     if (r === null) return [];
-    const prefix = `${tok(roomId)}.${r.value.inc}`;
+    const prefix = roomPrefix(r.value);
     const [keys, ms] = await Promise.all([
       this.#keys(this.#kv.changes, `${prefix}.*`),
       this.#members(r.value),
@@ -936,7 +948,7 @@ export class KvStore implements Store {
     const rows = sealedKeyRows(roomId, epoch, keys);
     const r = await this.#room(roomId);
     if (r === null) throw new NotFoundError("room", roomId);
-    const prefix = `${tok(roomId)}.${r.value.inc}`;
+    const prefix = roomPrefix(r.value);
     const written: Array<[string, number]> = [];
     for (const row of rows) {
       const key = `${prefix}.${row.recipient}.${epoch}`;
@@ -957,7 +969,7 @@ export class KvStore implements Store {
     check.signPub("recipient", recipient);
     const r = await this.#room(roomId);
     if (r === null) return null;
-    const key = `${tok(roomId)}.${r.value.inc}.${recipient}.${epoch}`;
+    const key = `${roomPrefix(r.value)}.${recipient}.${epoch}`;
     return (await this.#get<SealedKey>(this.#kv.roomKeys, key))?.value ?? null;
   }
 
@@ -966,10 +978,7 @@ export class KvStore implements Store {
     check.signPub("recipient", recipient);
     const r = await this.#room(roomId);
     if (r === null) return [];
-    const keys = await this.#keys(
-      this.#kv.roomKeys,
-      `${tok(roomId)}.${r.value.inc}.${recipient}.*`,
-    );
+    const keys = await this.#keys(this.#kv.roomKeys, `${roomPrefix(r.value)}.${recipient}.*`);
     const rows = await Promise.all(keys.map((k) => this.#get<SealedKey>(this.#kv.roomKeys, k)));
     return rows.filter((x) => x !== null).map((x) => x.value).sort((a, b) => a.epoch - b.epoch);
   }
@@ -981,10 +990,7 @@ export class KvStore implements Store {
     expiresAt: number,
     now: number = Date.now(),
   ): Promise<boolean> {
-    check.text("nonce", nonce);
-    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
-    check.count("expiresAt", expiresAt);
-    check.count("now", now);
+    validateNonce(nonce, expiresAt, now);
     // The bucket forgets a nonce after NONCE_MAX_AGE_MS whatever its expiry:
     // a longer-lived one would be forgotten while still live, and replayable.
     if (expiresAt - now > NONCE_MAX_AGE_MS) {
@@ -1056,7 +1062,7 @@ export class KvStore implements Store {
     // Bytes under a unique name first (unreferenced, so invisible), then the
     // room index (so deleteRoom finds it), then the metadata: the commit.
     await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
-    await this.#create(kv.blobMeta, `room.${tok(blob.roomId)}.${rec.inc}.${id}`, {});
+    await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
     await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
     if (await this.#create(kv.blobMeta, id, rec) === false) {
       await this.#delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
@@ -1066,12 +1072,20 @@ export class KvStore implements Store {
     return metaOf(blob.id, rec);
   }
 
-  /** The blob record, if its room is still the incarnation it was put in. */
-  async #blob(id: string): Promise<{ value: BlobRecord; revision: number } | null> {
+  /**
+   * The blob record, if its room is still the incarnation it was put in;
+   * `rooms` shares the room reads of one count.
+   */
+  async #blob(
+    id: string,
+    rooms?: Map<string, Promise<RoomRead | null>>,
+  ): Promise<{ value: BlobRecord; revision: number } | null> {
     check.id("id", id);
     const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, tok(id));
     if (rec === null) return null;
-    const r = await this.#room(rec.value.roomId);
+    const room = rooms?.get(rec.value.roomId) ?? this.#room(rec.value.roomId);
+    rooms?.set(rec.value.roomId, room);
+    const r = await room;
     return r && r.value.inc === rec.value.inc ? rec : null;
   }
 
@@ -1096,7 +1110,7 @@ export class KvStore implements Store {
     }
     await this.#delete(kv.blobMeta, ownerKey(rec.value));
     await this.#deleteObject(rec.value.object);
-    await this.#delete(kv.blobMeta, `room.${tok(rec.value.roomId)}.${rec.value.inc}.${tok(id)}`);
+    await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
   }
 
   async blobUsageOf(owner: string): Promise<BlobUsage> {
@@ -1104,9 +1118,12 @@ export class KvStore implements Store {
     // Invariant 5: the owner's own hints, each checked against its blob.
     const prefix = `owner.${owner}.`;
     const keys = await this.#keys(this.#kv.blobMeta, `${prefix}*.*`);
+    // An upload's quota check reads every blob of its owner (up to the
+    // blobs-per-user quota), mostly in a few rooms: each room is read once.
+    const rooms = new Map<string, Promise<RoomRead | null>>();
     const blobs = await Promise.all(keys.map(async (k) => {
       const object = k.slice(prefix.length);
-      const rec = await this.#blob(untok(object.split(".")[0]));
+      const rec = await this.#blob(untok(object.split(".")[0]), rooms);
       return rec && rec.value.object === object && rec.value.owner === owner ? rec.value : null;
     }));
     const usage: BlobUsage = { count: 0, bytes: 0 };
@@ -1225,16 +1242,6 @@ export class KvStore implements Store {
 
 // ---- helpers ----
 
-function memberRow(m: RoomMemberSpec | NewMember, now: number): Omit<Member, "roomId"> {
-  return {
-    signPub: m.signPub,
-    role: m.role,
-    addedBy: m.addedBy,
-    addedAt: m.addedAt ?? now,
-    change: m.change,
-  };
-}
-
 /** The new member set; a member whose role is unchanged keeps its stored row. */
 function mergeMembers(
   current: Omit<Member, "roomId">[],
@@ -1262,6 +1269,11 @@ function publicRoom(r: RoomRecord): Room {
 /** A blob's quota hint under its owner (invariant 5); `object` is unique per put. */
 function ownerKey(r: BlobRecord): string {
   return `owner.${r.owner}.${r.object}`;
+}
+
+/** A blob's entry in its room's index, which deleteRoom lists. */
+function blobRoomKey(blobId: string, r: BlobRecord): string {
+  return `room.${tok(r.roomId)}.${r.inc}.${tok(blobId)}`;
 }
 
 /** Width of a nonce expiry slot: pruning lists ~14 slots per max age. */

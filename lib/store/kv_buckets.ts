@@ -9,12 +9,7 @@
  * @module
  */
 
-import {
-  jetstream,
-  JetStreamApiError,
-  type JetStreamClient,
-  jetstreamManager,
-} from "@nats-io/jetstream";
+import { jetstream, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -22,7 +17,7 @@ import type { Logger } from "../log.ts";
 import { StoreUnavailableError } from "./store.ts";
 
 /** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
-export const KV_BUCKETS = {
+const KV_BUCKETS = {
   users: "UNIBUS_users",
   rooms: "UNIBUS_rooms",
   members: "UNIBUS_members",
@@ -34,7 +29,7 @@ export const KV_BUCKETS = {
 } as const;
 
 /** The object store of blob bytes (stream `OBJ_UNIBUS_blobs`). */
-export const BLOB_OBJECT_STORE = "UNIBUS_blobs";
+const BLOB_OBJECT_STORE = "UNIBUS_blobs";
 
 /**
  * The JetStream streams that hold the control plane: one per KV bucket and
@@ -65,7 +60,6 @@ export interface BucketOptions {
 
 /** The opened buckets. */
 export interface Buckets {
-  js: JetStreamClient;
   kv: Record<keyof typeof KV_BUCKETS, KV>;
   /**
    * The same buckets read by direct get, which any current replica answers
@@ -225,5 +219,5 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
     replicas: opts.replicas,
     ms: Date.now() - started,
   });
-  return { js, kv, replicaKv, blobs };
+  return { kv, replicaKv, blobs };
 }

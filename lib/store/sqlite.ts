@@ -26,6 +26,7 @@ import {
   KeyExistsError,
   type Member,
   MemberExistsError,
+  memberRow,
   type NewBlob,
   type NewMember,
   type NewRoom,
@@ -51,9 +52,11 @@ import {
   type UserAccess,
   UserExistsError,
   validateAppliedChange,
+  validateEpochMove,
   validateGenesis,
   validateNewBlob,
   validateNewMember,
+  validateNonce,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
@@ -280,8 +283,8 @@ export class SqliteStore implements Store {
 
   async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
     const row = newRoomRow(room);
-    if (genesis !== undefined) validateGenesis(room.id, genesis);
     if (genesis !== undefined) {
+      validateGenesis(room.id, genesis);
       await this.#createRoomWithGenesis(row, genesis);
       this.#emit({ kind: "room", roomId: row.id });
       return row;
@@ -312,10 +315,10 @@ export class SqliteStore implements Store {
           sql: "INSERT INTO room_changes (room_id, seq, text, sig) VALUES (?, 0, ?, ?)",
           args: [row.id, genesis.change.text, genesis.change.sig],
         },
-        ...genesis.members.map((m) => ({
+        ...genesis.members.map((spec) => memberRow(spec, now)).map((m) => ({
           sql: `INSERT INTO members (room_id, sign_pub, role, added_by, added_at, change)
                 VALUES (?, ?, ?, ?, ?, ?)`,
-          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt ?? now, m.change],
+          args: [row.id, m.signPub, m.role, m.addedBy, m.addedAt, m.change],
         })),
       ]);
     } catch (e) {
@@ -360,13 +363,7 @@ export class SqliteStore implements Store {
   }
 
   async setRoomEpoch(id: string, expectedEpoch: number, newEpoch: number): Promise<void> {
-    check.id("id", id);
-    check.count("expectedEpoch", expectedEpoch);
-    check.count("newEpoch", newEpoch);
-    // Going back would reuse an epoch whose keys are immutable and maybe leaked.
-    if (newEpoch <= expectedEpoch) {
-      throw new InvalidInputError("newEpoch", "must be greater than expectedEpoch");
-    }
+    validateEpochMove(id, expectedEpoch, newEpoch);
     const rs = await this.#exec(
       "UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?",
       [newEpoch, id, expectedEpoch],
@@ -405,13 +402,7 @@ export class SqliteStore implements Store {
   ): Promise<void> {
     validateAppliedChange(roomId, seq, change, after);
     const now = Date.now();
-    const members = JSON.stringify(after.members.map((m) => ({
-      signPub: m.signPub,
-      role: m.role,
-      addedBy: m.addedBy,
-      addedAt: m.addedAt ?? now,
-      change: m.change,
-    })));
+    const members = JSON.stringify(after.members.map((m) => memberRow(m, now)));
     // One transaction. The change goes in only on top of the newest one; the
     // member set and epoch are written only while this change is the newest
     // one stored (HEAD), which is what versions them by seq: a repeated older
@@ -446,8 +437,12 @@ export class SqliteStore implements Store {
     ]);
     if (results[0].rowsAffected === 0) {
       await this.#requireRoom(roomId);
-      const stored = (await this.listRoomChanges(roomId)).find((c) => c.seq === seq);
-      if (!stored || stored.text !== change.text || stored.sig !== change.sig) {
+      const rs = await this.#exec(
+        "SELECT text, sig FROM room_changes WHERE room_id = ? AND seq = ?",
+        [roomId, seq],
+      );
+      const stored = rs.rows[0];
+      if (!stored || str(stored.text) !== change.text || str(stored.sig) !== change.sig) {
         throw new ConflictError(
           stored
             ? `room ${roomId} already has change ${seq}`
@@ -471,14 +466,7 @@ export class SqliteStore implements Store {
 
   async addMember(member: NewMember): Promise<Member> {
     validateNewMember(member);
-    const row: Member = {
-      roomId: member.roomId,
-      signPub: member.signPub,
-      role: member.role,
-      addedBy: member.addedBy,
-      addedAt: member.addedAt ?? Date.now(),
-      change: member.change,
-    };
+    const row: Member = { roomId: member.roomId, ...memberRow(member, Date.now()) };
     await this.#requireRoom(member.roomId);
     let affected: number;
     try {
@@ -583,10 +571,7 @@ export class SqliteStore implements Store {
     expiresAt: number,
     now: number = Date.now(),
   ): Promise<boolean> {
-    check.text("nonce", nonce);
-    if (nonce.length > 256) throw new InvalidInputError("nonce", "must be at most 256 characters");
-    check.count("expiresAt", expiresAt);
-    check.count("now", now);
+    validateNonce(nonce, expiresAt, now);
     // One statement, so it is atomic: a live nonce is neither replaced nor counted.
     const rs = await this.#exec(
       `INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)

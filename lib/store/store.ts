@@ -645,16 +645,8 @@ export const check = {
   },
 };
 
-/**
- * Validates a {@linkcode NewUser}; both backends call this before writing.
- *
- * @example
- * ```ts
- * import { validateNewUser } from "./store.ts";
- * validateNewUser({ signPub: "ab".repeat(32), kexPub: null, kexSig: null, handle: "ada", role: "member" });
- * ```
- */
-export function validateNewUser(u: NewUser): void {
+/** Validates a {@linkcode NewUser} (through {@linkcode newUserRow}, before either backend writes). */
+function validateNewUser(u: NewUser): void {
   check.signPub("signPub", u.signPub);
   if (u.kexPub !== null) check.kexPub("kexPub", u.kexPub);
   if (u.kexSig !== null) check.hex("kexSig", u.kexSig);
@@ -666,21 +658,8 @@ export function validateNewUser(u: NewUser): void {
   if (u.createdAt !== undefined) check.count("createdAt", u.createdAt);
 }
 
-/**
- * Validates a {@linkcode NewRoom}.
- *
- * @example
- * ```ts
- * import { validateNewRoom } from "./store.ts";
- * validateNewRoom({
- *   id: "ops",
- *   subject: "chat.ops",
- *   policy: { encrypt: true, sign: true, persist: false },
- *   createdBy: "ab".repeat(32),
- * });
- * ```
- */
-export function validateNewRoom(r: NewRoom): void {
+/** Validates a {@linkcode NewRoom}. */
+function validateNewRoom(r: NewRoom): void {
   check.id("id", r.id);
   check.subject("subject", r.subject);
   if (typeof r.policy !== "object" || r.policy === null) fail("policy", "must be an object");
@@ -710,17 +689,8 @@ export function validateNewMember(m: NewMember): void {
   if (m.addedAt !== undefined) check.count("addedAt", m.addedAt);
 }
 
-/**
- * Validates one {@linkcode NewSealedKey}.
- *
- * @example
- * ```ts
- * import { validateNewSealedKey } from "./store.ts";
- * const k = "ab".repeat(32);
- * validateNewSealedKey({ recipient: k, sealed: "AAAA", sealedBy: k });
- * ```
- */
-export function validateNewSealedKey(k: NewSealedKey): void {
+/** Validates one {@linkcode NewSealedKey}. */
+function validateNewSealedKey(k: NewSealedKey): void {
   check.signPub("recipient", k.recipient);
   check.base64("sealed", k.sealed);
   check.signPub("sealedBy", k.sealedBy);
@@ -744,17 +714,8 @@ export function validateNewBlob(b: NewBlob): void {
   if (b.createdAt !== undefined) check.count("createdAt", b.createdAt);
 }
 
-/**
- * Validates one {@linkcode RoomMemberSpec}.
- *
- * @example
- * ```ts
- * import { validateRoomMemberSpec } from "./store.ts";
- * const k = "ab".repeat(32);
- * validateRoomMemberSpec({ signPub: k, role: "admin", addedBy: k, change: null });
- * ```
- */
-export function validateRoomMemberSpec(m: RoomMemberSpec): void {
+/** Validates one {@linkcode RoomMemberSpec}. */
+function validateRoomMemberSpec(m: RoomMemberSpec): void {
   if (typeof m !== "object" || m === null) fail("members", "must be objects");
   check.signPub("signPub", m.signPub);
   check.role("role", m.role);
@@ -763,16 +724,8 @@ export function validateRoomMemberSpec(m: RoomMemberSpec): void {
   if (m.addedAt !== undefined) check.count("addedAt", m.addedAt);
 }
 
-/**
- * Validates a member set (no key twice).
- *
- * @example
- * ```ts
- * import { validateMemberSet } from "./store.ts";
- * validateMemberSet([{ signPub: "ab".repeat(32), role: "admin", addedBy: "ab".repeat(32), change: null }]);
- * ```
- */
-export function validateMemberSet(members: RoomMemberSpec[]): void {
+/** Validates a member set (no key twice). */
+function validateMemberSet(members: RoomMemberSpec[]): void {
   if (!Array.isArray(members)) fail("members", "must be an array");
   const seen = new Set<string>();
   for (const m of members) {
@@ -818,16 +771,8 @@ export function validateGenesis(roomId: string, g: RoomGenesis): void {
   validateMemberSet(g.members);
 }
 
-/**
- * Validates the arguments of {@linkcode Store.applyRoomChange}'s change.
- *
- * @example
- * ```ts
- * import { validateRoomChange } from "./store.ts";
- * validateRoomChange("0123456789abcdef0123456789abcdef", 0, { text: "unibus/…\n", sig: "AAAA" });
- * ```
- */
-export function validateRoomChange(
+/** Validates the arguments of {@linkcode Store.applyRoomChange}'s change. */
+function validateRoomChange(
   roomId: string,
   seq: number,
   change: { text: string; sig: string },
@@ -837,6 +782,40 @@ export function validateRoomChange(
   if (typeof change !== "object" || change === null) fail("change", "must be an object");
   check.text("change.text", change.text);
   check.base64("change.sig", change.sig);
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.rememberNonce}.
+ *
+ * @example
+ * ```ts
+ * import { validateNonce } from "./store.ts";
+ * validateNonce("n-1", Date.now() + 60_000, Date.now());
+ * ```
+ */
+export function validateNonce(nonce: string, expiresAt: number, now: number): void {
+  check.text("nonce", nonce);
+  if (nonce.length > 256) fail("nonce", "must be at most 256 characters");
+  check.count("expiresAt", expiresAt);
+  check.count("now", now);
+}
+
+/**
+ * Validates the arguments of {@linkcode Store.setRoomEpoch}: the epoch only
+ * moves forward, since going back would reuse an epoch whose keys are
+ * immutable and maybe leaked.
+ *
+ * @example
+ * ```ts
+ * import { validateEpochMove } from "./store.ts";
+ * validateEpochMove("ops", 0, 1);
+ * ```
+ */
+export function validateEpochMove(id: string, expectedEpoch: number, newEpoch: number): void {
+  check.id("id", id);
+  check.count("expectedEpoch", expectedEpoch);
+  check.count("newEpoch", newEpoch);
+  if (newEpoch <= expectedEpoch) fail("newEpoch", "must be greater than expectedEpoch");
 }
 
 /**
@@ -913,4 +892,25 @@ export function sealedKeyRows(roomId: string, epoch: number, keys: NewSealedKey[
       createdAt: k.createdAt ?? now,
     };
   });
+}
+
+/**
+ * The stored form of one member (addedAt defaulted to `now`), as both
+ * backends write it; the caller has validated it.
+ *
+ * @example
+ * ```ts
+ * import { memberRow } from "./store.ts";
+ * const k = "ab".repeat(32);
+ * memberRow({ signPub: k, role: "admin", addedBy: k, change: null }, Date.now());
+ * ```
+ */
+export function memberRow(m: RoomMemberSpec | NewMember, now: number): Omit<Member, "roomId"> {
+  return {
+    signPub: m.signPub,
+    role: m.role,
+    addedBy: m.addedBy,
+    addedAt: m.addedAt ?? now,
+    change: m.change,
+  };
 }
