@@ -63,7 +63,12 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
   const s = await startServe({
     extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
   });
-  const store = await openServeStore(s, kind, internalId);
+  // A store that does not open (KV not reachable in time) must not leave serve running.
+  const store = await openServeStore(s, kind, internalId).catch(async (err) => {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  });
   const opened: Array<{ close(): Promise<void> }> = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
   return {
