@@ -10,7 +10,13 @@ import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
-import { type ClientBus, clientBus, collector, eachStore } from "./helpers/client_bus.ts";
+import {
+  type ClientBus,
+  clientBus,
+  collector,
+  eachStore,
+  roomOfTwo,
+} from "./helpers/client_bus.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
@@ -51,13 +57,7 @@ eachStore(
   async (kind) => {
     const b = await clientBus(kind);
     try {
-      const alice = await addBusUser(b.store, "alice");
-      const bob = await addBusUser(b.store, "bob");
-      const ca = await b.client(alice);
-      const cb = await b.client(bob);
-      const room = await ca.createRoom("agent.scout.in");
-      await ca.addMember(room, bob.hex);
-      await cb.refreshSession();
+      const { alice, bob, ca, cb, room } = await roomOfTwo(b, "agent.scout.in");
       const atBob = collector(3);
       const atAlice = collector(3);
       await cb.subscribe(room, (m, p) => {
@@ -106,14 +106,8 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
 eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
   const b = await clientBus(kind);
   try {
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const ca = await b.client(alice);
-    const cb = await b.client(bob);
+    const { bob, ca, cb, room } = await roomOfTwo(b, "team.shared");
     const tap = await b.tap();
-    const room = await ca.createRoom("team.shared");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
     // Bob's state as it was while he was a member: keys of epoch 1.
     const bobSession = await cb.room(room.id);
     assert(bobSession.keyFor(1) !== undefined, "bob holds epoch 1's key");
@@ -442,13 +436,7 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
 Deno.test("request: nobody listening fails at once, no answer times out, close fails a waiting request", async () => {
   const b = await clientBus();
   try {
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const ca = await b.client(alice);
-    const cb = await b.client(bob);
-    const room = await ca.createRoom("agent.quiet.in");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
+    const { bob, ca, cb, room } = await roomOfTwo(b, "agent.quiet.in");
     // No subscriber on the room's subject: the server says so (no responders).
     // (A timeout would be a TimeoutError, after 20 s.)
     const none = await assertRejects(
