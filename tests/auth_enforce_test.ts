@@ -28,7 +28,10 @@ async function enforceBus(
   // The test writes the allowlist behind serve's back, as another process
   // does: the SQLite file (offline `unibus user`), or the KV buckets with the
   // internal identity (`unibus user --store kv`, another node).
-  const store = await openServeStore(s, kind, `${dir}/internal.id`);
+  const store = await openServeStore(s, kind, `${dir}/internal.id`).catch(async (err) => {
+    await s.stop();
+    throw err;
+  });
   return { s, store, dir };
 }
 

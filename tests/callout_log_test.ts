@@ -39,9 +39,9 @@ function authRequest(server: NativeNkeyPair, user: BusUser, cid: number): string
 }
 
 Deno.test("'connection admitted' is logged only after the answer is sent, never before a failed send", async () => {
-  const ns = await startNatsServer();
   const dir = await Deno.makeTempDir({ prefix: "unibus-calloutlog-" });
   const store = await openSqliteStore(`${dir}/unibus.db`);
+  const ns = await startNatsServer();
   const nc = await ns.connect();
   const lines: Array<Record<string, unknown>> = [];
   const log = createLogger("auth", { sink: (l) => lines.push(JSON.parse(l)) });

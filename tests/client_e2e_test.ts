@@ -10,7 +10,13 @@ import { encodePacket } from "../lib/e2e/packet.ts";
 import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs } from "./helpers/bus.ts";
-import { type ClientBus, clientBus, collector, eachStore } from "./helpers/client_bus.ts";
+import {
+  type ClientBus,
+  clientBus,
+  collector,
+  eachStore,
+  roomOfTwo,
+} from "./helpers/client_bus.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const dec = new TextDecoder();
@@ -50,14 +56,8 @@ eachStore(
   "two members exchange messages in both directions, authenticated to their sender",
   async (kind) => {
     const b = await clientBus(kind);
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const ca = await b.client(alice);
-    const cb = await b.client(bob);
     try {
-      const room = await ca.createRoom("agent.scout.in");
-      await ca.addMember(room, bob.hex);
-      await cb.refreshSession();
+      const { alice, bob, ca, cb, room } = await roomOfTwo(b, "agent.scout.in");
       const atBob = collector(3);
       const atAlice = collector(3);
       await cb.subscribe(room, (m, p) => {
@@ -78,10 +78,10 @@ eachStore(
 
 Deno.test("a non-member, even the operator with full NATS rights, sees only ciphertext", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const ca = await b.client(alice);
-  const tap = await b.tap();
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const ca = await b.client(alice);
+    const tap = await b.tap();
     const room = await ca.createRoom("secret.room");
     const sub = tap.subscribe("secret.room", { max: 1 });
     await tap.flush();
@@ -105,15 +105,9 @@ Deno.test("a non-member, even the operator with full NATS rights, sees only ciph
 
 eachStore("a removed member cannot decrypt what is sent after its removal", async (kind) => {
   const b = await clientBus(kind);
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const tap = await b.tap();
   try {
-    const room = await ca.createRoom("team.shared");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
+    const { bob, ca, cb, room } = await roomOfTwo(b, "team.shared");
+    const tap = await b.tap();
     // Bob's state as it was while he was a member: keys of epoch 1.
     const bobSession = await cb.room(room.id);
     assert(bobSession.keyFor(1) !== undefined, "bob holds epoch 1's key");
@@ -137,13 +131,13 @@ eachStore("a removed member cannot decrypt what is sent after its removal", asyn
 
 Deno.test("replayed, truncated, tampered and non-member packets are dropped and counted", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const tap = await b.tap();
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    const tap = await b.tap();
     const room = await ca.createRoom("guarded.room");
     await ca.addMember(room, bob.hex);
     await cb.refreshSession();
@@ -195,11 +189,11 @@ Deno.test("replayed, truncated, tampered and non-member packets are dropped and 
 
 Deno.test("a member the server inserts, or a key it swaps, is detected and not obeyed", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const mallory = await addBusUser(b.store, "mallory");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const mallory = await addBusUser(b.store, "mallory");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("trust.room");
     // The server (here: its database) lists Mallory without a signed change.
     await b.store.addMember({
@@ -242,11 +236,11 @@ async function replaceKex(dataDir: string, signPub: string, other: Identity) {
 
 Deno.test("a room created with members is one signed change, one epoch and one key; a bulk add is one more", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("bulk.room", undefined, { members: [carol.hex, bob.hex] });
     assertEquals(room.epoch, 0);
     const session = await ca.room(room.id);
@@ -291,10 +285,10 @@ Deno.test("a room created with members is one signed change, one epoch and one k
 
 Deno.test("history read from a stream sequence in the middle delivers the rest, stepping each chain forward", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("mid.room", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
     // Awaited one by one: six packets of one session, packet indices 0..5.
@@ -318,10 +312,10 @@ Deno.test("history read from a stream sequence in the middle delivers the rest, 
 
 eachStore("a persisted room's history is readable after reconnecting, decrypted", async (kind) => {
   const b = await clientBus(kind);
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("log.room", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
     await sendAndStore(b, room, async () => {
@@ -352,13 +346,13 @@ eachStore(
   "blobs round-trip encrypted for members, stay closed to others, and their uploader deletes them",
   async (kind) => {
     const b = await clientBus(kind);
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const carol = await addBusUser(b.store, "carol");
-    const ca = await b.client(alice);
-    const cb = await b.client(bob);
-    const cc = await b.client(carol);
     try {
+      const alice = await addBusUser(b.store, "alice");
+      const bob = await addBusUser(b.store, "bob");
+      const carol = await addBusUser(b.store, "carol");
+      const ca = await b.client(alice);
+      const cb = await b.client(bob);
+      const cc = await b.client(carol);
       const room = await ca.createRoom("files.room");
       await ca.addMember(room, bob.hex);
       const content = new TextEncoder().encode("a file only members read");
@@ -379,12 +373,12 @@ eachStore(
   "after a removal the remaining members move to the new epoch without being asked",
   async (kind) => {
     const b = await clientBus(kind);
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const carol = await addBusUser(b.store, "carol");
-    const ca = await b.client(alice);
-    const cc = await b.client(carol);
     try {
+      const alice = await addBusUser(b.store, "alice");
+      const bob = await addBusUser(b.store, "bob");
+      const carol = await addBusUser(b.store, "carol");
+      const ca = await b.client(alice);
+      const cc = await b.client(carol);
       const room = await ca.createRoom("rotating.room");
       await ca.addMember(room, carol.hex);
       await ca.addMember(room, bob.hex);
@@ -415,10 +409,10 @@ eachStore(
 
 Deno.test("a member who joins later reads from its join on, and older epochs once an admin shares them", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("archive.room", { encrypt: true, sign: true, persist: true });
     await sendAndStore(b, room, async () => {
       await ca.publish(room, "before bob");
@@ -441,14 +435,8 @@ Deno.test("a member who joins later reads from its join on, and older epochs onc
 
 Deno.test("request: nobody listening fails at once, no answer times out, close fails a waiting request", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
   try {
-    const room = await ca.createRoom("agent.quiet.in");
-    await ca.addMember(room, bob.hex);
-    await cb.refreshSession();
+    const { bob, ca, cb, room } = await roomOfTwo(b, "agent.quiet.in");
     // No subscriber on the room's subject: the server says so (no responders).
     // (A timeout would be a TimeoutError, after 20 s.)
     const none = await assertRejects(
@@ -482,15 +470,15 @@ Deno.test("request: nobody listening fails at once, no answer times out, close f
 
 Deno.test("request/respond: the reply is sealed for the room and bound to its request", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const dave = await addBusUser(b.store, "dave");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const cd = await b.client(dave);
-  const tap = await b.tap();
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const dave = await addBusUser(b.store, "dave");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    const cd = await b.client(dave);
+    const tap = await b.tap();
     const room = await ca.createRoom("agent.oracle.in");
     for (const u of [bob, carol, dave]) await ca.addMember(room, u.hex);
     await cb.refreshSession();

@@ -17,14 +17,14 @@ const dec = new TextDecoder();
 
 Deno.test("a requester cannot make a member reply into another room: only under the requester's inbox", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const cc = await b.client(carol);
-  const tap = await b.tap();
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    const cc = await b.client(carol);
+    const tap = await b.tap();
     // Bob answers requests in the oracle room; he is also in alice's private
     // room, where Carol is not.
     const oracle = await ca.createRoom("agent.oracle.in");
@@ -66,14 +66,14 @@ Deno.test("a requester cannot make a member reply into another room: only under 
 
 Deno.test("a member leaves on its own: cut from the subject, no key for the next epoch, the rest keep talking", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
-  const cc = await b.client(carol);
-  const tap = await b.tap();
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
+    const cc = await b.client(carol);
+    const tap = await b.tap();
     const room = await ca.createRoom("team.leaving");
     await ca.addMember(room, bob.hex);
     await ca.addMember(room, carol.hex);
@@ -128,10 +128,10 @@ Deno.test("a member leaves on its own: cut from the subject, no key for the next
 
 Deno.test("the last admin cannot leave: 409 last_admin, and the room stays as it was", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("team.kept");
     await ca.addMember(room, bob.hex);
     const err = await assertRejects(() => ca.leave(room), ControlPlaneError);
@@ -173,11 +173,11 @@ Deno.test("a session refresh asked for while one is under way re-authenticates a
 
 Deno.test("a deleted room costs its members their connection, and the client reconnects unnoticed: other rooms keep working", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
-  const cb = await b.client(bob);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const cb = await b.client(bob);
     const doomed = await ca.createRoom("room.a");
     const kept = await ca.createRoom("room.b");
     await ca.addMember(doomed, bob.hex);
@@ -250,9 +250,9 @@ async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }
 }
 
 Deno.test("with a receive state file, a packet handled before a restart is a replay after it", async () => {
-  const b = await clientBus();
   const dir = await Deno.makeTempDir({ prefix: "unibus-state-" });
   const file = `${dir}/bob.state`;
+  const b = await clientBus();
   try {
     const scene = await restartScene(b, { receiveStateFile: file });
     assertEquals((await Deno.stat(file)).mode! & 0o777, 0o600);

@@ -7,11 +7,11 @@ import { waitFor } from "./helpers/wait.ts";
 
 Deno.test("a session refresh reloads the rooms that changed while no notice came, and only those", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const carol = await addBusUser(b.store, "carol");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const carol = await addBusUser(b.store, "carol");
+    const ca = await b.client(alice);
     const changed = await ca.createRoom("refresh.changed", undefined, { members: [bob.hex] });
     const same = await ca.createRoom("refresh.same", undefined, { members: [bob.hex] });
     const cb = await b.client(bob);
@@ -73,10 +73,10 @@ Deno.test("a session refresh reloads the rooms that changed while no notice came
 
 Deno.test("GET /v1/rooms?view=summary lists the caller's rooms without members or log", async () => {
   const b = await clientBus();
-  const alice = await addBusUser(b.store, "alice");
-  const bob = await addBusUser(b.store, "bob");
-  const ca = await b.client(alice);
   try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
     const room = await ca.createRoom("summary.room", undefined, { members: [bob.hex] });
     await ca.addMembers(room, [(await addBusUser(b.store, "carol")).hex]);
     await ca.createRoom("summary.alone");

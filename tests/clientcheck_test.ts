@@ -47,8 +47,8 @@ function clientcheck(s: ServeUnderTest, idFile: string, extra: string[]) {
 }
 
 Deno.test("clientcheck golden passes against a single node and leaves no room behind", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   try {
     const idFile = await operatorIdentity(s, dir);
     const p = clientcheck(s, idFile, ["--messages", "20", "--json"]);
@@ -72,8 +72,8 @@ Deno.test("clientcheck golden passes against a single node and leaves no room be
 });
 
 Deno.test("clientcheck loop reports ticks, the attached node and a summary", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   try {
     const idFile = await operatorIdentity(s, dir);
     const p = clientcheck(s, idFile, ["--mode", "loop", "--duration", "1s", "--interval", "100ms"]);
@@ -94,8 +94,8 @@ Deno.test("clientcheck loop reports ticks, the attached node and a summary", asy
 });
 
 Deno.test("clientcheck loop --persist --json: the last line is the summary, lost counted from history", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   try {
     const idFile = await operatorIdentity(s, dir);
     const p = clientcheck(s, idFile, [
@@ -180,8 +180,8 @@ Deno.test("clientcheck refuses a subject outside the grammar before it connects"
 });
 
 Deno.test("clientcheck with an identity that is not on the allowlist fails clearly", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   try {
     const idFile = await operatorIdentity(s, dir, false);
     const p = clientcheck(s, idFile, []);

@@ -24,9 +24,9 @@ import { startNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";
 const quiet = createLogger("test", { sink: () => {} });
 
 Deno.test("any node answers the callout for any node; the holding node cuts a revoked user in < 1 s", async () => {
-  const c = await startNatsCluster(3);
   const dir = await Deno.makeTempDir({ prefix: "unibus-cc-" });
   const store = await openSqliteStore(`${dir}/unibus.db`);
+  const c = await startNatsCluster(3);
   const conns: NatsConnection[] = [];
   const stops: Array<() => Promise<void>> = [];
   try {

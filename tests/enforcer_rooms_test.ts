@@ -13,13 +13,13 @@ eachStore(
   "a room change through the API re-checks its users: added told, removed and deleted cut",
   async (kind) => {
     const b = await clientBus(kind);
-    const alice = await addBusUser(b.store, "alice");
-    const bob = await addBusUser(b.store, "bob");
-    const carol = await addBusUser(b.store, "carol");
-    const dave = await addBusUser(b.store, "dave");
-    const ca = await b.client(alice);
     const conns = [];
     try {
+      const alice = await addBusUser(b.store, "alice");
+      const bob = await addBusUser(b.store, "bob");
+      const carol = await addBusUser(b.store, "carol");
+      const dave = await addBusUser(b.store, "dave");
+      const ca = await b.client(alice);
       const room = await ca.createRoom("enforce.room", undefined, {
         members: [bob.hex, carol.hex],
       });

@@ -30,8 +30,8 @@ async function registered(dir: string, dataDir: string, handle: string): Promise
 }
 
 Deno.test("the README's two-agent example runs as is against a serve in enforce mode", async () => {
-  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   const dir = await Deno.makeTempDir({ prefix: "unibus-example-" });
+  const s = await startServe({ extraArgs: ["--bus-auth", "enforce"] });
   try {
     const scout = await registered(dir, s.dataDir, "scout");
     const planner = await registered(dir, s.dataDir, "planner");

@@ -8,15 +8,18 @@
  * packets that wait in a subscription's queue.
  */
 
+import type { NatsConnection } from "@nats-io/transport-node";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { startNatsServer } from "./helpers/nats_server.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 Deno.test("nats.js never rewrites the bytes of a message it already delivered", async () => {
   const ns = await startNatsServer();
-  const sub = await ns.connect();
-  const pub = await ns.connect();
+  let sub: NatsConnection | null = null;
+  let pub: NatsConnection | null = null;
   try {
+    sub = await ns.connect();
+    pub = await ns.connect();
     // Sizes from a few bytes to several socket reads (64 KiB each), so that
     // messages land inside one read, across two, and across many; each
     // message's bytes are all its own index, so any overwrite shows.
@@ -42,8 +45,8 @@ Deno.test("nats.js never rewrites the bytes of a message it already delivered", 
       assert(data.every((b) => b === i), `message ${i} was changed after it was delivered`);
     }
   } finally {
-    await pub.close();
-    await sub.close();
+    await pub?.close();
+    await sub?.close();
     await ns.stop({ remove: true });
   }
 });

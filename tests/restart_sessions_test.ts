@@ -116,8 +116,8 @@ Deno.test("a cut whose nats-server is gone forgets the session with one log line
     quiet: true,
     log,
   });
-  await nats.start();
   const store = await openSqliteStore(`${dir}/unibus.db`);
+  await nats.start();
   const conn = (user: NativeNkeyPair) =>
     connect({ servers: `127.0.0.1:${port}`, authenticator: nkeyAuthenticatorFor(user) });
   const sys = await conn(system);

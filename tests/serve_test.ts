@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { freePort, isAlive, waitPortClosed } from "./helpers/ports.ts";
-import { spawnUnibus, startServe } from "./helpers/serve_process.ts";
+import { type ServeUnderTest, spawnUnibus, startServe } from "./helpers/serve_process.ts";
 import { resolveNatsServerBin } from "../server/nats/binary.ts";
 
 async function health(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -124,18 +124,21 @@ Deno.test("after serve is SIGKILLed, the next serve reaps the stale child and re
   const httpPort = freePort();
   const natsPort = freePort();
   const first = await startServe({ dataDir, httpPort, natsPort });
-  Deno.kill(first.child.pid, "SIGKILL");
-  await first.finished;
-  assert(isAlive(first.natsPid), "SIGKILL of serve leaves its child running");
-  const second = await startServe({ dataDir, httpPort, natsPort });
+  let second: ServeUnderTest | undefined;
   try {
+    Deno.kill(first.child.pid, "SIGKILL");
+    await first.finished;
+    assert(isAlive(first.natsPid), "SIGKILL of serve leaves its child running");
+    // A second serve that fails to start (the very failure this test looks
+    // for: the stale child still holds the ports) must not leave it behind.
+    second = await startServe({ dataDir, httpPort, natsPort });
     assert(!isAlive(first.natsPid), "the stale nats-server was stopped");
     assert(
       second.lines.some((l) => l.msg === "stopping a nats-server left behind by an earlier serve"),
     );
     assertEquals((await health(second.httpUrl)).status, 200);
   } finally {
-    await second.stop();
+    await second?.stop();
     if (isAlive(first.natsPid)) Deno.kill(first.natsPid, "SIGKILL");
     await Deno.remove(dataDir, { recursive: true });
   }

@@ -1,5 +1,6 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_SKEW_MS } from "../lib/auth/request_signing.ts";
 import { type KvStore, NONCE_MAX_AGE_MS, openKvStore } from "../lib/store/kv.ts";
 import { InvalidInputError, StoreUnavailableError } from "../lib/store/store.ts";
@@ -34,16 +35,18 @@ async function withKv(
   fn: (ctx: { store: KvStore; raw: Kvm; ns: NatsServerUnderTest }) => Promise<void>,
 ): Promise<void> {
   const ns = await startNatsServer();
-  const nc = await ns.connect();
-  const rawNc = await ns.connect();
+  let nc: NatsConnection | null = null;
+  let rawNc: NatsConnection | null = null;
   let store: KvStore | null = null;
   try {
+    nc = await ns.connect();
+    rawNc = await ns.connect();
     store = await openKvStore({ nc, replicas: 1, ownsConnection: true, opTimeoutMs: 1000 });
     await fn({ store, raw: new Kvm(rawNc), ns });
   } finally {
     await store?.close();
-    await nc.close().catch(() => {});
-    await rawNc.close().catch(() => {});
+    await nc?.close().catch(() => {});
+    await rawNc?.close().catch(() => {});
     await ns.stop({ remove: true });
   }
 }

@@ -118,37 +118,44 @@ export async function throughput(
   natsPid?: number,
 ): Promise<Throughput> {
   const sub = spawnWorker(`${prefix}-sub`, cfg);
-  await sub.next(); // ready
-  // Across nodes the subscription's interest reaches the publisher's node a
-  // moment later (route propagation); messages sent before it are dropped.
-  const settle = cfg.settleMs;
-  if (typeof settle === "number") await new Promise((r) => setTimeout(r, settle));
-  const nats0 = natsPid ? procCpuMs(natsPid) : undefined;
-  const pub = spawnWorker(`${prefix}-pub`, {
-    ...cfg,
-    identity: cfg.pubIdentity ?? cfg.identity,
-    url: cfg.pubUrl ?? cfg.url,
-    ctrl: cfg.pubCtrl ?? cfg.ctrl,
-  });
-  const res = await sub.next() as { received: number; ms: number; cpuMs: number };
-  const nats1 = natsPid ? procCpuMs(natsPid) : undefined;
-  const sent = await pub.next() as { cpuMs: number };
-  await Promise.all([sub.child.status, pub.child.status]);
-  const msgsPerSec = res.received / (res.ms / 1000);
-  const mb = (res.received * (cfg.size as number)) / 1e6;
-  const perMB = (ms: number) => Math.round((10 * ms) / mb) / 10;
-  return {
-    size: cfg.size as number,
-    sent: cfg.count as number,
-    received: res.received,
-    msgsPerSec: Math.round(msgsPerSec),
-    mbPerSec: Math.round((msgsPerSec * (cfg.size as number)) / 1e5) / 10,
-    cpuMsPerMB: {
-      pub: perMB(sent.cpuMs),
-      sub: perMB(res.cpuMs),
-      ...(nats0 !== undefined && nats1 !== undefined ? { nats: perMB(nats1 - nats0) } : {}),
-    },
-  };
+  let pub: ReturnType<typeof spawnWorker> | undefined;
+  // A worker that fails (or a result that never comes) must not leave the
+  // other one running: both are stopped, a no-op for one that has exited.
+  try {
+    await sub.next(); // ready
+    // Across nodes the subscription's interest reaches the publisher's node a
+    // moment later (route propagation); messages sent before it are dropped.
+    const settle = cfg.settleMs;
+    if (typeof settle === "number") await new Promise((r) => setTimeout(r, settle));
+    const nats0 = natsPid ? procCpuMs(natsPid) : undefined;
+    pub = spawnWorker(`${prefix}-pub`, {
+      ...cfg,
+      identity: cfg.pubIdentity ?? cfg.identity,
+      url: cfg.pubUrl ?? cfg.url,
+      ctrl: cfg.pubCtrl ?? cfg.ctrl,
+    });
+    const res = await sub.next() as { received: number; ms: number; cpuMs: number };
+    const nats1 = natsPid ? procCpuMs(natsPid) : undefined;
+    const sent = await pub.next() as { cpuMs: number };
+    await Promise.all([sub.child.status, pub.child.status]);
+    const msgsPerSec = res.received / (res.ms / 1000);
+    const mb = (res.received * (cfg.size as number)) / 1e6;
+    const perMB = (ms: number) => Math.round((10 * ms) / mb) / 10;
+    return {
+      size: cfg.size as number,
+      sent: cfg.count as number,
+      received: res.received,
+      msgsPerSec: Math.round(msgsPerSec),
+      mbPerSec: Math.round((msgsPerSec * (cfg.size as number)) / 1e5) / 10,
+      cpuMsPerMB: {
+        pub: perMB(sent.cpuMs),
+        sub: perMB(res.cpuMs),
+        ...(nats0 !== undefined && nats1 !== undefined ? { nats: perMB(nats1 - nats0) } : {}),
+      },
+    };
+  } finally {
+    await Promise.all([sub.stop(), pub?.stop()]);
+  }
 }
 
 /**
@@ -166,12 +173,16 @@ export async function latency(
   pingCfg: Record<string, unknown>,
 ) {
   const echo = spawnWorker(`${prefix}-echo`, echoCfg);
-  await echo.next();
-  const ping = spawnWorker(`${prefix}-ping`, pingCfg);
-  const res = await ping.next() as unknown as Summary;
-  await ping.child.status;
-  await echo.stop();
-  return res;
+  let ping: ReturnType<typeof spawnWorker> | undefined;
+  try {
+    await echo.next();
+    ping = spawnWorker(`${prefix}-ping`, pingCfg);
+    const res = await ping.next() as unknown as Summary;
+    await ping.child.status;
+    return res;
+  } finally {
+    await Promise.all([echo.stop(), ping?.stop()]);
+  }
 }
 
 /** How many messages to send of a size: `count` at 256 B, fewer bytes' worth above. */

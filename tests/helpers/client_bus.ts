@@ -8,10 +8,15 @@
 
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
-import { connect, type ConnectOptions, type UnibusClient } from "../../lib/client/client.ts";
+import {
+  connect,
+  type ConnectOptions,
+  type RoomInfo,
+  type UnibusClient,
+} from "../../lib/client/client.ts";
 import { loadIdentity } from "../../lib/identity/identity.ts";
 import type { Store } from "../../lib/store/store.ts";
-import type { BusUser } from "./bus.ts";
+import { addBusUser, type BusUser } from "./bus.ts";
 import { type ServeUnderTest, startServe } from "./serve_process.ts";
 import { openServeStore, storeArgs, type StoreKind } from "./serve_store.ts";
 
@@ -63,7 +68,12 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
   const s = await startServe({
     extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, internalId)],
   });
-  const store = await openServeStore(s, kind, internalId);
+  // A store that does not open (KV not reachable in time) must not leave serve running.
+  const store = await openServeStore(s, kind, internalId).catch(async (err) => {
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  });
   const opened: Array<{ close(): Promise<void> }> = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
   return {
@@ -96,6 +106,36 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** Alice and Bob on the allowlist, a client as each, and a room of theirs. */
+export interface RoomOfTwo {
+  alice: BusUser;
+  bob: BusUser;
+  ca: UnibusClient;
+  cb: UnibusClient;
+  room: RoomInfo;
+}
+
+/**
+ * Adds alice and bob to `b`'s allowlist, connects a client as each, has alice
+ * create `subject` (the default policy) and add bob, and refreshes bob's
+ * session so the subject is his at once.
+ *
+ * @example
+ * ```ts
+ * const { alice, cb, room } = await roomOfTwo(b, "agent.scout.in");
+ * ```
+ */
+export async function roomOfTwo(b: ClientBus, subject: string): Promise<RoomOfTwo> {
+  const alice = await addBusUser(b.store, "alice");
+  const bob = await addBusUser(b.store, "bob");
+  const ca = await b.client(alice);
+  const cb = await b.client(bob);
+  const room = await ca.createRoom(subject);
+  await ca.addMember(room, bob.hex);
+  await cb.refreshSession();
+  return { alice, bob, ca, cb, room };
 }
 
 /**

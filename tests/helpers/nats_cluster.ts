@@ -15,6 +15,7 @@ import { type NatsClusterConfig, renderNatsConfig } from "../../server/nats/conf
 import { ManagedNatsServer } from "../../server/nats/managed_server.ts";
 import { freePort } from "./ports.ts";
 import { makeRoutePki, type RoutePki } from "./tls.ts";
+import { waitFor } from "./wait.ts";
 
 /** One node of the test cluster. */
 export interface TestNatsNode {
@@ -200,7 +201,9 @@ export async function fullMetaGroup(c: TestNatsCluster): Promise<boolean> {
 }
 
 /**
- * Waits until `check` returns a value that is not null/false, or fails at the deadline.
+ * Waits until `check` returns a value that is not null/false/undefined (0 and
+ * "" count as values), or fails at the deadline: {@linkcode waitFor}, polled
+ * every 100 ms, in the argument order the cluster tests use.
  *
  * @example
  * ```ts
@@ -212,16 +215,9 @@ export async function waitUntil<T>(
   ms: number,
   check: () => T | null | false | undefined | Promise<T | null | false | undefined>,
 ): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== null && v !== false && v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+  const got = await waitFor(async () => {
+    const v = await check();
+    return v !== null && v !== false && v !== undefined ? { v } : null;
+  }, { what, timeoutMs: ms, intervalMs: 100 });
+  return got.v;
 }

@@ -43,5 +43,10 @@ export async function openServeStore(
     servers: `127.0.0.1:${s.natsPort}`,
     authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
   });
-  return await openStore({ kind: "kv", nc, replicas: 1, ownsConnection: true });
+  return await openStore({ kind: "kv", nc, replicas: 1, ownsConnection: true }).catch(
+    async (err) => {
+      await nc.close();
+      throw err;
+    },
+  );
 }
