@@ -36,11 +36,13 @@ const COMMANDS: Command[] = [
   versionCommand,
 ];
 
+// The longest command name and two spaces: each summary starts in one column.
+const NAME_WIDTH = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
 const USAGE = [
   "usage: unibus <command> [options]",
   "",
   "commands:",
-  ...COMMANDS.map((c) => `  ${c.name.padEnd(12)}${c.summary}`),
+  ...COMMANDS.map((c) => `  ${c.name.padEnd(NAME_WIDTH)}${c.summary}`),
   "",
   "Run 'unibus <command> --help' for a command's options.",
 ].join("\n");
