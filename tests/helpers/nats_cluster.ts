@@ -56,7 +56,31 @@ export interface TestNatsCluster {
  */
 export async function startNatsCluster(
   count: number,
-  options: { routeTls?: boolean; pass?: string; wrongPassFor?: number; start?: number[] } = {},
+  options: NatsClusterOptions = {},
+): Promise<TestNatsCluster> {
+  // A port free when picked can be taken before nats-server binds it (an
+  // outgoing connection's ephemeral port, seen on CI): start again on fresh
+  // ports, as startServe and startNatsServer do. Any other failure is final.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startNatsClusterOnce(count, options);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/i.test(String(err))) throw err;
+    }
+  }
+}
+
+/** Options of {@linkcode startNatsCluster}. */
+interface NatsClusterOptions {
+  routeTls?: boolean;
+  pass?: string;
+  wrongPassFor?: number;
+  start?: number[];
+}
+
+async function startNatsClusterOnce(
+  count: number,
+  options: NatsClusterOptions,
 ): Promise<TestNatsCluster> {
   const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
   const dir = await Deno.makeTempDir({ prefix: "unibus-natscluster-" });
