@@ -411,6 +411,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         // admission goes to the node that holds the connection.
         grant: opts.cluster ? grantPublisher(conn.nc) : undefined,
         onAnswer: (ms, allowed) => metrics.calloutAnswered(ms, allowed),
+        quorum: quorumOf(clusterMonitor),
       });
       cleanups.push(() => callout.stop());
       if (opts.cluster) {
@@ -505,4 +506,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
   await cleanup();
   log.info("stopped");
   return 0;
+}
+
+/** The callout's quorum question: a cluster monitor's `majorityAlive`, or none on a single node. */
+function quorumOf(monitor: ClusterMonitor | null): (() => Promise<boolean>) | undefined {
+  return monitor ? () => monitor.majorityAlive() : undefined;
 }

@@ -51,6 +51,14 @@ export interface CalloutOptions {
   grant?: (session: Session) => void;
   /** Called once per answer, for metrics. */
   onAnswer?: (ms: number, allowed: boolean) => void;
+  /**
+   * In a cluster: whether a majority of the nodes is reachable right now
+   * (server/cluster/status.ts `majorityAlive`). A login needs it as well as
+   * the store's answer: a node that just lost both peers may still lead the
+   * control-plane streams for the seconds until RAFT notices, and would
+   * otherwise admit from its own copy alone.
+   */
+  quorum?: () => Promise<boolean>;
 }
 
 /** Counters for health and benchmarks. */
@@ -242,7 +250,12 @@ async function admit(
   // says how it proves that for a cached answer); the rooms are wasted on a
   // refusal, but an admitted connect (the common case) waits for one read.
   // Throws when the store cannot be read: the login fails closed (handle).
-  const { user, rooms } = await opts.store.getUserAccess(signPubHex);
+  // The quorum question runs alongside the read, so it adds no round trip.
+  const [{ user, rooms }, quorate] = await Promise.all([
+    opts.store.getUserAccess(signPubHex),
+    opts.quorum?.() ?? true,
+  ]);
+  if (!quorate) throw new Error("no majority of the cluster's nodes is reachable");
   if (!user) throw new Denied("key is not on the allowlist");
   if (user.status !== "active") throw new Denied("user is revoked");
   // Defensive: what another user stored (a room added us to) must never cost
