@@ -30,3 +30,41 @@ export const ROOM_NOTICE_SUFFIX = `${NOTICE_TOKEN}.room`;
  * can forge an ack (lib/client/durable_publish.ts).
  */
 export const ACK_SUFFIX = `${NOTICE_TOKEN}.ack`;
+
+/**
+ * The header that marks a notice the server sent: `Unibus-Notice: 1`.
+ *
+ * No member may publish under another user's `unibus.` inbox (the ACL
+ * denies it), but JetStream answers to whatever reply subject a user set:
+ * a member of a persisted room can have a stream ack, or a direct get of a
+ * message it stored itself (its chosen bytes and headers), delivered to a
+ * victim's notice subject. Those answers are told apart by what nats-server
+ * itself puts on them and a user cannot take off: an ack has no headers at
+ * all, a direct get answer always carries `Nats-Stream`, and a "no
+ * responders" answer carries a status. So a notice counts only with this
+ * header and without either of theirs; see {@linkcode isServerNotice}.
+ */
+export const NOTICE_HEADER = "Unibus-Notice";
+
+/** The header set of a notice the server sends ({@linkcode NOTICE_HEADER}). */
+export interface NoticeHeaderSource {
+  has(name: string): boolean;
+  get(name: string): string;
+  readonly code?: number;
+}
+
+/**
+ * True when a message on a notice subject can only be the server's notice
+ * (see {@linkcode NOTICE_HEADER} for the answers it rules out).
+ *
+ * @example
+ * ```ts
+ * nc.subscribe(subject, { callback: (_e, msg) => { if (isServerNotice(msg.headers)) act(); } });
+ * ```
+ */
+export function isServerNotice(headers: NoticeHeaderSource | undefined): boolean {
+  if (!headers) return false;
+  if (headers.code !== undefined && headers.code !== 0 && headers.code !== 200) return false;
+  return headers.get(NOTICE_HEADER) === "1" && !headers.has("Nats-Stream") &&
+    !headers.has("Nats-Sequence");
+}

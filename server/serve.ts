@@ -7,6 +7,7 @@
  */
 
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { generateSeed } from "../lib/crypto/ed25519.ts";
 import { loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import type { Logger } from "../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../lib/nats/internal_connection.ts";
@@ -35,6 +36,7 @@ import {
   redactRoute,
   renderNatsConfig,
 } from "./nats/config.ts";
+import { accountUser } from "./nats/account_users.ts";
 import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
@@ -175,7 +177,12 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     }
   };
 
+  // serve's connections: the control plane's account (store, callout,
+  // gossip), the rooms' account (room streams) and the users' account (the
+  // server's notices to users), each a separate identity.
   let conn: InternalConnection;
+  let roomsConn: InternalConnection;
+  let usersConn: InternalConnection;
   let store!: Store;
   let nats: ManagedNatsServer | null = null;
   // Set once the enforcer runs (enforce mode only); routes call it after membership changes.
@@ -214,27 +221,41 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       ? await loadOrCreateCalloutIssuer(opts.calloutIssuerFile)
       : NativeNkeyPair.generate(Prefix.Account);
     const systemUser = enforce ? NativeNkeyPair.generate(Prefix.User) : null;
+    // A nats-server of our own gets serve's identities in all three application
+    // accounts (server/nats/config.ts), in development mode too: the control
+    // plane and the streams are out of reach of the "local" user as well.
+    const ownServer = opts.natsUrl === null;
     let internalUser: NativeNkeyPair | null = null;
-    if (enforce) {
-      internalUser = opts.internalIdFile
-        ? new NativeNkeyPair(
-          Prefix.User,
-          (await loadOrCreateIdentity(opts.internalIdFile)).signSeed,
-        )
-        : NativeNkeyPair.generate(Prefix.User);
+    let roomsUser: NativeNkeyPair | null = null;
+    let usersUser: NativeNkeyPair | null = null;
+    if (enforce || ownServer) {
+      const seed = opts.internalIdFile
+        ? (await loadOrCreateIdentity(opts.internalIdFile)).signSeed
+        : generateSeed();
+      internalUser = new NativeNkeyPair(Prefix.User, seed);
       log.info("internal service identity", {
         nkey: internalUser.getPublicKey(),
         persisted: opts.internalIdFile ?? false,
       });
+      if (ownServer) {
+        roomsUser = accountUser(seed, "rooms");
+        usersUser = accountUser(seed, "users");
+      }
     }
+    const internalUsers = {
+      internalUser: internalUser?.getPublicKey(),
+      roomsUser: roomsUser?.getPublicKey(),
+      usersUser: usersUser?.getPublicKey(),
+    };
     const auth: NatsAuthConfig = enforce
       ? {
         mode: "enforce",
         calloutIssuer: issuer!.getPublicKey(),
-        internalUser: internalUser!.getPublicKey(),
         systemUser: systemUser!.getPublicKey(),
+        ...internalUsers,
+        internalUser: internalUser!.getPublicKey(),
       }
-      : { mode: "off" };
+      : { mode: "off", ...internalUsers };
     if (opts.tls) {
       for (const f of [opts.tls.certFile, opts.tls.keyFile, opts.tls.caFile]) {
         await Deno.stat(f).catch(() => {
@@ -333,6 +354,30 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       log: log.child("nats"),
     });
     cleanups.push(() => conn.close());
+    // An external NATS (development only) is one account: one connection
+    // plays all three parts there.
+    roomsConn = roomsUser
+      ? await connectInternal({
+        servers: [natsUrl],
+        name: `unibus-serve-${opts.serverName}-rooms`,
+        authenticator: nkeyAuthenticatorFor(roomsUser),
+        caFile: opts.tls?.caFile,
+        jetstream: false,
+        log: log.child("nats-rooms"),
+      })
+      : conn;
+    if (roomsConn !== conn) cleanups.push(() => roomsConn.close());
+    usersConn = usersUser
+      ? await connectInternal({
+        servers: [natsUrl],
+        name: `unibus-serve-${opts.serverName}-notices`,
+        authenticator: nkeyAuthenticatorFor(usersUser),
+        caFile: opts.tls?.caFile,
+        jetstream: false,
+        log: log.child("nats-users"),
+      })
+      : conn;
+    if (usersConn !== conn) cleanups.push(() => usersConn.close());
 
     if (opts.cluster) {
       const early = await listen();
@@ -428,7 +473,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       await conn.nc.flush();
       const enforcer = startEnforcer({
         sys: sys.nc,
-        app: conn.nc,
+        notices: usersConn.nc,
         store,
         sessions,
         log: log.child("enforcer"),
@@ -468,7 +513,8 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       }),
       ...apiRoutes({
         store: store!,
-        nc: conn!.nc,
+        streamsNc: roomsConn!.nc,
+        noticesNc: usersConn!.nc,
         recheck: (roomId) => recheck(roomId),
         log: log.child("api"),
         limits: opts.limits,

@@ -4,6 +4,7 @@ import {
   UnibusError,
 } from "../lib/client/errors.ts";
 import { RoomSession } from "../lib/client/room_session.ts";
+import { wireSubject } from "../lib/auth/acl.ts";
 import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { toHex } from "../lib/e2e/bytes.ts";
 import { encodePacket } from "../lib/e2e/packet.ts";
@@ -29,12 +30,12 @@ const dec = new TextDecoder();
  */
 async function sendAndStore(
   b: ClientBus,
-  room: { id: string; subject: string },
+  room: { id: string; subject: string; policy: { persist: boolean } },
   send: () => Promise<void>,
 ): Promise<void> {
   const tap = await b.tap();
   let packets = 0;
-  tap.subscribe(room.subject, {
+  tap.subscribe(wireSubject(room), {
     callback: () => {
       packets++;
     },
@@ -44,7 +45,7 @@ async function sendAndStore(
   // The server queued every packet for the tap before it answers this ping.
   await tap.flush();
   const { jetstreamManager } = await import("@nats-io/jetstream");
-  const jsm = await jetstreamManager(tap);
+  const jsm = await jetstreamManager(await b.roomsTap());
   await waitFor(
     async () =>
       packets > 0 && (await jsm.streams.info(`ROOM_${room.id}`)).state.messages === packets,
@@ -300,7 +301,7 @@ Deno.test("history read from a stream sequence in the middle delivers the rest, 
     const all = await cb.history(room);
     assertEquals(all.messages.length, 6);
     const { jetstreamManager } = await import("@nats-io/jetstream");
-    const jsm = await jetstreamManager(await b.tap());
+    const jsm = await jetstreamManager(await b.roomsTap());
     const { state } = await jsm.streams.info(`ROOM_${room.id}`);
     const { messages, stats } = await cb.history(room, { startSeq: state.first_seq + 3 });
     assertEquals(messages.map((m) => dec.decode(m.plaintext)), ["entry-3", "entry-4", "entry-5"]);
@@ -331,9 +332,8 @@ eachStore("a persisted room's history is readable after reconnecting, decrypted"
     );
     assertEquals(stats.invalid, 0);
     // The stream holds ciphertext only.
-    const tap = await b.tap();
     const { jetstream } = await import("@nats-io/jetstream");
-    const js = jetstream(tap);
+    const js = jetstream(await b.roomsTap());
     const stream = await js.streams.get(`ROOM_${room.id}`);
     const first = await stream.getMessage({ seq: 1 });
     assert(first && !dec.decode(first.data).includes("entry-"), "ciphertext at rest");

@@ -4,6 +4,7 @@
  * and a deleted room's cut connection. Real serve, real NATS, real crypto.
  */
 
+import { wireSubject } from "../lib/auth/acl.ts";
 import { ControlPlaneError, UnibusError } from "../lib/client/errors.ts";
 import { LIVE_SKEW_MS } from "../lib/client/room_session.ts";
 import { decodePacket } from "../lib/e2e/packet.ts";
@@ -226,7 +227,7 @@ async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }
   const heard: string[] = [];
   await first.subscribe(room, (_m, p) => heard.push(dec.decode(p)));
   const tap = await b.tap();
-  const wire = tap.subscribe(room.subject, { max: 1 });
+  const wire = tap.subscribe(wireSubject(room), { max: 1 });
   await tap.flush();
   await ca.publish(room, "wire the money");
   let packet = new Uint8Array();
@@ -238,7 +239,7 @@ async function restartScene(b: ClientBus, bobOpts: { receiveStateFile?: string }
     const next = await b.client(bob, bobOpts);
     const got: string[] = [];
     const sub = await next.subscribe(room, (_m, p) => got.push(dec.decode(p)));
-    tap.publish(room.subject, packet);
+    tap.publish(wireSubject(room), packet);
     // Flushed: the replay reached Bob's connection before the fresh message is sent.
     await tap.flush();
     await ca.publish(room, "fresh");

@@ -58,7 +58,7 @@ Deno.test("any node answers the callout for any node; the holding node cuts a re
     conns.push(sys1, app1);
     const sessions = new SessionRegistry();
     const feed = startSessionFeed({ sys: sys1, app: app1, sessions, log: quiet, reconcileMs: 300 });
-    const enforcer = startEnforcer({ sys: sys1, app: app1, store, sessions, log: quiet });
+    const enforcer = startEnforcer({ sys: sys1, notices: app1, store, sessions, log: quiet });
     stops.push(() => feed.stop(), () => enforcer.stop());
     await app1.flush();
     // Callout interest must have crossed the routes before the first connect.

@@ -5,6 +5,7 @@
  */
 
 import { jetstreamManager } from "@nats-io/jetstream";
+import { wireSubject } from "../lib/auth/acl.ts";
 import type { UnibusClient } from "../lib/client/client.ts";
 import { assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser } from "./helpers/bus.ts";
@@ -16,7 +17,7 @@ const texts = (ms: Array<{ plaintext: Uint8Array }>) => ms.map((m) => dec.decode
 
 /** Waits until the room's stream holds `n` entries; returns its state. */
 async function storedEntries(b: ClientBus, roomId: string, n: number) {
-  const jsm = await jetstreamManager(await b.tap());
+  const jsm = await jetstreamManager(await b.roomsTap());
   return await waitFor(async () => {
     const { state } = await jsm.streams.info(`ROOM_${roomId}`);
     return state.messages === n && state;
@@ -100,7 +101,7 @@ Deno.test("history skips a deleted sequence in the middle and steps the sender's
     for (let i = 0; i < 20; i++) await ca.publish(room, `entry-${i}`);
     await ca.flush();
     const state = await storedEntries(b, room.id, 20);
-    const jsm = await jetstreamManager(await b.tap());
+    const jsm = await jetstreamManager(await b.roomsTap());
     // The operator removes entry 9 (members cannot: their ACL has no delete).
     assertEquals(await jsm.streams.deleteMessage(`ROOM_${room.id}`, state.first_seq + 9), true);
     await storedEntries(b, room.id, 19);
@@ -128,7 +129,9 @@ Deno.test("a packet stored after later ones of its session (a resend) is still r
     // Stored as a stream between leaders would: index 0 after 1 and 2, then
     // once more (a duplicate outside the stream's window).
     const tap = await b.tap();
-    for (const p of [packets[1], packets[2], packets[0], packets[0]]) tap.publish(room.subject, p);
+    for (const p of [packets[1], packets[2], packets[0], packets[0]]) {
+      tap.publish(wireSubject(room), p);
+    }
     await tap.flush();
     await storedEntries(b, room.id, 4);
     const cb = await reader();

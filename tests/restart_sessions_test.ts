@@ -123,7 +123,7 @@ Deno.test("a cut whose nats-server is gone forgets the session with one log line
   const sys = await conn(system);
   const app = await conn(internal);
   const sessions = new SessionRegistry();
-  const enforcer = startEnforcer({ sys, app, store, sessions, log, intervalMs: 50 });
+  const enforcer = startEnforcer({ sys, notices: app, store, sessions, log, intervalMs: 50 });
   try {
     const alice = await addBusUser(store, "alice");
     // A session held by a server id nothing answers for, as one admitted by

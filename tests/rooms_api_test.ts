@@ -3,16 +3,17 @@
  * signed membership changes, real SQLite, real nats-server and JetStream.
  */
 
+import { accountUser } from "../server/nats/account_users.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { inboxPrefixFor, roomStreamName } from "../lib/auth/acl.ts";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { nkeyAuthenticatorFor } from "../lib/auth/nkey.ts";
 import { toBase64, utf8 } from "../lib/e2e/bytes.ts";
 import { signChange, type SignedChange, verifyLog } from "../lib/e2e/membership.ts";
 import { generateIdentity, Identity, loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import { REFRESH_NOTICE_SUFFIX } from "../server/auth/enforcer.ts";
 import type { RoomView } from "../server/rooms/state.ts";
 import { ROOM_STREAM_MAX_AGE_MS } from "../server/rooms/streams.ts";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, connectAs, strangerUser, subscribeDenied } from "./helpers/bus.ts";
 import {
   as,
@@ -462,15 +463,29 @@ Deno.test("a persisted room gets its JetStream stream, readable by members, dele
     assertEquals(view.stream, stream);
     assertEquals(view.policy.persist, true);
 
-    // A member may ask for its room's stream info (the ACL grants exactly that).
+    // A member publishes on the room's wire subject, acknowledged by its
+    // stream, and reads it back by direct get (the ACL grants exactly that);
+    // the stream's configuration is seen from the rooms' account, where it lives.
     const na = await connectAs(bus.s.natsPort, alice);
+    const rooms = await connectAs(bus.s.natsPort, null, {
+      authenticator: nkeyAuthenticatorFor(
+        accountUser((await loadOrCreateIdentity(idFile)).signSeed, "rooms"),
+      ),
+    });
     try {
-      na.publish("history.room", "ciphertext");
-      await na.flush();
-      const info = (await na.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout: 3000 }))
+      const ack = await na.request(`$UNIBUS.ROOM.${view.id}`, "ciphertext", { timeout: 3000 });
+      assertEquals(ack.json<{ stream: string; seq: number }>(), { stream, seq: 1 });
+      const got = await na.request(`$JS.API.DIRECT.GET.${stream}`, '{"seq":1}', { timeout: 3000 });
+      assertEquals(got.string(), "ciphertext");
+      await assertRejects(
+        () => na.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout: 1000 }),
+        Error,
+        "Permissions Violation",
+      );
+      const info = (await rooms.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout: 3000 }))
         .json<{ config: Record<string, unknown>; state: { messages: number } }>();
       assertEquals(info.config.name, stream);
-      assertEquals(info.config.subjects, ["history.room"]);
+      assertEquals(info.config.subjects, [`$UNIBUS.ROOM.${view.id}`]);
       assertEquals(info.config.storage, "file");
       assertEquals(info.config.discard, "old");
       assertEquals(info.config.num_replicas, 1);
@@ -478,13 +493,16 @@ Deno.test("a persisted room gets its JetStream stream, readable by members, dele
       assertEquals(info.state.messages, 1);
     } finally {
       await na.close();
+      await rooms.close();
     }
 
     assertEquals((await as(bus, alice.identity).del(`/v1/rooms/${view.id}`)).status, 204);
-    // Checked with serve's own internal identity: the member lost its rights with the room.
-    const internal = new NativeNkeyPair(Prefix.User, (await loadOrCreateIdentity(idFile)).signSeed);
+    // Checked with serve's own identity in the rooms' account: the member
+    // lost its rights with the room.
     const nc = await connectAs(bus.s.natsPort, null, {
-      authenticator: nkeyAuthenticatorFor(internal),
+      authenticator: nkeyAuthenticatorFor(
+        accountUser((await loadOrCreateIdentity(idFile)).signSeed, "rooms"),
+      ),
     });
     try {
       const jsm = await jetstreamManager(nc);

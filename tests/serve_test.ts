@@ -232,9 +232,18 @@ Deno.test("a nats-server that cannot start is reported with its own last lines",
 });
 
 Deno.test("serve works against an external NATS given with --nats-url", async () => {
-  const ext = await startServe();
+  // A bare nats-server with JetStream: another serve's nats-server would not
+  // do, its anonymous "local" user is a bus user without JetStream.
+  const bin = (await resolveNatsServerBin({ env: Deno.env.toObject() })).path;
+  const natsPort = freePort();
+  const jsDir = await Deno.makeTempDir({ prefix: "unibus-ext-js-" });
+  const ext = new Deno.Command(bin, {
+    args: ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", jsDir],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
   try {
-    const s = await startServe({ extraArgs: ["--nats-url", `nats://127.0.0.1:${ext.natsPort}`] });
+    const s = await startServe({ extraArgs: ["--nats-url", `nats://127.0.0.1:${natsPort}`] });
     try {
       assertEquals(s.lines.find((l) => l.msg === "unibus ready")!.managedNats, false);
       assertEquals((await health(s.httpUrl)).status, 200);
@@ -242,7 +251,9 @@ Deno.test("serve works against an external NATS given with --nats-url", async ()
       assertEquals((await s.stop()).code, 0);
     }
   } finally {
-    await ext.stop();
+    ext.kill("SIGKILL");
+    await ext.status;
+    await Deno.remove(jsDir, { recursive: true });
   }
 });
 

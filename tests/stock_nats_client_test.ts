@@ -141,15 +141,22 @@ Deno.test("a stock nats.js client logs in with its identity file and is confined
     const nb = await stockLogin(s.natsPort, bob.file);
     open.push(nb);
 
-    await t.step("members publish and subscribe on their room's subject", async () => {
-      const got = nb.subscribe(ROOM_SUBJECT, { max: 1 });
-      await nb.flush();
-      na.publish(ROOM_SUBJECT, "bytes from a stock client");
-      for await (const m of got) assertEquals(m.string(), "bytes from a stock client");
-    });
+    // A persisted room's packets travel on `$UNIBUS.ROOM.<id>` (protocol.md §2.10).
+    const wire = `$UNIBUS.ROOM.${roomId}`;
+    await t.step(
+      "members publish and subscribe on their persisted room's wire subject",
+      async () => {
+        const got = nb.subscribe(wire, { max: 1 });
+        await nb.flush();
+        na.publish(wire, "bytes from a stock client");
+        for await (const m of got) assertEquals(m.string(), "bytes from a stock client");
+      },
+    );
 
     await t.step("and nowhere else", async () => {
       await publishDenied(na, "other.subject");
+      await publishDenied(na, ROOM_SUBJECT); // a persisted room's name is not its wire subject
+      await publishDenied(na, `$JS.API.STREAM.INFO.ROOM_${roomId}`);
       await publishDenied(na, "$JS.API.INFO");
       await publishDenied(na, `$JS.API.CONSUMER.CREATE.ROOM_${roomId}`);
       await publishDenied(na, `_INBOX.${bob.file.sign_pub}.unibus.refresh`);
@@ -158,29 +165,24 @@ Deno.test("a stock nats.js client logs in with its identity file and is confined
     });
 
     await t.step(
-      "history by hand: stream info, then direct get, as protocol.md §2.10 says",
+      "history by hand: the bounds and each message by direct get, as protocol.md §2.10 says",
       async () => {
         const stream = `ROOM_${roomId}`;
-        const info = async () => {
-          const m = await nb.request(`$JS.API.STREAM.INFO.${stream}`, new Uint8Array(), {
-            timeout: 3000,
-          });
-          return m.json<{ type: string; state: { messages: number; last_seq: number } }>();
-        };
+        const get = (body: Record<string, unknown>) =>
+          nb.request(`$JS.API.DIRECT.GET.${stream}`, JSON.stringify(body), { timeout: 3000 });
         // The message of the step above is stored; JetStream stores it shortly after routing it.
-        const stored = await waitFor(async () => {
-          const i = await info();
-          return i.state.messages >= 1 && i;
+        const last = await waitFor(async () => {
+          const m = await get({ last_by_subj: wire });
+          return m.headers?.code === 0 && m;
         }, { what: `${stream} to store the room's message` });
-        assertEquals(stored.type, "io.nats.jetstream.api.v1.stream_info_response");
-        const seq = stored.state.last_seq;
+        const seq = Number(last.headers?.get("Nats-Sequence"));
+        const first = await get({ seq: 1, next_by_subj: wire });
+        assertEquals(first.headers?.get("Nats-Sequence"), String(seq));
 
-        const m = await nb.request(`$JS.API.DIRECT.GET.${stream}`, JSON.stringify({ seq }), {
-          timeout: 3000,
-        });
+        const m = await get({ seq });
         assertEquals(m.string(), "bytes from a stock client");
         assertEquals(m.headers?.get("Nats-Stream"), stream);
-        assertEquals(m.headers?.get("Nats-Subject"), ROOM_SUBJECT);
+        assertEquals(m.headers?.get("Nats-Subject"), wire);
         assertEquals(m.headers?.get("Nats-Sequence"), String(seq));
         assert(!isNaN(Date.parse(m.headers?.get("Nats-Time-Stamp") ?? "")), "an RFC 3339 time");
 
@@ -202,7 +204,7 @@ Deno.test("a stock nats.js client logs in with its identity file and is confined
       open.push(plain);
       await assertRejects(
         () =>
-          plain.request(`$JS.API.STREAM.INFO.ROOM_${roomId}`, new Uint8Array(), {
+          plain.request(`$JS.API.DIRECT.GET.ROOM_${roomId}`, JSON.stringify({ seq: 1 }), {
             timeout: 1000,
           }),
         Error,

@@ -33,6 +33,42 @@ export function roomStreamName(roomId: string): string {
 }
 
 /**
+ * The namespace of persisted rooms' packets in the users' account. The
+ * room's stream lives in another account (server/nats/config.ts says why)
+ * and takes them in through a service import of this namespace: a plain
+ * room subject cannot be imported, since rooms are made at run time and
+ * imports are fixed in the server's configuration. Room subjects never
+ * start with `$` (lib/grammar.ts), so no room sits on this namespace.
+ */
+export const PERSISTED_ROOM_PREFIX = "$UNIBUS.ROOM";
+
+/**
+ * The NATS subject a room's packets travel on: its own subject, or, for a
+ * persisted room, `$UNIBUS.ROOM.<room id>`, where its stream takes them in.
+ *
+ * @example
+ * ```ts
+ * wireSubject({ id: "0123456789abcdef0123456789abcdef", subject: "chat.ops", policy: { persist: true } });
+ * // "$UNIBUS.ROOM.0123456789abcdef0123456789abcdef"
+ * ```
+ */
+export function wireSubject(room: Pick<AclRoom, "id" | "subject" | "policy">): string {
+  return room.policy.persist ? persistedRoomSubject(room.id) : room.subject;
+}
+
+/**
+ * The wire subject of a persisted room (see {@linkcode wireSubject}).
+ *
+ * @example
+ * ```ts
+ * persistedRoomSubject("0123456789abcdef0123456789abcdef"); // "$UNIBUS.ROOM.0123…cdef"
+ * ```
+ */
+export function persistedRoomSubject(roomId: string): string {
+  return `${PERSISTED_ROOM_PREFIX}.${roomId.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
+
+/**
  * The private reply-inbox prefix of a user: `_INBOX.<sign pub hex>`. Clients
  * must connect with this `inboxPrefix`; the shared `_INBOX.>` is never granted,
  * or any user could subscribe to every other user's replies.
@@ -47,8 +83,10 @@ export function inboxPrefixFor(signPubHex: string): string {
 }
 
 // Never granted, whatever the allow list says (deny wins in NATS): the system
-// account's subjects, the control plane's KV buckets and object store, and the
-// JetStream API calls that create, list or delete streams.
+// account's subjects, KV and object store subjects, and the JetStream API
+// calls that create, list or delete streams. The users' account has none of
+// these (no JetStream, no control plane: server/nats/config.ts); the list
+// keeps a mistaken import from becoming a grant.
 const ALWAYS_DENY = [
   "$SYS.>",
   "$KV.>",
@@ -88,17 +126,17 @@ export interface LeftOutRoom<R extends AclRoom = AclRoom> {
  */
 export const MAX_ACL_SUBJECT_BYTES = 256 * 1024;
 
-// What reading a persisted room's history needs (publish side): stream info
-// and direct get on that room's stream, nothing else.
+// What reading a persisted room's history needs (publish side): direct get
+// on that room's stream, nothing else (its first and last sequence come
+// from direct gets too, so no stream info).
 function historySubjects(room: AclRoom): string[] {
   if (!room.policy.persist) return [];
-  const stream = roomStreamName(room.id);
-  return [`$JS.API.STREAM.INFO.${stream}`, `$JS.API.DIRECT.GET.${stream}`];
+  return [`$JS.API.DIRECT.GET.${roomStreamName(room.id)}`];
 }
 
 // What a room adds to the permission lists, in subject bytes.
 function aclCost(room: AclRoom): number {
-  let cost = 2 * room.subject.length;
+  let cost = 2 * wireSubject(room).length;
   for (const s of historySubjects(room)) cost += s.length;
   return cost;
 }
@@ -188,9 +226,11 @@ export function expressibleRooms<R extends AclRoom>(
  * (`respond` in lib/client/client.ts); the ACL bounds the rest to the rooms
  * the replier is in.
  *
- * A persisted room adds exactly what reading its history needs: stream info
- * and direct get on that room's stream. No consumer API at all: a consumer
- * made while a member keeps delivering after the member is removed.
+ * A persisted room is granted its wire subject (`$UNIBUS.ROOM.<id>`, see
+ * {@linkcode wireSubject}) instead of its name, and adds exactly what
+ * reading its history needs: direct get on that room's stream. No consumer
+ * API at all: a consumer made while a member keeps delivering after the
+ * member is removed.
  *
  * @example
  * ```ts
@@ -217,8 +257,8 @@ export function grantedPermissions(signPubHex: string, granted: AclRoom[]): User
   const pub = new Set<string>([ANY_INBOX]);
   const sub = new Set<string>([`${inbox}.>`]);
   for (const room of granted) {
-    pub.add(room.subject);
-    sub.add(room.subject);
+    pub.add(wireSubject(room));
+    sub.add(wireSubject(room));
     for (const s of historySubjects(room)) pub.add(s);
   }
   return {

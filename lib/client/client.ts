@@ -18,7 +18,6 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
@@ -42,13 +41,20 @@ import {
 } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { subjectViolation } from "../grammar.ts";
-import { ACK_SUFFIX, NOTICE_TOKEN, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
+import {
+  ACK_SUFFIX,
+  isServerNotice,
+  NOTICE_TOKEN,
+  REFRESH_NOTICE_SUFFIX,
+  ROOM_NOTICE_SUFFIX,
+} from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
-import { directGets, inSessionOrder } from "./history_reader.ts";
+import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
+import { isReflectedAnswer } from "./reflected.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -315,8 +321,11 @@ export class UnibusClient {
     })();
     // The server's side of a membership change: when this identity gains
     // rights, it says so here; the client's side is to re-authenticate.
+    // Only the server's own notices count: JetStream's answers can be aimed
+    // here by any member of a persisted room (lib/notices.ts).
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_NOTICE_SUFFIX}`, {
-      callback: () => {
+      callback: (_err, msg) => {
+        if (!isServerNotice(msg?.headers)) return;
         this.refreshSession().catch(() => {});
       },
     });
@@ -324,6 +333,7 @@ export class UnibusClient {
     // now, so that this client stops sending under the previous epoch's key.
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${ROOM_NOTICE_SUFFIX}`, {
       callback: (_err, msg) => {
+        if (!isServerNotice(msg?.headers)) return;
         const id = msg?.string();
         if (id && this.#rooms.has(id)) this.#reload(id).catch((err) => this.#lostRoom(id, err));
       },
@@ -903,12 +913,13 @@ export class UnibusClient {
   #sendNow(session: RoomSession, frames: Uint8Array[]): void {
     const policy = session.state.policy;
     if (!policy.encrypt && !policy.sign) {
-      for (const f of frames) this.#nc.publish(session.subject, f);
+      for (const f of frames) this.#nc.publish(session.wireSubject, f);
       return;
     }
     const packet = session.seal(frames);
-    if (policy.persist) this.#durable.send(session.subject, packet);
-    else this.#nc.publish(session.subject, packet);
+    if (policy.persist) {
+      this.#durable.send(session.wireSubject, roomStreamName(session.roomId), packet);
+    } else this.#nc.publish(session.wireSubject, packet);
   }
 
   #known(ref: RoomRef): RoomSession | undefined {
@@ -939,7 +950,7 @@ export class UnibusClient {
     const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     const { packet: request, replySession } = session.sealRequest(bytes);
-    const msg = await this.#exchange(session.subject, request, opts.timeoutMs ?? 5000);
+    const msg = await this.#exchange(session.wireSubject, request, opts.timeoutMs ?? 5000);
     // A copy: nats.js never rewrites a delivered message's bytes (see
     // subscribe()), but they are a view of a whole socket read, which the
     // frames of a sign-only reply would keep alive in the caller's hands.
@@ -1118,7 +1129,7 @@ export class UnibusClient {
         for (const f of result.frames) handler(asks ? { ...f.meta, reply } : f.meta, f.plaintext);
       }
     };
-    const sub: NatsSubscription = this.#nc.subscribe(session.subject, {
+    const sub: NatsSubscription = this.#nc.subscribe(session.wireSubject, {
       callback: (err, msg) => {
         // An error ends the subscription (e.g. the subject is no longer
         // granted after a reconnect); it carries no message to handle.
@@ -1127,6 +1138,12 @@ export class UnibusClient {
           return;
         }
         if (!msg) return;
+        // A plain room has no signature to check: JetStream's answers aimed
+        // at its subject are told apart by their marks (reflected.ts).
+        if (plain && isReflectedAnswer(msg)) {
+          stats.invalid++;
+          return;
+        }
         // Encrypted rooms read the packet in place: nats.js hands each message
         // a view of a buffer it never writes again (every socket read is a
         // fresh buffer, a message split across reads is joined into a new
@@ -1218,22 +1235,21 @@ export class UnibusClient {
       throw new RangeError(`room ${session.roomId} is not persisted`);
     }
     const reader = session.forHistory();
-    // Stream info and direct get: the only JetStream calls a member's ACL
-    // allows on a room's stream (see lib/auth/acl.ts).
-    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    // Direct gets only: the one JetStream call a member's ACL allows on a
+    // room's stream (see lib/auth/acl.ts).
     const stream = roomStreamName(session.roomId);
-    const { state } = await jsm.streams.info(stream);
-    const from = Math.max(state.first_seq, startSeq);
+    const bounds = await streamBounds(this.#nc, { stream, subject: session.wireSubject });
+    const from = Math.max(bounds?.first ?? 0, startSeq);
     const nc = this.#nc;
     const inboxPrefix = inboxPrefixFor(this.identity.signPubHex);
     async function* messages() {
-      if (limit === 0 || state.messages === 0) return;
+      if (limit === 0 || bounds === null || from > bounds.last) return;
       let given = 0;
       // A packet resent while its stream had no leader (durable_publish.ts)
       // is stored after later ones of the same sender; the ratchet only
       // moves forward, so each sender's packets are read in their own order
       // (within history_reader.ts's window), and given back in stream order.
-      const packets = directGets(nc, { stream, from, to: state.last_seq, inboxPrefix });
+      const packets = directGets(nc, { stream, from, to: bounds.last, inboxPrefix });
       for await (
         const [, r] of inSessionOrder(
           packets,

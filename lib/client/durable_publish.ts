@@ -12,8 +12,16 @@
  * bytes are sent again every second (bounded). The stream stores one copy
  * (duplicates within its window are dropped by id), and a member that sees
  * the copy live drops it as a replay (the packet is signed once), so nothing
- * is delivered twice. Acks are trusted because no bus user can publish under
- * `_INBOX.*.unibus.>` (lib/auth/acl.ts): only the server's JetStream can.
+ * is delivered twice. No bus user can publish under `_INBOX.*.unibus.>`
+ * (lib/auth/acl.ts), but any member of any persisted room can have
+ * JetStream answer there, by setting the reply subject of its own publish
+ * or direct get. So an ack counts only if it is what the room's own stream
+ * sends: no headers (a direct get answer always has `Nats-Stream`, with
+ * the asker's stored bytes as its body) and the packet's stream named in
+ * it (an ack from the asker's own stream names that one). What is left: a
+ * member of the same room, who saw the packet's reply subject, can have the
+ * room's stream ack its own packet there; the sender then stops resending a
+ * packet the stream may not hold. It cannot make anything be stored.
  * Publishes never wait for the ack (a stalled stream must not stall live
  * traffic); {@linkcode DurablePublisher.settled} does.
  *
@@ -25,6 +33,8 @@ import { ACK_SUFFIX } from "../notices.ts";
 
 interface Pending {
   subject: string;
+  /** The stream whose ack settles it. */
+  stream: string;
   data: Uint8Array;
   firstAt: number;
   lastAt: number;
@@ -44,7 +54,7 @@ export interface DurableOptions {
  * @example
  * ```ts
  * const durable = new DurablePublisher(nc, "_INBOX.abab…ab");
- * durable.send("chat.ops", packet);
+ * durable.send("$UNIBUS.ROOM.0123…cdef", "ROOM_0123…cdef", packet);
  * await durable.settled(); // every packet stored (or an error naming how many were not)
  * durable.close();
  * ```
@@ -68,13 +78,14 @@ export class DurablePublisher {
     this.#sub = nc.subscribe(`${this.#prefix}.*`, {
       callback: (_err, msg) => {
         const id = msg?.subject.slice(this.#prefix.length + 1);
-        if (!id || !this.#pending.has(id)) return;
+        const pending = id ? this.#pending.get(id) : undefined;
+        if (!id || !pending || msg.headers) return;
         try {
-          const ack = msg.json<{ seq?: number; error?: unknown }>();
+          const ack = msg.json<{ stream?: unknown; seq?: number; error?: unknown }>();
           // An error ack (e.g. 503, no leader yet) leaves it pending: resent.
-          if (ack.error || typeof ack.seq !== "number") return;
+          if (ack.error || typeof ack.seq !== "number" || ack.stream !== pending.stream) return;
         } catch {
-          return;
+          return; // not an ack at all: ignored, the packet stays pending
         }
         this.#pending.delete(id);
         this.#wake();
@@ -85,11 +96,11 @@ export class DurablePublisher {
     Deno.unrefTimer(this.#timer);
   }
 
-  /** Publishes `data` on `subject` and keeps resending it until stored. */
-  send(subject: string, data: Uint8Array): void {
+  /** Publishes `data` on `subject` and keeps resending it until `stream` acks it. */
+  send(subject: string, stream: string, data: Uint8Array): void {
     const id = crypto.randomUUID().replaceAll("-", "");
     const now = Date.now();
-    this.#pending.set(id, { subject, data, firstAt: now, lastAt: now });
+    this.#pending.set(id, { subject, stream, data, firstAt: now, lastAt: now });
     this.#publish(id, subject, data);
   }
 

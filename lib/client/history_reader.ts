@@ -101,6 +101,9 @@ export async function* directGets(
       if (err) failure ??= err;
       else {
         const seq = Number(msg.subject.slice(inbox.length + 1));
+        // Only the stream's own answer for that sequence: anything else here
+        // was aimed at this inbox by someone who guessed it.
+        if (!answersFor(msg, stream, seq)) return;
         if (Number.isSafeInteger(seq) && seq >= next && seq < asked) answers.set(seq, msg);
         if (seq !== next) return;
       }
@@ -156,6 +159,57 @@ export async function* directGets(
   } finally {
     sub.unsubscribe();
   }
+}
+
+// A direct get's answer: a status (404, or an error), or the stored message
+// with the stream and sequence nats-server names in its headers.
+function answersFor(msg: Msg, stream: string, seq: number): boolean {
+  const h = msg.headers;
+  if (!h) return false;
+  if (h.code !== 0) return true;
+  return h.get("Nats-Stream") === stream && h.get("Nats-Sequence") === String(seq);
+}
+
+/**
+ * The first and last sequence of `subject`'s messages in `stream`, or null
+ * when it holds none, read with two direct gets (`next_by_subj` from 1 and
+ * `last_by_subj`): a member's ACL allows direct get on its rooms' streams
+ * and no other JetStream call, stream info included.
+ *
+ * @example
+ * ```ts
+ * const bounds = await streamBounds(nc, { stream: "ROOM_…", subject: "$UNIBUS.ROOM.…" });
+ * if (bounds) for await (const p of directGets(nc, { stream, from: bounds.first, to: bounds.last, inboxPrefix })) use(p);
+ * ```
+ */
+export async function streamBounds(
+  nc: NatsConnection,
+  opts: { stream: string; subject: string; timeoutMs?: number },
+): Promise<{ first: number; last: number } | null> {
+  const timeout = opts.timeoutMs ?? HISTORY_GET_TIMEOUT_MS;
+  const get = async (body: Record<string, unknown>): Promise<number | null> => {
+    const m = await nc.request(
+      `$JS.API.DIRECT.GET.${opts.stream}`,
+      encoder.encode(JSON.stringify(body)),
+      { timeout },
+    );
+    const h = m.headers;
+    if (h?.code === 404) return null;
+    const seq = Number(h?.get("Nats-Sequence"));
+    if (h?.code !== 0 || h.get("Nats-Stream") !== opts.stream || !Number.isSafeInteger(seq)) {
+      throw new Error(
+        `${opts.stream}: direct get answered ${h?.code ?? "without headers"} ${
+          h?.description ?? ""
+        }`.trim(),
+      );
+    }
+    return seq;
+  };
+  const [first, last] = await Promise.all([
+    get({ seq: 1, next_by_subj: opts.subject }),
+    get({ last_by_subj: opts.subject }),
+  ]);
+  return first === null || last === null ? null : { first, last };
 }
 
 interface Held {

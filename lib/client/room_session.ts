@@ -8,6 +8,7 @@
  */
 
 import { randomBytes } from "node:crypto";
+import { wireSubject } from "../auth/acl.ts";
 import { fromBase64, fromHex, toBase64, toHex } from "../e2e/bytes.ts";
 import { changeHash, MembershipError, type RoomState, verifyLog } from "../e2e/membership.ts";
 import {
@@ -136,7 +137,14 @@ const MAX_RETIRED_CHAINS = 65_536;
  */
 export class RoomSession {
   readonly roomId: string;
+  /** The room's subject, its name for people. */
   readonly subject: string;
+  /**
+   * The NATS subject its packets travel on: the subject, or for a persisted
+   * room `$UNIBUS.ROOM.<id>` (lib/auth/acl.ts `wireSubject`). The policy is
+   * fixed at creation, so this never changes.
+   */
+  wireSubject: string;
   #me: Identity;
   #meHex: string;
   #state!: RoomState;
@@ -170,12 +178,14 @@ export class RoomSession {
   constructor(me: Identity, view: RoomView, keys: SealedKeyView[], from?: RoomSession) {
     this.roomId = view.id;
     this.subject = view.subject;
+    this.wireSubject = view.subject;
     this.#me = me;
     this.#meHex = me.signPubHex;
     if (from === undefined) this.update(view, keys);
     else {
       if (from.roomId !== view.id) throw new Error("view is for another room");
       this.#state = from.#state;
+      this.wireSubject = from.wireSubject;
       this.#view = from.#view;
       this.#sealed = from.#sealed;
       this.#keys = new Map(from.#keys);
@@ -216,6 +226,8 @@ export class RoomSession {
     if (state.subject !== view.subject) {
       throw new MembershipVerificationError(`room ${view.id}: server reports another subject`);
     }
+    // From the signed log's policy, not the server's word.
+    this.wireSubject = wireSubject({ id: view.id, subject: state.subject, policy: state.policy });
     const listed = new Set(view.members.map((m) => m.signPub));
     const proven = new Set(state.members.keys());
     const injected = [...listed].filter((m) => !proven.has(m));

@@ -25,7 +25,7 @@ import { verifySignature } from "../../lib/crypto/ed25519.ts";
 import { toHex } from "../../lib/identity/hex.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
-import { APP_ACCOUNT } from "../nats/config.ts";
+import { USERS_ACCOUNT } from "../nats/config.ts";
 import { encodeCalloutResponse, encodeUserJwt } from "./jwt.ts";
 import type { Session, SessionRegistry } from "./sessions.ts";
 
@@ -279,8 +279,8 @@ async function admit(
     opts.issuer,
     { pub: permissions.pub, sub: permissions.sub },
     // Without aud naming the account, the JWT library writes "NATS", which
-    // the server rejects: aud places the user in the app account.
-    { aud: APP_ACCOUNT },
+    // the server rejects: aud places the user in the users' account.
+    { aud: USERS_ACCOUNT },
   );
   const record = () => {
     if (typeof req.client_info?.id !== "number") return;

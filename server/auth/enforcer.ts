@@ -30,7 +30,8 @@ import { type NatsConnection, RequestError } from "@nats-io/transport-node";
 import { inboxPrefixFor, permissionsNarrowed, userPermissions } from "../../lib/auth/acl.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
-import { APP_ACCOUNT } from "../nats/config.ts";
+import { noticeHeaders } from "../rooms/notices.ts";
+import { USERS_ACCOUNT } from "../nats/config.ts";
 import type { Session, SessionRegistry } from "./sessions.ts";
 import { REFRESH_NOTICE_SUFFIX } from "../../lib/notices.ts";
 
@@ -38,8 +39,8 @@ import { REFRESH_NOTICE_SUFFIX } from "../../lib/notices.ts";
 export interface EnforcerOptions {
   /** A system-account connection: kick requests and disconnect events. */
   sys: NatsConnection;
-  /** The internal app-account connection: refresh notices. */
-  app: NatsConnection;
+  /** serve's connection in the users' account: refresh notices. */
+  notices: NatsConnection;
   store: Store;
   sessions: SessionRegistry;
   log: Logger;
@@ -84,7 +85,7 @@ export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Prom
  *
  * @example
  * ```ts
- * const enforcer = startEnforcer({ sys, app, store, sessions, log });
+ * const enforcer = startEnforcer({ sys, notices, store, sessions, log });
  * enforcer.recheckNow(); // after a membership change
  * await enforcer.kickUser(signPubHex, "revoked");
  * await enforcer.stop();
@@ -93,7 +94,7 @@ export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Prom
 export function startEnforcer(opts: EnforcerOptions) {
   const interval = opts.intervalMs ?? 2000;
   // Forget connections as they close, so the registry only holds live ones.
-  const events = opts.sys.subscribe(`$SYS.ACCOUNT.${APP_ACCOUNT}.DISCONNECT`, {
+  const events = opts.sys.subscribe(`$SYS.ACCOUNT.${USERS_ACCOUNT}.DISCONNECT`, {
     callback: (_err, msg) => {
       try {
         const ev = msg.json<{ client?: { id?: number }; server?: { id?: string } }>();
@@ -236,7 +237,9 @@ export function startEnforcer(opts: EnforcerOptions) {
         await kick(s, "membership narrowed");
       } else if (JSON.stringify(s.permissions) !== digest && s.refreshNoticeFor !== digest) {
         s.refreshNoticeFor = digest;
-        opts.app.publish(`${inboxPrefixFor(signPub)}.${REFRESH_NOTICE_SUFFIX}`, "refresh");
+        opts.notices.publish(`${inboxPrefixFor(signPub)}.${REFRESH_NOTICE_SUFFIX}`, "refresh", {
+          headers: noticeHeaders(),
+        });
       }
     }
   };

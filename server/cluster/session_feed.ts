@@ -21,7 +21,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../../lib/log.ts";
 import type { Session, SessionRegistry } from "../auth/sessions.ts";
-import { APP_ACCOUNT } from "../nats/config.ts";
+import { USERS_ACCOUNT } from "../nats/config.ts";
 
 /** Prefix of the grant subjects; the server id follows. */
 export const GRANT_SUBJECT_PREFIX = "_UNIBUS.grant";
@@ -88,7 +88,7 @@ export function startSessionFeed(opts: SessionFeedOptions): { stop(): Promise<vo
     if (!id) return;
     const res = await opts.sys.request(
       `$SYS.REQ.SERVER.${id}.CONNZ`,
-      JSON.stringify({ acc: APP_ACCOUNT, limit: 100_000 }),
+      JSON.stringify({ acc: USERS_ACCOUNT, limit: 100_000 }),
       { timeout: 2000 },
     );
     const live = new Set(

@@ -7,25 +7,56 @@
  * @module
  */
 
+import { PERSISTED_ROOM_PREFIX } from "../../lib/auth/acl.ts";
 import { NATS_MONITOR_HOST } from "./log_options.ts";
 
-/** The one application account every bus user and stream lives in. */
-export const APP_ACCOUNT = "UNIBUS";
+/**
+ * The control plane's account: the KV buckets, the blob object store, the
+ * auth callout, the cluster's gossip and serve's internal identity. No bus
+ * user is in it and nothing is exported from it, so no answer that a bus
+ * user can provoke (JetStream publishes its answers to whatever reply
+ * subject the asker set) can land on one of its subjects. It keeps the name
+ * the single application account had, so the buckets of an existing data
+ * directory stay where they are.
+ */
+export const CONTROL_ACCOUNT = "UNIBUS";
+/**
+ * The bus users' account: every connection the auth callout admits, and
+ * nothing else but serve's notice sender. No JetStream, so no JetStream
+ * API exists in it for a reply subject to reach.
+ */
+export const USERS_ACCOUNT = "UNIBUS_USERS";
+/**
+ * The room streams' account. Users reach it only through the two service
+ * imports below, whose answers nats-server routes back through a private
+ * `_R_` reply subject: a user's reply subject never names anything in here,
+ * so the streams' own JetStream API (create, update, delete, purge,
+ * consumers) cannot be made to answer for a user.
+ */
+export const ROOMS_ACCOUNT = "UNIBUS_ROOMS";
 /** The system account (server events, kick requests). */
 export const SYSTEM_ACCOUNT = "SYS";
 
+/** The internal users of the three application accounts, by public nkey ("U…"). */
+export interface InternalUsers {
+  /** serve's control-plane identity: KV, objects, callout, gossip; bypasses the callout. */
+  internalUser: string;
+  /** serve's identity in the rooms' account: creates and deletes room streams. */
+  roomsUser?: string;
+  /** serve's identity in the users' account: sends the server's notices. */
+  usersUser?: string;
+}
+
 /** How clients are authenticated on the data plane. */
 export type NatsAuthConfig =
-  | { mode: "off" }
-  | {
+  | ({ mode: "off" } & Partial<InternalUsers>)
+  | ({
     mode: "enforce";
     /** Public account nkey ("A…") whose signature the server accepts on callout answers. */
     calloutIssuer: string;
-    /** The internal service identity ("U…"): full rights in the app account, bypasses the callout. */
-    internalUser: string;
     /** serve's system-account user ("U…"), for kick requests and connection events. */
     systemUser: string;
-  };
+  } & InternalUsers);
 
 /** Certificate and key for the client listener. */
 export interface NatsTlsConfig {
@@ -163,33 +194,64 @@ function nkey(field: string, value: string, prefix: "A" | "U"): string {
   return `"${value}"`;
 }
 
-// Both modes put clients and JetStream in the same named account, so a data
-// dir keeps its streams when an operator switches --bus-auth.
+// Both modes lay out the same accounts, so a data directory keeps its
+// streams when an operator switches --bus-auth. Development mode differs only
+// in letting a client without credentials in as "local", a bus user.
 function authLines(auth: NatsAuthConfig): string[] {
+  const internal = auth.internalUser ? nkey("internal user", auth.internalUser, "U") : null;
+  const rooms = auth.roomsUser ? nkey("rooms user", auth.roomsUser, "U") : null;
+  const users = auth.usersUser ? nkey("users user", auth.usersUser, "U") : null;
+  const nkeyUsers = (key: string | null) => key ? `users: [ { nkey: ${key} } ]` : "";
+  const lines = [
+    "accounts {",
+    `  ${CONTROL_ACCOUNT} { jetstream: enabled, ${nkeyUsers(internal)} }`,
+    `  ${ROOMS_ACCOUNT} {`,
+    "    jetstream: enabled",
+    `    ${nkeyUsers(rooms)}`,
+    // One export for both imports, on purpose: nats-server refuses to pass a
+    // message through the same export twice. A user can aim the answer of
+    // one import (a direct get, an ack) at the other's subject in its own
+    // account; with one export that second hop is a cycle and is dropped,
+    // so no answer is ever stored into another room's stream. Only the
+    // users' account may import it, and only what is listed below.
+    `    exports: [ { service: ">", accounts: [ ${USERS_ACCOUNT} ], response_threshold: "10s" } ]`,
+    "  }",
+    `  ${USERS_ACCOUNT} {`,
+    auth.mode === "off"
+      ? `    users: [ { user: "local" }${users ? `, { nkey: ${users} }` : ""} ]`
+      : `    ${nkeyUsers(users)}`,
+    "    imports: [",
+    // Persisted rooms' packets: stored, and acknowledged through a private
+    // reply subject of nats-server's.
+    `      { service: { account: ${ROOMS_ACCOUNT}, subject: "${PERSISTED_ROOM_PREFIX}.*" } }`,
+    // History reads: one stored message per request. Which stream a user
+    // may read is its ACL's decision (its own rooms' streams only).
+    `      { service: { account: ${ROOMS_ACCOUNT}, subject: "$JS.API.DIRECT.GET.*" } }`,
+    "    ]",
+    "  }",
+  ];
   if (auth.mode === "off") {
     return [
-      "accounts {",
-      `  ${APP_ACCOUNT} { jetstream: enabled, users: [ { user: "local" } ] }`,
+      ...lines,
       "}",
       // Development only: any client without credentials becomes "local".
       'no_auth_user: "local"',
     ];
   }
-  const internal = nkey("internal user", auth.internalUser, "U");
   const system = nkey("system user", auth.systemUser, "U");
+  if (!internal) throw new NatsConfigError("enforce mode needs the internal user");
   return [
-    "accounts {",
+    ...lines,
     // An nkey user in the config is also what makes the server send every
     // client a nonce to sign; without one, nkey clients cannot prove anything.
-    `  ${APP_ACCOUNT} { jetstream: enabled, users: [ { nkey: ${internal} } ] }`,
     `  ${SYSTEM_ACCOUNT} { users: [ { nkey: ${system} } ] }`,
     "}",
     `system_account: ${SYSTEM_ACCOUNT}`,
     "authorization {",
     "  auth_callout {",
     `    issuer: ${nkey("callout issuer", auth.calloutIssuer, "A")}`,
-    `    account: ${APP_ACCOUNT}`,
-    `    auth_users: [ ${internal}, ${system} ]`,
+    `    account: ${CONTROL_ACCOUNT}`,
+    `    auth_users: [ ${[internal, system, rooms, users].filter(Boolean).join(", ")} ]`,
     "  }",
     "}",
   ];

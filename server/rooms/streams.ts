@@ -1,8 +1,9 @@
 /**
  * The JetStream stream behind a `persist` room: it keeps the room's
  * ciphertext so a member who was offline can read what they missed. Streams
- * are created and deleted only by `serve` over its internal connection;
- * members' ACLs never include stream creation or deletion.
+ * live in the rooms' account, where `serve` alone creates and deletes them
+ * (over its connection in that account); members reach them only through
+ * the users' account's two service imports (store a packet, direct get).
  *
  * @module
  */
@@ -17,7 +18,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import { roomStreamName } from "../../lib/auth/acl.ts";
+import { persistedRoomSubject, roomStreamName } from "../../lib/auth/acl.ts";
 import { DEFAULT_LIMITS } from "../limits.ts";
 
 /** How long a persisted room keeps its history. */
@@ -46,7 +47,7 @@ export interface RoomStreams {
 }
 
 /**
- * The stream configuration of a persisted room: its one subject, file
+ * The stream configuration of a persisted room: its one wire subject, file
  * storage, 30 days of history with the oldest dropped first, at most
  * `maxBytes` (`--room-stream-max-bytes`; JetStream reserves that much of its
  * store for every stream, so it also caps how many persisted rooms fit in the
@@ -68,7 +69,9 @@ export function roomStreamConfig(
 ): Partial<StreamConfig> & { name: string } {
   return {
     name: roomStreamName(room.id),
-    subjects: [room.subject],
+    // The room's wire subject, which reaches this account (the rooms') by
+    // the users' account's service import: see server/nats/config.ts.
+    subjects: [persistedRoomSubject(room.id)],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     max_age: nanos(ROOM_STREAM_MAX_AGE_MS),

@@ -38,19 +38,46 @@ export interface BusUser {
  * const alice = await addBusUser(store, "alice");
  * ```
  */
-export async function addBusUser(
+export function addBusUser(
   store: Store,
   handle: string,
   role: Role = "member",
 ): Promise<BusUser> {
-  const identity = generateIdentity(handle);
+  return addUserFromIdentity(store, generateIdentity(handle), role);
+}
+
+/**
+ * Puts an existing identity on the allowlist.
+ *
+ * @example
+ * ```ts
+ * const alice = await addUserFromIdentity(store, generateIdentity("alice"));
+ * ```
+ */
+export async function addUserFromIdentity(
+  store: Store,
+  identity: Identity,
+  role: Role = "member",
+): Promise<BusUser> {
   await store.addUser({
     signPub: identity.signPubHex,
-    handle,
+    handle: identity.handle ?? "user",
     role,
     kexPub: identity.kexPubHex,
     kexSig: identity.kexSigHex,
   });
+  return busUserOf(identity);
+}
+
+/**
+ * The nkey pair and hex of an identity, as tests use them.
+ *
+ * @example
+ * ```ts
+ * const u = busUserOf(generateIdentity("x"));
+ * ```
+ */
+export function busUserOf(identity: Identity): BusUser {
   return {
     identity,
     kp: new NativeNkeyPair(Prefix.User, identity.signSeed),

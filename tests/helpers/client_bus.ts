@@ -6,8 +6,9 @@
  * @module
  */
 
+import { accountUser } from "../../server/nats/account_users.ts";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
+import { nkeyAuthenticatorFor } from "../../lib/auth/nkey.ts";
 import {
   connect,
   type ConnectOptions,
@@ -42,8 +43,14 @@ export interface ClientBus {
     user: BusUser,
     opts?: Omit<ConnectOptions, "natsServers" | "ctrlUrls" | "identity">,
   ): Promise<UnibusClient>;
-  /** A raw connection with the internal identity (full NATS rights, like a curious operator). */
+  /**
+   * A raw connection in the users' account with full rights there (serve's
+   * notice identity, like a curious operator on the wire): sees and
+   * publishes room subjects and inboxes.
+   */
   tap(): Promise<NatsConnection>;
+  /** A raw connection as serve's identity in the rooms' account (the room streams). */
+  roomsTap(): Promise<NatsConnection>;
   /** Closes every connection made through this bus, then serve. */
   stop(): Promise<void>;
 }
@@ -95,7 +102,16 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
       return track(
         await natsConnect({
           servers: `127.0.0.1:${s.natsPort}`,
-          authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+          authenticator: nkeyAuthenticatorFor(accountUser(id.signSeed, "users")),
+        }),
+      );
+    },
+    async roomsTap() {
+      const id = await loadIdentity(internalId);
+      return track(
+        await natsConnect({
+          servers: `127.0.0.1:${s.natsPort}`,
+          authenticator: nkeyAuthenticatorFor(accountUser(id.signSeed, "rooms")),
         }),
       );
     },

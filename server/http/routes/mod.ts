@@ -21,12 +21,14 @@ import { userRoutes } from "./users.ts";
 /** What the API needs from `serve`. */
 export interface ApiDeps {
   store: Store;
-  /** serve's internal connection (JetStream for persisted rooms' streams). */
-  nc: NatsConnection;
+  /** serve's connection in the rooms' account (JetStream for persisted rooms' streams). */
+  streamsNc: NatsConnection;
+  /** serve's connection in the users' account (the server's notices). */
+  noticesNc: NatsConnection;
   /** Triggers an immediate enforcer pass after a membership change (of that room's users). */
   recheck: (roomId?: string) => void;
   log: Logger;
-  /** Overrides the streams (tests); defaults to JetStream on `nc`. */
+  /** Overrides the streams (tests); defaults to JetStream on `streamsNc`. */
   streams?: RoomStreams;
   /** Quotas and the persisted rooms' stream size; the defaults when unset. */
   limits?: Limits;
@@ -39,7 +41,7 @@ export interface ApiDeps {
  *
  * @example
  * ```ts
- * createApp({ log, routes: [healthRoute(...), ...apiRoutes({ store, nc, recheck, log })] });
+ * createApp({ log, routes: [healthRoute(...), ...apiRoutes({ store, streamsNc, noticesNc, recheck, log })] });
  * ```
  */
 export function apiRoutes(deps: ApiDeps): Route[] {
@@ -52,12 +54,12 @@ export function apiRoutes(deps: ApiDeps): Route[] {
     ...roomRoutes({
       store: deps.store,
       streams: deps.streams ??
-        natsRoomStreams(deps.nc, {
+        natsRoomStreams(deps.streamsNc, {
           maxBytes: limits.roomStreamMaxBytes,
           replicas: deps.streamReplicas,
         }),
       recheck: deps.recheck,
-      notify: roomChangeNotifier(deps.nc),
+      notify: roomChangeNotifier(deps.noticesNc),
       log: deps.log,
       locks,
       quotas: limits,
