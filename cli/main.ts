@@ -53,7 +53,7 @@ const USAGE = [
  *
  * @example
  * ```ts
- * Deno.exit(await runCli(["version"])); // prints "unibus 0.1.0"
+ * Deno.exit(await runCli(["version"])); // prints "unibus 0.2.0"
  * ```
  */
 export async function runCli(argv: string[]): Promise<number> {

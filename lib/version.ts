@@ -1,2 +1,2 @@
 /** The unibus release, reported by `unibus --version` and `/healthz`. */
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";

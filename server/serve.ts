@@ -41,6 +41,7 @@ import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
 import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
+import { startRoomStreamMover } from "./rooms/stream_move.ts";
 
 /** Paths of everything `serve` keeps in the data dir. */
 export function dataDirLayout(dataDir: string) {
@@ -481,6 +482,16 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       });
       cleanups.push(() => enforcer.stop());
       recheck = (roomId) => enforcer.recheckNow(roomId);
+    }
+    if (roomsConn !== conn) {
+      const mover = startRoomStreamMover({
+        ctrl: conn.nc,
+        rooms: roomsConn.nc,
+        maxBytes: opts.limits.roomStreamMaxBytes,
+        replicas: posture.replicas,
+        log: log.child("upgrade"),
+      });
+      cleanups.push(() => mover.stop());
     }
     const stopPruner = startNoncePruner(store, log.child("nonces"));
     cleanups.push(() => Promise.resolve(stopPruner()));

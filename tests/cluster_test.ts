@@ -15,6 +15,7 @@ import { generateIdentity, type Identity, saveIdentity } from "../lib/identity/i
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { type BusUser, connectAs } from "./helpers/bus.ts";
 import { collector } from "./helpers/client_bus.ts";
+import { runReflectionAttacks } from "./helpers/reflection.ts";
 import {
   addKvUser,
   clusterNodeArgs,
@@ -129,6 +130,18 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
       await b.publish(room.id, "from n2");
       assertEquals(await toAda.wait(), ["from n2"]);
     });
+
+    await t.step(
+      "reflected JetStream answers change no control plane, stream, room or notice, across nodes",
+      () =>
+        runReflectionAttacks({
+          // The victims on n1, the attacker on n3: answers cross the routes.
+          natsUrls: [c.nodes[0].natsUrl, c.nodes[2].natsUrl],
+          internalIdFile: c.nodes[0].internalIdFile,
+          register: async (id) => void await addKvUser(c, 0, id),
+          client: (id) => clientOn(c, [0], id),
+        }),
+    );
 
     await t.step(
       "user revoke --store kv on node B cuts a connection on node C in < 1 s",
