@@ -4,9 +4,10 @@
  * limit and the use, and one user at a limit never stops another.
  */
 
+import { accountUser } from "../server/nats/account_users.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { roomStreamName } from "../lib/auth/acl.ts";
-import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
+import { nkeyAuthenticatorFor } from "../lib/auth/nkey.ts";
 import { type Identity, loadOrCreateIdentity } from "../lib/identity/identity.ts";
 import { DEFAULT_LIMITS } from "../server/limits.ts";
 import type { RoomView } from "../server/rooms/state.ts";
@@ -99,9 +100,10 @@ Deno.test("a persisted room reserves --room-stream-max-bytes, and a full JetStre
     assertEquals([full.status, full.body.error], [507, "storage_full"]);
     assertEquals(await bus.store.getRoomBySubject("c.p0"), null);
 
-    const internal = new NativeNkeyPair(Prefix.User, (await loadOrCreateIdentity(idFile)).signSeed);
+    // Seen from the rooms' account, where the streams live.
+    const rooms = accountUser((await loadOrCreateIdentity(idFile)).signSeed, "rooms");
     const nc = await connectAs(bus.s.natsPort, null, {
-      authenticator: nkeyAuthenticatorFor(internal),
+      authenticator: nkeyAuthenticatorFor(rooms),
     });
     try {
       const jsm = await jetstreamManager(nc);
