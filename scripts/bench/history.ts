@@ -20,12 +20,14 @@
  */
 
 import process from "node:process";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { inboxPrefixFor, roomStreamName } from "../../lib/auth/acl.ts";
 import { connect, type UnibusClient } from "../../lib/client/client.ts";
 import { directGets, HISTORY_GETS_IN_FLIGHT } from "../../lib/client/history_reader.ts";
-import { generateIdentity } from "../../lib/identity/identity.ts";
+import { nkeyAuthenticatorFor } from "../../lib/auth/nkey.ts";
+import { generateIdentity, loadIdentity } from "../../lib/identity/identity.ts";
+import { accountUser } from "../../server/nats/account_users.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
 import { natsLogin, registerUsers } from "./users.ts";
 
@@ -170,10 +172,14 @@ async function read(
 export async function benchHistory(
   counts: { messages: number; single: number },
 ): Promise<HistoryResult> {
+  const idDir = await Deno.makeTempDir({ prefix: "unibus-bench-id-" });
+  const internalIdFile = `${idDir}/internal.id`;
   const s = await startServe({
     extraArgs: [
       "--bus-auth",
       "enforce",
+      "--internal-id-file",
+      internalIdFile,
       "--room-stream-max-bytes",
       `${ROOM_STREAM_BYTES / MiB}MiB`,
       "--jetstream-max-store",
@@ -202,16 +208,24 @@ export async function benchHistory(
     }
     const cb = await connect({ natsServers: [url], ctrlUrls: [s.httpUrl], identity: b });
     clients.push(cb);
-    // Bob's own connection, for what his ACL allows on the stream: its info
-    // and bare direct gets.
+    // Bob's own connection, for what his ACL allows on the stream: bare
+    // direct gets. The streams' state is read in the rooms' account.
     const nb = await natsLogin(s.natsPort, b);
     conns.push(nb);
     const jsm = await jetstreamManager(nb, { checkAPI: false });
+    const roomsNc = await natsConnect({
+      servers: url,
+      authenticator: nkeyAuthenticatorFor(
+        accountUser((await loadIdentity(internalIdFile)).signSeed, "rooms"),
+      ),
+    });
+    conns.push(roomsNc);
+    const streamsJsm = await jetstreamManager(roomsNc, { checkAPI: false });
 
     const one = async (subject: string, n: number, perPacket: number): Promise<HistoryRoom> => {
       const room = rooms[subject];
       const { sent, ms } = await fill(ca, room, n, perPacket);
-      const { state } = await jsm.streams.info(roomStreamName(room.id));
+      const { state } = await streamsJsm.streams.info(roomStreamName(room.id));
       const bytesPerEntry = state.bytes / Math.max(1, state.messages);
       const middle = state.first_seq + Math.floor(state.messages / 2);
       return {
@@ -232,7 +246,7 @@ export async function benchHistory(
 
     // The transport alone: bare direct gets over the 1-a-packet room's entries.
     const stream = roomStreamName(rooms["history.p1"].id);
-    const { state } = await jsm.streams.info(stream);
+    const { state } = await streamsJsm.streams.info(stream);
     const k = Math.min(state.messages, 20_000);
     const last = state.first_seq + k - 1;
     const timed = async (run: () => Promise<void>) => {
@@ -282,6 +296,7 @@ export async function benchHistory(
     await Promise.allSettled(clients.map((c) => c.close()));
     await Promise.allSettled(conns.map((c) => c.close()));
     await s.stop();
+    await Deno.remove(idDir, { recursive: true });
   }
 }
 
