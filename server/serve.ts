@@ -17,6 +17,7 @@ import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
 import { createMetrics } from "./metrics.ts";
 import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
+import { allRoutes } from "./cluster/options.ts";
 import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
 import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
 import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
@@ -275,7 +276,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         name: c.name,
         host: c.host,
         port: c.port,
-        routes: c.routes,
+        routes: allRoutes(c, localAddresses()),
         user: c.user,
         pass,
         tls: c.routeTls,
@@ -440,7 +441,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           app: conn.nc,
           log: log.child("cluster"),
           streams: controlPlaneStreams(),
-          clusterSize: opts.cluster.routes.length + 1,
+          clusterSize: allRoutes(opts.cluster, localAddresses()).length,
         });
         clusterMonitor = monitor;
         cleanups.push(() => monitor.stop());
@@ -568,4 +569,13 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
 /** The callout's quorum question: a cluster monitor's `majorityAlive`, or none on a single node. */
 function quorumOf(monitor: ClusterMonitor | null): (() => Promise<boolean>) | undefined {
   return monitor ? () => monitor.majorityAlive() : undefined;
+}
+
+/** This machine's own addresses (to tell this node's route among the listed ones). */
+function localAddresses(): string[] {
+  try {
+    return Deno.networkInterfaces().map((i) => i.address);
+  } catch {
+    return [];
+  }
 }

@@ -42,11 +42,11 @@ export function healthRoute(
     handler: () => {
       const dataPlane = deps.dataPlane();
       const cluster = deps.cluster?.();
-      // A stream without a leader cannot take the control plane's writes, so
-      // the node is not fit for clients either (it would answer 503 to them).
-      const ok = dataPlane.connected &&
-        (cluster === undefined ||
-          (cluster.quorum && cluster.streams.every((st) => st.leader !== null)));
+      // No meta leader, a short meta group, a control-plane stream without a
+      // leader: the node cannot take the control plane's writes (it would
+      // answer 503 to clients), so it is not fit for them either. A peer down
+      // while a quorum serves is a warning, still 200.
+      const ok = dataPlane.connected && (cluster === undefined || cluster.problems.length === 0);
       return json(ok ? 200 : 503, {
         status: ok ? "ok" : "unavailable",
         version: VERSION,
