@@ -301,7 +301,7 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
       problems.push(
         `the JetStream meta group was formed with ${meta.cluster_size} of ${opts.clusterSize} ` +
           "members and will not grow by itself: stop every node, remove each data dir's " +
-          "jetstream/$SYS directory, start all nodes",
+          "jetstream/SYS/_js_/_meta_ directory, start all nodes",
       );
     }
     for (const st of shown) if (st.leader === null) problems.push(`${st.stream} has no leader`);
