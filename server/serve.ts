@@ -311,6 +311,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           port: opts.natsPort,
           jetStreamDir: layout.jetStreamDir,
           maxFileStore,
+          syncInterval: opts.jetstreamSync ?? "always",
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
