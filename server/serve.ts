@@ -359,28 +359,21 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     cleanups.push(() => conn.close());
     // An external NATS (development only) is one account: one connection
     // plays all three parts there.
-    roomsConn = roomsUser
-      ? await connectInternal({
-        servers: [natsUrl],
-        name: `unibus-serve-${opts.serverName}-rooms`,
-        authenticator: nkeyAuthenticatorFor(roomsUser),
+    const connectAccount = async (user: NativeNkeyPair | null, part: string) => {
+      if (!user) return conn;
+      const c = await connectInternal({
+        servers: [natsUrl!],
+        name: `unibus-serve-${opts.serverName}-${part}`,
+        authenticator: nkeyAuthenticatorFor(user),
         caFile: opts.tls?.caFile,
         jetstream: false,
-        log: log.child("nats-rooms"),
-      })
-      : conn;
-    if (roomsConn !== conn) cleanups.push(() => roomsConn.close());
-    usersConn = usersUser
-      ? await connectInternal({
-        servers: [natsUrl],
-        name: `unibus-serve-${opts.serverName}-notices`,
-        authenticator: nkeyAuthenticatorFor(usersUser),
-        caFile: opts.tls?.caFile,
-        jetstream: false,
-        log: log.child("nats-users"),
-      })
-      : conn;
-    if (usersConn !== conn) cleanups.push(() => usersConn.close());
+        log: log.child(`nats-${part}`),
+      });
+      cleanups.push(() => c.close());
+      return c;
+    };
+    roomsConn = await connectAccount(roomsUser, "rooms");
+    usersConn = await connectAccount(usersUser, "users");
 
     if (opts.cluster) {
       const early = await listen();
