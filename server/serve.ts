@@ -27,6 +27,7 @@ import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
 import { accessLog, createApp, json } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
+import { kvControlPlaneCheck, sqliteControlPlaneCheck } from "./http/control_plane_check.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
 import { jetStreamStoreFromDisk } from "./limits.ts";
@@ -515,6 +516,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       healthRoute({
         posture,
         dataPlane: () => conn.state(),
+        controlPlane: opts.store === "kv"
+          ? kvControlPlaneCheck(conn.nc, controlPlaneStreams())
+          : sqliteControlPlaneCheck(store, opts.dbPath),
         cluster: clusterMonitor ? () => clusterMonitor!.status() : undefined,
       }),
       ...apiRoutes({
