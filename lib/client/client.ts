@@ -55,6 +55,7 @@ import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
 import { isReflectedAnswer } from "./reflected.ts";
+import { readRegularFile } from "../fs/read_regular.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -184,7 +185,10 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   installConnectionResetGuard();
   // refreshSession() relies on nats.js reconnect(), which hangs over TLS without it.
   installTlsEmptyWriteShim();
-  const caCert = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
+  // Never blocking on a FIFO, and bounded: a CA bundle is a few KiB.
+  const caCert = opts.tls
+    ? new TextDecoder().decode((await readRegularFile(opts.tls.caFile, 1024 * 1024)).bytes)
+    : undefined;
   const control = new ControlPlaneClient({
     urls: opts.ctrlUrls,
     signer: opts.identity.signer,

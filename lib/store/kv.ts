@@ -87,6 +87,7 @@ import {
   type BlobUsage,
   check,
   ConflictError,
+  DamagedRecordError,
   InvalidInputError,
   KeyExistsError,
   type Member,
@@ -409,7 +410,24 @@ export class KvStore implements Store {
 
   async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
     const e = await this.#read(kv, key);
-    return live(e) ? { value: e.json<T>(), revision: e.revision } : null;
+    if (!live(e)) return null;
+    let value: T;
+    try {
+      value = e.json<T>();
+    } catch {
+      throw this.#damaged(kv, key, "not JSON");
+    }
+    if (typeof value !== "object" || value === null) throw this.#damaged(kv, key, "not an object");
+    return { value, revision: e.revision };
+  }
+
+  // A record that does not parse or has the wrong shape: said once here with
+  // its key (the operator repairs or removes it), unavailable to the caller.
+  #damaged(kv: KV, key: string, reason: string): DamagedRecordError {
+    const bucket = Object.entries(this.#kv).find(([, handle]) => handle === kv)?.[0] ?? "kv";
+    const err = new DamagedRecordError(`${bucket}/${key}`, reason);
+    this.#log?.error("damaged control-plane record", { key: err.key, reason });
+    return err;
   }
 
   /**
@@ -807,12 +825,26 @@ export class KvStore implements Store {
     check.signPub("signPub", signPub);
     const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub);
     if (index === null) return [];
+    // The user's own index: damaged, it cannot say where to look (fails closed for this user only).
+    if (!Array.isArray(index.value) || !index.value.every((id) => typeof id === "string")) {
+      throw this.#damaged(this.#kv.roomsByMember, signPub, "the member index is not a list of ids");
+    }
     // Invariant 3: the index only says where to look; the member set decides.
+    // A room whose records are damaged is left out (logged by #damaged), so
+    // it locks its members out of that room only, not out of the others.
     const rooms = await Promise.all(index.value.map(async (id) => {
-      const r = await this.#room(id);
-      if (r === null) return null;
-      const ms = await this.#members(r.value);
-      return ms?.value.members.some((m) => m.signPub === signPub) ? publicRoom(r.value) : null;
+      try {
+        const r = await this.#room(id);
+        if (r === null) return null;
+        const ms = await this.#members(r.value);
+        if (ms !== null && !Array.isArray(ms.value.members)) {
+          throw this.#damaged(this.#kv.members, id, "members is not a list");
+        }
+        return ms?.value.members.some((m) => m?.signPub === signPub) ? publicRoom(r.value) : null;
+      } catch (err) {
+        if (err instanceof DamagedRecordError) return null;
+        throw err;
+      }
     }));
     return rooms.filter((r) => r !== null).sort((a, b) => cmp(a.id, b.id));
   }

@@ -570,6 +570,24 @@ export class StoreOutcomeUnknownError extends StoreUnavailableError {
 }
 
 /**
+ * A stored record does not parse, or has the wrong shape: written by hand,
+ * by another program, or damaged on disk. It is unavailable (503), never a
+ * crash, and the record's key is carried for the log. A reader of many
+ * records (a user's rooms) leaves out the damaged one and reads the rest.
+ *
+ * @example
+ * ```ts
+ * import { DamagedRecordError } from "./store.ts";
+ * throw new DamagedRecordError("UNIBUS_members/r.0123…", "members is not a list");
+ * ```
+ */
+export class DamagedRecordError extends StoreUnavailableError {
+  constructor(readonly key: string, reason: string) {
+    super(`damaged control-plane record ${key}: ${reason}`);
+  }
+}
+
+/**
  * The stored schema is newer than this code; refusing it avoids a silent downgrade.
  *
  * @example

@@ -71,6 +71,16 @@ export interface ClusterStatus {
   metaLeader: string | null;
   /** The meta group's configured size. */
   clusterSize: number | null;
+  /** Members this node is configured with (its routes, itself included). */
+  configuredSize: number | null;
+  /**
+   * Why this node cannot serve (then `/healthz` is 503): no meta leader, a
+   * meta group formed with fewer members than configured (such a group never
+   * grows by itself), a control-plane stream without a leader.
+   */
+  problems: string[];
+  /** What is degraded while a quorum serves (`/healthz` stays 200): a peer down or behind. */
+  warnings: string[];
   /** A meta leader exists: JetStream (and the KV control plane) can make progress. */
   quorum: boolean;
   /** Each control-plane stream's leader and followers (empty when none is watched). */
@@ -266,55 +276,93 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   const schedule = () => {
     timer = setTimeout(() => {
       if (!running) return;
-      current = poll().finally(() => running && schedule());
+      current = poll().then(report).finally(() => running && schedule());
     }, interval);
   };
   current.finally(() => running && schedule());
 
-  return {
-    status() {
-      const now = Date.now();
-      const ageMs = polledAt === 0 ? Infinity : now - polledAt;
-      const fresh = ageMs <= 3 * interval;
-      const meta = jsz.meta_cluster ?? {};
-      const routed = routeNames(routez);
-      const names = new Set<string>([
-        ...routed,
-        ...(meta.replicas ?? []).map((r) => r.name),
-        ...postures.keys(),
-      ]);
-      names.delete(opts.node);
-      names.delete("");
-      const peers = [...names].sort().map((name): PeerStatus => {
-        const replica = (meta.replicas ?? []).find((r) => r.name === name);
-        const p = postures.get(name);
-        return {
-          name,
-          route: fresh && routed.has(name) ? "up" : "down",
-          current: replica ? replica.current === true && replica.offline !== true : null,
-          posture: p?.posture ?? null,
-          postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
-          flags: postureFlags(p?.posture ?? null),
-        };
-      });
-      const metaLeader = fresh && meta.leader ? meta.leader : null;
+  const status = (): ClusterStatus => {
+    const now = Date.now();
+    const ageMs = polledAt === 0 ? Infinity : now - polledAt;
+    const fresh = ageMs <= 3 * interval;
+    const meta = jsz.meta_cluster ?? {};
+    const routed = routeNames(routez);
+    const names = new Set<string>([
+      ...routed,
+      ...(meta.replicas ?? []).map((r) => r.name),
+      ...postures.keys(),
+    ]);
+    names.delete(opts.node);
+    names.delete("");
+    const peers = [...names].sort().map((name): PeerStatus => {
+      const replica = (meta.replicas ?? []).find((r) => r.name === name);
+      const p = postures.get(name);
       return {
-        name: opts.clusterName,
-        node: opts.node,
-        flags: postureFlags(opts.posture),
-        peers,
-        metaLeader,
-        clusterSize: meta.cluster_size ?? null,
-        quorum: metaLeader !== null,
-        streams: fresh ? streams : [],
-        replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
-          streams.every((st) =>
-            st.error === null && st.leader !== null && st.current.length === st.replicas - 1
-          ),
-        ageMs: Number.isFinite(ageMs) ? ageMs : -1,
-        error: fresh ? error : error ?? "status is stale",
+        name,
+        route: fresh && routed.has(name) ? "up" : "down",
+        current: replica ? replica.current === true && replica.offline !== true : null,
+        posture: p?.posture ?? null,
+        postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
+        flags: postureFlags(p?.posture ?? null),
       };
-    },
+    });
+    const metaLeader = fresh && meta.leader ? meta.leader : null;
+    const shown = fresh ? streams : [];
+    const problems: string[] = [];
+    if (metaLeader === null) problems.push("no JetStream meta leader");
+    if (
+      fresh && meta.cluster_size !== undefined && opts.clusterSize !== undefined &&
+      meta.cluster_size < opts.clusterSize
+    ) {
+      problems.push(
+        `the JetStream meta group was formed with ${meta.cluster_size} of ${opts.clusterSize} ` +
+          "members and will not grow by itself: stop every node, remove each data dir's " +
+          "jetstream/SYS/_js_/_meta_ directory, start all nodes",
+      );
+    }
+    for (const st of shown) if (st.leader === null) problems.push(`${st.stream} has no leader`);
+    const warnings = peers.flatMap((p) =>
+      p.route === "down"
+        ? [`peer ${p.name} is down`]
+        : p.current === false
+        ? [`peer ${p.name} is not current`]
+        : []
+    );
+    return {
+      name: opts.clusterName,
+      node: opts.node,
+      flags: postureFlags(opts.posture),
+      peers,
+      metaLeader,
+      clusterSize: meta.cluster_size ?? null,
+      configuredSize: opts.clusterSize ?? null,
+      problems,
+      warnings,
+      quorum: metaLeader !== null,
+      streams: shown,
+      replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
+        streams.every((st) =>
+          st.error === null && st.leader !== null && st.current.length === st.replicas - 1
+        ),
+      ageMs: Number.isFinite(ageMs) ? ageMs : -1,
+      error: fresh ? error : error ?? "status is stale",
+    };
+  };
+
+  // Each problem and warning is logged once when it appears and once when it
+  // clears, not at every poll.
+  let reported = new Set<string>();
+  const report = () => {
+    if (polledAt === 0) return;
+    const st = status();
+    const now = new Set([...st.problems, ...st.warnings]);
+    for (const x of now) if (!reported.has(x)) opts.log.warn("cluster: " + x);
+    for (const x of reported) if (!now.has(x)) opts.log.info("cluster: resolved: " + x);
+    reported = now;
+  };
+
+  return {
+    status,
     async majorityAlive() {
       const now = Date.now();
       const heard = [...postures].filter(([, p]) => now - p.at <= 3 * interval).map(([n]) => n);
