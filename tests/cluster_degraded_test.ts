@@ -67,8 +67,11 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
   const carol = generateIdentity("carol");
   try {
     for (const i of [0, 1, 2]) await c.healthy(i, 60_000);
-    await waitUntil("every control-plane stream at R3 with a leader", 30_000, () =>
-      ledBy(c, 0, ["n1", "n2", "n3"]));
+    await waitUntil(
+      "every control-plane stream at R3 with a leader",
+      30_000,
+      () => ledBy(c, 0, ["n1", "n2", "n3"]),
+    );
     await addKvUser(c, 0, ada, "admin");
     await addKvUser(c, 1, bob);
     await addKvUser(c, 0, carol);
@@ -95,8 +98,11 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
     // nats-server 2.10); until then writes to them fail closed. From then
     // on, the test's claim: every request is answered on its first try.
     for (const i of SURVIVORS) {
-      await waitUntil(`${c.nodes[i].name}: every stream led by a survivor`, 30_000, () =>
-        ledBy(c, i, SURVIVORS.map((j) => c.nodes[j].name)));
+      await waitUntil(
+        `${c.nodes[i].name}: every stream led by a survivor`,
+        30_000,
+        () => ledBy(c, i, SURVIVORS.map((j) => c.nodes[j].name)),
+      );
     }
     const settledMs = Date.now() - killedAt;
 
@@ -132,10 +138,14 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
 
         // rooms: create.
         const id = newRoomId();
-        const created = await expect<RoomView>("create", 201, (via) =>
-          signedAt(c, via, ada).post("/v1/rooms", {
-            change: genesis(ada, { subject: `degraded.r${round}`, room: id }),
-          }));
+        const created = await expect<RoomView>(
+          "create",
+          201,
+          (via) =>
+            signedAt(c, via, ada).post("/v1/rooms", {
+              change: genesis(ada, { subject: `degraded.r${round}`, room: id }),
+            }),
+        );
         did("room create");
         let view = created.body;
 
@@ -150,32 +160,46 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
 
         // keys: an admin seals the epoch's key to every member; each reads its own.
         const epoch = view.epoch;
-        await expect("put keys", 201, (via) =>
-          signedAt(c, via, ada).put(`/v1/rooms/${id}/keys/${epoch}`, {
-            keys: view.members.map((m) => ({ recipient: m.signPub, sealed: randomBase64(80) })),
-          }));
+        await expect(
+          "put keys",
+          201,
+          (via) =>
+            signedAt(c, via, ada).put(`/v1/rooms/${id}/keys/${epoch}`, {
+              keys: view.members.map((m) => ({ recipient: m.signPub, sealed: randomBase64(80) })),
+            }),
+        );
         did("keys put");
-        const keys = await expect<{ keys: Array<{ epoch: number }> }>("get keys", 200, (via) =>
-          signedAt(c, via, user).get(`/v1/rooms/${id}/keys`));
+        const keys = await expect<{ keys: Array<{ epoch: number }> }>(
+          "get keys",
+          200,
+          (via) => signedAt(c, via, user).get(`/v1/rooms/${id}/keys`),
+        );
         assertEquals(keys.body.keys.map((x) => x.epoch), [epoch]);
         did("keys get");
 
         // blobs: a member uploads, the admin downloads, the uploader deletes.
         const bytes = crypto.getRandomValues(new Uint8Array(1000 + round));
-        const up = await expect<{ id: string }>("upload", 201, (via) =>
-          signedAt(c, via, user).raw(`/v1/rooms/${id}/blobs`, {
-            method: "POST",
-            body: bytes,
-            headers: { "content-type": "application/octet-stream" },
-          }).then(async (r) => ({ status: r.status, body: await r.json() })));
+        const up = await expect<{ id: string }>(
+          "upload",
+          201,
+          (via) =>
+            signedAt(c, via, user).raw(`/v1/rooms/${id}/blobs`, {
+              method: "POST",
+              body: bytes,
+              headers: { "content-type": "application/octet-stream" },
+            }).then(async (r) => ({ status: r.status, body: await r.json() })),
+        );
         did("blob put");
         const via = next();
         const down = await signedAt(c, via, ada).raw(`/v1/blobs/${up.body.id}`, { method: "GET" });
         assertEquals(down.status, 200, `blob download via ${c.nodes[via].name}`);
         assertEquals(new Uint8Array(await down.arrayBuffer()), bytes);
         did("blob get");
-        await expect("blob delete", 204, (via) =>
-          signedAt(c, via, user).del(`/v1/blobs/${up.body.id}`));
+        await expect(
+          "blob delete",
+          204,
+          (via) => signedAt(c, via, user).del(`/v1/blobs/${up.body.id}`),
+        );
         did("blob delete");
 
         // members: the admin removes bob; the user leaves on its own.
@@ -193,15 +217,26 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
         // rooms: read, then delete.
         const read = await expect<RoomView>("read", 200, (via) =>
           signedAt(c, via, ada).get(`/v1/rooms/${id}`));
-        assertEquals(read.body.members.map((m) => m.signPub), [ada.signPubHex]);
+        assertEquals(
+          read.body.members.map((m) =>
+            m.signPub
+          ),
+          [ada.signPubHex],
+        );
         did("room read");
-        await expect("delete", 204, (via) => signedAt(c, via, ada).del(`/v1/rooms/${id}`));
+        await expect("delete", 204, (via) =>
+          signedAt(c, via, ada).del(`/v1/rooms/${id}`));
         did("room delete");
 
         // history: a member reads the persisted room through either survivor.
         const reader = readers[round % readers.length];
         const { messages } = await reader.history(history);
-        assertEquals(messages.map((m) => new TextDecoder().decode(m.plaintext)), sent);
+        assertEquals(
+          messages.map((m) =>
+            new TextDecoder().decode(m.plaintext)
+          ),
+          sent,
+        );
         did("history read");
       }
       for (const [op, n] of Object.entries(counts)) {
@@ -211,31 +246,36 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
     const roundsMs = Date.now() - roundStarted;
 
     const refusedRoom = newRoomId();
-    await t.step("a new persisted room: 503 cluster_degraded, Retry-After, the node named, nothing kept", async () => {
-      for (const i of SURVIVORS) {
-        const change = genesis(ada, {
-          subject: "degraded.persisted",
-          room: refusedRoom,
-          persist: true,
-        });
-        const res = await signedAt(c, i, ada).raw("/v1/rooms", {
-          method: "POST",
-          body: JSON.stringify({ change }),
-          headers: { "content-type": "application/json" },
-        });
-        const body = await res.json();
-        assertEquals([res.status, body.error], [503, "cluster_degraded"], JSON.stringify(body));
-        assert(Number(res.headers.get("retry-after")) > 0, "no Retry-After");
-        assert(String(body.message).includes(`node ${victim}`), body.message);
-        assertEquals(body.missing, [victim]);
-        // No room, no subject claim, no quota used.
-        assertEquals((await signedAt(c, i, ada).get(`/v1/rooms/${refusedRoom}`)).status, 404);
-        const bySubject = await signedAt(c, i, ada).get("/v1/rooms/by-subject/degraded.persisted");
-        assertEquals(bySubject.status, 404);
-      }
-      const list = await signedAt(c, 0, ada).get<{ rooms: Array<{ id: string }> }>("/v1/rooms");
-      assertEquals(list.body.rooms.map((r) => r.id), [history.id]);
-    });
+    await t.step(
+      "a new persisted room: 503 cluster_degraded, Retry-After, the node named, nothing kept",
+      async () => {
+        for (const i of SURVIVORS) {
+          const change = genesis(ada, {
+            subject: "degraded.persisted",
+            room: refusedRoom,
+            persist: true,
+          });
+          const res = await signedAt(c, i, ada).raw("/v1/rooms", {
+            method: "POST",
+            body: JSON.stringify({ change }),
+            headers: { "content-type": "application/json" },
+          });
+          const body = await res.json();
+          assertEquals([res.status, body.error], [503, "cluster_degraded"], JSON.stringify(body));
+          assert(Number(res.headers.get("retry-after")) > 0, "no Retry-After");
+          assert(String(body.message).includes(`node ${victim}`), body.message);
+          assertEquals(body.missing, [victim]);
+          // No room, no subject claim, no quota used.
+          assertEquals((await signedAt(c, i, ada).get(`/v1/rooms/${refusedRoom}`)).status, 404);
+          const bySubject = await signedAt(c, i, ada).get(
+            "/v1/rooms/by-subject/degraded.persisted",
+          );
+          assertEquals(bySubject.status, 404);
+        }
+        const list = await signedAt(c, 0, ada).get<{ rooms: Array<{ id: string }> }>("/v1/rooms");
+        assertEquals(list.body.rooms.map((r) => r.id), [history.id]);
+      },
+    );
 
     await t.step("the node restarted: a persisted room is created again", async () => {
       c.start(VICTIM);
@@ -260,12 +300,18 @@ Deno.test("one node of three killed: 20 of every control-plane operation through
         return r.status === 201;
       });
       // What was written while it was down reached the rejoined node's copy.
-      await waitUntil("the 20 users added meanwhile listed through the rejoined node", 30_000, async () => {
-        const r = await runUnibus(["user", "list", "--json", ...kvAt(c, VICTIM)]);
-        if (r.code !== 0) return false;
-        const handles = (JSON.parse(r.stdout) as Array<{ handle: string }>).map((u) => u.handle);
-        return Array.from({ length: ROUNDS }, (_, i) => `u${i}`).every((h) => handles.includes(h));
-      });
+      await waitUntil(
+        "the 20 users added meanwhile listed through the rejoined node",
+        30_000,
+        async () => {
+          const r = await runUnibus(["user", "list", "--json", ...kvAt(c, VICTIM)]);
+          if (r.code !== 0) return false;
+          const handles = (JSON.parse(r.stdout) as Array<{ handle: string }>).map((u) => u.handle);
+          return Array.from({ length: ROUNDS }, (_, i) => `u${i}`).every((h) =>
+            handles.includes(h)
+          );
+        },
+      );
     });
     console.log(
       `one node down: streams re-led in ${settledMs} ms; ${ROUNDS} rounds ` +

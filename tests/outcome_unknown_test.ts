@@ -225,27 +225,30 @@ Deno.test("an unknown outcome is 503 outcome_unknown, and the client's retry tur
       assertEquals(view.members.length, 3);
     });
 
-    await t.step("change: another change took the seq meanwhile: the 409 stays a refusal", async () => {
-      const theirs = nextChange(view, alice, "remove", carol);
-      const mine = nextChange(view, alice, "remove", bob);
-      // Another writer (another node) stores its change at the seq first.
-      const before = view;
-      env.lose("applyRoomChange", {
-        other: () => {
-          const next = applyChange(verifyLog(before.id, before.changes), theirs);
-          return env.store.applyRoomChange(
-            before.id,
-            next.seq,
-            theirs,
-            stateAfter(next, [...before.changes, theirs]),
-          );
-        },
-      });
-      const err = await cpAlice.postChange(view.id, mine).then(() => null, (e) => e);
-      assert(err instanceof ControlPlaneError && err.status === 409, `${err}`);
-      view = await cpAlice.getRoom(view.id);
-      assertEquals(view.changes.at(-1), theirs);
-    });
+    await t.step(
+      "change: another change took the seq meanwhile: the 409 stays a refusal",
+      async () => {
+        const theirs = nextChange(view, alice, "remove", carol);
+        const mine = nextChange(view, alice, "remove", bob);
+        // Another writer (another node) stores its change at the seq first.
+        const before = view;
+        env.lose("applyRoomChange", {
+          other: () => {
+            const next = applyChange(verifyLog(before.id, before.changes), theirs);
+            return env.store.applyRoomChange(
+              before.id,
+              next.seq,
+              theirs,
+              stateAfter(next, [...before.changes, theirs]),
+            );
+          },
+        });
+        const err = await cpAlice.postChange(view.id, mine).then(() => null, (e) => e);
+        assert(err instanceof ControlPlaneError && err.status === 409, `${err}`);
+        view = await cpAlice.getRoom(view.id);
+        assertEquals(view.changes.at(-1), theirs);
+      },
+    );
 
     await t.step("keys: half stored, unacknowledged: the retry completes the set", async () => {
       const keys = view.members.map((m) => ({ recipient: m.signPub, sealed: randomBase64(80) }));
@@ -260,31 +263,43 @@ Deno.test("an unknown outcome is 503 outcome_unknown, and the client's retry tur
       assertEquals(bobs.map((k) => k.epoch), [view.epoch]);
     });
 
-    await t.step("blob: committed, unacknowledged: found under the id the server named, stored once", async () => {
-      env.lose("putBlob");
-      const bytes = crypto.getRandomValues(new Uint8Array(3000));
-      const up = await cpAlice.putBlob(view.id, bytes);
-      assertEquals(await cpBob.getBlob(up.id), bytes);
-      assertEquals(await env.store.blobUsageOf(alice.signPubHex), { count: 1, bytes: 3000 });
-    });
+    await t.step(
+      "blob: committed, unacknowledged: found under the id the server named, stored once",
+      async () => {
+        env.lose("putBlob");
+        const bytes = crypto.getRandomValues(new Uint8Array(3000));
+        const up = await cpAlice.putBlob(view.id, bytes);
+        assertEquals(await cpBob.getBlob(up.id), bytes);
+        assertEquals(await env.store.blobUsageOf(alice.signPubHex), { count: 1, bytes: 3000 });
+      },
+    );
 
-    await t.step("leave: committed, unacknowledged: the retry's 404 is the leave done", async () => {
-      env.lose("applyRoomChange");
-      const change = nextChange(view, bob, "remove", bob);
-      await cpBob.postLeave(view.id, change);
-      assertEquals(said("POST", `/v1/rooms/${view.id}/changes`).slice(-2), [
-        [503, "outcome_unknown"],
-        [404, "not_found"],
-      ]);
-      assertEquals(await env.store.getMember(view.id, bob.signPubHex), null);
-    });
+    await t.step(
+      "leave: committed, unacknowledged: the retry's 404 is the leave done",
+      async () => {
+        env.lose("applyRoomChange");
+        const change = nextChange(view, bob, "remove", bob);
+        await cpBob.postLeave(view.id, change);
+        assertEquals(said("POST", `/v1/rooms/${view.id}/changes`).slice(-2), [
+          [503, "outcome_unknown"],
+          [404, "not_found"],
+        ]);
+        assertEquals(await env.store.getMember(view.id, bob.signPubHex), null);
+      },
+    );
 
-    await t.step("delete: committed, unacknowledged: the retry's 404 is the deletion done", async () => {
-      env.lose("deleteRoom");
-      await cpAlice.deleteRoom(view.id);
-      assertEquals(said("DELETE", `/v1/rooms/${view.id}`), [[503, "outcome_unknown"], [404, "not_found"]]);
-      assertEquals(await env.store.getRoom(view.id), null);
-    });
+    await t.step(
+      "delete: committed, unacknowledged: the retry's 404 is the deletion done",
+      async () => {
+        env.lose("deleteRoom");
+        await cpAlice.deleteRoom(view.id);
+        assertEquals(said("DELETE", `/v1/rooms/${view.id}`), [[503, "outcome_unknown"], [
+          404,
+          "not_found",
+        ]]);
+        assertEquals(await env.store.getRoom(view.id), null);
+      },
+    );
 
     await t.step("without a retry budget the client reports the unknown outcome", async () => {
       const once = new ControlPlaneClient({
@@ -354,7 +369,9 @@ Deno.test("a persisted room while a node is down: 503 cluster_degraded with Retr
 
     // A plain room is not affected; a persisted one is made once placement works.
     env.missing.names = ["n3"];
-    const plain = await api.post("/v1/rooms", { change: genesis(alice, { subject: "degraded.plain" }) });
+    const plain = await api.post("/v1/rooms", {
+      change: genesis(alice, { subject: "degraded.plain" }),
+    });
     assertEquals(plain.status, 201, JSON.stringify(plain.body));
     env.missing.names = [];
     placeable = true;

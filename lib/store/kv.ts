@@ -1157,7 +1157,9 @@ export class KvStore implements Store {
         // The same key stored by an earlier try of this very request (whose
         // outcome its sender could not know) is this key: go on.
         const stored = await this.#get<SealedKey>(this.#kv.roomKeys, key);
-        if (stored && stored.value.sealed === row.sealed && stored.value.sealedBy === row.sealedBy) {
+        if (
+          stored && stored.value.sealed === row.sealed && stored.value.sealedBy === row.sealedBy
+        ) {
           continue;
         }
         // All or nothing: take back only what this call wrote.
@@ -1535,8 +1537,10 @@ async function digestMatches(bytes: Uint8Array, digest: string): Promise<boolean
   let want: Uint8Array;
   try {
     const b64 = m[1].replace(/-/g, "+").replace(/_/g, "/");
-    want = Uint8Array.from(atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")), (c) =>
-      c.charCodeAt(0));
+    want = Uint8Array.from(
+      atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")),
+      (c) => c.charCodeAt(0),
+    );
   } catch {
     return false;
   }

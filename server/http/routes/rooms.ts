@@ -42,8 +42,8 @@ import {
 } from "../../rooms/streams.ts";
 import {
   memberProvenance,
-  roomView,
   type RoomView,
+  roomView,
   stateAfter,
   verifiedRoom,
 } from "../../rooms/state.ts";
@@ -420,8 +420,12 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         const created = room;
         return json(
           201,
-          await committedView(store, log, created, () =>
-            writtenView(created, 0, members, [change])),
+          await committedView(
+            store,
+            log,
+            created,
+            () => writtenView(created, 0, members, [change]),
+          ),
         );
       }));
   });
@@ -492,8 +496,12 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       }));
       return json(
         200,
-        await committedView(store, log, room, () =>
-          writtenView(room, next.epoch, members, [...changes, change])),
+        await committedView(
+          store,
+          log,
+          room,
+          () => writtenView(room, next.epoch, members, [...changes, change]),
+        ),
       );
     });
   });
