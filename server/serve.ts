@@ -529,6 +529,10 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("api"),
         limits: opts.limits,
         streamReplicas: posture.replicas,
+        // Replicated streams only: an R1 stream is placed on any live node.
+        missingNodes: clusterMonitor && posture.replicas > 1
+          ? () => clusterMonitor!.missingPeers()
+          : undefined,
       }),
     ],
   });

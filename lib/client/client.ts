@@ -640,9 +640,12 @@ export class UnibusClient {
     for (let attempt = 0;; attempt++) {
       const session = await this.#reload((await this.room(ref)).roomId);
       const change = signChange(await build(session), this.identity.signer);
-      let view: RoomView;
+      let view: RoomView | null;
       try {
-        view = await this.#control.postChange(session.roomId, change);
+        // Leaving: after an unknown outcome, a retry's 404 is the leave done.
+        view = opts.leaving
+          ? (await this.#control.postLeave(session.roomId, change), null)
+          : await this.#control.postChange(session.roomId, change);
       } catch (err) {
         // Someone else changed the room first: rebuild on the new head. Any
         // other refusal (a 409 `last_admin` among them) would only repeat.
@@ -652,7 +655,7 @@ export class UnibusClient {
         ) continue;
         throw err;
       }
-      if (opts.leaving) {
+      if (view === null) {
         this.#forget(session.roomId);
         return session;
       }

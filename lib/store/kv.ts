@@ -74,9 +74,9 @@
  * @module
  */
 
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiError, type MsgRequest } from "@nats-io/jetstream";
 import { type KV, type KvEntry, KvWatchInclude } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { errors, type NatsConnection } from "@nats-io/nats-core";
 import { DEFAULT_SKEW_MS } from "../auth/request_signing.ts";
 import type { Logger } from "../log.ts";
 import { type Buckets, openBuckets } from "./kv_buckets.ts";
@@ -113,6 +113,7 @@ import {
   type Store,
   type StoreChange,
   StoreError,
+  StoreOutcomeUnknownError,
   StoreUnavailableError,
   type StoreWatch,
   type User,
@@ -335,6 +336,8 @@ export class KvStore implements Store {
   #watches = new Set<StoreWatch>();
   /** Each bucket's replica-read handle (R3 only), by its leader-read handle. */
   #replicaOf = new Map<KV, KV>();
+  /** Each bucket's name, by its leader-read handle (for key listings). */
+  #nameOf = new Map<KV, string>();
 
   /** Use {@linkcode openKvStore}. */
   constructor(
@@ -350,6 +353,9 @@ export class KvStore implements Store {
     this.#owns = ownsConnection;
     this.#log = log;
     const { kv, replicaKv } = buckets;
+    for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
+      this.#nameOf.set(kv[k], buckets.names[k]);
+    }
     if (replicaKv) {
       for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
         this.#replicaOf.set(kv[k], replicaKv[k]);
@@ -373,6 +379,32 @@ export class KvStore implements Store {
       throw new StoreUnavailableError(`control-plane KV unavailable (${what}): ${message(err)}`, {
         cause: err,
       });
+    }
+  }
+
+  /**
+   * Runs a write: as {@linkcode KvStore.#io}, except that a write whose
+   * request was sent and never answered (a timeout, or the connection lost
+   * meanwhile) throws {@linkcode StoreOutcomeUnknownError}: the stream's
+   * leader may have stored it (and a new leader may still commit it), so
+   * "unavailable, nothing done" would be a lie. Operations that write in
+   * steps turn it back into a plain {@linkcode StoreUnavailableError} where
+   * the step was before their commit point (see {@linkcode definitely}).
+   */
+  async #write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#io(what, fn);
+    } catch (err) {
+      if (
+        err instanceof StoreUnavailableError && !(err instanceof StoreOutcomeUnknownError) &&
+        unanswered(err.cause)
+      ) {
+        throw new StoreOutcomeUnknownError(
+          `control-plane KV write not acknowledged (${what}): ${message(err.cause)}`,
+          { cause: err.cause },
+        );
+      }
+      throw err;
     }
   }
 
@@ -454,7 +486,7 @@ export class KvStore implements Store {
   /** KV create; false if the key exists. */
   async #create(kv: KV, key: string, value: unknown): Promise<number | false> {
     try {
-      return await this.#io(`create ${key}`, () => kv.create(key, encode(value)));
+      return await this.#write(`create ${key}`, () => kv.create(key, encode(value)));
     } catch (err) {
       if (err instanceof Raced) return false;
       throw err;
@@ -464,7 +496,7 @@ export class KvStore implements Store {
   /** KV update at `revision`; false if it moved. */
   async #update(kv: KV, key: string, value: unknown, revision: number): Promise<number | false> {
     try {
-      return await this.#io(`update ${key}`, () => kv.update(key, encode(value), revision));
+      return await this.#write(`update ${key}`, () => kv.update(key, encode(value), revision));
     } catch (err) {
       if (err instanceof Raced) return false;
       throw err;
@@ -474,7 +506,7 @@ export class KvStore implements Store {
   /** KV delete at `revision`; false if it moved. */
   async #delete(kv: KV, key: string, revision?: number): Promise<boolean> {
     try {
-      await this.#io(
+      await this.#write(
         `delete ${key}`,
         () => kv.delete(key, revision === undefined ? {} : { previousSeq: revision }),
       );
@@ -485,12 +517,75 @@ export class KvStore implements Store {
     }
   }
 
+  /**
+   * The keys of `kv` matching `filter` (one KV key filter or several), as
+   * the bucket's stream leader lists its subjects. A superset: a deleted key
+   * whose tombstone is still stored is listed too, so every caller reads (or
+   * deletes) each key it gets, as each did already.
+   *
+   * Why not `kv.keys()`: it reads through an ephemeral consumer, which
+   * nats-server 2.10 places on any peer of the stream, a killed one included
+   * until it is marked offline (about three minutes after a `kill -9`).
+   * Meanwhile about one listing in three timed out on every survivor, and
+   * with it room creation (the quota count lists the creator's rooms), every
+   * room view (the change log), sealed keys and room deletion, some of them
+   * after their write had committed. A stream info request is answered by
+   * the stream's leader, which is always a live node.
+   */
   async #keys(kv: KV, filter: string | string[]): Promise<string[]> {
-    return await this.#io(`keys ${[filter].flat()[0]}`, async () => {
-      const out: string[] = [];
-      for await (const k of await kv.keys(filter)) out.push(k);
-      return out;
+    const filters = [filter].flat();
+    return await this.#io(`keys ${filters[0]}`, async () => {
+      const bucket = this.#nameOf.get(kv);
+      if (bucket === undefined) throw new Error("not a bucket of this store");
+      const prefix = `$KV.${bucket}.`;
+      const lists = await Promise.all(filters.map(async (f) => {
+        // nats.js pages through a long subject list (100 000 per answer).
+        const info = await this.#b!.jsm.streams.info(`KV_${bucket}`, {
+          subjects_filter: prefix + f,
+        });
+        return Object.keys(info.state.subjects ?? {});
+      }));
+      const keys = new Set<string>();
+      for (const subject of lists.flat()) {
+        if (subject.startsWith(prefix)) keys.add(subject.slice(prefix.length));
+      }
+      return [...keys];
     });
+  }
+
+  /**
+   * An object's bytes, read chunk by chunk from the object store's stream
+   * leader (a message get by subject per chunk) and checked against the
+   * object's size and SHA-256 digest; null if there is no such object. Not
+   * `ObjectStore.get`, which reads through an ephemeral consumer: see
+   * {@linkcode KvStore.#keys} for what that does while a peer is dead.
+   */
+  async #readObject(name: string): Promise<Uint8Array | null> {
+    const b = this.#b!;
+    const info = await b.blobs.info(name);
+    if (info === null || info.deleted) return null;
+    const stream = `OBJ_${b.blobsName}`;
+    const subject = `$O.${b.blobsName}.C.${info.nuid}`;
+    const bytes = new Uint8Array(info.size);
+    let filled = 0;
+    let seq = 0;
+    for (let i = 0; i < info.chunks; i++) {
+      // STREAM.MSG.GET takes `next_by_subj` (nats-server 2.9+); nats.js
+      // types it only for direct gets, which any replica answers, and a
+      // replica may not hold the newest chunks yet.
+      const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
+      const m = await b.jsm.streams.getMessage(stream, query);
+      if (m === null || filled + m.data.length > bytes.length) {
+        throw new Error(`object ${name} does not match its record (chunk ${i + 1})`);
+      }
+      bytes.set(m.data, filled);
+      filled += m.data.length;
+      seq = m.seq + 1;
+    }
+    if (filled !== bytes.length || !await digestMatches(bytes, info.digest)) {
+      throw new Error(`object ${name} does not match its size or digest`);
+    }
+    return bytes;
   }
 
   /** Read-modify-write of one key at its revision, retried on a lost race. */
@@ -615,13 +710,7 @@ export class KvStore implements Store {
       }
       : { seq: -1, change: null, members: [] };
 
-    // Children first, under an incarnation nobody reads yet (invariant 1).
-    await this.#create(kv.members, prefix, members);
-    if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
-    for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
-    // Invariant 5: the creator's quota hint before the room can be visible.
     const creator = creatorKey(rec);
-    await this.#create(kv.rooms, creator, {});
     const abandon = async () => {
       await this.#delete(kv.rooms, creator).catch(() => {});
       await this.#delete(kv.members, prefix).catch(() => {});
@@ -629,34 +718,71 @@ export class KvStore implements Store {
       // Index entries are hints (invariant 3); dropping ours only saves a read.
       for (const m of members.members) await this.#indexRemove(m.signPub, row.id).catch(() => {});
     };
+    const claimKey = subjectKey(row.subject);
+    const idKey = roomKey(row.id);
 
+    // Before the id record nothing of this incarnation is visible
+    // (invariant 1): a step that fails, even one whose write may have landed,
+    // leaves the room not created, and its leftovers are taken back.
     try {
-      const claimKey = subjectKey(row.subject);
-      if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
-        throw new RoomExistsError(row.id, row.subject);
-      }
-      const idKey = roomKey(row.id);
-      if (await this.#create(kv.rooms, idKey, rec) === false) {
-        // Taken, unless by a creation that lost its subject or never finished.
-        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
-        const visible = cur !== null && (await this.#room(row.id)) !== null;
-        if (
-          cur === null || visible ||
-          await this.#update(kv.rooms, idKey, rec, cur.revision) === false
-        ) {
-          await this.#releaseClaim(claimKey, inc);
+      await definitely(async () => {
+        // Children first, under an incarnation nobody reads yet.
+        await this.#create(kv.members, prefix, members);
+        if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
+        for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
+        // Invariant 5: the creator's quota hint before the room can be visible.
+        await this.#create(kv.rooms, creator, {});
+        if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
           throw new RoomExistsError(row.id, row.subject);
         }
-      }
-      // A concurrent creation may have taken the subject over meanwhile.
-      if ((await this.#room(row.id))?.value.inc !== inc) {
-        const mine = await this.#get<RoomRecord>(kv.rooms, idKey);
-        if (mine?.value.inc === inc) await this.#delete(kv.rooms, idKey, mine.revision);
-        throw new RoomExistsError(row.id, row.subject);
-      }
+      });
     } catch (err) {
       await abandon();
       throw err;
+    }
+
+    // The commit: the id record. From its write on, a failure may leave the
+    // room created, so nothing of it is taken back on an unknown outcome:
+    // abandoning the children of a visible room would leave it without
+    // members, its subject claimed for good.
+    let written: number | false;
+    try {
+      written = await this.#create(kv.rooms, idKey, rec);
+      if (written === false) {
+        // Taken, unless by a creation that lost its subject or never finished.
+        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
+        const visible = cur !== null && (await this.#room(row.id)) !== null;
+        written = cur === null || visible
+          ? false
+          : await this.#update(kv.rooms, idKey, rec, cur.revision);
+      }
+    } catch (err) {
+      if (!(err instanceof StoreOutcomeUnknownError)) await abandon();
+      throw err;
+    }
+    if (written === false) {
+      await this.#releaseClaim(claimKey, inc).catch(() => {});
+      await abandon();
+      throw new RoomExistsError(row.id, row.subject);
+    }
+    // A concurrent creation may have taken the subject over meanwhile. Not
+    // knowing means not knowing whether the room is visible.
+    let visibleInc: string | undefined;
+    try {
+      visibleInc = (await this.#room(row.id))?.value.inc;
+    } catch (err) {
+      throw new StoreOutcomeUnknownError(
+        `room ${row.id} written, its visibility not confirmed: ${message(err)}`,
+        { cause: err },
+      );
+    }
+    if (visibleInc !== inc) {
+      const mine = await this.#get<RoomRecord>(kv.rooms, idKey).catch(() => null);
+      if (mine?.value.inc === inc) {
+        await this.#delete(kv.rooms, idKey, mine.revision).catch(() => {});
+      }
+      await abandon();
+      throw new RoomExistsError(row.id, row.subject);
     }
     return row;
   }
@@ -742,8 +868,9 @@ export class KvStore implements Store {
     const keys = await this.#keys(this.#kv.rooms, `${prefix}*.*`);
     const rooms = await Promise.all(keys.map(async (k) => {
       const [idTok, inc] = k.slice(prefix.length).split(".");
-      const r = await this.#room(untok(idTok));
-      return r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
+      // The listing includes deleted hints (see #keys): only a live one counts.
+      const [hint, r] = await Promise.all([this.#get(this.#kv.rooms, k), this.#room(untok(idTok))]);
+      return hint && r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
     }));
     const counts: RoomCounts = { rooms: 0, persisted: 0 };
     for (const r of rooms) {
@@ -787,25 +914,56 @@ export class KvStore implements Store {
     if (!await this.#delete(kv.rooms, roomKey(id), r.revision)) {
       throw new ConflictError(`room ${id} changed while being deleted; retry`);
     }
-    await this.#releaseClaim(subjectKey(subject), inc);
-    await this.#delete(kv.rooms, creatorKey(r.value));
-    const prefix = roomPrefix(r.value);
-    const ms = await this.#get<MemberRecord>(kv.members, prefix);
-    await this.#delete(kv.members, prefix);
-    for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
-    for (const k of await this.#keys(kv.changes, `${prefix}.*`)) await this.#delete(kv.changes, k);
-    for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
-      await this.#delete(kv.roomKeys, k);
-    }
-    for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
-      const blobId = untok(k.split(".").pop()!);
-      const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
-      if (meta && meta.value.roomId === id && meta.value.inc === inc) {
-        await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
-        await this.#delete(kv.blobMeta, ownerKey(meta.value));
-        await this.#deleteObject(meta.value.object);
+    // Committed: the rest only reclaims what the old incarnation left.
+    await this.#afterCommit("room deletion's cleanup", { room: id, inc }, async () => {
+      await this.#releaseClaim(subjectKey(subject), inc);
+      await this.#delete(kv.rooms, creatorKey(r.value));
+      const prefix = roomPrefix(r.value);
+      const ms = await this.#get<MemberRecord>(kv.members, prefix);
+      await this.#delete(kv.members, prefix);
+      for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
+      for (const k of await this.#keys(kv.changes, `${prefix}.*`)) {
+        await this.#delete(kv.changes, k);
       }
-      await this.#delete(kv.blobMeta, k);
+      for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
+        await this.#delete(kv.roomKeys, k);
+      }
+      for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
+        const blobId = untok(k.split(".").pop()!);
+        const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
+        if (meta && meta.value.roomId === id && meta.value.inc === inc) {
+          await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
+          await this.#delete(kv.blobMeta, ownerKey(meta.value));
+          await this.#deleteObject(meta.value.object);
+        }
+        await this.#delete(kv.blobMeta, k);
+      }
+    });
+  }
+
+  /**
+   * Runs the steps after an operation's commit point. The operation has
+   * happened, so their failure is not its failure: reporting it would tell
+   * the client a committed write failed, and its retry would then conflict
+   * with that write. Each step only tidies what the invariants above already
+   * allow a crash to leave (invisible records of an old incarnation, stale
+   * hints, a change log key the member set restores); a failure is logged
+   * with what it left, and the operation succeeds.
+   */
+  async #afterCommit(
+    step: string,
+    fields: Record<string, unknown>,
+    steps: () => Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await steps();
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      this.#log?.warn("committed; a follow-up step failed and left invisible leftovers", {
+        step,
+        ...fields,
+        error: err,
+      });
     }
   }
 
@@ -842,11 +1000,16 @@ export class KvStore implements Store {
   ): Promise<boolean> {
     const before = new Set(cur.value.members.map((m) => m.signPub));
     const after = new Set(next.members.map((m) => m.signPub));
-    for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
+    await definitely(async () => {
+      for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
+    });
+    // The commit (invariant 4).
     if (await this.#update(this.#kv.members, roomPrefix(room), next, cur.revision) === false) {
       return false;
     }
-    for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
+    await this.#afterCommit("index removal", { room: room.id }, async () => {
+      for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
+    });
     return true;
   }
 
@@ -883,7 +1046,8 @@ export class KvStore implements Store {
       }
       // Restore the previous change's log key if its writer stopped short.
       if (head >= 0 && seq === head + 1 && cur.value.change) {
-        await this.#create(kv.changes, `${prefix}.${head}`, cur.value.change);
+        const previous = cur.value.change;
+        await definitely(() => this.#create(kv.changes, `${prefix}.${head}`, previous));
       }
       const next: MemberRecord = {
         seq,
@@ -891,8 +1055,12 @@ export class KvStore implements Store {
         members: mergeMembers(cur.value.members, after.members, now),
       };
       if (!await this.#writeMembers(r.value, cur, next)) continue;
-      await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
-      await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
+      // Invariant 4: the member set holds the change; its log key and the
+      // room's epoch follow (the next change, or a retry, completes them).
+      await this.#afterCommit("change log and epoch", { room: roomId, seq }, async () => {
+        await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
+        await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
+      });
       return;
     }
     throw new StoreUnavailableError(`too much contention on room ${roomId}`);
@@ -986,6 +1154,14 @@ export class KvStore implements Store {
       const key = `${prefix}.${row.recipient}.${epoch}`;
       const rev = await this.#create(this.#kv.roomKeys, key, row);
       if (rev === false) {
+        // The same key stored by an earlier try of this very request (whose
+        // outcome its sender could not know) is this key: go on.
+        const stored = await this.#get<SealedKey>(this.#kv.roomKeys, key);
+        if (
+          stored && stored.value.sealed === row.sealed && stored.value.sealedBy === row.sealedBy
+        ) {
+          continue;
+        }
         // All or nothing: take back only what this call wrote.
         for (const [k, v] of written) await this.#delete(this.#kv.roomKeys, k, v).catch(() => {});
         throw new KeyExistsError(roomId, epoch, row.recipient);
@@ -1040,10 +1216,12 @@ export class KvStore implements Store {
     // Invariant 6: the pruning hint of an accepted nonce; a plain put, as
     // the same nonce reused after its expiry may land in the same slot.
     if (fresh) {
-      await this.#io(
-        "remember nonce expiry",
-        () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
-      );
+      // Only a hint (invariant 6): the nonce is remembered either way.
+      await this.#afterCommit("nonce expiry hint", {}, () =>
+        this.#write(
+          "remember nonce expiry",
+          () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
+        ));
     }
     return fresh;
   }
@@ -1093,9 +1271,11 @@ export class KvStore implements Store {
     };
     // Bytes under a unique name first (unreferenced, so invisible), then the
     // room index (so deleteRoom finds it), then the metadata: the commit.
-    await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
-    await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
-    await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
+    await definitely(async () => {
+      await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
+      await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
+      await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
+    });
     if (await this.#create(kv.blobMeta, id, rec) === false) {
       await this.#delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
       await this.#deleteObject(rec.object);
@@ -1124,7 +1304,7 @@ export class KvStore implements Store {
   async getBlob(id: string): Promise<Blob | null> {
     const rec = await this.#blob(id);
     if (rec === null) return null;
-    const data = await this.#io("get blob", () => this.#b!.blobs.getBlob(rec.value.object));
+    const data = await this.#io("get blob", () => this.#readObject(rec.value.object));
     return data ? { ...metaOf(id, rec.value), data } : null;
   }
 
@@ -1140,9 +1320,11 @@ export class KvStore implements Store {
     if (rec === null || !await this.#delete(kv.blobMeta, tok(id), rec.revision)) {
       throw new NotFoundError("blob", id);
     }
-    await this.#delete(kv.blobMeta, ownerKey(rec.value));
-    await this.#deleteObject(rec.value.object);
-    await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
+    await this.#afterCommit("blob deletion's cleanup", { blob: id }, async () => {
+      await this.#delete(kv.blobMeta, ownerKey(rec.value));
+      await this.#deleteObject(rec.value.object);
+      await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
+    });
   }
 
   async blobUsageOf(owner: string): Promise<BlobUsage> {
@@ -1329,6 +1511,58 @@ function cmp(a: string, b: string): number {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A request that was sent and got no answer: a timeout, or the connection
+ * closed while it waited. Its write may have been stored.
+ */
+function unanswered(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof errors.TimeoutError || e.name === "TimeoutError") return true;
+    if (e instanceof errors.ClosedConnectionError || e.name === "ClosedConnectionError") {
+      return true;
+    }
+    // Lost while waiting for its answer ("connection closed", "connection
+    // disconnected"): it may have reached the server first.
+    if (e.name === "RequestError" && /closed|disconnected/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** Whether `bytes` hash to an object store digest (`SHA-256=<base64url>`). */
+async function digestMatches(bytes: Uint8Array, digest: string): Promise<boolean> {
+  const m = /^SHA-256=(.+)$/i.exec(digest);
+  if (!m) return false;
+  let want: Uint8Array;
+  try {
+    const b64 = m[1].replace(/-/g, "+").replace(/_/g, "/");
+    want = Uint8Array.from(
+      atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")),
+      (c) => c.charCodeAt(0),
+    );
+  } catch {
+    return false;
+  }
+  const got = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+  );
+  return got.length === want.length && got.every((x, i) => x === want[i]);
+}
+
+/**
+ * Runs the steps of an operation that come before its commit point: if a
+ * step's write has an unknown outcome, the operation's is still known (it
+ * did not happen: nothing it wrote so far is visible), so the caller hears
+ * "unavailable", not "outcome unknown".
+ */
+async function definitely<T>(steps: () => Promise<T>): Promise<T> {
+  try {
+    return await steps();
+  } catch (err) {
+    if (!(err instanceof StoreOutcomeUnknownError)) throw err;
+    throw new StoreUnavailableError(`${err.message}; nothing was committed`, { cause: err });
+  }
 }
 
 function isWrongLastSequence(err: unknown): boolean {

@@ -166,7 +166,23 @@ export interface ClusterMonitor {
    * sockets stops counting within seconds) make a majority of `clusterSize`.
    */
   majorityAlive(): Promise<boolean>;
+  /**
+   * The cluster's nodes this one has no route to right now (asked of the
+   * server at the call, like {@linkcode majorityAlive}), by name, and how
+   * many configured nodes it has never heard of at all: what a write that
+   * needs every node (a new R3 stream, in nats-server 2.10) waits for.
+   * Empty and 0: every node is there.
+   */
+  missingPeers(): Promise<MissingPeers>;
   stop(): Promise<void>;
+}
+
+/** What {@linkcode ClusterMonitor.missingPeers} reports. */
+export interface MissingPeers {
+  /** Known peers without a route to this node, sorted. */
+  names: string[];
+  /** Configured nodes never seen (no route, no meta-group entry, no posture). */
+  unnamed: number;
 }
 
 /**
@@ -359,6 +375,26 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
       const alive = 1 + heard.filter((n) => routed.has(n)).length;
       const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 3;
       return alive > size / 2;
+    },
+    async missingPeers() {
+      let routed: Set<string>;
+      try {
+        routed = routeNames(await ask<Routez>("ROUTEZ", 250));
+      } catch {
+        // The server did not answer in time: the last poll's view.
+        routed = routeNames(routez);
+      }
+      const known = new Set<string>([
+        ...routed,
+        ...routeNames(routez),
+        ...(jsz.meta_cluster?.replicas ?? []).map((r) => r.name),
+        ...postures.keys(),
+      ]);
+      known.delete(opts.node);
+      known.delete("");
+      const names = [...known].filter((n) => !routed.has(n)).sort();
+      const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 1;
+      return { names, unnamed: Math.max(0, size - 1 - known.size) };
     },
     async stop() {
       running = false;
