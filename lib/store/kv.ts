@@ -134,12 +134,6 @@ import {
  */
 export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
 
-/**
- * Where a read may be answered: by the bucket's stream leader only, or, when
- * the leader is slow or missing, also by this node's replica (see `#read`).
- */
-type ReadFrom = "leader" | "leader-or-replica";
-
 /** How long a read waits for the bucket's leader before asking this node's replica too. */
 const REPLICA_FALLBACK_AFTER_MS = 250;
 
@@ -414,12 +408,8 @@ export class KvStore implements Store {
     }
   }
 
-  async #get<T>(
-    kv: KV,
-    key: string,
-    from: ReadFrom = "leader-or-replica",
-  ): Promise<{ value: T; revision: number } | null> {
-    const e = await this.#read(kv, key, from);
+  async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
+    const e = await this.#read(kv, key);
     if (!live(e)) return null;
     let value: T;
     try {
@@ -441,27 +431,33 @@ export class KvStore implements Store {
   }
 
   /**
-   * A read through the bucket's stream leader; at R3 and `from` allowing it,
-   * when the leader has not answered within
-   * {@linkcode REPLICA_FALLBACK_AFTER_MS} (or failed), also through this
-   * node's replica, and the first answer wins.
+   * A read through the bucket's stream leader; at R3, when the leader has
+   * not answered within {@linkcode REPLICA_FALLBACK_AFTER_MS} (or failed),
+   * also through this node's replica, and the first answer wins.
    *
    * Why: after a node dies, the buckets it led have no leader until RAFT
-   * elects one (4–9 s in nats-server 2.10); with leader reads only, every
-   * listing and room read on the survivors would answer 503 for that long.
+   * elects one (4–9 s in nats-server 2.10). With leader reads only, every
+   * callout on the survivors failed closed for that long, so a client
+   * failing over was refused, and the publishes it had buffered were lost
+   * with each refused attempt (issue 10: receive again within 2 s, lose
+   * nothing).
    *
-   * Why never for admission (`getUserAccess` reads "leader"): only while a
-   * leader is missing can a read come from a replica that has not yet
-   * applied the last committed write, so a revoke or a removal acknowledged
-   * just before the leader died could be missed, and a revoked key admitted
-   * after `user revoke` returned. Logins fail closed for the election
-   * instead. Writes never decide on a replica's answer alone: a
-   * compare-and-set against a stale revision is refused.
+   * The price, and why it is bounded: in steady state the leader answers in
+   * about a millisecond and the replica is never asked, so a revocation is
+   * visible to the very next read as before. Only while a leader is missing
+   * can a read come from a replica that has not yet applied the last
+   * committed write: a revoke acknowledged just before the leader died may
+   * then be missed by a callout for the few seconds of the election. No
+   * write happens meanwhile (writes need the leader), the enforcer keeps
+   * re-reading connected users every 2 s, and the first read after the
+   * election goes to the new leader, which has the revoke, so the
+   * connection is cut then. Writes never decide on a replica's answer
+   * alone: a compare-and-set against a stale revision is refused.
    */
-  async #read(kv: KV, key: string, from: ReadFrom): Promise<KvEntry | null> {
+  async #read(kv: KV, key: string): Promise<KvEntry | null> {
     const what = `get ${key}`;
     const leader = this.#io(what, () => kv.get(key));
-    const replica = this.#b === null || from === "leader" ? undefined : this.#replicaOf.get(kv);
+    const replica = this.#b === null ? undefined : this.#replicaOf.get(kv);
     // Only with a majority alive (see KvStoreOptions.replicaReads): with two
     // of three nodes down, this node's copy is not the cluster's word.
     if (!replica) return await leader;
@@ -650,13 +646,9 @@ export class KvStore implements Store {
     return row;
   }
 
-  getUser(signPub: string): Promise<User | null> {
-    return this.#user(signPub, "leader-or-replica");
-  }
-
-  async #user(signPub: string, from: ReadFrom): Promise<User | null> {
+  async getUser(signPub: string): Promise<User | null> {
     check.signPub("signPub", signPub);
-    return (await this.#get<User>(this.#kv.users, signPub, from))?.value ?? null;
+    return (await this.#get<User>(this.#kv.users, signPub))?.value ?? null;
   }
 
   async listUsers(): Promise<User[]> {
@@ -694,14 +686,10 @@ export class KvStore implements Store {
   // ---- rooms ----
 
   /** The visible room record (invariant 1), with its revision. */
-  async #room(id: string, from?: ReadFrom): Promise<RoomRead | null> {
-    const rec = await this.#get<RoomRecord>(this.#kv.rooms, roomKey(id), from);
+  async #room(id: string): Promise<RoomRead | null> {
+    const rec = await this.#get<RoomRecord>(this.#kv.rooms, roomKey(id));
     if (rec === null) return null;
-    const claim = await this.#get<SubjectClaim>(
-      this.#kv.rooms,
-      subjectKey(rec.value.subject),
-      from,
-    );
+    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(rec.value.subject));
     if (claim === null || claim.value.id !== id || claim.value.inc !== rec.value.inc) return null;
     return rec;
   }
@@ -833,13 +821,9 @@ export class KvStore implements Store {
     return r && r.value.subject === subject ? publicRoom(r.value) : null;
   }
 
-  listRoomsForMember(signPub: string): Promise<Room[]> {
-    return this.#roomsForMember(signPub, "leader-or-replica");
-  }
-
-  async #roomsForMember(signPub: string, from: ReadFrom): Promise<Room[]> {
+  async listRoomsForMember(signPub: string): Promise<Room[]> {
     check.signPub("signPub", signPub);
-    const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub, from);
+    const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub);
     if (index === null) return [];
     // The user's own index: damaged, it cannot say where to look (fails closed for this user only).
     if (!Array.isArray(index.value) || !index.value.every((id) => typeof id === "string")) {
@@ -850,9 +834,9 @@ export class KvStore implements Store {
     // it locks its members out of that room only, not out of the others.
     const rooms = await Promise.all(index.value.map(async (id) => {
       try {
-        const r = await this.#room(id, from);
+        const r = await this.#room(id);
         if (r === null) return null;
-        const ms = await this.#members(r.value, from);
+        const ms = await this.#members(r.value);
         if (ms !== null && !Array.isArray(ms.value.members)) {
           throw this.#damaged(this.#kv.members, id, "members is not a list");
         }
@@ -870,16 +854,9 @@ export class KvStore implements Store {
     // cached read can only be learned from the buckets' leaders, which costs
     // the same round trip as reading the user again. Both reads at once: a
     // login waits for one round trip, not two.
-    //
-    // Leader reads only, never this node's replica: a replica may not yet
-    // have applied a revoke or a removal that was acknowledged just before
-    // the leader died or stalled, and admitting from it would let the
-    // revoked key in after `user revoke` returned. While a bucket elects a
-    // leader (a few seconds after its node dies) a login is refused and the
-    // client retries; fail closed is the price.
     const [user, rooms] = await Promise.all([
-      this.#user(signPub, "leader"),
-      this.#roomsForMember(signPub, "leader"),
+      this.getUser(signPub),
+      this.listRoomsForMember(signPub),
     ]);
     return { user, rooms };
   }
@@ -1008,11 +985,8 @@ export class KvStore implements Store {
 
   // ---- members and the change log ----
 
-  async #members(
-    room: RoomRecord,
-    from?: ReadFrom,
-  ): Promise<{ value: MemberRecord; revision: number } | null> {
-    return await this.#get<MemberRecord>(this.#kv.members, roomPrefix(room), from);
+  async #members(room: RoomRecord): Promise<{ value: MemberRecord; revision: number } | null> {
+    return await this.#get<MemberRecord>(this.#kv.members, roomPrefix(room));
   }
 
   /**
