@@ -17,7 +17,7 @@ import type { Logger } from "../log.ts";
 import { StoreUnavailableError } from "./store.ts";
 
 /** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
-const KV_BUCKETS = {
+export const KV_BUCKETS = {
   users: "UNIBUS_users",
   rooms: "UNIBUS_rooms",
   members: "UNIBUS_members",
