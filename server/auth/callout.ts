@@ -195,8 +195,17 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   await Promise.resolve();
   record?.();
   // Only once the answer is out: logged earlier, a failed send read as
-  // "connection admitted" followed by "could not answer".
-  if (admitted) opts.log.info("connection admitted", admitted);
+  // "connection admitted" followed by "could not answer". With how long the
+  // answer took: the store was read at most that long before this line, so
+  // an admission logged after a revoke returned is told from one decided
+  // after it (the first is a login that overlapped the revoke; the enforcer
+  // cuts it at once, see enforcer.ts; the second must never happen).
+  if (admitted) {
+    opts.log.info("connection admitted", {
+      ...admitted,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    });
+  }
   opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
@@ -298,6 +307,8 @@ async function admit(
     handle: user.handle,
     signPub: signPubHex,
     cid: req.client_info?.id,
+    // Which nats-server holds the connection: any node may answer for any.
+    server: req.server_id.name ?? req.server_id.id,
     rooms: granted.length,
     roomsLeftOut: inexpressible.length,
   };
