@@ -186,6 +186,13 @@ export const SERVE_OPTIONS: OptionTable = {
     })`,
     defaultText: "1MiB",
   },
+  "jetstream-sync": {
+    type: "string",
+    valueName: "always|DURATION",
+    description:
+      "when JetStream writes reach the disk: always (before the ack), or every DURATION (e.g. 2m; a power loss of every node then loses acknowledged writes)",
+    defaultText: "always",
+  },
   "nats-monitor-port": {
     type: "string",
     valueName: "PORT",
@@ -412,6 +419,19 @@ export function parseServeArgs(
     if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
   }
 
+  const syncText = str("jetstream-sync") ?? "always";
+  let jetstreamSync: "always" | number = "always";
+  if (syncText !== "always") {
+    const m = /^(\d{1,6})(ms|s|m|h)$/.exec(syncText);
+    const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]]! : NaN;
+    if (!(ms >= 1 && ms <= 24 * 3_600_000)) {
+      throw new UsageError(
+        `--jetstream-sync: "${syncText}" is not "always" or a duration such as 500ms, 10s, 2m (at most 24h)`,
+      );
+    }
+    jetstreamSync = ms;
+  }
+
   if (busAuth === "enforce" && natsUrl !== null) {
     throw new UsageError(
       "--bus-auth enforce needs the managed nats-server (its config carries the auth callout); drop --nats-url",
@@ -468,6 +488,7 @@ export function parseServeArgs(
     calloutIssuerFile,
     cluster,
     limits,
+    jetstreamSync,
   };
 }
 

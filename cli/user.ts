@@ -20,7 +20,13 @@ import {
 } from "../lib/identity/identity.ts";
 import type { KvStore } from "../lib/store/kv.ts";
 import { openStore } from "../lib/store/mod.ts";
-import { type Role, type Store, type User, UserExistsError } from "../lib/store/store.ts";
+import {
+  type Role,
+  type Store,
+  StoreOutcomeUnknownError,
+  type User,
+  UserExistsError,
+} from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import {
@@ -262,14 +268,21 @@ function parseAdd(values: Values): AddRequest {
   return { handle, signPub, kexPub, kexSig, role, target };
 }
 
-async function runAdd(argv: string[]): Promise<number> {
-  const { values } = parseCommandArgs(argv, ADD_OPTIONS, { maxPositionals: 0 });
-  if (values.help) {
-    console.log(USER_ADD_HELP);
-    return 0;
-  }
-  const req = parseAdd(values);
-  return await withStore(req.target, async (store, kv) => {
+/** Tries of `user add` whose write may have landed (outcome unknown) before it gives up. */
+const ADD_TRIES = 4;
+
+/**
+ * Adds the user. A write whose outcome is unknown (the store never
+ * acknowledged it) is looked for, then tried again: the user found stored
+ * exactly as asked is success, including as the retry's "already exists".
+ */
+async function addUserOnce(
+  store: Store,
+  req: AddRequest,
+  stored: () => Promise<boolean>,
+): Promise<void> {
+  let unknown = false;
+  for (let attempt = 1;; attempt++) {
     try {
       await store.addUser({
         signPub: req.signPub,
@@ -278,6 +291,39 @@ async function runAdd(argv: string[]): Promise<number> {
         handle: req.handle,
         role: req.role,
       });
+      return;
+    } catch (e) {
+      if (e instanceof UserExistsError && unknown && await stored()) return;
+      if (!(e instanceof StoreOutcomeUnknownError)) throw e;
+      unknown = true;
+      if (attempt >= ADD_TRIES) {
+        throw new Error(
+          `the store did not acknowledge adding ${req.signPub} (outcome unknown: it may have ` +
+            `been added); check with \`user list\` and run the same command again`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      if (await stored()) return;
+    }
+  }
+}
+
+async function runAdd(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, ADD_OPTIONS, { maxPositionals: 0 });
+  if (values.help) {
+    console.log(USER_ADD_HELP);
+    return 0;
+  }
+  const req = parseAdd(values);
+  return await withStore(req.target, async (store, kv) => {
+    // The stored user is exactly the one asked for (and active).
+    const stored = async () => {
+      const u = await store.getUser(req.signPub).catch(() => null);
+      return u !== null && u.status === "active" && u.handle === req.handle &&
+        u.role === req.role && u.kexPub === req.kexPub && u.kexSig === req.kexSig;
+    };
+    try {
+      await addUserOnce(store, req, stored);
     } catch (e) {
       if (!(e instanceof UserExistsError)) throw e;
       const existing = await store.getUser(req.signPub);

@@ -41,4 +41,12 @@ export interface ServeOptions {
   cluster: ClusterOptions | null;
   /** Quotas and resource limits (server/limits.ts). */
   limits: Limits;
+  /**
+   * When JetStream writes reach the disk (nats-server `sync_interval`):
+   * "always" (the default: each write is flushed before it is
+   * acknowledged) or every this many ms. With an interval, a power loss of
+   * every node at once can lose writes already acknowledged: a revoke, a
+   * member removal, a stored message.
+   */
+  jetstreamSync?: "always" | number;
 }

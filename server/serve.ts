@@ -17,6 +17,7 @@ import type { Store } from "../lib/store/store.ts";
 import { VERSION } from "../lib/version.ts";
 import { createMetrics } from "./metrics.ts";
 import { assertSeparateRouteCa } from "./cluster/route_tls.ts";
+import { allRoutes } from "./cluster/options.ts";
 import { loadOrCreateCalloutIssuer, resolveClusterPass } from "./cluster/secrets.ts";
 import { grantPublisher, startSessionFeed } from "./cluster/session_feed.ts";
 import { type ClusterMonitor, startClusterMonitor } from "./cluster/status.ts";
@@ -26,6 +27,7 @@ import { startEnforcer } from "./auth/enforcer.ts";
 import { SessionRegistry } from "./auth/sessions.ts";
 import { accessLog, createApp, json } from "./http/app.ts";
 import { healthRoute, type Posture } from "./http/health.ts";
+import { kvControlPlaneCheck, sqliteControlPlaneCheck } from "./http/control_plane_check.ts";
 import { requireSignedRequests, startNoncePruner } from "./http/request_auth.ts";
 import { apiRoutes } from "./http/routes/mod.ts";
 import { jetStreamStoreFromDisk } from "./limits.ts";
@@ -275,7 +277,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         name: c.name,
         host: c.host,
         port: c.port,
-        routes: c.routes,
+        routes: allRoutes(c, localAddresses()),
         user: c.user,
         pass,
         tls: c.routeTls,
@@ -310,6 +312,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           port: opts.natsPort,
           jetStreamDir: layout.jetStreamDir,
           maxFileStore,
+          syncInterval: opts.jetstreamSync ?? "always",
           pidFile: layout.natsPidFile,
           debug: logOpts.debug,
           trace: logOpts.trace,
@@ -357,28 +360,21 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
     cleanups.push(() => conn.close());
     // An external NATS (development only) is one account: one connection
     // plays all three parts there.
-    roomsConn = roomsUser
-      ? await connectInternal({
-        servers: [natsUrl],
-        name: `unibus-serve-${opts.serverName}-rooms`,
-        authenticator: nkeyAuthenticatorFor(roomsUser),
+    const connectAccount = async (user: NativeNkeyPair | null, part: string) => {
+      if (!user) return conn;
+      const c = await connectInternal({
+        servers: [natsUrl!],
+        name: `unibus-serve-${opts.serverName}-${part}`,
+        authenticator: nkeyAuthenticatorFor(user),
         caFile: opts.tls?.caFile,
         jetstream: false,
-        log: log.child("nats-rooms"),
-      })
-      : conn;
-    if (roomsConn !== conn) cleanups.push(() => roomsConn.close());
-    usersConn = usersUser
-      ? await connectInternal({
-        servers: [natsUrl],
-        name: `unibus-serve-${opts.serverName}-notices`,
-        authenticator: nkeyAuthenticatorFor(usersUser),
-        caFile: opts.tls?.caFile,
-        jetstream: false,
-        log: log.child("nats-users"),
-      })
-      : conn;
-    if (usersConn !== conn) cleanups.push(() => usersConn.close());
+        log: log.child(`nats-${part}`),
+      });
+      cleanups.push(() => c.close());
+      return c;
+    };
+    roomsConn = await connectAccount(roomsUser, "rooms");
+    usersConn = await connectAccount(usersUser, "users");
 
     if (opts.cluster) {
       const early = await listen();
@@ -440,7 +436,7 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
           app: conn.nc,
           log: log.child("cluster"),
           streams: controlPlaneStreams(),
-          clusterSize: opts.cluster.routes.length + 1,
+          clusterSize: allRoutes(opts.cluster, localAddresses()).length,
         });
         clusterMonitor = monitor;
         cleanups.push(() => monitor.stop());
@@ -520,6 +516,9 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
       healthRoute({
         posture,
         dataPlane: () => conn.state(),
+        controlPlane: opts.store === "kv"
+          ? kvControlPlaneCheck(conn.nc, controlPlaneStreams())
+          : sqliteControlPlaneCheck(store, opts.dbPath),
         cluster: clusterMonitor ? () => clusterMonitor!.status() : undefined,
       }),
       ...apiRoutes({
@@ -530,6 +529,10 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
         log: log.child("api"),
         limits: opts.limits,
         streamReplicas: posture.replicas,
+        // Replicated streams only: an R1 stream is placed on any live node.
+        missingNodes: clusterMonitor && posture.replicas > 1
+          ? () => clusterMonitor!.missingPeers()
+          : undefined,
       }),
     ],
   });
@@ -568,4 +571,13 @@ export async function runServe(opts: ServeOptions, log: Logger): Promise<number>
 /** The callout's quorum question: a cluster monitor's `majorityAlive`, or none on a single node. */
 function quorumOf(monitor: ClusterMonitor | null): (() => Promise<boolean>) | undefined {
   return monitor ? () => monitor.majorityAlive() : undefined;
+}
+
+/** This machine's own addresses (to tell this node's route among the listed ones). */
+function localAddresses(): string[] {
+  try {
+    return Deno.networkInterfaces().map((i) => i.address);
+  } catch {
+    return [];
+  }
 }

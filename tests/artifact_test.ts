@@ -160,6 +160,62 @@ Deno.test("two copies starting at once on an empty cache both run and share one 
   }
 });
 
+Deno.test("a cache another local user could write to, or owns, is refused before anything runs", async () => {
+  const { run, home, launcher } = await freshPlace();
+  const base = `${home}/.cache/unibus`;
+  try {
+    // A world-writable cache base: named, refused, nothing unpacked.
+    await Deno.mkdir(base, { recursive: true });
+    await Deno.chmod(base, 0o777);
+    let r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, new RegExp(`^unibus: ${base} is writable by group or others`));
+    assertEquals(await cacheEntries(home), []);
+    // A group-writable directory on the way to it.
+    await Deno.chmod(base, 0o700);
+    await Deno.chmod(`${home}/.cache`, 0o775);
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, new RegExp(`^unibus: ${home}/.cache is writable by group or others`));
+    await Deno.chmod(`${home}/.cache`, 0o700);
+    // Unpacked and run; then an extracted file made writable by others is not executed.
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 0, r.stderr);
+    const [entry] = await cacheEntries(home);
+    await Deno.chmod(`${base}/${entry}/deno`, 0o757);
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(
+      r.stderr,
+      new RegExp(`^unibus: ${base}/${entry}/deno is writable by group or others`),
+    );
+    await Deno.chmod(`${base}/${entry}/deno`, 0o700);
+    assertEquals((await runUnibus(["version"], launcher)).code, 0);
+    if (Deno.uid() !== 0) {
+      console.warn(
+        "skipped: the cache owned by another user needs root to chown (CI runs as root)",
+      );
+      return;
+    }
+    // Owned by another user (nobody): the unpacked tree, then the cache base.
+    const nobody = 65534;
+    await Deno.chown(`${base}/${entry}`, nobody, null);
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, new RegExp(`^unibus: ${base}/${entry} is not owned by this user`));
+    await Deno.chown(base, nobody, null);
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, new RegExp(`^unibus: ${base} is not owned by this user`));
+    await Deno.chown(`${home}/.cache`, nobody, null);
+    r = await runUnibus(["version"], launcher);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, new RegExp(`^unibus: ${home}/.cache belongs to another user`));
+  } finally {
+    await removePlace(run);
+  }
+});
+
 Deno.test("a damaged artifact refuses to unpack and leaves nothing in the cache", async () => {
   const { run, home, launcher } = await freshPlace();
   try {

@@ -78,3 +78,16 @@ Deno.test("nats-server itself accepts the generated config (nats-server -t)", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("JetStream's sync interval is written as always or a duration, and refused when not positive", () => {
+  assertMatch(
+    renderNatsConfig({ ...base, syncInterval: "always" }),
+    /^ {2}sync_interval: always$/m,
+  );
+  assertMatch(
+    renderNatsConfig({ ...base, syncInterval: 120_000 }),
+    /^ {2}sync_interval: "120000ms"$/m,
+  );
+  assert(!renderNatsConfig(base).includes("sync_interval"));
+  assertThrows(() => renderNatsConfig({ ...base, syncInterval: 0 }), NatsConfigError);
+});

@@ -187,3 +187,12 @@ Deno.test("TLS flags must come as a set, and enforce needs the managed nats-serv
   );
   assertEquals(parseServeArgs(["--internal-id-file", "/x/id.json"]).internalIdFile, "/x/id.json");
 });
+
+Deno.test("--jetstream-sync: always by default, a duration, or a usage error", () => {
+  assertEquals(parseServeArgs([]).jetstreamSync, "always");
+  assertEquals(parseServeArgs(["--jetstream-sync", "2m"]).jetstreamSync, 120_000);
+  assertEquals(parseServeArgs(["--jetstream-sync", "500ms"]).jetstreamSync, 500);
+  for (const bad of ["0s", "5x", "-1s", "25h", ""]) {
+    assertThrows(() => parseServeArgs(["--jetstream-sync", bad]), UsageError, "--jetstream-sync");
+  }
+});

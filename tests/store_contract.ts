@@ -764,6 +764,26 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     const k = await s.getSealedKey("ops", 1, B);
     assert.equal(k?.sealed, "b2xk");
     assert.equal(k?.sealedBy, A);
+    // The first refusal took back the key it had stored for C.
+    assert.equal(await s.getSealedKey("ops", 1, C), null);
+  });
+
+  test("putSealedKeys repeated with the same keys completes them (a retry of an unknown outcome)", async (s) => {
+    await s.createRoom(room("ops"));
+    // The first try stored B's key only (its sender never learned that).
+    await s.putSealedKeys("ops", 1, [{ recipient: B, sealed: "b2xk", sealedBy: A }]);
+    const again = await s.putSealedKeys("ops", 1, [
+      { recipient: B, sealed: "b2xk", sealedBy: A },
+      { recipient: C, sealed: "bmV3", sealedBy: A },
+    ]);
+    assert.equal(again.length, 2);
+    assert.equal((await s.getSealedKey("ops", 1, B))?.sealed, "b2xk");
+    assert.equal((await s.getSealedKey("ops", 1, C))?.sealed, "bmV3");
+    // The same recipient with another value, or another sealer, is still a conflict.
+    await assert.rejects(
+      s.putSealedKeys("ops", 1, [{ recipient: B, sealed: "b2xk", sealedBy: C }]),
+      KeyExistsError,
+    );
   });
 
   test("putSealedKeys checks the room, the base64 and duplicate recipients", async (s) => {

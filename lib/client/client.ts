@@ -55,6 +55,7 @@ import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
 import { isReflectedAnswer } from "./reflected.ts";
+import { readRegularFile } from "../fs/read_regular.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
@@ -184,7 +185,10 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   installConnectionResetGuard();
   // refreshSession() relies on nats.js reconnect(), which hangs over TLS without it.
   installTlsEmptyWriteShim();
-  const caCert = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
+  // Never blocking on a FIFO, and bounded: a CA bundle is a few KiB.
+  const caCert = opts.tls
+    ? new TextDecoder().decode((await readRegularFile(opts.tls.caFile, 1024 * 1024)).bytes)
+    : undefined;
   const control = new ControlPlaneClient({
     urls: opts.ctrlUrls,
     signer: opts.identity.signer,
@@ -636,9 +640,12 @@ export class UnibusClient {
     for (let attempt = 0;; attempt++) {
       const session = await this.#reload((await this.room(ref)).roomId);
       const change = signChange(await build(session), this.identity.signer);
-      let view: RoomView;
+      let view: RoomView | null;
       try {
-        view = await this.#control.postChange(session.roomId, change);
+        // Leaving: after an unknown outcome, a retry's 404 is the leave done.
+        view = opts.leaving
+          ? (await this.#control.postLeave(session.roomId, change), null)
+          : await this.#control.postChange(session.roomId, change);
       } catch (err) {
         // Someone else changed the room first: rebuild on the new head. Any
         // other refusal (a 409 `last_admin` among them) would only repeat.
@@ -648,7 +655,7 @@ export class UnibusClient {
         ) continue;
         throw err;
       }
-      if (opts.leaving) {
+      if (view === null) {
         this.#forget(session.roomId);
         return session;
       }

@@ -16,7 +16,13 @@ export class UnibusError extends Error {
 /** The control plane answered with an error status. */
 export class ControlPlaneError extends UnibusError {
   override name = "ControlPlaneError";
-  constructor(readonly status: number, code: string, message: string) {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+    /** The answer's `Retry-After`, in seconds (a 503 `cluster_degraded` has one). */
+    readonly retryAfterS?: number,
+  ) {
     super(code, `control plane: ${status} ${code}: ${message}`);
   }
 }

@@ -15,6 +15,7 @@
 
 import { resolve } from "node:path";
 import { privateTempPath, writePrivateTemp } from "../fs/private_file.ts";
+import { readRegularFile } from "../fs/read_regular.ts";
 import type { ReceiveSnapshot } from "./room_session.ts";
 
 /** The most receiving chains the file keeps, over all rooms (newest kept). */
@@ -53,14 +54,12 @@ export async function openReceiveState(path: string, signPub: string): Promise<R
   let rooms: Record<string, ReceiveSnapshot> = {};
   let text: string | null = null;
   try {
-    const st = await Deno.stat(path);
-    if (st.size > MAX_STATE_BYTES) {
-      throw new ReceiveStateError(`receive state ${path} is larger than ${MAX_STATE_BYTES} bytes`);
-    }
-    text = await Deno.readTextFile(path);
+    // Never blocks: a FIFO (or any non-regular file) at the path is refused
+    // at once instead of hanging the client until something writes to it.
+    const { bytes } = await readRegularFile(path, MAX_STATE_BYTES);
+    text = new TextDecoder().decode(bytes);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) {
-      if (err instanceof ReceiveStateError) throw err;
       throw new ReceiveStateError(`cannot read receive state ${path}: ${(err as Error).message}`);
     }
   }
@@ -79,6 +78,8 @@ export async function openReceiveState(path: string, signPub: string): Promise<R
     if (parsed.signPub !== signPub) {
       throw new ReceiveStateError(`receive state ${path} belongs to another identity`);
     }
+    const bad = badRooms(parsed.rooms);
+    if (bad) throw new ReceiveStateError(`receive state ${path}: ${bad}`);
     rooms = parsed.rooms;
   }
   return new ReceiveState(path, signPub, rooms);
@@ -160,6 +161,45 @@ export class ReceiveState {
       await Deno.remove(tmp).catch(() => {});
     }
   }
+}
+
+const ROOM_ID = /^[0-9a-f]{32}$/;
+const CHAIN_ID = /^(0|[1-9]\d{0,9})\/[0-9a-f]{64}\/[0-9a-f]{32}$/;
+const BASE64 = /^[A-Za-z0-9+/]{43}=$/;
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isIndex = (v: unknown, min: number) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= min;
+
+// What is wrong with a state file's rooms, or null when every entry has the
+// shape this library writes. Checked whole before anything is used: an entry
+// of the wrong type must neither throw a TypeError later nor be half trusted.
+function badRooms(rooms: Record<string, unknown>): string | null {
+  for (const [id, snap] of Object.entries(rooms)) {
+    if (!ROOM_ID.test(id)) return `room key ${JSON.stringify(id)} is not a room id`;
+    if (!isRecord(snap) || !Array.isArray(snap.chains) || !Array.isArray(snap.retired)) {
+      return `room ${id} is not {chains: [...], retired: [...]}`;
+    }
+    for (const extra of Object.keys(snap)) {
+      if (extra !== "chains" && extra !== "retired") return `room ${id} has a field ${extra}`;
+    }
+    for (const c of snap.chains as unknown[]) {
+      if (
+        !isRecord(c) || typeof c.id !== "string" || !CHAIN_ID.test(c.id) || !isIndex(c.at, -1) ||
+        (c.ck !== undefined && (typeof c.ck !== "string" || !BASE64.test(c.ck))) ||
+        (c.frame !== undefined && !isIndex(c.frame, 0)) ||
+        Object.keys(c).some((k) => !["id", "at", "ck", "frame"].includes(k))
+      ) {
+        return `room ${id} has a malformed receiving chain ${JSON.stringify(c)?.slice(0, 120)}`;
+      }
+    }
+    for (const r of snap.retired as unknown[]) {
+      if (typeof r !== "string" || !CHAIN_ID.test(r)) {
+        return `room ${id} has a malformed closed session ${JSON.stringify(r)?.slice(0, 120)}`;
+      }
+    }
+  }
+  return null;
 }
 
 // Newest entries win: each room's lists are oldest first, so the budget is

@@ -17,6 +17,12 @@
  * @module
  */
 
+import {
+  FileTooLargeError,
+  NotRegularFileError,
+  readRegularFile,
+  type RegularFile,
+} from "../fs/read_regular.ts";
 import { dirname, resolve } from "node:path";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { fromPublic, Prefix } from "@nats-io/nkeys";
@@ -539,42 +545,29 @@ export function decodeIdentityFile(text: string, path: string): Identity {
  * ```
  */
 export async function loadIdentity(path: string): Promise<Identity> {
-  let file: Deno.FsFile;
+  let file: RegularFile;
   try {
-    file = await Deno.open(path, { read: true });
+    // Judged on the open handle and never blocking: a FIFO at the path is
+    // refused at once instead of hanging until something writes to it.
+    file = await readRegularFile(path, MAX_FILE_BYTES);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new IdentityNotFoundError(path);
+    if (e instanceof NotRegularFileError) {
+      throw new IdentityError(path, `identity path ${path} is not a regular file (${e.kind})`);
+    }
+    if (e instanceof FileTooLargeError) throw new IdentityCorruptError(path, "file is too large");
     throw readError(path, e);
   }
+  if (Deno.build.os !== "windows" && (file.mode & 0o077) !== 0) {
+    throw new IdentityPermissionError(path, file.mode & 0o777);
+  }
+  let text: string;
   try {
-    // Checked on the open handle, so the file judged is the file read.
-    const st = await file.stat();
-    if (!st.isFile) throw new IdentityError(path, `identity path ${path} is not a regular file`);
-    if (Deno.build.os !== "windows" && st.mode !== null && (st.mode & 0o077) !== 0) {
-      throw new IdentityPermissionError(path, st.mode);
-    }
-    if (st.size > MAX_FILE_BYTES) throw new IdentityCorruptError(path, "file is too large");
-    const buf = new Uint8Array(st.size + 1);
-    let n = 0;
-    while (n < buf.length) {
-      const r = await file.read(buf.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    if (n > st.size) throw new IdentityCorruptError(path, "file grew while being read");
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(0, n));
-    } catch {
-      throw new IdentityCorruptError(path, "not UTF-8 text");
-    }
-    return decodeIdentityFile(text, path);
-  } catch (e) {
-    if (e instanceof IdentityError) throw e;
-    throw readError(path, e);
-  } finally {
-    file.close();
+    text = new TextDecoder("utf-8", { fatal: true }).decode(file.bytes);
+  } catch {
+    throw new IdentityCorruptError(path, "not UTF-8 text");
   }
+  return decodeIdentityFile(text, path);
 }
 
 function readError(path: string, e: unknown): IdentityError {

@@ -74,12 +74,12 @@
  * @module
  */
 
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiError, type MsgRequest } from "@nats-io/jetstream";
 import { type KV, type KvEntry, KvWatchInclude } from "@nats-io/kv";
-import { headers, type NatsConnection } from "@nats-io/nats-core";
+import { errors, headers, type NatsConnection } from "@nats-io/nats-core";
 import { DEFAULT_SKEW_MS } from "../auth/request_signing.ts";
 import type { Logger } from "../log.ts";
-import { type Buckets, KV_BUCKETS, openBuckets } from "./kv_buckets.ts";
+import { type Buckets, openBuckets } from "./kv_buckets.ts";
 import {
   type Blob,
   BlobExistsError,
@@ -87,6 +87,7 @@ import {
   type BlobUsage,
   check,
   ConflictError,
+  DamagedRecordError,
   InvalidInputError,
   KeyExistsError,
   type Member,
@@ -112,6 +113,7 @@ import {
   type Store,
   type StoreChange,
   StoreError,
+  StoreOutcomeUnknownError,
   StoreUnavailableError,
   type StoreWatch,
   type User,
@@ -361,8 +363,8 @@ export class KvStore implements Store {
   #watches = new Set<StoreWatch>();
   /** Each bucket's replica-read handle (R3 only), by its leader-read handle. */
   #replicaOf = new Map<KV, KV>();
-  /** Each bucket's subject prefix (`$KV.<bucket>.`), by its leader-read handle. */
-  #subjectOf = new Map<KV, string>();
+  /** Each bucket's name, by its leader-read handle (key listings, revision checks). */
+  #nameOf = new Map<KV, string>();
   /** Per-request timeout of the revision checks, as of the buckets' handles. */
   #opTimeoutMs: number;
 
@@ -383,7 +385,7 @@ export class KvStore implements Store {
     this.#opTimeoutMs = opTimeoutMs;
     const { kv, replicaKv } = buckets;
     for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
-      this.#subjectOf.set(kv[k], `$KV.${KV_BUCKETS[k]}.`);
+      this.#nameOf.set(kv[k], buckets.names[k]);
       if (replicaKv) this.#replicaOf.set(kv[k], replicaKv[k]);
     }
   }
@@ -407,9 +409,56 @@ export class KvStore implements Store {
     }
   }
 
+  /**
+   * Runs a write: as {@linkcode KvStore.#io}, except that a write whose
+   * request was sent and never answered (a timeout, or the connection lost
+   * meanwhile) throws {@linkcode StoreOutcomeUnknownError}: the stream's
+   * leader may have stored it (and a new leader may still commit it), so
+   * "unavailable, nothing done" would be a lie. Operations that write in
+   * steps turn it back into a plain {@linkcode StoreUnavailableError} where
+   * the step was before their commit point (see {@linkcode definitely}).
+   */
+  async #write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#io(what, fn);
+    } catch (err) {
+      if (
+        err instanceof StoreUnavailableError && !(err instanceof StoreOutcomeUnknownError) &&
+        unanswered(err.cause)
+      ) {
+        throw new StoreOutcomeUnknownError(
+          `control-plane KV write not acknowledged (${what}): ${message(err.cause)}`,
+          { cause: err.cause },
+        );
+      }
+      throw err;
+    }
+  }
+
   async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
-    const e = await this.#read(kv, key);
-    return live(e) ? { value: e.json<T>(), revision: e.revision } : null;
+    return this.#parse<T>(kv, key, await this.#read(kv, key));
+  }
+
+  /** A read entry's value: null when deleted; a {@linkcode DamagedRecordError} when not an object. */
+  #parse<T>(kv: KV, key: string, e: KvEntry | null): { value: T; revision: number } | null {
+    if (!live(e)) return null;
+    let value: T;
+    try {
+      value = e.json<T>();
+    } catch {
+      throw this.#damaged(kv, key, "not JSON");
+    }
+    if (typeof value !== "object" || value === null) throw this.#damaged(kv, key, "not an object");
+    return { value, revision: e.revision };
+  }
+
+  // A record that does not parse or has the wrong shape: said once here with
+  // its key (the operator repairs or removes it), unavailable to the caller.
+  #damaged(kv: KV, key: string, reason: string): DamagedRecordError {
+    const bucket = Object.entries(this.#kv).find(([, handle]) => handle === kv)?.[0] ?? "kv";
+    const err = new DamagedRecordError(`${bucket}/${key}`, reason);
+    this.#log?.error("damaged control-plane record", { key: err.key, reason });
+    return err;
   }
 
   /**
@@ -503,7 +552,7 @@ export class KvStore implements Store {
     // A second expectation that can never hold either: were the first ever
     // met, the entry would still not be stored.
     h.set("Nats-Expected-Last-Sequence", NO_SUCH_SEQUENCE);
-    const subject = `${this.#subjectOf.get(kv)}${key}`;
+    const subject = `$KV.${this.#nameOf.get(kv)}.${key}`;
     const res = await this.#io(
       `revision of ${key}`,
       () =>
@@ -618,14 +667,13 @@ export class KvStore implements Store {
   }
 
   async #getCurrent<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
-    const e = await this.#startCurrent(kv, key).confirmed;
-    return live(e) ? { value: e.json<T>(), revision: e.revision } : null;
+    return this.#parse<T>(kv, key, await this.#startCurrent(kv, key).confirmed);
   }
 
   /** KV create; false if the key exists. */
   async #create(kv: KV, key: string, value: unknown): Promise<number | false> {
     try {
-      return await this.#io(`create ${key}`, () => kv.create(key, encode(value)));
+      return await this.#write(`create ${key}`, () => kv.create(key, encode(value)));
     } catch (err) {
       if (err instanceof Raced) return false;
       throw err;
@@ -635,7 +683,7 @@ export class KvStore implements Store {
   /** KV update at `revision`; false if it moved. */
   async #update(kv: KV, key: string, value: unknown, revision: number): Promise<number | false> {
     try {
-      return await this.#io(`update ${key}`, () => kv.update(key, encode(value), revision));
+      return await this.#write(`update ${key}`, () => kv.update(key, encode(value), revision));
     } catch (err) {
       if (err instanceof Raced) return false;
       throw err;
@@ -645,7 +693,7 @@ export class KvStore implements Store {
   /** KV delete at `revision`; false if it moved. */
   async #delete(kv: KV, key: string, revision?: number): Promise<boolean> {
     try {
-      await this.#io(
+      await this.#write(
         `delete ${key}`,
         () => kv.delete(key, revision === undefined ? {} : { previousSeq: revision }),
       );
@@ -656,12 +704,75 @@ export class KvStore implements Store {
     }
   }
 
+  /**
+   * The keys of `kv` matching `filter` (one KV key filter or several), as
+   * the bucket's stream leader lists its subjects. A superset: a deleted key
+   * whose tombstone is still stored is listed too, so every caller reads (or
+   * deletes) each key it gets, as each did already.
+   *
+   * Why not `kv.keys()`: it reads through an ephemeral consumer, which
+   * nats-server 2.10 places on any peer of the stream, a killed one included
+   * until it is marked offline (about three minutes after a `kill -9`).
+   * Meanwhile about one listing in three timed out on every survivor, and
+   * with it room creation (the quota count lists the creator's rooms), every
+   * room view (the change log), sealed keys and room deletion, some of them
+   * after their write had committed. A stream info request is answered by
+   * the stream's leader, which is always a live node.
+   */
   async #keys(kv: KV, filter: string | string[]): Promise<string[]> {
-    return await this.#io(`keys ${[filter].flat()[0]}`, async () => {
-      const out: string[] = [];
-      for await (const k of await kv.keys(filter)) out.push(k);
-      return out;
+    const filters = [filter].flat();
+    return await this.#io(`keys ${filters[0]}`, async () => {
+      const bucket = this.#nameOf.get(kv);
+      if (bucket === undefined) throw new Error("not a bucket of this store");
+      const prefix = `$KV.${bucket}.`;
+      const lists = await Promise.all(filters.map(async (f) => {
+        // nats.js pages through a long subject list (100 000 per answer).
+        const info = await this.#b!.jsm.streams.info(`KV_${bucket}`, {
+          subjects_filter: prefix + f,
+        });
+        return Object.keys(info.state.subjects ?? {});
+      }));
+      const keys = new Set<string>();
+      for (const subject of lists.flat()) {
+        if (subject.startsWith(prefix)) keys.add(subject.slice(prefix.length));
+      }
+      return [...keys];
     });
+  }
+
+  /**
+   * An object's bytes, read chunk by chunk from the object store's stream
+   * leader (a message get by subject per chunk) and checked against the
+   * object's size and SHA-256 digest; null if there is no such object. Not
+   * `ObjectStore.get`, which reads through an ephemeral consumer: see
+   * {@linkcode KvStore.#keys} for what that does while a peer is dead.
+   */
+  async #readObject(name: string): Promise<Uint8Array | null> {
+    const b = this.#b!;
+    const info = await b.blobs.info(name);
+    if (info === null || info.deleted) return null;
+    const stream = `OBJ_${b.blobsName}`;
+    const subject = `$O.${b.blobsName}.C.${info.nuid}`;
+    const bytes = new Uint8Array(info.size);
+    let filled = 0;
+    let seq = 0;
+    for (let i = 0; i < info.chunks; i++) {
+      // STREAM.MSG.GET takes `next_by_subj` (nats-server 2.9+); nats.js
+      // types it only for direct gets, which any replica answers, and a
+      // replica may not hold the newest chunks yet.
+      const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
+      const m = await b.jsm.streams.getMessage(stream, query);
+      if (m === null || filled + m.data.length > bytes.length) {
+        throw new Error(`object ${name} does not match its record (chunk ${i + 1})`);
+      }
+      bytes.set(m.data, filled);
+      filled += m.data.length;
+      seq = m.seq + 1;
+    }
+    if (filled !== bytes.length || !await digestMatches(bytes, info.digest)) {
+      throw new Error(`object ${name} does not match its size or digest`);
+    }
+    return bytes;
   }
 
   /** Read-modify-write of one key at its revision, retried on a lost race. */
@@ -791,13 +902,7 @@ export class KvStore implements Store {
       }
       : { seq: -1, change: null, members: [] };
 
-    // Children first, under an incarnation nobody reads yet (invariant 1).
-    await this.#create(kv.members, prefix, members);
-    if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
-    for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
-    // Invariant 5: the creator's quota hint before the room can be visible.
     const creator = creatorKey(rec);
-    await this.#create(kv.rooms, creator, {});
     const abandon = async () => {
       await this.#delete(kv.rooms, creator).catch(() => {});
       await this.#delete(kv.members, prefix).catch(() => {});
@@ -805,34 +910,71 @@ export class KvStore implements Store {
       // Index entries are hints (invariant 3); dropping ours only saves a read.
       for (const m of members.members) await this.#indexRemove(m.signPub, row.id).catch(() => {});
     };
+    const claimKey = subjectKey(row.subject);
+    const idKey = roomKey(row.id);
 
+    // Before the id record nothing of this incarnation is visible
+    // (invariant 1): a step that fails, even one whose write may have landed,
+    // leaves the room not created, and its leftovers are taken back.
     try {
-      const claimKey = subjectKey(row.subject);
-      if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
-        throw new RoomExistsError(row.id, row.subject);
-      }
-      const idKey = roomKey(row.id);
-      if (await this.#create(kv.rooms, idKey, rec) === false) {
-        // Taken, unless by a creation that lost its subject or never finished.
-        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
-        const visible = cur !== null && (await this.#room(row.id)) !== null;
-        if (
-          cur === null || visible ||
-          await this.#update(kv.rooms, idKey, rec, cur.revision) === false
-        ) {
-          await this.#releaseClaim(claimKey, inc);
+      await definitely(async () => {
+        // Children first, under an incarnation nobody reads yet.
+        await this.#create(kv.members, prefix, members);
+        if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
+        for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
+        // Invariant 5: the creator's quota hint before the room can be visible.
+        await this.#create(kv.rooms, creator, {});
+        if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
           throw new RoomExistsError(row.id, row.subject);
         }
-      }
-      // A concurrent creation may have taken the subject over meanwhile.
-      if ((await this.#room(row.id))?.value.inc !== inc) {
-        const mine = await this.#get<RoomRecord>(kv.rooms, idKey);
-        if (mine?.value.inc === inc) await this.#delete(kv.rooms, idKey, mine.revision);
-        throw new RoomExistsError(row.id, row.subject);
-      }
+      });
     } catch (err) {
       await abandon();
       throw err;
+    }
+
+    // The commit: the id record. From its write on, a failure may leave the
+    // room created, so nothing of it is taken back on an unknown outcome:
+    // abandoning the children of a visible room would leave it without
+    // members, its subject claimed for good.
+    let written: number | false;
+    try {
+      written = await this.#create(kv.rooms, idKey, rec);
+      if (written === false) {
+        // Taken, unless by a creation that lost its subject or never finished.
+        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
+        const visible = cur !== null && (await this.#room(row.id)) !== null;
+        written = cur === null || visible
+          ? false
+          : await this.#update(kv.rooms, idKey, rec, cur.revision);
+      }
+    } catch (err) {
+      if (!(err instanceof StoreOutcomeUnknownError)) await abandon();
+      throw err;
+    }
+    if (written === false) {
+      await this.#releaseClaim(claimKey, inc).catch(() => {});
+      await abandon();
+      throw new RoomExistsError(row.id, row.subject);
+    }
+    // A concurrent creation may have taken the subject over meanwhile. Not
+    // knowing means not knowing whether the room is visible.
+    let visibleInc: string | undefined;
+    try {
+      visibleInc = (await this.#room(row.id))?.value.inc;
+    } catch (err) {
+      throw new StoreOutcomeUnknownError(
+        `room ${row.id} written, its visibility not confirmed: ${message(err)}`,
+        { cause: err },
+      );
+    }
+    if (visibleInc !== inc) {
+      const mine = await this.#get<RoomRecord>(kv.rooms, idKey).catch(() => null);
+      if (mine?.value.inc === inc) {
+        await this.#delete(kv.rooms, idKey, mine.revision).catch(() => {});
+      }
+      await abandon();
+      throw new RoomExistsError(row.id, row.subject);
     }
     return row;
   }
@@ -890,13 +1032,24 @@ export class KvStore implements Store {
   async #roomsForMember(signPub: string, current: boolean): Promise<Room[]> {
     const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub);
     if (index === null) return [];
+    // The user's own index: damaged, it cannot say where to look (fails closed for this user only).
+    if (!Array.isArray(index.value) || !index.value.every((id) => typeof id === "string")) {
+      throw this.#damaged(this.#kv.roomsByMember, signPub, "the member index is not a list of ids");
+    }
     // Invariant 3: the index only says where to look; the member set decides.
+    // A room whose records are damaged is left out (logged by #damaged), so
+    // it locks its members out of that room only, not out of the others.
     const rooms = await Promise.all(index.value.map(async (id) => {
-      if (current) return await this.#grantingRoomCurrent(id, signPub);
-      const r = await this.#room(id);
-      if (r === null) return null;
-      const ms = await this.#members(r.value);
-      return ms?.value.members.some((m) => m.signPub === signPub) ? publicRoom(r.value) : null;
+      try {
+        if (current) return await this.#grantingRoomCurrent(id, signPub);
+        const r = await this.#room(id);
+        if (r === null) return null;
+        const ms = await this.#members(r.value);
+        return this.#grants(id, ms, signPub) ? publicRoom(r.value) : null;
+      } catch (err) {
+        if (err instanceof DamagedRecordError) return null;
+        throw err;
+      }
     }));
     return rooms.filter((r) => r !== null).sort((a, b) => cmp(a.id, b.id));
   }
@@ -911,11 +1064,12 @@ export class KvStore implements Store {
    * again, one after the other.
    */
   async #grantingRoomCurrent(id: string, signPub: string): Promise<Room | null> {
-    const grants = (ms: { value: MemberRecord } | null) =>
-      ms?.value.members.some((m) => m.signPub === signPub) === true;
     const rec = this.#startCurrent(this.#kv.rooms, roomKey(id));
     const guess = await rec.guess;
-    const guessed = live(guess) ? guess.json<RoomRecord>() : null;
+    let guessed: RoomRecord | null = null;
+    try {
+      guessed = this.#parse<RoomRecord>(this.#kv.rooms, roomKey(id), guess)?.value ?? null;
+    } catch { /* damaged: read again below, confirmed */ }
     const ms = guessed && this.#startCurrent(this.#kv.members, roomPrefix(guessed));
     ms?.confirmed.catch(() => {});
     const claim = guessed && this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(guessed.subject));
@@ -926,14 +1080,24 @@ export class KvStore implements Store {
       const r = await this.#room(id, true);
       if (r === null) return null;
       const members = await this.#getCurrent<MemberRecord>(this.#kv.members, roomPrefix(r.value));
-      return grants(members) ? publicRoom(r.value) : null;
+      return this.#grants(id, members, signPub) ? publicRoom(r.value) : null;
     }
     const c = await claim!;
     if (c === null || c.value.id !== id || c.value.inc !== guessed.inc) return null;
-    const members = await ms!.confirmed;
-    return grants(live(members) ? { value: members.json<MemberRecord>() } : null)
-      ? publicRoom(guessed)
-      : null;
+    const members = this.#parse<MemberRecord>(
+      this.#kv.members,
+      roomPrefix(guessed),
+      await ms!.confirmed,
+    );
+    return this.#grants(id, members, signPub) ? publicRoom(guessed) : null;
+  }
+
+  /** Whether room `id`'s member set names `signPub`; a set that is not a list is damaged. */
+  #grants(id: string, ms: { value: MemberRecord } | null, signPub: string): boolean {
+    if (ms !== null && !Array.isArray(ms.value.members)) {
+      throw this.#damaged(this.#kv.members, id, "members is not a list");
+    }
+    return ms?.value.members.some((m) => m?.signPub === signPub) === true;
   }
 
   /**
@@ -962,8 +1126,9 @@ export class KvStore implements Store {
     const keys = await this.#keys(this.#kv.rooms, `${prefix}*.*`);
     const rooms = await Promise.all(keys.map(async (k) => {
       const [idTok, inc] = k.slice(prefix.length).split(".");
-      const r = await this.#room(untok(idTok));
-      return r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
+      // The listing includes deleted hints (see #keys): only a live one counts.
+      const [hint, r] = await Promise.all([this.#get(this.#kv.rooms, k), this.#room(untok(idTok))]);
+      return hint && r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
     }));
     const counts: RoomCounts = { rooms: 0, persisted: 0 };
     for (const r of rooms) {
@@ -1007,25 +1172,56 @@ export class KvStore implements Store {
     if (!await this.#delete(kv.rooms, roomKey(id), r.revision)) {
       throw new ConflictError(`room ${id} changed while being deleted; retry`);
     }
-    await this.#releaseClaim(subjectKey(subject), inc);
-    await this.#delete(kv.rooms, creatorKey(r.value));
-    const prefix = roomPrefix(r.value);
-    const ms = await this.#get<MemberRecord>(kv.members, prefix);
-    await this.#delete(kv.members, prefix);
-    for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
-    for (const k of await this.#keys(kv.changes, `${prefix}.*`)) await this.#delete(kv.changes, k);
-    for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
-      await this.#delete(kv.roomKeys, k);
-    }
-    for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
-      const blobId = untok(k.split(".").pop()!);
-      const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
-      if (meta && meta.value.roomId === id && meta.value.inc === inc) {
-        await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
-        await this.#delete(kv.blobMeta, ownerKey(meta.value));
-        await this.#deleteObject(meta.value.object);
+    // Committed: the rest only reclaims what the old incarnation left.
+    await this.#afterCommit("room deletion's cleanup", { room: id, inc }, async () => {
+      await this.#releaseClaim(subjectKey(subject), inc);
+      await this.#delete(kv.rooms, creatorKey(r.value));
+      const prefix = roomPrefix(r.value);
+      const ms = await this.#get<MemberRecord>(kv.members, prefix);
+      await this.#delete(kv.members, prefix);
+      for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
+      for (const k of await this.#keys(kv.changes, `${prefix}.*`)) {
+        await this.#delete(kv.changes, k);
       }
-      await this.#delete(kv.blobMeta, k);
+      for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
+        await this.#delete(kv.roomKeys, k);
+      }
+      for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
+        const blobId = untok(k.split(".").pop()!);
+        const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
+        if (meta && meta.value.roomId === id && meta.value.inc === inc) {
+          await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
+          await this.#delete(kv.blobMeta, ownerKey(meta.value));
+          await this.#deleteObject(meta.value.object);
+        }
+        await this.#delete(kv.blobMeta, k);
+      }
+    });
+  }
+
+  /**
+   * Runs the steps after an operation's commit point. The operation has
+   * happened, so their failure is not its failure: reporting it would tell
+   * the client a committed write failed, and its retry would then conflict
+   * with that write. Each step only tidies what the invariants above already
+   * allow a crash to leave (invisible records of an old incarnation, stale
+   * hints, a change log key the member set restores); a failure is logged
+   * with what it left, and the operation succeeds.
+   */
+  async #afterCommit(
+    step: string,
+    fields: Record<string, unknown>,
+    steps: () => Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await steps();
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      this.#log?.warn("committed; a follow-up step failed and left invisible leftovers", {
+        step,
+        ...fields,
+        error: err,
+      });
     }
   }
 
@@ -1062,11 +1258,16 @@ export class KvStore implements Store {
   ): Promise<boolean> {
     const before = new Set(cur.value.members.map((m) => m.signPub));
     const after = new Set(next.members.map((m) => m.signPub));
-    for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
+    await definitely(async () => {
+      for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
+    });
+    // The commit (invariant 4).
     if (await this.#update(this.#kv.members, roomPrefix(room), next, cur.revision) === false) {
       return false;
     }
-    for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
+    await this.#afterCommit("index removal", { room: room.id }, async () => {
+      for (const s of before) if (!after.has(s)) await this.#indexRemove(s, room.id);
+    });
     return true;
   }
 
@@ -1103,7 +1304,8 @@ export class KvStore implements Store {
       }
       // Restore the previous change's log key if its writer stopped short.
       if (head >= 0 && seq === head + 1 && cur.value.change) {
-        await this.#create(kv.changes, `${prefix}.${head}`, cur.value.change);
+        const previous = cur.value.change;
+        await definitely(() => this.#create(kv.changes, `${prefix}.${head}`, previous));
       }
       const next: MemberRecord = {
         seq,
@@ -1111,8 +1313,12 @@ export class KvStore implements Store {
         members: mergeMembers(cur.value.members, after.members, now),
       };
       if (!await this.#writeMembers(r.value, cur, next)) continue;
-      await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
-      await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
+      // Invariant 4: the member set holds the change; its log key and the
+      // room's epoch follow (the next change, or a retry, completes them).
+      await this.#afterCommit("change log and epoch", { room: roomId, seq }, async () => {
+        await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
+        await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
+      });
       return;
     }
     throw new StoreUnavailableError(`too much contention on room ${roomId}`);
@@ -1206,6 +1412,14 @@ export class KvStore implements Store {
       const key = `${prefix}.${row.recipient}.${epoch}`;
       const rev = await this.#create(this.#kv.roomKeys, key, row);
       if (rev === false) {
+        // The same key stored by an earlier try of this very request (whose
+        // outcome its sender could not know) is this key: go on.
+        const stored = await this.#get<SealedKey>(this.#kv.roomKeys, key);
+        if (
+          stored && stored.value.sealed === row.sealed && stored.value.sealedBy === row.sealedBy
+        ) {
+          continue;
+        }
         // All or nothing: take back only what this call wrote.
         for (const [k, v] of written) await this.#delete(this.#kv.roomKeys, k, v).catch(() => {});
         throw new KeyExistsError(roomId, epoch, row.recipient);
@@ -1260,10 +1474,12 @@ export class KvStore implements Store {
     // Invariant 6: the pruning hint of an accepted nonce; a plain put, as
     // the same nonce reused after its expiry may land in the same slot.
     if (fresh) {
-      await this.#io(
-        "remember nonce expiry",
-        () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
-      );
+      // Only a hint (invariant 6): the nonce is remembered either way.
+      await this.#afterCommit("nonce expiry hint", {}, () =>
+        this.#write(
+          "remember nonce expiry",
+          () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
+        ));
     }
     return fresh;
   }
@@ -1313,9 +1529,11 @@ export class KvStore implements Store {
     };
     // Bytes under a unique name first (unreferenced, so invisible), then the
     // room index (so deleteRoom finds it), then the metadata: the commit.
-    await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
-    await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
-    await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
+    await definitely(async () => {
+      await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
+      await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
+      await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
+    });
     if (await this.#create(kv.blobMeta, id, rec) === false) {
       await this.#delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
       await this.#deleteObject(rec.object);
@@ -1344,7 +1562,7 @@ export class KvStore implements Store {
   async getBlob(id: string): Promise<Blob | null> {
     const rec = await this.#blob(id);
     if (rec === null) return null;
-    const data = await this.#io("get blob", () => this.#b!.blobs.getBlob(rec.value.object));
+    const data = await this.#io("get blob", () => this.#readObject(rec.value.object));
     return data ? { ...metaOf(id, rec.value), data } : null;
   }
 
@@ -1360,9 +1578,11 @@ export class KvStore implements Store {
     if (rec === null || !await this.#delete(kv.blobMeta, tok(id), rec.revision)) {
       throw new NotFoundError("blob", id);
     }
-    await this.#delete(kv.blobMeta, ownerKey(rec.value));
-    await this.#deleteObject(rec.value.object);
-    await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
+    await this.#afterCommit("blob deletion's cleanup", { blob: id }, async () => {
+      await this.#delete(kv.blobMeta, ownerKey(rec.value));
+      await this.#deleteObject(rec.value.object);
+      await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
+    });
   }
 
   async blobUsageOf(owner: string): Promise<BlobUsage> {
@@ -1559,6 +1779,58 @@ function message(err: unknown): string {
 function checksRevisionAtApply(version: string): boolean {
   const m = /^2\.10\.(\d+)(?:$|[-+])/.exec(version);
   return m !== null && Number(m[1]) >= 6;
+}
+
+/**
+ * A request that was sent and got no answer: a timeout, or the connection
+ * closed while it waited. Its write may have been stored.
+ */
+function unanswered(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof errors.TimeoutError || e.name === "TimeoutError") return true;
+    if (e instanceof errors.ClosedConnectionError || e.name === "ClosedConnectionError") {
+      return true;
+    }
+    // Lost while waiting for its answer ("connection closed", "connection
+    // disconnected"): it may have reached the server first.
+    if (e.name === "RequestError" && /closed|disconnected/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** Whether `bytes` hash to an object store digest (`SHA-256=<base64url>`). */
+async function digestMatches(bytes: Uint8Array, digest: string): Promise<boolean> {
+  const m = /^SHA-256=(.+)$/i.exec(digest);
+  if (!m) return false;
+  let want: Uint8Array;
+  try {
+    const b64 = m[1].replace(/-/g, "+").replace(/_/g, "/");
+    want = Uint8Array.from(
+      atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")),
+      (c) => c.charCodeAt(0),
+    );
+  } catch {
+    return false;
+  }
+  const got = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+  );
+  return got.length === want.length && got.every((x, i) => x === want[i]);
+}
+
+/**
+ * Runs the steps of an operation that come before its commit point: if a
+ * step's write has an unknown outcome, the operation's is still known (it
+ * did not happen: nothing it wrote so far is visible), so the caller hears
+ * "unavailable", not "outcome unknown".
+ */
+async function definitely<T>(steps: () => Promise<T>): Promise<T> {
+  try {
+    return await steps();
+  } catch (err) {
+    if (!(err instanceof StoreOutcomeUnknownError)) throw err;
+    throw new StoreUnavailableError(`${err.message}; nothing was committed`, { cause: err });
+  }
 }
 
 function isWrongLastSequence(err: unknown): boolean {

@@ -9,7 +9,12 @@
  * @module
  */
 
-import { jetstream, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import {
+  jetstream,
+  JetStreamApiError,
+  type JetStreamManager,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -17,7 +22,7 @@ import type { Logger } from "../log.ts";
 import { StoreUnavailableError } from "./store.ts";
 
 /** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
-export const KV_BUCKETS = {
+const KV_BUCKETS = {
   users: "UNIBUS_users",
   rooms: "UNIBUS_rooms",
   members: "UNIBUS_members",
@@ -68,6 +73,16 @@ export interface Buckets {
    */
   replicaKv: Record<keyof typeof KV_BUCKETS, KV> | null;
   blobs: ObjectStore;
+  /** Each bucket's name (`UNIBUS_users`, …): its stream is `KV_<name>`. */
+  names: Record<keyof typeof KV_BUCKETS, string>;
+  /** The blob object store's name: its stream is `OBJ_<name>`. */
+  blobsName: string;
+  /**
+   * Stream requests with the per-operation timeout, answered by each
+   * stream's leader: key listings and blob reads without an ephemeral
+   * consumer (see `KvStore` in kv.ts for why).
+   */
+  jsm: JetStreamManager;
 }
 
 /** Per attempt: short, so a request dropped by a cold cluster is re-sent soon. */
@@ -219,5 +234,13 @@ export async function openBuckets(opts: BucketOptions): Promise<Buckets> {
     replicas: opts.replicas,
     ms: Date.now() - started,
   });
-  return { kv, replicaKv, blobs };
+  const dataJsm = await jetstreamManager(opts.nc, { timeout: opts.opTimeoutMs, checkAPI: false });
+  return {
+    kv,
+    replicaKv,
+    blobs,
+    names: { ...KV_BUCKETS },
+    blobsName: BLOB_OBJECT_STORE,
+    jsm: dataJsm,
+  };
 }

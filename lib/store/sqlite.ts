@@ -522,11 +522,27 @@ export class SqliteStore implements Store {
     const rows = sealedKeyRows(roomId, epoch, keys);
     await this.#requireRoom(roomId);
     try {
-      // Plain INSERTs in one batch: any existing key aborts and rolls back all.
+      // INSERTs in one batch: any existing key that differs aborts and rolls
+      // back all; one stored exactly as given (an earlier try of the same
+      // request) is skipped, so the retry completes instead of failing.
       await this.#batch(rows.map((r) => ({
         sql: `INSERT INTO sealed_keys (room_id, epoch, recipient, sealed, sealed_by, created_at)
-              VALUES (?, ?, ?, ?, ?, ?)`,
-        args: [r.roomId, r.epoch, r.recipient, r.sealed, r.sealedBy, r.createdAt],
+              SELECT ?, ?, ?, ?, ?, ?
+              WHERE NOT EXISTS (SELECT 1 FROM sealed_keys WHERE room_id = ? AND epoch = ?
+                AND recipient = ? AND sealed = ? AND sealed_by = ?)`,
+        args: [
+          r.roomId,
+          r.epoch,
+          r.recipient,
+          r.sealed,
+          r.sealedBy,
+          r.createdAt,
+          r.roomId,
+          r.epoch,
+          r.recipient,
+          r.sealed,
+          r.sealedBy,
+        ],
       })));
     } catch (e) {
       if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);

@@ -324,8 +324,11 @@ export interface Store {
 
   /**
    * Stores the sealed keys of one epoch. Keys are immutable: if any
-   * (room, epoch, recipient) already exists this throws {@linkcode KeyExistsError}
-   * and existing keys are left unchanged. NotFoundError if the room is absent.
+   * (room, epoch, recipient) already exists with another sealed value or
+   * sealer this throws {@linkcode KeyExistsError} and existing keys are left
+   * unchanged. One stored exactly as given counts as stored, so a retry of
+   * a request whose outcome was unknown completes it instead of failing on
+   * its own first half. NotFoundError if the room is absent.
    */
   putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]>;
   getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null>;
@@ -375,6 +378,7 @@ export type StoreErrorCode =
   | "conflict"
   | "invalid_input"
   | "store_unavailable"
+  | "outcome_unknown"
   | "schema_too_new";
 
 /**
@@ -543,6 +547,43 @@ export class InvalidInputError extends StoreError {
 export class StoreUnavailableError extends StoreError {
   constructor(message: string, options?: ErrorOptions) {
     super("store_unavailable", message, options);
+  }
+}
+
+/**
+ * The operation's committing write was sent and never acknowledged (a
+ * timeout, or the connection lost while waiting): it may have been stored,
+ * or may still be. A {@linkcode StoreUnavailableError}, so whatever fails
+ * closed on an unavailable store still does; callers that answer a client
+ * say "outcome unknown" instead of "nothing happened", and a retry of the
+ * same operation finds either nothing or the value it wrote (compare it
+ * before calling the retry's conflict a failure).
+ *
+ * @example
+ * ```ts
+ * import { StoreOutcomeUnknownError } from "./store.ts";
+ * throw new StoreOutcomeUnknownError("create id.x not acknowledged: timeout");
+ * ```
+ */
+export class StoreOutcomeUnknownError extends StoreUnavailableError {
+  override readonly code: StoreErrorCode = "outcome_unknown";
+}
+
+/**
+ * A stored record does not parse, or has the wrong shape: written by hand,
+ * by another program, or damaged on disk. It is unavailable (503), never a
+ * crash, and the record's key is carried for the log. A reader of many
+ * records (a user's rooms) leaves out the damaged one and reads the rest.
+ *
+ * @example
+ * ```ts
+ * import { DamagedRecordError } from "./store.ts";
+ * throw new DamagedRecordError("UNIBUS_members/r.0123…", "members is not a list");
+ * ```
+ */
+export class DamagedRecordError extends StoreUnavailableError {
+  constructor(readonly key: string, reason: string) {
+    super(`damaged control-plane record ${key}: ${reason}`);
   }
 }
 

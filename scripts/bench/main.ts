@@ -4,8 +4,9 @@
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
  * Options: --only=callout,cluster,cluster-e2e,connect,control-plane,e2e,
- * flood,history,primitives,ready,scale (default all but cluster, cluster-e2e and
- * scale; cluster: --kills=N, default 3), --repeat=N (E2E, room-ready and
+ * flood,history,primitives,ready,scale,sync (default all but cluster, cluster-e2e,
+ * scale and sync; cluster: --kills=N, default 3; sync: --sync-packets,
+ * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
@@ -16,6 +17,7 @@
  * @module
  */
 
+import { benchSync, syncTable } from "./sync.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchCalloutStages } from "./callout_stages.ts";
 import { benchCluster } from "./cluster.ts";
@@ -260,6 +262,16 @@ if (only.has("control-plane")) {
   });
   results.controlPlane = controlPlane;
   out.push(controlPlaneTable(controlPlane), "");
+}
+
+if (only.has("sync")) {
+  const runs = await benchSync({
+    packets: Number(flag("sync-packets", "2000")),
+    writes: Number(flag("sync-writes", "200")),
+    repeat: Number(flag("sync-repeat", "3")),
+  });
+  results.sync = runs;
+  out.push(syncTable(runs), "");
 }
 
 // History alone (it is part of scale too): --only=history.

@@ -50,3 +50,57 @@ export function clusterPassProblem(pass: string): string | null {
   }
   return null;
 }
+
+/**
+ * Every member's route, this node's own included, as the generated config
+ * lists them. nats-server 2.10 sizes the JetStream meta group at its first
+ * start by the number of routes it is configured with (at least two): with
+ * only the two peers listed, two nodes that come up first can form a group
+ * of two and keep it, and no stream of three replicas can ever be placed.
+ * Listing all three makes the group wait for three. A route to itself is
+ * recognised and ignored by nats-server.
+ *
+ * Operators may list the other nodes or all of them. A listed route is this
+ * node's own when its port is the cluster port and its host is the cluster
+ * host (or, when the node binds every address, one of `localAddresses`, the
+ * machine's own); when none is, this node's route is added (its cluster
+ * host, or loopback when it binds every address). Duplicates (same host and
+ * port) are dropped, so the count is the number of members.
+ *
+ * @example
+ * ```ts
+ * allRoutes({ host: "10.0.0.1", port: 6250, routes: ["nats://10.0.0.2:6250", "nats://10.0.0.3:6250"] });
+ * // ["nats://10.0.0.2:6250", "nats://10.0.0.3:6250", "nats://10.0.0.1:6250"]
+ * ```
+ */
+export function allRoutes(
+  c: Pick<ClusterOptions, "host" | "port" | "routes">,
+  localAddresses: string[] = [],
+): string[] {
+  const hostPort = (r: string): [string, number] | null => {
+    try {
+      const u = new URL(r);
+      return [u.hostname.replace(/^\[|\]$/g, ""), Number(u.port || DEFAULT_CLUSTER_PORT)];
+    } catch {
+      return null;
+    }
+  };
+  const anyHost = c.host === "0.0.0.0" || c.host === "::" || c.host === "";
+  const mine = new Set(anyHost ? ["127.0.0.1", "::1", "localhost", ...localAddresses] : [c.host]);
+  const seen = new Set<string>();
+  const out: string[] = [];
+  let self = false;
+  for (const r of c.routes) {
+    const hp = hostPort(r);
+    const key = hp ? hp.join(":") : r;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(r);
+    if (hp && hp[1] === c.port && mine.has(hp[0])) self = true;
+  }
+  if (!self) {
+    const host = anyHost ? "127.0.0.1" : c.host.includes(":") ? `[${c.host}]` : c.host;
+    out.push(`nats://${host}:${c.port}`);
+  }
+  return out;
+}

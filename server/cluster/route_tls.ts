@@ -8,16 +8,20 @@
  */
 
 import { X509Certificate } from "node:crypto";
+import { readRegularFile } from "../../lib/fs/read_regular.ts";
 
 /** The route CA shares a certificate with the data-plane CA, or cannot be read. */
 export class RouteCaError extends Error {
   override name = "RouteCaError";
 }
 
+// A CA bundle is a few KiB; the bound keeps a wrong path from being read whole.
+const MAX_PEM_BYTES = 1024 * 1024;
+
 async function fingerprints(path: string, what: string): Promise<Set<string>> {
   let pem: string;
   try {
-    pem = await Deno.readTextFile(path);
+    pem = new TextDecoder().decode((await readRegularFile(path, MAX_PEM_BYTES)).bytes);
   } catch (err) {
     throw new RouteCaError(`cannot read ${what} ${path}: ${(err as Error).message}`);
   }

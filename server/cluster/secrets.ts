@@ -10,6 +10,7 @@
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import { privateTempPath, writePrivateTemp } from "../../lib/fs/private_file.ts";
+import { readRegularFile, type RegularFile } from "../../lib/fs/read_regular.ts";
 import { clusterPassProblem, type ClusterPassSource } from "./options.ts";
 
 /** A secret file that is missing, unreadable, open to others, or malformed. */
@@ -17,23 +18,28 @@ export class SecretFileError extends Error {
   override name = "SecretFileError";
 }
 
+// Secrets are a few hundred bytes; the bound keeps a wrong path (a disk
+// image, a device) from being read whole.
+const MAX_SECRET_BYTES = 64 * 1024;
+
 async function readPrivate(path: string, what: string): Promise<string> {
-  let st: Deno.FileInfo;
+  let file: RegularFile;
   try {
-    st = await Deno.stat(path);
+    // Judged on the open handle, never blocking on a FIFO.
+    file = await readRegularFile(path, MAX_SECRET_BYTES);
   } catch (err) {
     throw new SecretFileError(`cannot read ${what} ${path}: ${(err as Error).message}`);
   }
   // A secret readable by group or others is a secret shared with them: refuse
   // it rather than run with a key every local account can copy.
-  if (Deno.build.os !== "windows" && st.mode !== null && (st.mode & 0o077) !== 0) {
+  if (Deno.build.os !== "windows" && (file.mode & 0o077) !== 0) {
     throw new SecretFileError(
       `${what} ${path} has mode 0${
-        (st.mode & 0o777).toString(8)
+        (file.mode & 0o777).toString(8)
       }, open to group or others; chmod 600 it`,
     );
   }
-  return await Deno.readTextFile(path);
+  return new TextDecoder().decode(file.bytes);
 }
 
 /**

@@ -71,6 +71,16 @@ export interface ClusterStatus {
   metaLeader: string | null;
   /** The meta group's configured size. */
   clusterSize: number | null;
+  /** Members this node is configured with (its routes, itself included). */
+  configuredSize: number | null;
+  /**
+   * Why this node cannot serve (then `/healthz` is 503): no meta leader, a
+   * meta group formed with fewer members than configured (such a group never
+   * grows by itself), a control-plane stream without a leader.
+   */
+  problems: string[];
+  /** What is degraded while a quorum serves (`/healthz` stays 200): a peer down or behind. */
+  warnings: string[];
   /** A meta leader exists: JetStream (and the KV control plane) can make progress. */
   quorum: boolean;
   /** Each control-plane stream's leader and followers (empty when none is watched). */
@@ -156,7 +166,23 @@ export interface ClusterMonitor {
    * sockets stops counting within seconds) make a majority of `clusterSize`.
    */
   majorityAlive(): Promise<boolean>;
+  /**
+   * The cluster's nodes this one has no route to right now (asked of the
+   * server at the call, like {@linkcode majorityAlive}), by name, and how
+   * many configured nodes it has never heard of at all: what a write that
+   * needs every node (a new R3 stream, in nats-server 2.10) waits for.
+   * Empty and 0: every node is there.
+   */
+  missingPeers(): Promise<MissingPeers>;
   stop(): Promise<void>;
+}
+
+/** What {@linkcode ClusterMonitor.missingPeers} reports. */
+export interface MissingPeers {
+  /** Known peers without a route to this node, sorted. */
+  names: string[];
+  /** Configured nodes never seen (no route, no meta-group entry, no posture). */
+  unnamed: number;
 }
 
 /**
@@ -250,55 +276,93 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   const schedule = () => {
     timer = setTimeout(() => {
       if (!running) return;
-      current = poll().finally(() => running && schedule());
+      current = poll().then(report).finally(() => running && schedule());
     }, interval);
   };
   current.finally(() => running && schedule());
 
-  return {
-    status() {
-      const now = Date.now();
-      const ageMs = polledAt === 0 ? Infinity : now - polledAt;
-      const fresh = ageMs <= 3 * interval;
-      const meta = jsz.meta_cluster ?? {};
-      const routed = routeNames(routez);
-      const names = new Set<string>([
-        ...routed,
-        ...(meta.replicas ?? []).map((r) => r.name),
-        ...postures.keys(),
-      ]);
-      names.delete(opts.node);
-      names.delete("");
-      const peers = [...names].sort().map((name): PeerStatus => {
-        const replica = (meta.replicas ?? []).find((r) => r.name === name);
-        const p = postures.get(name);
-        return {
-          name,
-          route: fresh && routed.has(name) ? "up" : "down",
-          current: replica ? replica.current === true && replica.offline !== true : null,
-          posture: p?.posture ?? null,
-          postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
-          flags: postureFlags(p?.posture ?? null),
-        };
-      });
-      const metaLeader = fresh && meta.leader ? meta.leader : null;
+  const status = (): ClusterStatus => {
+    const now = Date.now();
+    const ageMs = polledAt === 0 ? Infinity : now - polledAt;
+    const fresh = ageMs <= 3 * interval;
+    const meta = jsz.meta_cluster ?? {};
+    const routed = routeNames(routez);
+    const names = new Set<string>([
+      ...routed,
+      ...(meta.replicas ?? []).map((r) => r.name),
+      ...postures.keys(),
+    ]);
+    names.delete(opts.node);
+    names.delete("");
+    const peers = [...names].sort().map((name): PeerStatus => {
+      const replica = (meta.replicas ?? []).find((r) => r.name === name);
+      const p = postures.get(name);
       return {
-        name: opts.clusterName,
-        node: opts.node,
-        flags: postureFlags(opts.posture),
-        peers,
-        metaLeader,
-        clusterSize: meta.cluster_size ?? null,
-        quorum: metaLeader !== null,
-        streams: fresh ? streams : [],
-        replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
-          streams.every((st) =>
-            st.error === null && st.leader !== null && st.current.length === st.replicas - 1
-          ),
-        ageMs: Number.isFinite(ageMs) ? ageMs : -1,
-        error: fresh ? error : error ?? "status is stale",
+        name,
+        route: fresh && routed.has(name) ? "up" : "down",
+        current: replica ? replica.current === true && replica.offline !== true : null,
+        posture: p?.posture ?? null,
+        postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
+        flags: postureFlags(p?.posture ?? null),
       };
-    },
+    });
+    const metaLeader = fresh && meta.leader ? meta.leader : null;
+    const shown = fresh ? streams : [];
+    const problems: string[] = [];
+    if (metaLeader === null) problems.push("no JetStream meta leader");
+    if (
+      fresh && meta.cluster_size !== undefined && opts.clusterSize !== undefined &&
+      meta.cluster_size < opts.clusterSize
+    ) {
+      problems.push(
+        `the JetStream meta group was formed with ${meta.cluster_size} of ${opts.clusterSize} ` +
+          "members and will not grow by itself: stop every node, remove each data dir's " +
+          "jetstream/SYS/_js_/_meta_ directory, start all nodes",
+      );
+    }
+    for (const st of shown) if (st.leader === null) problems.push(`${st.stream} has no leader`);
+    const warnings = peers.flatMap((p) =>
+      p.route === "down"
+        ? [`peer ${p.name} is down`]
+        : p.current === false
+        ? [`peer ${p.name} is not current`]
+        : []
+    );
+    return {
+      name: opts.clusterName,
+      node: opts.node,
+      flags: postureFlags(opts.posture),
+      peers,
+      metaLeader,
+      clusterSize: meta.cluster_size ?? null,
+      configuredSize: opts.clusterSize ?? null,
+      problems,
+      warnings,
+      quorum: metaLeader !== null,
+      streams: shown,
+      replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
+        streams.every((st) =>
+          st.error === null && st.leader !== null && st.current.length === st.replicas - 1
+        ),
+      ageMs: Number.isFinite(ageMs) ? ageMs : -1,
+      error: fresh ? error : error ?? "status is stale",
+    };
+  };
+
+  // Each problem and warning is logged once when it appears and once when it
+  // clears, not at every poll.
+  let reported = new Set<string>();
+  const report = () => {
+    if (polledAt === 0) return;
+    const st = status();
+    const now = new Set([...st.problems, ...st.warnings]);
+    for (const x of now) if (!reported.has(x)) opts.log.warn("cluster: " + x);
+    for (const x of reported) if (!now.has(x)) opts.log.info("cluster: resolved: " + x);
+    reported = now;
+  };
+
+  return {
+    status,
     async majorityAlive() {
       const now = Date.now();
       const heard = [...postures].filter(([, p]) => now - p.at <= 3 * interval).map(([n]) => n);
@@ -311,6 +375,26 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
       const alive = 1 + heard.filter((n) => routed.has(n)).length;
       const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 3;
       return alive > size / 2;
+    },
+    async missingPeers() {
+      let routed: Set<string>;
+      try {
+        routed = routeNames(await ask<Routez>("ROUTEZ", 250));
+      } catch {
+        // The server did not answer in time: the last poll's view.
+        routed = routeNames(routez);
+      }
+      const known = new Set<string>([
+        ...routed,
+        ...routeNames(routez),
+        ...(jsz.meta_cluster?.replicas ?? []).map((r) => r.name),
+        ...postures.keys(),
+      ]);
+      known.delete(opts.node);
+      known.delete("");
+      const names = [...known].filter((n) => !routed.has(n)).sort();
+      const size = opts.clusterSize ?? jsz.meta_cluster?.cluster_size ?? 1;
+      return { names, unnamed: Math.max(0, size - 1 - known.size) };
     },
     async stop() {
       running = false;

@@ -22,6 +22,8 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly details: Record<string, unknown> = {},
+    /** Response headers, e.g. `retry-after` on a 503. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -113,7 +115,7 @@ export function json(status: number, body: unknown, headers: HeadersInit = {}): 
 }
 
 function errorResponse(err: HttpError): Response {
-  return json(err.status, { ...err.details, error: err.code, message: err.message });
+  return json(err.status, { ...err.details, error: err.code, message: err.message }, err.headers);
 }
 
 /**
@@ -369,12 +371,22 @@ export function createApp(
  */
 export const accessLog: Middleware = async (req, ctx, next) => {
   const started = performance.now();
-  const res = await next();
-  ctx.log.info("http", {
-    method: req.method,
-    path: ctx.url.pathname,
-    status: res.status,
-    ms: Math.round((performance.now() - started) * 100) / 100,
-  });
-  return res;
+  const line = (status: number, error?: string) =>
+    ctx.log.info("http", {
+      method: req.method,
+      path: ctx.url.pathname,
+      status,
+      error,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    });
+  try {
+    const res = await next();
+    line(res.status);
+    return res;
+  } catch (err) {
+    // A refusal (503 included) is an answer too: without its line, an
+    // operator reading the log after a failed write saw nothing at all.
+    if (err instanceof HttpError) line(err.status, err.code);
+    throw err;
+  }
 };

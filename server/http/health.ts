@@ -10,6 +10,7 @@ import type { DataPlaneState } from "../../lib/nats/internal_connection.ts";
 import { VERSION } from "../../lib/version.ts";
 import type { ClusterStatus } from "../cluster/status.ts";
 import { json, type Route } from "./app.ts";
+import type { ControlPlaneCheck } from "./control_plane_check.ts";
 
 /** What the node enforces; reported verbatim. */
 export interface Posture {
@@ -33,25 +34,35 @@ export interface Posture {
  * ```
  */
 export function healthRoute(
-  deps: { posture: Posture; dataPlane: () => DataPlaneState; cluster?: () => ClusterStatus },
+  deps: {
+    posture: Posture;
+    dataPlane: () => DataPlaneState;
+    cluster?: () => ClusterStatus;
+    /** The control plane's storage (buckets, object store, SQLite file): 503 naming what is missing. */
+    controlPlane?: ControlPlaneCheck;
+  },
 ): Route {
   return {
     method: "GET",
     path: "/healthz",
     public: true,
-    handler: () => {
+    handler: async () => {
       const dataPlane = deps.dataPlane();
       const cluster = deps.cluster?.();
-      // A stream without a leader cannot take the control plane's writes, so
-      // the node is not fit for clients either (it would answer 503 to them).
-      const ok = dataPlane.connected &&
-        (cluster === undefined ||
-          (cluster.quorum && cluster.streams.every((st) => st.leader !== null)));
+      const controlPlane = deps.controlPlane ? await deps.controlPlane() : [];
+      // No meta leader, a short meta group, a control-plane stream without a
+      // leader: the node cannot take the control plane's writes (it would
+      // answer 503 to clients), so it is not fit for them either. A peer down
+      // while a quorum serves is a warning, still 200.
+      const ok = dataPlane.connected && controlPlane.length === 0 &&
+        (cluster === undefined || cluster.problems.length === 0);
       return json(ok ? 200 : 503, {
         status: ok ? "ok" : "unavailable",
         version: VERSION,
         posture: deps.posture,
         dataPlane,
+        // Missing or unreadable buckets, object store or database file, named.
+        controlPlane: { problems: controlPlane },
         ...(cluster ? { cluster } : {}),
       }, { "cache-control": "no-store" });
     },

@@ -94,6 +94,8 @@ export interface NatsConfigInput {
    * nats-server's own default (75% of the free disk).
    */
   maxFileStore?: number | null;
+  /** JetStream's `sync_interval`: "always", or every this many ms; absent: nats-server's 2 min. */
+  syncInterval?: "always" | number | null;
   /** nats-server writes its pid here; the next `serve` reaps a stale child with it. */
   pidFile: string;
   debug: boolean;
@@ -167,6 +169,14 @@ export function renderNatsConfig(input: NatsConfigInput): string {
       throw new NatsConfigError(`JetStream max store ${maxStore} must be a positive byte count`);
     }
     lines.push(`  max_file_store: ${maxStore}`);
+  }
+  const sync = input.syncInterval ?? null;
+  if (sync === "always") lines.push("  sync_interval: always");
+  else if (sync !== null) {
+    if (!Number.isSafeInteger(sync) || sync < 1) {
+      throw new NatsConfigError(`JetStream sync interval ${sync} must be a positive ms count`);
+    }
+    lines.push(`  sync_interval: "${sync}ms"`);
   }
   lines.push("}");
   lines.push(...authLines(input.auth));

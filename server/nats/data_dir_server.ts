@@ -69,6 +69,8 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
           port,
           jetStreamDir: l.jetStreamDir,
           maxFileStore: maxStore,
+          // The copy it makes is acknowledged only once on disk, like serve's writes.
+          syncInterval: "always",
           pidFile: l.natsPidFile,
           debug: false,
           trace: false,

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { RouteDialLog } from "./route_log.ts";
 import type { Logger } from "../../lib/log.ts";
 
 /** How to run the child. */
@@ -50,9 +51,11 @@ export class ManagedNatsServer {
   #stopping = false;
   #restarts = 0;
   #supervisor: Promise<void> | null = null;
+  #routes: RouteDialLog;
 
   constructor(opts: ManagedNatsOptions) {
     this.#opts = opts;
+    this.#routes = new RouteDialLog(opts.log);
   }
 
   /** The running child's pid, or null between restarts. */
@@ -90,6 +93,7 @@ export class ManagedNatsServer {
     const child = this.#child;
     if (child) await terminate(child, 10_000);
     await this.#supervisor;
+    this.#routes.close();
   }
 
   async #spawnReady(): Promise<Deno.ChildProcess> {
@@ -140,6 +144,8 @@ export class ManagedNatsServer {
     const severity = /\[(FTL|ERR|WRN|INF|DBG|TRC)\]/.exec(line)?.[1] ?? "INF";
     const { log, quiet } = this.#opts;
     const text = line.replace(/^\[\d+\]\s*/, "");
+    // Route dial failures repeat every second while a peer is down: said once per change.
+    if (this.#routes.consume(text)) return;
     if (severity === "FTL" || severity === "ERR") log.error(text);
     else if (severity === "WRN") log.warn(text);
     else if (!quiet) log.info(text);

@@ -32,6 +32,15 @@ export class StreamStorageFullError extends Error {
   override name = "StreamStorageFullError";
 }
 
+/**
+ * JetStream cannot place the stream's replicas: in nats-server 2.10 a new
+ * R3 stream needs three live peers, so this is what a persisted room's
+ * creation meets while a node of the cluster is down.
+ */
+export class StreamPlacementError extends Error {
+  override name = "StreamPlacementError";
+}
+
 /** The room facts a stream depends on. */
 export interface StreamRoom {
   id: string;
@@ -108,6 +117,9 @@ export async function createRoomStream(
     if (err instanceof JetStreamApiError && err.code === INSUFFICIENT_RESOURCES) {
       throw new StreamStorageFullError(err.message, { cause: err });
     }
+    if (err instanceof JetStreamApiError && err.code === NO_SUITABLE_PEERS) {
+      throw new StreamPlacementError(err.message, { cause: err });
+    }
     throw err;
   }
   return cfg.name;
@@ -115,6 +127,8 @@ export async function createRoomStream(
 
 // JetStream's "insufficient storage resources available" (JSInsufficientResourcesErr).
 const INSUFFICIENT_RESOURCES = 10047;
+// JetStream's "no suitable peers for placement" (JSClusterNoPeersErr).
+const NO_SUITABLE_PEERS = 10005;
 
 /**
  * Deletes the stream of a room; resolves when it is gone, including when it

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { accountUser } from "../../server/nats/account_users.ts";
+import { accountUser, type DerivedAccount } from "../../server/nats/account_users.ts";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import { nkeyAuthenticatorFor } from "../../lib/auth/nkey.ts";
 import {
@@ -83,6 +83,15 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
   });
   const opened: Array<{ close(): Promise<void> }> = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (opened.push(c), c);
+  const accountTap = async (account: DerivedAccount) => {
+    const id = await loadIdentity(internalId);
+    return track(
+      await natsConnect({
+        servers: `127.0.0.1:${s.natsPort}`,
+        authenticator: nkeyAuthenticatorFor(accountUser(id.signSeed, account)),
+      }),
+    );
+  };
   return {
     s,
     store,
@@ -97,24 +106,8 @@ export async function clientBus(kind: StoreKind = "sqlite"): Promise<ClientBus> 
         }),
       );
     },
-    async tap() {
-      const id = await loadIdentity(internalId);
-      return track(
-        await natsConnect({
-          servers: `127.0.0.1:${s.natsPort}`,
-          authenticator: nkeyAuthenticatorFor(accountUser(id.signSeed, "users")),
-        }),
-      );
-    },
-    async roomsTap() {
-      const id = await loadIdentity(internalId);
-      return track(
-        await natsConnect({
-          servers: `127.0.0.1:${s.natsPort}`,
-          authenticator: nkeyAuthenticatorFor(accountUser(id.signSeed, "rooms")),
-        }),
-      );
-    },
+    tap: () => accountTap("users"),
+    roomsTap: () => accountTap("rooms"),
     async stop() {
       for (const c of opened.reverse()) await c.close().catch(() => {});
       await store.close();

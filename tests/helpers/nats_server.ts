@@ -20,6 +20,8 @@ export interface NatsServerUnderTest {
   stop(opts?: { remove?: boolean }): Promise<void>;
   /** Starts it again on the same port and store dir (after stop). */
   restart(): Promise<void>;
+  /** The running process's pid (to SIGSTOP it: a store that takes a write and never answers). */
+  readonly pid: number;
 }
 
 /**
@@ -90,6 +92,11 @@ export async function startNatsServer(): Promise<NatsServerUnderTest> {
       return `nats://127.0.0.1:${port}`;
     },
     storeDir,
+    get pid() {
+      const c = child as Deno.ChildProcess | null;
+      if (c === null) throw new Error("nats-server is not running");
+      return c.pid;
+    },
     connect: () => connect({ servers: `127.0.0.1:${port}` }),
     stop,
     restart: launch,

@@ -7,10 +7,23 @@
  * @module
  */
 
-import { BlobExistsError, NotFoundError, type Store } from "../../../lib/store/store.ts";
+import {
+  BlobExistsError,
+  NotFoundError,
+  type Store,
+  StoreOutcomeUnknownError,
+} from "../../../lib/store/store.ts";
 import { type Limits, MAX_BLOB_BYTES } from "../../limits.ts";
 import { HttpError, json, readBody, type RequestContext, type Route } from "../app.ts";
-import { callerOf, ID32, KeyedLock, notFound, quotaExceeded, storeErrors } from "./common.ts";
+import {
+  callerOf,
+  ID32,
+  KeyedLock,
+  notFound,
+  outcomeUnknown,
+  quotaExceeded,
+  storeErrors,
+} from "./common.ts";
 import { memberRoom } from "./rooms.ts";
 import { verifiedRoom } from "../../rooms/state.ts";
 
@@ -98,6 +111,9 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
               // Deleted while the bytes arrived: the store refuses a blob
               // for a room that is gone.
               if (err instanceof NotFoundError) throw notFound("room");
+              // The id is the server's: the client learns it only here, so
+              // that it can look for the blob before uploading it again.
+              if (err instanceof StoreOutcomeUnknownError) throw outcomeUnknown({ id });
               // 128 random bits do not collide; this guards a broken RNG, once.
               if (!(err instanceof BlobExistsError) || attempt > 0) throw err;
               id = newBlobId();
@@ -105,8 +121,12 @@ export function blobRoutes(deps: BlobRouteDeps): Route[] {
           }
         });
         // The room may have been deleted while the bytes arrived; its blobs
-        // went with it, so this one must not outlive it either.
-        if (!(await store.getRoom(room.id))) {
+        // went with it, so this one must not outlive it either. A failed read
+        // here says nothing about the committed upload, which stands (a blob
+        // of a deleted room is invisible anyway: it names the room's old
+        // incarnation).
+        const gone = await store.getRoom(room.id).then((r) => r === null, () => false);
+        if (gone) {
           await store.deleteBlob(id).catch(() => {});
           throw notFound("room");
         }

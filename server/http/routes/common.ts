@@ -14,6 +14,7 @@ import {
   InvalidInputError,
   NotFoundError,
   StoreError,
+  StoreOutcomeUnknownError,
   StoreUnavailableError,
 } from "../../../lib/store/store.ts";
 import { type Handler, HttpError, type RequestContext } from "../app.ts";
@@ -121,7 +122,8 @@ export function stringField(
 
 /**
  * Runs `handler`, turning the store's typed errors into HTTP answers:
- * invalid input 400, not found 404, unavailable 503. Anything else (a bug)
+ * invalid input 400, not found 404, unavailable 503 (`outcome_unknown` when
+ * a write was sent and not acknowledged). Anything else (a bug)
  * is left to the app, which logs it and answers a bare 500.
  *
  * @example
@@ -151,10 +153,35 @@ export function toHttpError(err: unknown): unknown {
   if (err instanceof HttpError || !(err instanceof StoreError)) return err;
   if (err instanceof InvalidInputError) return new HttpError(400, "invalid_input", err.message);
   if (err instanceof NotFoundError) return new HttpError(404, "not_found", err.message);
+  // Before the plain 503: an unknown outcome is one too, with a different
+  // promise to the client (it may have happened; retry and compare).
+  if (err instanceof StoreOutcomeUnknownError) return outcomeUnknown();
   if (err instanceof StoreUnavailableError) {
     return new HttpError(503, "store_unavailable", "the control-plane store is unavailable");
   }
   return new HttpError(409, err.code, err.message);
+}
+
+/**
+ * A 503 `outcome_unknown`: the store was sent the request's write and never
+ * acknowledged it, so it may have happened (or may still). Distinct from
+ * `store_unavailable` (nothing happened): a client retries the same request
+ * and treats a conflict with the value it wrote as success (docs/api.md).
+ *
+ * @example
+ * ```ts
+ * throw outcomeUnknown({ id: blobId });
+ * ```
+ */
+export function outcomeUnknown(details: Record<string, unknown> = {}): HttpError {
+  return new HttpError(
+    503,
+    "outcome_unknown",
+    "the write was sent to the store and not acknowledged: it may have happened; " +
+      "retry the same request and compare what is stored",
+    details,
+    { "retry-after": "1" },
+  );
 }
 
 /**

@@ -7,6 +7,7 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../../lib/log.ts";
+import type { MissingPeers } from "../../cluster/status.ts";
 import type { Store } from "../../../lib/store/store.ts";
 import { DEFAULT_LIMITS, type Limits } from "../../limits.ts";
 import { natsRoomStreams, type RoomStreams } from "../../rooms/streams.ts";
@@ -34,6 +35,8 @@ export interface ApiDeps {
   limits?: Limits;
   /** Replicas of persisted rooms' streams (the control plane's: 3 in a cluster). */
   streamReplicas?: number;
+  /** The cluster's nodes that are down (a cluster only): see RoomRouteDeps. */
+  missingNodes?: () => Promise<MissingPeers>;
 }
 
 /**
@@ -63,6 +66,7 @@ export function apiRoutes(deps: ApiDeps): Route[] {
       log: deps.log,
       locks,
       quotas: limits,
+      missingNodes: deps.missingNodes,
     }),
     ...keyRoutes({ store: deps.store }),
     ...blobRoutes({ store: deps.store, quotas: limits, locks }),

@@ -22,6 +22,7 @@ import {
   type SignedChange,
   verifyLog,
 } from "../../../lib/e2e/membership.ts";
+import { roomStreamName } from "../../../lib/auth/acl.ts";
 import { subjectViolation } from "../../../lib/grammar.ts";
 import type { Logger } from "../../../lib/log.ts";
 import {
@@ -30,10 +31,22 @@ import {
   type Room,
   RoomExistsError,
   type Store,
+  StoreUnavailableError,
 } from "../../../lib/store/store.ts";
 import type { Limits } from "../../limits.ts";
-import { type RoomStreams, StreamStorageFullError } from "../../rooms/streams.ts";
-import { memberProvenance, roomView, stateAfter, verifiedRoom } from "../../rooms/state.ts";
+import type { MissingPeers } from "../../cluster/status.ts";
+import {
+  type RoomStreams,
+  StreamPlacementError,
+  StreamStorageFullError,
+} from "../../rooms/streams.ts";
+import {
+  memberProvenance,
+  type RoomView,
+  roomView,
+  stateAfter,
+  verifiedRoom,
+} from "../../rooms/state.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
 import {
   asObject,
@@ -66,6 +79,87 @@ export interface RoomRouteDeps {
   locks?: KeyedLock;
   /** How many rooms, and persisted rooms, one user may have created; unlimited when unset. */
   quotas?: Pick<Limits, "roomsPerUser" | "persistedRoomsPerUser">;
+  /**
+   * The cluster's nodes that are down right now (server/cluster/status.ts);
+   * unset on a single node. A persisted room's stream needs all of them.
+   */
+  missingNodes?: () => Promise<MissingPeers>;
+}
+
+/** Seconds a client is told to wait before retrying a write the cluster cannot place. */
+export const CLUSTER_DEGRADED_RETRY_AFTER_S = 30;
+
+/**
+ * A 503 `cluster_degraded` with `Retry-After`, naming the nodes that are
+ * down: a new persisted room's stream has a replica on every node of the
+ * cluster, and nats-server 2.10 places one only on live peers. Nothing of
+ * the room is kept; the rest of the API keeps working.
+ *
+ * @example
+ * ```ts
+ * throw clusterDegraded({ names: ["n3"], unnamed: 0 });
+ * ```
+ */
+export function clusterDegraded(missing: MissingPeers | null, cause?: string): HttpError {
+  const names = missing?.names ?? [];
+  const unnamed = missing?.unnamed ?? 0;
+  const who = [
+    ...names.map((n) => `node ${n}`),
+    ...(unnamed > 0 ? [`${unnamed} node(s) never seen by this one`] : []),
+  ];
+  const down = who.length > 0 ? `${who.join(" and ")} ${who.length > 1 ? "are" : "is"} down` : (
+    `a node is unavailable${cause ? ` (${cause})` : ""}`
+  );
+  return new HttpError(
+    503,
+    "cluster_degraded",
+    `a persisted room's stream needs every node of the cluster, and ${down}; ` +
+      `retry when it is back (everything else works meanwhile)`,
+    { missing: names },
+    { "retry-after": String(CLUSTER_DEGRADED_RETRY_AFTER_S) },
+  );
+}
+
+/**
+ * The answer to a write that has committed: the room as the store now has
+ * it, or, if that read fails (a stream leader being elected), as it was
+ * written. Never an error: the client would take its committed room or
+ * change for a failure and retry into a conflict with it.
+ */
+async function committedView(
+  store: Store,
+  log: Logger,
+  room: Room,
+  written: () => RoomView,
+): Promise<RoomView> {
+  try {
+    const now = await store.getRoom(room.id);
+    return await roomView(store, now ?? room);
+  } catch (err) {
+    if (!(err instanceof StoreUnavailableError)) throw err;
+    log.warn("committed; answering with the written view", { room: room.id, error: err });
+    return written();
+  }
+}
+
+/** The view of a room built from what was just written (see committedView). */
+function writtenView(
+  room: Room,
+  epoch: number,
+  members: Array<{ signPub: string; role: "admin" | "member" }>,
+  changes: SignedChange[],
+): RoomView {
+  return {
+    id: room.id,
+    subject: room.subject,
+    policy: { ...room.policy },
+    epoch,
+    createdBy: room.createdBy,
+    createdAt: room.createdAt,
+    members: members.map((m) => ({ signPub: m.signPub, role: m.role })),
+    changes: changes.map((c) => ({ text: c.text, sig: c.sig })),
+    stream: room.policy.persist ? roomStreamName(room.id) : null,
+  };
 }
 
 /**
@@ -223,11 +317,67 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       }
       return null;
     };
+    // This very genesis, by its signer, already stored: a retry of a
+    // creation whose answer was lost or whose outcome was unknown. It
+    // completes the creation (a persisted room's stream may be missing)
+    // instead of refusing the creator's own room as taken.
+    const retried = async (): Promise<Room | null> => {
+      const room = await store.getRoom(b.room);
+      if (room === null || room.createdBy !== caller) return null;
+      const [first] = await store.listRoomChanges(b.room);
+      const same = first?.seq === 0 && first.text === change.text && first.sig === change.sig;
+      return same ? room : null;
+    };
+    const missing = async () => await deps.missingNodes?.().catch(() => null) ?? null;
+    // A room without its stream would be unusable: undo it, so that nothing
+    // is kept and the creator can simply retry.
+    const rollBack = async (room: Room, step: string, err: unknown) => {
+      log.error("room creation failed, rolled back", { room: room.id, step, error: err });
+      // The stream too: a creation that timed out may still have made it.
+      await streams.delete(room.id).catch(() => {});
+      await store.deleteRoom(room.id).catch((e) => {
+        // Left for the creator's retry of the same genesis, which completes it.
+        log.error("room creation not rolled back", { room: room.id, error: e });
+      });
+    };
+    const ensureStream = async (room: Room) => {
+      try {
+        await streams.create({ id: room.id, subject: room.subject });
+      } catch (err) {
+        await rollBack(room, "stream", err);
+        // The node's JetStream store is fully reserved: a capacity
+        // problem for the operator (--jetstream-max-store), not an outage.
+        if (err instanceof StreamStorageFullError) {
+          throw new HttpError(
+            507,
+            "storage_full",
+            "the node has no JetStream storage left for another persisted room",
+          );
+        }
+        if (err instanceof StreamPlacementError) {
+          throw clusterDegraded(await missing(), err.message);
+        }
+        throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
+      }
+    };
     return await locks.run(`quota:${caller}`, () =>
       locks.run(b.room, async () => {
+        const again = await retried();
+        if (again) {
+          if (again.policy.persist) await ensureStream(again);
+          log.info("room creation retried: already stored", { room: again.id, by: caller });
+          recheck(again.id);
+          return json(201, await roomView(store, again));
+        }
         const conflict = await taken();
         if (conflict) throw conflict;
         await requireRoomQuota(caller, b.policy!.persist);
+        if (b.policy!.persist && deps.missingNodes) {
+          // Refused before anything is written: its stream could not be
+          // placed, and a room without one would be rolled back anyway.
+          const down = await missing();
+          if (down && (down.names.length > 0 || down.unnamed > 0)) throw clusterDegraded(down);
+        }
         await requireKex(caller, b, "unknown_user");
         // A room created with members (one v2 change): each must be an
         // active user whose registered kex is the one the change names,
@@ -235,6 +385,15 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
         const joining = addedMembers(b).slice(1);
         for (const m of joining) await requireKex(m.member, m, "unknown_member");
         const provenance = memberProvenance(change, 0, joining.length + 1);
+        const members = [
+          { signPub: caller, role: "admin" as const, addedBy: caller, change: provenance },
+          ...joining.map((m) => ({
+            signPub: m.member,
+            role: m.role,
+            addedBy: caller,
+            change: provenance,
+          })),
+        ];
         let room: Room;
         try {
           // The room, its genesis change and its creator as admin are one
@@ -244,46 +403,13 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
             subject,
             policy: b.policy!,
             createdBy: caller,
-          }, {
-            change,
-            members: [
-              { signPub: caller, role: "admin", addedBy: caller, change: provenance },
-              ...joining.map((m) => ({
-                signPub: m.member,
-                role: m.role,
-                addedBy: caller,
-                change: provenance,
-              })),
-            ],
-          });
+          }, { change, members });
         } catch (err) {
           // Another request (or node) took the id or subject since we looked.
           if (err instanceof RoomExistsError) throw (await taken()) ?? err;
           throw err;
         }
-        // A room without its stream would be unusable: undo it so the creator
-        // can simply retry.
-        const rollBack = async (step: string, err: unknown) => {
-          log.error("room creation failed, rolled back", { room: room.id, step, error: err });
-          await store.deleteRoom(room.id).catch(() => {});
-        };
-        if (room.policy.persist) {
-          try {
-            await streams.create({ id: room.id, subject: room.subject });
-          } catch (err) {
-            await rollBack("stream", err);
-            // The node's JetStream store is fully reserved: a capacity
-            // problem for the operator (--jetstream-max-store), not an outage.
-            if (err instanceof StreamStorageFullError) {
-              throw new HttpError(
-                507,
-                "storage_full",
-                "the node has no JetStream storage left for another persisted room",
-              );
-            }
-            throw new HttpError(503, "stream_unavailable", "could not create the room's stream");
-          }
-        }
+        if (room.policy.persist) await ensureStream(room);
         log.info("room created", {
           room: room.id,
           subject: room.subject,
@@ -291,7 +417,16 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
           members: joining.length + 1,
         });
         recheck(room.id);
-        return json(201, await roomView(store, room));
+        const created = room;
+        return json(
+          201,
+          await committedView(
+            store,
+            log,
+            created,
+            () => writtenView(created, 0, members, [change]),
+          ),
+        );
       }));
   });
 
@@ -355,8 +490,19 @@ export function roomRoutes(deps: RoomRouteDeps): Route[] {
       });
       recheck(id);
       notify(id, [...new Set([...next.members.keys(), ...named])]);
-      const now = await store.getRoom(id);
-      return json(200, await roomView(store, now ?? room));
+      const members = [...next.members.values()].map((m) => ({
+        signPub: m.signPub,
+        role: m.role,
+      }));
+      return json(
+        200,
+        await committedView(
+          store,
+          log,
+          room,
+          () => writtenView(room, next.epoch, members, [...changes, change]),
+        ),
+      );
     });
   });
 
