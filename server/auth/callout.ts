@@ -255,9 +255,15 @@ async function admit(
     throw new Denied("nonce signature does not verify");
   }
   const signPubHex = toHex(signPub);
-  // The user and its rooms together, as current as a fresh read (the store
-  // says how it proves that for a cached answer); the rooms are wasted on a
-  // refusal, but an admitted connect (the common case) waits for one read.
+  // The user and its rooms together, linearizable: never older than a write
+  // acknowledged before this read began, on any node, whatever the cluster
+  // is doing (Store.getUserAccess; SQLite proves it with its change token,
+  // KV checks each record that grants access against its bucket's RAFT
+  // log, so a revoke returned during a leader election is never missed). A
+  // login that overlaps a revoke may still be admitted (its read came
+  // first): the enforcer's re-check of every admission, the same read, cuts
+  // it. The rooms are wasted on a refusal, but an admitted connect (the
+  // common case) waits for one read.
   // Throws when the store cannot be read: the login fails closed (handle).
   // The quorum question runs alongside the read, so it adds no round trip.
   const [{ user, rooms }, quorate] = await Promise.all([
