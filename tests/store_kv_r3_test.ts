@@ -141,6 +141,74 @@ Deno.test("buckets made at R1 are raised in place to R3 by a store opened with r
   }
 });
 
+Deno.test("getUserAccess at R3 sees a revoke or a removal made through another node at once, and its log check stores nothing", async () => {
+  const stores = await Promise.all([0, 1, 2].map(async (i) =>
+    await openKvStore({
+      nc: await cluster.connectAs(i, "internal"),
+      replicas: 3,
+      ownsConnection: true,
+      bootstrapTimeoutMs: 60_000,
+    })
+  ));
+  const admin = await cluster.connectAs(0, "internal");
+  try {
+    const jsm = await jetstreamManager(admin, { checkAPI: false });
+    const state = async () =>
+      await Promise.all(
+        ["KV_UNIBUS_users", "KV_UNIBUS_rooms", "KV_UNIBUS_members"].map(async (s) => {
+          const st = (await jsm.streams.info(s)).state;
+          return [s, st.messages, st.last_seq];
+        }),
+      );
+    // Each round writes through one node and reads through the other two at
+    // once (each read is a direct get of the nearest replica, checked against
+    // the log). A stale leader is what the check is for; tests/
+    // cluster_faults_test.ts makes one (SIGSTOP) and checks logins there.
+    const users: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      const [writer, ...readers] = [0, 1, 2].map((k) => stores[(round + k) % 3]);
+      const signPub = crypto.randomUUID().replaceAll("-", "").repeat(2);
+      users.push(signPub);
+      const roomId = `r${round}-${crypto.randomUUID().slice(0, 8)}`;
+      await writer.addUser({ signPub, kexPub: null, kexSig: null, handle: "ada", role: "member" });
+      await writer.createRoom({
+        id: roomId,
+        subject: `chat.${roomId}`,
+        policy: { encrypt: true, sign: true, persist: false },
+        createdBy: signPub,
+      });
+      await writer.addMember({ roomId, signPub, role: "member", addedBy: signPub, change: null });
+      for (const r of readers) {
+        const access = await r.getUserAccess(signPub);
+        assertEquals([access.user?.status, access.rooms.map((x) => x.id)], ["active", [roomId]]);
+      }
+      // The room taken away (a member removal or the room deleted), then a
+      // revoke: each seen at once elsewhere.
+      if (round % 2 === 0) await writer.removeMember(roomId, signPub);
+      else await writer.deleteRoom(roomId);
+      const afterRemoval = await Promise.all(readers.map((r) => r.getUserAccess(signPub)));
+      assertEquals(afterRemoval.map((a) => a.rooms.length), [0, 0], `round ${round}`);
+      await writer.revokeUser(signPub);
+      const checked = await Promise.all(readers.map((r) => r.getUserAccess(signPub)));
+      assertEquals(checked.map((a) => a.user?.status), ["revoked", "revoked"], `round ${round}`);
+    }
+    // The checks change no stream: same messages, same last sequence, for
+    // keys that exist and keys that do not.
+    const before = await state();
+    const absent = crypto.randomUUID().replaceAll("-", "").repeat(2);
+    for (let i = 0; i < 20; i++) {
+      for (const s of stores) {
+        assertEquals((await s.getUserAccess(absent)).user, null);
+        assertEquals((await s.getUserAccess(users[i % users.length])).user?.status, "revoked");
+      }
+    }
+    assertEquals(await state(), before);
+  } finally {
+    await admin.close();
+    for (const s of stores) await s.close();
+  }
+});
+
 Deno.test({
   name: "store contract (kv R3): the shared cluster stops",
   sanitizeOps: false,

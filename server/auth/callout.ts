@@ -195,8 +195,17 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   await Promise.resolve();
   record?.();
   // Only once the answer is out: logged earlier, a failed send read as
-  // "connection admitted" followed by "could not answer".
-  if (admitted) opts.log.info("connection admitted", admitted);
+  // "connection admitted" followed by "could not answer". With how long the
+  // answer took: the store was read at most that long before this line, so
+  // an admission logged after a revoke returned is told from one decided
+  // after it (the first is a login that overlapped the revoke; the enforcer
+  // cuts it at once, see enforcer.ts; the second must never happen).
+  if (admitted) {
+    opts.log.info("connection admitted", {
+      ...admitted,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    });
+  }
   opts.onAnswer?.(performance.now() - started, "jwt" in answer);
   opts.log.debug("authorization answered", {
     cid: client.cid,
@@ -246,9 +255,15 @@ async function admit(
     throw new Denied("nonce signature does not verify");
   }
   const signPubHex = toHex(signPub);
-  // The user and its rooms together, as current as a fresh read (the store
-  // says how it proves that for a cached answer); the rooms are wasted on a
-  // refusal, but an admitted connect (the common case) waits for one read.
+  // The user and its rooms together, linearizable: never older than a write
+  // acknowledged before this read began, on any node, whatever the cluster
+  // is doing (Store.getUserAccess; SQLite proves it with its change token,
+  // KV checks each record that grants access against its bucket's RAFT
+  // log, so a revoke returned during a leader election is never missed). A
+  // login that overlaps a revoke may still be admitted (its read came
+  // first): the enforcer's re-check of every admission, the same read, cuts
+  // it. The rooms are wasted on a refusal, but an admitted connect (the
+  // common case) waits for one read.
   // Throws when the store cannot be read: the login fails closed (handle).
   // The quorum question runs alongside the read, so it adds no round trip.
   const [{ user, rooms }, quorate] = await Promise.all([
@@ -298,6 +313,8 @@ async function admit(
     handle: user.handle,
     signPub: signPubHex,
     cid: req.client_info?.id,
+    // Which nats-server holds the connection: any node may answer for any.
+    server: req.server_id.name ?? req.server_id.id,
     rooms: granted.length,
     roomsLeftOut: inexpressible.length,
   };

@@ -21,7 +21,9 @@
  *
  * Re-reading a user when one of their connections is admitted closes the
  * race where the callout read the user just before a revocation whose feed
- * event arrived before the session was recorded.
+ * event arrived before the session was recorded. That re-read is the
+ * callout's own linearizable read ({@linkcode Store.getUserAccess}), so the
+ * race stays closed while a cluster elects a leader.
  *
  * @module
  */
@@ -213,13 +215,20 @@ export function startEnforcer(opts: EnforcerOptions) {
   };
 
   // `viaAccess`: read with Store.getUserAccess, as the callout does, for the
-  // re-check that follows each admission. It is as current as a fresh read
-  // (SQLite answers from memory only while it proves nothing was committed
-  // since), and on SQLite it is one small read instead of two: that re-check
-  // runs while nats-server finishes the login it just answered, and on a
-  // 2-core machine its two reads took CPU from it. Passes the change feed or
-  // the backstop start read afresh, so even a flaw in that cache could not
-  // keep a revoked user connected past the next backstop pass.
+  // re-check that follows each admission. It is linearizable (never older
+  // than a write acknowledged before it, on any node: SQLite answers from
+  // memory only while it proves nothing was committed since, KV checks the
+  // records against the buckets' RAFT logs), so a login that overlapped a
+  // revoke is cut even during a leader election; and on SQLite it is one
+  // small read instead of two: that re-check runs while nats-server
+  // finishes the login it just answered, and on a 2-core machine its two
+  // reads took CPU from it. Passes the change feed or the backstop start
+  // read afresh, so even a flaw in that cache could not keep a revoked user
+  // connected past the next backstop pass. On KV those passes read plainly
+  // (a stream leader, or a replica while one is elected), which is cheaper
+  // for a pass over every connected user and may lag a revoke by the
+  // election: they only decide cuts, and the next pass reads again, so an
+  // old answer delays a cut, never admits anyone.
   const reconcileUser = async (signPub: string, viaAccess = false) => {
     const access = viaAccess ? await opts.store.getUserAccess(signPub) : null;
     const user = access ? access.user : await opts.store.getUser(signPub);
