@@ -204,6 +204,11 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
           assert(victim >= 0, `attached to an unknown node ${first.node}`);
           // Let it run a little on the victim, then kill serve and its nats-server.
           await loop.waitFor((l) => l.event === "tick" && Number(l.tick) >= 20, 15_000);
+          // Admission reads come from the buckets' leaders only (a replica may
+          // miss a revoke acknowledged just before its leader died), so when
+          // the victim led one of the buckets a login reads, logins fail
+          // closed until RAFT elects a new leader (4–9 s in nats-server 2.10).
+          const ledAdmission = await admissionLeaderIs(c, victim);
           await c.kill9(victim);
           const others = [0, 1, 2].filter((i) => i !== victim);
 
@@ -221,9 +226,10 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
             (summary.nodes as string[]).length >= 2,
             `no failover seen: ${JSON.stringify(summary.nodes)}`,
           );
+          const gapBound = ledAdmission ? 12_000 : 2000;
           assert(
-            Number(summary.max_gap_ms) < 2000,
-            `receiving again took ${summary.max_gap_ms} ms`,
+            Number(summary.max_gap_ms) < gapBound,
+            `receiving again took ${summary.max_gap_ms} ms (victim led an admission bucket: ${ledAdmission})`,
           );
 
           // The killed node, restarted on its data dir, rejoins; replicas current.
@@ -406,3 +412,19 @@ Deno.test("a lone node of a three-node cluster answers 503 while it waits, and s
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+/** The buckets a login reads (Store.getUserAccess), whose leaders it waits for. */
+const ADMISSION_STREAMS = [
+  "KV_UNIBUS_users",
+  "KV_UNIBUS_rooms",
+  "KV_UNIBUS_members",
+  "KV_UNIBUS_rooms_by_member",
+];
+
+/** Whether node `i` leads one of the {@linkcode ADMISSION_STREAMS}, as its /healthz says. */
+async function admissionLeaderIs(c: ServeCluster, i: number): Promise<boolean> {
+  const h = await c.health(i);
+  const streams = (h.body.cluster as { streams?: Array<{ stream: string; leader: string | null }> })
+    ?.streams ?? [];
+  return streams.some((s) => ADMISSION_STREAMS.includes(s.stream) && s.leader === c.nodes[i].name);
+}
