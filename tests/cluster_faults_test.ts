@@ -380,18 +380,375 @@ async function pauseFault(c: ServeCluster, what: "meta leader" | "users' leader"
   }
 }
 
-Deno.test("cluster faults: pause (meta leader, users' leader)", async (t) => {
-  const c = await startServeCluster();
+/** A user added through `store` (as `user add --store kv` would). */
+async function addUser(store: Store, u: BusUser): Promise<void> {
+  await store.addUser({
+    signPub: u.hex,
+    kexPub: null,
+    kexSig: null,
+    handle: u.identity.handle!,
+    role: "member",
+  });
+}
+
+/**
+ * New users added one after another through `store` until `stop` resolves
+ * (at most `max`): the ones whose add returned (acknowledged), and the
+ * errors of the others.
+ */
+async function writeLoop(
+  store: Store,
+  prefix: string,
+  stop: Promise<void>,
+  max: number,
+): Promise<{ acked: BusUser[]; errors: string[] }> {
+  let stopped = false;
+  stop.then(() => stopped = true);
+  const acked: BusUser[] = [];
+  const errors: string[] = [];
+  for (let n = 0; n < max && !stopped; n++) {
+    const u = busUserOf(generateIdentity(`${prefix}${n}`));
+    try {
+      await addUser(store, u);
+      acked.push(u);
+    } catch (err) {
+      errors.push(`${(err as Error).name}: ${(err as Error).message}`.slice(0, 160));
+      await Promise.race([stop, new Promise((r) => setTimeout(r, 100))]);
+    }
+  }
+  return { acked, errors };
+}
+
+/**
+ * Once all three report every replica current: what every replica of the
+ * users' stream holds for `keys`, asked through each node, against `want`.
+ */
+async function onEveryReplica(c: ServeCluster, keys: string[], want: string[][]): Promise<boolean> {
+  await settled(c, 90_000);
+  const got: string[][][] = [];
+  for (const i of [0, 1, 2]) {
+    const a = await nodeAccess(c, i);
+    try {
+      got.push(await usersOnReplicas(a, keys));
+    } finally {
+      await a.store.close();
+      await a.nc.close();
+    }
+  }
+  assertEquals(got, [want, want, want], "what the replicas hold, asked through each node");
+  return true;
+}
+
+/** Waits until node `i`'s /healthz answers `status`; the body then. */
+function healthIs(c: ServeCluster, i: number, status: number, ms: number) {
+  return waitUntil(`${c.nodes[i].name} /healthz ${status}`, ms, async () => {
+    const h = await c.health(i).catch(() => null);
+    return h?.status === status ? h.body : null;
+  });
+}
+
+/**
+ * partition: node 3 cut off from the other two (its routes cut at the test's
+ * proxies) for 15 s while a revoke and a user add go through node 1.
+ */
+async function partitionFault(c: ServeCluster): Promise<void> {
+  const began = Date.now();
+  await settled(c, 60_000);
+  const cut = 2;
+  const a = await nodeAccess(c, 0);
   try {
-    await t.step(
-      "pause: SIGSTOP of the meta leader's nats-server for 10 s",
-      () => pauseFault(c, "meta leader"),
+    const keeper = busUserOf(generateIdentity("p-keeper"));
+    const revokee = busUserOf(generateIdentity("p-revokee"));
+    for (const u of [keeper, revokee]) await addUser(a.store, u);
+    c.proxies!.isolate(cut);
+    const cutAt = Date.now();
+    // The minority: no meta leader, so /healthz 503 and no login confirmed.
+    const minority = await healthIs(c, cut, 503, 30_000);
+    const minorityAt = Date.now();
+    const refusedThere = await waitUntil(
+      "the cut-off node refusing logins",
+      30_000,
+      async () => (await login(c, cut, keeper)).result !== "admitted",
     );
-    await t.step(
-      "pause: SIGSTOP of the users' stream leader's nats-server for 10 s",
-      () => pauseFault(c, "users' leader"),
+    // The majority: a revoke and an add through node 1 return (retried
+    // through an election of a leader the cut-off node held).
+    const revokedAt = await revokeBy(a.store, revokee, Date.now() + 30_000);
+    assert(revokedAt !== null, "the revoke through the majority never returned");
+    const added = busUserOf(generateIdentity("p-added"));
+    await waitUntil(
+      "a user added through the majority",
+      30_000,
+      () => addUser(a.store, added).then(() => true, () => false),
+    );
+    const admitted = await waitUntil(
+      "a login on the majority",
+      30_000,
+      async () => (await login(c, 1, keeper)).result === "admitted",
+    );
+    // While cut off, node 3 admits no one: not the revoked user, not the others.
+    const tries = await Promise.all([keeper, revokee, added].map((u) => login(c, cut, u)));
+    assertEquals(tries.map((t) => t.result === "admitted"), [false, false, false]);
+    const writeThere = await nodeAccess(c, cut).then(
+      async (b) => {
+        try {
+          await addUser(b.store, busUserOf(generateIdentity("p-minority")));
+          return "stored";
+        } catch (err) {
+          return (err as Error).name;
+        } finally {
+          await b.store.close().catch(() => {});
+          await b.nc.close().catch(() => {});
+        }
+      },
+      (err) => `no store: ${(err as Error).name}`,
+    );
+    assert(writeThere !== "stored", "a write through the cut-off node was acknowledged");
+    c.proxies!.heal();
+    const healedAt = Date.now();
+    const agree = await onEveryReplica(
+      c,
+      [keeper.hex, revokee.hex, added.hex],
+      [["active"], ["revoked"], ["active"]],
+    );
+    const lateRevokee = (await Promise.all([0, 1, 2].map((i) => login(c, i, revokee))))
+      .filter((t) => t.result === "admitted");
+    assertEquals(lateRevokee, [], "the revoked user admitted after the partition healed");
+    const problems = (minority.cluster as { problems?: string[] } | undefined)?.problems ?? [];
+    console.log(
+      `fault partition (${c.nodes[cut].name} cut off ${
+        ((healedAt - began) / 1000).toFixed(0)
+      } s): ` +
+        `minority /healthz 503 (${problems.join("; ") || "no cluster problems named"}) after ` +
+        `${
+          ((minorityAt - cutAt) / 1000).toFixed(1)
+        } s, refuses logins ${refusedThere}, its write ` +
+        `${writeThere}; majority revoke returned after ${
+          ((revokedAt - cutAt) / 1000).toFixed(1)
+        } s, ` +
+        `add and login ${
+          admitted ? "served" : "failed"
+        }; after healing all three agree: ${agree} ` +
+        `(${((Date.now() - healedAt) / 1000).toFixed(0)} s); ${
+          ((Date.now() - began) / 1000).toFixed(0)
+        } s`,
     );
   } finally {
-    await c.stop();
+    c.proxies!.heal();
+    await a.store.close().catch(() => {});
+    await a.nc.close().catch(() => {});
+  }
+}
+
+/** all down: `kill -9` of all three nodes while users are added, then all three started again. */
+async function allDownFault(c: ServeCluster): Promise<void> {
+  const began = Date.now();
+  await settled(c, 60_000);
+  const a = await nodeAccess(c, 0);
+  let acked: BusUser[] = [];
+  let errors: string[] = [];
+  try {
+    const stop = Promise.withResolvers<void>();
+    const writes = writeLoop(a.store, "down", stop.promise, 500);
+    await new Promise((r) => setTimeout(r, 1500));
+    await Promise.all([0, 1, 2].map((i) => c.kill9(i)));
+    await new Promise((r) => setTimeout(r, 500));
+    stop.resolve();
+    ({ acked, errors } = await writes);
+  } finally {
+    await a.store.close().catch(() => {});
+    await a.nc.close().catch(() => {});
+  }
+  assert(acked.length > 0, `no write was acknowledged before the kill: ${errors[0]}`);
+  for (const i of [0, 1, 2]) c.start(i);
+  await Promise.all([0, 1, 2].map((i) => c.ready(i, 90_000)));
+  const restartedIn = (Date.now() - began) / 1000;
+  const agree = await onEveryReplica(c, acked.map((u) => u.hex), acked.map(() => ["active"]));
+  const back = await waitUntil(
+    "an acknowledged user logs in after the restart",
+    30_000,
+    async () => (await login(c, 1, acked.at(-1)!)).result === "admitted",
+  );
+  console.log(
+    `fault all down (kill -9 of all three during writes): ${acked.length} adds acknowledged, ` +
+      `${errors.length} failed (${errors[0] ?? "none"}); ready again ${restartedIn.toFixed(0)} s ` +
+      `after the fault began; every acknowledged add on every replica: ${agree}; ` +
+      `login after restart: ${back}; ${((Date.now() - began) / 1000).toFixed(0)} s`,
+  );
+}
+
+/** Every file under `dir` (recursively) whose path ends with `suffix`. */
+async function filesUnder(dir: string, suffix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...await filesUnder(path, suffix));
+    else if (e.isFile && path.endsWith(suffix)) out.push(path);
+  }
+  return out;
+}
+
+/**
+ * corruption: node 3 stopped, bytes flipped in its copy of the users' stream,
+ * a user added meanwhile; started again, it repairs itself from its peers or
+ * stays unhealthy, and no replica ever holds a wrong value.
+ */
+async function corruptionFault(c: ServeCluster): Promise<void> {
+  const began = Date.now();
+  await settled(c, 60_000);
+  const victim = 2;
+  const a = await nodeAccess(c, 0);
+  try {
+    const before = busUserOf(generateIdentity("c-before"));
+    await addUser(a.store, before);
+    await healthIs(c, victim, 200, 30_000);
+    await settled(c, 30_000);
+    await c.kill9(victim);
+    const blocks = (await filesUnder(c.nodes[victim].dataDir, ".blk"))
+      .filter((f) => f.includes("/KV_UNIBUS_users/"));
+    assert(blocks.length > 0, "no block file of the users' stream on the stopped node");
+    let flipped = 0;
+    for (const f of blocks) {
+      const bytes = await Deno.readFile(f);
+      if (bytes.length === 0) continue;
+      // The middle of every block: message headers, keys and values.
+      const from = Math.floor(bytes.length / 3);
+      for (let k = from; k < Math.min(bytes.length, from + 64); k++) bytes[k] ^= 0xff;
+      await Deno.writeFile(f, bytes);
+      flipped++;
+    }
+    const during = busUserOf(generateIdentity("c-during"));
+    await addUser(a.store, during);
+    c.start(victim);
+    // The other two keep serving while it starts.
+    const served = (await login(c, 0, during)).result;
+    await c.ready(victim, 90_000);
+    const agree = await onEveryReplica(c, [before.hex, during.hex], [["active"], ["active"]]);
+    const victimLog = c.nodes[victim].proc!.lines.map((l) => String(l.msg)).join("\n");
+    console.log(
+      `fault corruption (${flipped} block file(s) of ${c.nodes[victim].name}'s users' stream, ` +
+        `64 bytes flipped each, while stopped): the others served a login (${served}); ` +
+        `on start it rejoined, healthy with replicas current; every replica right: ${agree}` +
+        `${/corrupt|checksum/i.test(victimLog) ? " (serve's log reports the damage)" : ""}; ` +
+        `${((Date.now() - began) / 1000).toFixed(0)} s`,
+    );
+  } finally {
+    await a.store.close().catch(() => {});
+    await a.nc.close().catch(() => {});
+  }
+}
+
+/** Fills the filesystem of `dir` (a small tmpfs) with one file; its path. */
+async function fill(dir: string): Promise<string> {
+  const path = `${dir}/filler`;
+  const f = await Deno.open(path, { write: true, create: true });
+  try {
+    const chunk = new Uint8Array(1 << 20);
+    for (let n = 0; n < 4096; n++) await f.write(chunk);
+  } catch {
+    /* full: what was wanted */
+  } finally {
+    f.close();
+  }
+  return path;
+}
+
+/**
+ * disk full: node 3's data dir is a tmpfs of its own; it fills while users
+ * are added through node 1, is freed, and node 3 restarted (what the
+ * operator does).
+ */
+async function diskFullFault(c: ServeCluster, mount: string): Promise<void> {
+  const began = Date.now();
+  await settled(c, 60_000);
+  const victim = 2;
+  const a = await nodeAccess(c, 0);
+  let acked: BusUser[] = [];
+  let errors: string[] = [];
+  let health: { status: number; body: Record<string, unknown> } | null = null;
+  try {
+    const filler = await fill(mount);
+    const stop = Promise.withResolvers<void>();
+    const writes = writeLoop(a.store, "full", stop.promise, 500);
+    await new Promise((r) => setTimeout(r, 5000));
+    health = await c.health(victim).catch(() => null);
+    stop.resolve();
+    ({ acked, errors } = await writes);
+    await Deno.remove(filler);
+  } finally {
+    await a.store.close().catch(() => {});
+    await a.nc.close().catch(() => {});
+  }
+  const victimLog = c.nodes[victim].proc!.lines.map((l) => JSON.stringify(l)).join("\n");
+  await c.kill9(victim);
+  c.start(victim);
+  await c.ready(victim, 90_000);
+  const agree = await onEveryReplica(c, acked.map((u) => u.hex), acked.map(() => ["active"]));
+  console.log(
+    `fault disk full (${c.nodes[victim].name}'s data dir, tmpfs, filled): ${acked.length} adds ` +
+      `acknowledged through n1, ${errors.length} failed (${errors[0] ?? "none"}); ` +
+      `${c.nodes[victim].name} /healthz ${health?.status ?? "no answer"} while full` +
+      `${
+        /out of (file )?resources|no space/i.test(victimLog) ? ", its log says out of space" : ""
+      }; ` +
+      `freed and restarted, every acknowledged add on every replica: ${agree}; ` +
+      `${((Date.now() - began) / 1000).toFixed(0)} s`,
+  );
+}
+
+/** A tmpfs of `mb` MiB mounted on a new directory, or null when this process cannot mount. */
+async function smallFilesystem(mb: number): Promise<string | null> {
+  if (Deno.uid() !== 0) return null;
+  const dir = await Deno.makeTempDir({ prefix: "unibus-tmpfs-" });
+  const r = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${mb}m,mode=0700`, "tmpfs", dir],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => null);
+  if (r?.success) return dir;
+  await Deno.remove(dir).catch(() => {});
+  return null;
+}
+
+async function unmount(dir: string): Promise<void> {
+  await new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).output()
+    .catch(() => {});
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+Deno.test("cluster faults: pause, partition, corruption, all down, disk full", async (t) => {
+  // Node 3's data dir on a small filesystem of its own, for the disk-full
+  // fault (root only: CI runs as root).
+  const mount = await smallFilesystem(256);
+  try {
+    const c = await startServeCluster({
+      routeProxies: true,
+      dataDirOf: (i) => i === 2 && mount ? mount : undefined,
+    });
+    try {
+      await t.step(
+        "pause: SIGSTOP of the meta leader's nats-server for 10 s",
+        () => pauseFault(c, "meta leader"),
+      );
+      await t.step(
+        "pause: SIGSTOP of the users' stream leader's nats-server for 10 s",
+        () => pauseFault(c, "users' leader"),
+      );
+      await t.step("partition: one node cut off from the other two", () => partitionFault(c));
+      await t.step(
+        "corruption: bytes flipped in a stopped node's stream files",
+        () => corruptionFault(c),
+      );
+      await t.step("all down: kill -9 of all three during writes", () => allDownFault(c));
+      await t.step({
+        name: "disk full: one node's data dir fills, is freed, the node restarted",
+        ignore: mount === null,
+        fn: () => diskFullFault(c, mount!),
+      });
+      if (mount === null) console.log("fault disk full: skipped (needs root to mount a tmpfs)");
+    } finally {
+      await c.stop();
+    }
+  } finally {
+    if (mount) await unmount(mount);
   }
 });

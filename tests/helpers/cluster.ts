@@ -16,6 +16,7 @@ import type { Identity } from "../../lib/identity/identity.ts";
 import { type CliRun, runUnibus, spawnUnibus, type UnibusProcess } from "./serve_process.ts";
 import { makeRoutePki, makeTestPki, type RoutePki, type TestPki } from "./tls.ts";
 import { waitUntil } from "./nats_cluster.ts";
+import { routeListenHost, type RouteProxies, startRouteProxies } from "./route_proxy.ts";
 
 /** One node of the serve cluster. */
 export interface ClusterNode {
@@ -42,6 +43,8 @@ export interface ServeCluster {
   routePki: RoutePki;
   dataPki: TestPki;
   calloutIssuerFile: string;
+  /** The route proxies, when started with `routeProxies` (to cut a node off). */
+  proxies: RouteProxies | null;
   /** Starts node `i` (again), without waiting for it to be ready. */
   start(i: number): UnibusProcess;
   /** Waits for node `i`'s "unibus ready" line. */
@@ -206,6 +209,10 @@ export async function startServeCluster(
 interface ServeClusterOptions {
   extraArgs?: (i: number) => string[];
   readyMs?: number;
+  /** Every route through a proxy of the test's that can cut a node off (route_proxy.ts). */
+  routeProxies?: boolean;
+  /** Node `i`'s data dir, when not one under the cluster's temp dir (emptied on each try). */
+  dataDirOf?: (i: number) => string | undefined;
 }
 
 async function startServeClusterOnce(options: ServeClusterOptions): Promise<ServeCluster> {
@@ -222,7 +229,7 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
     const natsPort = freePort();
     return {
       name: `n${i + 1}`,
-      dataDir: `${dir}/n${i + 1}`,
+      dataDir: options.dataDirOf?.(i) ?? `${dir}/n${i + 1}`,
       internalIdFile: `${dir}/n${i + 1}-internal.id`,
       httpPort,
       natsPort,
@@ -234,16 +241,26 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
     };
   });
 
+  const proxies = options.routeProxies
+    ? startRouteProxies(
+      nodes.map((n) => n.clusterPort),
+      () => [0, 1, 2].map((i) => cluster.pids(i).nats),
+    )
+    : null;
   const args = (i: number): string[] => {
     const n = nodes[i];
     const others = nodes.filter((_, j) => j !== i);
+    const routed = clusterNodeArgs({
+      ...n,
+      routes: others.map((o) => `nats://127.0.0.1:${o.clusterPort}`),
+      passFile,
+      calloutIssuerFile,
+    });
+    // Behind a proxy, the node listens on an address of its own and peers
+    // dial the proxy on 127.0.0.1 (route_proxy.ts).
+    if (proxies) routed[routed.indexOf("--cluster-host") + 1] = routeListenHost(i);
     return [
-      ...clusterNodeArgs({
-        ...n,
-        routes: others.map((o) => `nats://127.0.0.1:${o.clusterPort}`),
-        passFile,
-        calloutIssuerFile,
-      }),
+      ...routed,
       "--route-tls-cert",
       routePki.nodes[i].cert,
       "--route-tls-key",
@@ -270,6 +287,7 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
     routePki,
     dataPki,
     calloutIssuerFile,
+    proxies,
     start(i) {
       const p = spawnUnibus(args(i));
       nodes[i].proc = p;
@@ -322,8 +340,18 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
           if (nats !== null && isAlive(nats)) Deno.kill(nats, "SIGKILL");
         }
       }));
+      await proxies?.close();
       await dataPki.cleanup().catch(() => {});
       await routePki.cleanup().catch(() => {});
+      // A data dir given by the caller may be a mount point: its contents go,
+      // the directory stays for the caller.
+      for (const n of nodes) {
+        try {
+          for await (const e of Deno.readDir(n.dataDir)) {
+            await Deno.remove(`${n.dataDir}/${e.name}`, { recursive: true }).catch(() => {});
+          }
+        } catch { /* never made */ }
+      }
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };

@@ -102,7 +102,7 @@ export interface RoutePki {
 
 /**
  * Generates a route CA, distinct from any data-plane CA, and `count` route
- * certificates for 127.0.0.1 usable as server and as client (routes are
+ * certificates for 127.0.0.1 (and .11-.13) usable as server and as client (routes are
  * mutual TLS).
  *
  * @example
@@ -129,7 +129,9 @@ export async function makeRoutePki(count: number): Promise<RoutePki> {
   ], dir);
   await Deno.writeTextFile(
     `${dir}/ext.cnf`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    // 127.0.0.11-13: a node's route listener behind a test proxy (route_proxy.ts).
+    "subjectAltName=IP:127.0.0.1,IP:127.0.0.11,IP:127.0.0.12,IP:127.0.0.13,DNS:localhost\n" +
+      "extendedKeyUsage=serverAuth,clientAuth\n",
   );
   const nodes = [];
   for (let i = 0; i < count; i++) {
