@@ -3,16 +3,16 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,cluster,cluster-e2e,connect,control-plane,e2e,
- * flood,history,primitives,ready,scale,sync (default all but cluster, cluster-e2e,
- * scale and sync; cluster: --kills=N, default 3; sync: --sync-packets,
+ * Options: --only=callout,cluster,cluster-connect,cluster-e2e,connect,control-plane,e2e,
+ * flood,history,primitives,ready,scale,sync (default all but cluster, cluster-connect,
+ * cluster-e2e, scale and sync; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
  * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
  * scale options of scripts/bench/scale.ts; --cp-requests, --cp-connects,
  * --cp-revokes, --cp-repeat for the control plane (SQLite vs KV);
  * --baseline=<dir> (another checkout) adds its enforce-mode serves to the
- * connect rotation.
+ * connect rotation, and its own cluster to cluster-connect's.
  *
  * @module
  */
@@ -21,6 +21,7 @@ import { benchSync, syncTable } from "./sync.ts";
 import { installConnectionResetGuard } from "../../lib/nats/connection_reset_guard.ts";
 import { benchCalloutStages } from "./callout_stages.ts";
 import { benchCluster } from "./cluster.ts";
+import { benchClusterConnect } from "./cluster_connect.ts";
 import { benchClusterE2E } from "./cluster_e2e.ts";
 import { benchConnect } from "./connect.ts";
 import { benchControlPlane, controlPlaneTable } from "./control_plane.ts";
@@ -262,6 +263,26 @@ if (only.has("control-plane")) {
   });
   results.controlPlane = controlPlane;
   out.push(controlPlaneTable(controlPlane), "");
+}
+
+if (only.has("cluster-connect")) {
+  const baseline = flag("baseline", "");
+  const logins = Math.min(2000, Math.max(1, Number(flag("cluster-connects", "200"))));
+  const r = await benchClusterConnect(logins, baseline ? { baseline } : {});
+  results.clusterConnect = r;
+  out.push(
+    `Login (connect through the auth callout) on a three-node cluster, node 2, ${logins} rounds ` +
+      "alternating between the clusters, ms:",
+    "",
+    "| cluster | user of no rooms p50 | p99 | member of 10 rooms p50 | p99 |",
+    "|---|---|---|---|---|",
+    ...Object.entries(r).map(([k, v]) =>
+      `| ${k} | ${v.none.p50.toFixed(2)} | ${v.none.p99.toFixed(2)} | ${v.many.p50.toFixed(2)} | ${
+        v.many.p99.toFixed(2)
+      } |`
+    ),
+    "",
+  );
 }
 
 if (only.has("sync")) {

@@ -1,6 +1,7 @@
 /**
  * What `--jetstream-sync always` costs against nats-server's 2-minute
- * default, one node on `--store kv`, both settings in one run, alternated:
+ * default, on `--store kv`, one node and a three-node cluster (R3), both
+ * settings in one run, alternated:
  * persisted-room packets stored per second (each acknowledged by its
  * stream), a KV write (a user added to the allowlist, as `unibus user add
  * --store kv` does) and a login through the auth callout.
@@ -13,16 +14,26 @@
 
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../../lib/auth/acl.ts";
-import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
+import {
+  busUserAuthenticator,
+  NativeNkeyPair,
+  nkeyAuthenticatorFor,
+  Prefix,
+} from "../../lib/auth/nkey.ts";
 import { connect } from "../../lib/client/client.ts";
-import { generateIdentity, type Identity } from "../../lib/identity/identity.ts";
+import { generateIdentity, type Identity, loadIdentity } from "../../lib/identity/identity.ts";
 import { startBus, stopBus } from "../../tests/helpers/rooms_api.ts";
+import { startServeCluster } from "../../tests/helpers/cluster.ts";
+import { openKvStore } from "../../lib/store/kv.ts";
+import type { Store } from "../../lib/store/store.ts";
 import { spread, summarize, type Summary } from "./stats.ts";
 import { addBenchUsers } from "./users.ts";
 
 /** One setting's figures in one repeat. */
 export interface SyncRun {
   sync: string;
+  /** "one node" or "three nodes" (R3). */
+  topology: Topology;
   packetsPerSec: number;
   kvWriteMs: Summary;
   connectMs: Summary;
@@ -35,13 +46,57 @@ export interface SyncBenchOptions {
   repeat: number;
 }
 
-async function runOnce(sync: string, o: SyncBenchOptions): Promise<SyncRun> {
-  const bus = await startBus(["--jetstream-sync", sync], "kv");
+type Topology = "one node" | "three nodes";
+
+/** Where a run writes: a store of the control plane, a NATS and an HTTP URL of one node. */
+interface SyncTarget {
+  store: Store;
+  natsUrl: string;
+  httpUrl: string;
+  stop(): Promise<void>;
+}
+
+async function startTarget(topology: Topology, sync: string): Promise<SyncTarget> {
+  if (topology === "one node") {
+    const bus = await startBus(["--jetstream-sync", sync], "kv");
+    return {
+      store: bus.store,
+      natsUrl: `nats://127.0.0.1:${bus.s.natsPort}`,
+      httpUrl: bus.s.httpUrl,
+      stop: () => stopBus(bus),
+    };
+  }
+  const c = await startServeCluster({ extraArgs: () => ["--jetstream-sync", sync] });
+  try {
+    for (const i of [0, 1, 2]) await c.healthy(i, 60_000);
+    const id = await loadIdentity(c.nodes[0].internalIdFile);
+    const nc = await natsConnect({
+      servers: c.nodes[0].natsUrl,
+      authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+    });
+    const store = await openKvStore({ nc, replicas: 3, ownsConnection: true });
+    return {
+      store,
+      natsUrl: c.nodes[0].natsUrl,
+      httpUrl: c.nodes[0].httpUrl,
+      async stop() {
+        await store.close().catch(() => {});
+        await c.stop();
+      },
+    };
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+}
+
+async function runOnce(topology: Topology, sync: string, o: SyncBenchOptions): Promise<SyncRun> {
+  const bus = await startTarget(topology, sync);
   try {
     const [a] = [generateIdentity("sync-a")];
     await addBenchUsers(bus.store, [a], `sync-${sync}`);
-    const url = `nats://127.0.0.1:${bus.s.natsPort}`;
-    const ca = await connect({ natsServers: [url], ctrlUrls: [bus.s.httpUrl], identity: a });
+    const url = bus.natsUrl;
+    const ca = await connect({ natsServers: [url], ctrlUrls: [bus.httpUrl], identity: a });
     let packetsPerSec = 0;
     try {
       const room = await ca.createRoom("sync.bench", { encrypt: true, sign: true, persist: true });
@@ -75,9 +130,15 @@ async function runOnce(sync: string, o: SyncBenchOptions): Promise<SyncRun> {
       connects.push(performance.now() - t);
       await nc.close();
     }
-    return { sync, packetsPerSec, kvWriteMs: summarize(writes), connectMs: summarize(connects) };
+    return {
+      sync,
+      topology,
+      packetsPerSec,
+      kvWriteMs: summarize(writes),
+      connectMs: summarize(connects),
+    };
   } finally {
-    await stopBus(bus);
+    await bus.stop();
   }
 }
 
@@ -92,7 +153,9 @@ async function runOnce(sync: string, o: SyncBenchOptions): Promise<SyncRun> {
 export async function benchSync(o: SyncBenchOptions): Promise<SyncRun[]> {
   const runs: SyncRun[] = [];
   for (let r = 0; r < o.repeat; r++) {
-    for (const sync of ["always", "2m"]) runs.push(await runOnce(sync, o));
+    for (const topology of ["one node", "three nodes"] as const) {
+      for (const sync of ["always", "2m"]) runs.push(await runOnce(topology, sync, o));
+    }
   }
   return runs;
 }
@@ -106,19 +169,21 @@ export async function benchSync(o: SyncBenchOptions): Promise<SyncRun[]> {
  * ```
  */
 export function syncTable(runs: SyncRun[]): string {
-  const rows = ["always", "2m"].map((sync) => {
-    const of = runs.filter((r) => r.sync === sync);
-    return `| ${sync} | ${spread(of.map((r) => r.packetsPerSec))} | ${
-      spread(of.map((r) => r.kvWriteMs.p50), 2)
-    } | ${spread(of.map((r) => r.kvWriteMs.p99), 2)} | ${
-      spread(of.map((r) => r.connectMs.p50), 2)
-    } |`;
-  });
+  const rows = (["one node", "three nodes"] as const).flatMap((topology) =>
+    ["always", "2m"].map((sync) => {
+      const of = runs.filter((r) => r.sync === sync && r.topology === topology);
+      return `| ${topology} | ${sync} | ${spread(of.map((r) => r.packetsPerSec))} | ${
+        spread(of.map((r) => r.kvWriteMs.p50), 2)
+      } | ${spread(of.map((r) => r.kvWriteMs.p99), 2)} | ${
+        spread(of.map((r) => r.connectMs.p50), 2)
+      } |`;
+    })
+  );
   return [
-    "`--jetstream-sync`, one node on `--store kv` (min / median / max over the repeats):",
+    "`--jetstream-sync` on `--store kv`, one node and three (R3) (min / median / max over the repeats):",
     "",
-    "| sync | persisted packets/s (each acked) | KV write p50 ms | KV write p99 ms | connect p50 ms |",
-    "|---|---|---|---|---|",
+    "| nodes | sync | persisted packets/s (each acked) | KV write p50 ms | KV write p99 ms | connect p50 ms |",
+    "|---|---|---|---|---|---|",
     ...rows,
   ].join("\n");
 }
