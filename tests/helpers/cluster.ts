@@ -200,7 +200,7 @@ export async function startServeCluster(
       return await startServeClusterOnce(options);
     } catch (err) {
       const startRace = /address already in use|no suitable peers for placement/i.test(String(err));
-      if (attempt >= 3 || !startRace) throw err;
+      if (attempt >= (options.attempts ?? 3) || !startRace) throw err;
     }
   }
 }
@@ -208,6 +208,8 @@ export async function startServeCluster(
 /** Options of {@linkcode startServeCluster}. */
 interface ServeClusterOptions {
   extraArgs?: (i: number) => string[];
+  /** Starts tried at most (default 3); 1 to see a failed cold start as it is. */
+  attempts?: number;
   readyMs?: number;
   /** Every route through a proxy of the test's that can cut a node off (route_proxy.ts). */
   routeProxies?: boolean;
