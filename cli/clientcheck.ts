@@ -15,6 +15,7 @@ import { MAX_SUBJECT_LENGTH, subjectViolation } from "../lib/grammar.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { checkSeeds, csv } from "./contexts.ts";
 
 const OPTIONS: OptionTable = {
   "identity-file": {
@@ -103,10 +104,6 @@ export function parseDuration(text: string): number {
   return Math.round(n);
 }
 
-function csv(s: string): string[] {
-  return s.split(",").map((x) => x.trim()).filter((x) => x !== "");
-}
-
 /** Validated clientcheck options. */
 export interface ClientcheckOptions {
   identityFile: string;
@@ -151,23 +148,7 @@ export function parseClientcheckArgs(argv: string[]): ClientcheckOptions & { hel
   const natsSeeds = csv(need("nats-seeds"));
   const ctrlSeeds = csv(need("ctrl-seeds"));
   const ca = str("ca") ?? null;
-  if (!help) {
-    if (natsSeeds.length === 0) throw new UsageError("--nats-seeds names no URL");
-    if (ctrlSeeds.length === 0) throw new UsageError("--ctrl-seeds names no URL");
-    for (const u of ctrlSeeds) {
-      if (!/^https?:\/\//.test(u)) {
-        throw new UsageError(`--ctrl-seeds: "${u}" is not an http(s) URL`);
-      }
-      if (ca && !u.startsWith("https://")) {
-        throw new UsageError(`--ctrl-seeds: "${u}" must be https:// when --ca is given`);
-      }
-    }
-    for (const u of natsSeeds) {
-      if (!/^(nats|tls):\/\/[^/]+$/.test(u)) {
-        throw new UsageError(`--nats-seeds: "${u}" is not a nats:// or tls:// URL`);
-      }
-    }
-  }
+  if (!help) checkSeeds(natsSeeds, ctrlSeeds, ca);
   const mode = str("mode") ?? "golden";
   if (mode !== "golden" && mode !== "loop") {
     throw new UsageError(`--mode: "${mode}" is not golden or loop`);

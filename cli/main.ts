@@ -11,10 +11,20 @@ import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.
 import { installTlsEmptyWriteShim } from "../lib/nats/tls_empty_write.ts";
 import { VERSION } from "../lib/version.ts";
 import { UsageError } from "./args.ts";
+import { blobCommand } from "./blob.ts";
 import { clientcheckCommand } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
+import { contextCommand } from "./context.ts";
 import { identityCommand } from "./identity.ts";
+import {
+  historyCommand,
+  listenCommand,
+  requestCommand,
+  respondCommand,
+  sendCommand,
+} from "./messages.ts";
 import { migrateCommand } from "./migrate.ts";
+import { roomCommand } from "./room.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
 
@@ -33,6 +43,14 @@ const COMMANDS: Command[] = [
   identityCommand,
   clientcheckCommand,
   migrateCommand,
+  contextCommand,
+  roomCommand,
+  sendCommand,
+  listenCommand,
+  requestCommand,
+  respondCommand,
+  historyCommand,
+  blobCommand,
   versionCommand,
 ];
 

@@ -995,6 +995,12 @@ export class UnibusClient {
       reject(new TimeoutError());
     }, timeoutMs);
     this.#awaiting.set(token, (reply) => {
+      // A persisted room stores the request, and its stream acknowledges it
+      // on the same reply subject: that answer is JetStream's, not a
+      // member's reply, so the request waits on for the member's.
+      if (
+        !(reply instanceof Error) && reply.headers?.code !== 503 && isReflectedAnswer(reply)
+      ) return;
       clearTimeout(timer);
       this.#awaiting.delete(token);
       if (reply instanceof Error) reject(reply);

@@ -291,6 +291,15 @@ export class ControlPlaneClient {
     return this.#json("GET", `/v1/users/${signPub}`);
   }
 
+  /** The active users whose handle is exactly `handle` (several may share one). */
+  async usersByHandle(handle: string): Promise<UserView[]> {
+    const r = await this.#json<{ users: UserView[] }>(
+      "GET",
+      `/v1/users?handle=${encodeURIComponent(handle)}`,
+    );
+    return r.users;
+  }
+
   putKex(kexPub: string, kexSig: string): Promise<{ changed: boolean }> {
     return this.#json("PUT", "/v1/me/kex", { kexPub, kexSig });
   }

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { handleViolation } from "../../../lib/grammar.ts";
 import { verifyKexBinding } from "../../../lib/identity/identity.ts";
 import { ConflictError, type Store, type User } from "../../../lib/store/store.ts";
 import { HttpError, json, readJson, type Route } from "../app.ts";
@@ -61,7 +62,7 @@ export function userView(u: User): UserView {
 }
 
 /**
- * `GET /v1/users/:signPub` and `PUT /v1/me/kex`.
+ * `GET /v1/users?handle=H`, `GET /v1/users/:signPub` and `PUT /v1/me/kex`.
  *
  * @example
  * ```ts
@@ -74,6 +75,26 @@ export function userRoutes(deps: UserRouteDeps): Route[] {
   // yet" and let the last write win.
   const kexLocks = new KeyedLock();
   return [
+    {
+      // Who a handle names, so that a person or an agent can say "bob"
+      // instead of 64 hex characters. Only active users: a revoked one can
+      // never be added to a room. Exact match; several users may share a
+      // handle, and the caller must then choose by key (the list says so).
+      // It shows no more than a lookup by key does.
+      method: "GET",
+      path: "/v1/users",
+      handler: storeErrors(async (_req, ctx) => {
+        callerOf(ctx);
+        const handle = ctx.url.searchParams.get("handle");
+        if (handle === null) throw badRequest("give ?handle=NAME", "invalid_request");
+        const bad = handleViolation(handle);
+        if (bad) throw badRequest(`handle: ${bad.message}`, "invalid_handle");
+        const users = (await store.listUsers())
+          .filter((u) => u.handle === handle && u.status === "active")
+          .map(userView);
+        return json(200, { users });
+      }),
+    },
     {
       method: "GET",
       path: "/v1/users/:signPub",
