@@ -16,6 +16,7 @@ import { clientcheckCommand } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
 import { contextCommand } from "./context.ts";
 import { identityCommand } from "./identity.ts";
+import { mcpCommand } from "./mcp.ts";
 import {
   historyCommand,
   listenCommand,
@@ -51,6 +52,7 @@ const COMMANDS: Command[] = [
   respondCommand,
   historyCommand,
   blobCommand,
+  mcpCommand,
   versionCommand,
 ];
 

@@ -31,7 +31,14 @@ function shell(home: string, cwd: string): Shell {
     new Deno.Command("bash", {
       args: [`${ROOT}/scripts/unibus`, ...args],
       cwd,
-      env: { HOME: home, XDG_CONFIG_HOME: "", UNIBUS_CONTEXT: "", DENO_NO_UPDATE_CHECK: "1" },
+      env: {
+        HOME: home,
+        XDG_CONFIG_HOME: "",
+        UNIBUS_CONTEXT: "",
+        DENO_NO_UPDATE_CHECK: "1",
+        // Deno's module cache stays the one set-up filled, whatever HOME is.
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+      },
       stdin: stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
