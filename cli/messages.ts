@@ -139,10 +139,19 @@ export const sendCommand: Command = {
         await c.publish(room, await readAll());
         sent = 1;
       } else {
+        // Each line goes out as it is read; the library batches what is
+        // published in one tick, so lines are not awaited one by one (a
+        // window of them at most, so that a failure stops the loop soon).
+        let window: Promise<void>[] = [];
         for await (const line of stdinLines()) {
-          await c.publish(room, line);
+          window.push(c.publish(room, line));
           sent++;
+          if (window.length >= 1024) {
+            await Promise.all(window);
+            window = [];
+          }
         }
+        await Promise.all(window);
       }
       await c.flush();
       console.error(`sent ${sent} message(s) to ${room}`);
@@ -165,6 +174,40 @@ const LISTEN_OPTIONS: OptionTable = {
   ...JSON_OPTION,
 };
 
+/**
+ * Lines to stdout in batches: one write per turn of the event loop instead
+ * of one per message (a write per line capped `listen` at a few thousand
+ * messages a second).
+ */
+class LineWriter {
+  #lines: string[] = [];
+  #writing: Promise<void> = Promise.resolve();
+  #scheduled = false;
+  #encoder = new TextEncoder();
+
+  write(line: string): void {
+    this.#lines.push(line);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setTimeout(() => {
+      this.#scheduled = false;
+      this.#writing = this.#writing.then(() => this.#drain());
+    }, 0);
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#lines.length === 0) return;
+    const bytes = this.#encoder.encode(this.#lines.join("\n") + "\n");
+    this.#lines = [];
+    for (let off = 0; off < bytes.length;) off += await Deno.stdout.write(bytes.subarray(off));
+  }
+
+  async flush(): Promise<void> {
+    await this.#writing;
+    await this.#drain();
+  }
+}
+
 /** A frame's identity: the same frame live and from history is printed once. */
 function frameKey(meta: FrameMeta): string {
   return `${meta.roomId}:${meta.sender}:${meta.session}:${meta.index}`;
@@ -184,13 +227,14 @@ async function listen(c: UnibusClient, rooms: string[], v: Values): Promise<numb
   // (a frame already printed from history is skipped).
   let held: Array<{ meta: FrameMeta; data: Uint8Array }> | null = historyN > 0 ? [] : null;
   let out: Promise<void> = Promise.resolve();
+  const stdout = new LineWriter();
   const print = (meta: FrameMeta, data: Uint8Array) => {
     if (count !== undefined && received >= count) return;
     const key = frameKey(meta);
     if (printed.has(key)) return;
     printed.add(key);
     received++;
-    out = out.then(async () => console.log(await render(meta, data, handles, json)));
+    out = out.then(async () => stdout.write(await render(meta, data, handles, json)));
     if (count !== undefined && received >= count) done.resolve();
   };
   const subs = [];
@@ -225,6 +269,7 @@ async function listen(c: UnibusClient, rooms: string[], v: Values): Promise<numb
     for (const s of subs) s.unsubscribe();
   }
   await out;
+  await stdout.flush();
   for (const s of subs) reportRefused("listen", s.stats);
   return timeoutMs !== undefined && received === 0 ? 1 : 0;
 }

@@ -4,8 +4,8 @@
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
  * Options: --only=callout,cluster,cluster-connect,cluster-e2e,connect,control-plane,e2e,
- * flood,history,primitives,ready,scale,sync (default all but cluster, cluster-connect,
- * cluster-e2e, scale and sync; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
+ * flood,history,primitives,ready,scale,shell,sync (default all but cluster, cluster-connect,
+ * cluster-e2e, scale, shell and sync; shell: --shell-lines=N, default 10000; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
  * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
@@ -29,6 +29,7 @@ import { benchE2E } from "./e2e.ts";
 import { benchHistory, historyReport } from "./history.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
+import { benchShell } from "./shell.ts";
 import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
 
@@ -281,6 +282,23 @@ if (only.has("cluster-connect")) {
         v.many.p99.toFixed(2)
       } |`
     ),
+    "",
+  );
+}
+
+if (only.has("shell")) {
+  const f = await benchShell(
+    Math.min(1_000_000, Math.max(1, Number(flag("shell-lines", "10000")))),
+  );
+  results.shell = f;
+  out.push(
+    `\`unibus send\` of ${f.lines} lines from a file into an encrypted room, \`unibus listen --json ` +
+      `--count ${f.lines}\` in another process, against the client library in one process:`,
+    "",
+    "| path | received | ms | msgs/s | msgs/s, first line to last |",
+    "|---|---|---|---|---|",
+    `| shell (send → listen --json), send's start included | ${f.received} | ${f.shellMs} | ${f.shellPerSec} | ${f.streamPerSec} |`,
+    `| library (publish → subscribe) | ${f.lines} | ${f.libraryMs} | ${f.libraryPerSec} | |`,
     "",
   );
 }

@@ -24,6 +24,7 @@ import { connect } from "../../lib/client/client.ts";
 import { generateIdentity, type Identity, loadIdentity } from "../../lib/identity/identity.ts";
 import { startBus, stopBus } from "../../tests/helpers/rooms_api.ts";
 import { startServeCluster } from "../../tests/helpers/cluster.ts";
+import { waitUntil } from "../../tests/helpers/nats_cluster.ts";
 import { openKvStore } from "../../lib/store/kv.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { spread, summarize, type Summary } from "./stats.ts";
@@ -68,7 +69,14 @@ async function startTarget(topology: Topology, sync: string): Promise<SyncTarget
   }
   const c = await startServeCluster({ extraArgs: () => ["--jetstream-sync", sync] });
   try {
-    for (const i of [0, 1, 2]) await c.healthy(i, 60_000);
+    // Every control-plane stream with a leader and current followers: until
+    // then a login may meet a bucket being placed, and is refused.
+    await waitUntil("three nodes healthy with replicas current", 60_000, async () => {
+      const hs = await Promise.all([0, 1, 2].map((i) => c.health(i).catch(() => null)));
+      return hs.every((h) =>
+        h?.status === 200 && (h.body.cluster as { replicasCurrent?: boolean }).replicasCurrent
+      );
+    });
     const id = await loadIdentity(c.nodes[0].internalIdFile);
     const nc = await natsConnect({
       servers: c.nodes[0].natsUrl,
