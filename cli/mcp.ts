@@ -117,7 +117,8 @@ class Agent {
         subject: meta.subject,
         sender: meta.sender,
         handle,
-        time: new Date().toISOString(),
+        // The sender's signed send time; a plain room's message has none.
+        time: new Date(meta.sentAt ?? Date.now()).toISOString(),
         text,
         size: data.length,
       });
@@ -290,6 +291,8 @@ function mcpServer(agent: Agent): McpServer {
           subject: m.meta.subject,
           sender: m.meta.sender,
           handle: await agent.handles(m.meta.sender),
+          time: m.meta.sentAt === null ? null : new Date(m.meta.sentAt).toISOString(),
+          seq: m.meta.seq,
           text: textOf(m.plaintext) ?? `<${m.plaintext.length} bytes, not UTF-8>`,
         }))),
       };

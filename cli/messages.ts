@@ -81,6 +81,8 @@ async function render(
     subject: meta.subject,
     sender: meta.sender,
     handle,
+    time: meta.sentAt === null ? null : new Date(meta.sentAt).toISOString(),
+    seq: meta.seq,
     ...(text !== null ? { text } : { data_b64: base64(data) }),
   });
 }

@@ -198,6 +198,8 @@ Deno.test("from an empty HOME: identities, contexts, a room, listen/send, reques
         keys.ada,
         "ada",
       ]);
+      assert(Math.abs(Date.parse(m.time) - Date.now()) < 60_000, `signed time ${m.time}`);
+      assertEquals(m.seq, null); // received live
     }
 
     // bob answers requests with a command; ada asks.
@@ -220,8 +222,11 @@ Deno.test("from an empty HOME: identities, contexts, a room, listen/send, reques
     // The stored messages, read by bob, in order.
     const hist = await sh.run(["history", "team.chat", "--json", "--context", "bob"]);
     assertEquals(hist.code, 0, hist.stderr);
-    const texts = hist.stdout.trim().split("\n").map((l) => JSON.parse(l).text);
-    assertEquals(texts.slice(0, 3), ["hello bob", "line one", "line two"]);
+    const stored = hist.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(stored.slice(0, 3).map((m) => m.text), ["hello bob", "line one", "line two"]);
+    // Read from the stream: each names its sequence, in order.
+    const seqs = stored.map((m) => m.seq as number);
+    assert(seqs.every((q, i) => Number.isInteger(q) && (i === 0 || q > seqs[i - 1])), `${seqs}`);
 
     // Mistakes: one line, exit 2 for usage, 1 for a failure; no stack trace.
     const usage = await sh.run(["room", "create"]);

@@ -1110,6 +1110,8 @@ export class UnibusClient {
           session: "",
           index: 0,
           encrypted: false,
+          sentAt: null,
+          seq: null,
         }, data);
         return;
       }
@@ -1264,7 +1266,7 @@ export class UnibusClient {
       // (within history_reader.ts's window), and given back in stream order.
       const packets = directGets(nc, { stream, from, to: bounds.last, inboxPrefix });
       for await (
-        const [, r] of inSessionOrder(
+        const [seq, r] of inSessionOrder(
           packets,
           (d) => reader.receive(d),
           (r) => r.kind === "delivered",
@@ -1272,7 +1274,7 @@ export class UnibusClient {
       ) {
         if (r.kind !== "delivered") continue;
         for (const f of r.frames) {
-          yield f;
+          yield { meta: { ...f.meta, seq }, plaintext: f.plaintext };
           if (++given >= limit) return;
         }
       }

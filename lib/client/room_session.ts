@@ -42,6 +42,17 @@ export interface FrameMeta {
   session: string;
   index: number;
   encrypted: boolean;
+  /**
+   * The sender's clock when it sealed the packet (ms since the Unix epoch),
+   * signed with it; null for a plain room's message, which carries none.
+   */
+  sentAt: number | null;
+  /**
+   * The stream sequence of a message read from a persisted room's history;
+   * null for a message received live (it comes from the subject, not the
+   * stream).
+   */
+  seq: number | null;
   /** Set when the sender asked for a reply: answer with `client.respond(room, meta, data)`. */
   reply?: string;
 }
@@ -526,6 +537,8 @@ export class RoomSession {
         session,
         index: packet.firstFrame + j,
         encrypted: packet.encrypted,
+        sentAt: packet.sentAt,
+        seq: null,
       },
       plaintext,
     }));
