@@ -228,6 +228,47 @@ Deno.test("from an empty HOME: identities, contexts, a room, listen/send, reques
     const seqs = stored.map((m) => m.seq as number);
     assert(seqs.every((q, i) => Number.isInteger(q) && (i === 0 || q > seqs[i - 1])), `${seqs}`);
 
+    // --history: the last stored messages first, then live ones, no gap and
+    // no duplicate at the seam.
+    const seam = await sh.start([
+      "listen",
+      "team.chat",
+      "--json",
+      "--history",
+      "2",
+      "--count",
+      "3",
+      "--timeout",
+      "45s",
+      "--context",
+      "bob",
+    ]);
+    running.push(seam);
+    assertEquals((await sh.run(["send", "team.chat", "after the seam"])).code, 0);
+    const seamOut = await seam.finished;
+    assertEquals(seamOut.code, 0, seamOut.stderr);
+    const seen = seamOut.stdout.trim().split("\n").map((l) => JSON.parse(l).text);
+    assertEquals(seen, [...stored.slice(-2).map((m) => m.text), "after the seam"]);
+
+    // A file through the room's blob store, back byte for byte.
+    const file = `${home}/report.bin`;
+    const bytes = crypto.getRandomValues(new Uint8Array(50_000));
+    await Deno.writeFile(file, bytes);
+    const put = await sh.run(["blob", "put", "team.chat", file]);
+    assertEquals(put.code, 0, put.stderr);
+    const got2 = await sh.run([
+      "blob",
+      "get",
+      "team.chat",
+      put.stdout.trim(),
+      "--out",
+      `${home}/back.bin`,
+      "--context",
+      "bob",
+    ]);
+    assertEquals(got2.code, 0, got2.stderr);
+    assertEquals(await Deno.readFile(`${home}/back.bin`), bytes);
+
     // Mistakes: one line, exit 2 for usage, 1 for a failure; no stack trace.
     const usage = await sh.run(["room", "create"]);
     assertEquals(usage.code, 2);
