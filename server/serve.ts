@@ -40,22 +40,11 @@ import {
 } from "./nats/config.ts";
 import { accountUser } from "./nats/account_users.ts";
 import { natsLogOptions, natsMonitorPort } from "./nats/log_options.ts";
+import { dataDirLayout } from "./nats/data_dir.ts";
 import { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./nats/pid_file.ts";
 import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
 import { startRoomStreamMover } from "./rooms/stream_move.ts";
-
-/** Paths of everything `serve` keeps in the data dir. */
-export function dataDirLayout(dataDir: string) {
-  const dir = dataDir.replace(/\/+$/, "") || "/";
-  return {
-    dir,
-    lockFile: `${dir}/serve.pid`,
-    natsConfig: `${dir}/nats-server.conf`,
-    natsPidFile: `${dir}/nats-server.pid`,
-    jetStreamDir: `${dir}/jetstream`,
-  };
-}
 
 function connectHost(host: string): string {
   if (host === "0.0.0.0") return "127.0.0.1";
