@@ -7,6 +7,7 @@
 
 import type { Limits } from "./limits.ts";
 import type { ClusterOptions } from "./cluster/options.ts";
+import type { Posture } from "./http/health.ts";
 
 /** Everything `serve` runs with, validated. */
 export interface ServeOptions {
@@ -49,4 +50,22 @@ export interface ServeOptions {
    * member removal, a stored message.
    */
   jetstreamSync?: "always" | number;
+}
+
+/**
+ * What the node enforces, as /healthz and the cluster's posture gossip report it.
+ *
+ * @example
+ * ```ts
+ * servePosture(opts); // { auth: "enforce", acl: true, tls: true, store: "kv", replicas: 3 }
+ * ```
+ */
+export function servePosture(opts: ServeOptions): Posture {
+  return {
+    auth: opts.busAuth,
+    acl: opts.busAuth === "enforce",
+    tls: opts.tls !== null,
+    store: opts.store,
+    replicas: opts.store === "kv" ? opts.kvReplicas : 1,
+  };
 }
