@@ -24,11 +24,14 @@ import { createMetrics } from "./metrics.ts";
 import { dataDirLayout } from "./nats/data_dir.ts";
 import { type DataPlane, startDataPlane } from "./nats/data_plane.ts";
 import { claimDataDir, releaseDataDir } from "./nats/pid_file.ts";
-import { type ServeOptions, servePosture } from "./options.ts";
+import { checkServeOptions, servePosture, type UncheckedServeOptions } from "./options.ts";
 import { startRoomStreamMover } from "./rooms/stream_move.ts";
 
 /**
  * Runs `serve` until SIGINT or SIGTERM; resolves with the exit status.
+ * `options` go through `checkServeOptions` first: whoever calls this (the
+ * CLI, a test, an embedding) meets the same posture refusals, as a
+ * `ServeOptionsError`, before anything is written or started.
  *
  * @example
  * ```ts
@@ -36,7 +39,8 @@ import { startRoomStreamMover } from "./rooms/stream_move.ts";
  * Deno.exit(code);
  * ```
  */
-export async function runServe(opts: ServeOptions, log: Logger): Promise<number> {
+export async function runServe(options: UncheckedServeOptions, log: Logger): Promise<number> {
+  const opts = checkServeOptions(options);
   const startedAt = performance.now();
   const layout = dataDirLayout(opts.dataDir);
   await Deno.mkdir(layout.dir, { recursive: true, mode: 0o700 });
