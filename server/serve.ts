@@ -93,8 +93,8 @@ export async function runServe(options: UncheckedServeOptions, log: Logger): Pro
       live.monitor = enforcement.clusterMonitor;
       live.sessions = () => enforcement.sessions.size;
     }
-    // A data dir written before the rooms' account had its streams in the
-    // control plane's; they move over in the background.
+    // Room streams still in the control plane's account (a data dir from
+    // before the rooms' account) move to the rooms' account in the background.
     if (plane.roomsConn !== plane.conn) {
       const mover = startRoomStreamMover({
         ctrl: plane.conn.nc,

@@ -57,6 +57,8 @@ Deno.test("runServe stops what it started when a later stage fails: child, conne
       `127.0.0.1:${httpPort}`,
       "--nats-port",
       String(natsPort),
+      // A fixed store: a nearly full temp disk must not refuse the start
+      // before the stage this test is about.
       "--jetstream-max-store",
       "256MiB",
     ], {});
