@@ -1,16 +1,23 @@
 /**
- * `unibus serve`: flags, their validation, and the hand-over to server/serve.ts.
+ * `unibus serve`: flags turned into server/options.ts's ServeOptions (whose
+ * posture rules are checked there), and the hand-over to server/serve.ts.
  *
  * @module
  */
 
 import { createLogger } from "../lib/log.ts";
-import { isLoopbackHost, parseHostPort, parsePort } from "../lib/net/address.ts";
+import { parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { parseKvReplicas } from "./kv_target.ts";
 import { CLUSTER_SERVE_OPTIONS, parseClusterArgs } from "./serve_cluster.ts";
-import type { ServeOptions } from "../server/options.ts";
+import {
+  checkServeOptions,
+  type ServeOptions,
+  ServeOptionsError,
+  type TlsFiles,
+  type UncheckedServeOptions,
+} from "../server/options.ts";
 import {
   DEFAULT_LIMITS,
   type Limits,
@@ -236,120 +243,24 @@ function hostnameOrLocal(): string {
   }
 }
 
-/**
- * Parses and validates `serve`'s flags. Throws {@linkcode UsageError} with a
- * one-line message on any mistake.
- *
- * @example
- * ```ts
- * const opts = parseServeArgs(["--http-addr", "127.0.0.1:0", "--nats-port", "4251"]);
- * opts.natsPort; // 4251
- * ```
- */
-export function parseServeArgs(
-  argv: string[],
-  env: Record<string, string | undefined> = Deno.env.toObject(),
-): ServeOptions & { help: boolean } {
-  const { values: v } = parseCommandArgs(argv, SERVE_OPTIONS, { maxPositionals: 0 });
-  const str = (name: string) => v[name] as string | undefined;
+/** Runs `parse`, turning its error into a usage error that names `flag`. */
+function forFlag<T>(flag: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+  }
+}
 
-  const wrap = <T>(flag: string, f: () => T): T => {
-    try {
-      return f();
-    } catch (err) {
-      throw new UsageError(`--${flag}: ${(err as Error).message}`);
-    }
-  };
-  const http = wrap("http-addr", () => parseHostPort(str("http-addr") ?? "127.0.0.1:8470"));
-  const natsHost = str("nats-host") ?? "127.0.0.1";
-  if (!natsHost || /[\s"'\\$]/.test(natsHost)) {
-    throw new UsageError(`--nats-host: "${natsHost}" is not a host name or address`);
-  }
-  const natsPort = wrap("nats-port", () => parsePort(str("nats-port") ?? "4250"));
-  if (natsPort === 0) throw new UsageError("--nats-port: must be 1-65535");
+type FlagText = (name: string) => string | undefined;
 
-  const dataDir = str("data-dir") ?? "./local_files";
-  if (!dataDir) throw new UsageError("--data-dir: must not be empty");
-
-  const store = str("store") ?? "sqlite";
-  if (store !== "sqlite" && store !== "kv") {
-    throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
-  }
-  const kvReplicas = parseKvReplicas(str("kv-replicas"));
-  const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
-  if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
-    throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
-  }
-  if (store === "sqlite" && (str("kv-replicas") ?? str("kv-bootstrap-timeout")) !== undefined) {
-    throw new UsageError("--kv-replicas and --kv-bootstrap-timeout need --store kv");
-  }
-
-  const busAuth = str("bus-auth") ?? "off";
-  if (busAuth !== "off" && busAuth !== "enforce") {
-    throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
-  }
-  const cluster = parseClusterArgs(v, env);
-  const calloutIssuerFile = str("callout-issuer-file") ?? null;
-  if (cluster) {
-    // Homogeneous posture (seed 000): one node that does not enforce opens
-    // the whole bus, since routes carry every message to every node.
-    if (busAuth !== "enforce") {
-      throw new UsageError(
-        "a clustered node needs --bus-auth enforce: one open node would open the whole cluster",
-      );
-    }
-    // A node on a local SQLite file would serve its own allowlist and rooms,
-    // not the cluster's.
-    if (store !== "kv") {
-      throw new UsageError(
-        "a clustered node needs --store kv: a local SQLite store is not shared with the other nodes",
-      );
-    }
-    if (calloutIssuerFile === null) {
-      throw new UsageError(
-        "a clustered node needs --callout-issuer-file FILE, the same file on every node",
-      );
-    }
-  }
-  if (calloutIssuerFile !== null && busAuth !== "enforce") {
-    throw new UsageError("--callout-issuer-file needs --bus-auth enforce");
-  }
-
-  const natsUrl = str("nats-url") ?? null;
-  if (natsUrl !== null) {
-    wrap("nats-url", () => {
-      const u = new URL(natsUrl);
-      if (!["nats:", "tls:"].includes(u.protocol)) {
-        throw new Error(`"${natsUrl}" must be a nats:// or tls:// URL`);
-      }
-    });
-  }
-
-  const serverName = str("server-name") ??
-    `unibus-${hostnameOrLocal().replace(/[^A-Za-z0-9_.-]/g, "-")}`.slice(0, 64);
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(serverName)) {
-    throw new UsageError(
-      `--server-name: "${serverName}" must be 1-64 letters, digits, '.', '_' or '-'`,
-    );
-  }
-
-  const maxBodyBytes = wrap("max-body", () => parseByteSize(str("max-body") ?? "1MiB"));
-  // Bounded above by the blob limit: JSON bodies (changes, sealed keys) are
-  // kilobytes, and every large body is held whole in memory until its
-  // signature is checked, so the upload gate's bound on what a flood of bad
-  // signatures can make the node hold, --max-uploads × 8 MiB, must not grow
-  // with a mistyped flag (at 1 GiB: 16 GiB).
-  if (maxBodyBytes < 1024 || maxBodyBytes > MAX_BLOB_BYTES) {
-    throw new UsageError(
-      `--max-body: must be between 1KiB and ${byteText(MAX_BLOB_BYTES)} (the blob limit)`,
-    );
-  }
-
+/** The limit flags over {@linkcode DEFAULT_LIMITS}, and how they bound each other. */
+function parseLimitFlags(str: FlagText): Limits {
   const limits: Limits = { ...DEFAULT_LIMITS };
   for (const [field, flag, unit] of LIMIT_FLAGS) {
     const text = str(flag);
     if (text === undefined) continue;
-    const n = wrap(flag, () => {
+    const n = forFlag(flag, () => {
       if (unit === "bytes") return parseByteSize(text);
       if (!/^\d{1,9}$/.test(text)) throw new Error(`"${text}" is not a count`);
       return Number(text);
@@ -386,7 +297,11 @@ export function parseServeArgs(
       "--max-uploads-per-user: must not exceed --max-uploads-per-source (or --max-uploads)",
     );
   }
+  return limits;
+}
 
+/** `--tls-cert`, `--tls-key` and `--tls-ca`: all three, or none. */
+function parseTlsFlags(str: FlagText): TlsFiles | null {
   const [certFile, keyFile, caFile] = [str("tls-cert"), str("tls-key"), str("tls-ca")];
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
@@ -397,76 +312,97 @@ export function parseServeArgs(
   if (certFile === undefined && caFile !== undefined) {
     throw new UsageError("--tls-ca without --tls-cert has nothing to pin");
   }
-  const tls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
-  // The route port must only ever open to a node's certificate: with the
-  // data-plane CA as route CA, any client certificate would do (seed 001).
-  // Same content under another path is caught at start (route_tls.ts).
-  if (cluster?.routeTls && tls && cluster.routeTls.caFile === tls.caFile) {
+  return certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
+}
+
+/** `--jetstream-sync`: "always", or a duration up to 24h in ms. */
+function parseJetstreamSync(text: string): "always" | number {
+  if (text === "always") return "always";
+  const m = /^(\d{1,6})(ms|s|m|h)$/.exec(text);
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]]! : NaN;
+  if (!(ms >= 1 && ms <= 24 * 3_600_000)) {
     throw new UsageError(
-      "--route-tls-ca must not be the data-plane CA (--tls-ca): use a separate route CA",
+      `--jetstream-sync: "${text}" is not "always" or a duration such as 500ms, 10s, 2m (at most 24h)`,
+    );
+  }
+  return ms;
+}
+
+/**
+ * Turns `serve`'s flags into {@linkcode ServeOptions}: each flag's syntax
+ * here, the posture rules in `checkServeOptions` (server/options.ts), the
+ * same rules `runServe` applies to any caller. Throws {@linkcode UsageError}
+ * with a one-line message on any mistake.
+ *
+ * @example
+ * ```ts
+ * const opts = parseServeArgs(["--http-addr", "127.0.0.1:0", "--nats-port", "4251"]);
+ * opts.natsPort; // 4251
+ * ```
+ */
+export function parseServeArgs(
+  argv: string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): ServeOptions & { help: boolean } {
+  const { values: v } = parseCommandArgs(argv, SERVE_OPTIONS, { maxPositionals: 0 });
+  const str = (name: string) => v[name] as string | undefined;
+
+  const http = forFlag("http-addr", () => parseHostPort(str("http-addr") ?? "127.0.0.1:8470"));
+  const natsHost = str("nats-host") ?? "127.0.0.1";
+  if (!natsHost || /[\s"'\\$]/.test(natsHost)) {
+    throw new UsageError(`--nats-host: "${natsHost}" is not a host name or address`);
+  }
+  const natsPort = forFlag("nats-port", () => parsePort(str("nats-port") ?? "4250"));
+  if (natsPort === 0) throw new UsageError("--nats-port: must be 1-65535");
+
+  const dataDir = str("data-dir") ?? "./local_files";
+  if (!dataDir) throw new UsageError("--data-dir: must not be empty");
+
+  const store = str("store") ?? "sqlite";
+  if (store !== "sqlite" && store !== "kv") {
+    throw new UsageError(`--store: "${store}" is not a store (sqlite or kv)`);
+  }
+  const kvReplicas = parseKvReplicas(str("kv-replicas"));
+  const bootstrapText = str("kv-bootstrap-timeout") ?? "120";
+  if (!/^\d{1,5}$/.test(bootstrapText) || Number(bootstrapText) < 1) {
+    throw new UsageError(`--kv-bootstrap-timeout: "${bootstrapText}" must be whole seconds, >= 1`);
+  }
+  if (store === "sqlite" && (str("kv-replicas") ?? str("kv-bootstrap-timeout")) !== undefined) {
+    throw new UsageError("--kv-replicas and --kv-bootstrap-timeout need --store kv");
+  }
+
+  const busAuth = str("bus-auth") ?? "off";
+  if (busAuth !== "off" && busAuth !== "enforce") {
+    throw new UsageError(`--bus-auth: "${busAuth}" is not off or enforce`);
+  }
+  const cluster = parseClusterArgs(v, env);
+
+  const natsUrl = str("nats-url") ?? null;
+  if (natsUrl !== null) {
+    forFlag("nats-url", () => {
+      const u = new URL(natsUrl);
+      if (!["nats:", "tls:"].includes(u.protocol)) {
+        throw new Error(`"${natsUrl}" must be a nats:// or tls:// URL`);
+      }
+    });
+  }
+
+  const serverName = str("server-name") ??
+    `unibus-${hostnameOrLocal().replace(/[^A-Za-z0-9_.-]/g, "-")}`.slice(0, 64);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(serverName)) {
+    throw new UsageError(
+      `--server-name: "${serverName}" must be 1-64 letters, digits, '.', '_' or '-'`,
     );
   }
 
   // Unset: serve reads UNIBUS_NATS_MONITOR_PORT (else 8222) when it opens the monitor.
-  let natsMonitorPort: number | null = null;
   const monitorFlag = str("nats-monitor-port");
-  if (monitorFlag !== undefined) {
-    try {
-      natsMonitorPort = parsePort(monitorFlag);
-    } catch (err) {
-      throw new UsageError(`--nats-monitor-port: ${(err as Error).message}`);
-    }
-    if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
-  }
+  const natsMonitorPort = monitorFlag === undefined
+    ? null
+    : forFlag("nats-monitor-port", () => parsePort(monitorFlag));
+  if (natsMonitorPort === 0) throw new UsageError("--nats-monitor-port: must be 1-65535");
 
-  const syncText = str("jetstream-sync") ?? "always";
-  let jetstreamSync: "always" | number = "always";
-  if (syncText !== "always") {
-    const m = /^(\d{1,6})(ms|s|m|h)$/.exec(syncText);
-    const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]]! : NaN;
-    if (!(ms >= 1 && ms <= 24 * 3_600_000)) {
-      throw new UsageError(
-        `--jetstream-sync: "${syncText}" is not "always" or a duration such as 500ms, 10s, 2m (at most 24h)`,
-      );
-    }
-    jetstreamSync = ms;
-  }
-
-  if (busAuth === "enforce" && natsUrl !== null) {
-    throw new UsageError(
-      "--bus-auth enforce needs the managed nats-server (its config carries the auth callout); drop --nats-url",
-    );
-  }
-
-  const exposed = [
-    !isLoopbackHost(http.host) ? `--http-addr ${http.host}` : null,
-    natsUrl === null && !isLoopbackHost(natsHost) ? `--nats-host ${natsHost}` : null,
-  ].filter((x) => x !== null);
-  // Keys, signatures and the allowlist must not cross a network in clear
-  // (seeds: a public bind requires encryption), whatever else is configured.
-  if (busAuth === "enforce" && exposed.length > 0 && tls === null) {
-    throw new UsageError(
-      `${
-        exposed.join(" and ")
-      } is not loopback: a public bind needs --tls-cert, --tls-key and --tls-ca`,
-    );
-  }
-
-  const insecurePublic = v["insecure-public"] === true;
-  // With auth off, whoever reaches a port can publish, subscribe and call the
-  // control plane as anyone. That is fine on loopback for development and an
-  // open door anywhere else, so a public bind needs an explicit opt-in.
-  if (busAuth === "off" && !insecurePublic) {
-    if (exposed.length > 0) {
-      throw new UsageError(
-        `${exposed.join(" and ")} is not loopback: with --bus-auth off anyone who reaches it ` +
-          `has full access; bind to 127.0.0.1, or pass --insecure-public to accept that`,
-      );
-    }
-  }
-
-  return {
-    help: v.help === true,
+  const unchecked: UncheckedServeOptions = {
     httpHost: http.host,
     httpPort: http.port,
     natsHost,
@@ -481,15 +417,21 @@ export function parseServeArgs(
     serverName,
     busAuth,
     internalIdFile: str("internal-id-file") ?? null,
-    tls,
-    insecurePublic,
-    maxBodyBytes,
+    tls: parseTlsFlags(str),
+    insecurePublic: v["insecure-public"] === true,
+    maxBodyBytes: forFlag("max-body", () => parseByteSize(str("max-body") ?? "1MiB")),
     natsMonitorPort,
-    calloutIssuerFile,
+    calloutIssuerFile: str("callout-issuer-file") ?? null,
     cluster,
-    limits,
-    jetstreamSync,
+    limits: parseLimitFlags(str),
+    jetstreamSync: parseJetstreamSync(str("jetstream-sync") ?? "always"),
   };
+  try {
+    return { ...checkServeOptions(unchecked), help: v.help === true };
+  } catch (err) {
+    if (err instanceof ServeOptionsError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** `unibus serve`. */

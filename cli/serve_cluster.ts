@@ -1,16 +1,18 @@
 /**
- * `serve`'s cluster flags (issue 10): the route listener, the peers, the route
- * secret and route TLS, and the posture a clustered node must have. Kept apart
- * from cli/serve.ts so that the single-node flags and these evolve separately.
+ * `serve`'s cluster flags: the route listener, the peers, the route secret's
+ * source and route TLS, turned into {@linkcode ClusterOptions}. The posture a
+ * clustered node must have (route TLS off loopback, the secret's shape,
+ * enforce, KV, a shared issuer) is checked with the rest of serve's options
+ * in server/options.ts. Kept apart from cli/serve.ts so that the single-node
+ * flags and these evolve separately.
  *
  * @module
  */
 
-import { isLoopbackHost, parsePort } from "../lib/net/address.ts";
+import { parsePort } from "../lib/net/address.ts";
 import {
   CLUSTER_PASS_ENV,
   type ClusterOptions,
-  clusterPassProblem,
   type ClusterPassSource,
   DEFAULT_CLUSTER_PORT,
 } from "../server/cluster/options.ts";
@@ -122,7 +124,6 @@ export function parseClusterArgs(
   if (port === 0) throw new UsageError("--cluster-port: must be 1-65535");
 
   const routes = (str("routes") ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
-  const routeHosts: string[] = [];
   for (const r of routes) {
     // Never echo a route with its userinfo: that may be the secret.
     const shown = r.replace(/^([a-z-]+:\/\/)[^@/]*@/i, "$1***@");
@@ -140,14 +141,13 @@ export function parseClusterArgs(
     if (/["\\$\s]/.test(r)) {
       throw new UsageError(`--routes: "${shown}" must not contain quotes, '$' or spaces`);
     }
-    routeHosts.push(u.hostname.replace(/^\[|\]$/g, ""));
   }
 
   const user = str("cluster-user") ?? "unibus-cluster";
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(user)) {
     throw new UsageError(`--cluster-user: "${user}" must be 1-64 letters, digits, '.', '_' or '-'`);
   }
-  // Precedence file > environment > flag (seed 001): the first two keep the
+  // Precedence file > environment > flag: the first two keep the
   // secret out of argv, which ps and journald show to anyone on the host.
   const passFile = str("cluster-pass-file");
   const envPass = env[CLUSTER_PASS_ENV];
@@ -167,11 +167,6 @@ export function parseClusterArgs(
       `a cluster needs a route secret: --cluster-pass-file FILE (or ${CLUSTER_PASS_ENV})`,
     );
   }
-  if (pass.kind !== "file") {
-    const problem = clusterPassProblem(pass.value);
-    const where = pass.kind === "env" ? CLUSTER_PASS_ENV : "--cluster-pass";
-    if (problem) throw new UsageError(`${where}: ${problem}`);
-  }
 
   const [certFile, keyFile, caFile] = [
     str("route-tls-cert"),
@@ -183,18 +178,5 @@ export function parseClusterArgs(
     throw new UsageError("--route-tls-cert, --route-tls-key and --route-tls-ca go together");
   }
   const routeTls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
-  const exposed = [
-    !isLoopbackHost(host) ? `--cluster-host ${host}` : null,
-    ...routeHosts.filter((h) => !isLoopbackHost(h)).map((h) => `route to ${h}`),
-  ].filter((x) => x !== null);
-  // The route layer carries every message of every room and the secret
-  // itself: off the host it is mutual TLS or nothing (seed 000).
-  if (exposed.length > 0 && routeTls === null) {
-    throw new UsageError(
-      `${
-        exposed[0]
-      } is not loopback: routes off this host need --route-tls-cert, --route-tls-key and --route-tls-ca`,
-    );
-  }
   return { name, host, port, routes, user, pass, routeTls };
 }

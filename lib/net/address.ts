@@ -74,3 +74,20 @@ export function isLoopbackUrl(url: string): boolean {
     return false;
   }
 }
+
+/**
+ * The host to dial to reach a listener bound to `host`: a wildcard bind is
+ * reached on loopback (`0.0.0.0` → `127.0.0.1`, `::` → `::1`, unbracketed);
+ * any other IPv6 literal is bracketed for a URL.
+ *
+ * @example
+ * ```ts
+ * dialHost("0.0.0.0"); // "127.0.0.1"
+ * dialHost("::1");     // "[::1]"
+ * ```
+ */
+export function dialHost(host: string): string {
+  if (host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::") return "::1";
+  return host.includes(":") ? `[${host}]` : host;
+}

@@ -15,11 +15,10 @@
 import { NativeNkeyPair, Prefix } from "../../lib/auth/nkey.ts";
 import type { Logger } from "../../lib/log.ts";
 import { jetStreamStoreFromDisk } from "../limits.ts";
-import { dataDirLayout } from "../serve.ts";
-import { resolveNatsServerBin } from "./binary.ts";
-import { renderNatsConfig } from "./config.ts";
-import { ManagedNatsServer, NatsStartError } from "./managed_server.ts";
-import { claimDataDir, reapStaleNatsServer, releaseDataDir } from "./pid_file.ts";
+import { dataDirLayout } from "./data_dir.ts";
+import { prepareNatsLaunch } from "./launcher.ts";
+import { NatsStartError } from "./managed_server.ts";
+import { claimDataDir, releaseDataDir } from "./pid_file.ts";
 
 /** A running temporary nats-server. */
 export interface DataDirServer {
@@ -54,24 +53,20 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
   if (!st?.isDirectory) throw new Error(`no data dir at ${l.dir}`);
   await claimDataDir(l.lockFile);
   try {
-    const bin = await resolveNatsServerBin({ env: Deno.env.toObject() });
-    await reapStaleNatsServer(l.natsPidFile, l.natsConfig, log);
+    const launcher = await prepareNatsLaunch({ layout: l, log });
     const { maxStore } = await jetStreamStoreFromDisk(l.dir, l.jetStreamDir);
     const user = NativeNkeyPair.generate(Prefix.User);
     // A port found free can be taken before nats-server binds it: retry.
     for (let attempt = 1;; attempt++) {
       const port = freeLoopbackPort();
-      await Deno.writeTextFile(
-        l.natsConfig,
-        renderNatsConfig({
+      try {
+        const nats = await launcher.start({
           serverName: "unibus-data-dir",
           host: "127.0.0.1",
           port,
-          jetStreamDir: l.jetStreamDir,
           maxFileStore: maxStore,
           // The copy it makes is acknowledged only once on disk, like serve's writes.
           syncInterval: "always",
-          pidFile: l.natsPidFile,
           debug: false,
           trace: false,
           monitorPort: null,
@@ -85,32 +80,19 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
             systemUser: NativeNkeyPair.generate(Prefix.User).getPublicKey(),
           },
           tls: null,
-        }),
-        { mode: 0o600 },
-      );
-      const nats = new ManagedNatsServer({
-        binary: bin.path,
-        configPath: l.natsConfig,
-        host: "127.0.0.1",
-        port,
-        quiet: true,
-        log,
-      });
-      try {
-        await nats.start();
+        }, { quiet: true, log });
+        return {
+          url: nats.url,
+          user,
+          async stop() {
+            await nats.stop();
+            await releaseDataDir(l.lockFile);
+          },
+        };
       } catch (err) {
         if (err instanceof NatsStartError && /in use/i.test(err.message) && attempt < 3) continue;
         throw err;
       }
-      return {
-        url: `nats://127.0.0.1:${port}`,
-        user,
-        async stop() {
-          await nats.stop();
-          await Deno.remove(l.natsPidFile).catch(() => {});
-          await releaseDataDir(l.lockFile);
-        },
-      };
     }
   } catch (err) {
     await releaseDataDir(l.lockFile);
