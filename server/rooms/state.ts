@@ -24,7 +24,7 @@ import type {
   RoomStateAfter,
   Store,
 } from "../../lib/store/store.ts";
-import { HttpError } from "../http/app.ts";
+import { RoomRefusal } from "./refusal.ts";
 
 /** What the API returns for a room. */
 export interface RoomView {
@@ -70,7 +70,7 @@ export async function roomView(store: Store, room: Room): Promise<RoomView> {
 /**
  * Verifies a room's stored log. A log the server itself cannot verify means
  * the store was tampered with or written outside the API; that room cannot
- * be changed through the API until an operator repairs it (409, not a 500:
+ * be changed through the API until an operator repairs it (a refusal, not a 500:
  * nothing about the request is wrong, and retrying will not help).
  *
  * @example
@@ -87,8 +87,7 @@ export async function verifiedRoom(
     return { state: verifyLog(roomId, changes), changes };
   } catch (err) {
     if (!(err instanceof MembershipError)) throw err;
-    throw new HttpError(
-      409,
+    throw new RoomRefusal(
       "log_unverifiable",
       `the room's stored membership log does not verify: ${err.message}`,
     );

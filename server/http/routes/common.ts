@@ -17,6 +17,7 @@ import {
   StoreOutcomeUnknownError,
   StoreUnavailableError,
 } from "../../../lib/store/store.ts";
+import { type RefusalCode, RoomRefusal } from "../../rooms/refusal.ts";
 import { type Handler, HttpError, type RequestContext } from "../app.ts";
 
 /** 64 lowercase hex characters: an Ed25519 or X25519 public key. */
@@ -121,7 +122,8 @@ export function stringField(
 }
 
 /**
- * Runs `handler`, turning the store's typed errors into HTTP answers:
+ * Runs `handler`, turning the store's typed errors and the room service's
+ * refusals into HTTP answers:
  * invalid input 400, not found 404, unavailable 503 (`outcome_unknown` when
  * a write was sent and not acknowledged). Anything else (a bug)
  * is left to the app, which logs it and answers a bare 500.
@@ -141,8 +143,31 @@ export function storeErrors(handler: Handler): Handler {
   };
 }
 
+/** The HTTP status of each room service refusal. */
+const REFUSAL_STATUS: Record<RefusalCode, number> = {
+  invalid_room_id: 400,
+  invalid_subject: 400,
+  invalid_change: 400,
+  kex_mismatch: 400,
+  unknown_user: 400,
+  unknown_member: 400,
+  not_signer: 403,
+  not_admin: 403,
+  not_found: 404,
+  room_exists: 409,
+  subject_taken: 409,
+  conflict: 409,
+  last_admin: 409,
+  log_unverifiable: 409,
+  quota_exceeded: 429,
+  storage_full: 507,
+  stream_unavailable: 503,
+  cluster_degraded: 503,
+};
+
 /**
- * The HTTP answer for a store error; other errors are returned unchanged.
+ * The HTTP answer for a store error or a room service refusal; other errors
+ * are returned unchanged.
  *
  * @example
  * ```ts
@@ -150,6 +175,15 @@ export function storeErrors(handler: Handler): Handler {
  * ```
  */
 export function toHttpError(err: unknown): unknown {
+  if (err instanceof RoomRefusal) {
+    return new HttpError(
+      REFUSAL_STATUS[err.code],
+      err.code,
+      err.message,
+      err.details,
+      err.retryAfterS !== undefined ? { "retry-after": String(err.retryAfterS) } : {},
+    );
+  }
   if (err instanceof HttpError || !(err instanceof StoreError)) return err;
   if (err instanceof InvalidInputError) return new HttpError(400, "invalid_input", err.message);
   if (err instanceof NotFoundError) return new HttpError(404, "not_found", err.message);
@@ -184,39 +218,4 @@ export function outcomeUnknown(details: Record<string, unknown> = {}): HttpError
   );
 }
 
-/**
- * Runs async functions one at a time per key, in arrival order. Serialising
- * the read-verify-write of one room (or one user's key) in this process
- * keeps its derived tables from being written by two requests at once; the
- * store's compare-and-set still guards against other processes.
- *
- * @example
- * ```ts
- * const locks = new KeyedLock();
- * await locks.run(roomId, async () => { ... });
- * ```
- */
-export class KeyedLock {
-  #tails = new Map<string, Promise<unknown>>();
-
-  /**
-   * Runs `fn` after every earlier `run` with the same key has settled.
-   *
-   * @example
-   * ```ts
-   * await new KeyedLock().run("room", () => Promise.resolve(1)); // 1
-   * ```
-   */
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const mine = prev.catch(() => {}).then(fn);
-    const tail = mine.catch(() => {});
-    this.#tails.set(key, tail);
-    try {
-      return await mine;
-    } finally {
-      // Drop the entry once nothing queued after us, so the map stays small.
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-}
+export { KeyedLock } from "../../keyed_lock.ts";
