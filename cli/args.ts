@@ -34,7 +34,7 @@ export interface ParsedArgs {
 
 /**
  * Parses `argv` against `table`. Flags may come before or after positionals
- * (seed 004: `user revoke KEY --db PATH` must honour `--db`). `--help` is
+ * (`user revoke KEY --db PATH` must honour `--db`, as operators type it). `--help` is
  * always accepted.
  *
  * @example

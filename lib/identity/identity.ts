@@ -5,7 +5,7 @@
  *
  * Identity files hold private keys, so they are written 0600 atomically and a
  * file that is too open, unreadable or corrupt is an error: never silently
- * replaced by a fresh key (seed 004), which could not decrypt what the old one
+ * replaced by a fresh key, which could not decrypt what the old one
  * was sealed to and would quietly change who the user is.
  *
  * @example
@@ -644,7 +644,8 @@ async function syncDir(dir: string): Promise<void> {
 /**
  * Loads the identity at `path`, or creates and saves a new one if, and only
  * if, no file exists there. Any other problem (mode, corruption, I/O) is the
- * load error: a damaged identity is never replaced (seed 004).
+ * load error: a damaged identity is never replaced (a new key would silently
+ * change who the user is).
  *
  * @example
  * ```ts

@@ -323,8 +323,8 @@ export function startEnforcer(opts: EnforcerOptions) {
 
   const loop = async () => {
     while (running) {
-      // Room changes used to make every pass a full one; now that they are
-      // targeted, a steady stream of them must not starve the backstop. A
+      // Room changes trigger targeted passes, so a steady stream of them must
+      // not starve the full backstop pass. A
       // stream of admissions alone does not force it (1,000 at once: a full
       // pass amid them slowed the callout past nats-server's 2 s timeout).
       if (targetedSinceFull && Date.now() - lastFull >= interval) allDirty = true;

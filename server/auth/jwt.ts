@@ -8,7 +8,7 @@
  * for it, which Deno runs on its blocking thread pool. Each JWT then waits
  * for one thread hop and a wake-up of the event loop: two per connect, 0.2-0.3
  * ms each at the median on this 2-core machine under load and milliseconds at
- * the tail (docs/benchmarks.md, issue 12 round 3). The library exposes no
+ * the tail (docs/benchmarks.md). The library exposes no
  * digest option, so for the synchronous part of each encode (the library
  * calls the digest before its first `await`), `crypto.subtle.digest` answers
  * SHA-512 from `node:crypto` with an already resolved promise, and is put

@@ -1,5 +1,5 @@
 /**
- * What a clustered `serve` runs with (issue 10), as validated by
+ * What a clustered `serve` runs with, as validated by
  * cli/serve_cluster.ts. The route secret is not read here if it lives in a
  * file: server/cluster/secrets.ts reads it at start.
  *
@@ -27,7 +27,7 @@ export interface ClusterOptions {
 
 /** The environment variable that may carry the route secret. */
 export const CLUSTER_PASS_ENV = "UNIBUS_CLUSTER_PASS";
-/** The default route port (seed 000). */
+/** The default route port, the one the deploy scripts and firewall rules name. */
 export const DEFAULT_CLUSTER_PORT = 6250;
 /** The shortest route secret accepted. */
 export const MIN_CLUSTER_PASS = 16;

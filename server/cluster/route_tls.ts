@@ -1,5 +1,5 @@
 /**
- * The route CA must not be the data-plane CA (seed 001): the route layer
+ * The route CA must not be the data-plane CA: the route layer
  * authenticates nodes, and with a shared trust root any client certificate
  * from the data-plane CA would open the route port. The flags refuse the same
  * path; this refuses the same certificate under another path or in a bundle.

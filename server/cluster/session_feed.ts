@@ -1,6 +1,6 @@
 /**
- * In a cluster, each node enforces the connections ITS OWN nats-server holds
- * (issue 10). Any node may answer a callout, and a node that dies takes its
+ * In a cluster, each node enforces the connections ITS OWN nats-server holds.
+ * Any node may answer a callout, and a node that dies takes its
  * memory with it, so "who answered" is no basis for cutting a connection
  * later: a revoke must still reach every connection on every surviving node.
  *

@@ -5,7 +5,8 @@
  * as the peers publish it.
  *
  * Why the system account and not the monitoring endpoint: the endpoint is
- * closed by default (seed 003) and has no auth; serve's system user already
+ * closed by default (it would expose routes and subjects) and has no auth;
+ * serve's system user already
  * has the server's own view, addressed to this server by id.
  *
  * Posture gossip: each node publishes what it enforces on
@@ -96,7 +97,8 @@ export interface ClusterStatus {
 }
 
 /**
- * What is wrong with a posture: anything but enforce + ACL + TLS (seed 000).
+ * What is wrong with a posture: anything but enforce + ACL + TLS, the posture
+ * every production node must have.
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 /**
  * `GET /healthz`: liveness plus the node's security posture, so a monitor can
- * flag a node that is not what the operator thinks it is (seed 000: every
- * node publishes its posture).
+ * flag a node that is not what the operator thinks it is (a node started
+ * without auth or TLS looks like any other until it says so).
  *
  * @module
  */
@@ -26,7 +26,7 @@ export interface Posture {
  * not (a load balancer must stop sending clients to a node without NATS). In
  * a cluster, also 503 while there is no JetStream meta leader: without one
  * the replicated control plane cannot commit, so a lone node of a three-node
- * cluster never reports healthy (seed 004).
+ * cluster never reports healthy.
  *
  * @example
  * ```ts

@@ -65,7 +65,7 @@ export interface NatsTlsConfig {
 }
 
 /**
- * The route listener and the peers to route to (issue 10). Routes are
+ * The route listener and the peers to route to. Routes are
  * server-to-server: they authenticate nodes, never bus users.
  */
 export interface NatsClusterConfig {
@@ -317,12 +317,12 @@ function clusterLines(c: NatsClusterConfig): string[] {
     `  name: ${quote("cluster name", c.name)}`,
     `  host: ${quote("cluster host", c.host)}`,
     `  port: ${c.port}`,
-    // One route connection per peer (seed 004): with the 2.10 default pool of
+    // One route connection per peer: with the 2.10 default pool of
     // three, a three-node cluster churned "duplicate route" reconnects that
     // broke the meta group's RAFT heartbeats, and the leader changed forever.
     "  pool_size: -1",
     // Peers dial only the routes listed here and clients learn no other node
-    // from us (seed 004: advertised Docker bridge IPs were dialled by peers;
+    // from us (advertised addresses such as Docker bridge IPs get dialled by peers;
     // and serve's internal connection must never drift to a node whose
     // nats-server does not know its key).
     "  no_advertise: true",

@@ -2,7 +2,7 @@
  * How loud nats-server is, and whether its monitoring endpoint is open, from
  * the two operator toggles UNIBUS_NATS_MONITOR and UNIBUS_NATS_DEBUG.
  *
- * The toggles are separate on purpose (seed 003): the monitoring endpoint is
+ * The toggles are separate on purpose: the monitoring endpoint is
  * wanted in production for a metrics scraper, but nats-server's debug log
  * writes routes, RAFT chatter and room subjects in clear to journald. Tying the
  * endpoint to the debug log regressed the hardened posture, so MONITOR opens
