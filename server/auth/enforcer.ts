@@ -82,6 +82,129 @@ export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Prom
   return ids;
 }
 
+/** Forgets connections as they close, so the registry only holds live ones. */
+function forgetOnDisconnect(opts: EnforcerOptions): { unsubscribe(): void } {
+  return opts.sys.subscribe(`$SYS.ACCOUNT.${USERS_ACCOUNT}.DISCONNECT`, {
+    callback: (_err, msg) => {
+      try {
+        const ev = msg.json<{ client?: { id?: number }; server?: { id?: string } }>();
+        if (ev.server?.id && typeof ev.client?.id === "number") {
+          opts.sessions.remove(ev.server.id, ev.client.id);
+        }
+      } catch { /* not an event we understand */ }
+    },
+  });
+}
+
+/**
+ * After our system connection reconnects (the managed nats-server was
+ * restarted, or we moved to another cluster member), sessions of servers
+ * that no longer answer are dropped in one step: their connections are gone,
+ * and those clients that came back were admitted anew.
+ */
+function pruneOnReconnect(
+  opts: EnforcerOptions,
+): { dropGoneServers: () => Promise<void>; pruned: () => Promise<void> } {
+  const dropGoneServers = async () => {
+    const live = await liveServerIds(opts.sys).catch(() => new Set<string>());
+    // No answer at all proves nothing about the servers; keep everything.
+    if (live.size === 0) return;
+    const dropped = opts.sessions.retainServers(live);
+    if (dropped.length > 0) {
+      opts.log.info("sessions of a gone nats-server dropped", {
+        sessions: dropped.length,
+        serverIds: [...new Set(dropped.map((d) => d.serverId))],
+      });
+    }
+  };
+  let pruning: Promise<void> = Promise.resolve();
+  (async () => {
+    for await (const st of opts.sys.status()) {
+      if (st.type === "reconnect") {
+        pruning = pruning.then(dropGoneServers);
+        await pruning;
+      }
+    }
+  })().catch((err) => opts.log.error("session pruning stopped", { error: err }));
+  return { dropGoneServers, pruned: () => pruning };
+}
+
+/**
+ * Re-reads one connected user and cuts or notifies its sessions.
+ *
+ * `viaAccess`: read with Store.getUserAccess, as the callout does, for the
+ * re-check that follows each admission. It is linearizable (never older
+ * than a write acknowledged before it, on any node: SQLite answers from
+ * memory only while it proves nothing was committed since, KV checks the
+ * records against the buckets' RAFT logs), so a login that overlapped a
+ * revoke is cut even during a leader election; and on SQLite it is one
+ * small read instead of two: that re-check runs while nats-server
+ * finishes the login it just answered, and on a 2-core machine its two
+ * reads took CPU from it. Passes the change feed or the backstop start
+ * read afresh, so even a flaw in that cache could not keep a revoked user
+ * connected past the next backstop pass. On KV those passes read plainly
+ * (a stream leader, or a replica while one is elected), which is cheaper
+ * for a pass over every connected user and may lag a revoke by the
+ * election: they only decide cuts, and the next pass reads again, so an
+ * old answer delays a cut, never admits anyone.
+ */
+async function reconcile(
+  opts: EnforcerOptions,
+  on: {
+    index: (signPub: string, roomIds: string[]) => void;
+    kick: (s: Session, reason: string) => Promise<void>;
+    kickUser: (signPub: string, reason: string) => Promise<void>;
+  },
+  signPub: string,
+  viaAccess: boolean,
+): Promise<void> {
+  const access = viaAccess ? await opts.store.getUserAccess(signPub) : null;
+  const user = access ? access.user : await opts.store.getUser(signPub);
+  if (!user || user.status !== "active") {
+    on.index(signPub, []);
+    await on.kickUser(signPub, user ? "user revoked" : "user removed");
+    return;
+  }
+  const rooms = access ? access.rooms : await opts.store.listRoomsForMember(signPub);
+  on.index(signPub, rooms.map((r) => r.id));
+  const now = userPermissions(signPub, rooms);
+  const digest = JSON.stringify(now);
+  for (const s of opts.sessions.forUser(signPub)) {
+    if (permissionsNarrowed(s.permissions, now)) {
+      await on.kick(s, "membership narrowed");
+    } else if (JSON.stringify(s.permissions) !== digest && s.refreshNoticeFor !== digest) {
+      s.refreshNoticeFor = digest;
+      opts.notices.publish(`${inboxPrefixFor(signPub)}.${REFRESH_NOTICE_SUFFIX}`, "refresh", {
+        headers: noticeHeaders(),
+      });
+    }
+  }
+}
+
+/**
+ * Re-checks `users` one after another; true if any re-check failed (that
+ * user is handed to `retry`: new connections fail closed in the callout,
+ * and this one is re-checked on the next pass).
+ */
+async function recheckAll(
+  opts: EnforcerOptions,
+  users: Array<[string, boolean]>,
+  reconcileUser: (signPub: string, viaAccess: boolean) => Promise<void>,
+  retry: (signPub: string) => void,
+): Promise<boolean> {
+  let failed = false;
+  for (const [signPub, viaAccess] of users) {
+    try {
+      await reconcileUser(signPub, viaAccess);
+    } catch (err) {
+      retry(signPub);
+      failed = true;
+      opts.log.error("could not re-check a connected user", { signPub, error: err });
+    }
+  }
+  return failed;
+}
+
 /**
  * Starts the enforcer; returns a handle to stop it.
  *
@@ -93,25 +216,18 @@ export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Prom
  * await enforcer.stop();
  * ```
  */
-export function startEnforcer(opts: EnforcerOptions) {
-  const interval = opts.intervalMs ?? 2000;
-  // Forget connections as they close, so the registry only holds live ones.
-  const events = opts.sys.subscribe(`$SYS.ACCOUNT.${USERS_ACCOUNT}.DISCONNECT`, {
-    callback: (_err, msg) => {
-      try {
-        const ev = msg.json<{ client?: { id?: number }; server?: { id?: string } }>();
-        if (ev.server?.id && typeof ev.client?.id === "number") {
-          opts.sessions.remove(ev.server.id, ev.client.id);
-        }
-      } catch { /* not an event we understand */ }
-    },
-  });
-
+/**
+ * How a session is cut: a KICK of its connection through the system
+ * account, forgetting the session once it is gone (or its server is).
+ */
+function connectionCutter(
+  opts: EnforcerOptions,
+): (s: Session, reason: string) => Promise<void> {
   // Sessions whose cut already failed once: later failures of the same
   // session are retried quietly instead of logging every 250 ms.
   const failedOnce = new WeakSet<Session>();
 
-  const kick = async (s: Session, reason: string) => {
+  return async (s: Session, reason: string) => {
     try {
       const res = await opts.sys.request(
         `$SYS.REQ.SERVER.${s.serverId}.KICK`,
@@ -158,100 +274,66 @@ export function startEnforcer(opts: EnforcerOptions) {
       }
     }
   };
+}
 
-  // After our system connection reconnects (the managed nats-server was
-  // restarted, or we moved to another cluster member), sessions of servers
-  // that no longer answer are dropped in one step: their connections are
-  // gone, and those clients that came back were admitted anew.
-  const dropGoneServers = async () => {
-    const live = await liveServerIds(opts.sys).catch(() => new Set<string>());
-    // No answer at all proves nothing about the servers; keep everything.
-    if (live.size === 0) return;
-    const dropped = opts.sessions.retainServers(live);
-    if (dropped.length > 0) {
-      opts.log.info("sessions of a gone nats-server dropped", {
-        sessions: dropped.length,
-        serverIds: [...new Set(dropped.map((d) => d.serverId))],
-      });
+/**
+ * The rooms in each connected user's rights at their last re-check, and
+ * back: a room change re-reads the users who held it and its members now,
+ * not everyone connected. Re-reading everyone on every change made room
+ * creation fall from 5 to 2 rooms/s between 100 and 1,000 rooms of 10 with
+ * 200 users online (docs/benchmarks.md). A user admitted but not yet
+ * re-checked is missing here, but is marked by its admission; the full pass
+ * every interval catches anything else.
+ */
+class RoomIndex {
+  #roomUsers = new Map<string, Set<string>>();
+  #userRooms = new Map<string, Set<string>>();
+
+  /** Records `signPub`'s rooms as `roomIds` (none: forgets the user). */
+  set(signPub: string, roomIds: string[]): void {
+    const now = new Set(roomIds);
+    for (const id of this.#userRooms.get(signPub) ?? []) {
+      if (now.has(id)) continue;
+      const users = this.#roomUsers.get(id);
+      users?.delete(signPub);
+      if (users?.size === 0) this.#roomUsers.delete(id);
     }
-  };
-  let pruning: Promise<void> = Promise.resolve();
-  (async () => {
-    for await (const st of opts.sys.status()) {
-      if (st.type === "reconnect") {
-        pruning = pruning.then(dropGoneServers);
-        await pruning;
-      }
+    for (const id of now) {
+      const users = this.#roomUsers.get(id) ?? new Set<string>();
+      this.#roomUsers.set(id, users.add(signPub));
     }
-  })().catch((err) => opts.log.error("session pruning stopped", { error: err }));
+    if (now.size > 0) this.#userRooms.set(signPub, now);
+    else this.#userRooms.delete(signPub);
+  }
+
+  /** The users who held room `id` at their last re-check. */
+  usersOf(id: string): Iterable<string> {
+    return this.#roomUsers.get(id) ?? [];
+  }
+
+  /** Every user recorded. */
+  users(): string[] {
+    return [...this.#userRooms.keys()];
+  }
+}
+
+export function startEnforcer(opts: EnforcerOptions) {
+  const interval = opts.intervalMs ?? 2000;
+  const events = forgetOnDisconnect(opts);
+
+  const kick = connectionCutter(opts);
+
+  const { dropGoneServers, pruned } = pruneOnReconnect(opts);
 
   const kickUser = async (signPub: string, reason: string) => {
     await Promise.all(opts.sessions.forUser(signPub).map((s) => kick(s, reason)));
   };
 
-  // The rooms in each connected user's rights at their last re-check, and
-  // back: a room change re-reads the users who held it and its members now,
-  // not everyone connected. Re-reading everyone on every change made room
-  // creation fall from 5 to 2 rooms/s between 100 and 1,000 rooms of 10 with
-  // 200 users online (docs/benchmarks.md, round 3). A user admitted but not
-  // yet re-checked is missing here, but is marked by its admission; the full
-  // pass every `interval` catches anything else.
-  const roomUsers = new Map<string, Set<string>>();
-  const userRooms = new Map<string, Set<string>>();
-  const index = (signPub: string, roomIds: string[]) => {
-    const now = new Set(roomIds);
-    for (const id of userRooms.get(signPub) ?? []) {
-      if (now.has(id)) continue;
-      const users = roomUsers.get(id);
-      users?.delete(signPub);
-      if (users?.size === 0) roomUsers.delete(id);
-    }
-    for (const id of now) {
-      const users = roomUsers.get(id) ?? new Set<string>();
-      roomUsers.set(id, users.add(signPub));
-    }
-    if (now.size > 0) userRooms.set(signPub, now);
-    else userRooms.delete(signPub);
-  };
+  const rooms = new RoomIndex();
+  const index = (signPub: string, roomIds: string[]) => rooms.set(signPub, roomIds);
 
-  // `viaAccess`: read with Store.getUserAccess, as the callout does, for the
-  // re-check that follows each admission. It is linearizable (never older
-  // than a write acknowledged before it, on any node: SQLite answers from
-  // memory only while it proves nothing was committed since, KV checks the
-  // records against the buckets' RAFT logs), so a login that overlapped a
-  // revoke is cut even during a leader election; and on SQLite it is one
-  // small read instead of two: that re-check runs while nats-server
-  // finishes the login it just answered, and on a 2-core machine its two
-  // reads took CPU from it. Passes the change feed or the backstop start
-  // read afresh, so even a flaw in that cache could not keep a revoked user
-  // connected past the next backstop pass. On KV those passes read plainly
-  // (a stream leader, or a replica while one is elected), which is cheaper
-  // for a pass over every connected user and may lag a revoke by the
-  // election: they only decide cuts, and the next pass reads again, so an
-  // old answer delays a cut, never admits anyone.
-  const reconcileUser = async (signPub: string, viaAccess = false) => {
-    const access = viaAccess ? await opts.store.getUserAccess(signPub) : null;
-    const user = access ? access.user : await opts.store.getUser(signPub);
-    if (!user || user.status !== "active") {
-      index(signPub, []);
-      await kickUser(signPub, user ? "user revoked" : "user removed");
-      return;
-    }
-    const rooms = access ? access.rooms : await opts.store.listRoomsForMember(signPub);
-    index(signPub, rooms.map((r) => r.id));
-    const now = userPermissions(signPub, rooms);
-    const digest = JSON.stringify(now);
-    for (const s of opts.sessions.forUser(signPub)) {
-      if (permissionsNarrowed(s.permissions, now)) {
-        await kick(s, "membership narrowed");
-      } else if (JSON.stringify(s.permissions) !== digest && s.refreshNoticeFor !== digest) {
-        s.refreshNoticeFor = digest;
-        opts.notices.publish(`${inboxPrefixFor(signPub)}.${REFRESH_NOTICE_SUFFIX}`, "refresh", {
-          headers: noticeHeaders(),
-        });
-      }
-    }
-  };
+  const reconcileUser = (signPub: string, viaAccess = false) =>
+    reconcile(opts, { index, kick, kickUser }, signPub, viaAccess);
 
   let running = true;
   let pass: Promise<void> = Promise.resolve();
@@ -303,7 +385,7 @@ export function startEnforcer(opts: EnforcerOptions) {
     const ids = [...dirtyRooms];
     dirtyRooms.clear();
     for (const id of ids) {
-      for (const u of roomUsers.get(id) ?? []) dirty.set(u, false);
+      for (const u of rooms.usersOf(id)) dirty.set(u, false);
       try {
         for (const m of await opts.store.listMembers(id)) dirty.set(m.signPub, false);
       } catch {
@@ -324,9 +406,9 @@ export function startEnforcer(opts: EnforcerOptions) {
   const loop = async () => {
     while (running) {
       // Room changes trigger targeted passes, so a steady stream of them must
-      // not starve the full backstop pass. A
-      // stream of admissions alone does not force it (1,000 at once: a full
-      // pass amid them slowed the callout past nats-server's 2 s timeout).
+      // not starve the full backstop pass. A stream of admissions alone does
+      // not force it (1,000 at once: a full pass amid them slowed the
+      // callout past nats-server's 2 s timeout).
       if (targetedSinceFull && Date.now() - lastFull >= interval) allDirty = true;
       if (!allDirty && dirtyRooms.size > 0) await roomsToUsers();
       // Each user to re-read, and whether via access (an admission only).
@@ -338,7 +420,7 @@ export function startEnforcer(opts: EnforcerOptions) {
         targetedSinceFull = false;
         dirtyRooms.clear();
         const onlineSet = new Set(online);
-        for (const u of userRooms.keys()) if (!onlineSet.has(u)) index(u, []);
+        for (const u of rooms.users()) if (!onlineSet.has(u)) index(u, []);
       } else {
         users = [];
         for (const [u, viaAccess] of dirty) {
@@ -348,21 +430,9 @@ export function startEnforcer(opts: EnforcerOptions) {
       }
       allDirty = false;
       dirty.clear();
-      let failed = false;
-      pass = (async () => {
-        for (const [signPub, viaAccess] of users) {
-          try {
-            await reconcileUser(signPub, viaAccess);
-          } catch (err) {
-            // New connections fail closed in the callout; this user is
-            // re-checked on the next pass.
-            dirty.set(signPub, false);
-            failed = true;
-            opts.log.error("could not re-check a connected user", { signPub, error: err });
-          }
-        }
-      })();
-      await pass;
+      const run = recheckAll(opts, users, reconcileUser, (signPub) => dirty.set(signPub, false));
+      pass = run.then(() => {});
+      const failed = await run;
       if (!running) break;
       // After a failure, do not spin on an unavailable store.
       if (failed) await new Promise((r) => setTimeout(r, Math.min(interval, 250)));
@@ -391,7 +461,7 @@ export function startEnforcer(opts: EnforcerOptions) {
       await feed.stop();
       await pass;
       await looping;
-      await pruning;
+      await pruned();
       events.unsubscribe();
     },
   };
