@@ -188,6 +188,124 @@ export interface MissingPeers {
 }
 
 /**
+ * One stream's replication as its leader reports it. Stream info goes to the
+ * stream's leader through the JetStream API; only the internal identity may
+ * ask (bus users' ACLs have no `$JS.API`).
+ */
+async function streamReplication(
+  app: NatsConnection,
+  stream: string,
+  timeout: number,
+): Promise<StreamReplication> {
+  try {
+    const res = await app.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout });
+    const body = res.json<StreamInfoReply>();
+    if (body.error) throw new Error(body.error.description ?? "stream info refused");
+    const followers = body.cluster?.replicas ?? [];
+    const ok = (r: { current?: boolean; offline?: boolean }) =>
+      r.current === true && r.offline !== true;
+    return {
+      stream,
+      replicas: body.config?.num_replicas ?? 1,
+      leader: body.cluster?.leader ?? null,
+      current: followers.filter(ok).map((r) => r.name).sort(),
+      lagged: followers.filter((r) => !ok(r)).map((r) => r.name).sort(),
+      error: null,
+    };
+  } catch (err) {
+    return {
+      stream,
+      replicas: 0,
+      leader: null,
+      current: [],
+      lagged: [],
+      error: (err as Error).message,
+    };
+  }
+}
+
+/** The cluster as this node sees it from its last poll (see {@linkcode ClusterStatus}). */
+function clusterStatus(
+  opts: ClusterMonitorOptions,
+  interval: number,
+  seen: {
+    routez: Routez;
+    jsz: Jsz;
+    streams: StreamReplication[];
+    polledAt: number;
+    error: string | null;
+    postures: Map<string, { posture: NodePosture; at: number }>;
+  },
+): ClusterStatus {
+  const { routez, jsz, streams, polledAt, error, postures } = seen;
+  const now = Date.now();
+  const ageMs = polledAt === 0 ? Infinity : now - polledAt;
+  const fresh = ageMs <= 3 * interval;
+  const meta = jsz.meta_cluster ?? {};
+  const routed = routeNames(routez);
+  const names = new Set<string>([
+    ...routed,
+    ...(meta.replicas ?? []).map((r) => r.name),
+    ...postures.keys(),
+  ]);
+  names.delete(opts.node);
+  names.delete("");
+  const peers = [...names].sort().map((name): PeerStatus => {
+    const replica = (meta.replicas ?? []).find((r) => r.name === name);
+    const p = postures.get(name);
+    return {
+      name,
+      route: fresh && routed.has(name) ? "up" : "down",
+      current: replica ? replica.current === true && replica.offline !== true : null,
+      posture: p?.posture ?? null,
+      postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
+      flags: postureFlags(p?.posture ?? null),
+    };
+  });
+  const metaLeader = fresh && meta.leader ? meta.leader : null;
+  const shown = fresh ? streams : [];
+  const problems: string[] = [];
+  if (metaLeader === null) problems.push("no JetStream meta leader");
+  if (
+    fresh && meta.cluster_size !== undefined && opts.clusterSize !== undefined &&
+    meta.cluster_size < opts.clusterSize
+  ) {
+    problems.push(
+      `the JetStream meta group was formed with ${meta.cluster_size} of ${opts.clusterSize} ` +
+        "members and will not grow by itself: stop every node, remove each data dir's " +
+        "jetstream/SYS/_js_/_meta_ directory, start all nodes",
+    );
+  }
+  for (const st of shown) if (st.leader === null) problems.push(`${st.stream} has no leader`);
+  const warnings = peers.flatMap((p) =>
+    p.route === "down"
+      ? [`peer ${p.name} is down`]
+      : p.current === false
+      ? [`peer ${p.name} is not current`]
+      : []
+  );
+  return {
+    name: opts.clusterName,
+    node: opts.node,
+    flags: postureFlags(opts.posture),
+    peers,
+    metaLeader,
+    clusterSize: meta.cluster_size ?? null,
+    configuredSize: opts.clusterSize ?? null,
+    problems,
+    warnings,
+    quorum: metaLeader !== null,
+    streams: shown,
+    replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
+      streams.every((st) =>
+        st.error === null && st.leader !== null && st.current.length === st.replicas - 1
+      ),
+    ageMs: Number.isFinite(ageMs) ? ageMs : -1,
+    error: fresh ? error : error ?? "status is stale",
+  };
+}
+
+/**
  * Polls the cluster state and gossips this node's posture every `intervalMs`.
  *
  * @example
@@ -225,37 +343,8 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
     return body.data ?? ({} as T);
   };
 
-  // Stream info goes to the stream's leader through the JetStream API; only
-  // the internal identity may ask (bus users' ACLs have no `$JS.API`).
-  const streamInfo = async (stream: string): Promise<StreamReplication> => {
-    try {
-      const res = await opts.app.request(`$JS.API.STREAM.INFO.${stream}`, "", {
-        timeout: Math.max(500, interval),
-      });
-      const body = res.json<StreamInfoReply>();
-      if (body.error) throw new Error(body.error.description ?? "stream info refused");
-      const followers = body.cluster?.replicas ?? [];
-      const ok = (r: { current?: boolean; offline?: boolean }) =>
-        r.current === true && r.offline !== true;
-      return {
-        stream,
-        replicas: body.config?.num_replicas ?? 1,
-        leader: body.cluster?.leader ?? null,
-        current: followers.filter(ok).map((r) => r.name).sort(),
-        lagged: followers.filter((r) => !ok(r)).map((r) => r.name).sort(),
-        error: null,
-      };
-    } catch (err) {
-      return {
-        stream,
-        replicas: 0,
-        leader: null,
-        current: [],
-        lagged: [],
-        error: (err as Error).message,
-      };
-    }
-  };
+  const streamInfo = (stream: string) =>
+    streamReplication(opts.app, stream, Math.max(500, interval));
 
   const poll = async () => {
     try {
@@ -283,73 +372,8 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   };
   current.finally(() => running && schedule());
 
-  const status = (): ClusterStatus => {
-    const now = Date.now();
-    const ageMs = polledAt === 0 ? Infinity : now - polledAt;
-    const fresh = ageMs <= 3 * interval;
-    const meta = jsz.meta_cluster ?? {};
-    const routed = routeNames(routez);
-    const names = new Set<string>([
-      ...routed,
-      ...(meta.replicas ?? []).map((r) => r.name),
-      ...postures.keys(),
-    ]);
-    names.delete(opts.node);
-    names.delete("");
-    const peers = [...names].sort().map((name): PeerStatus => {
-      const replica = (meta.replicas ?? []).find((r) => r.name === name);
-      const p = postures.get(name);
-      return {
-        name,
-        route: fresh && routed.has(name) ? "up" : "down",
-        current: replica ? replica.current === true && replica.offline !== true : null,
-        posture: p?.posture ?? null,
-        postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
-        flags: postureFlags(p?.posture ?? null),
-      };
-    });
-    const metaLeader = fresh && meta.leader ? meta.leader : null;
-    const shown = fresh ? streams : [];
-    const problems: string[] = [];
-    if (metaLeader === null) problems.push("no JetStream meta leader");
-    if (
-      fresh && meta.cluster_size !== undefined && opts.clusterSize !== undefined &&
-      meta.cluster_size < opts.clusterSize
-    ) {
-      problems.push(
-        `the JetStream meta group was formed with ${meta.cluster_size} of ${opts.clusterSize} ` +
-          "members and will not grow by itself: stop every node, remove each data dir's " +
-          "jetstream/SYS/_js_/_meta_ directory, start all nodes",
-      );
-    }
-    for (const st of shown) if (st.leader === null) problems.push(`${st.stream} has no leader`);
-    const warnings = peers.flatMap((p) =>
-      p.route === "down"
-        ? [`peer ${p.name} is down`]
-        : p.current === false
-        ? [`peer ${p.name} is not current`]
-        : []
-    );
-    return {
-      name: opts.clusterName,
-      node: opts.node,
-      flags: postureFlags(opts.posture),
-      peers,
-      metaLeader,
-      clusterSize: meta.cluster_size ?? null,
-      configuredSize: opts.clusterSize ?? null,
-      problems,
-      warnings,
-      quorum: metaLeader !== null,
-      streams: shown,
-      replicasCurrent: fresh && streams.length === (opts.streams ?? []).length &&
-        streams.every((st) =>
-          st.error === null && st.leader !== null && st.current.length === st.replicas - 1
-        ),
-      ageMs: Number.isFinite(ageMs) ? ageMs : -1,
-      error: fresh ? error : error ?? "status is stale",
-    };
-  };
+  const status = (): ClusterStatus =>
+    clusterStatus(opts, interval, { routez, jsz, streams, polledAt, error, postures });
 
   // Each problem and warning is logged once when it appears and once when it
   // clears, not at every poll.
