@@ -2,7 +2,7 @@
  * The KV control plane of a running node, as the administration commands
  * (`user … --store kv`, `migrate-to-kv`) reach it: over NATS, as the
  * privileged internal service identity that `serve --internal-id-file`
- * persisted (seed 004). Under `--bus-auth enforce` no bus user's ACL reaches
+ * persisted. Under `--bus-auth enforce` no bus user's ACL reaches
  * the `UNIBUS_*` buckets, so that identity is the only way in.
  *
  * @module
@@ -12,7 +12,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { isLoopbackHost } from "../lib/net/address.ts";
-import { type KvStore, openKvStore } from "../lib/store/kv.ts";
+import { type KvStore, openStore } from "../lib/store/mod.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** Where a node's managed nats-server listens by default (seeds: 4250). */
@@ -76,7 +76,7 @@ export function parseKvTarget(values: Values): KvTarget {
     throw new UsageError(`--nats-url: "${natsUrl}" must be a nats:// or tls:// URL`);
   }
   const caFile = str(values, "ca") ?? null;
-  // Seed 001: the allowlist (keys, handles, roles) and sealed keys must not
+  // The allowlist (keys, handles, roles) and sealed keys must not
   // cross a network in cleartext; a remote target needs TLS pinned to a CA.
   if (!isLoopbackHost(url.hostname) && caFile === null) {
     throw new UsageError(
@@ -113,7 +113,7 @@ const CONNECT_TIMEOUT_MS = 3000;
  * Long enough to ride out a failover: after a node dies, the JetStream meta
  * group and the buckets' stream groups it led elect new leaders, which took
  * 4–10 s on loopback; `user add` with one node of three down must succeed
- * (issue 10), not fail during the election.
+ * (one node down is a normal day), not fail during the election.
  */
 const BOOTSTRAP_TIMEOUT_MS = 20_000;
 
@@ -167,7 +167,8 @@ export async function openKvAs(
     throw new Error(`cannot reach NATS at ${natsUrl}: ${(err as Error).message}`);
   }
   try {
-    return await openKvStore({
+    return await openStore({
+      kind: "kv",
       nc,
       replicas: t.replicas,
       bootstrapTimeoutMs: BOOTSTRAP_TIMEOUT_MS,

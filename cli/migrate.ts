@@ -14,10 +14,8 @@
  */
 
 import { createLogger } from "../lib/log.ts";
-import type { KvStore } from "../lib/store/kv.ts";
-import { SqliteStore } from "../lib/store/sqlite.ts";
+import { copyControlPlane, type KvStore, openStore } from "../lib/store/mod.ts";
 import { type DataDirServer, startDataDirServer } from "../server/nats/data_dir_server.ts";
-import type { Blob, Member, Room, Store, User } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import {
@@ -56,173 +54,6 @@ export const MIGRATE_HELP: string = renderHelp(
     "and left alone (exit 1).",
   OPTIONS,
 );
-
-interface Tally {
-  copied: number;
-  identical: number;
-  conflicts: string[];
-}
-
-const tally = (): Tally => ({ copied: 0, identical: 0, conflicts: [] });
-
-function same(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-async function copyUsers(src: SqliteStore, dst: Store, dry: boolean, t: Tally): Promise<User[]> {
-  const users = await src.listUsers();
-  for (const u of users) {
-    const have = await dst.getUser(u.signPub);
-    if (have === null) {
-      t.copied++;
-      if (dry) continue;
-      await dst.addUser({ ...u });
-      if (u.status === "revoked") await dst.revokeUser(u.signPub);
-    } else if (same(have, u)) {
-      t.identical++;
-    } else if (same({ ...have, status: "revoked" }, u)) {
-      // An interrupted run added it but did not revoke it yet.
-      t.copied++;
-      if (!dry) await dst.revokeUser(u.signPub);
-    } else {
-      t.conflicts.push(`user ${u.signPub} differs in KV`);
-    }
-  }
-  return users;
-}
-
-async function copyRoom(src: SqliteStore, dst: Store, room: Room, dry: boolean, t: Tally) {
-  const log = await src.listRoomChanges(room.id);
-  const members = await src.listMembers(room.id);
-  const specs = members.map((m) => ({
-    signPub: m.signPub,
-    role: m.role,
-    addedBy: m.addedBy,
-    change: m.change,
-    addedAt: m.addedAt,
-  }));
-  const have = await dst.getRoom(room.id);
-  const { epoch: _e, ...shape } = room;
-  if (have !== null) {
-    const { epoch: _h, ...haveShape } = have;
-    if (!same(haveShape, shape)) {
-      t.conflicts.push(`room ${room.id} differs in KV`);
-      return;
-    }
-  }
-  const haveLog = have ? await dst.listRoomChanges(room.id) : [];
-  for (const c of haveLog) {
-    if (!same(c, log[c.seq])) {
-      t.conflicts.push(`room ${room.id} change ${c.seq} differs in KV`);
-      return;
-    }
-  }
-  const haveMembers = have ? await dst.listMembers(room.id) : [];
-  for (const m of haveMembers) {
-    const want = members.find((x) => x.signPub === m.signPub);
-    if (!want || !same(m, want)) {
-      t.conflicts.push(`room ${room.id} member ${m.signPub} differs in KV`);
-      return;
-    }
-  }
-  if (have !== null && have.epoch > room.epoch) {
-    t.conflicts.push(`room ${room.id} epoch is ahead in KV (${have.epoch} > ${room.epoch})`);
-    return;
-  }
-  const complete = have !== null && haveLog.length === log.length &&
-    haveMembers.length === members.length && have.epoch === room.epoch;
-  if (complete) {
-    t.identical++;
-    return;
-  }
-  t.copied++;
-  if (dry) return;
-  // The member set written with each change is the final one: intermediate
-  // sets are overwritten by the next change anyway (the store versions them).
-  const after = { members: specs, epoch: room.epoch };
-  if (have === null) {
-    await dst.createRoom(
-      { ...shape },
-      log.length ? { change: { text: log[0].text, sig: log[0].sig }, members: specs } : undefined,
-    );
-  }
-  const start = have === null && log.length ? 1 : haveLog.length;
-  for (const c of log.slice(start)) {
-    await dst.applyRoomChange(room.id, c.seq, { text: c.text, sig: c.sig }, after);
-  }
-  // Rooms without a log (schema-1 files) carry members and epoch directly.
-  const now = await dst.listMembers(room.id);
-  for (const m of specs) {
-    if (!now.some((x) => x.signPub === m.signPub)) await dst.addMember({ roomId: room.id, ...m });
-  }
-  const r = await dst.getRoom(room.id);
-  if (r && r.epoch < room.epoch) await dst.setRoomEpoch(room.id, r.epoch, room.epoch);
-}
-
-async function copyKeys(
-  src: SqliteStore,
-  dst: Store,
-  rooms: Room[],
-  dry: boolean,
-  t: Tally,
-): Promise<void> {
-  for (const room of rooms) {
-    for (const k of await src.listSealedKeys(room.id)) {
-      const have = await dst.getSealedKey(room.id, k.epoch, k.recipient);
-      if (have === null) {
-        t.copied++;
-        if (!dry) await dst.putSealedKeys(room.id, k.epoch, [{ ...k }]);
-      } else if (same(have, k)) t.identical++;
-      else t.conflicts.push(`sealed key ${room.id}/${k.epoch}/${k.recipient} differs in KV`);
-    }
-  }
-}
-
-/** Blobs compared with their bytes (JSON turns a Uint8Array into an object). */
-function sameBlob(a: Blob, b: Blob): boolean {
-  return same({ ...a, data: [...a.data] }, { ...b, data: [...b.data] });
-}
-
-async function copyBlobs(src: SqliteStore, dst: Store, dry: boolean, t: Tally): Promise<void> {
-  for (const id of await src.listBlobIds()) {
-    const b = (await src.getBlob(id))!;
-    const have = await dst.getBlob(id);
-    if (have === null) {
-      t.copied++;
-      if (!dry) await dst.putBlob({ ...b });
-    } else if (sameBlob(have, b)) {
-      t.identical++;
-    } else t.conflicts.push(`blob ${id} differs in KV`);
-  }
-}
-
-/** Reads every copied record back from KV; returns the mismatches. */
-async function verify(src: SqliteStore, dst: Store, users: User[], rooms: Room[]) {
-  const bad: string[] = [];
-  for (const u of users) if (!same(await dst.getUser(u.signPub), u)) bad.push(`user ${u.signPub}`);
-  for (const r of rooms) {
-    if (!same(await dst.getRoom(r.id), r)) bad.push(`room ${r.id}`);
-    if (!same(await dst.listRoomChanges(r.id), await src.listRoomChanges(r.id))) {
-      bad.push(`room ${r.id} change log`);
-    }
-    const byKey = (ms: Member[]) => [...ms].sort((a, b) => a.signPub < b.signPub ? -1 : 1);
-    if (!same(byKey(await dst.listMembers(r.id)), byKey(await src.listMembers(r.id)))) {
-      bad.push(`room ${r.id} members`);
-    }
-    for (const k of await src.listSealedKeys(r.id)) {
-      if (!same(await dst.getSealedKey(r.id, k.epoch, k.recipient), k)) {
-        bad.push(`sealed key ${r.id}/${k.epoch}/${k.recipient}`);
-      }
-    }
-  }
-  for (const id of await src.listBlobIds()) {
-    const b = await dst.getBlob(id);
-    if (!b || !sameBlob((await src.getBlob(id))!, b)) {
-      bad.push(`blob ${id}`);
-    }
-  }
-  return bad;
-}
 
 async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, OPTIONS, { maxPositionals: 0 });
@@ -278,36 +109,26 @@ async function run(argv: string[]): Promise<number> {
 }
 
 async function migrate(db: string, dry: boolean, openDst: () => Promise<KvStore>): Promise<void> {
-  const src = await SqliteStore.open(db);
+  const src = await openStore({ kind: "sqlite", path: db });
   try {
     const dst = await openDst();
     try {
-      const line = (kind: string, t: Tally) =>
-        console.log(
-          `${kind}: ${t.copied} ${dry ? "to copy" : "copied"}, ${t.identical} identical, ` +
-            `${t.conflicts.length} conflicting`,
-        );
-      const conflicts: string[] = [];
-      const tu = tally();
-      const users = await copyUsers(src, dst, dry, tu);
-      line("users", tu);
-      const tr = tally();
-      const rooms = await src.listRooms();
-      for (const r of rooms) await copyRoom(src, dst, r, dry, tr);
-      line("rooms (change logs, members, epochs)", tr);
-      const tk = tally();
-      await copyKeys(src, dst, rooms, dry, tk);
-      line("sealed keys", tk);
-      const tb = tally();
-      await copyBlobs(src, dst, dry, tb);
-      line("blobs", tb);
-      for (const t of [tu, tr, tk, tb]) conflicts.push(...t.conflicts);
+      const { conflicts, readBackDiffers } = await copyControlPlane(src, dst, {
+        dryRun: dry,
+        report: (kind, t) =>
+          console.log(
+            `${kind}: ${t.copied} ${dry ? "to copy" : "copied"}, ${t.identical} identical, ` +
+              `${t.conflicts.length} conflicting`,
+          ),
+      });
       for (const c of conflicts) console.log(`conflict: ${c} (left unchanged)`);
       if (!dry) {
-        const bad = await verify(src, dst, users, rooms);
-        const bad2 = bad.filter((b) => !conflicts.some((c) => c.includes(b.split(" ")[1])));
-        if (bad2.length) {
-          throw new Error(`read-back differs for ${bad2.length} record(s): ${bad2.join(", ")}`);
+        if (readBackDiffers.length) {
+          throw new Error(
+            `read-back differs for ${readBackDiffers.length} record(s): ${
+              readBackDiffers.join(", ")
+            }`,
+          );
         }
         console.log("read back: every copied record matches");
         console.log(await replicationLine(dst));

@@ -1,7 +1,7 @@
 /**
  * `unibus user add|list|revoke`: administration of the allowlist, offline in
  * the SQLite file, or live in a running node's KV buckets (`--store kv`, as
- * the internal service identity; seed 004 "Add users to the live cluster").
+ * the internal service identity, so users join a running cluster without a restart).
  * Everything is validated before the store is opened, so a usage mistake
  * (exit 2) writes nothing; an existing user is never overwritten and a
  * revoked one is never deleted.
@@ -18,8 +18,7 @@ import {
   signPubFromNkey,
   verifyKexBinding,
 } from "../lib/identity/identity.ts";
-import type { KvStore } from "../lib/store/kv.ts";
-import { openStore } from "../lib/store/mod.ts";
+import { type KvStore, openStore } from "../lib/store/mod.ts";
 import {
   type Role,
   type Store,

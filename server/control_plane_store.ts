@@ -17,7 +17,7 @@ import { reportInexpressibleRooms } from "./rooms/inexpressible.ts";
 
 // The one place in server/ that names the KV backend's streams: health
 // checks and the cluster monitor read their state.
-export { controlPlaneStreams } from "../lib/store/kv_buckets.ts";
+export { controlPlaneStreams } from "../lib/store/mod.ts";
 
 /** What opening the store needs from the stages before it. */
 export interface StoreStageDeps {

@@ -12,8 +12,14 @@
  * @module
  */
 
-import type { KvStoreOptions } from "./kv.ts";
+import type { KvStore, KvStoreOptions } from "./kv.ts";
+import type { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./store.ts";
+
+export type { KvStore, KvStoreOptions } from "./kv.ts";
+export type { SqliteStore } from "./sqlite.ts";
+export { controlPlaneStreams } from "./kv_buckets.ts";
+export { copyControlPlane, type CopyResult, type CopySource, type Tally } from "./copy.ts";
 
 /** Which backend to open, and what it needs (the KV fields are {@linkcode KvStoreOptions}). */
 export type StoreConfig =
@@ -30,6 +36,9 @@ export type StoreConfig =
  * const store = await openStore({ kind: "sqlite", path: "./control.db" });
  * ```
  */
+export async function openStore(config: { kind: "sqlite"; path: string }): Promise<SqliteStore>;
+export async function openStore(config: { kind: "kv" } & KvStoreOptions): Promise<KvStore>;
+export async function openStore(config: StoreConfig): Promise<Store>;
 export async function openStore(config: StoreConfig): Promise<Store> {
   switch (config.kind) {
     case "sqlite": {
