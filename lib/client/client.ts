@@ -91,6 +91,28 @@ export interface ConnectOptions {
    * couple of seconds before the restart. One file per identity and process.
    */
   receiveStateFile?: string;
+  /**
+   * Hears of what failed in the background, where no call of the program's
+   * could throw it: a session refresh after the server's notice, a room
+   * reload (including a membership log that no longer verifies), a write of
+   * the receive state, reconnects refused for good. Without a handler each
+   * distinct failure (kind and room) is one warning line on stderr.
+   */
+  onError?: (event: ClientErrorEvent) => void;
+}
+
+/** What failed in the background (see {@linkcode ConnectOptions.onError}). */
+export type ClientFailure =
+  | "refresh-session"
+  | "reload"
+  | "receive-state-write"
+  | "reconnect-refused";
+
+/** One background failure: which room (if one), what, and the error. */
+export interface ClientErrorEvent {
+  room: string | null;
+  what: ClientFailure;
+  error: Error;
 }
 
 /** A room this client can use. */
@@ -249,7 +271,7 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       { cause: err },
     );
   }
-  return new UnibusClient(opts.identity, nc, control, state, pacing);
+  return new UnibusClient(opts.identity, nc, control, state, pacing, opts.onError);
 }
 
 /**
@@ -278,6 +300,9 @@ export class UnibusClient {
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
+  readonly #onError: ((event: ClientErrorEvent) => void) | undefined;
+  /** Failures already warned about on stderr (no handler): kind and room. */
+  #warned = new Set<string>();
   /** Publishes to persisted rooms until stored (lib/client/durable_publish.ts). */
   readonly #durable: DurablePublisher;
 
@@ -287,8 +312,13 @@ export class UnibusClient {
     control: ControlPlaneClient,
     receiveState: ReceiveState | null = null,
     pacing: DialPacing | null = null,
+    onError?: (event: ClientErrorEvent) => void,
   ) {
     this.identity = identity;
+    this.#onError = onError;
+    receiveState?.onWriteError((error) =>
+      this.#failed({ room: null, what: "receive-state-write", error })
+    );
     this.#nc = nc;
     this.#control = control;
     this.#state = receiveState;
@@ -319,6 +349,9 @@ export class UnibusClient {
           s.type === "error" && (s.error as Error | undefined)?.name === "AuthorizationError" &&
           downSince > 0 && Date.now() - downSince > AUTH_REFUSED_GIVE_UP_MS
         ) {
+          this.#failed({ room: null, what: "reconnect-refused", error: s.error as Error });
+          // Closing a connection that is already failing: its end is what
+          // closed() reports to the program.
           nc.close().catch(() => {});
         }
       }
@@ -330,7 +363,9 @@ export class UnibusClient {
     nc.subscribe(`${inboxPrefixFor(identity.signPubHex)}.${REFRESH_NOTICE_SUFFIX}`, {
       callback: (_err, msg) => {
         if (!isServerNotice(msg?.headers)) return;
-        this.refreshSession().catch(() => {});
+        this.refreshSession().catch((error) =>
+          this.#failed({ room: null, what: "refresh-session", error })
+        );
       },
     });
     // A room changed (a member came or went, so a new epoch began): learn it
@@ -383,6 +418,8 @@ export class UnibusClient {
     // one running gets the next one, which starts when it ends; every caller
     // meanwhile shares that next one, so the cycles stay at two.
     if (this.#refreshing) {
+      // The running refresh's failure belongs to its own callers; the next
+      // one starts either way.
       this.#refreshNext ??= this.#refreshing.catch(() => {}).then(() => {
         this.#refreshNext = null;
         return this.refreshSession();
@@ -435,7 +472,11 @@ export class UnibusClient {
     const stale = held.filter(([id, s]) =>
       listed.get(id) !== s.state.epoch || (s.state.policy.encrypt && !s.keyFor(s.state.epoch))
     );
-    await Promise.all(stale.map(([id]) => this.#reload(id).catch(() => {})));
+    await Promise.all(
+      stale.map(([id]) =>
+        this.#reload(id).catch((error) => this.#failed({ room: id, what: "reload", error }))
+      ),
+    );
   }
 
   // The control plane no longer shows us the room (deleted, or we left or
@@ -443,6 +484,26 @@ export class UnibusClient {
   // reconnect re-subscribe to a subject the ACL no longer grants.
   #lostRoom(id: string, err: unknown): void {
     if (err instanceof ControlPlaneError && err.status === 404) this.#forget(id);
+    else this.#failed({ room: id, what: "reload", error: err });
+  }
+
+  // A failure nobody awaits: to the program's onError, else one stderr line
+  // per kind and room, so that it is seen without flooding.
+  #failed(event: { room: string | null; what: ClientFailure; error: unknown }): void {
+    const error = event.error instanceof Error ? event.error : new Error(String(event.error));
+    if (this.#onError) {
+      try {
+        this.#onError({ room: event.room, what: event.what, error });
+      } catch { /* the program's handler failing must not stop the client */ }
+      return;
+    }
+    const key = `${event.what}:${event.room ?? ""}`;
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    console.error(
+      `unibus client: ${event.what} failed${event.room ? ` for room ${event.room}` : ""}: ` +
+        error.message,
+    );
   }
 
   #forget(id: string): void {
@@ -498,6 +559,8 @@ export class UnibusClient {
         return session;
       })();
       this.#loading.set(key, loading);
+      // The load's failure reaches whoever awaits `loading`; this chain only
+      // clears the entry.
       loading.finally(() => this.#loading.delete(key)).catch(() => {});
     }
     return await loading;
@@ -509,6 +572,7 @@ export class UnibusClient {
     // One at a time per room: a change and its own notice both land here.
     const running = this.#keying.get(session.roomId);
     const next = (running ?? Promise.resolve()).then(() => this.#makeCurrentKey(session));
+    // The caller awaits `next` and gets its failure; the queue only orders.
     this.#keying.set(session.roomId, next.catch(() => {}));
     return next;
   }
@@ -1129,7 +1193,9 @@ export class UnibusClient {
         if (!retry) break;
         if (result.kind === "dropped") stats.noKey--; // counted only if it stays undecryptable
         if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
-        await this.#reload(session.roomId).catch(() => {});
+        await this.#reload(session.roomId).catch((error) =>
+          this.#failed({ room: session.roomId, what: "reload", error })
+        );
         result = session.receive(data);
       }
       if (result.kind === "stale") stats.noKey++;
@@ -1326,7 +1392,8 @@ export class UnibusClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     // Not flush(): waiting for a stream that is down would hold close() for
-    // up to a minute; what is still unacknowledged is not resent after this.
+    // up to a minute; what is still unacknowledged is not resent after this,
+    // and a connection already gone has nothing left to flush.
     await this.#flushSent().catch(() => {});
     this.#durable.close();
     this.#closed = true;

@@ -21,6 +21,8 @@
 
 export {
   type BlobRef,
+  type ClientErrorEvent,
+  type ClientFailure,
   connect,
   type ConnectOptions,
   type FrameMeta,

@@ -94,6 +94,7 @@ export class ReceiveState {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #writing: Promise<void> = Promise.resolve();
   #forgotten = new Set<string>();
+  #onWriteError: (err: Error) => void = () => {};
 
   constructor(
     path: string,
@@ -108,6 +109,15 @@ export class ReceiveState {
   /** Where each write takes the current state of the loaded rooms from. */
   source(collect: () => Map<string, ReceiveSnapshot>): void {
     this.#collect = collect;
+  }
+
+  /**
+   * Who hears of a scheduled write that failed (the window it held is then
+   * only in memory: a restart would refuse what it should have accepted, or
+   * accept a replay); the next write tries again.
+   */
+  onWriteError(report: (err: Error) => void): void {
+    this.#onWriteError = report;
   }
 
   /** What the previous process saved for a room, if anything. */
@@ -127,7 +137,9 @@ export class ReceiveState {
     if (this.#timer !== null) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.#writing = this.#writing.then(() => this.#write()).catch(() => {});
+      this.#writing = this.#writing.then(() => this.#write()).catch((err) =>
+        this.#onWriteError(err instanceof Error ? err : new Error(String(err)))
+      );
     }, WRITE_DELAY_MS);
   }
 
@@ -158,6 +170,7 @@ export class ReceiveState {
       await writePrivateTemp(tmp, data);
       await Deno.rename(tmp, this.#path);
     } finally {
+      // Absent once the rename moved it into place: nothing to remove then.
       await Deno.remove(tmp).catch(() => {});
     }
   }
