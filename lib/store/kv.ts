@@ -74,11 +74,41 @@
  * @module
  */
 
-import { JetStreamApiError, type MsgRequest } from "@nats-io/jetstream";
-import { type KV, type KvEntry, KvWatchInclude } from "@nats-io/kv";
-import { errors, headers, type NatsConnection } from "@nats-io/nats-core";
+import { type KV, KvWatchInclude } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { DEFAULT_SKEW_MS } from "../auth/request_signing.ts";
 import type { Logger } from "../log.ts";
+import { KvAccess } from "./kv_access.ts";
+import {
+  b64url,
+  type BlobRecord,
+  blobRoomKey,
+  cmp,
+  creatorKey,
+  definitely,
+  encode,
+  live,
+  MAX_CAS_ATTEMPTS,
+  type MemberRecord,
+  mergeMembers,
+  message,
+  metaOf,
+  newIncarnation,
+  NONCE_SLOT_MS,
+  nonceExpiryKey,
+  ownerKey,
+  publicRoom,
+  QUOTA_HINTS_MARKER,
+  roomKey,
+  roomPrefix,
+  type RoomRead,
+  type RoomRecord,
+  same,
+  type SubjectClaim,
+  subjectKey,
+  tok,
+  untok,
+} from "./kv_records.ts";
 import { type Buckets, openBuckets } from "./kv_buckets.ts";
 import {
   type Blob,
@@ -106,7 +136,6 @@ import {
   type RoomCounts,
   RoomExistsError,
   type RoomGenesis,
-  type RoomMemberSpec,
   type RoomStateAfter,
   type SealedKey,
   sealedKeyRows,
@@ -133,27 +162,6 @@ import {
  * most 2 × skew after it is stored, and the bucket keeps it twice that.
  */
 export const NONCE_MAX_AGE_MS = 2 * 2 * DEFAULT_SKEW_MS;
-
-/** How long a read waits for the bucket's leader before asking this node's replica too. */
-const REPLICA_FALLBACK_AFTER_MS = 250;
-
-/**
- * A stream sequence no bucket ever reaches (2^53 - 1): a publish that
- * expects it as a key's last sequence is never stored (see
- * `KvStore.#committedRevision`).
- */
-const NO_SUCH_SEQUENCE = String(Number.MAX_SAFE_INTEGER);
-
-/** How often a verified read asks again when the key moved under it (a write raced). */
-const MAX_VERIFY_ROUNDS = 3;
-
-/**
- * How long a verified read waits for its direct get once the revision is
- * known, before reading that revision elsewhere: the direct get usually
- * answers within a millisecond of the check (measured: first in 60% of
- * reads), and a replica that does not answer within this is slow or stopped.
- */
-const DIRECT_GRACE_MS = 20;
 
 /** Options of {@linkcode openKvStore}. */
 export interface KvStoreOptions {
@@ -238,112 +246,6 @@ export async function openKvStore(opts: KvStoreOptions): Promise<KvStore> {
   }
 }
 
-/** Set once every room and blob has its quota hint (invariant 5). */
-const QUOTA_HINTS_MARKER = "quota_hints.v1";
-
-// ---- records and keys ----
-
-interface RoomRecord extends Room {
-  /** Incarnation: random per creation, so a re-created room starts empty. */
-  inc: string;
-}
-
-/** A visible room record with its revision, as {@linkcode KvStore} reads it. */
-type RoomRead = { value: RoomRecord; revision: number };
-
-/** A linearizable read under way (`KvStore.#startCurrent`). */
-interface CurrentRead {
-  /** The read before it is confirmed (null on failure): for starting dependent reads only. */
-  guess: Promise<KvEntry | null>;
-  /** The read, confirmed current. */
-  confirmed: Promise<KvEntry | null>;
-}
-
-interface SubjectClaim {
-  id: string;
-  inc: string;
-}
-
-interface MemberRecord {
-  /** Seq of the newest change this member set follows; -1 before any. */
-  seq: number;
-  /** That change, so the log can be restored if its own key was never written. */
-  change: { text: string; sig: string } | null;
-  members: Omit<Member, "roomId">[];
-}
-
-interface BlobRecord {
-  roomId: string;
-  inc: string;
-  owner: string;
-  size: number;
-  createdAt: number;
-  object: string;
-}
-
-const te = new TextEncoder();
-const td = new TextDecoder();
-
-function b64url(text: string): string {
-  let bin = "";
-  for (const b of te.encode(text)) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromB64url(token: string): string {
-  const bin = atob(token.replace(/-/g, "+").replace(/_/g, "/"));
-  return td.decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
-}
-
-/**
- * An id as one KV key token. Ids may contain '.', the token separator, so
- * those are base64url-encoded behind a '=' (which no id starts with).
- */
-function tok(id: string): string {
-  return id.includes(".") ? `=${b64url(id)}` : id;
-}
-
-function untok(token: string): string {
-  return token.startsWith("=") ? fromB64url(token.slice(1)) : token;
-}
-
-/** A room's id record (invariant 1). */
-function roomKey(id: string): string {
-  return `id.${tok(id)}`;
-}
-
-/** A subject's claim (invariant 1). */
-function subjectKey(subject: string): string {
-  return `subject.${b64url(subject)}`;
-}
-
-/** Where everything of one incarnation of a room is keyed (invariant 2). */
-function roomPrefix(r: { id: string; inc: string }): string {
-  return `${tok(r.id)}.${r.inc}`;
-}
-
-/** A room's quota hint under its creator (invariant 5). */
-function creatorKey(r: { createdBy: string; id: string; inc: string }): string {
-  return `creator.${r.createdBy}.${roomPrefix(r)}`;
-}
-
-function newIncarnation(): string {
-  const b = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-const encode = (v: unknown) => te.encode(JSON.stringify(v));
-
-function live(e: KvEntry | null): e is KvEntry {
-  return e !== null && e.operation === "PUT";
-}
-
-/** A lost compare-and-set: re-read and try again. */
-class Raced extends Error {}
-
-/** Bound on compare-and-set retries; contention on one key is never this high. */
-const MAX_CAS_ATTEMPTS = 50;
-
 /**
  * {@linkcode Store} on JetStream KV. Open it with {@linkcode openKvStore}.
  *
@@ -356,17 +258,11 @@ const MAX_CAS_ATTEMPTS = 50;
 export class KvStore implements Store {
   readonly kind = "kv" as const;
   #nc: NatsConnection;
-  #b: Buckets | null;
+  /** The buckets' reads and writes, confirmed reads among them (kv_access.ts). */
+  #a: KvAccess;
   #owns: boolean;
-  #replicaReads: () => boolean | Promise<boolean>;
   #log?: Logger;
   #watches = new Set<StoreWatch>();
-  /** Each bucket's replica-read handle (R3 only), by its leader-read handle. */
-  #replicaOf = new Map<KV, KV>();
-  /** Each bucket's name, by its leader-read handle (key listings, revision checks). */
-  #nameOf = new Map<KV, string>();
-  /** Per-request timeout of the revision checks, as of the buckets' handles. */
-  #opTimeoutMs: number;
 
   /** Use {@linkcode openKvStore}. */
   constructor(
@@ -377,420 +273,10 @@ export class KvStore implements Store {
     replicaReads: () => boolean | Promise<boolean> = () => false,
     opTimeoutMs = 2000,
   ) {
-    this.#replicaReads = replicaReads;
     this.#nc = nc;
-    this.#b = buckets;
+    this.#a = new KvAccess(nc, buckets, { log, replicaReads, opTimeoutMs });
     this.#owns = ownsConnection;
     this.#log = log;
-    this.#opTimeoutMs = opTimeoutMs;
-    const { kv, replicaKv } = buckets;
-    for (const k of Object.keys(kv) as (keyof Buckets["kv"])[]) {
-      this.#nameOf.set(kv[k], buckets.names[k]);
-      if (replicaKv) this.#replicaOf.set(kv[k], replicaKv[k]);
-    }
-  }
-
-  get #kv(): Buckets["kv"] {
-    if (this.#b === null) throw new StoreUnavailableError("store is closed");
-    return this.#b.kv;
-  }
-
-  /** Runs a backend call; transport failures become StoreUnavailableError. */
-  async #io<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#b === null) throw new StoreUnavailableError("store is closed");
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof StoreError || err instanceof Raced) throw err;
-      if (isWrongLastSequence(err)) throw new Raced(what);
-      throw new StoreUnavailableError(`control-plane KV unavailable (${what}): ${message(err)}`, {
-        cause: err,
-      });
-    }
-  }
-
-  /**
-   * Runs a write: as {@linkcode KvStore.#io}, except that a write whose
-   * request was sent and never answered (a timeout, or the connection lost
-   * meanwhile) throws {@linkcode StoreOutcomeUnknownError}: the stream's
-   * leader may have stored it (and a new leader may still commit it), so
-   * "unavailable, nothing done" would be a lie. Operations that write in
-   * steps turn it back into a plain {@linkcode StoreUnavailableError} where
-   * the step was before their commit point (see {@linkcode definitely}).
-   */
-  async #write<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await this.#io(what, fn);
-    } catch (err) {
-      if (
-        err instanceof StoreUnavailableError && !(err instanceof StoreOutcomeUnknownError) &&
-        unanswered(err.cause)
-      ) {
-        throw new StoreOutcomeUnknownError(
-          `control-plane KV write not acknowledged (${what}): ${message(err.cause)}`,
-          { cause: err.cause },
-        );
-      }
-      throw err;
-    }
-  }
-
-  async #get<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
-    return this.#parse<T>(kv, key, await this.#read(kv, key));
-  }
-
-  /** A read entry's value: null when deleted; a {@linkcode DamagedRecordError} when not an object. */
-  #parse<T>(kv: KV, key: string, e: KvEntry | null): { value: T; revision: number } | null {
-    if (!live(e)) return null;
-    let value: T;
-    try {
-      value = e.json<T>();
-    } catch {
-      throw this.#damaged(kv, key, "not JSON");
-    }
-    if (typeof value !== "object" || value === null) throw this.#damaged(kv, key, "not an object");
-    return { value, revision: e.revision };
-  }
-
-  // A record that does not parse or has the wrong shape: said once here with
-  // its key (the operator repairs or removes it), unavailable to the caller.
-  #damaged(kv: KV, key: string, reason: string): DamagedRecordError {
-    const bucket = Object.entries(this.#kv).find(([, handle]) => handle === kv)?.[0] ?? "kv";
-    const err = new DamagedRecordError(`${bucket}/${key}`, reason);
-    this.#log?.error("damaged control-plane record", { key: err.key, reason });
-    return err;
-  }
-
-  /**
-   * A read through the bucket's stream leader; at R3, when the leader has
-   * not answered within {@linkcode REPLICA_FALLBACK_AFTER_MS} (or failed),
-   * also through this node's replica, and the first answer wins.
-   *
-   * Why: after a node dies, the buckets it led have no leader until RAFT
-   * elects one (4–9 s in nats-server 2.10). With leader reads only, every
-   * callout on the survivors failed closed for that long, so a client
-   * failing over was refused, and the publishes it had buffered were lost
-   * with each refused attempt (issue 10: receive again within 2 s, lose
-   * nothing).
-   *
-   * The price: such a read is not linearizable. A replica may not yet have
-   * applied the last committed write, and even the leader's answer can be
-   * old: nats-server answers `STREAM.MSG.GET` on whichever server believes
-   * it leads the stream, and a leader that was paused or cut off keeps
-   * believing so (and answering from its own copy) until it hears of the
-   * newer term, up to 10 s later when nothing reaches it. That is fine for
-   * what these reads serve (listings, a room's state for a request that
-   * then writes: a compare-and-set against a stale revision is refused),
-   * never for admission: the reads a login is decided on go through
-   * `#startCurrent`, which checks every answer against the stream's RAFT
-   * log.
-   */
-  async #read(kv: KV, key: string): Promise<KvEntry | null> {
-    const what = `get ${key}`;
-    const leader = this.#io(what, () => kv.get(key));
-    const replica = this.#b === null ? undefined : this.#replicaOf.get(kv);
-    // Only with a majority alive (see KvStoreOptions.replicaReads): with two
-    // of three nodes down, this node's copy is not the cluster's word.
-    if (!replica) return await leader;
-    leader.catch(() => {});
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const slow = new Promise<"slow">((r) =>
-      timer = setTimeout(() => r("slow"), REPLICA_FALLBACK_AFTER_MS)
-    );
-    const first = await Promise.race([
-      leader.then(() => "leader" as const, () => "failed" as const),
-      slow,
-    ]);
-    clearTimeout(timer);
-    if (first === "leader") return await leader;
-    const mayAskReplica = await Promise.resolve(this.#replicaReads()).catch(() => false);
-    if (!mayAskReplica) return await leader;
-    const fromReplica = this.#io(what, () => replica.get(key));
-    fromReplica.catch(() => {});
-    try {
-      return await Promise.any(first === "failed" ? [fromReplica] : [leader, fromReplica]);
-    } catch {
-      return await leader; // both failed: the leader's error is the one to report
-    }
-  }
-
-  /**
-   * `key`'s revision as the bucket's RAFT group has committed it, at a moment
-   * after this call began: 0 when the key has no message.
-   *
-   * How: a publish to the key's subject that expects a last sequence the key
-   * can never have ({@linkcode NO_SUCH_SEQUENCE}). nats-server 2.10 checks a
-   * per-subject expectation above the stream's last sequence only when it
-   * applies the entry, after RAFT committed it (jetstream_cluster.go
-   * processClusteredInboundMsg pre-checks only `seq <= last`; stream.go
-   * processJetStreamMsg checks every one), and then refuses it with "wrong
-   * last sequence: N", N being the key's last sequence at that point of the
-   * log. Nothing is stored, no watcher sees anything, and the stream's
-   * sequence is unchanged. A deposed leader that still believes it leads
-   * cannot get the entry committed, so it never answers; only the leader of
-   * the current term does, after every earlier committed write was applied.
-   * With no leader nothing answers and the check times out: the caller fails
-   * closed. The cost is one RAFT round of the bucket's group.
-   *
-   * Before 2.10.6, and from 2.11 on, nats-server pre-checks such an
-   * expectation on the leader before proposing, which a deposed leader would
-   * answer from its own copy: the check refuses to run on any server but
-   * 2.10.6 to 2.10.x (2.10.27 is the one scripts/setup and the artifact
-   * pin), so an upgrade fails logins closed and loudly instead of making
-   * them quietly stale.
-   */
-  async #committedRevision(kv: KV, key: string): Promise<number> {
-    const version = this.#nc.info?.version ?? "";
-    if (!checksRevisionAtApply(version)) {
-      throw new StoreUnavailableError(
-        `cannot confirm a read of ${key} on nats-server ${version || "(unknown)"}: the revision ` +
-          "check relies on nats-server 2.10.6 to 2.10.x (lib/store/kv.ts #committedRevision)",
-      );
-    }
-    const h = headers();
-    h.set("Nats-Expected-Last-Subject-Sequence", NO_SUCH_SEQUENCE);
-    // A second expectation that can never hold either: were the first ever
-    // met, the entry would still not be stored.
-    h.set("Nats-Expected-Last-Sequence", NO_SUCH_SEQUENCE);
-    const subject = `$KV.${this.#nameOf.get(kv)}.${key}`;
-    const res = await this.#io(
-      `revision of ${key}`,
-      () =>
-        this.#nc.request(subject, new Uint8Array(0), { timeout: this.#opTimeoutMs, headers: h }),
-    );
-    let body: { error?: { err_code?: number; description?: string }; seq?: number };
-    try {
-      body = res.json();
-    } catch {
-      throw new StoreUnavailableError(`revision of ${key}: an answer that is not JSON`);
-    }
-    const m = body.error?.err_code === 10071
-      ? /^wrong last sequence: (\d+)$/.exec(body.error.description ?? "")
-      : null;
-    if (m) return Number(m[1]);
-    if (body.error === undefined) {
-      // Cannot happen (no key reaches that sequence); if it ever did, an
-      // empty value was stored under the key: say so loudly.
-      this.#log?.error("a revision check was stored as a value", { subject, seq: body.seq });
-    }
-    throw new StoreUnavailableError(
-      `revision of ${key}: ${body.error?.description ?? "stored, not refused"}`,
-    );
-  }
-
-  /**
-   * The message at `revision` if it still is `key`'s: a stream sequence
-   * names one message, the same on every replica, so any server that has it
-   * answers correctly. Asks the leader and this node's replica at once.
-   */
-  async #atRevision(kv: KV, key: string, revision: number): Promise<KvEntry | null> {
-    const ask = (handle: KV) =>
-      this.#io(`get ${key} at ${revision}`, () => handle.get(key, { revision })).then((e) => {
-        if (e === null || e.revision !== revision) throw new Error("not there");
-        return e;
-      });
-    const replica = this.#replicaOf.get(kv);
-    try {
-      return await Promise.any(replica ? [ask(kv), ask(replica)] : [ask(kv)]);
-    } catch {
-      return null;
-    }
-  }
-
-  /**
-   * A linearizable read: `key`'s value as of a moment after this call began,
-   * never older than a write acknowledged before it, on any node, whatever
-   * the cluster is doing; `confirmed` rejects with
-   * {@linkcode StoreUnavailableError} (the caller fails closed) when the
-   * bucket has no leader to confirm it. `guess` is the same read before it
-   * is confirmed: usually what `confirmed` resolves to, and enough to start
-   * the reads that depend on it, never enough to grant anything.
-   *
-   * Why: a login must never be admitted after `user revoke` or a room
-   * removal has returned. A plain read cannot promise that in a cluster
-   * (see `#read`): one was measured to admit a revoked user 2.5-4.1 s after
-   * the revoke returned while a leader was paused.
-   *
-   * How: a direct get (answered by any replica, nats-server picks one at
-   * random, and not a JetStream API request, which nats-server refuses while
-   * its meta group elects a leader) and `#committedRevision` at once. When
-   * the direct get has answered by the time the revision is known and the
-   * two agree, the value read is the one committed then (a revision names
-   * one message). Otherwise (a replica or a deposed leader answered from an
-   * old copy, a write raced, or the replica asked is slow or paused) the
-   * committed revision itself is read from whichever answers first, the
-   * leader or a replica, still racing the direct get; a revision superseded
-   * meanwhile is asked for again, a few times at most. At R1 there is one
-   * copy and no election, and a plain read already is linearizable: no
-   * check.
-   */
-  #startCurrent(kv: KV, key: string): CurrentRead {
-    const replica = this.#replicaOf.get(kv);
-    if (!replica) {
-      const read = this.#read(kv, key);
-      return { guess: read.catch(() => null), confirmed: read };
-    }
-    const committed = this.#committedRevision(kv, key);
-    committed.catch(() => {});
-    const direct = this.#io(`get ${key}`, () => replica.get(key)).catch(() => null);
-    const answered = { yet: false, entry: null as KvEntry | null };
-    direct.then((entry) => Object.assign(answered, { yet: true, entry }));
-    const confirmed = (async () => {
-      let revision = await committed;
-      if (!answered.yet) {
-        // Usually just behind the revision: worth a moment before asking again.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([direct, new Promise((r) => timer = setTimeout(r, DIRECT_GRACE_MS))]);
-        clearTimeout(timer);
-      }
-      for (let round = 1;; round++) {
-        if (answered.yet && (answered.entry?.revision ?? 0) === revision) {
-          return answered.entry;
-        }
-        if (revision === 0) return null;
-        const want = revision;
-        const e = await Promise.any([
-          direct.then((d) => d?.revision === want ? d : Promise.reject()),
-          this.#atRevision(kv, key, want).then((a) => a ?? Promise.reject()),
-        ]).catch(() => null);
-        if (e !== null) return e;
-        if (round >= MAX_VERIFY_ROUNDS) break;
-        revision = await this.#committedRevision(kv, key);
-      }
-      throw new StoreUnavailableError(`could not read ${key} at its committed revision`);
-    })();
-    confirmed.catch(() => {});
-    // Dependent reads start from whichever comes first: the direct get, or
-    // the confirmed value when that replica is slow.
-    const guess = Promise.race([direct, confirmed.catch(() => null)]);
-    return { guess, confirmed };
-  }
-
-  async #getCurrent<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | null> {
-    return this.#parse<T>(kv, key, await this.#startCurrent(kv, key).confirmed);
-  }
-
-  /** KV create; false if the key exists. */
-  async #create(kv: KV, key: string, value: unknown): Promise<number | false> {
-    try {
-      return await this.#write(`create ${key}`, () => kv.create(key, encode(value)));
-    } catch (err) {
-      if (err instanceof Raced) return false;
-      throw err;
-    }
-  }
-
-  /** KV update at `revision`; false if it moved. */
-  async #update(kv: KV, key: string, value: unknown, revision: number): Promise<number | false> {
-    try {
-      return await this.#write(`update ${key}`, () => kv.update(key, encode(value), revision));
-    } catch (err) {
-      if (err instanceof Raced) return false;
-      throw err;
-    }
-  }
-
-  /** KV delete at `revision`; false if it moved. */
-  async #delete(kv: KV, key: string, revision?: number): Promise<boolean> {
-    try {
-      await this.#write(
-        `delete ${key}`,
-        () => kv.delete(key, revision === undefined ? {} : { previousSeq: revision }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof Raced) return false;
-      throw err;
-    }
-  }
-
-  /**
-   * The keys of `kv` matching `filter` (one KV key filter or several), as
-   * the bucket's stream leader lists its subjects. A superset: a deleted key
-   * whose tombstone is still stored is listed too, so every caller reads (or
-   * deletes) each key it gets, as each did already.
-   *
-   * Why not `kv.keys()`: it reads through an ephemeral consumer, which
-   * nats-server 2.10 places on any peer of the stream, a killed one included
-   * until it is marked offline (about three minutes after a `kill -9`).
-   * Meanwhile about one listing in three timed out on every survivor, and
-   * with it room creation (the quota count lists the creator's rooms), every
-   * room view (the change log), sealed keys and room deletion, some of them
-   * after their write had committed. A stream info request is answered by
-   * the stream's leader, which is always a live node.
-   */
-  async #keys(kv: KV, filter: string | string[]): Promise<string[]> {
-    const filters = [filter].flat();
-    return await this.#io(`keys ${filters[0]}`, async () => {
-      const bucket = this.#nameOf.get(kv);
-      if (bucket === undefined) throw new Error("not a bucket of this store");
-      const prefix = `$KV.${bucket}.`;
-      const lists = await Promise.all(filters.map(async (f) => {
-        // nats.js pages through a long subject list (100 000 per answer).
-        const info = await this.#b!.jsm.streams.info(`KV_${bucket}`, {
-          subjects_filter: prefix + f,
-        });
-        return Object.keys(info.state.subjects ?? {});
-      }));
-      const keys = new Set<string>();
-      for (const subject of lists.flat()) {
-        if (subject.startsWith(prefix)) keys.add(subject.slice(prefix.length));
-      }
-      return [...keys];
-    });
-  }
-
-  /**
-   * An object's bytes, read chunk by chunk from the object store's stream
-   * leader (a message get by subject per chunk) and checked against the
-   * object's size and SHA-256 digest; null if there is no such object. Not
-   * `ObjectStore.get`, which reads through an ephemeral consumer: see
-   * {@linkcode KvStore.#keys} for what that does while a peer is dead.
-   */
-  async #readObject(name: string): Promise<Uint8Array | null> {
-    const b = this.#b!;
-    const info = await b.blobs.info(name);
-    if (info === null || info.deleted) return null;
-    const stream = `OBJ_${b.blobsName}`;
-    const subject = `$O.${b.blobsName}.C.${info.nuid}`;
-    const bytes = new Uint8Array(info.size);
-    let filled = 0;
-    let seq = 0;
-    for (let i = 0; i < info.chunks; i++) {
-      // STREAM.MSG.GET takes `next_by_subj` (nats-server 2.9+); nats.js
-      // types it only for direct gets, which any replica answers, and a
-      // replica may not hold the newest chunks yet.
-      const query = { seq, next_by_subj: subject } as unknown as MsgRequest;
-      const m = await b.jsm.streams.getMessage(stream, query);
-      if (m === null || filled + m.data.length > bytes.length) {
-        throw new Error(`object ${name} does not match its record (chunk ${i + 1})`);
-      }
-      bytes.set(m.data, filled);
-      filled += m.data.length;
-      seq = m.seq + 1;
-    }
-    if (filled !== bytes.length || !await digestMatches(bytes, info.digest)) {
-      throw new Error(`object ${name} does not match its size or digest`);
-    }
-    return bytes;
-  }
-
-  /** Read-modify-write of one key at its revision, retried on a lost race. */
-  async #cas<T, R>(
-    kv: KV,
-    key: string,
-    fn: (current: T | null) => { write: T; result: R } | { done: R },
-  ): Promise<R> {
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const cur = await this.#get<T>(kv, key);
-      const step = fn(cur?.value ?? null);
-      if ("done" in step) return step.done;
-      const ok = cur === null
-        ? await this.#create(kv, key, step.write)
-        : await this.#update(kv, key, step.write, cur.revision);
-      if (ok !== false) return step.result;
-    }
-    throw new StoreUnavailableError(`too much contention on ${key}`);
   }
 
   /**
@@ -805,21 +291,21 @@ export class KvStore implements Store {
    * ```
    */
   async backfillQuotaHints(): Promise<void> {
-    const kv = this.#kv;
-    if (await this.#get(kv.blobMeta, QUOTA_HINTS_MARKER)) return;
+    const kv = this.#a.kv;
+    if (await this.#a.get(kv.blobMeta, QUOTA_HINTS_MARKER)) return;
     let rooms = 0;
     let blobs = 0;
-    for (const k of await this.#keys(kv.rooms, "id.*")) {
-      const r = await this.#get<RoomRecord>(kv.rooms, k);
+    for (const k of await this.#a.keys(kv.rooms, "id.*")) {
+      const r = await this.#a.get<RoomRecord>(kv.rooms, k);
       const key = r && creatorKey(r.value);
-      if (key && await this.#create(kv.rooms, key, {}) !== false) rooms++;
+      if (key && await this.#a.create(kv.rooms, key, {}) !== false) rooms++;
     }
     // Blob records are the single-token keys (ids with '.' are encoded).
-    for (const k of await this.#keys(kv.blobMeta, "*")) {
-      const b = await this.#get<BlobRecord>(kv.blobMeta, k);
-      if (b && await this.#create(kv.blobMeta, ownerKey(b.value), {}) !== false) blobs++;
+    for (const k of await this.#a.keys(kv.blobMeta, "*")) {
+      const b = await this.#a.get<BlobRecord>(kv.blobMeta, k);
+      if (b && await this.#a.create(kv.blobMeta, ownerKey(b.value), {}) !== false) blobs++;
     }
-    await this.#create(kv.blobMeta, QUOTA_HINTS_MARKER, { version: 1 });
+    await this.#a.create(kv.blobMeta, QUOTA_HINTS_MARKER, { version: 1 });
     if (rooms + blobs > 0) this.#log?.info("quota hints written", { rooms, blobs });
   }
 
@@ -827,7 +313,7 @@ export class KvStore implements Store {
 
   async addUser(user: NewUser): Promise<User> {
     const row = newUserRow(user);
-    if (await this.#create(this.#kv.users, row.signPub, row) === false) {
+    if (await this.#a.create(this.#a.kv.users, row.signPub, row) === false) {
       throw new UserExistsError(row.signPub);
     }
     return row;
@@ -835,12 +321,12 @@ export class KvStore implements Store {
 
   async getUser(signPub: string): Promise<User | null> {
     check.signPub("signPub", signPub);
-    return (await this.#get<User>(this.#kv.users, signPub))?.value ?? null;
+    return (await this.#a.get<User>(this.#a.kv.users, signPub))?.value ?? null;
   }
 
   async listUsers(): Promise<User[]> {
-    const keys = await this.#keys(this.#kv.users, ">");
-    const users = (await Promise.all(keys.map((k) => this.#get<User>(this.#kv.users, k))))
+    const keys = await this.#a.keys(this.#a.kv.users, ">");
+    const users = (await Promise.all(keys.map((k) => this.#a.get<User>(this.#a.kv.users, k))))
       .filter((u) => u !== null).map((u) => u.value);
     return users.sort((a, b) =>
       a.createdAt - b.createdAt || cmp(a.handle, b.handle) || cmp(a.signPub, b.signPub)
@@ -849,7 +335,7 @@ export class KvStore implements Store {
 
   async revokeUser(signPub: string): Promise<void> {
     check.signPub("signPub", signPub);
-    await this.#cas<User, void>(this.#kv.users, signPub, (u) => {
+    await this.#a.cas<User, void>(this.#a.kv.users, signPub, (u) => {
       if (u === null) throw new NotFoundError("user", signPub);
       if (u.status === "revoked") return { done: undefined };
       return { write: { ...u, status: "revoked" }, result: undefined };
@@ -860,7 +346,7 @@ export class KvStore implements Store {
     check.signPub("signPub", signPub);
     check.kexPub("kexPub", kexPub);
     check.hex("kexSig", kexSig);
-    await this.#cas<User, void>(this.#kv.users, signPub, (u) => {
+    await this.#a.cas<User, void>(this.#a.kv.users, signPub, (u) => {
       if (u === null) throw new NotFoundError("user", signPub);
       if (u.kexPub === kexPub && u.kexSig === kexSig) return { done: undefined };
       if (u.kexPub !== null) {
@@ -878,10 +364,10 @@ export class KvStore implements Store {
    */
   async #room(id: string, current = false): Promise<RoomRead | null> {
     const rec = current
-      ? await this.#getCurrent<RoomRecord>(this.#kv.rooms, roomKey(id))
-      : await this.#get<RoomRecord>(this.#kv.rooms, roomKey(id));
+      ? await this.#a.getCurrent<RoomRecord>(this.#a.kv.rooms, roomKey(id))
+      : await this.#a.get<RoomRecord>(this.#a.kv.rooms, roomKey(id));
     if (rec === null) return null;
-    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(rec.value.subject));
+    const claim = await this.#a.get<SubjectClaim>(this.#a.kv.rooms, subjectKey(rec.value.subject));
     if (claim === null || claim.value.id !== id || claim.value.inc !== rec.value.inc) return null;
     return rec;
   }
@@ -891,7 +377,7 @@ export class KvStore implements Store {
     if (genesis !== undefined) validateGenesis(room.id, genesis);
     const inc = newIncarnation();
     const rec: RoomRecord = { ...row, inc };
-    const kv = this.#kv;
+    const kv = this.#a.kv;
     const prefix = roomPrefix(rec);
     const now = Date.now();
     const members: MemberRecord = genesis
@@ -904,9 +390,9 @@ export class KvStore implements Store {
 
     const creator = creatorKey(rec);
     const abandon = async () => {
-      await this.#delete(kv.rooms, creator).catch(() => {});
-      await this.#delete(kv.members, prefix).catch(() => {});
-      if (genesis) await this.#delete(kv.changes, `${prefix}.0`).catch(() => {});
+      await this.#a.delete(kv.rooms, creator).catch(() => {});
+      await this.#a.delete(kv.members, prefix).catch(() => {});
+      if (genesis) await this.#a.delete(kv.changes, `${prefix}.0`).catch(() => {});
       // Index entries are hints (invariant 3); dropping ours only saves a read.
       for (const m of members.members) await this.#indexRemove(m.signPub, row.id).catch(() => {});
     };
@@ -919,11 +405,11 @@ export class KvStore implements Store {
     try {
       await definitely(async () => {
         // Children first, under an incarnation nobody reads yet.
-        await this.#create(kv.members, prefix, members);
-        if (genesis) await this.#create(kv.changes, `${prefix}.0`, genesis.change);
+        await this.#a.create(kv.members, prefix, members);
+        if (genesis) await this.#a.create(kv.changes, `${prefix}.0`, genesis.change);
         for (const m of members.members) await this.#indexAdd(m.signPub, row.id);
         // Invariant 5: the creator's quota hint before the room can be visible.
-        await this.#create(kv.rooms, creator, {});
+        await this.#a.create(kv.rooms, creator, {});
         if (!await this.#claim(claimKey, { id: row.id, inc }, row)) {
           throw new RoomExistsError(row.id, row.subject);
         }
@@ -939,14 +425,14 @@ export class KvStore implements Store {
     // members, its subject claimed for good.
     let written: number | false;
     try {
-      written = await this.#create(kv.rooms, idKey, rec);
+      written = await this.#a.create(kv.rooms, idKey, rec);
       if (written === false) {
         // Taken, unless by a creation that lost its subject or never finished.
-        const cur = await this.#get<RoomRecord>(kv.rooms, idKey);
+        const cur = await this.#a.get<RoomRecord>(kv.rooms, idKey);
         const visible = cur !== null && (await this.#room(row.id)) !== null;
         written = cur === null || visible
           ? false
-          : await this.#update(kv.rooms, idKey, rec, cur.revision);
+          : await this.#a.update(kv.rooms, idKey, rec, cur.revision);
       }
     } catch (err) {
       if (!(err instanceof StoreOutcomeUnknownError)) await abandon();
@@ -969,9 +455,9 @@ export class KvStore implements Store {
       );
     }
     if (visibleInc !== inc) {
-      const mine = await this.#get<RoomRecord>(kv.rooms, idKey).catch(() => null);
+      const mine = await this.#a.get<RoomRecord>(kv.rooms, idKey).catch(() => null);
       if (mine?.value.inc === inc) {
-        await this.#delete(kv.rooms, idKey, mine.revision).catch(() => {});
+        await this.#a.delete(kv.rooms, idKey, mine.revision).catch(() => {});
       }
       await abandon();
       throw new RoomExistsError(row.id, row.subject);
@@ -981,22 +467,22 @@ export class KvStore implements Store {
 
   /** Takes the subject claim: absent, or stale (its room is not visible). */
   async #claim(key: string, claim: SubjectClaim, row: Room): Promise<boolean> {
-    const kv = this.#kv.rooms;
-    if (await this.#create(kv, key, claim) !== false) return true;
-    const cur = await this.#get<SubjectClaim>(kv, key);
-    if (cur === null) return await this.#create(kv, key, claim) !== false;
-    const holder = await this.#get<RoomRecord>(kv, roomKey(cur.value.id));
+    const kv = this.#a.kv.rooms;
+    if (await this.#a.create(kv, key, claim) !== false) return true;
+    const cur = await this.#a.get<SubjectClaim>(kv, key);
+    if (cur === null) return await this.#a.create(kv, key, claim) !== false;
+    const holder = await this.#a.get<RoomRecord>(kv, roomKey(cur.value.id));
     if (
       holder !== null && holder.value.inc === cur.value.inc && holder.value.subject === row.subject
     ) {
       return false; // a live room, or one being created right now
     }
-    return await this.#update(kv, key, claim, cur.revision) !== false;
+    return await this.#a.update(kv, key, claim, cur.revision) !== false;
   }
 
   async #releaseClaim(key: string, inc: string): Promise<void> {
-    const cur = await this.#get<SubjectClaim>(this.#kv.rooms, key);
-    if (cur?.value.inc === inc) await this.#delete(this.#kv.rooms, key, cur.revision);
+    const cur = await this.#a.get<SubjectClaim>(this.#a.kv.rooms, key);
+    if (cur?.value.inc === inc) await this.#a.delete(this.#a.kv.rooms, key, cur.revision);
   }
 
   async getRoom(id: string): Promise<Room | null> {
@@ -1007,7 +493,7 @@ export class KvStore implements Store {
 
   async getRoomBySubject(subject: string): Promise<Room | null> {
     check.subject("subject", subject);
-    const claim = await this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(subject));
+    const claim = await this.#a.get<SubjectClaim>(this.#a.kv.rooms, subjectKey(subject));
     if (claim === null) return null;
     const r = await this.#room(claim.value.id);
     return r && r.value.subject === subject ? publicRoom(r.value) : null;
@@ -1030,11 +516,15 @@ export class KvStore implements Store {
    * being created (invariant 1).
    */
   async #roomsForMember(signPub: string, current: boolean): Promise<Room[]> {
-    const index = await this.#get<string[]>(this.#kv.roomsByMember, signPub);
+    const index = await this.#a.get<string[]>(this.#a.kv.roomsByMember, signPub);
     if (index === null) return [];
     // The user's own index: damaged, it cannot say where to look (fails closed for this user only).
     if (!Array.isArray(index.value) || !index.value.every((id) => typeof id === "string")) {
-      throw this.#damaged(this.#kv.roomsByMember, signPub, "the member index is not a list of ids");
+      throw this.#a.damaged(
+        this.#a.kv.roomsByMember,
+        signPub,
+        "the member index is not a list of ids",
+      );
     }
     // Invariant 3: the index only says where to look; the member set decides.
     // A room whose records are damaged is left out (logged by #damaged), so
@@ -1064,28 +554,32 @@ export class KvStore implements Store {
    * again, one after the other.
    */
   async #grantingRoomCurrent(id: string, signPub: string): Promise<Room | null> {
-    const rec = this.#startCurrent(this.#kv.rooms, roomKey(id));
+    const rec = this.#a.startCurrent(this.#a.kv.rooms, roomKey(id));
     const guess = await rec.guess;
     let guessed: RoomRecord | null = null;
     try {
-      guessed = this.#parse<RoomRecord>(this.#kv.rooms, roomKey(id), guess)?.value ?? null;
+      guessed = this.#a.parse<RoomRecord>(this.#a.kv.rooms, roomKey(id), guess)?.value ?? null;
     } catch { /* damaged: read again below, confirmed */ }
-    const ms = guessed && this.#startCurrent(this.#kv.members, roomPrefix(guessed));
+    const ms = guessed && this.#a.startCurrent(this.#a.kv.members, roomPrefix(guessed));
     ms?.confirmed.catch(() => {});
-    const claim = guessed && this.#get<SubjectClaim>(this.#kv.rooms, subjectKey(guessed.subject));
+    const claim = guessed &&
+      this.#a.get<SubjectClaim>(this.#a.kv.rooms, subjectKey(guessed.subject));
     claim?.catch(() => {});
     const confirmed = await rec.confirmed;
     if (!live(confirmed)) return null;
     if (guessed === null || confirmed.revision !== guess!.revision) {
       const r = await this.#room(id, true);
       if (r === null) return null;
-      const members = await this.#getCurrent<MemberRecord>(this.#kv.members, roomPrefix(r.value));
+      const members = await this.#a.getCurrent<MemberRecord>(
+        this.#a.kv.members,
+        roomPrefix(r.value),
+      );
       return this.#grants(id, members, signPub) ? publicRoom(r.value) : null;
     }
     const c = await claim!;
     if (c === null || c.value.id !== id || c.value.inc !== guessed.inc) return null;
-    const members = this.#parse<MemberRecord>(
-      this.#kv.members,
+    const members = this.#a.parse<MemberRecord>(
+      this.#a.kv.members,
       roomPrefix(guessed),
       await ms!.confirmed,
     );
@@ -1095,7 +589,7 @@ export class KvStore implements Store {
   /** Whether room `id`'s member set names `signPub`; a set that is not a list is damaged. */
   #grants(id: string, ms: { value: MemberRecord } | null, signPub: string): boolean {
     if (ms !== null && !Array.isArray(ms.value.members)) {
-      throw this.#damaged(this.#kv.members, id, "members is not a list");
+      throw this.#a.damaged(this.#a.kv.members, id, "members is not a list");
     }
     return ms?.value.members.some((m) => m?.signPub === signPub) === true;
   }
@@ -1113,7 +607,7 @@ export class KvStore implements Store {
   async getUserAccess(signPub: string): Promise<UserAccess> {
     check.signPub("signPub", signPub);
     const [user, rooms] = await Promise.all([
-      this.#getCurrent<User>(this.#kv.users, signPub),
+      this.#a.getCurrent<User>(this.#a.kv.users, signPub),
       this.#roomsForMember(signPub, true),
     ]);
     return { user: user?.value ?? null, rooms };
@@ -1123,11 +617,14 @@ export class KvStore implements Store {
     check.signPub("signPub", signPub);
     // Invariant 5: the creator's own hints, each checked against the room.
     const prefix = `creator.${signPub}.`;
-    const keys = await this.#keys(this.#kv.rooms, `${prefix}*.*`);
+    const keys = await this.#a.keys(this.#a.kv.rooms, `${prefix}*.*`);
     const rooms = await Promise.all(keys.map(async (k) => {
       const [idTok, inc] = k.slice(prefix.length).split(".");
       // The listing includes deleted hints (see #keys): only a live one counts.
-      const [hint, r] = await Promise.all([this.#get(this.#kv.rooms, k), this.#room(untok(idTok))]);
+      const [hint, r] = await Promise.all([
+        this.#a.get(this.#a.kv.rooms, k),
+        this.#room(untok(idTok)),
+      ]);
       return hint && r && r.value.inc === inc && r.value.createdBy === signPub ? r.value : null;
     }));
     const counts: RoomCounts = { rooms: 0, persisted: 0 };
@@ -1148,7 +645,7 @@ export class KvStore implements Store {
         throw new ConflictError(`room ${id} epoch is ${r.value.epoch}, expected ${expectedEpoch}`);
       }
       const next = { ...r.value, epoch: newEpoch };
-      if (await this.#update(this.#kv.rooms, roomKey(id), next, r.revision) !== false) return;
+      if (await this.#a.update(this.#a.kv.rooms, roomKey(id), next, r.revision) !== false) return;
     }
     throw new StoreUnavailableError(`too much contention on room ${id}`);
   }
@@ -1158,43 +655,43 @@ export class KvStore implements Store {
       const r = await this.#room(id);
       if (r === null || r.value.inc !== inc || r.value.epoch >= epoch) return;
       const next = { ...r.value, epoch };
-      if (await this.#update(this.#kv.rooms, roomKey(id), next, r.revision) !== false) return;
+      if (await this.#a.update(this.#a.kv.rooms, roomKey(id), next, r.revision) !== false) return;
     }
   }
 
   async deleteRoom(id: string): Promise<void> {
     check.id("id", id);
-    const kv = this.#kv;
+    const kv = this.#a.kv;
     const r = await this.#room(id);
     if (r === null) throw new NotFoundError("room", id);
     const { inc, subject } = r.value;
     // Invariant 2: the id record first; from here nothing of it is readable.
-    if (!await this.#delete(kv.rooms, roomKey(id), r.revision)) {
+    if (!await this.#a.delete(kv.rooms, roomKey(id), r.revision)) {
       throw new ConflictError(`room ${id} changed while being deleted; retry`);
     }
     // Committed: the rest only reclaims what the old incarnation left.
     await this.#afterCommit("room deletion's cleanup", { room: id, inc }, async () => {
       await this.#releaseClaim(subjectKey(subject), inc);
-      await this.#delete(kv.rooms, creatorKey(r.value));
+      await this.#a.delete(kv.rooms, creatorKey(r.value));
       const prefix = roomPrefix(r.value);
-      const ms = await this.#get<MemberRecord>(kv.members, prefix);
-      await this.#delete(kv.members, prefix);
+      const ms = await this.#a.get<MemberRecord>(kv.members, prefix);
+      await this.#a.delete(kv.members, prefix);
       for (const m of ms?.value.members ?? []) await this.#indexRemove(m.signPub, id);
-      for (const k of await this.#keys(kv.changes, `${prefix}.*`)) {
-        await this.#delete(kv.changes, k);
+      for (const k of await this.#a.keys(kv.changes, `${prefix}.*`)) {
+        await this.#a.delete(kv.changes, k);
       }
-      for (const k of await this.#keys(kv.roomKeys, `${prefix}.>`)) {
-        await this.#delete(kv.roomKeys, k);
+      for (const k of await this.#a.keys(kv.roomKeys, `${prefix}.>`)) {
+        await this.#a.delete(kv.roomKeys, k);
       }
-      for (const k of await this.#keys(kv.blobMeta, `room.${prefix}.*`)) {
+      for (const k of await this.#a.keys(kv.blobMeta, `room.${prefix}.*`)) {
         const blobId = untok(k.split(".").pop()!);
-        const meta = await this.#get<BlobRecord>(kv.blobMeta, tok(blobId));
+        const meta = await this.#a.get<BlobRecord>(kv.blobMeta, tok(blobId));
         if (meta && meta.value.roomId === id && meta.value.inc === inc) {
-          await this.#delete(kv.blobMeta, tok(blobId), meta.revision);
-          await this.#delete(kv.blobMeta, ownerKey(meta.value));
-          await this.#deleteObject(meta.value.object);
+          await this.#a.delete(kv.blobMeta, tok(blobId), meta.revision);
+          await this.#a.delete(kv.blobMeta, ownerKey(meta.value));
+          await this.#a.deleteObject(meta.value.object);
         }
-        await this.#delete(kv.blobMeta, k);
+        await this.#a.delete(kv.blobMeta, k);
       }
     });
   }
@@ -1228,14 +725,14 @@ export class KvStore implements Store {
   // ---- the rooms_by_member hint (invariant 3) ----
 
   async #indexAdd(signPub: string, roomId: string): Promise<void> {
-    await this.#cas<string[], void>(this.#kv.roomsByMember, signPub, (ids) => {
+    await this.#a.cas<string[], void>(this.#a.kv.roomsByMember, signPub, (ids) => {
       if (ids?.includes(roomId)) return { done: undefined };
       return { write: [...(ids ?? []), roomId].sort(), result: undefined };
     });
   }
 
   async #indexRemove(signPub: string, roomId: string): Promise<void> {
-    await this.#cas<string[], void>(this.#kv.roomsByMember, signPub, (ids) => {
+    await this.#a.cas<string[], void>(this.#a.kv.roomsByMember, signPub, (ids) => {
       if (!ids?.includes(roomId)) return { done: undefined };
       return { write: ids.filter((x) => x !== roomId), result: undefined };
     });
@@ -1244,7 +741,7 @@ export class KvStore implements Store {
   // ---- members and the change log ----
 
   async #members(room: RoomRecord): Promise<{ value: MemberRecord; revision: number } | null> {
-    return await this.#get<MemberRecord>(this.#kv.members, roomPrefix(room));
+    return await this.#a.get<MemberRecord>(this.#a.kv.members, roomPrefix(room));
   }
 
   /**
@@ -1262,7 +759,7 @@ export class KvStore implements Store {
       for (const s of after) if (!before.has(s)) await this.#indexAdd(s, room.id);
     });
     // The commit (invariant 4).
-    if (await this.#update(this.#kv.members, roomPrefix(room), next, cur.revision) === false) {
+    if (await this.#a.update(this.#a.kv.members, roomPrefix(room), next, cur.revision) === false) {
       return false;
     }
     await this.#afterCommit("index removal", { room: room.id }, async () => {
@@ -1278,7 +775,7 @@ export class KvStore implements Store {
     after: RoomStateAfter,
   ): Promise<void> {
     validateAppliedChange(roomId, seq, change, after);
-    const kv = this.#kv;
+    const kv = this.#a.kv;
     const now = Date.now();
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const r = await this.#room(roomId);
@@ -1289,7 +786,7 @@ export class KvStore implements Store {
       const head = cur.value.seq;
       if (seq < head) {
         // An older change: never touches the newer member set (invariant 4).
-        const stored = await this.#get<{ text: string; sig: string }>(
+        const stored = await this.#a.get<{ text: string; sig: string }>(
           kv.changes,
           `${prefix}.${seq}`,
         );
@@ -1305,7 +802,7 @@ export class KvStore implements Store {
       // Restore the previous change's log key if its writer stopped short.
       if (head >= 0 && seq === head + 1 && cur.value.change) {
         const previous = cur.value.change;
-        await definitely(() => this.#create(kv.changes, `${prefix}.${head}`, previous));
+        await definitely(() => this.#a.create(kv.changes, `${prefix}.${head}`, previous));
       }
       const next: MemberRecord = {
         seq,
@@ -1316,7 +813,7 @@ export class KvStore implements Store {
       // Invariant 4: the member set holds the change; its log key and the
       // room's epoch follow (the next change, or a retry, completes them).
       await this.#afterCommit("change log and epoch", { room: roomId, seq }, async () => {
-        await this.#create(kv.changes, `${prefix}.${seq}`, next.change);
+        await this.#a.create(kv.changes, `${prefix}.${seq}`, next.change);
         await this.#raiseEpoch(roomId, r.value.inc, after.epoch);
       });
       return;
@@ -1330,11 +827,11 @@ export class KvStore implements Store {
     if (r === null) return [];
     const prefix = roomPrefix(r.value);
     const [keys, ms] = await Promise.all([
-      this.#keys(this.#kv.changes, `${prefix}.*`),
+      this.#a.keys(this.#a.kv.changes, `${prefix}.*`),
       this.#members(r.value),
     ]);
     const changes = (await Promise.all(keys.map(async (k) => {
-      const c = await this.#get<{ text: string; sig: string }>(this.#kv.changes, k);
+      const c = await this.#a.get<{ text: string; sig: string }>(this.#a.kv.changes, k);
       return c
         ? { seq: Number(k.slice(prefix.length + 1)), text: c.value.text, sig: c.value.sig }
         : null;
@@ -1410,18 +907,20 @@ export class KvStore implements Store {
     const written: Array<[string, number]> = [];
     for (const row of rows) {
       const key = `${prefix}.${row.recipient}.${epoch}`;
-      const rev = await this.#create(this.#kv.roomKeys, key, row);
+      const rev = await this.#a.create(this.#a.kv.roomKeys, key, row);
       if (rev === false) {
         // The same key stored by an earlier try of this very request (whose
         // outcome its sender could not know) is this key: go on.
-        const stored = await this.#get<SealedKey>(this.#kv.roomKeys, key);
+        const stored = await this.#a.get<SealedKey>(this.#a.kv.roomKeys, key);
         if (
           stored && stored.value.sealed === row.sealed && stored.value.sealedBy === row.sealedBy
         ) {
           continue;
         }
         // All or nothing: take back only what this call wrote.
-        for (const [k, v] of written) await this.#delete(this.#kv.roomKeys, k, v).catch(() => {});
+        for (const [k, v] of written) {
+          await this.#a.delete(this.#a.kv.roomKeys, k, v).catch(() => {});
+        }
         throw new KeyExistsError(roomId, epoch, row.recipient);
       }
       written.push([key, rev]);
@@ -1436,7 +935,7 @@ export class KvStore implements Store {
     const r = await this.#room(roomId);
     if (r === null) return null;
     const key = `${roomPrefix(r.value)}.${recipient}.${epoch}`;
-    return (await this.#get<SealedKey>(this.#kv.roomKeys, key))?.value ?? null;
+    return (await this.#a.get<SealedKey>(this.#a.kv.roomKeys, key))?.value ?? null;
   }
 
   async listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]> {
@@ -1444,8 +943,8 @@ export class KvStore implements Store {
     check.signPub("recipient", recipient);
     const r = await this.#room(roomId);
     if (r === null) return [];
-    const keys = await this.#keys(this.#kv.roomKeys, `${roomPrefix(r.value)}.${recipient}.*`);
-    const rows = await Promise.all(keys.map((k) => this.#get<SealedKey>(this.#kv.roomKeys, k)));
+    const keys = await this.#a.keys(this.#a.kv.roomKeys, `${roomPrefix(r.value)}.${recipient}.*`);
+    const rows = await Promise.all(keys.map((k) => this.#a.get<SealedKey>(this.#a.kv.roomKeys, k)));
     return rows.filter((x) => x !== null).map((x) => x.value).sort((a, b) => a.epoch - b.epoch);
   }
 
@@ -1467,18 +966,22 @@ export class KvStore implements Store {
     }
     const key = b64url(nonce);
     // A KV create: of two nodes seeing one nonce at once, exactly one wins.
-    const fresh = await this.#cas<{ expiresAt: number }, boolean>(this.#kv.nonces, key, (cur) => {
-      if (cur !== null && cur.expiresAt > now) return { done: false };
-      return { write: { expiresAt }, result: true };
-    });
+    const fresh = await this.#a.cas<{ expiresAt: number }, boolean>(
+      this.#a.kv.nonces,
+      key,
+      (cur) => {
+        if (cur !== null && cur.expiresAt > now) return { done: false };
+        return { write: { expiresAt }, result: true };
+      },
+    );
     // Invariant 6: the pruning hint of an accepted nonce; a plain put, as
     // the same nonce reused after its expiry may land in the same slot.
     if (fresh) {
       // Only a hint (invariant 6): the nonce is remembered either way.
       await this.#afterCommit("nonce expiry hint", {}, () =>
-        this.#write(
+        this.#a.write(
           "remember nonce expiry",
-          () => this.#kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
+          () => this.#a.kv.nonces.put(nonceExpiryKey(expiresAt, key), encode({ expiresAt })),
         ));
     }
     return fresh;
@@ -1490,22 +993,22 @@ export class KvStore implements Store {
     // before that, so the count matches the SQLite store's. Invariant 6: it
     // lists only the slots that can hold expired nonces: up to now's slot,
     // back to where the max age has already forgotten everything.
-    const kv = this.#kv.nonces;
+    const kv = this.#a.kv.nonces;
     const last = Math.floor(now / NONCE_SLOT_MS);
     const first = Math.max(0, last - Math.ceil(NONCE_MAX_AGE_MS / NONCE_SLOT_MS) - 1);
     const slots = Array.from({ length: last - first + 1 }, (_, i) => `exp.${first + i}.*`);
     let removed = 0;
-    for (const k of await this.#keys(kv, slots)) {
-      const hint = await this.#get<{ expiresAt: number }>(kv, k);
+    for (const k of await this.#a.keys(kv, slots)) {
+      const hint = await this.#a.get<{ expiresAt: number }>(kv, k);
       if (hint === null || hint.value.expiresAt > now) continue;
       const key = k.split(".")[2];
-      const cur = await this.#get<{ expiresAt: number }>(kv, key);
+      const cur = await this.#a.get<{ expiresAt: number }>(kv, key);
       // Deleted only if still expired at the revision read: a reuse that
       // raced in keeps its nonce.
-      if (cur && cur.value.expiresAt <= now && await this.#delete(kv, key, cur.revision)) {
+      if (cur && cur.value.expiresAt <= now && await this.#a.delete(kv, key, cur.revision)) {
         removed++;
       }
-      await this.#delete(kv, k, hint.revision);
+      await this.#a.delete(kv, k, hint.revision);
     }
     return removed;
   }
@@ -1514,11 +1017,11 @@ export class KvStore implements Store {
 
   async putBlob(blob: NewBlob): Promise<BlobMeta> {
     validateNewBlob(blob);
-    const kv = this.#kv;
+    const kv = this.#a.kv;
     const r = await this.#room(blob.roomId);
     if (r === null) throw new NotFoundError("room", blob.roomId);
     const id = tok(blob.id);
-    if (await this.#get(kv.blobMeta, id)) throw new BlobExistsError(blob.id);
+    if (await this.#a.get(kv.blobMeta, id)) throw new BlobExistsError(blob.id);
     const rec: BlobRecord = {
       roomId: blob.roomId,
       inc: r.value.inc,
@@ -1530,13 +1033,13 @@ export class KvStore implements Store {
     // Bytes under a unique name first (unreferenced, so invisible), then the
     // room index (so deleteRoom finds it), then the metadata: the commit.
     await definitely(async () => {
-      await this.#io("put blob", () => this.#b!.blobs.putBlob({ name: rec.object }, blob.data));
-      await this.#create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
-      await this.#create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
+      await this.#a.io("put blob", () => this.#a.blobs.putBlob({ name: rec.object }, blob.data));
+      await this.#a.create(kv.blobMeta, blobRoomKey(blob.id, rec), {});
+      await this.#a.create(kv.blobMeta, ownerKey(rec), {}); // invariant 5: before the commit
     });
-    if (await this.#create(kv.blobMeta, id, rec) === false) {
-      await this.#delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
-      await this.#deleteObject(rec.object);
+    if (await this.#a.create(kv.blobMeta, id, rec) === false) {
+      await this.#a.delete(kv.blobMeta, ownerKey(rec)).catch(() => {});
+      await this.#a.deleteObject(rec.object);
       throw new BlobExistsError(blob.id);
     }
     return metaOf(blob.id, rec);
@@ -1551,7 +1054,7 @@ export class KvStore implements Store {
     rooms?: Map<string, Promise<RoomRead | null>>,
   ): Promise<{ value: BlobRecord; revision: number } | null> {
     check.id("id", id);
-    const rec = await this.#get<BlobRecord>(this.#kv.blobMeta, tok(id));
+    const rec = await this.#a.get<BlobRecord>(this.#a.kv.blobMeta, tok(id));
     if (rec === null) return null;
     const room = rooms?.get(rec.value.roomId) ?? this.#room(rec.value.roomId);
     rooms?.set(rec.value.roomId, room);
@@ -1562,7 +1065,7 @@ export class KvStore implements Store {
   async getBlob(id: string): Promise<Blob | null> {
     const rec = await this.#blob(id);
     if (rec === null) return null;
-    const data = await this.#io("get blob", () => this.#readObject(rec.value.object));
+    const data = await this.#a.io("get blob", () => this.#a.readObject(rec.value.object));
     return data ? { ...metaOf(id, rec.value), data } : null;
   }
 
@@ -1573,15 +1076,15 @@ export class KvStore implements Store {
 
   async deleteBlob(id: string): Promise<void> {
     check.id("id", id);
-    const kv = this.#kv;
-    const rec = await this.#get<BlobRecord>(kv.blobMeta, tok(id));
-    if (rec === null || !await this.#delete(kv.blobMeta, tok(id), rec.revision)) {
+    const kv = this.#a.kv;
+    const rec = await this.#a.get<BlobRecord>(kv.blobMeta, tok(id));
+    if (rec === null || !await this.#a.delete(kv.blobMeta, tok(id), rec.revision)) {
       throw new NotFoundError("blob", id);
     }
     await this.#afterCommit("blob deletion's cleanup", { blob: id }, async () => {
-      await this.#delete(kv.blobMeta, ownerKey(rec.value));
-      await this.#deleteObject(rec.value.object);
-      await this.#delete(kv.blobMeta, blobRoomKey(id, rec.value));
+      await this.#a.delete(kv.blobMeta, ownerKey(rec.value));
+      await this.#a.deleteObject(rec.value.object);
+      await this.#a.delete(kv.blobMeta, blobRoomKey(id, rec.value));
     });
   }
 
@@ -1589,7 +1092,7 @@ export class KvStore implements Store {
     check.signPub("owner", owner);
     // Invariant 5: the owner's own hints, each checked against its blob.
     const prefix = `owner.${owner}.`;
-    const keys = await this.#keys(this.#kv.blobMeta, `${prefix}*.*`);
+    const keys = await this.#a.keys(this.#a.kv.blobMeta, `${prefix}*.*`);
     // An upload's quota check reads every blob of its owner (up to the
     // blobs-per-user quota), mostly in a few rooms: each room is read once.
     const rooms = new Map<string, Promise<RoomRead | null>>();
@@ -1607,17 +1110,10 @@ export class KvStore implements Store {
     return usage;
   }
 
-  async #deleteObject(name: string): Promise<void> {
-    await this.#io("delete blob", () => this.#b!.blobs.delete(name)).catch((err) => {
-      // An orphaned object is unreachable (nothing names it); say so and go on.
-      this.#log?.warn("could not delete a blob's bytes", { object: name, error: err });
-    });
-  }
-
   // ---- change feed ----
 
   watchChanges(onChange: (change: StoreChange) => void): StoreWatch {
-    const kv = this.#kv;
+    const kv = this.#a.kv;
     let running = true;
     const iters: Array<{ stop(): void }> = [];
     const started: Promise<void>[] = [];
@@ -1693,7 +1189,7 @@ export class KvStore implements Store {
    * ```
    */
   async replicationState(): Promise<ReplicationState> {
-    const st = await this.#io("status", () => this.#kv.users.status());
+    const st = await this.#a.io("status", () => this.#a.kv.users.status());
     const info = st.streamInfo;
     const followers = info.cluster?.replicas ?? [];
     return {
@@ -1707,132 +1203,7 @@ export class KvStore implements Store {
 
   async close(): Promise<void> {
     for (const w of [...this.#watches]) await w.stop();
-    this.#b = null;
+    this.#a.close();
     if (this.#owns) await this.#nc.close().catch(() => {});
   }
-}
-
-// ---- helpers ----
-
-/** The new member set; a member whose role is unchanged keeps its stored row. */
-function mergeMembers(
-  current: Omit<Member, "roomId">[],
-  next: RoomMemberSpec[],
-  now: number,
-): Omit<Member, "roomId">[] {
-  const have = new Map(current.map((m) => [m.signPub, m]));
-  return next.map((spec) => {
-    const old = have.get(spec.signPub);
-    return old && old.role === spec.role ? old : memberRow(spec, now);
-  });
-}
-
-function publicRoom(r: RoomRecord): Room {
-  return {
-    id: r.id,
-    subject: r.subject,
-    policy: { ...r.policy },
-    createdBy: r.createdBy,
-    createdAt: r.createdAt,
-    epoch: r.epoch,
-  };
-}
-
-/** A blob's quota hint under its owner (invariant 5); `object` is unique per put. */
-function ownerKey(r: BlobRecord): string {
-  return `owner.${r.owner}.${r.object}`;
-}
-
-/** A blob's entry in its room's index, which deleteRoom lists. */
-function blobRoomKey(blobId: string, r: BlobRecord): string {
-  return `room.${tok(r.roomId)}.${r.inc}.${tok(blobId)}`;
-}
-
-/** Width of a nonce expiry slot: pruning lists ~14 slots per max age. */
-const NONCE_SLOT_MS = 10_000;
-
-function nonceExpiryKey(expiresAt: number, key: string): string {
-  return `exp.${Math.floor(expiresAt / NONCE_SLOT_MS)}.${key}`;
-}
-
-function metaOf(id: string, r: BlobRecord): BlobMeta {
-  return { id, roomId: r.roomId, owner: r.owner, size: r.size, createdAt: r.createdAt };
-}
-
-function same(a: { text: string; sig: string }, b: { text: string; sig: string }): boolean {
-  return a.text === b.text && a.sig === b.sig;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * Whether nats-server `version` checks a per-subject expectation above the
- * stream's last sequence only at apply time (`KvStore.#committedRevision`):
- * 2.10.6 to 2.10.x.
- */
-function checksRevisionAtApply(version: string): boolean {
-  const m = /^2\.10\.(\d+)(?:$|[-+])/.exec(version);
-  return m !== null && Number(m[1]) >= 6;
-}
-
-/**
- * A request that was sent and got no answer: a timeout, or the connection
- * closed while it waited. Its write may have been stored.
- */
-function unanswered(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    if (e instanceof errors.TimeoutError || e.name === "TimeoutError") return true;
-    if (e instanceof errors.ClosedConnectionError || e.name === "ClosedConnectionError") {
-      return true;
-    }
-    // Lost while waiting for its answer ("connection closed", "connection
-    // disconnected"): it may have reached the server first.
-    if (e.name === "RequestError" && /closed|disconnected/i.test(e.message)) return true;
-  }
-  return false;
-}
-
-/** Whether `bytes` hash to an object store digest (`SHA-256=<base64url>`). */
-async function digestMatches(bytes: Uint8Array, digest: string): Promise<boolean> {
-  const m = /^SHA-256=(.+)$/i.exec(digest);
-  if (!m) return false;
-  let want: Uint8Array;
-  try {
-    const b64 = m[1].replace(/-/g, "+").replace(/_/g, "/");
-    want = Uint8Array.from(
-      atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")),
-      (c) => c.charCodeAt(0),
-    );
-  } catch {
-    return false;
-  }
-  const got = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
-  return got.length === want.length && got.every((x, i) => x === want[i]);
-}
-
-/**
- * Runs the steps of an operation that come before its commit point: if a
- * step's write has an unknown outcome, the operation's is still known (it
- * did not happen: nothing it wrote so far is visible), so the caller hears
- * "unavailable", not "outcome unknown".
- */
-async function definitely<T>(steps: () => Promise<T>): Promise<T> {
-  try {
-    return await steps();
-  } catch (err) {
-    if (!(err instanceof StoreOutcomeUnknownError)) throw err;
-    throw new StoreUnavailableError(`${err.message}; nothing was committed`, { cause: err });
-  }
-}
-
-function isWrongLastSequence(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
 }
