@@ -8,41 +8,11 @@
 
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { pathAndQueryOfUrl, signRequest } from "../auth/request_signing.ts";
+import type { RoomSummary, RoomView, SealedKeyView, UserView } from "../api/types.ts";
 import type { SignedChange } from "../e2e/membership.ts";
 import { ControlPlaneError, UnreachableError } from "./errors.ts";
 
-/** A room as the control plane reports it (unverified: check `changes`). */
-export interface RoomView {
-  id: string;
-  subject: string;
-  policy: { encrypt: boolean; sign: boolean; persist: boolean };
-  epoch: number;
-  createdBy: string;
-  createdAt: number;
-  members: Array<{ signPub: string; role: "admin" | "member" }>;
-  changes: SignedChange[];
-  stream: string | null;
-}
-
-/** A room as `GET /v1/rooms?view=summary` lists it. */
-export type RoomSummary = Pick<RoomView, "id" | "subject" | "policy" | "epoch">;
-
-/** A user's public record. */
-export interface UserView {
-  signPub: string;
-  handle: string;
-  role: "admin" | "member";
-  status: "active" | "revoked";
-  kexPub: string | null;
-  kexSig: string | null;
-}
-
-/** A sealed room key addressed to the caller. */
-export interface SealedKeyView {
-  epoch: number;
-  sealed: string;
-  sealedBy: string;
-}
+export type { RoomSummary, RoomView, SealedKeyView, UserView } from "../api/types.ts";
 
 /** Options for {@linkcode ControlPlaneClient}. */
 export interface ControlPlaneOptions {

@@ -45,12 +45,8 @@ import { subjectViolation } from "../grammar.ts";
 import { verifyKexBinding } from "../identity/identity.ts";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "./bytes.ts";
 
-/** A room's policy. */
-export interface RoomPolicy {
-  encrypt: boolean;
-  sign: boolean;
-  persist: boolean;
-}
+import type { RoomPolicy } from "../api/types.ts";
+export type { RoomPolicy } from "../api/types.ts";
 
 /** The fields of a change. */
 export interface ChangeBody {

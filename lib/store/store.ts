@@ -53,12 +53,8 @@ export interface NewUser {
   createdAt?: number;
 }
 
-/** What a room requires of its traffic. */
-export interface RoomPolicy {
-  encrypt: boolean;
-  sign: boolean;
-  persist: boolean;
-}
+import type { RoomPolicy } from "../api/types.ts";
+export type { RoomPolicy } from "../api/types.ts";
 
 /** A room: a NATS subject plus a policy and a key epoch. */
 export interface Room {

@@ -15,6 +15,7 @@
  * @module
  */
 
+import type { RoomSummary } from "../../lib/api/types.ts";
 import { roomStreamName } from "../../lib/auth/acl.ts";
 import {
   addedMembers,
@@ -75,13 +76,7 @@ export interface RoomServiceDeps {
   missingNodes?: () => Promise<MissingPeers>;
 }
 
-/** A room summary, as listings without members and log give it. */
-export interface RoomSummary {
-  id: string;
-  subject: string;
-  policy: Room["policy"];
-  epoch: number;
-}
+export type { RoomSummary } from "../../lib/api/types.ts";
 
 /**
  * A `cluster_degraded` refusal naming the nodes that are down: a new

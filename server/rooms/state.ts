@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { RoomView } from "../../lib/api/types.ts";
 import { roomStreamName } from "../../lib/auth/acl.ts";
 import {
   addedMembers,
@@ -17,29 +18,10 @@ import {
   type SignedChange,
   verifyLog,
 } from "../../lib/e2e/membership.ts";
-import type {
-  Room,
-  RoomMemberSpec,
-  RoomPolicy,
-  RoomStateAfter,
-  Store,
-} from "../../lib/store/store.ts";
+import type { Room, RoomMemberSpec, RoomStateAfter, Store } from "../../lib/store/store.ts";
 import { RoomRefusal } from "./refusal.ts";
 
-/** What the API returns for a room. */
-export interface RoomView {
-  id: string;
-  subject: string;
-  policy: RoomPolicy;
-  epoch: number;
-  createdBy: string;
-  createdAt: number;
-  members: { signPub: string; role: "admin" | "member" }[];
-  /** The full signed membership log, in seq order. */
-  changes: SignedChange[];
-  /** The JetStream stream of a persisted room, else null. */
-  stream: string | null;
-}
+export type { RoomView } from "../../lib/api/types.ts";
 
 /**
  * The API view of a stored room.

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { UserView } from "../../../lib/api/types.ts";
 import { handleViolation } from "../../../lib/grammar.ts";
 import { verifyKexBinding } from "../../../lib/identity/identity.ts";
 import { ConflictError, type Store, type User } from "../../../lib/store/store.ts";
@@ -31,15 +32,7 @@ export interface UserRouteDeps {
   store: Store;
 }
 
-/** The public view of a user, as `GET /v1/users/:signPub` returns it. */
-export interface UserView {
-  signPub: string;
-  handle: string;
-  role: User["role"];
-  status: User["status"];
-  kexPub: string | null;
-  kexSig: string | null;
-}
+export type { UserView } from "../../../lib/api/types.ts";
 
 /**
  * The public view of a user: no timestamps, nothing secret (the store holds
