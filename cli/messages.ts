@@ -42,6 +42,25 @@ function duration(v: Values, k: string, fallback?: string): number | undefined {
   }
 }
 
+/**
+ * The flags and positionals of one of these commands; null when `--help`
+ * was asked for (its help is printed then).
+ */
+function commandArgs(
+  argv: string[],
+  table: OptionTable,
+  maxPositionals: number,
+  usage: string,
+  summary: string,
+): { values: Values; positionals: string[] } | null {
+  const parsed = parseCommandArgs(argv, table, { maxPositionals });
+  if (parsed.values.help) {
+    console.log(renderHelp(usage, summary, table));
+    return null;
+  }
+  return parsed;
+}
+
 async function withClient(v: Values, act: (c: UnibusClient) => Promise<number>) {
   const client = await openClient(v);
   try {
@@ -118,17 +137,17 @@ export const sendCommand: Command = {
   name: "send",
   summary: "send a message (or each line of stdin) into a room",
   async run(argv) {
-    const { values: v, positionals } = parseCommandArgs(argv, SEND_OPTIONS, { maxPositionals: 2 });
-    if (v.help) {
-      console.log(renderHelp(
-        "unibus send ROOM [TEXT] [options]",
-        "With TEXT, sends one message; without, each line of stdin is one message, sent as it " +
-          "is read (tail -f log | unibus send ops.alerts). Exits 0 once every message was handed " +
-          "to NATS (a persisted room's, acknowledged by its stream).",
-        SEND_OPTIONS,
-      ));
-      return 0;
-    }
+    const args = commandArgs(
+      argv,
+      SEND_OPTIONS,
+      2,
+      "unibus send ROOM [TEXT] [options]",
+      "With TEXT, sends one message; without, each line of stdin is one message, sent as it " +
+        "is read (tail -f log | unibus send ops.alerts). Exits 0 once every message was handed " +
+        "to NATS (a persisted room's, acknowledged by its stream).",
+    );
+    if (args === null) return 0;
+    const { values: v, positionals } = args;
     const [room, text] = positionals;
     if (!room) throw new UsageError("send needs a ROOM (subject or id)");
     return await withClient(v, async (c) => {
@@ -281,19 +300,17 @@ export const listenCommand: Command = {
   name: "listen",
   summary: "print the messages of rooms as they arrive",
   async run(argv) {
-    const { values: v, positionals } = parseCommandArgs(argv, LISTEN_OPTIONS, {
-      maxPositionals: 64,
-    });
-    if (v.help) {
-      console.log(renderHelp(
-        "unibus listen ROOM… [options]",
-        "Prints each message as it arrives ('[subject] handle: text', or one JSON object a " +
-          "line with --json). Writes 'ready' to stderr once subscribed. Stops on SIGINT/SIGTERM, " +
-          "--count or --timeout (exit 1 if --timeout passed with nothing received).",
-        LISTEN_OPTIONS,
-      ));
-      return 0;
-    }
+    const args = commandArgs(
+      argv,
+      LISTEN_OPTIONS,
+      64,
+      "unibus listen ROOM… [options]",
+      "Prints each message as it arrives ('[subject] handle: text', or one JSON object a " +
+        "line with --json). Writes 'ready' to stderr once subscribed. Stops on SIGINT/SIGTERM, " +
+        "--count or --timeout (exit 1 if --timeout passed with nothing received).",
+    );
+    if (args === null) return 0;
+    const { values: v, positionals } = args;
     if (positionals.length === 0) throw new UsageError("listen needs at least one ROOM");
     return await withClient(v, (c) => listen(c, positionals, v));
   },
@@ -317,17 +334,15 @@ export const requestCommand: Command = {
   name: "request",
   summary: "send a request into a room and print the reply",
   async run(argv) {
-    const { values: v, positionals } = parseCommandArgs(argv, REQUEST_OPTIONS, {
-      maxPositionals: 2,
-    });
-    if (v.help) {
-      console.log(renderHelp(
-        "unibus request ROOM TEXT [options]",
-        "Sends TEXT as a request; prints the first member's reply.",
-        REQUEST_OPTIONS,
-      ));
-      return 0;
-    }
+    const args = commandArgs(
+      argv,
+      REQUEST_OPTIONS,
+      2,
+      "unibus request ROOM TEXT [options]",
+      "Sends TEXT as a request; prints the first member's reply.",
+    );
+    if (args === null) return 0;
+    const { values: v, positionals } = args;
     const [room, text] = positionals;
     if (!room || text === undefined) throw new UsageError("request needs a ROOM and a TEXT");
     const timeoutMs = duration(v, "timeout", "5s")!;
@@ -453,19 +468,17 @@ export const respondCommand: Command = {
   name: "respond",
   summary: "answer a room's requests with a command's output (or an echo)",
   async run(argv) {
-    const { values: v, positionals } = parseCommandArgs(argv, RESPOND_OPTIONS, {
-      maxPositionals: 1,
-    });
-    if (v.help) {
-      console.log(renderHelp(
-        "unibus respond ROOM (--exec 'CMD ARGS' | --echo) [options]",
-        "Answers each request in ROOM: --exec runs CMD (by sh) with the request on stdin and " +
-          "replies with its stdout (a failure or timeout replies 'error: …'); --echo replies " +
-          "with the request. Writes 'ready' to stderr once subscribed; stops on SIGINT/SIGTERM.",
-        RESPOND_OPTIONS,
-      ));
-      return 0;
-    }
+    const args = commandArgs(
+      argv,
+      RESPOND_OPTIONS,
+      1,
+      "unibus respond ROOM (--exec 'CMD ARGS' | --echo) [options]",
+      "Answers each request in ROOM: --exec runs CMD (by sh) with the request on stdin and " +
+        "replies with its stdout (a failure or timeout replies 'error: …'); --echo replies " +
+        "with the request. Writes 'ready' to stderr once subscribed; stops on SIGINT/SIGTERM.",
+    );
+    if (args === null) return 0;
+    const { values: v, positionals } = args;
     const [room] = positionals;
     if (!room) throw new UsageError("respond needs a ROOM");
     if ((str(v, "exec") === undefined) === (v.echo !== true)) {
@@ -488,17 +501,15 @@ export const historyCommand: Command = {
   name: "history",
   summary: "print a persisted room's stored messages",
   async run(argv) {
-    const { values: v, positionals } = parseCommandArgs(argv, HISTORY_OPTIONS, {
-      maxPositionals: 1,
-    });
-    if (v.help) {
-      console.log(renderHelp(
-        "unibus history ROOM [options]",
-        "Prints a persisted room's stored messages, oldest first, each verified.",
-        HISTORY_OPTIONS,
-      ));
-      return 0;
-    }
+    const args = commandArgs(
+      argv,
+      HISTORY_OPTIONS,
+      1,
+      "unibus history ROOM [options]",
+      "Prints a persisted room's stored messages, oldest first, each verified.",
+    );
+    if (args === null) return 0;
+    const { values: v, positionals } = args;
     const [room] = positionals;
     if (!room) throw new UsageError("history needs a ROOM");
     const limit = wholeNumber(v, "limit", 1_000_000);
