@@ -49,11 +49,10 @@ import {
   ROOM_NOTICE_SUFFIX,
 } from "../notices.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
-import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { DialPacing } from "./dial_pacing.ts";
-import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
+import { installClientPatches } from "./patches.ts";
 import { isReflectedAnswer } from "./reflected.ts";
 import { readRegularFile } from "../fs/read_regular.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
@@ -204,9 +203,8 @@ interface Batch {
  * ```
  */
 export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
-  installConnectionResetGuard();
-  // refreshSession() relies on nats.js reconnect(), which hangs over TLS without it.
-  installTlsEmptyWriteShim();
+  // For programs that did not install them at start (see patches.ts).
+  installClientPatches();
   // Never blocking on a FIFO, and bounded: a CA bundle is a few KiB.
   const caCert = opts.tls
     ? new TextDecoder().decode((await readRegularFile(opts.tls.caFile, 1024 * 1024)).bytes)

@@ -16,6 +16,11 @@
  * await client.publish(room, "hello");
  * ```
  *
+ * Under Deno the library patches two things process-wide (a connection-reset
+ * guard and a TLS empty-write shim, see patches.ts); call
+ * `installClientPatches()` at start to install them explicitly, or let
+ * `connect()` do it.
+ *
  * @module
  */
 
@@ -34,6 +39,7 @@ export {
   UnibusClient,
 } from "./client.ts";
 export * from "./errors.ts";
+export { installClientPatches } from "./patches.ts";
 export {
   generateIdentity,
   type Identity,
