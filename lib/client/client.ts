@@ -22,25 +22,8 @@ import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
 import { aeadDecrypt, aeadEncrypt, NONCE_BYTES } from "../e2e/aead.ts";
-import {
-  concatBytes,
-  fromBase64,
-  fromHex,
-  lengthPrefixed,
-  toBase64,
-  toHex,
-  utf8,
-} from "../e2e/bytes.ts";
-import {
-  applyChange,
-  MAX_CHANGE_MEMBERS,
-  type MemberEntry,
-  type RoomPolicy,
-  type RoomState,
-  signChange,
-} from "../e2e/membership.ts";
-import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
-import { subjectViolation } from "../grammar.ts";
+import { concatBytes, fromBase64, lengthPrefixed, toBase64, utf8 } from "../e2e/bytes.ts";
+import type { RoomPolicy } from "../e2e/membership.ts";
 import {
   ACK_SUFFIX,
   isServerNotice,
@@ -48,11 +31,13 @@ import {
   REFRESH_NOTICE_SUFFIX,
   ROOM_NOTICE_SUFFIX,
 } from "../notices.ts";
-import { type Identity, verifyKexBinding } from "../identity/identity.ts";
+import type { Identity } from "../identity/identity.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
+import { MembershipAdmin } from "./membership_admin.ts";
 import { installClientPatches } from "./patches.ts";
+import { isRoomId, requireSubject } from "./refs.ts";
 import { isReflectedAnswer } from "./reflected.ts";
 import { readRegularFile } from "../fs/read_regular.ts";
 import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
@@ -60,9 +45,7 @@ import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import {
   ClosedError,
   ControlPlaneError,
-  InvalidSubjectError,
   MembershipVerificationError,
-  NotAMemberError,
   RoomKeyUnavailableError,
   UnibusError,
   UnreachableError,
@@ -160,10 +143,6 @@ const MAX_BATCH_FRAMES = 256;
 // round 3).
 const MAX_BATCH_BYTES = 512 * 1024;
 
-function isRoomId(s: string): boolean {
-  return /^[0-9a-f]{32}$/.test(s);
-}
-
 /**
  * True when `reply` is a literal subject under `_INBOX.<requester>.`, and not
  * under its `unibus.` notice subjects (the ACL denies those to members anyway).
@@ -175,13 +154,6 @@ function isReplySubjectOf(reply: string, requester: string): boolean {
   const tokens = reply.slice(prefix.length).split(".");
   if (tokens[0] === NOTICE_TOKEN) return false;
   return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
-}
-
-/** The subject, or {@linkcode InvalidSubjectError} naming the broken rule. */
-function requireSubject(subject: string): string {
-  const bad = subjectViolation(subject);
-  if (bad) throw new InvalidSubjectError(bad.rule, bad.message);
-  return subject;
 }
 
 interface Batch {
@@ -287,7 +259,8 @@ export class UnibusClient {
   #refreshing: Promise<void> | null = null;
   #refreshNext: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
-  #keying = new Map<string, Promise<void>>();
+  /** Rooms' membership: creating, adding, removing, keys (membership_admin.ts). */
+  readonly #admin: MembershipAdmin;
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
   #subs = new Map<string, Set<NatsSubscription>>();
   /** Where replies to this client's requests arrive (`<inbox>.<token>`), once subscribed. */
@@ -322,6 +295,17 @@ export class UnibusClient {
     this.#state = receiveState;
     this.#pacing = pacing;
     this.#durable = new DurablePublisher(nc, inboxPrefixFor(identity.signPubHex));
+    this.#admin = new MembershipAdmin({
+      identity,
+      control,
+      ensureOpen: () => this.#ensureOpen(),
+      room: (ref) => this.room(ref),
+      reload: (id) => this.#reload(id),
+      adopt: (session) => void this.#rooms.set(session.roomId, session),
+      newSession: (view, keys) => this.#newSession(view, keys),
+      forget: (id) => this.#forget(id),
+      refreshSession: () => this.refreshSession(),
+    });
     receiveState?.source(() =>
       new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
     );
@@ -528,7 +512,7 @@ export class UnibusClient {
       session = this.#newSession(view, keys);
       this.#rooms.set(id, session);
     }
-    await this.#ensureCurrentKey(session);
+    await this.#admin.ensureCurrentKey(session);
     return session;
   }
 
@@ -564,53 +548,6 @@ export class UnibusClient {
     return await loading;
   }
 
-  // An admin who finds the current epoch without a key (its creator crashed
-  // between the change and the upload) makes one, so the room never stalls.
-  #ensureCurrentKey(session: RoomSession): Promise<void> {
-    // One at a time per room: a change and its own notice both land here.
-    const running = this.#keying.get(session.roomId);
-    const next = (running ?? Promise.resolve()).then(() => this.#makeCurrentKey(session));
-    // The caller awaits `next` and gets its failure; the queue only orders.
-    this.#keying.set(session.roomId, next.catch(() => {}));
-    return next;
-  }
-
-  async #makeCurrentKey(session: RoomSession): Promise<void> {
-    const state = session.state;
-    if (!state.policy.encrypt || session.keyFor(state.epoch)) return;
-    if (state.members.get(this.identity.signPubHex)?.role !== "admin") return;
-    await this.#distributeKey(session, state.epoch).catch(async (err) => {
-      if (err instanceof ControlPlaneError && err.status === 409) {
-        session.update(
-          await this.#control.getRoom(session.roomId),
-          await this.#control.getKeys(session.roomId),
-        );
-        return;
-      }
-      throw err;
-    });
-  }
-
-  async #distributeKey(session: RoomSession, epoch: number): Promise<void> {
-    const members = session.state.epochs.get(epoch)!;
-    const roomKey = generateRoomKey();
-    const keys = [...members.values()].map((m) => ({
-      recipient: m.signPub,
-      sealed: toBase64(
-        sealRoomKey({
-          roomId: session.roomId,
-          epoch,
-          roomKey,
-          memberSignPub: fromHex(m.signPub),
-          memberKexPub: fromHex(m.kexPub),
-          admin: this.identity.signer,
-        }),
-      ),
-    }));
-    await this.#control.putKeys(session.roomId, epoch, keys);
-    session.adoptKey(epoch, roomKey);
-  }
-
   /**
    * Creates a room on `subject` with this identity as its first admin, and
    * refreshes the session so the new subject is usable at once.
@@ -620,113 +557,12 @@ export class UnibusClient {
    * const room = await client.createRoom("agent.scout.in", { encrypt: true, sign: true, persist: false });
    * ```
    */
-  async createRoom(
+  createRoom(
     subject: string,
     policy: RoomPolicy = { encrypt: true, sign: true, persist: false },
     opts: { members?: string[] } = {},
   ): Promise<RoomInfo> {
-    this.#ensureOpen();
-    if (policy.encrypt && !policy.sign) throw new RangeError("an encrypted room is always signed");
-    requireSubject(subject);
-    const id = toHex(new Uint8Array(randomBytes(16)));
-    const me = this.identity;
-    // Up to MAX_CHANGE_MEMBERS named in the create change itself (protocol
-    // v2 of §2.4: one signature, epoch 0 for all); any beyond in bulk adds.
-    const wanted = [...new Set(opts.members ?? [])].filter((m) => m !== me.signPubHex);
-    const first = wanted.slice(0, MAX_CHANGE_MEMBERS - 1);
-    const adds = await this.#memberEntries(first.map((signPub) => ({ signPub, role: "member" })));
-    const change = signChange({
-      room: id,
-      seq: 0,
-      prev: "0".repeat(64),
-      op: "create",
-      subject,
-      policy,
-      member: me.signPubHex,
-      kex: me.kexPubHex,
-      kexSig: me.kexSigHex,
-      role: "admin",
-      adds,
-      epoch: 0,
-      by: me.signPubHex,
-      at: Date.now(),
-    }, me.signer);
-    const view = await this.#control.createRoom(change);
-    const session = this.#newSession(view, []);
-    this.#rooms.set(id, session);
-    const rest = wanted.slice(first.length);
-    // With more members still to add, epoch 0 is passed at once: its key
-    // would be sealed for nobody's use, so only the last epoch gets one.
-    if (policy.encrypt && rest.length === 0) await this.#distributeKey(session, 0);
-    if (rest.length > 0) {
-      const info = await this.addMembers(id, rest);
-      await this.refreshSession();
-      return info;
-    }
-    await this.refreshSession();
-    return { id, subject, policy, epoch: 0 };
-  }
-
-  /**
-   * The directory's kex binding of each member, checked before it goes into
-   * a change: a server that swaps a member's key-exchange key is caught here.
-   */
-  async #memberEntries(
-    list: { signPub: string; role: "admin" | "member" }[],
-  ): Promise<MemberEntry[]> {
-    const users = await Promise.all(list.map((m) => this.#control.getUser(m.signPub)));
-    return users.map((user, i) => {
-      const signPub = list[i].signPub;
-      if (!user.kexPub || !user.kexSig) {
-        throw new MembershipVerificationError(`${signPub} has no key-exchange key on record yet`);
-      }
-      if (!verifyKexBinding(signPub, user.kexPub, user.kexSig)) {
-        throw new MembershipVerificationError(
-          `the server's key-exchange key for ${signPub} is not signed by that user`,
-        );
-      }
-      return { member: signPub, kex: user.kexPub, kexSig: user.kexSig, role: list[i].role };
-    });
-  }
-
-  // Signs and posts one change built on the room's current head, rebuilt when
-  // another change lands first. `leaving`: the change takes this identity
-  // out, so the room is forgotten instead of reloaded (its state and keys
-  // are no longer this identity's to read).
-  async #change(
-    ref: RoomRef,
-    build: (session: RoomSession) => Promise<Parameters<typeof signChange>[0]>,
-    opts: { leaving?: boolean } = {},
-  ) {
-    this.#ensureOpen();
-    for (let attempt = 0;; attempt++) {
-      const session = await this.#reload((await this.room(ref)).roomId);
-      const change = signChange(await build(session), this.identity.signer);
-      let view: RoomView | null;
-      try {
-        // Leaving: after an unknown outcome, a retry's 404 is the leave done.
-        view = opts.leaving
-          ? (await this.#control.postLeave(session.roomId, change), null)
-          : await this.#control.postChange(session.roomId, change);
-      } catch (err) {
-        // Someone else changed the room first: rebuild on the new head. Any
-        // other refusal (a 409 `last_admin` among them) would only repeat.
-        if (
-          err instanceof ControlPlaneError && err.status === 409 && err.code === "conflict" &&
-          attempt < 3
-        ) continue;
-        throw err;
-      }
-      if (view === null) {
-        this.#forget(session.roomId);
-        return session;
-      }
-      session.update(view, await this.#control.getKeys(session.roomId));
-      // The new epoch needs a key; #ensureCurrentKey makes it unless another
-      // admin (or this client's own notice handler) already did.
-      await this.#ensureCurrentKey(session);
-      return session;
-    }
+    return this.#admin.createRoom(subject, policy, opts);
   }
 
   /**
@@ -735,30 +571,14 @@ export class UnibusClient {
    * member's key-exchange key is taken from the directory only after its
    * binding signature verifies: a server that swaps it is caught here.
    */
-  async addMember(
-    ref: RoomRef,
-    signPub: string,
-    role: "admin" | "member" = "member",
-  ): Promise<RoomInfo> {
-    const [entry] = await this.#memberEntries([{ signPub, role }]);
-    const session = await this.#change(ref, (s) =>
-      Promise.resolve({
-        room: s.roomId,
-        seq: s.state.seq + 1,
-        prev: s.state.head,
-        op: "add" as const,
-        ...entry,
-        epoch: s.state.epoch + 1,
-        by: this.identity.signPubHex,
-        at: Date.now(),
-      }));
-    return this.#info(session);
+  addMember(ref: RoomRef, signPub: string, role: "admin" | "member" = "member"): Promise<RoomInfo> {
+    return this.#admin.addMember(ref, signPub, role);
   }
 
   /**
    * Adds several members in one pass: their directory entries are fetched
    * and their kex bindings checked up front, then ONE signed change names
-   * them all (protocol.md §2.4, v2; in chunks of {@linkcode MAX_CHANGE_MEMBERS}
+   * them all (protocol.md §2.4, v2; in chunks of `MAX_CHANGE_MEMBERS`
    * beyond that), starting one epoch whose ONE new key is sealed to every
    * member in one pass.
    *
@@ -767,77 +587,19 @@ export class UnibusClient {
    * await client.addMembers(room, [bobHex, { signPub: carolHex, role: "admin" }]);
    * ```
    */
-  async addMembers(
+  addMembers(
     ref: RoomRef,
     members: Array<string | { signPub: string; role?: "admin" | "member" }>,
   ): Promise<RoomInfo> {
-    this.#ensureOpen();
-    const list = members.map((m) =>
-      typeof m === "string"
-        ? { signPub: m, role: "member" as const }
-        : { role: "member" as const, ...m }
-    );
-    const entries = await this.#memberEntries(list);
-    // Fresh state, but no key for the current epoch yet (#reload would make
-    // one): it is about to be passed.
-    const session = await this.room(ref);
-    const [current, keys] = await Promise.all([
-      this.#control.getRoom(session.roomId),
-      this.#control.getKeys(session.roomId),
-    ]);
-    session.update(current, keys);
-    let state: RoomState = session.state;
-    let view: RoomView | null = null;
-    for (let i = 0; i < entries.length; i += MAX_CHANGE_MEMBERS) {
-      const chunk = entries.slice(i, i + MAX_CHANGE_MEMBERS);
-      const base = {
-        room: state.roomId,
-        seq: state.seq + 1,
-        prev: state.head,
-        op: "add" as const,
-        epoch: state.epoch + 1,
-        by: this.identity.signPubHex,
-        at: Date.now(),
-      };
-      // One member: the v1 change, byte for byte what older peers verify.
-      const change = signChange(
-        chunk.length === 1 ? { ...base, ...chunk[0] } : { ...base, adds: chunk },
-        this.identity.signer,
-      );
-      view = await this.#control.postChange(state.roomId, change);
-      // The next change builds on this one, checked locally by the same
-      // rules as the log; the whole log is verified once, at the end.
-      state = applyChange(state, change);
-    }
-    if (view) {
-      session.update(view, await this.#control.getKeys(session.roomId));
-      await this.#ensureCurrentKey(session);
-    }
-    return this.#info(session);
+    return this.#admin.addMembers(ref, members);
   }
 
   /**
    * Removes a member and rotates the room: the new epoch's key is sealed only
    * to those who remain, so the removed member cannot read what follows.
    */
-  async removeMember(ref: RoomRef, signPub: string): Promise<RoomInfo> {
-    return this.#info(await this.#remove(ref, signPub));
-  }
-
-  // A removal signed by this identity: of another member (as an admin), or
-  // of itself (leaving).
-  #remove(ref: RoomRef, member: string, opts: { leaving?: boolean } = {}): Promise<RoomSession> {
-    return this.#change(ref, (s) =>
-      Promise.resolve({
-        room: s.roomId,
-        seq: s.state.seq + 1,
-        prev: s.state.head,
-        op: "remove" as const,
-        member,
-        epoch: s.state.epoch + 1,
-        by: this.identity.signPubHex,
-        at: Date.now(),
-      }), opts);
+  removeMember(ref: RoomRef, signPub: string): Promise<RoomInfo> {
+    return this.#admin.removeMember(ref, signPub);
   }
 
   /**
@@ -855,8 +617,8 @@ export class UnibusClient {
    * await client.leave("agent.scout.in");
    * ```
    */
-  async leave(ref: RoomRef): Promise<void> {
-    await this.#remove(ref, this.identity.signPubHex, { leaving: true });
+  leave(ref: RoomRef): Promise<void> {
+    return this.#admin.leave(ref);
   }
 
   /**
@@ -865,41 +627,13 @@ export class UnibusClient {
    * its join. Without this, a new member reads from its join onward.
    * Resolves with the epochs shared.
    */
-  async shareHistory(ref: RoomRef, signPub: string): Promise<number[]> {
-    const session = await this.#reload((await this.room(ref)).roomId);
-    const member = session.state.members.get(signPub);
-    if (!member) throw new NotAMemberError(`${signPub} is not a member of room ${session.roomId}`);
-    const shared: number[] = [];
-    for (const epoch of session.keyEpochs) {
-      if (session.state.epochs.get(epoch)?.has(signPub)) continue; // it has these already
-      const roomKey = session.keyFor(epoch)!;
-      const sealed = toBase64(sealRoomKey({
-        roomId: session.roomId,
-        epoch,
-        roomKey,
-        memberSignPub: fromHex(signPub),
-        memberKexPub: fromHex(member.kexPub),
-        admin: this.identity.signer,
-      }));
-      try {
-        await this.#control.putKeys(session.roomId, epoch, [{ recipient: signPub, sealed }]);
-        shared.push(epoch);
-      } catch (err) {
-        if (!(err instanceof ControlPlaneError && err.status === 409)) throw err;
-      }
-    }
-    return shared;
+  shareHistory(ref: RoomRef, signPub: string): Promise<number[]> {
+    return this.#admin.shareHistory(ref, signPub);
   }
 
   /** Deletes a room (admins only); its stream and blobs go with it. */
-  async deleteRoom(ref: RoomRef): Promise<void> {
-    const session = await this.room(ref);
-    await this.#control.deleteRoom(session.roomId);
-    this.#forget(session.roomId);
-  }
-
-  #info(s: RoomSession): RoomInfo {
-    return { id: s.roomId, subject: s.subject, policy: s.state.policy, epoch: s.state.epoch };
+  deleteRoom(ref: RoomRef): Promise<void> {
+    return this.#admin.deleteRoom(ref);
   }
 
   /** The rooms this identity belongs to (as the server lists them). */
