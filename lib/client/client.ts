@@ -18,11 +18,9 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/transport-node";
-import { randomBytes } from "node:crypto";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
-import { aeadDecrypt, aeadEncrypt, NONCE_BYTES } from "../e2e/aead.ts";
-import { concatBytes, fromBase64, lengthPrefixed, toBase64, utf8 } from "../e2e/bytes.ts";
+import { utf8 } from "../e2e/bytes.ts";
 import type { RoomPolicy } from "../e2e/membership.ts";
 import {
   ACK_SUFFIX,
@@ -34,7 +32,8 @@ import {
 import type { Identity } from "../identity/identity.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
-import { directGets, inSessionOrder, streamBounds } from "./history_reader.ts";
+import { openBlob, sealBlob } from "./blobs.ts";
+import { readRoomHistory } from "./history.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
 import { installClientPatches } from "./patches.ts";
 import { isRoomId, requireSubject } from "./refs.ts";
@@ -1043,41 +1042,7 @@ export class UnibusClient {
     if (!(Number.isSafeInteger(startSeq) && startSeq >= 0)) {
       throw new RangeError(`history startSeq must be a whole number >= 0, not ${startSeq}`);
     }
-    const session = await this.room(ref);
-    if (!session.state.policy.persist) {
-      throw new RangeError(`room ${session.roomId} is not persisted`);
-    }
-    const reader = session.forHistory();
-    // Direct gets only: the one JetStream call a member's ACL allows on a
-    // room's stream (see lib/auth/acl.ts).
-    const stream = roomStreamName(session.roomId);
-    const bounds = await streamBounds(this.#nc, { stream, subject: session.wireSubject });
-    const from = Math.max(bounds?.first ?? 0, startSeq);
-    const nc = this.#nc;
-    const inboxPrefix = inboxPrefixFor(this.identity.signPubHex);
-    async function* messages() {
-      if (limit === 0 || bounds === null || from > bounds.last) return;
-      let given = 0;
-      // A packet resent while its stream had no leader (durable_publish.ts)
-      // is stored after later ones of the same sender; the ratchet only
-      // moves forward, so each sender's packets are read in their own order
-      // (within history_reader.ts's window), and given back in stream order.
-      const packets = directGets(nc, { stream, from, to: bounds.last, inboxPrefix });
-      for await (
-        const [seq, r] of inSessionOrder(
-          packets,
-          (d) => reader.receive(d),
-          (r) => r.kind === "delivered",
-        )
-      ) {
-        if (r.kind !== "delivered") continue;
-        for (const f of r.frames) {
-          yield { meta: { ...f.meta, seq }, plaintext: f.plaintext };
-          if (++given >= limit) return;
-        }
-      }
-    }
-    return { messages: messages(), stats: reader.stats };
+    return readRoomHistory(this.#nc, this.identity, await this.room(ref), { limit, startSeq });
   }
 
   /**
@@ -1086,29 +1051,15 @@ export class UnibusClient {
    */
   async putBlob(ref: RoomRef, bytes: Uint8Array): Promise<BlobRef> {
     const session = await this.room(ref);
-    const key = new Uint8Array(randomBytes(32));
-    const nonce = new Uint8Array(randomBytes(NONCE_BYTES));
-    const sealed = concatBytes(nonce, aeadEncrypt(key, nonce, bytes, blobAad(session.roomId)));
+    const { sealed, key } = sealBlob(session.roomId, bytes);
     const { id } = await this.#control.putBlob(session.roomId, sealed);
-    return { id, key: toBase64(key), size: bytes.length };
+    return { id, key, size: bytes.length };
   }
 
   /** Fetches and decrypts a blob; throws if it was altered. */
   async getBlob(ref: RoomRef, blob: BlobRef): Promise<Uint8Array> {
     const session = await this.room(ref);
-    const sealed = await this.#control.getBlob(blob.id);
-    const plain = aeadDecrypt(
-      fromBase64(blob.key),
-      sealed.subarray(0, NONCE_BYTES),
-      sealed.subarray(NONCE_BYTES),
-      blobAad(session.roomId),
-    );
-    if (!plain) {
-      throw new MembershipVerificationError(
-        `blob ${blob.id} does not decrypt: altered or not this room's`,
-      );
-    }
-    return plain;
+    return openBlob(session.roomId, blob, await this.#control.getBlob(blob.id));
   }
 
   /**
@@ -1134,8 +1085,4 @@ export class UnibusClient {
     this.#control.close();
     await this.#state?.close();
   }
-}
-
-function blobAad(roomId: string): Uint8Array {
-  return concatBytes(utf8("unibus/blob/v1"), lengthPrefixed(roomId));
 }
