@@ -6,18 +6,8 @@
  * @module
  */
 
-import type {
-  Msg,
-  NatsConnection,
-  Subscription as NatsSubscription,
-} from "@nats-io/transport-node";
-import {
-  connect as natsConnect,
-  createInbox,
-  NoRespondersError,
-  RequestError,
-  TimeoutError,
-} from "@nats-io/transport-node";
+import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
+import { connect as natsConnect } from "@nats-io/transport-node";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
 import { utf8 } from "../e2e/bytes.ts";
@@ -33,6 +23,7 @@ import type { Identity } from "../identity/identity.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { openBlob, sealBlob } from "./blobs.ts";
+import { ReplyInbox } from "./reply_inbox.ts";
 import { readRoomHistory } from "./history.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
 import { installClientPatches } from "./patches.ts";
@@ -258,15 +249,12 @@ export class UnibusClient {
   #refreshing: Promise<void> | null = null;
   #refreshNext: Promise<void> | null = null;
   #reconnected: PromiseWithResolvers<void> | null = null;
+  /** Where this client's requests get their replies (reply_inbox.ts). */
+  readonly #replies: ReplyInbox;
   /** Rooms' membership: creating, adding, removing, keys (membership_admin.ts). */
   readonly #admin: MembershipAdmin;
   /** Live subscriptions per room id, ended when this client leaves or loses the room. */
   #subs = new Map<string, Set<NatsSubscription>>();
-  /** Where replies to this client's requests arrive (`<inbox>.<token>`), once subscribed. */
-  #replyInbox: string | null = null;
-  /** Requests waiting for their reply, by token. */
-  #awaiting = new Map<string, (reply: Msg | Error) => void>();
-  #nextToken = 0;
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
@@ -294,6 +282,7 @@ export class UnibusClient {
     this.#state = receiveState;
     this.#pacing = pacing;
     this.#durable = new DurablePublisher(nc, inboxPrefixFor(identity.signPubHex));
+    this.#replies = new ReplyInbox(nc, identity.signPubHex);
     this.#admin = new MembershipAdmin({
       identity,
       control,
@@ -752,7 +741,7 @@ export class UnibusClient {
     const session = this.#known(ref) ?? await this.room(ref);
     const bytes = typeof data === "string" ? utf8(data) : data;
     const { packet: request, replySession } = session.sealRequest(bytes);
-    const msg = await this.#exchange(session.wireSubject, request, opts.timeoutMs ?? 5000);
+    const msg = await this.#replies.exchange(session.wireSubject, request, opts.timeoutMs ?? 5000);
     // A copy: nats.js never rewrites a delivered message's bytes (see
     // subscribe()), but they are a view of a whole socket read, which the
     // frames of a sign-only reply would keep alive in the caller's hands.
@@ -772,67 +761,6 @@ export class UnibusClient {
       );
     }
     return r.frames[0];
-  }
-
-  // One request's NATS exchange. Not nats.js request(): per request it makes
-  // an error object (with a stack trace) even when the reply comes, and
-  // races two promises; on the round trip that was a tenth of a requester's
-  // time between the reply's arrival and its verification (measured). The
-  // outcome is the same: the first message on a fresh reply subject under
-  // this client's inbox, TimeoutError, or NoRespondersError in a
-  // RequestError when nobody listens on the room's subject.
-  #exchange(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
-    const inbox = this.#replyInbox ?? this.#subscribeReplies();
-    const token = `${++this.#nextToken}`;
-    const { promise, resolve, reject } = Promise.withResolvers<Msg>();
-    const timer = setTimeout(() => {
-      this.#awaiting.delete(token);
-      reject(new TimeoutError());
-    }, timeoutMs);
-    this.#awaiting.set(token, (reply) => {
-      // A persisted room stores the request, and its stream acknowledges it
-      // on the same reply subject: that answer is JetStream's, not a
-      // member's reply, so the request waits on for the member's.
-      if (
-        !(reply instanceof Error) && reply.headers?.code !== 503 && isReflectedAnswer(reply)
-      ) return;
-      clearTimeout(timer);
-      this.#awaiting.delete(token);
-      if (reply instanceof Error) reject(reply);
-      else if (reply.data.length === 0 && reply.headers?.code === 503) {
-        const none = new NoRespondersError(subject);
-        reject(new RequestError(none.message, { cause: none }));
-      } else resolve(reply);
-    });
-    try {
-      this.#nc.publish(subject, data, { reply: `${inbox}${token}` });
-    } catch (err) {
-      this.#awaiting.get(token)?.(err as Error);
-    }
-    return promise;
-  }
-
-  // The reply subscription, made on the first request: one for all (nats.js
-  // renews it across reconnects). Its inbox prefix is random per client, so
-  // tokens need only be unique within it; they are not secret either way
-  // (every member receiving a request sees its reply subject), which is why
-  // a reply is taken only after it verifies for its request.
-  #subscribeReplies(): string {
-    const inbox = `${createInbox(inboxPrefixFor(this.identity.signPubHex))}.`;
-    this.#nc.subscribe(`${inbox}*`, {
-      callback: (err, msg) => {
-        if (err) {
-          // The subscription ended (e.g. refused): every waiting request
-          // fails with its error, and the next one subscribes again.
-          if (this.#replyInbox === inbox) this.#replyInbox = null;
-          for (const done of [...this.#awaiting.values()]) done(err);
-          return;
-        }
-        this.#awaiting.get(msg.subject.slice(inbox.length))?.(msg);
-      },
-    });
-    this.#replyInbox = inbox;
-    return inbox;
   }
 
   /**
@@ -1080,7 +1008,7 @@ export class UnibusClient {
     await this.#flushSent().catch(() => {});
     this.#durable.close();
     this.#closed = true;
-    for (const done of [...this.#awaiting.values()]) done(new ClosedError());
+    this.#replies.close();
     await this.#nc.close();
     this.#control.close();
     await this.#state?.close();
