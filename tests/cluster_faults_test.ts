@@ -117,16 +117,24 @@ async function usersOnReplicas(a: NodeAccess, keys: string[]): Promise<string[][
  * current and agree on the meta leader; that leader's name.
  */
 async function settled(c: ServeCluster, ms: number): Promise<string> {
-  return await waitUntil("all three nodes healthy, replicas current", ms, async () => {
-    const hs = await Promise.all([0, 1, 2].map((i) => c.health(i).catch(() => null)));
-    const cls = hs.map((h) =>
-      h?.status === 200
-        ? h.body.cluster as { replicasCurrent: boolean; metaLeader: string | null }
-        : null
-    );
-    const meta = cls[0]?.metaLeader ?? null;
-    return cls.every((cl) => cl?.replicasCurrent === true && cl.metaLeader === meta) && meta;
-  });
+  let last = "";
+  try {
+    return await waitUntil("all three nodes healthy, replicas current", ms, async () => {
+      const hs = await Promise.all([0, 1, 2].map((i) => c.health(i).catch(() => null)));
+      last = hs.map((h, i) => `${c.nodes[i].name}: ${h?.status} ${JSON.stringify(h?.body ?? {})}`)
+        .join("\n");
+      const cls = hs.map((h) =>
+        h?.status === 200
+          ? h.body.cluster as { replicasCurrent: boolean; metaLeader: string | null }
+          : null
+      );
+      const meta = cls[0]?.metaLeader ?? null;
+      return cls.every((cl) => cl?.replicasCurrent === true && cl.metaLeader === meta) && meta;
+    });
+  } catch (err) {
+    // What each node said last: which node, which stream, which problem.
+    throw new Error(`${(err as Error).message}; last /healthz:\n${last.slice(0, 4000)}`);
+  }
 }
 
 /** The users' stream leader, asked of the stream itself (not a status seconds old). */
@@ -682,6 +690,21 @@ async function diskFullFault(c: ServeCluster, mount: string): Promise<void> {
   await c.kill9(victim);
   c.start(victim);
   await c.ready(victim, 90_000);
+  // The operator's steps (docs/operations.md "Faults"): restart; if the node
+  // does not catch up within a minute (a stream file cut short when the disk
+  // filled), rebuild it from its peers: stop it, move its JetStream store
+  // aside, start it.
+  let remedy = "restart";
+  try {
+    await settled(c, 60_000);
+  } catch {
+    remedy = "restart, then rebuild from its peers";
+    await c.kill9(victim);
+    const js = `${c.nodes[victim].dataDir}/jetstream`;
+    await Deno.rename(js, `${js}.aside`);
+    c.start(victim);
+    await c.ready(victim, 90_000);
+  }
   const agree = await onEveryReplica(c, acked.map((u) => u.hex), acked.map(() => ["active"]));
   console.log(
     `fault disk full (${c.nodes[victim].name}'s data dir, tmpfs, filled): ${acked.length} adds ` +
@@ -690,7 +713,7 @@ async function diskFullFault(c: ServeCluster, mount: string): Promise<void> {
       `${
         /out of (file )?resources|no space/i.test(victimLog) ? ", its log says out of space" : ""
       }; ` +
-      `freed and restarted, every acknowledged add on every replica: ${agree}; ` +
+      `freed, back by ${remedy}, every acknowledged add on every replica: ${agree}; ` +
       `${((Date.now() - began) / 1000).toFixed(0)} s`,
   );
 }

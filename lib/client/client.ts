@@ -7,31 +7,26 @@
  */
 
 import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { connect as natsConnect } from "@nats-io/transport-node";
 import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
-import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
 import { utf8 } from "../e2e/bytes.ts";
 import type { RoomPolicy } from "../e2e/membership.ts";
 import {
   ACK_SUFFIX,
   isServerNotice,
-  NOTICE_TOKEN,
   REFRESH_NOTICE_SUFFIX,
   ROOM_NOTICE_SUFFIX,
 } from "../notices.ts";
 import type { Identity } from "../identity/identity.ts";
-import { DialPacing } from "./dial_pacing.ts";
+import type { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { openBlob, sealBlob } from "./blobs.ts";
 import { ReplyInbox } from "./reply_inbox.ts";
 import { readRoomHistory } from "./history.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
-import { installClientPatches } from "./patches.ts";
-import { isRoomId, requireSubject } from "./refs.ts";
+import { isReplySubjectOf, isRoomId, requireSubject } from "./refs.ts";
 import { isReflectedAnswer } from "./reflected.ts";
-import { readRegularFile } from "../fs/read_regular.ts";
-import { ControlPlaneClient, type RoomView, type SealedKeyView } from "./control_plane.ts";
-import { openReceiveState, type ReceiveState } from "./receive_state.ts";
+import type { ControlPlaneClient, RoomView, SealedKeyView } from "./control_plane.ts";
+import type { ReceiveState } from "./receive_state.ts";
 import {
   ClosedError,
   ControlPlaneError,
@@ -44,84 +39,25 @@ import { type FrameMeta, RoomSession, type RoomStats } from "./room_session.ts";
 
 export type { FrameMeta, RoomStats };
 
-/** Options for {@linkcode connect}. */
-export interface ConnectOptions {
-  /** NATS seed URLs (nats:// or tls://); the client fails over between them. */
-  natsServers: string[];
-  /** Control-plane seed URLs (http:// or https://). */
-  ctrlUrls: string[];
-  identity: Identity;
-  /** Pin TLS on both planes to this CA (PEM file). */
-  tls?: { caFile: string };
-  /** Connection name shown in nats-server's monitoring. */
-  name?: string;
-  /**
-   * A file (created 0600 if absent) where the client keeps its replay window
-   * across restarts: packets it handled before a restart stay replays after
-   * it. Without one, a restarted client refuses every live packet signed
-   * before it started (protocol.md §2.9), which covers all but the last
-   * couple of seconds before the restart. One file per identity and process.
-   */
-  receiveStateFile?: string;
-  /**
-   * Hears of what failed in the background, where no call of the program's
-   * could throw it: a session refresh after the server's notice, a room
-   * reload (including a membership log that no longer verifies), a write of
-   * the receive state, reconnects refused for good. Without a handler each
-   * distinct failure (kind and room) is one warning line on stderr.
-   */
-  onError?: (event: ClientErrorEvent) => void;
-}
-
-/** What failed in the background (see {@linkcode ConnectOptions.onError}). */
-export type ClientFailure =
-  | "refresh-session"
-  | "reload"
-  | "receive-state-write"
-  | "reconnect-refused";
-
-/** One background failure: which room (if one), what, and the error. */
-export interface ClientErrorEvent {
-  room: string | null;
-  what: ClientFailure;
-  error: Error;
-}
-
-/** A room this client can use. */
-export interface RoomInfo {
-  id: string;
-  subject: string;
-  policy: RoomPolicy;
-  epoch: number;
-}
-
-/** A room given by id (32 hex characters) or by subject. */
-export type RoomRef = string | { id: string };
-
-/** What {@linkcode UnibusClient.history} and `readHistory` read. */
-export interface HistoryOptions {
-  /** Stop after this many messages (a whole number >= 0). Default: all. */
-  limit?: number;
-  /** Start at this stream sequence; the stream's first one when absent or older. */
-  startSeq?: number;
-}
-
-/** A live room subscription. */
-export interface RoomSubscription {
-  /** What was delivered and dropped on this subscription. */
-  readonly stats: RoomStats;
-  unsubscribe(): void;
-  /** Resolves once every message received so far was handled. */
-  drained(): Promise<void>;
-}
-
-/** A reference to an encrypted blob, to be sent inside a room message. */
-export interface BlobRef {
-  id: string;
-  /** Base64 of the blob's own key; only ever travels end-to-end encrypted. */
-  key: string;
-  size: number;
-}
+export type {
+  BlobRef,
+  ClientErrorEvent,
+  ClientFailure,
+  ConnectOptions,
+  HistoryOptions,
+  RoomInfo,
+  RoomRef,
+  RoomSubscription,
+} from "./types.ts";
+import type {
+  BlobRef,
+  ClientErrorEvent,
+  ClientFailure,
+  HistoryOptions,
+  RoomInfo,
+  RoomRef,
+  RoomSubscription,
+} from "./types.ts";
 
 /** How long reconnects refused by the servers are retried before the client closes. */
 const AUTH_REFUSED_GIVE_UP_MS = 30_000;
@@ -133,106 +69,13 @@ const MAX_BATCH_FRAMES = 256;
 // round 3).
 const MAX_BATCH_BYTES = 512 * 1024;
 
-/**
- * True when `reply` is a literal subject under `_INBOX.<requester>.`, and not
- * under its `unibus.` notice subjects (the ACL denies those to members anyway).
- */
-function isReplySubjectOf(reply: string, requester: string): boolean {
-  if (!/^[0-9a-f]{64}$/.test(requester)) return false;
-  const prefix = `${inboxPrefixFor(requester)}.`;
-  if (!reply.startsWith(prefix) || reply.length > 255) return false;
-  const tokens = reply.slice(prefix.length).split(".");
-  if (tokens[0] === NOTICE_TOKEN) return false;
-  return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
-}
-
 interface Batch {
   frames: Uint8Array[];
   bytes: number;
   done: PromiseWithResolvers<void>;
 }
 
-/**
- * Connects an identity to unibus.
- *
- * @example
- * ```ts
- * const client = await connect({
- *   natsServers: ["nats://127.0.0.1:4250"],
- *   ctrlUrls: ["http://127.0.0.1:8470"],
- *   identity: await loadIdentity("alice.id"),
- * });
- * ```
- */
-export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
-  // For programs that did not install them at start (see patches.ts).
-  installClientPatches();
-  // Never blocking on a FIFO, and bounded: a CA bundle is a few KiB.
-  const caCert = opts.tls
-    ? new TextDecoder().decode((await readRegularFile(opts.tls.caFile, 1024 * 1024)).bytes)
-    : undefined;
-  const control = new ControlPlaneClient({
-    urls: opts.ctrlUrls,
-    signer: opts.identity.signer,
-    caCert,
-  });
-  try {
-    // The key-exchange key must be on record (and unchanged) before anyone
-    // can seal a room key to it.
-    const me = await control.getUser(opts.identity.signPubHex);
-    if (me.kexPub === null) {
-      await control.putKex(opts.identity.kexPubHex, opts.identity.kexSigHex);
-    } else if (me.kexPub !== opts.identity.kexPubHex) {
-      throw new ControlPlaneError(
-        409,
-        "kex_conflict",
-        "the server has another key-exchange key for this identity",
-      );
-    }
-  } catch (err) {
-    control.close();
-    throw err;
-  }
-  let state: ReceiveState | null = null;
-  if (opts.receiveStateFile) {
-    try {
-      state = await openReceiveState(opts.receiveStateFile, opts.identity.signPubHex);
-    } catch (err) {
-      control.close();
-      throw err;
-    }
-  }
-  const kp = new NativeNkeyPair(Prefix.User, opts.identity.signSeed);
-  const pacing = new DialPacing(opts.tls !== undefined);
-  let nc: NatsConnection;
-  try {
-    nc = await natsConnect({
-      servers: opts.natsServers,
-      authenticator: busUserAuthenticator(kp),
-      inboxPrefix: inboxPrefixFor(opts.identity.signPubHex),
-      name: opts.name ??
-        `unibus-client-${opts.identity.handle ?? opts.identity.signPubHex.slice(0, 8)}`,
-      maxReconnectAttempts: -1,
-      reconnectDelayHandler: pacing.delay,
-      // nats.js gives up after two refusals in a row; a cluster in failover
-      // refuses for a few seconds (see AUTH_REFUSED_GIVE_UP_MS).
-      ignoreAuthErrorAbort: true,
-      tls: opts.tls ? { caFile: opts.tls.caFile } : undefined,
-      timeout: 5000,
-      // nats.js otherwise builds errors with stack traces for every request
-      // it sends (JetStream calls: a history read makes one per message), in
-      // case it fails; a failed request still rejects with its error.
-      noAsyncTraces: true,
-    });
-  } catch (err) {
-    control.close();
-    throw new UnreachableError(
-      `cannot connect to NATS (${opts.natsServers.join(", ")}): ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  return new UnibusClient(opts.identity, nc, control, state, pacing, opts.onError);
-}
+export { connect } from "./connect.ts";
 
 /**
  * A connected unibus client. Create it with {@linkcode connect}.

@@ -5,7 +5,9 @@
  * @module
  */
 
+import { inboxPrefixFor } from "../auth/acl.ts";
 import { subjectViolation } from "../grammar.ts";
+import { NOTICE_TOKEN } from "../notices.ts";
 import { InvalidSubjectError } from "./errors.ts";
 
 /**
@@ -32,4 +34,22 @@ export function requireSubject(subject: string): string {
   const bad = subjectViolation(subject);
   if (bad) throw new InvalidSubjectError(bad.rule, bad.message);
   return subject;
+}
+
+/**
+ * True when `reply` is a literal subject under `_INBOX.<requester>.`, and not
+ * under its `unibus.` notice subjects (the ACL denies those to members anyway).
+ *
+ * @example
+ * ```ts
+ * isReplySubjectOf(`${inboxPrefixFor(pub)}.abc.1`, pub); // true
+ * ```
+ */
+export function isReplySubjectOf(reply: string, requester: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(requester)) return false;
+  const prefix = `${inboxPrefixFor(requester)}.`;
+  if (!reply.startsWith(prefix) || reply.length > 255) return false;
+  const tokens = reply.slice(prefix.length).split(".");
+  if (tokens[0] === NOTICE_TOKEN) return false;
+  return tokens.every((t) => /^[!-~]+$/.test(t) && t !== "*" && t !== ">");
 }
