@@ -7,7 +7,7 @@
  */
 
 import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
-import { inboxPrefixFor, roomStreamName } from "../auth/acl.ts";
+import { inboxPrefixFor } from "../auth/acl.ts";
 import { utf8 } from "../e2e/bytes.ts";
 import type { RoomPolicy } from "../e2e/membership.ts";
 import {
@@ -20,6 +20,7 @@ import type { Identity } from "../identity/identity.ts";
 import type { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
 import { openBlob, sealBlob } from "./blobs.ts";
+import { RoomPublisher } from "./publisher.ts";
 import { ReplyInbox } from "./reply_inbox.ts";
 import { readRoomHistory } from "./history.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
@@ -31,7 +32,6 @@ import {
   ClosedError,
   ControlPlaneError,
   MembershipVerificationError,
-  RoomKeyUnavailableError,
   UnibusError,
   UnreachableError,
 } from "./errors.ts";
@@ -62,19 +62,6 @@ import type {
 /** How long reconnects refused by the servers are retried before the client closes. */
 const AUTH_REFUSED_GIVE_UP_MS = 30_000;
 
-const MAX_BATCH_FRAMES = 256;
-// 512 KiB: large frames (16 KiB) go 32 to a packet, so a signature, its
-// verification and one NATS message are paid per 32 of them; nats-server's
-// max_payload (1 MiB) is far enough above it (docs/benchmarks.md, issue 12
-// round 3).
-const MAX_BATCH_BYTES = 512 * 1024;
-
-interface Batch {
-  frames: Uint8Array[];
-  bytes: number;
-  done: PromiseWithResolvers<void>;
-}
-
 export { connect } from "./connect.ts";
 
 /**
@@ -86,7 +73,8 @@ export class UnibusClient {
   readonly #control: ControlPlaneClient;
   #rooms = new Map<string, RoomSession>();
   #loading = new Map<string, Promise<RoomSession>>();
-  #batches = new Map<string, Batch>();
+  /** Publishing and its batches (publisher.ts). */
+  readonly #publisher: RoomPublisher;
   #connected = true;
   #closed = false;
   #refreshing: Promise<void> | null = null;
@@ -126,6 +114,14 @@ export class UnibusClient {
     this.#pacing = pacing;
     this.#durable = new DurablePublisher(nc, inboxPrefixFor(identity.signPubHex));
     this.#replies = new ReplyInbox(nc, identity.signPubHex);
+    this.#publisher = new RoomPublisher({
+      nc,
+      durable: this.#durable,
+      ensureOpen: () => this.#ensureOpen(),
+      known: (ref) => this.#known(ref),
+      room: (ref) => this.room(ref),
+      reload: (id) => this.#reload(id),
+    });
     this.#admin = new MembershipAdmin({
       identity,
       control,
@@ -489,71 +485,7 @@ export class UnibusClient {
    * ```
    */
   publish(ref: RoomRef, data: Uint8Array | string): Promise<void> {
-    const bytes = typeof data === "string" ? utf8(data) : data;
-    const key = typeof ref === "string" ? ref : ref.id;
-    let batch = this.#batches.get(key);
-    if (
-      !batch || batch.frames.length >= MAX_BATCH_FRAMES ||
-      batch.bytes + bytes.length > MAX_BATCH_BYTES
-    ) {
-      batch = { frames: [], bytes: 0, done: Promise.withResolvers<void>() };
-      this.#batches.set(key, batch);
-      const sealed = batch;
-      queueMicrotask(() => {
-        if (this.#batches.get(key) === sealed) this.#batches.delete(key);
-        try {
-          this.#send(ref, sealed.frames).then(sealed.done.resolve, sealed.done.reject);
-        } catch (err) {
-          sealed.done.reject(err);
-        }
-      });
-    }
-    batch.frames.push(bytes);
-    batch.bytes += bytes.length;
-    return batch.done.promise;
-  }
-
-  #send(ref: RoomRef, frames: Uint8Array[]): Promise<void> {
-    this.#ensureOpen();
-    // Known room: seal and hand to NATS in this very microtask (latency);
-    // otherwise load it first.
-    const known = this.#known(ref);
-    if (known) {
-      try {
-        this.#sendNow(known, frames);
-        return Promise.resolve();
-      } catch (err) {
-        if (!(err instanceof RoomKeyUnavailableError)) throw err;
-      }
-    }
-    return this.#sendWhenKeyed(ref, frames);
-  }
-
-  // The room's current epoch may be younger than its key: the admin uploads
-  // the key right after the change, so wait a little for it.
-  async #sendWhenKeyed(ref: RoomRef, frames: Uint8Array[]): Promise<void> {
-    const session = await this.room(ref);
-    for (let attempt = 0;; attempt++) {
-      try {
-        return this.#sendNow(session, frames);
-      } catch (err) {
-        if (!(err instanceof RoomKeyUnavailableError) || attempt >= 6) throw err;
-      }
-      await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
-      await this.#reload(session.roomId);
-    }
-  }
-
-  #sendNow(session: RoomSession, frames: Uint8Array[]): void {
-    const policy = session.state.policy;
-    if (!policy.encrypt && !policy.sign) {
-      for (const f of frames) this.#nc.publish(session.wireSubject, f);
-      return;
-    }
-    const packet = session.seal(frames);
-    if (policy.persist) {
-      this.#durable.send(session.wireSubject, roomStreamName(session.roomId), packet);
-    } else this.#nc.publish(session.wireSubject, packet);
+    return this.#publisher.publish(ref, data);
   }
 
   #known(ref: RoomRef): RoomSession | undefined {
@@ -636,13 +568,8 @@ export class UnibusClient {
    * went to persisted rooms is stored (rejects naming how many never were).
    */
   async flush(): Promise<void> {
-    await this.#flushSent();
+    await this.#publisher.sent();
     await this.#durable.settled();
-  }
-
-  async #flushSent(): Promise<void> {
-    await Promise.all([...this.#batches.values()].map((b) => b.done.promise));
-    await this.#nc.flush();
   }
 
   /**
@@ -848,7 +775,7 @@ export class UnibusClient {
     // Not flush(): waiting for a stream that is down would hold close() for
     // up to a minute; what is still unacknowledged is not resent after this,
     // and a connection already gone has nothing left to flush.
-    await this.#flushSent().catch(() => {});
+    await this.#publisher.sent().catch(() => {});
     this.#durable.close();
     this.#closed = true;
     this.#replies.close();
