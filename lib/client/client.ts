@@ -10,12 +10,7 @@ import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/
 import { inboxPrefixFor } from "../auth/acl.ts";
 import { utf8 } from "../e2e/bytes.ts";
 import type { RoomPolicy } from "../e2e/membership.ts";
-import {
-  ACK_SUFFIX,
-  isServerNotice,
-  REFRESH_NOTICE_SUFFIX,
-  ROOM_NOTICE_SUFFIX,
-} from "../notices.ts";
+import { isServerNotice, REFRESH_NOTICE_SUFFIX, ROOM_NOTICE_SUFFIX } from "../notices.ts";
 import type { Identity } from "../identity/identity.ts";
 import type { DialPacing } from "./dial_pacing.ts";
 import { DurablePublisher } from "./durable_publish.ts";
@@ -25,7 +20,7 @@ import { ReplyInbox } from "./reply_inbox.ts";
 import { readRoomHistory } from "./history.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
 import { isReplySubjectOf, isRoomId, requireSubject } from "./refs.ts";
-import { isReflectedAnswer } from "./reflected.ts";
+import { subscribeToRoom } from "./receiving.ts";
 import type { ControlPlaneClient, RoomView, SealedKeyView } from "./control_plane.ts";
 import type { ReceiveState } from "./receive_state.ts";
 import {
@@ -39,16 +34,7 @@ import { type FrameMeta, RoomSession, type RoomStats } from "./room_session.ts";
 
 export type { FrameMeta, RoomStats };
 
-export type {
-  BlobRef,
-  ClientErrorEvent,
-  ClientFailure,
-  ConnectOptions,
-  HistoryOptions,
-  RoomInfo,
-  RoomRef,
-  RoomSubscription,
-} from "./types.ts";
+export type * from "./types.ts";
 import type {
   BlobRef,
   ClientErrorEvent,
@@ -588,90 +574,11 @@ export class UnibusClient {
   ): Promise<RoomSubscription> {
     this.#ensureOpen();
     const session = await this.room(ref);
-    const plain = !session.state.policy.encrypt && !session.state.policy.sign;
-    let queue: Promise<void> = Promise.resolve();
-    let pending = 0;
-    const stats = session.stats;
-    const handle = async (data: Uint8Array, reply: string | undefined) => {
-      if (plain) {
-        stats.delivered++;
-        handler({
-          roomId: session.roomId,
-          subject: session.subject,
-          sender: "",
-          epoch: 0,
-          session: "",
-          index: 0,
-          encrypted: false,
-          sentAt: null,
-          seq: null,
-        }, data);
-        return;
-      }
-      let result = session.receive(data);
-      // A newer epoch than we know (the room changed), or an epoch whose key
-      // is not uploaded yet: learn, then try the same packet again. Nothing
-      // is consumed from a chain until the packet is accepted, so a retry is
-      // exact.
-      for (let attempt = 0; attempt < 4; attempt++) {
-        // (A missing key is only worth waiting for while the current epoch's
-        // is missing too; an old epoch's key will not arrive by waiting.)
-        const retry = result.kind === "stale" ||
-          (result.kind === "dropped" && result.reason === "noKey" &&
-            session.keyFor(session.state.epoch) === undefined);
-        if (!retry) break;
-        if (result.kind === "dropped") stats.noKey--; // counted only if it stays undecryptable
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
-        await this.#reload(session.roomId).catch((error) =>
-          this.#failed({ room: session.roomId, what: "reload", error })
-        );
-        result = session.receive(data);
-      }
-      if (result.kind === "stale") stats.noKey++;
-      if (result.kind === "delivered") {
-        this.#state?.touch();
-        // A persisted room's packets ask the stream for an ack under the
-        // sender's `unibus.ack.` inbox (durable_publish.ts): that is no
-        // request, and respond() would refuse it, so it is not shown as one.
-        const asks = reply !== undefined && !reply.startsWith(
-          `${inboxPrefixFor(result.frames[0]?.meta.sender ?? "")}.${ACK_SUFFIX}.`,
-        );
-        for (const f of result.frames) handler(asks ? { ...f.meta, reply } : f.meta, f.plaintext);
-      }
-    };
-    const sub: NatsSubscription = this.#nc.subscribe(session.wireSubject, {
-      callback: (err, msg) => {
-        // An error ends the subscription (e.g. the subject is no longer
-        // granted after a reconnect); it carries no message to handle.
-        if (err) {
-          this.#subs.get(session.roomId)?.delete(sub);
-          return;
-        }
-        if (!msg) return;
-        // A plain room has no signature to check: JetStream's answers aimed
-        // at its subject are told apart by their marks (reflected.ts).
-        if (plain && isReflectedAnswer(msg)) {
-          stats.invalid++;
-          return;
-        }
-        // Encrypted rooms read the packet in place: nats.js hands each message
-        // a view of a buffer it never writes again (every socket read is a
-        // fresh buffer, a message split across reads is joined into a new
-        // one; tests/nats_message_buffers_test.ts), and what the handler gets
-        // is freshly decrypted, so nothing it keeps or changes is shared.
-        // Other rooms hand the handler views of the packet itself: a copy, so
-        // a handler does not pin a whole read buffer, nor see another
-        // subscription's changes to the same bytes.
-        const data = session.state.policy.encrypt ? msg.data : new Uint8Array(msg.data);
-        const reply = msg.reply || undefined;
-        pending++;
-        if (pending === 1) {
-          // Fast path: nothing queued, handle synchronously where possible.
-          queue = handle(data, reply).finally(() => pending--);
-        } else {
-          queue = queue.then(() => handle(data, reply)).finally(() => pending--);
-        }
-      },
+    const { sub, stats, drained } = subscribeToRoom(this.#nc, session, handler, {
+      reload: (id) => this.#reload(id),
+      failed: (event) => this.#failed(event),
+      touch: () => this.#state?.touch(),
+      ended: (sub) => this.#subs.get(session.roomId)?.delete(sub),
     });
     let subs = this.#subs.get(session.roomId);
     if (!subs) this.#subs.set(session.roomId, subs = new Set());
@@ -683,7 +590,7 @@ export class UnibusClient {
         this.#subs.get(session.roomId)?.delete(sub);
         sub.unsubscribe();
       },
-      drained: () => queue,
+      drained,
     };
   }
 
