@@ -15,28 +15,28 @@
 import { type Client, createClient, type InValue } from "@libsql/client";
 import { dirname, resolve } from "node:path";
 import { migrate } from "./migrations.ts";
+import { SqliteRoomData } from "./sqlite_room_data.ts";
 import {
   fileUrl,
   mapError,
   rawCode,
   roomRowArgs,
+  SQLITE_CONSTRAINT_FOREIGNKEY,
+  SQLITE_CONSTRAINT_PRIMARYKEY,
+  SQLITE_CONSTRAINT_UNIQUE,
   str,
-  toBlobMeta,
   toMember,
   toRoom,
-  toSealedKey,
   toUser,
   unavailable,
 } from "./sqlite_rows.ts";
 import {
   type Blob,
-  BlobExistsError,
   type BlobMeta,
   type BlobUsage,
   check,
   ConflictError,
   InvalidInputError,
-  KeyExistsError,
   type Member,
   MemberExistsError,
   memberRow,
@@ -55,7 +55,6 @@ import {
   type RoomGenesis,
   type RoomStateAfter,
   type SealedKey,
-  sealedKeyRows,
   type Store,
   type StoreChange,
   StoreError,
@@ -67,18 +66,11 @@ import {
   validateAppliedChange,
   validateEpochMove,
   validateGenesis,
-  validateNewBlob,
   validateNewMember,
-  validateNonce,
 } from "./store.ts";
 
 /** How long a writer waits for another process's lock before giving up. */
 const BUSY_TIMEOUT_MS = 5000;
-
-// SQLite extended result codes for the constraints the batches can trip.
-const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
-const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
-const SQLITE_CONSTRAINT_UNIQUE = 2067;
 
 /** How often the change feed asks SQLite whether another process wrote the file. */
 const WATCH_POLL_MS = 250;
@@ -136,6 +128,13 @@ export class SqliteStore implements Store {
   }
 
   /** Tells this process's watchers about a write it made (other processes are polled). */
+  /** Sealed keys, nonces, blobs and the export (sqlite_room_data.ts). */
+  #data = new SqliteRoomData({
+    exec: (sql, args) => this.#exec(sql, args),
+    batch: (stmts) => this.#batch(stmts),
+    requireRoom: (roomId) => this.#requireRoom(roomId),
+  });
+
   #emit(change: StoreChange): void {
     for (const w of this.#watchers) w(change);
   }
@@ -529,196 +528,58 @@ export class SqliteStore implements Store {
     return rs.rows.length ? toMember(rs.rows[0]) : null;
   }
 
-  // ---- sealed keys ----
+  // ---- sealed keys, nonces, blobs, export: sqlite_room_data.ts ----
 
-  async putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
-    const rows = sealedKeyRows(roomId, epoch, keys);
-    await this.#requireRoom(roomId);
-    try {
-      // INSERTs in one batch: any existing key that differs aborts and rolls
-      // back all; one stored exactly as given (an earlier try of the same
-      // request) is skipped, so the retry completes instead of failing.
-      await this.#batch(rows.map((r) => ({
-        sql: `INSERT INTO sealed_keys (room_id, epoch, recipient, sealed, sealed_by, created_at)
-              SELECT ?, ?, ?, ?, ?, ?
-              WHERE NOT EXISTS (SELECT 1 FROM sealed_keys WHERE room_id = ? AND epoch = ?
-                AND recipient = ? AND sealed = ? AND sealed_by = ?)`,
-        args: [
-          r.roomId,
-          r.epoch,
-          r.recipient,
-          r.sealed,
-          r.sealedBy,
-          r.createdAt,
-          r.roomId,
-          r.epoch,
-          r.recipient,
-          r.sealed,
-          r.sealedBy,
-        ],
-      })));
-    } catch (e) {
-      if (rawCode(e) === SQLITE_CONSTRAINT_FOREIGNKEY) throw new NotFoundError("room", roomId);
-      if (rawCode(e) === SQLITE_CONSTRAINT_PRIMARYKEY) {
-        for (const r of rows) {
-          if (await this.getSealedKey(roomId, epoch, r.recipient)) {
-            throw new KeyExistsError(roomId, epoch, r.recipient);
-          }
-        }
-        throw new KeyExistsError(roomId, epoch, rows[0].recipient);
-      }
-      throw e;
-    }
-    return rows;
+  putSealedKeys(roomId: string, epoch: number, keys: NewSealedKey[]): Promise<SealedKey[]> {
+    return this.#data.putSealedKeys(roomId, epoch, keys);
   }
 
-  async getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null> {
-    check.id("roomId", roomId);
-    check.count("epoch", epoch);
-    check.signPub("recipient", recipient);
-    const rs = await this.#exec(
-      "SELECT * FROM sealed_keys WHERE room_id = ? AND recipient = ? AND epoch = ?",
-      [roomId, recipient, epoch],
-    );
-    return rs.rows.length ? toSealedKey(rs.rows[0]) : null;
+  getSealedKey(roomId: string, epoch: number, recipient: string): Promise<SealedKey | null> {
+    return this.#data.getSealedKey(roomId, epoch, recipient);
   }
 
-  async listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]> {
-    check.id("roomId", roomId);
-    check.signPub("recipient", recipient);
-    const rs = await this.#exec(
-      "SELECT * FROM sealed_keys WHERE room_id = ? AND recipient = ? ORDER BY epoch",
-      [roomId, recipient],
-    );
-    return rs.rows.map(toSealedKey);
+  listSealedKeysFor(roomId: string, recipient: string): Promise<SealedKey[]> {
+    return this.#data.listSealedKeysFor(roomId, recipient);
   }
 
-  // ---- nonces ----
-
-  async rememberNonce(
-    nonce: string,
-    expiresAt: number,
-    now: number = Date.now(),
-  ): Promise<boolean> {
-    validateNonce(nonce, expiresAt, now);
-    // One statement, so it is atomic: a live nonce is neither replaced nor counted.
-    const rs = await this.#exec(
-      `INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
-       ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at
-       WHERE nonces.expires_at <= ?`,
-      [nonce, expiresAt, now],
-    );
-    return rs.rowsAffected > 0;
+  rememberNonce(nonce: string, expiresAt: number, now: number = Date.now()): Promise<boolean> {
+    return this.#data.rememberNonce(nonce, expiresAt, now);
   }
 
-  async pruneNonces(now: number): Promise<number> {
-    check.count("now", now);
-    const rs = await this.#exec("DELETE FROM nonces WHERE expires_at <= ?", [now]);
-    return rs.rowsAffected;
+  pruneNonces(now: number): Promise<number> {
+    return this.#data.pruneNonces(now);
   }
 
-  // ---- blobs ----
-
-  async putBlob(blob: NewBlob): Promise<BlobMeta> {
-    validateNewBlob(blob);
-    const meta: BlobMeta = {
-      id: blob.id,
-      roomId: blob.roomId,
-      owner: blob.owner,
-      size: blob.data.byteLength,
-      createdAt: blob.createdAt ?? Date.now(),
-    };
-    // Only into an existing room, in the same statement: a blob can never be
-    // stored for a room that a concurrent deleteRoom has already removed.
-    const rs = await this.#exec(
-      `INSERT INTO blobs (id, room_id, owner, size, created_at, data)
-       SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rooms WHERE id = ?)
-       ON CONFLICT DO NOTHING`,
-      [meta.id, meta.roomId, meta.owner, meta.size, meta.createdAt, blob.data, meta.roomId],
-    );
-    if (rs.rowsAffected === 0) {
-      if (await this.getBlobMeta(blob.id)) throw new BlobExistsError(blob.id);
-      throw new NotFoundError("room", blob.roomId);
-    }
-    return meta;
+  putBlob(blob: NewBlob): Promise<BlobMeta> {
+    return this.#data.putBlob(blob);
   }
 
-  async getBlob(id: string): Promise<Blob | null> {
-    check.id("id", id);
-    const rs = await this.#exec("SELECT * FROM blobs WHERE id = ?", [id]);
-    if (!rs.rows.length) return null;
-    const row = rs.rows[0];
-    return { ...toBlobMeta(row), data: new Uint8Array(row.data as ArrayBuffer) };
+  getBlob(id: string): Promise<Blob | null> {
+    return this.#data.getBlob(id);
   }
 
-  async getBlobMeta(id: string): Promise<BlobMeta | null> {
-    check.id("id", id);
-    const rs = await this.#exec(
-      "SELECT id, room_id, owner, size, created_at FROM blobs WHERE id = ?",
-      [id],
-    );
-    return rs.rows.length ? toBlobMeta(rs.rows[0]) : null;
+  getBlobMeta(id: string): Promise<BlobMeta | null> {
+    return this.#data.getBlobMeta(id);
   }
 
-  async deleteBlob(id: string): Promise<void> {
-    check.id("id", id);
-    const rs = await this.#exec("DELETE FROM blobs WHERE id = ?", [id]);
-    if (rs.rowsAffected === 0) throw new NotFoundError("blob", id);
+  deleteBlob(id: string): Promise<void> {
+    return this.#data.deleteBlob(id);
   }
 
-  async blobUsageOf(owner: string): Promise<BlobUsage> {
-    check.signPub("owner", owner);
-    const rs = await this.#exec(
-      "SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM blobs WHERE owner = ?",
-      [owner],
-    );
-    return { count: Number(rs.rows[0].count), bytes: Number(rs.rows[0].bytes) };
+  blobUsageOf(owner: string): Promise<BlobUsage> {
+    return this.#data.blobUsageOf(owner);
   }
 
-  // ---- export (SQLite only: what migrate-to-kv enumerates) ----
-
-  /**
-   * Every room, by id. Not part of the Store contract: KV has no cheap
-   * "all rooms", and only a migration needs it.
-   *
-   * @example
-   * ```ts
-   * for (const room of await store.listRooms()) console.log(room.id);
-   * ```
-   */
-  async listRooms(): Promise<Room[]> {
-    const rs = await this.#exec("SELECT * FROM rooms ORDER BY id");
-    return rs.rows.map(toRoom);
+  listRooms(): Promise<Room[]> {
+    return this.#data.listRooms();
   }
 
-  /**
-   * Every sealed key of a room, by epoch then recipient.
-   *
-   * @example
-   * ```ts
-   * const keys = await store.listSealedKeys("ops");
-   * ```
-   */
-  async listSealedKeys(roomId: string): Promise<SealedKey[]> {
-    check.id("roomId", roomId);
-    const rs = await this.#exec(
-      "SELECT * FROM sealed_keys WHERE room_id = ? ORDER BY epoch, recipient",
-      [roomId],
-    );
-    return rs.rows.map(toSealedKey);
+  listSealedKeys(roomId: string): Promise<SealedKey[]> {
+    return this.#data.listSealedKeys(roomId);
   }
 
-  /**
-   * The ids of every blob.
-   *
-   * @example
-   * ```ts
-   * const ids = await store.listBlobIds();
-   * ```
-   */
-  async listBlobIds(): Promise<string[]> {
-    const rs = await this.#exec("SELECT id FROM blobs ORDER BY id");
-    return rs.rows.map((r) => str(r.id));
+  listBlobIds(): Promise<string[]> {
+    return this.#data.listBlobIds();
   }
 
   // ---- change feed ----

@@ -17,6 +17,14 @@ import {
 } from "./store.ts";
 
 /** Percent-encodes each path segment, since libsql decodes the URL path. */
+
+/** SQLite extended result codes for the constraints the batches can trip. */
+export const SQLITE_CONSTRAINT_FOREIGNKEY = 787;
+/** A primary key taken. */
+export const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+/** A unique column taken. */
+export const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
 export function fileUrl(abs: string): string {
   return "file://" + abs.split("/").map(encodeURIComponent).join("/");
 }
