@@ -7,7 +7,12 @@
  * @module
  */
 
-import type { SignedChange } from "../e2e/membership.ts";
+/** A signed membership change: its canonical text and its signature. */
+export interface SignedChange {
+  text: string;
+  /** Standard base64 of the 64-byte Ed25519 signature by `by`. */
+  sig: string;
+}
 
 /** What a room requires of its traffic. */
 export interface RoomPolicy {

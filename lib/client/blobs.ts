@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { aeadDecrypt, aeadEncrypt, NONCE_BYTES } from "../e2e/aead.ts";
 import { concatBytes, fromBase64, lengthPrefixed, toBase64, utf8 } from "../e2e/bytes.ts";
-import type { BlobRef } from "./client.ts";
+import type { BlobRef } from "./types.ts";
 import { MembershipVerificationError } from "./errors.ts";
 
 function blobAad(roomId: string): Uint8Array {

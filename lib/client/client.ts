@@ -18,6 +18,7 @@ import { openBlob, sealBlob } from "./blobs.ts";
 import { RoomPublisher } from "./publisher.ts";
 import { ReplyInbox } from "./reply_inbox.ts";
 import { readRoomHistory } from "./history.ts";
+import { dialClient, watchConnection } from "./connect.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
 import { isReplySubjectOf, isRoomId, requireSubject } from "./refs.ts";
 import { subscribeToRoom } from "./receiving.ts";
@@ -39,16 +40,29 @@ import type {
   BlobRef,
   ClientErrorEvent,
   ClientFailure,
+  ConnectOptions,
   HistoryOptions,
   RoomInfo,
   RoomRef,
   RoomSubscription,
 } from "./types.ts";
 
-/** How long reconnects refused by the servers are retried before the client closes. */
-const AUTH_REFUSED_GIVE_UP_MS = 30_000;
-
-export { connect } from "./connect.ts";
+/**
+ * Connects an identity to unibus.
+ *
+ * @example
+ * ```ts
+ * const client = await connect({
+ *   natsServers: ["nats://127.0.0.1:4250"],
+ *   ctrlUrls: ["http://127.0.0.1:8470"],
+ *   identity: await loadIdentity("alice.id"),
+ * });
+ * ```
+ */
+export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
+  const { nc, control, state, pacing } = await dialClient(opts);
+  return new UnibusClient(opts.identity, nc, control, state, pacing, opts.onError);
+}
 
 /**
  * A connected unibus client. Create it with {@linkcode connect}.
@@ -122,35 +136,14 @@ export class UnibusClient {
     receiveState?.source(() =>
       new Map([...this.#rooms].map(([id, session]) => [id, session.exportReceive()]))
     );
-    (async () => {
-      // Since when the connection is down (0: up), for the refusal bound below.
-      let downSince = 0;
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect") {
-          this.#connected = false;
-          downSince ||= Date.now();
-        }
-        if (s.type === "reconnect") {
-          this.#connected = true;
-          downSince = 0;
-          this.#reconnected?.resolve();
-        }
-        // Refused while reconnecting (connect() sets ignoreAuthErrorAbort):
-        // during a failover a survivor refuses until its control-plane
-        // streams have a leader again, so a refusal is retried; one that
-        // lasts AUTH_REFUSED_GIVE_UP_MS is final (revoked, removed), and the
-        // client closes instead of knocking forever.
-        if (
-          s.type === "error" && (s.error as Error | undefined)?.name === "AuthorizationError" &&
-          downSince > 0 && Date.now() - downSince > AUTH_REFUSED_GIVE_UP_MS
-        ) {
-          this.#failed({ room: null, what: "reconnect-refused", error: s.error as Error });
-          // Closing a connection that is already failing: its end is what
-          // closed() reports to the program.
-          nc.close().catch(() => {});
-        }
-      }
-    })();
+    watchConnection(nc, {
+      down: () => this.#connected = false,
+      up: () => {
+        this.#connected = true;
+        this.#reconnected?.resolve();
+      },
+      refusedForGood: (error) => this.#failed({ room: null, what: "reconnect-refused", error }),
+    });
     // The server's side of a membership change: when this identity gains
     // rights, it says so here; the client's side is to re-authenticate.
     // Only the server's own notices count: JetStream's answers can be aimed

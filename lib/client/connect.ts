@@ -1,8 +1,7 @@
 /**
- * `connect()`: an identity's way onto the bus. It checks the identity's
- * key-exchange key on the control plane, opens the receive state, and dials
- * NATS with the identity's nkey, then hands everything to a
- * {@linkcode UnibusClient}.
+ * What `connect()` opens before a client exists: the identity's key-exchange
+ * key checked on the control plane, the receive state, and NATS dialled with
+ * the identity's nkey.
  *
  * @module
  */
@@ -11,7 +10,6 @@ import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-
 import { inboxPrefixFor } from "../auth/acl.ts";
 import { busUserAuthenticator, NativeNkeyPair, Prefix } from "../auth/nkey.ts";
 import { readRegularFile } from "../fs/read_regular.ts";
-import { UnibusClient } from "./client.ts";
 import { ControlPlaneClient } from "./control_plane.ts";
 import { DialPacing } from "./dial_pacing.ts";
 import { ControlPlaneError, UnreachableError } from "./errors.ts";
@@ -19,19 +17,25 @@ import { installClientPatches } from "./patches.ts";
 import { openReceiveState, type ReceiveState } from "./receive_state.ts";
 import type { ConnectOptions } from "./types.ts";
 
+/** What a client runs on: its NATS connection, control plane, receive state, dial pacing. */
+export interface ClientConnections {
+  nc: NatsConnection;
+  control: ControlPlaneClient;
+  state: ReceiveState | null;
+  pacing: DialPacing;
+}
+
 /**
- * Connects an identity to unibus.
+ * Opens what a client runs on, for `connect()`: the key-exchange key checked
+ * (and registered if absent) on the control plane, the receive state, and
+ * NATS dialled with the identity's nkey. Closes what it opened on failure.
  *
  * @example
  * ```ts
- * const client = await connect({
- *   natsServers: ["nats://127.0.0.1:4250"],
- *   ctrlUrls: ["http://127.0.0.1:8470"],
- *   identity: await loadIdentity("alice.id"),
- * });
+ * const { nc, control } = await dialClient({ natsServers, ctrlUrls, identity });
  * ```
  */
-export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
+export async function dialClient(opts: ConnectOptions): Promise<ClientConnections> {
   // For programs that did not install them at start (see patches.ts).
   installClientPatches();
   // Never blocking on a FIFO, and bounded: a CA bundle is a few KiB.
@@ -98,5 +102,50 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
       { cause: err },
     );
   }
-  return new UnibusClient(opts.identity, nc, control, state, pacing, opts.onError);
+  return { nc, control, state, pacing };
+}
+
+/** How long reconnects refused by the servers are retried before the client closes. */
+const AUTH_REFUSED_GIVE_UP_MS = 30_000;
+
+/**
+ * Follows a client's NATS connection: down, up again, and refused for good.
+ * Refused while reconnecting (connect() sets ignoreAuthErrorAbort): during a
+ * failover a survivor refuses until its control-plane streams have a leader
+ * again, so a refusal is retried; one that lasts AUTH_REFUSED_GIVE_UP_MS is
+ * final (revoked, removed), and the connection is closed instead of
+ * knocking forever.
+ *
+ * @example
+ * ```ts
+ * watchConnection(nc, { down: () => {}, up: () => {}, refusedForGood: (e) => console.error(e) });
+ * ```
+ */
+export function watchConnection(
+  nc: NatsConnection,
+  on: { down(): void; up(): void; refusedForGood(error: Error): void },
+): void {
+  (async () => {
+    // Since when the connection is down (0: up), for the refusal bound.
+    let downSince = 0;
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        on.down();
+        downSince ||= Date.now();
+      }
+      if (s.type === "reconnect") {
+        on.up();
+        downSince = 0;
+      }
+      if (
+        s.type === "error" && (s.error as Error | undefined)?.name === "AuthorizationError" &&
+        downSince > 0 && Date.now() - downSince > AUTH_REFUSED_GIVE_UP_MS
+      ) {
+        on.refusedForGood(s.error as Error);
+        // Closing a connection that is already failing: its end is what
+        // closed() reports to the program.
+        nc.close().catch(() => {});
+      }
+    }
+  })();
 }

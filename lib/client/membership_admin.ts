@@ -19,7 +19,7 @@ import {
 } from "../e2e/membership.ts";
 import { generateRoomKey, sealRoomKey } from "../e2e/room_key.ts";
 import { type Identity, verifyKexBinding } from "../identity/identity.ts";
-import type { RoomInfo, RoomRef } from "./client.ts";
+import type { RoomInfo, RoomRef } from "./types.ts";
 import type { ControlPlaneClient, RoomView, SealedKeyView } from "./control_plane.ts";
 import { ControlPlaneError, MembershipVerificationError, NotAMemberError } from "./errors.ts";
 import { requireSubject } from "./refs.ts";

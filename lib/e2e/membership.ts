@@ -45,7 +45,7 @@ import { subjectViolation } from "../grammar.ts";
 import { verifyKexBinding } from "../identity/identity.ts";
 import { fromBase64, fromHex, toBase64, toHex, utf8 } from "./bytes.ts";
 
-import type { RoomPolicy } from "../api/types.ts";
+import type { RoomPolicy, SignedChange } from "../api/types.ts";
 export type { RoomPolicy } from "../api/types.ts";
 
 /** The fields of a change. */
@@ -80,11 +80,7 @@ export interface MemberEntry {
 }
 
 /** A change as stored and sent: its exact text and the signature over it. */
-export interface SignedChange {
-  text: string;
-  /** Standard base64 of the 64-byte Ed25519 signature by `by`. */
-  sig: string;
-}
+export type { SignedChange } from "../api/types.ts";
 
 /** A member as the verified log says. */
 export interface VerifiedMember {

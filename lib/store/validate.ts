@@ -21,7 +21,7 @@ import type {
   RoomStateAfter,
   SealedKey,
   User,
-} from "./store.ts";
+} from "./types.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX = /^(?:[0-9a-f]{2})+$/;
@@ -46,7 +46,7 @@ function failOn(field: string, violation: Violation<string> | null): void {
  *
  * @example
  * ```ts
- * import { check } from "./store.ts";
+ * import { check } from "./types.ts";
  * check.signPub("signPub", "ab".repeat(32)); // ok
  * ```
  */
@@ -130,7 +130,7 @@ function validateNewRoom(r: NewRoom): void {
  *
  * @example
  * ```ts
- * import { validateNewMember } from "./store.ts";
+ * import { validateNewMember } from "./types.ts";
  * const k = "ab".repeat(32);
  * validateNewMember({ roomId: "ops", signPub: k, role: "member", addedBy: k, change: null });
  * ```
@@ -157,7 +157,7 @@ function validateNewSealedKey(k: NewSealedKey): void {
  *
  * @example
  * ```ts
- * import { validateNewBlob } from "./store.ts";
+ * import { validateNewBlob } from "./types.ts";
  * validateNewBlob({ id: "b1", roomId: "ops", owner: "ab".repeat(32), data: new Uint8Array(1) });
  * ```
  */
@@ -195,7 +195,7 @@ function validateMemberSet(members: RoomMemberSpec[]): void {
  *
  * @example
  * ```ts
- * import { validateAppliedChange } from "./store.ts";
+ * import { validateAppliedChange } from "./types.ts";
  * validateAppliedChange("ops", 1, { text: "unibus/…\n", sig: "AAAA" }, { members: [], epoch: 0 });
  * ```
  */
@@ -216,7 +216,7 @@ export function validateAppliedChange(
  *
  * @example
  * ```ts
- * import { validateGenesis } from "./store.ts";
+ * import { validateGenesis } from "./types.ts";
  * validateGenesis("ops", { change: { text: "x\n", sig: "AAAA" }, members: [] });
  * ```
  */
@@ -244,7 +244,7 @@ function validateRoomChange(
  *
  * @example
  * ```ts
- * import { validateNonce } from "./store.ts";
+ * import { validateNonce } from "./types.ts";
  * validateNonce("n-1", Date.now() + 60_000, Date.now());
  * ```
  */
@@ -262,7 +262,7 @@ export function validateNonce(nonce: string, expiresAt: number, now: number): vo
  *
  * @example
  * ```ts
- * import { validateEpochMove } from "./store.ts";
+ * import { validateEpochMove } from "./types.ts";
  * validateEpochMove("ops", 0, 1);
  * ```
  */
@@ -279,7 +279,7 @@ export function validateEpochMove(id: string, expectedEpoch: number, newEpoch: n
  *
  * @example
  * ```ts
- * import { newUserRow } from "./store.ts";
+ * import { newUserRow } from "./types.ts";
  * newUserRow({ signPub: "ab".repeat(32), kexPub: null, kexSig: null, handle: "ada", role: "admin" });
  * ```
  */
@@ -301,7 +301,7 @@ export function newUserRow(user: NewUser): User {
  *
  * @example
  * ```ts
- * import { newRoomRow } from "./store.ts";
+ * import { newRoomRow } from "./types.ts";
  * newRoomRow({ id: "ops", subject: "chat.ops", policy: { encrypt: true, sign: true, persist: false }, createdBy: "ab".repeat(32) });
  * ```
  */
@@ -323,7 +323,7 @@ export function newRoomRow(room: NewRoom): Room {
  *
  * @example
  * ```ts
- * import { sealedKeyRows } from "./store.ts";
+ * import { sealedKeyRows } from "./types.ts";
  * const k = "ab".repeat(32);
  * sealedKeyRows("ops", 0, [{ recipient: k, sealed: "AAAA", sealedBy: k }]);
  * ```
@@ -355,7 +355,7 @@ export function sealedKeyRows(roomId: string, epoch: number, keys: NewSealedKey[
  *
  * @example
  * ```ts
- * import { memberRow } from "./store.ts";
+ * import { memberRow } from "./types.ts";
  * const k = "ab".repeat(32);
  * memberRow({ signPub: k, role: "admin", addedBy: k, change: null }, Date.now());
  * ```
