@@ -246,8 +246,8 @@ export class UnibusClient {
   // request) and reloaded (two requests and a log verification) when it
   // changed, left the list, or still lacks its current epoch's key. Reloading
   // every room held made each refresh, so each createRoom, cost O(rooms
-  // held): 200 ms for an admin of 12 rooms (docs/benchmarks.md, round 3). A
-  // list that fails reloads them all, as before.
+  // held): 200 ms for an admin of 12 rooms (docs/benchmarks.md). A list
+  // that fails reloads them all.
   async #reloadChanged(): Promise<void> {
     const held = [...this.#rooms];
     if (held.length === 0) return;

@@ -4,8 +4,7 @@
  * members whatever happens, but JetStream stores it only if the stream has
  * a leader at that moment: after a node of a cluster dies, the streams it
  * led have none for the few seconds of a RAFT election, and everything
- * published meanwhile was missing from history (issue 10, "history shows 0
- * lost").
+ * published meanwhile was missing from history.
  *
  * So each packet carries a `Nats-Msg-Id` and asks the stream for an ack on
  * this client's own inbox, under `unibus.ack.`; until the ack comes the same

@@ -183,11 +183,9 @@ export class KvAccess {
    * also through this node's replica, and the first answer wins.
    *
    * Why: after a node dies, the buckets it led have no leader until RAFT
-   * elects one (4–9 s in nats-server 2.10). With leader reads only, every
-   * callout on the survivors failed closed for that long, so a client
-   * failing over was refused, and the publishes it had buffered were lost
-   * with each refused attempt (issue 10: receive again within 2 s, lose
-   * nothing).
+   * elects one (4–9 s in nats-server 2.10); with leader reads only, every
+   * listing and room read on the survivors would answer 503 for that long.
+   * A login never reads this way (see `startCurrent`).
    *
    * The price: such a read is not linearizable. A replica may not yet have
    * applied the last committed write, and even the leader's answer can be

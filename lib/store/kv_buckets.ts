@@ -1,6 +1,6 @@
 /**
  * Opening the JetStream KV buckets and the object store of the KV
- * {@linkcode Store}, with the cold-start retry seed 004 learned the hard way:
+ * {@linkcode Store}, with a retry for the cold start:
  * on a cold cluster there is no JetStream meta leader yet, and a bucket
  * request sent before it exists is dropped, not queued. So each bucket is
  * opened with short per-attempt timeouts, retried within a bootstrap budget,
