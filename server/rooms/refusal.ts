@@ -16,9 +16,11 @@ export type RefusalCode =
   | "kex_mismatch"
   | "unknown_user"
   | "unknown_member"
+  | "empty_blob"
   /** The caller may not do this (403). */
   | "not_signer"
   | "not_admin"
+  | "not_allowed"
   /** No such room for this caller, or none at all: the same answer (404). */
   | "not_found"
   /** The room's state forbids it now (409). */
@@ -67,5 +69,18 @@ export class RoomRefusal extends Error {
  * ```
  */
 export function roomNotFound(): RoomRefusal {
-  return new RoomRefusal("not_found", "room not found");
+  return notFound("room");
+}
+
+/**
+ * The 404 for `what` (a room, a blob): the same for one the caller may not
+ * see as for one that does not exist.
+ *
+ * @example
+ * ```ts
+ * throw notFound("blob");
+ * ```
+ */
+export function notFound(what: string): RoomRefusal {
+  return new RoomRefusal("not_found", `${what} not found`);
 }
