@@ -508,7 +508,7 @@ async function stopAll(procs: Deno.ChildProcess[]): Promise<void> {
 /**
  * Starts n1..n3 from the unit's ExecStart, each in a fresh directory of its
  * own standing in for /opt/unibus, pushes them on `procs`, and returns the
- * files their stderr goes to.
+ * files their output (the JSON log lines and stderr) goes to.
  */
 async function startClusterNodes(
   g: Generated,
@@ -543,11 +543,11 @@ async function startClusterNodes(
       })
     );
     const log = `${g.dir}/${n}.stderr`;
-    // bash redirects stderr itself, so no pipe outlives the test.
+    // bash redirects the output itself, so no pipe outlives the test.
     const child = new Deno.Command("bash", {
       args: [
         "-c",
-        'log=$1; shift; exec bash "$@" 2>>"$log"',
+        'log=$1; shift; exec bash "$@" >>"$log" 2>&1',
         "_",
         log,
         `${ROOT}/scripts/unibus`,
