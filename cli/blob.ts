@@ -59,7 +59,6 @@ export function parseBlobToken(token: string): BlobRef {
 /** `unibus blob`. */
 export const blobCommand: Command = {
   name: "blob",
-  summary: "store a file encrypted in a room, or read one back",
   async run(argv) {
     const { values: v, positionals } = parseCommandArgs(argv, OPTIONS, { maxPositionals: 3 });
     const [verb, room, arg] = positionals;

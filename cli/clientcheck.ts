@@ -429,7 +429,6 @@ async function loop(client: UnibusClient, roomId: string, o: ClientcheckOptions,
 /** `unibus clientcheck`. */
 export const clientcheckCommand: Command = {
   name: "clientcheck",
-  summary: "verify the bus end to end with a real identity (golden or loop)",
   async run(argv) {
     const o = parseClientcheckArgs(argv);
     if (o.help) {

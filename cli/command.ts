@@ -4,10 +4,9 @@
  * @module
  */
 
-/** One command: its name in argv, a one-line summary, and what it does with the rest. */
+/** One command: its name in argv and what it does with the rest. */
 export interface Command {
   name: string;
-  summary: string;
   /** Resolves with the exit status: 0 success, 1 runtime failure, 2 usage mistake. */
   run(argv: string[]): Promise<number>;
 }

@@ -138,7 +138,6 @@ async function named(argv: string[], verb: string, act: (name: string) => Promis
 /** `unibus context`. */
 export const contextCommand: Command = {
   name: "context",
-  summary: "save, list, show, select and remove client contexts",
   async run(argv) {
     const [verb, ...rest] = argv;
     switch (verb) {

@@ -122,7 +122,6 @@ function shellWord(s: string): string {
  */
 export const identityCommand: Command = {
   name: "identity",
-  summary: "create (new) or inspect (show) an identity file",
   async run(argv) {
     const [sub, ...rest] = argv;
     switch (sub) {

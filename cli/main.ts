@@ -11,49 +11,93 @@ import { installConnectionResetGuard } from "../lib/nats/connection_reset_guard.
 import { installTlsEmptyWriteShim } from "../lib/nats/tls_empty_write.ts";
 import { VERSION } from "../lib/version.ts";
 import { UsageError } from "./args.ts";
-import { blobCommand } from "./blob.ts";
-import { clientcheckCommand } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
-import { contextCommand } from "./context.ts";
-import { identityCommand } from "./identity.ts";
-import { mcpCommand } from "./mcp.ts";
-import {
-  historyCommand,
-  listenCommand,
-  requestCommand,
-  respondCommand,
-  sendCommand,
-} from "./messages.ts";
-import { migrateCommand } from "./migrate.ts";
-import { roomCommand } from "./room.ts";
-import { serveCommand } from "./serve.ts";
-import { userCommand } from "./user.ts";
 
 const versionCommand: Command = {
   name: "version",
-  summary: "print the version",
   run() {
     console.log(`unibus ${VERSION}`);
     return Promise.resolve(0);
   },
 };
 
-const COMMANDS: Command[] = [
-  serveCommand,
-  userCommand,
-  identityCommand,
-  clientcheckCommand,
-  migrateCommand,
-  contextCommand,
-  roomCommand,
-  sendCommand,
-  listenCommand,
-  requestCommand,
-  respondCommand,
-  historyCommand,
-  blobCommand,
-  mcpCommand,
-  versionCommand,
+/**
+ * Every command: its name, its one-line summary, and its module, loaded only
+ * when the command runs, so that one command does not pay for the others'
+ * libraries at start-up (the MCP SDK, the client, the server).
+ */
+const COMMANDS: Array<{ name: string; summary: string; load(): Promise<Command> }> = [
+  {
+    name: "serve",
+    summary: "run the control plane and the data plane",
+    load: async () => (await import("./serve.ts")).serveCommand,
+  },
+  {
+    name: "user",
+    summary: "administer the allowlist: add, list, revoke",
+    load: async () => (await import("./user.ts")).userCommand,
+  },
+  {
+    name: "identity",
+    summary: "create (new) or inspect (show) an identity file",
+    load: async () => (await import("./identity.ts")).identityCommand,
+  },
+  {
+    name: "clientcheck",
+    summary: "verify the bus end to end with a real identity (golden or loop)",
+    load: async () => (await import("./clientcheck.ts")).clientcheckCommand,
+  },
+  {
+    name: "migrate-to-kv",
+    summary: "copy the SQLite control plane into a node's KV buckets",
+    load: async () => (await import("./migrate.ts")).migrateCommand,
+  },
+  {
+    name: "context",
+    summary: "save, list, show, select and remove client contexts",
+    load: async () => (await import("./context.ts")).contextCommand,
+  },
+  {
+    name: "room",
+    summary: "create, list, show and change rooms (as the identity in use)",
+    load: async () => (await import("./room.ts")).roomCommand,
+  },
+  {
+    name: "send",
+    summary: "send a message (or each line of stdin) into a room",
+    load: async () => (await import("./messages.ts")).sendCommand,
+  },
+  {
+    name: "listen",
+    summary: "print the messages of rooms as they arrive",
+    load: async () => (await import("./messages.ts")).listenCommand,
+  },
+  {
+    name: "request",
+    summary: "send a request into a room and print the reply",
+    load: async () => (await import("./messages.ts")).requestCommand,
+  },
+  {
+    name: "respond",
+    summary: "answer a room's requests with a command's output (or an echo)",
+    load: async () => (await import("./messages.ts")).respondCommand,
+  },
+  {
+    name: "history",
+    summary: "print a persisted room's stored messages",
+    load: async () => (await import("./messages.ts")).historyCommand,
+  },
+  {
+    name: "blob",
+    summary: "store a file encrypted in a room, or read one back",
+    load: async () => (await import("./blob.ts")).blobCommand,
+  },
+  {
+    name: "mcp",
+    summary: "serve the bus to an LLM agent as MCP tools over stdio",
+    load: async () => (await import("./mcp.ts")).mcpCommand,
+  },
+  { name: "version", summary: "print the version", load: () => Promise.resolve(versionCommand) },
 ];
 
 // The longest command name and two spaces: each summary starts in one column.
@@ -93,7 +137,7 @@ export async function runCli(argv: string[]): Promise<number> {
   // …and any of them may drop a TLS connection on purpose (nats.js reconnect).
   installTlsEmptyWriteShim();
   try {
-    return await command.run(rest);
+    return await (await command.load()).run(rest);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     // Multi-line messages (nats-server's last output) keep their first line as

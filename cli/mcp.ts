@@ -306,7 +306,6 @@ const OPTIONS: OptionTable = { ...TARGET_OPTIONS };
 /** `unibus mcp`. */
 export const mcpCommand: Command = {
   name: "mcp",
-  summary: "serve the bus to an LLM agent as MCP tools over stdio",
   async run(argv) {
     const { values: v } = parseCommandArgs(argv, OPTIONS, { maxPositionals: 0 });
     if (v.help) {

@@ -135,7 +135,6 @@ async function readAll(): Promise<Uint8Array> {
 /** `unibus send ROOM [TEXT]`. */
 export const sendCommand: Command = {
   name: "send",
-  summary: "send a message (or each line of stdin) into a room",
   async run(argv) {
     const args = commandArgs(
       argv,
@@ -298,7 +297,6 @@ async function listen(c: UnibusClient, rooms: string[], v: Values): Promise<numb
 /** `unibus listen ROOM…`. */
 export const listenCommand: Command = {
   name: "listen",
-  summary: "print the messages of rooms as they arrive",
   async run(argv) {
     const args = commandArgs(
       argv,
@@ -332,7 +330,6 @@ const REQUEST_OPTIONS: OptionTable = {
 /** `unibus request ROOM TEXT`. */
 export const requestCommand: Command = {
   name: "request",
-  summary: "send a request into a room and print the reply",
   async run(argv) {
     const args = commandArgs(
       argv,
@@ -466,7 +463,6 @@ async function respond(c: UnibusClient, room: string, v: Values): Promise<number
 /** `unibus respond ROOM --exec CMD | --echo`. */
 export const respondCommand: Command = {
   name: "respond",
-  summary: "answer a room's requests with a command's output (or an echo)",
   async run(argv) {
     const args = commandArgs(
       argv,
@@ -499,7 +495,6 @@ const HISTORY_OPTIONS: OptionTable = {
 /** `unibus history ROOM`. */
 export const historyCommand: Command = {
   name: "history",
-  summary: "print a persisted room's stored messages",
   async run(argv) {
     const args = commandArgs(
       argv,

@@ -149,6 +149,5 @@ async function migrate(db: string, dry: boolean, openDst: () => Promise<KvStore>
 /** `unibus migrate-to-kv`. */
 export const migrateCommand: Command = {
   name: "migrate-to-kv",
-  summary: "copy the SQLite control plane into a node's KV buckets",
   run,
 };

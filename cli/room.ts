@@ -120,7 +120,6 @@ async function show(client: UnibusClient, ref: string, json: boolean): Promise<v
 /** `unibus room`. */
 export const roomCommand: Command = {
   name: "room",
-  summary: "create, list, show and change rooms (as the identity in use)",
   async run(argv) {
     const { members: memberFlags, rest } = takeMembers(argv);
     const { values: v, positionals } = parseCommandArgs(rest, OPTIONS, { maxPositionals: 64 });

@@ -437,7 +437,6 @@ export function parseServeArgs(
 /** `unibus serve`. */
 export const serveCommand: Command = {
   name: "serve",
-  summary: "run the control plane and the data plane",
   async run(argv) {
     const opts = parseServeArgs(argv);
     if (opts.help) {

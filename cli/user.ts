@@ -449,7 +449,6 @@ async function runRevoke(argv: string[]): Promise<number> {
  */
 export const userCommand: Command = {
   name: "user",
-  summary: "administer the allowlist: add, list, revoke",
   async run(argv) {
     const [sub, ...rest] = argv;
     switch (sub) {

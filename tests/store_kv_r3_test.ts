@@ -8,7 +8,7 @@
 
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createLogger } from "../lib/log.ts";
-import { controlPlaneStreams } from "../lib/store/kv_buckets.ts";
+import { controlPlaneStreams } from "../lib/store/kv_names.ts";
 import { openKvStore } from "../lib/store/kv.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { fullMetaGroup, startNatsCluster, waitUntil } from "./helpers/nats_cluster.ts";

@@ -19,35 +19,8 @@ import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "../log.ts";
+import { BLOB_OBJECT_STORE, KV_BUCKETS } from "./kv_names.ts";
 import { StoreUnavailableError } from "./store.ts";
-
-/** The buckets, named as the seeds' runbook names them (`KV_<name>` streams). */
-const KV_BUCKETS = {
-  users: "UNIBUS_users",
-  rooms: "UNIBUS_rooms",
-  members: "UNIBUS_members",
-  roomKeys: "UNIBUS_room_keys",
-  roomsByMember: "UNIBUS_rooms_by_member",
-  nonces: "UNIBUS_nonces",
-  changes: "UNIBUS_room_changes",
-  blobMeta: "UNIBUS_blob_meta",
-} as const;
-
-/** The object store of blob bytes (stream `OBJ_UNIBUS_blobs`). */
-const BLOB_OBJECT_STORE = "UNIBUS_blobs";
-
-/**
- * The JetStream streams that hold the control plane: one per KV bucket and
- * the blob object store's, as `/healthz` reports their replication.
- *
- * @example
- * ```ts
- * controlPlaneStreams(); // ["KV_UNIBUS_users", …, "OBJ_UNIBUS_blobs"]
- * ```
- */
-export function controlPlaneStreams(): string[] {
-  return [...Object.values(KV_BUCKETS).map((b) => `KV_${b}`), `OBJ_${BLOB_OBJECT_STORE}`];
-}
 
 /** What bucket opening needs. */
 export interface BucketOptions {

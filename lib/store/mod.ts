@@ -18,7 +18,7 @@ import type { Store } from "./store.ts";
 
 export type { KvStore, KvStoreOptions } from "./kv.ts";
 export type { SqliteStore } from "./sqlite.ts";
-export { controlPlaneStreams } from "./kv_buckets.ts";
+export { controlPlaneStreams } from "./kv_names.ts";
 export { copyControlPlane, type CopyResult, type CopySource, type Tally } from "./copy.ts";
 
 /** Which backend to open, and what it needs (the KV fields are {@linkcode KvStoreOptions}). */
