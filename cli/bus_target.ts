@@ -57,6 +57,27 @@ export async function openClient(
   });
 }
 
+/**
+ * Runs `act` on a client opened from `values` (see {@linkcode openClient})
+ * and closes the client whatever `act` does.
+ *
+ * @example
+ * ```ts
+ * const rooms = await withClient(values, (c) => c.listRooms());
+ * ```
+ */
+export async function withClient<T>(
+  values: Record<string, string | boolean | undefined>,
+  act: (c: UnibusClient) => Promise<T>,
+): Promise<T> {
+  const client = await openClient(values);
+  try {
+    return await act(client);
+  } finally {
+    await client.close();
+  }
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
@@ -115,20 +136,4 @@ export function textOf(data: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-/**
- * Base64 of `bytes`.
- *
- * @example
- * ```ts
- * base64(new Uint8Array([1, 2])); // "AQI="
- * ```
- */
-export function base64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(s);
 }

@@ -10,7 +10,8 @@
 
 import type { FrameMeta, RoomStats, UnibusClient } from "../lib/client/client.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
-import { base64, handleCache, openClient, TARGET_OPTIONS, textOf } from "./bus_target.ts";
+import { toBase64 } from "../lib/e2e/bytes.ts";
+import { handleCache, TARGET_OPTIONS, textOf, withClient } from "./bus_target.ts";
 import { parseDuration } from "./clientcheck.ts";
 import type { Command } from "./command.ts";
 
@@ -61,15 +62,6 @@ function commandArgs(
   return parsed;
 }
 
-async function withClient(v: Values, act: (c: UnibusClient) => Promise<number>) {
-  const client = await openClient(v);
-  try {
-    return await act(client);
-  } finally {
-    await client.close();
-  }
-}
-
 /** Refused packets, as counted by the library: one line on stderr when there were any. */
 function reportRefused(what: string, stats: RoomStats): void {
   const refused = stats.replayed + stats.nonMember + stats.invalid + stats.noKey + stats.version;
@@ -102,7 +94,7 @@ async function render(
     handle,
     time: meta.sentAt === null ? null : new Date(meta.sentAt).toISOString(),
     seq: meta.seq,
-    ...(text !== null ? { text } : { data_b64: base64(data) }),
+    ...(text !== null ? { text } : { data_b64: toBase64(data) }),
   });
 }
 
@@ -349,7 +341,7 @@ export const requestCommand: Command = {
       const body = textOf(plaintext);
       if (v.json) {
         console.log(JSON.stringify({
-          ...(body !== null ? { text: body } : { data_b64: base64(plaintext) }),
+          ...(body !== null ? { text: body } : { data_b64: toBase64(plaintext) }),
           responder: meta.sender,
           handle,
         }));

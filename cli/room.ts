@@ -9,7 +9,7 @@
 import type { UnibusClient } from "../lib/client/client.ts";
 import type { RoomPolicy } from "../lib/e2e/membership.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
-import { handleCache, memberKey, openClient, TARGET_OPTIONS } from "./bus_target.ts";
+import { handleCache, memberKey, TARGET_OPTIONS, withClient } from "./bus_target.ts";
 import type { Command } from "./command.ts";
 import { csv } from "./contexts.ts";
 
@@ -77,18 +77,6 @@ function takeMembers(argv: string[]): { members: string[]; rest: string[] } {
     } else rest.push(a);
   }
   return { members, rest };
-}
-
-async function withClient<T>(
-  values: Record<string, string | boolean | undefined>,
-  act: (c: UnibusClient) => Promise<T>,
-): Promise<T> {
-  const client = await openClient(values);
-  try {
-    return await act(client);
-  } finally {
-    await client.close();
-  }
 }
 
 async function show(client: UnibusClient, ref: string, json: boolean): Promise<void> {
