@@ -283,10 +283,9 @@ function mcpServer(agent: Agent): McpServer {
     "The stored messages of a persisted room, oldest first (the last `limit`)." + UNTRUSTED,
     { room: roomArg, limit: z.number().int().min(1).max(1000).optional() },
     async ({ room, limit }) => {
-      const { messages } = await c.history(room);
-      const shown = messages.slice(-(limit ?? 100));
+      const { messages } = await c.history(room, { last: limit ?? 100 });
       return {
-        messages: await Promise.all(shown.map(async (m) => ({
+        messages: await Promise.all(messages.map(async (m) => ({
           room: m.meta.roomId,
           subject: m.meta.subject,
           sender: m.meta.sender,

@@ -260,8 +260,8 @@ async function listen(c: UnibusClient, rooms: string[], v: Values): Promise<numb
     for (const room of rooms) {
       const session = await c.room(room);
       if (!session.state.policy.persist) continue;
-      const { messages, stats } = await c.history(room);
-      for (const m of messages.slice(-historyN)) print(m.meta, m.plaintext);
+      const { messages, stats } = await c.history(room, { last: historyN });
+      for (const m of messages) print(m.meta, m.plaintext);
       reportRefused("listen (history)", stats);
     }
     const live = held;
@@ -506,9 +506,8 @@ export const historyCommand: Command = {
         throw new Error(`room ${room} is not persisted: it keeps no history`);
       }
       const handles = handleCache(c);
-      const { messages, stats } = await c.history(room);
-      const shown = limit === undefined ? messages : messages.slice(-limit);
-      for (const m of shown) {
+      const { messages, stats } = await c.history(room, { last: limit });
+      for (const m of messages) {
         console.log(await render(m.meta, m.plaintext, handles, v.json === true));
       }
       reportRefused("history", stats);

@@ -86,6 +86,17 @@ Deno.test("history reads a stream longer than the gets in flight in stream order
     // Older than the stream's first sequence: from the first.
     assertEquals((await cb.history(room, { startSeq: 0 })).messages.length, 1000);
 
+    // The newest messages only, fewer or more than there are.
+    assertEquals(texts((await cb.history(room, { last: 3 })).messages), expected.slice(-3));
+    assertEquals(texts((await cb.history(room, { last: 999 })).messages), expected.slice(1));
+    assertEquals(texts((await cb.history(room, { last: 5000 })).messages), expected);
+    assertEquals((await cb.history(room, { last: 0 })).messages, []);
+    assertEquals(
+      texts((await cb.history(room, { limit: 10, last: 4 })).messages),
+      expected.slice(6, 10),
+    );
+
+    await assertRejects(() => cb.history(room, { last: -1 }), RangeError, "last");
     await assertRejects(() => cb.history(room, { limit: -1 }), RangeError, "limit");
     await assertRejects(() => cb.history(room, { limit: 2.5 }), RangeError, "limit");
     await assertRejects(() => cb.history(room, { startSeq: 1.5 }), RangeError, "startSeq");

@@ -17,7 +17,7 @@ import { DurablePublisher } from "./durable_publish.ts";
 import { openBlob, sealBlob } from "./blobs.ts";
 import { RoomPublisher } from "./publisher.ts";
 import { ReplyInbox } from "./reply_inbox.ts";
-import { readRoomHistory } from "./history.ts";
+import { lastOf, readRoomHistory } from "./history.ts";
 import { dialClient, watchConnection } from "./connect.ts";
 import { MembershipAdmin } from "./membership_admin.ts";
 import { isReplySubjectOf, isRoomId, requireSubject } from "./refs.ts";
@@ -594,22 +594,24 @@ export class UnibusClient {
    * stream sequence on (e.g. the middle of a long history; the stream's
    * first sequence when absent or older), `limit` stops after that many
    * messages. The stream is read up to its last sequence at the call.
-   * Everything is held in memory: for long histories use
+   * Everything is held in memory (`last` bounds it): for long histories use
    * {@linkcode UnibusClient.readHistory}, which streams them.
    *
    * @example
    * ```ts
-   * const { messages } = await client.history(room, { limit: 100 });
+   * const { messages } = await client.history(room, { last: 100 }); // the newest 100
    * ```
    */
   async history(
     ref: RoomRef,
     opts: HistoryOptions = {},
   ): Promise<{ messages: Array<{ meta: FrameMeta; plaintext: Uint8Array }>; stats: RoomStats }> {
+    const last = opts.last ?? Infinity;
+    if (last !== Infinity && !(Number.isSafeInteger(last) && last >= 0)) {
+      throw new RangeError(`history last must be a whole number >= 0, not ${last}`);
+    }
     const { messages, stats } = await this.readHistory(ref, opts);
-    const out: Array<{ meta: FrameMeta; plaintext: Uint8Array }> = [];
-    for await (const m of messages) out.push(m);
-    return { messages: out, stats };
+    return { messages: await lastOf(messages, last), stats };
   }
 
   /**

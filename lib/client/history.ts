@@ -66,3 +66,28 @@ export async function readRoomHistory(
   }
   return { messages: messages(), stats: reader.stats };
 }
+
+/**
+ * The last `n` items of `items`, in order, holding at most `n` at a time.
+ *
+ * @example
+ * ```ts
+ * async function* count() { for (let i = 0; i < 5; i++) yield i; }
+ * await lastOf(count(), 2); // [3, 4]
+ * ```
+ */
+export async function lastOf<T>(items: AsyncIterable<T>, n: number): Promise<T[]> {
+  const ring: T[] = [];
+  // Where the oldest item held is, once the ring is full.
+  let oldest = 0;
+  for await (const item of items) {
+    if (n === 0) continue;
+    if (ring.length < n) {
+      ring.push(item);
+      continue;
+    }
+    ring[oldest] = item;
+    oldest = (oldest + 1) % n;
+  }
+  return [...ring.slice(oldest), ...ring.slice(0, oldest)];
+}

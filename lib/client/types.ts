@@ -68,6 +68,12 @@ export interface HistoryOptions {
   limit?: number;
   /** Start at this stream sequence; the stream's first one when absent or older. */
   startSeq?: number;
+  /**
+   * {@linkcode UnibusClient.history} only: keep the last this many messages
+   * of those read (a whole number >= 0), so that memory stays bounded by it
+   * however long the history is. Default: all.
+   */
+  last?: number;
 }
 
 /** A live room subscription. */
