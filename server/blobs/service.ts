@@ -19,11 +19,9 @@ import {
 } from "../../lib/store/store.ts";
 import { KeyedLock } from "../keyed_lock.ts";
 import type { Limits } from "../limits.ts";
-import { notFound, RoomRefusal } from "../rooms/refusal.ts";
+import { ID32, notFound, quotaExceeded, RoomRefusal } from "../rooms/refusal.ts";
 import { memberRoom } from "../rooms/service.ts";
 import { verifiedRoom } from "../rooms/state.ts";
-
-const ID32 = /^[0-9a-f]{32}$/;
 
 /** What the blob service needs. */
 export interface BlobServiceDeps {
@@ -74,17 +72,11 @@ export class BlobService {
   // Counted from the store under the uploader's lock, as rooms are.
   async #requireQuota(caller: string, size: number): Promise<void> {
     const used = await this.#store.blobUsageOf(caller);
-    const exceeded = (limit: string, max: number, n: number) =>
-      new RoomRefusal("quota_exceeded", `quota ${limit} reached: ${n} used of ${max}`, {
-        limit,
-        max,
-        used: n,
-      });
     if (used.count >= this.#quotas.blobsPerUser) {
-      throw exceeded("blobs_per_user", this.#quotas.blobsPerUser, used.count);
+      throw quotaExceeded("blobs_per_user", this.#quotas.blobsPerUser, used.count);
     }
     if (used.bytes + size > this.#quotas.blobBytesPerUser) {
-      throw exceeded("blob_bytes_per_user", this.#quotas.blobBytesPerUser, used.bytes);
+      throw quotaExceeded("blob_bytes_per_user", this.#quotas.blobBytesPerUser, used.bytes);
     }
   }
 

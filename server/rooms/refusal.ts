@@ -84,3 +84,26 @@ export function roomNotFound(): RoomRefusal {
 export function notFound(what: string): RoomRefusal {
   return new RoomRefusal("not_found", `${what} not found`);
 }
+
+/**
+ * The 429 for a used-up quota: which limit, its maximum, and how much of it
+ * the caller has used.
+ *
+ * @example
+ * ```ts
+ * throw quotaExceeded("rooms_per_user", 100, 100);
+ * ```
+ */
+export function quotaExceeded(limit: string, max: number, used: number): RoomRefusal {
+  return new RoomRefusal("quota_exceeded", `quota ${limit} reached: ${used} used of ${max}`, {
+    limit,
+    max,
+    used,
+  });
+}
+
+/**
+ * A room or blob id as the server makes them: 32 lowercase hex digits. An id
+ * of another shape names nothing and is answered as not found.
+ */
+export const ID32 = /^[0-9a-f]{32}$/;

@@ -40,12 +40,9 @@ import {
 import type { MissingPeers } from "../cluster/status.ts";
 import { KeyedLock } from "../keyed_lock.ts";
 import type { Limits } from "../limits.ts";
-import { roomNotFound, RoomRefusal } from "./refusal.ts";
+import { ID32, quotaExceeded, roomNotFound, RoomRefusal } from "./refusal.ts";
 import { memberProvenance, type RoomView, roomView, stateAfter, verifiedRoom } from "./state.ts";
 import { type RoomStreams, StreamPlacementError, StreamStorageFullError } from "./streams.ts";
-
-/** A room id: 32 lowercase hex characters. */
-const ID32 = /^[0-9a-f]{32}$/;
 
 /** Seconds a client is told to wait before retrying a write the cluster cannot place. */
 export const CLUSTER_DEGRADED_RETRY_AFTER_S = 30;
@@ -237,17 +234,11 @@ export class RoomService {
   // can, by at most one per node: a bounded overshoot, not a hole).
   async #requireRoomQuota(caller: string, persist: boolean): Promise<void> {
     const used = await this.#store.countRoomsCreatedBy(caller);
-    const exceeded = (limit: string, max: number, n: number) =>
-      new RoomRefusal("quota_exceeded", `quota ${limit} reached: ${n} used of ${max}`, {
-        limit,
-        max,
-        used: n,
-      });
     if (used.rooms >= this.#quotas.roomsPerUser) {
-      throw exceeded("rooms_per_user", this.#quotas.roomsPerUser, used.rooms);
+      throw quotaExceeded("rooms_per_user", this.#quotas.roomsPerUser, used.rooms);
     }
     if (persist && used.persisted >= this.#quotas.persistedRoomsPerUser) {
-      throw exceeded(
+      throw quotaExceeded(
         "persisted_rooms_per_user",
         this.#quotas.persistedRoomsPerUser,
         used.persisted,
