@@ -225,6 +225,8 @@ export class ControlPlaneClient {
       if (res.status === 503 && typeof code === "string" && RETRYABLE_503.has(code)) {
         if (code === "outcome_unknown") {
           unknown = true;
+          // A failed look-up leaves the outcome unknown, not refused: the
+          // write is retried, and its own idempotence settles it.
           const found = await opts.resolveUnknown?.(body as Record<string, unknown>)
             .catch(() => null);
           if (found) return { reconciled: found.value };
@@ -238,6 +240,7 @@ export class ControlPlaneClient {
         }
       }
       if (unknown && opts.reconcile?.statuses.includes(res.status)) {
+        // A check that cannot answer proves nothing: the refusal stands.
         const mine = await opts.reconcile.check().catch(() => null);
         if (mine) return { reconciled: mine.value };
       }
@@ -381,6 +384,7 @@ export class ControlPlaneClient {
         resolveUnknown: async (body) => {
           const id = body.id;
           if (typeof id !== "string" || !/^[0-9a-f]{32}$/.test(id)) return null;
+          // Not readable (yet): not known to be ours, so the upload is retried.
           const stored = await this.getBlob(id).catch(() => null);
           const mine = stored !== null && sameBytes(stored, bytes);
           return mine ? { value: { id, size: bytes.length } } : null;

@@ -258,7 +258,7 @@ export class KvAccess {
     if (!checksRevisionAtApply(version)) {
       throw new StoreUnavailableError(
         `cannot confirm a read of ${key} on nats-server ${version || "(unknown)"}: the revision ` +
-          "check relies on nats-server 2.10.6 to 2.10.x (lib/store/kv.ts #committedRevision)",
+          "check relies on nats-server 2.10.6 to 2.10.x",
       );
     }
     const h = headers();

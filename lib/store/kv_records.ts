@@ -30,7 +30,7 @@ export interface RoomRecord extends Room {
 /** A visible room record with its revision, as {@linkcode KvStore} reads it. */
 export type RoomRead = { value: RoomRecord; revision: number };
 
-/** A linearizable read under way (`KvStore.#startCurrent`). */
+/** A linearizable read under way (`KvAccess.startCurrent`). */
 export interface CurrentRead {
   /** The read before it is confirmed (null on failure): for starting dependent reads only. */
   guess: Promise<KvEntry | null>;
@@ -182,7 +182,7 @@ export function message(err: unknown): string {
 
 /**
  * Whether nats-server `version` checks a per-subject expectation above the
- * stream's last sequence only at apply time (`KvStore.#committedRevision`):
+ * stream's last sequence only at apply time (`KvAccess.committedRevision`):
  * 2.10.6 to 2.10.x.
  */
 export function checksRevisionAtApply(version: string): boolean {

@@ -228,7 +228,7 @@ export class KvRooms {
   /**
    * The rooms whose member set names `signPub`. `current`: every record that
    * grants one of them (the room's id record and its member set) is read
-   * linearizably (`#startCurrent`), so a room removed or a
+   * linearizably (`KvAccess.startCurrent`), so a room removed or a
    * member removed before the call began is never in the answer. The rest
    * only ever takes access away when it is old, so it is read plainly: the
    * member index is a hint (invariant 3: an old one misses a room joined
@@ -318,7 +318,7 @@ export class KvRooms {
   /**
    * Linearizable, as the contract asks: the user and every room record that
    * grants access are read at a revision the bucket's RAFT group confirmed
-   * after the call began (`#startCurrent`), so no login is
+   * after the call began (`KvAccess.startCurrent`), so no login is
    * admitted after a revoke or a room removal returned, on any node,
    * whatever the cluster is doing; with no leader to confirm, it throws and
    * the login fails closed. No cache: whether another node committed a
