@@ -94,41 +94,54 @@ export async function benchShell(lines: number): Promise<ShellFigures> {
       ],
       env,
     );
-    const ready = Promise.withResolvers<void>();
-    const stderr = (async () => {
-      let text = "";
-      for await (const c of listen.stderr.pipeThrough(new TextDecoderStream())) {
-        text += c;
-        if (text.split("\n").includes("ready")) ready.resolve();
-      }
-      return text;
-    })();
+    // Neither child outlives the run, whatever fails in it.
+    let send: Deno.ChildProcess | null = null;
+    let received = 0;
+    let shellMs = 0;
     let firstAt = 0;
     let lastAt = 0;
-    const counted = (async () => {
-      let n = 0;
-      for await (const c of listen.stdout.pipeThrough(new TextDecoderStream())) {
-        for (const ch of c) if (ch === "\n") n++;
-        lastAt = performance.now();
-        if (firstAt === 0) firstAt = lastAt;
+    try {
+      const ready = Promise.withResolvers<void>();
+      const stderr = (async () => {
+        let text = "";
+        for await (const c of listen.stderr.pipeThrough(new TextDecoderStream())) {
+          text += c;
+          if (text.split("\n").includes("ready")) ready.resolve();
+        }
+        return text;
+      })();
+      const counted = (async () => {
+        let n = 0;
+        for await (const c of listen.stdout.pipeThrough(new TextDecoderStream())) {
+          for (const ch of c) if (ch === "\n") n++;
+          lastAt = performance.now();
+          if (firstAt === 0) firstAt = lastAt;
+        }
+        return n;
+      })();
+      await Promise.race([
+        ready.promise,
+        listen.status.then(async () => {
+          throw new Error(`listen ended: ${await stderr}`);
+        }),
+      ]);
+      const t0 = performance.now();
+      send = unibus(["send", "bench.shell", ...target("ada")], env, "piped");
+      const input = await Deno.open(file);
+      await input.readable.pipeTo(send.stdin);
+      const sent = await send.output();
+      if (!sent.success) throw new Error(new TextDecoder().decode(sent.stderr));
+      await listen.status;
+      received = await counted;
+      shellMs = performance.now() - t0;
+    } catch (err) {
+      for (const child of [listen, send]) {
+        try {
+          child?.kill("SIGKILL");
+        } catch { /* already ended */ }
       }
-      return n;
-    })();
-    await Promise.race([
-      ready.promise,
-      listen.status.then(async () => {
-        throw new Error(`listen ended: ${await stderr}`);
-      }),
-    ]);
-    const t0 = performance.now();
-    const send = unibus(["send", "bench.shell", ...target("ada")], env, "piped");
-    const input = await Deno.open(file);
-    await input.readable.pipeTo(send.stdin);
-    const sent = await send.output();
-    if (!sent.success) throw new Error(new TextDecoder().decode(sent.stderr));
-    await listen.status;
-    const received = await counted;
-    const shellMs = performance.now() - t0;
+      throw err;
+    }
 
     // The library, same room, same count.
     const seeds = {
