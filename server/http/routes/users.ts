@@ -82,6 +82,8 @@ export function userRoutes(deps: UserRouteDeps): Route[] {
         if (handle === null) throw badRequest("give ?handle=NAME", "invalid_request");
         const bad = handleViolation(handle);
         if (bad) throw badRequest(`handle: ${bad.message}`, "invalid_handle");
+        // A scan of the allowlist, not an index: a bus holds hundreds of
+        // users, and this is asked only when a command names a member by handle.
         const users = (await store.listUsers())
           .filter((u) => u.handle === handle && u.status === "active")
           .map(userView);
