@@ -3,9 +3,10 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,cluster,cluster-connect,cluster-e2e,connect,control-plane,e2e,
- * flood,history,primitives,ready,scale,shell,sync (default all but cluster, cluster-connect,
- * cluster-e2e, scale, shell and sync; shell: --shell-lines=N, default 10000; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
+ * Options: --only=callout,cluster,cluster-connect,cluster-e2e,cold-start,connect,
+ * control-plane,e2e,flood,history,primitives,ready,scale,shell,sync (default all but cluster,
+ * cluster-connect, cluster-e2e, cold-start, scale, shell and sync; cold-start:
+ * --cold-starts=N (default 20), --cold-at-once=K (default 2); shell: --shell-lines=N, default 10000; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
  * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
  * --sizes=256,1024,16384, --connects, --messages, --pings, --flood and the
@@ -30,6 +31,7 @@ import { benchHistory, historyReport } from "./history.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { benchShell } from "./shell.ts";
+import { benchColdStart } from "./cold_start.ts";
 import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
 
@@ -299,6 +301,24 @@ if (only.has("shell")) {
     "|---|---|---|---|---|",
     `| shell (send → listen --json), send's start included | ${f.received} | ${f.shellMs} | ${f.shellPerSec} | ${f.streamPerSec} |`,
     `| library (publish → subscribe) | ${f.lines} | ${f.libraryMs} | ${f.libraryPerSec} | |`,
+    "",
+  );
+}
+
+if (only.has("cold-start")) {
+  const f = await benchColdStart(
+    Math.min(200, Math.max(1, Number(flag("cold-starts", "20")))),
+    Math.min(8, Math.max(1, Number(flag("cold-at-once", "2")))),
+  );
+  results.coldStart = f;
+  out.push(
+    `${f.starts} cold starts of three \`unibus serve\` nodes at once, ${f.atOnce} clusters at a ` +
+      "time, no second try:",
+    "",
+    "| formed a meta group of 3 | failed | ready p50 ms | ready max ms | why they failed |",
+    "|---|---|---|---|---|",
+    `| ${f.formed} | ${f.failures.length} | ${f.readyP50Ms ?? "-"} | ${f.readyMaxMs ?? "-"} | ` +
+      `${[...new Set(f.failures)].join("; ") || "-"} |`,
     "",
   );
 }
