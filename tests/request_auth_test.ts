@@ -590,6 +590,25 @@ Deno.test("a declared length over the route's cap is 413 before the body is read
   });
 });
 
+Deno.test("a Content-Length unibus sees malformed is 400 bad_content_length in JSON; one the HTTP parser refuses is a bare 400", async () => {
+  await withServer(async ({ port, alice }) => {
+    // Two Content-Length lines of one value reach the handler joined
+    // ("5, 5"): not a byte count. (The second line rides in the first's value.)
+    const joined = await rawPost(port, "/v1/upload", {
+      ...uploadHeaders(alice, "/v1/upload", new TextEncoder().encode("hello")),
+      "content-length": "5\r\ncontent-length: 5",
+    }, "hello");
+    const res = await joined.response();
+    assertEquals([res.status, res.body.error], [400, "bad_content_length"]);
+    // Not a number, or two values: hyper answers before any handler, with no
+    // body (docs/api.md says so).
+    for (const bad of ["abc", "-1", "5, 5", "5\r\ncontent-length: 6"]) {
+      const x = await rawPost(port, "/v1/upload", { "content-length": bad }, "hello");
+      assertEquals(await x.response(), { status: 400, body: {} }, bad);
+    }
+  });
+});
+
 Deno.test("a chunked body is refused with 413 as soon as it crosses the cap", async () => {
   await withServer(async ({ port, alice }) => {
     const x = await rawPost(port, "/v1/upload", {
