@@ -39,7 +39,15 @@ import {
 } from "../lib/e2e/membership.ts";
 import { sealRoomKey } from "../lib/e2e/room_key.ts";
 import { Chain, initialChainKey } from "../lib/e2e/ratchet.ts";
-import { bodyAad, encodePacket, HEADER_BYTES, packetSignedMessage } from "../lib/e2e/packet.ts";
+import {
+  bodyAad,
+  encodePacket,
+  HEADER_BYTES,
+  packetSignedMessage,
+  replySessionFor,
+} from "../lib/e2e/packet.ts";
+import { toBase64 } from "../lib/e2e/bytes.ts";
+import { MembershipError } from "../lib/e2e/membership.ts";
 
 /** Fixed inputs; the test reads them back from the JSON, not from here. */
 export const INPUTS = {
@@ -70,6 +78,16 @@ export const INPUTS = {
     framesUtf8: ["hello, room", "second frame"],
   },
   signOnly: { index: 0, firstFrame: 0, framesUtf8: ["signed, not secret"] },
+  /** Packet 2 of Bob's session, timed (every live packet is): one frame, a request. */
+  timed: {
+    index: 2,
+    firstFrame: 7,
+    sentAt: 1700000005000,
+    nonceHex: "101112131415161718191a1b",
+    framesUtf8: ["status?"],
+  },
+  /** Alice's reply to that request: packet 0, frame 0 of the reply session. */
+  reply: { sentAt: 1700000005100, nonceHex: "202122232425262728292a2b", frameUtf8: "all green" },
 };
 
 // The encrypted two-frame packet of the v1 vectors (format "UBP1", before
@@ -156,7 +174,15 @@ export function buildVectors() {
       };
       const change = signChange(body, alice.signer);
       changes.push(change);
-      bodies.push(body.adds ? parseChange(change.text) : body);
+      // A refused vector's change may not parse back; its log is checked
+      // by verifyLog below either way.
+      let kept = body;
+      if (body.adds) {
+        try {
+          kept = parseChange(change.text);
+        } catch { /* kept as written */ }
+      }
+      bodies.push(kept);
     };
     return { bodies, changes, push };
   };
@@ -195,6 +221,69 @@ export function buildVectors() {
   pushBulk({ op: "remove", member: bob.signPubHex });
   pushBulk({ op: "add", adds: [entry(carol, "admin"), entry(bob, "member")] });
   const bulkState = verifyLog(room, bulk);
+
+  // A creation naming two members besides its creator: one change, epoch 0.
+  const { bodies: createBodies, changes: createMany, push: pushCreateMany } = logOf();
+  pushCreateMany({
+    op: "create",
+    subject: INPUTS.subject,
+    policy: INPUTS.policy,
+    ...adds(alice, "admin"),
+    adds: [entry(carol, "member"), entry(bob, "admin")],
+  });
+  const createManyState = verifyLog(room, createMany);
+
+  // Logs a verifier must refuse, each for one rule of several members in a
+  // change (§2.4); every change is validly signed, so only the rule stops it.
+  const resigned = (text: string): SignedChange => ({
+    text,
+    sig: toBase64(alice.signer.sign(utf8(text))),
+  });
+  const refused = (
+    name: string,
+    rule: string,
+    build: (l: ReturnType<typeof logOf>) => void,
+  ) => {
+    const l = logOf();
+    build(l);
+    try {
+      verifyLog(room, l.changes);
+    } catch (err) {
+      if (!(err instanceof MembershipError)) throw err;
+      return { name, rule, changes: l.changes.map((c) => ({ text: c.text, sigBase64: c.sig })) };
+    }
+    throw new Error(`the refused log ${name} verified`);
+  };
+  const createAlone = { op: "create" as const, subject: INPUTS.subject, policy: INPUTS.policy };
+  const membershipRefused = [
+    refused("add-names-a-member-already-in", "none may be a member already (rule 7)", (l) => {
+      l.push({ ...createAlone, ...adds(alice, "admin"), adds: [entry(bob, "member")] });
+      l.push({ op: "add", adds: [entry(bob, "member"), entry(carol, "member")] });
+    }),
+    refused("add-names-one-member-twice", "each member once", (l) => {
+      l.push({ ...createAlone, ...adds(alice, "admin") });
+      l.push({ op: "add", adds: [entry(carol, "member"), entry(carol, "admin")] });
+    }),
+    refused("create-names-its-creator-again", "the creator may not add itself again", (l) => {
+      l.push({ ...createAlone, ...adds(alice, "admin"), adds: [entry(alice, "member")] });
+    }),
+    refused("add-lines-out-of-order", "add lines in ascending order of the key", (l) => {
+      l.push({ ...createAlone, ...adds(alice, "admin") });
+      l.push({ op: "add", adds: [entry(bob, "member"), entry(carol, "member")] });
+      const lines = l.changes[1].text.split("\n");
+      const at = lines.findIndex((x) => x.startsWith("add: "));
+      [lines[at], lines[at + 1]] = [lines[at + 1], lines[at]];
+      l.changes[1] = resigned(lines.join("\n"));
+    }),
+    refused("add-with-one-add-line", "a v2 add names at least 2 members", (l) => {
+      l.push({ ...createAlone, ...adds(alice, "admin") });
+      l.push({ op: "add", adds: [entry(bob, "member"), entry(carol, "member")] });
+      const lines = l.changes[1].text.split("\n");
+      const at = lines.findIndex((x) => x.startsWith("add: "));
+      lines.splice(at + 1, 1);
+      l.changes[1] = resigned(lines.join("\n"));
+    }),
+  ];
 
   // Sealed room key for Bob at the last epoch, generated and signed by Alice.
   const roomKey = fromHex(INPUTS.roomKeyHex);
@@ -272,6 +361,53 @@ export function buildVectors() {
     { ...ctx, encrypted: false },
     { index: S.index, firstFrame: S.firstFrame, key: null },
     S.framesUtf8.map(utf8),
+  );
+
+  // A timed packet of Bob's session (every live packet is timed): packet 2,
+  // one frame at index 7, sent as a request. Its header is 88 bytes.
+  const T = INPUTS.timed;
+  const timedPacket = encodePacket(
+    { ...ctx, sentAt: T.sentAt },
+    { index: T.index, firstFrame: T.firstFrame, key: mks[T.index] },
+    T.framesUtf8.map(utf8),
+    fromHex(T.nonceHex),
+  );
+  const timedHeader = timedPacket.subarray(0, HEADER_BYTES + 8);
+
+  // Alice's reply to it: a session derived from the request (its sender, its
+  // session, its epoch and its frame index), a chain of Alice's on that
+  // session in her current epoch, packet 0 with frame 0 under MK_0.
+  const R = INPUTS.reply;
+  const replySessionInput = concatBytes(
+    utf8("unibus/reply/v1"),
+    bob.signPub,
+    session,
+    u32(epoch),
+    u32(T.firstFrame),
+  );
+  const replySession = replySessionFor(bob.signPub, session, epoch, T.firstFrame);
+  if (toHex(replySession) !== toHex(sha256(replySessionInput).subarray(0, 16))) {
+    throw new Error("lib/e2e/packet.ts replySessionFor disagrees with the formula spelled out");
+  }
+  const replyCk0 = initialChainKey(roomKey, {
+    roomId: room,
+    epoch,
+    sender: alice.signPub,
+    session: replySession,
+  });
+  const replyMk0 = hkdf(sha256, replyCk0, salt, stepInfo, 64).slice(0, 32);
+  const replyPacket = encodePacket(
+    {
+      roomId: room,
+      epoch,
+      session: replySession,
+      signer: alice.signer,
+      encrypted: true,
+      sentAt: R.sentAt,
+    },
+    { index: 0, firstFrame: 0, key: replyMk0 },
+    [utf8(R.frameUtf8)],
+    fromHex(R.nonceHex),
   );
 
   return {
@@ -356,6 +492,43 @@ export function buildVectors() {
         packetHex: toHex(plainPacket),
       },
     ],
+    /** Bob's request (timed, one frame) and Alice's reply to it (§2.9 request/reply). */
+    timedPacket: {
+      name: "timed-request-one-frame",
+      roomId: room,
+      encrypted: true,
+      sender: "bob",
+      epoch,
+      sessionHex: INPUTS.sessionHex,
+      index: T.index,
+      firstFrame: T.firstFrame,
+      sentAtMs: T.sentAt,
+      framesUtf8: T.framesUtf8,
+      nonceHex: T.nonceHex,
+      messageKeyHex: toHex(mks[T.index]),
+      headerHex: toHex(timedHeader),
+      aadHex: toHex(bodyAad(room, timedHeader)),
+      signatureHex: toHex(timedPacket.subarray(timedPacket.length - 64)),
+      packetHex: toHex(timedPacket),
+    },
+    reply: {
+      request: "timed-request-one-frame",
+      requester: "bob",
+      replier: "alice",
+      epoch,
+      replySessionInputHex: toHex(replySessionInput),
+      replySessionHex: toHex(replySession),
+      chainKey0Hex: toHex(replyCk0),
+      messageKeyHex: toHex(replyMk0),
+      sentAtMs: R.sentAt,
+      frameUtf8: R.frameUtf8,
+      nonceHex: R.nonceHex,
+      packetHex: toHex(replyPacket),
+    },
+    /** A creation naming two members besides the creator (§2.4, one change). */
+    membershipCreateMany: logVector(createBodies, createMany, createManyState),
+    /** Logs every verifier refuses: each breaks one rule of several members in a change. */
+    membershipRefused,
     /** A v1 packet (the first vector of the previous format) a v2 receiver must refuse by version. */
     oldVersionPacketHex: OLD_V1_PACKET_HEX,
   };

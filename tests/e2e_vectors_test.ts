@@ -15,6 +15,7 @@ import {
   type ChangeBody,
   changeHash,
   changeText,
+  MembershipError,
   parseChange,
   signChange,
   verifyLog,
@@ -26,7 +27,9 @@ import {
   encodePacket,
   HEADER_BYTES,
   openPacket,
+  PacketError,
   PacketVersionError,
+  replySessionFor,
 } from "../lib/e2e/packet.ts";
 import { aeadDecrypt } from "../lib/e2e/aead.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -115,6 +118,39 @@ interface Vectors {
     messageKeysHex: string[];
   };
   packets: PacketVector[];
+  timedPacket: {
+    roomId: string;
+    sender: "bob";
+    epoch: number;
+    sessionHex: string;
+    index: number;
+    firstFrame: number;
+    sentAtMs: number;
+    framesUtf8: string[];
+    nonceHex: string;
+    messageKeyHex: string;
+    headerHex: string;
+    aadHex: string;
+    signatureHex: string;
+    packetHex: string;
+  };
+  reply: {
+    requester: "bob";
+    replier: "alice";
+    epoch: number;
+    replySessionInputHex: string;
+    replySessionHex: string;
+    chainKey0Hex: string;
+    messageKeyHex: string;
+    sentAtMs: number;
+    frameUtf8: string;
+    nonceHex: string;
+    packetHex: string;
+  };
+  membershipCreateMany: MembershipVectors;
+  membershipRefused: Array<
+    { name: string; rule: string; changes: Array<{ text: string; sigBase64: string }> }
+  >;
   oldVersionPacketHex: string;
 }
 
@@ -386,4 +422,136 @@ Deno.test("vectors: a v1 packet is refused by its version, not parsed", () => {
     PacketVersionError,
     "packet format v1 is not supported",
   );
+});
+
+Deno.test("vectors: a timed packet signs its send time into an 88-byte header the body is bound to", () => {
+  const v = vectors.timedPacket;
+  const sender = ids[v.sender];
+  const session = fromHex(v.sessionHex);
+  const mk = fromHex(vectors.chain.messageKeysHex[v.index]);
+  assertEquals(toHex(mk), v.messageKeyHex);
+  const bytes = encodePacket(
+    {
+      roomId: v.roomId,
+      epoch: v.epoch,
+      session,
+      signer: sender.signer,
+      encrypted: true,
+      sentAt: v.sentAtMs,
+    },
+    { index: v.index, firstFrame: v.firstFrame, key: mk },
+    v.framesUtf8.map(utf8),
+    fromHex(v.nonceHex),
+  );
+  assertEquals(toHex(bytes), v.packetHex);
+  // Flags: bit 0 encrypted, bit 1 timed; the time is a u64 right after the 80 bytes.
+  assertEquals(bytes[4], 3);
+  assertEquals(toHex(bytes.subarray(0, HEADER_BYTES + 8)), v.headerHex);
+  assertEquals(
+    Number(new DataView(bytes.buffer, bytes.byteOffset + HEADER_BYTES, 8).getBigUint64(0)),
+    v.sentAtMs,
+  );
+  assertEquals(
+    v.aadHex,
+    toHex(concatBytes(utf8("unibus/body/v2"), lengthPrefixed(v.roomId), fromHex(v.headerHex))),
+  );
+  const p = decodePacket(v.roomId, bytes);
+  assertEquals([p.sentAt, p.index, p.firstFrame], [v.sentAtMs, v.index, v.firstFrame]);
+  assertEquals(openPacket(v.roomId, p, mk)?.map((f) => new TextDecoder().decode(f)), v.framesUtf8);
+  // The time is signed: another time in the same bytes no longer verifies.
+  const moved = bytes.slice();
+  moved[HEADER_BYTES + 7] ^= 1;
+  assertThrows(() => decodePacket(v.roomId, moved), PacketError, "signature");
+});
+
+Deno.test("vectors: a reply's session comes from the request's sender, session, epoch and frame index; the reply is packet 0, frame 0", () => {
+  const v = vectors.reply;
+  const req = vectors.timedPacket;
+  const requester = ids[v.requester];
+  const replier = ids[v.replier];
+  assertEquals(
+    v.replySessionInputHex,
+    toHex(concatBytes(
+      utf8("unibus/reply/v1"),
+      requester.signPub,
+      fromHex(req.sessionHex),
+      u32(req.epoch),
+      u32(req.firstFrame),
+    )),
+  );
+  assertEquals(toHex(sha256(fromHex(v.replySessionInputHex)).subarray(0, 16)), v.replySessionHex);
+  const session = replySessionFor(
+    requester.signPub,
+    fromHex(req.sessionHex),
+    req.epoch,
+    req.firstFrame,
+  );
+  assertEquals(toHex(session), v.replySessionHex);
+  const ck0 = initialChainKey(fromHex(vectors.roomKey.roomKeyHex), {
+    roomId: vectors.room.id,
+    epoch: v.epoch,
+    sender: replier.signPub,
+    session,
+  });
+  assertEquals(toHex(ck0), v.chainKey0Hex);
+  const mk0 = new Chain(ck0).next();
+  assertEquals(toHex(mk0), v.messageKeyHex);
+  const bytes = encodePacket(
+    {
+      roomId: vectors.room.id,
+      epoch: v.epoch,
+      session,
+      signer: replier.signer,
+      encrypted: true,
+      sentAt: v.sentAtMs,
+    },
+    { index: 0, firstFrame: 0, key: mk0 },
+    [utf8(v.frameUtf8)],
+    fromHex(v.nonceHex),
+  );
+  assertEquals(toHex(bytes), v.packetHex);
+  const p = decodePacket(vectors.room.id, bytes);
+  assertEquals([toHex(p.sender), toHex(p.session), p.index, p.firstFrame, p.count], [
+    replier.signPubHex,
+    v.replySessionHex,
+    0,
+    0,
+    1,
+  ]);
+});
+
+Deno.test("vectors: a creation naming two members besides its creator is one change at epoch 0", () => {
+  const v = vectors.membershipCreateMany;
+  assertEquals(v.changes.length, 1);
+  assertEquals(v.changes[0].text.split("\n")[0], "unibus/membership/v2");
+  assertEquals(v.changes[0].text.split("\n").filter((l) => l.startsWith("add: ")).length, 2);
+  checkMembershipVectors(v);
+  assertEquals([v.final.epoch, v.final.members.length], [0, 3]);
+});
+
+Deno.test("vectors: every log breaking a rule of several members in a change is refused", () => {
+  assertEquals(vectors.membershipRefused.map((r) => r.name), [
+    "add-names-a-member-already-in",
+    "add-names-one-member-twice",
+    "create-names-its-creator-again",
+    "add-lines-out-of-order",
+    "add-with-one-add-line",
+  ]);
+  for (const r of vectors.membershipRefused) {
+    const changes = r.changes.map((c) => ({ text: c.text, sig: c.sigBase64 }));
+    // Each change is validly signed: the rule alone refuses it.
+    for (const c of changes) {
+      const by = /^by: ([0-9a-f]{64})$/m.exec(c.text)![1];
+      const sig = Uint8Array.from(atob(c.sig), (ch) => ch.charCodeAt(0));
+      assert(verifySignature(fromHex(by), utf8(c.text), sig), r.name);
+    }
+    try {
+      verifyLog(vectors.room.id, changes);
+      throw new Error(`${r.name}: the log verified`);
+    } catch (err) {
+      assert(err instanceof MembershipError, `${r.name}: ${err}`);
+    }
+    // Everything before the offending change verifies.
+    if (changes.length > 1) verifyLog(vectors.room.id, changes.slice(0, -1));
+  }
 });
