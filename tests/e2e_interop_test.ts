@@ -385,3 +385,49 @@ Deno.test("interop: our decoder accepts a packet built entirely with libsodium a
   const frames = openPacket(room, packet, chain.keyFor(packet.index));
   assertEquals(frames?.map((f) => new TextDecoder().decode(f)), texts);
 });
+
+Deno.test("interop: libsodium derives the reply session, its MK_0, verifies and opens the timed reply", () => {
+  const r = vectors.reply;
+  const req = vectors.timedPacket;
+  const room = vectors.room.id;
+  const bob = vectors.identities[r.requester];
+  const alice = vectors.identities[r.replier];
+  // The reply session: SHA-256 over the request's sender, session, epoch, frame index.
+  const session = sodium.crypto_hash_sha256(concatBytes(
+    utf8("unibus/reply/v1"),
+    fromHex(bob.signPubHex),
+    fromHex(req.sessionHex),
+    u32(req.epoch),
+    u32(req.firstFrame),
+  )).subarray(0, 16);
+  assertEquals(toHex(session), r.replySessionHex);
+  const ck0 = sodiumCk0(
+    fromHex(vectors.roomKey.roomKeyHex),
+    room,
+    r.epoch,
+    fromHex(alice.signPubHex),
+    session,
+  );
+  assertEquals(toHex(sodiumMk(ck0, 0)), r.messageKeyHex);
+  // A timed packet: flags 3, the u64 time after the 80 bytes, an 88-byte header.
+  const bytes = fromHex(r.packetHex);
+  assertEquals(bytes[4], 3);
+  const header = bytes.subarray(0, 88);
+  assertEquals(
+    Number(new DataView(bytes.buffer, bytes.byteOffset + 80, 8).getBigUint64(0)),
+    r.sentAtMs,
+  );
+  assert(sodium.crypto_sign_verify_detached(
+    bytes.subarray(bytes.length - 64),
+    sodiumSigned(room, bytes.subarray(0, bytes.length - 64)),
+    fromHex(alice.signPubHex),
+  ));
+  const plain = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
+    null,
+    bytes.subarray(88, bytes.length - 64),
+    sodiumBodyAad(room, header),
+    bytes.subarray(68, 80),
+    sodiumMk(ck0, 0),
+  );
+  assertEquals(sodiumFrames(plain), [r.frameUtf8]);
+});
