@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type PinnedFetch, pinnedFetch } from "../platform/mod.ts";
 import type { Ed25519KeyPair } from "../crypto/ed25519.ts";
 import { pathAndQueryOfUrl, signRequest } from "../auth/request_signing.ts";
 import type { RoomSummary, RoomView, SealedKeyView, UserView } from "../api/types.ts";
@@ -101,7 +102,8 @@ class SentNoAnswer extends Error {}
 export class ControlPlaneClient {
   #urls: string[];
   #signer: Ed25519KeyPair;
-  #http: Deno.HttpClient | undefined;
+  // The fetch that trusts the pinned CA (or the system roots without one).
+  #http: Promise<PinnedFetch>;
   #preferred = 0;
   #timeoutMs: number;
   #retryBudgetMs: number;
@@ -110,7 +112,9 @@ export class ControlPlaneClient {
     if (opts.urls.length === 0) throw new UnreachableError("no control-plane URL given");
     this.#urls = opts.urls.map((u) => u.replace(/\/+$/, ""));
     this.#signer = opts.signer;
-    this.#http = opts.caCert ? Deno.createHttpClient({ caCerts: [opts.caCert] }) : undefined;
+    this.#http = pinnedFetch(opts.caCert);
+    // A failure to set it up is reported by the first request that awaits it.
+    this.#http.catch(() => {});
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     this.#retryBudgetMs = opts.retryBudgetMs ?? 15_000;
   }
@@ -154,7 +158,8 @@ export class ControlPlaneClient {
         body: payload,
       });
       try {
-        const res = await fetch(url, {
+        const http = await this.#http;
+        const res = await http.fetch(url, {
           method,
           headers: {
             ...headers,
@@ -163,7 +168,6 @@ export class ControlPlaneClient {
               : {}),
           },
           body: payload as Uint8Array<ArrayBuffer> | undefined,
-          client: this.#http,
           signal: AbortSignal.timeout(this.#timeoutMs),
         });
         this.#preferred = at;
@@ -411,7 +415,7 @@ export class ControlPlaneClient {
   }
 
   close(): void {
-    this.#http?.close();
+    this.#http.then((h) => h.close(), () => {});
   }
 }
 

@@ -29,6 +29,7 @@
 
 import { headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { ACK_SUFFIX } from "../notices.ts";
+import { unrefTimer } from "../platform/mod.ts";
 
 interface Pending {
   subject: string;
@@ -92,7 +93,7 @@ export class DurablePublisher {
     });
     this.#timer = setInterval(() => this.#resend(), Math.max(50, this.#retryMs / 2));
     // A pending resend must not keep a finished program alive.
-    Deno.unrefTimer(this.#timer);
+    unrefTimer(this.#timer);
   }
 
   /** Publishes `data` on `subject` and keeps resending it until `stream` acks it. */

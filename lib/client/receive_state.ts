@@ -14,7 +14,9 @@
  */
 
 import { resolve } from "node:path";
+import { rename, rm } from "node:fs/promises";
 import { privateTempPath, writePrivateTemp } from "../fs/private_file.ts";
+import { isNotFound } from "../platform/mod.ts";
 import { readRegularFile } from "../fs/read_regular.ts";
 import type { ReceiveSnapshot } from "./room_session.ts";
 
@@ -59,7 +61,7 @@ export async function openReceiveState(path: string, signPub: string): Promise<R
     const { bytes } = await readRegularFile(path, MAX_STATE_BYTES);
     text = new TextDecoder().decode(bytes);
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) {
+    if (!isNotFound(err)) {
       throw new ReceiveStateError(`cannot read receive state ${path}: ${(err as Error).message}`);
     }
   }
@@ -168,10 +170,10 @@ export class ReceiveState {
     const tmp = privateTempPath(this.#path);
     try {
       await writePrivateTemp(tmp, data);
-      await Deno.rename(tmp, this.#path);
+      await rename(tmp, this.#path);
     } finally {
       // Absent once the rename moved it into place: nothing to remove then.
-      await Deno.remove(tmp).catch(() => {});
+      await rm(tmp, { force: true }).catch(() => {});
     }
   }
 }

@@ -6,6 +6,8 @@
  */
 
 import { randomBytes } from "node:crypto";
+import { chmod, open } from "node:fs/promises";
+import process from "node:process";
 import { basename, dirname, join } from "node:path";
 
 /**
@@ -31,19 +33,19 @@ export function privateTempPath(path: string): string {
  * ```ts
  * const tmp = privateTempPath(`${dir}/state`);
  * await writePrivateTemp(tmp, bytes);
- * await Deno.rename(tmp, `${dir}/state`);
+ * await rename(tmp, `${dir}/state`); // node:fs/promises
  * ```
  */
 export async function writePrivateTemp(tmp: string, data: Uint8Array): Promise<void> {
-  const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  // "wx": created here, never an existing file (or a link planted there).
+  const f = await open(tmp, "wx", 0o600);
   try {
     // The umask can only narrow the mode, but an explicit chmod also covers
     // filesystems that ignore the create mode.
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, 0o600);
-    let n = 0;
-    while (n < data.length) n += await f.write(data.subarray(n));
+    if (process.platform !== "win32") await chmod(tmp, 0o600);
+    await f.writeFile(data);
     await f.sync();
   } finally {
-    f.close();
+    await f.close();
   }
 }

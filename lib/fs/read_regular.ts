@@ -13,6 +13,7 @@
  */
 
 import { constants, promises as fsp } from "node:fs";
+import { notFoundError } from "../platform/mod.ts";
 
 /** The path names something other than a regular file (a FIFO, a directory, a device). */
 export class NotRegularFileError extends Error {
@@ -62,7 +63,7 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
     fh = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as { code?: string }).code === "ENOENT") {
-      throw new Deno.errors.NotFound(`${path}: no such file`);
+      throw notFoundError(`${path}: no such file`);
     }
     throw err;
   }

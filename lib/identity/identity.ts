@@ -17,6 +17,9 @@
  * @module
  */
 
+import { promises as fsp } from "node:fs";
+import process from "node:process";
+import { isNotFound } from "../platform/mod.ts";
 import {
   FileTooLargeError,
   NotRegularFileError,
@@ -551,14 +554,14 @@ export async function loadIdentity(path: string): Promise<Identity> {
     // refused at once instead of hanging until something writes to it.
     file = await readRegularFile(path, MAX_FILE_BYTES);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new IdentityNotFoundError(path);
+    if (isNotFound(e)) throw new IdentityNotFoundError(path);
     if (e instanceof NotRegularFileError) {
       throw new IdentityError(path, `identity path ${path} is not a regular file (${e.kind})`);
     }
     if (e instanceof FileTooLargeError) throw new IdentityCorruptError(path, "file is too large");
     throw readError(path, e);
   }
-  if (Deno.build.os !== "windows" && (file.mode & 0o077) !== 0) {
+  if (process.platform !== "win32" && (file.mode & 0o077) !== 0) {
     throw new IdentityPermissionError(path, file.mode & 0o777);
   }
   let text: string;
@@ -598,10 +601,10 @@ export async function saveIdentity(
   const data = new TextEncoder().encode(encodeIdentityFile(id));
   const tmp = privateTempPath(abs);
   try {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     await writePrivateTemp(tmp, data);
     if (opts.overwrite) {
-      await Deno.rename(tmp, abs);
+      await fsp.rename(tmp, abs);
     } else {
       await placeWithoutClobber(tmp, abs, path);
     }
@@ -611,7 +614,7 @@ export async function saveIdentity(
     const detail = e instanceof Error ? e.message : String(e);
     throw new IdentityError(path, `cannot write identity file ${path}: ${detail}`, { cause: e });
   } finally {
-    await Deno.remove(tmp).catch(() => {});
+    await fsp.rm(tmp, { force: true }).catch(() => {});
   }
 }
 
@@ -619,24 +622,24 @@ export async function saveIdentity(
 // rename is not (it replaces), and an exists-check before it would race.
 async function placeWithoutClobber(tmp: string, abs: string, path: string): Promise<void> {
   try {
-    await Deno.link(tmp, abs);
+    await fsp.link(tmp, abs);
     return;
   } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) throw new IdentityExistsError(path);
+    if ((e as { code?: unknown }).code === "EEXIST") throw new IdentityExistsError(path);
     // Filesystems without hard links: fall back to check-then-rename.
-    if (await Deno.lstat(abs).then(() => true, () => false)) throw new IdentityExistsError(path);
-    await Deno.rename(tmp, abs);
+    if (await fsp.lstat(abs).then(() => true, () => false)) throw new IdentityExistsError(path);
+    await fsp.rename(tmp, abs);
   }
 }
 
 async function syncDir(dir: string): Promise<void> {
   // Best effort: persists the new directory entry; not every OS allows it.
   try {
-    const d = await Deno.open(dir, { read: true });
+    const d = await fsp.open(dir, "r");
     try {
       await d.sync();
     } finally {
-      d.close();
+      await d.close();
     }
   } catch { /* unsupported */ }
 }
