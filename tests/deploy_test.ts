@@ -19,6 +19,7 @@ const SCRIPTS = [
   "deploy/cluster/deploy-cluster.sh",
   "scripts/setup",
   "scripts/build",
+  "scripts/build-npm",
   "scripts/test",
   "scripts/unibus",
   "scripts/bench/run",

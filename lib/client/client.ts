@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type Deferred, deferred } from "../platform/mod.ts";
 import type { NatsConnection, Subscription as NatsSubscription } from "@nats-io/transport-node";
 import { inboxPrefixFor } from "../auth/acl.ts";
 import { utf8 } from "../e2e/bytes.ts";
@@ -79,7 +80,7 @@ export class UnibusClient {
   #closed = false;
   #refreshing: Promise<void> | null = null;
   #refreshNext: Promise<void> | null = null;
-  #reconnected: PromiseWithResolvers<void> | null = null;
+  #reconnected: Deferred<void> | null = null;
   /** Where this client's requests get their replies (reply_inbox.ts). */
   readonly #replies: ReplyInbox;
   /** Rooms' membership: creating, adding, removing, keys (membership_admin.ts). */
@@ -218,7 +219,7 @@ export class UnibusClient {
       try {
         // reconnect() only starts the cycle: wait for the new, re-authenticated
         // connection before anything relies on its permissions.
-        const back = Promise.withResolvers<void>();
+        const back = deferred<void>();
         this.#reconnected = back;
         const timer = setTimeout(
           () => back.reject(new UnreachableError("the session did not come back within 10 s")),

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { isDeno } from "../platform/mod.ts";
 import { installConnectionResetGuard } from "../nats/connection_reset_guard.ts";
 import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
 
@@ -27,6 +28,9 @@ import { installTlsEmptyWriteShim } from "../nats/tls_empty_write.ts";
  * ```
  */
 export function installClientPatches(): void {
+  // Both work around Deno's node-compat layer; Node.js's own sockets need
+  // neither, and its process-wide error handling is the program's.
+  if (!isDeno) return;
   installConnectionResetGuard();
   installTlsEmptyWriteShim();
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type Deferred, deferred } from "../platform/mod.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { roomStreamName } from "../auth/acl.ts";
 import { utf8 } from "../e2e/bytes.ts";
@@ -24,7 +25,7 @@ const MAX_BATCH_BYTES = 512 * 1024;
 interface Batch {
   frames: Uint8Array[];
   bytes: number;
-  done: PromiseWithResolvers<void>;
+  done: Deferred<void>;
 }
 
 /** What publishing needs of its client. */
@@ -64,7 +65,7 @@ export class RoomPublisher {
       !batch || batch.frames.length >= MAX_BATCH_FRAMES ||
       batch.bytes + bytes.length > MAX_BATCH_BYTES
     ) {
-      batch = { frames: [], bytes: 0, done: Promise.withResolvers<void>() };
+      batch = { frames: [], bytes: 0, done: deferred<void>() };
       this.#batches.set(key, batch);
       const sealed = batch;
       queueMicrotask(() => {

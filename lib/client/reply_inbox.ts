@@ -5,6 +5,7 @@
  * @module
  */
 
+import { deferred } from "../platform/mod.ts";
 import {
   createInbox,
   type Msg,
@@ -50,7 +51,7 @@ export class ReplyInbox {
   exchange(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
     const inbox = this.#replyInbox ?? this.#subscribe();
     const token = `${++this.#nextToken}`;
-    const { promise, resolve, reject } = Promise.withResolvers<Msg>();
+    const { promise, resolve, reject } = deferred<Msg>();
     const timer = setTimeout(() => {
       this.#awaiting.delete(token);
       reject(new TimeoutError());

@@ -65,7 +65,10 @@ export async function pinnedFetch(caCertPem: string | undefined): Promise<Pinned
   if (caCertPem === undefined) return { fetch: (u, i) => fetch(u, i), close: () => {} };
   if (isDeno) {
     const client = Deno.createHttpClient({ caCerts: [caCertPem] });
-    return { fetch: (u, i) => fetch(u, { ...i, client }), close: () => client.close() };
+    return {
+      fetch: (u, i) => fetch(u, { ...i, client } as RequestInit),
+      close: () => client.close(),
+    };
   }
   const undici = await import("undici");
   const agent = new undici.Agent({ connect: { ca: caCertPem } });
@@ -94,4 +97,31 @@ export async function pinnedFetch(caCertPem: string | undefined): Promise<Pinned
 export function notFoundError(message: string): Error {
   if (isDeno) return new Deno.errors.NotFound(message);
   return Object.assign(new Error(message), { code: "ENOENT" });
+}
+
+/** A promise with its resolve and reject, as `Promise.withResolvers` gives one. */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(reason?: unknown): void;
+}
+
+/**
+ * `Promise.withResolvers()`, which Node.js 20 does not have (22 does).
+ *
+ * @example
+ * ```ts
+ * const ready = deferred<void>();
+ * setTimeout(() => ready.resolve(), 10);
+ * await ready.promise;
+ * ```
+ */
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason?: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
