@@ -25,6 +25,7 @@ from .identity import (
     save_identity,
     verify_kex_binding,
 )
+from .wire import canonical_request, seed_nkey, sign_request, user_nkey
 from .membership import (
     ChangeBody,
     MemberEntry,
@@ -70,5 +71,9 @@ __all__ = [
     "sign_change",
     "verify_kex_binding",
     "verify_log",
+    "canonical_request",
+    "seed_nkey",
+    "sign_request",
+    "user_nkey",
 ]
 __version__ = "0.2.0"
