@@ -12,7 +12,7 @@ import { openSqliteStore } from "../lib/store/sqlite.ts";
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { addBusUser } from "./helpers/bus.ts";
 import { startServe } from "./helpers/serve_process.ts";
-import { makeTestPki } from "./helpers/tls.ts";
+import { makeTestPki, tlsEnforceArgs } from "./helpers/tls.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -47,18 +47,7 @@ Deno.test("the npm build runs under Node.js: the two-agents example over pinned 
   await run("bash", [`${ROOT}scripts/build-npm`], ROOT);
   const project = await Deno.makeTempDir({ prefix: "unibus-node-" });
   const pki = await makeTestPki();
-  const s = await startServe({
-    extraArgs: [
-      "--bus-auth",
-      "enforce",
-      "--tls-cert",
-      pki.serverCert,
-      "--tls-key",
-      pki.serverKey,
-      "--tls-ca",
-      pki.caCert,
-    ],
-  });
+  const s = await startServe({ extraArgs: tlsEnforceArgs(pki) });
   const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
   let ada: UnibusClient | null = null;
   let echo: Deno.ChildProcess | null = null;

@@ -4,22 +4,11 @@ import { assertEquals, assertRejects } from "./helpers/assert.ts";
 import { addBusUser, addRoom, connectAs } from "./helpers/bus.ts";
 import { collector } from "./helpers/client_bus.ts";
 import { startServe } from "./helpers/serve_process.ts";
-import { makeTestPki, type TestPki } from "./helpers/tls.ts";
+import { makeTestPki, type TestPki, tlsEnforceArgs } from "./helpers/tls.ts";
 
 /** `serve --bus-auth enforce` with TLS on both planes from `pki`. */
 function tlsServe(pki: TestPki) {
-  return startServe({
-    extraArgs: [
-      "--bus-auth",
-      "enforce",
-      "--tls-cert",
-      pki.serverCert,
-      "--tls-key",
-      pki.serverKey,
-      "--tls-ca",
-      pki.caCert,
-    ],
-  });
+  return startServe({ extraArgs: tlsEnforceArgs(pki) });
 }
 
 Deno.test("--tls-cert/--tls-key serve HTTPS and NATS over TLS, pinned to --tls-ca", async () => {

@@ -91,7 +91,29 @@ export async function makeTestPki(): Promise<TestPki> {
   };
 }
 
-/** A separate route CA and one route certificate per node (issue 10). */
+/**
+ * `serve`'s arguments for enforce mode with TLS on both planes from `pki`,
+ * pinned to its CA.
+ *
+ * @example
+ * ```ts
+ * const s = await startServe({ extraArgs: tlsEnforceArgs(await makeTestPki()) });
+ * ```
+ */
+export function tlsEnforceArgs(pki: TestPki): string[] {
+  return [
+    "--bus-auth",
+    "enforce",
+    "--tls-cert",
+    pki.serverCert,
+    "--tls-key",
+    pki.serverKey,
+    "--tls-ca",
+    pki.caCert,
+  ];
+}
+
+/** A separate route CA and one route certificate per node. */
 export interface RoutePki {
   dir: string;
   caCert: string;
