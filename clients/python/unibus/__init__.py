@@ -25,6 +25,7 @@ from .identity import (
     save_identity,
     verify_kex_binding,
 )
+from .room import Dropped, Message, Room
 from .wire import canonical_request, seed_nkey, sign_request, user_nkey
 from .membership import (
     ChangeBody,
@@ -71,6 +72,9 @@ __all__ = [
     "sign_change",
     "verify_kex_binding",
     "verify_log",
+    "Dropped",
+    "Message",
+    "Room",
     "canonical_request",
     "seed_nkey",
     "sign_request",
