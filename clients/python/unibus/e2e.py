@@ -77,12 +77,19 @@ def initial_chain_key(room_key: bytes, room_id: str, epoch: int, sender: bytes, 
     return hkdf_sha256(room_key, ZERO_SALT, info, 32)
 
 
+#: How many packets a receiver skips over lost ones before refusing: each
+#: skipped index costs one HKDF step, so a member could otherwise make a
+#: receiver spin through billions of them with one packet.
+MAX_SKIP = 2048
+
+
 class Chain:
     """The per-sender ratchet: ``MK_n`` for packet ``n``, never going back."""
 
-    def __init__(self, ck0: bytes) -> None:
+    def __init__(self, ck0: bytes, max_skip: int = MAX_SKIP) -> None:
         self._ck = ck0
         self._index = 0
+        self._max_skip = max_skip
 
     def next(self) -> bytes:
         okm = hkdf_sha256(self._ck, ZERO_SALT, b"unibus/step/v2", 64)
@@ -94,6 +101,8 @@ class Chain:
         """``MK_index`` (``index`` not below the next one): the keys between are spent."""
         if index < self._index:
             raise PacketError(f"packet {index} is behind the chain")
+        if index - self._index > self._max_skip:
+            raise PacketError(f"packet {index} skips too far ahead")
         while self._index < index:
             self.next()
         return self.next()

@@ -17,6 +17,11 @@ from .membership import RoomState, SignedChange, verify_log
 CLOCK_LAG_MS = 2000
 #: A send time this far ahead of the receiver's clock is refused the same way.
 FUTURE_MS = 30_000
+#: Receiving sessions kept per sender, and in all; one pushed out is
+#: remembered as closed (at most MAX_RETIRED), so its old packets stay refused.
+MAX_SESSIONS_PER_SENDER = 64
+MAX_SESSIONS = 4096
+MAX_RETIRED = 65_536
 
 
 class Dropped(Exception):
@@ -69,7 +74,10 @@ class Room:
             self.keys[epoch] = e2e.open_room_key(self.id, epoch, envelope, me, bytes.fromhex(admin))
         self._session = os.urandom(16)
         self._lane: tuple[int, e2e.Chain | None, int, int] | None = None  # epoch, chain, packet, frame
+        # (epoch, sender, session) -> chain, next packet index, next frame index;
+        # insertion order is age, for evicting the oldest.
         self._chains: dict[tuple[int, str, str], tuple[e2e.Chain | None, int, int]] = {}
+        self._retired: dict[tuple[int, str, str], None] = {}
         self._horizon = int(time.time() * 1000) - CLOCK_LAG_MS
 
     def seal(self, data: bytes | str) -> bytes:
@@ -114,8 +122,12 @@ class Room:
         if p.sent_at is None or p.sent_at < self._horizon or p.sent_at > now + FUTURE_MS:
             raise Dropped("replayed", "not timed within this receiver's window")
         lane = (p.epoch, sender, p.session.hex())
-        chain, next_index, next_frame = self._chains.get(lane, (None, 0, 0))
-        if lane in self._chains and p.index < next_index:
+        if lane in self._retired:
+            raise Dropped("replayed", "sender session was retired")
+        if lane not in self._chains:
+            self._track(lane)
+        chain, next_index, next_frame = self._chains[lane]
+        if p.index < next_index:
             raise Dropped("replayed", f"packet {p.index} of a session already past it")
         if p.first_frame < next_frame:
             raise Dropped("invalid", "frame index went backwards")
@@ -125,7 +137,10 @@ class Room:
                 raise Dropped("noKey", f"no room key for epoch {p.epoch}")
             if chain is None:
                 chain = e2e.Chain(e2e.initial_chain_key(self.keys[p.epoch], self.id, p.epoch, p.sender, p.session))
-            key = chain.key_for(p.index)
+            try:
+                key = chain.key_for(p.index)
+            except e2e.PacketError as err:
+                raise Dropped("invalid", str(err)) from None
         # The index is spent whether or not the body opens: its signer can only waste its own session.
         self._chains[lane] = (chain, p.index + 1, p.first_frame + p.count)
         try:
@@ -136,3 +151,21 @@ class Room:
             Message(self.id, self.subject, sender, p.epoch, p.session.hex(), p.first_frame + i, p.sent_at, f)
             for i, f in enumerate(frames)
         ]
+
+    def _track(self, lane: tuple[int, str, str]) -> None:
+        """A new receiving session, within the bounds: a sender's own oldest
+        is pushed out past its quota (never someone else's), the oldest of all
+        past the total."""
+        mine = [k for k in self._chains if k[1] == lane[1]]
+        if len(mine) >= MAX_SESSIONS_PER_SENDER:
+            self._retire(mine[0])
+        if len(self._chains) >= MAX_SESSIONS:
+            self._retire(next(iter(self._chains)))
+        self._chains[lane] = (None, 0, 0)
+
+    def _retire(self, lane: tuple[int, str, str]) -> None:
+        # Restarting a pushed-out session at CK_0 would accept its old packets again.
+        del self._chains[lane]
+        self._retired[lane] = None
+        if len(self._retired) > MAX_RETIRED:
+            del self._retired[next(iter(self._retired))]
