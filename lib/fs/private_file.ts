@@ -6,7 +6,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { chmod, open } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import process from "node:process";
 import { basename, dirname, join } from "node:path";
 
@@ -41,8 +41,9 @@ export async function writePrivateTemp(tmp: string, data: Uint8Array): Promise<v
   const f = await open(tmp, "wx", 0o600);
   try {
     // The umask can only narrow the mode, but an explicit chmod also covers
-    // filesystems that ignore the create mode.
-    if (process.platform !== "win32") await chmod(tmp, 0o600);
+    // filesystems that ignore the create mode. On the handle, not the path:
+    // whatever is at the path by now, it is this file that gets the mode.
+    if (process.platform !== "win32") await f.chmod(0o600);
     await f.writeFile(data);
     await f.sync();
   } finally {
