@@ -2,8 +2,8 @@
  * Writes dist/npm/: the client library (lib/client/mod.ts and what it
  * imports) as an npm package for Node.js ≥ 20, ES modules with `.d.ts`,
  * compiled by TypeScript's own compiler from the same sources Deno runs (no
- * second copy of the client). Its dependencies are the npm packages the
- * compiled code imports, at the versions deno.json pins.
+ * second copy of the client). Its dependencies are the npm packages that
+ * module graph imports, at the versions deno.json pins.
  *
  *   bash scripts/build-npm
  *
@@ -29,15 +29,27 @@ declare namespace Deno {
 }
 `;
 
-/** deno.json's npm pins: package name → version. */
-async function npmPins(): Promise<Map<string, string>> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
-  const pins = new Map<string, string>();
-  for (const target of Object.values(config.imports as Record<string, string>)) {
-    const m = /^npm:\/?((?:@[^/@]+\/)?[^/@]+)@([^/]+)\/?$/.exec(target);
-    if (m) pins.set(m[1], m[2]);
+/**
+ * The npm packages the client's module graph imports, at the versions Deno
+ * resolved them to (deno.json's pins, locked by deno.lock): name → version.
+ * Asked of `deno info`, so nothing else (server, CLI, MCP) is pulled in.
+ */
+async function clientPackages(): Promise<Map<string, string>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", `${ROOT}/lib/client/mod.ts`],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("deno info lib/client/mod.ts failed");
+  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    modules: Array<{ specifier: string }>;
+  };
+  const packages = new Map<string, string>();
+  for (const { specifier } of graph.modules) {
+    const m = /^npm:\/((?:@[^/@]+\/)?[^/@]+)@([^/]+)/.exec(specifier);
+    if (m) packages.set(m[1], m[2]);
   }
-  return pins;
+  return packages;
 }
 
 async function run(cmd: string, args: string[], cwd: string): Promise<void> {
@@ -46,43 +58,17 @@ async function run(cmd: string, args: string[], cwd: string): Promise<void> {
   if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${out.code})`);
 }
 
-/** The bare package names the compiled files import (not relative, not node:). */
-async function importedPackages(dir: string): Promise<Set<string>> {
-  const found = new Set<string>();
-  const walk = async (d: string) => {
-    for await (const e of Deno.readDir(d)) {
-      const p = `${d}/${e.name}`;
-      if (e.isDirectory) await walk(p);
-      else if (e.name.endsWith(".js")) {
-        const text = await Deno.readTextFile(p);
-        // `… from "x"`, `import("x")` and a bare `import "x"`, as tsc writes them.
-        const specs = /\bfrom "([^"]+)"|\bimport\("([^"]+)"\)|^import "([^"]+)"/gm;
-        for (const m of text.matchAll(specs)) {
-          const spec = m[1] ?? m[2] ?? m[3];
-          // Relative, built in, or this package named in a JSDoc example.
-          if (/^(\.|node:|@unibus\/)/.test(spec)) continue;
-          const parts = spec.split("/");
-          found.add(spec.startsWith("@") ? `${parts[0]}/${parts[1]}` : parts[0]);
-        }
-      }
-    }
-  };
-  await walk(dir);
-  return found;
-}
-
-const pins = await npmPins();
+const dependencies = Object.fromEntries([...await clientPackages()].sort());
 await Deno.remove(`${WORK}/src`, { recursive: true }).catch(() => {});
 await Deno.mkdir(`${WORK}/src`, { recursive: true });
 await run("cp", ["-r", `${ROOT}/lib`, `${WORK}/src/lib`], ROOT);
 await Deno.writeTextFile(`${WORK}/src/deno_shim.d.ts`, DENO_SHIM);
 
-// Every npm package deno.json pins, so the compiler finds each import's types.
-const deps = Object.fromEntries([...pins].filter(([name]) => name !== "@modelcontextprotocol/sdk"));
+// The client's packages and the build tools, so the compiler finds each import's types.
 await Deno.writeTextFile(
   `${WORK}/package.json`,
   JSON.stringify(
-    { private: true, type: "module", dependencies: { ...deps, ...BUILD_TOOLS } },
+    { private: true, type: "module", dependencies: { ...dependencies, ...BUILD_TOOLS } },
     null,
     2,
   ),
@@ -115,15 +101,6 @@ await Deno.writeTextFile(
 );
 await run(`${WORK}/node_modules/.bin/tsc`, ["-p", "tsconfig.json"], WORK);
 
-const used = await importedPackages(OUT);
-const dependencies: Record<string, string> = {};
-for (const name of [...used].sort()) {
-  const version = pins.get(name);
-  if (!version) {
-    throw new Error(`the compiled client imports ${name}, which deno.json does not pin`);
-  }
-  dependencies[name] = version;
-}
 await Deno.writeTextFile(
   `${OUT}/package.json`,
   JSON.stringify(
