@@ -117,13 +117,12 @@ async function usersOnReplicas(a: NodeAccess, keys: string[]): Promise<string[][
  * current and agree on the meta leader; that leader's name.
  */
 async function settled(c: ServeCluster, ms: number): Promise<string> {
-  let last = "";
+  type Health = Awaited<ReturnType<ServeCluster["health"]>> | null;
+  let last: Health[] = [];
   try {
     return await waitUntil("all three nodes healthy, replicas current", ms, async () => {
-      const hs = await Promise.all([0, 1, 2].map((i) => c.health(i).catch(() => null)));
-      last = hs.map((h, i) => `${c.nodes[i].name}: ${h?.status} ${JSON.stringify(h?.body ?? {})}`)
-        .join("\n");
-      const cls = hs.map((h) =>
+      last = await Promise.all([0, 1, 2].map((i) => c.health(i).catch(() => null)));
+      const cls = last.map((h) =>
         h?.status === 200
           ? h.body.cluster as { replicasCurrent: boolean; metaLeader: string | null }
           : null
@@ -135,27 +134,21 @@ async function settled(c: ServeCluster, ms: number): Promise<string> {
     // What each node said last: which node, which stream, which problem; and
     // every answer to the stream info of each stream shown behind (a replica
     // that still believes it leads answers too, naming another leader).
-    const answers = await streamInfoAnswers(c, laggingStreams(last)).catch((e) => String(e));
+    const said = last.map((h, i) =>
+      `${c.nodes[i].name}: ${h?.status} ${JSON.stringify(h?.body ?? {})}`
+    )
+      .join("\n");
+    const lagging = new Set(last.flatMap((h) => {
+      const streams = (h?.body.cluster as { streams?: Array<{ stream: string; lagged: string[] }> })
+        ?.streams ?? [];
+      return streams.filter((st) => st.lagged.length > 0).map((st) => st.stream);
+    }));
+    const answers = await streamInfoAnswers(c, [...lagging]).catch((e) => String(e));
     throw new Error(
-      `${(err as Error).message}; last /healthz:\n${last.slice(0, 8000)}\n` +
+      `${(err as Error).message}; last /healthz:\n${said.slice(0, 8000)}\n` +
         `stream info answers:\n${answers}`,
     );
   }
-}
-
-/** The streams some node's last /healthz showed with a replica behind. */
-function laggingStreams(healthLines: string): string[] {
-  const names = new Set<string>();
-  for (const line of healthLines.split("\n")) {
-    const body = line.slice(line.indexOf("{"));
-    try {
-      const streams = (JSON.parse(body).cluster?.streams ?? []) as Array<
-        { stream: string; lagged: string[] }
-      >;
-      for (const st of streams) if (st.lagged.length > 0) names.add(st.stream);
-    } catch { /* not a JSON body */ }
-  }
-  return [...names];
 }
 
 /** Every answer to each stream's info request (not only the first), as node 1 hears them. */
