@@ -517,3 +517,30 @@ Deno.test("request/respond: the reply is sealed for the room and bound to its re
     await b.stop();
   }
 });
+
+Deno.test("two subscriptions of one client to one room each get every message, and a responder beside a listener answers", async () => {
+  const b = await clientBus();
+  try {
+    const { ca, cb, room } = await roomOfTwo(b, "agent.twice.in");
+    const first = collector(3);
+    const second = collector(2);
+    await cb.subscribe(room, (_meta, data) => first.push(dec.decode(data)));
+    const two = await cb.subscribe(room, (_meta, data) => second.push(dec.decode(data)));
+    // The same client answers requests from a third subscription.
+    await cb.subscribe(room, (meta, data) => {
+      if (meta.reply) cb.respond(room, meta, `re: ${dec.decode(data)}`);
+    });
+    await ca.publish(room, "one");
+    const reply = await ca.request(room, "two");
+    assertEquals(dec.decode(reply.plaintext), "re: two");
+    assertEquals(await second.wait(), ["one", "two"]);
+    // Unsubscribing one leaves the others listening.
+    two.unsubscribe();
+    await ca.publish(room, "three");
+    assertEquals(await first.wait(), ["one", "two", "three"]);
+    assertEquals(second.got, ["one", "two"]);
+    assertEquals(two.stats.replayed, 0);
+  } finally {
+    await b.stop();
+  }
+});

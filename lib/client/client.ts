@@ -65,6 +65,15 @@ export async function connect(opts: ConnectOptions): Promise<UnibusClient> {
   return new UnibusClient(opts.identity, nc, control, state, pacing, opts.onError);
 }
 
+type RoomHandler = (meta: FrameMeta, plaintext: Uint8Array) => void;
+
+/** A room's one NATS subscription and the handlers it feeds. */
+interface RoomReceiver {
+  sub: NatsSubscription;
+  handlers: Set<RoomHandler>;
+  drained(): Promise<void>;
+}
+
 /**
  * A connected unibus client. Create it with {@linkcode connect}.
  */
@@ -85,8 +94,13 @@ export class UnibusClient {
   readonly #replies: ReplyInbox;
   /** Rooms' membership: creating, adding, removing, keys (membership_admin.ts). */
   readonly #admin: MembershipAdmin;
-  /** Live subscriptions per room id, ended when this client leaves or loses the room. */
-  #subs = new Map<string, Set<NatsSubscription>>();
+  /**
+   * Per room id: its one NATS subscription and the handlers it feeds, ended
+   * when this client leaves or loses the room. One per room, because a
+   * packet is opened once: a second subscription opening the same packet
+   * would find its index already passed and drop it as a replay.
+   */
+  #receivers = new Map<string, RoomReceiver>();
 
   readonly #state: ReceiveState | null;
   readonly #pacing: DialPacing | null;
@@ -296,8 +310,8 @@ export class UnibusClient {
   }
 
   #forget(id: string): void {
-    for (const sub of this.#subs.get(id) ?? []) sub.unsubscribe();
-    this.#subs.delete(id);
+    this.#receivers.get(id)?.sub.unsubscribe();
+    this.#receivers.delete(id);
     this.#rooms.delete(id);
     this.#state?.forget(id);
   }
@@ -568,23 +582,37 @@ export class UnibusClient {
   ): Promise<RoomSubscription> {
     this.#ensureOpen();
     const session = await this.room(ref);
-    const { sub, stats, drained } = subscribeToRoom(this.#nc, session, handler, {
-      reload: (id) => this.#reload(id),
-      failed: (event) => this.#failed(event),
-      touch: () => this.#state?.touch(),
-      ended: (sub) => this.#subs.get(session.roomId)?.delete(sub),
-    });
-    let subs = this.#subs.get(session.roomId);
-    if (!subs) this.#subs.set(session.roomId, subs = new Set());
-    subs.add(sub);
+    const id = session.roomId;
+    let receiver = this.#receivers.get(id);
+    if (!receiver) {
+      const handlers = new Set<RoomHandler>();
+      const { sub, drained } = subscribeToRoom(this.#nc, session, (meta, plaintext) => {
+        for (const h of handlers) h(meta, plaintext);
+      }, {
+        reload: (id) => this.#reload(id),
+        failed: (event) => this.#failed(event),
+        touch: () => this.#state?.touch(),
+        ended: (sub) => {
+          if (this.#receivers.get(id)?.sub === sub) this.#receivers.delete(id);
+        },
+      });
+      receiver = { sub, handlers, drained };
+      this.#receivers.set(id, receiver);
+    }
+    // Its own entry, so that the same function subscribed twice is two subscriptions.
+    const entry: RoomHandler = (meta, plaintext) => handler(meta, plaintext);
+    const mine = receiver;
+    mine.handlers.add(entry);
     await this.#nc.flush();
     return {
-      stats,
+      stats: session.stats,
       unsubscribe: () => {
-        this.#subs.get(session.roomId)?.delete(sub);
-        sub.unsubscribe();
+        mine.handlers.delete(entry);
+        if (mine.handlers.size > 0) return;
+        mine.sub.unsubscribe();
+        if (this.#receivers.get(id) === mine) this.#receivers.delete(id);
       },
-      drained,
+      drained: mine.drained,
     };
   }
 
