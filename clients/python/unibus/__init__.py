@@ -1,4 +1,5 @@
-"""unibus for Python: the end-to-end formats of protocol v2 (docs/protocol.md §2)."""
+"""unibus for Python: an asyncio client of the bus (:func:`connect`) and the
+end-to-end formats of protocol v2 beneath it (docs/protocol.md §2)."""
 
 from .e2e import (
     Chain,
@@ -25,7 +26,21 @@ from .identity import (
     save_identity,
     verify_kex_binding,
 )
-from .room import Dropped, Message, Room
+from .blobs import BlobRef
+from .client import Client, ErrorEvent, RoomInfo, Subscription, connect, is_reply_subject_of
+from .errors import (
+    ClosedError,
+    ControlPlaneError,
+    InvalidSubjectError,
+    MembershipVerificationError,
+    NoRespondersError,
+    NotAMemberError,
+    RequestTimeoutError,
+    RoomKeyUnavailableError,
+    UnibusError,
+    UnreachableError,
+)
+from .room import Dropped, Message, Room, Stale
 from .wire import canonical_request, seed_nkey, sign_request, user_nkey
 from .membership import (
     ChangeBody,
@@ -41,6 +56,24 @@ from .membership import (
 )
 
 __all__ = [
+    "BlobRef",
+    "Client",
+    "ClosedError",
+    "ControlPlaneError",
+    "ErrorEvent",
+    "InvalidSubjectError",
+    "MembershipVerificationError",
+    "NoRespondersError",
+    "NotAMemberError",
+    "RequestTimeoutError",
+    "RoomInfo",
+    "RoomKeyUnavailableError",
+    "Stale",
+    "Subscription",
+    "UnibusError",
+    "UnreachableError",
+    "connect",
+    "is_reply_subject_of",
     "Chain",
     "ChangeBody",
     "Identity",
