@@ -32,13 +32,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_pki(dir: Path) -> Path:
+    """A test CA and a server certificate for 127.0.0.1 (openssl), as
+    tests/helpers/tls.ts makes them; returns the CA file."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=dir, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=unibus test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    os.chmod(dir / "server.key", 0o600)
+    return dir / "ca.crt"
+
+
 class Serve:
-    def __init__(self, data_dir: Path) -> None:
+    """``unibus serve`` in enforce mode; with ``tls_dir`` (from :func:`make_pki`) TLS on both planes."""
+
+    def __init__(self, data_dir: Path, tls_dir: Path | None = None) -> None:
         self.data_dir = data_dir
         self.nats_port = free_port()
+        tls = []
+        if tls_dir is not None:
+            tls = ["--tls-cert", str(tls_dir / "server.crt"), "--tls-key", str(tls_dir / "server.key"),
+                   "--tls-ca", str(tls_dir / "ca.crt")]
         self.proc = subprocess.Popen(
             ["bash", *UNIBUS, "serve", "--data-dir", str(data_dir), "--http-addr", "127.0.0.1:0",
-             "--nats-port", str(self.nats_port), "--bus-auth", "enforce"],
+             "--nats-port", str(self.nats_port), "--bus-auth", "enforce", *tls],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         ready: dict = {}
@@ -57,10 +80,10 @@ class Serve:
         if not got.wait(90):
             self.stop()
             raise RuntimeError("serve did not become ready:\n" + "".join(self.lines[-30:]))
-        self.http = f"http://{ready['httpAddr']}"
+        self.http = f"{'https' if tls else 'http'}://{ready['httpAddr']}"
         # The CLI's own contexts stay out of the tests: an empty config home.
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(data_dir / "config"), "NO_COLOR": "1"}
-        self.nats = f"nats://127.0.0.1:{self.nats_port}"
+        self.nats = f"{'tls' if tls else 'nats'}://127.0.0.1:{self.nats_port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -126,3 +149,68 @@ def genesis(ident: unibus.Identity, room_id: str, subject: str) -> dict:
     return {"text": change.text, "sig": change.sig}
 
 
+
+class TsPeer:
+    """The TypeScript client in a process of its own (``ts_peer.ts``),
+    driven by JSON lines: ``call`` sends one command and returns its answer;
+    what its subscriptions deliver collects in ``messages``."""
+
+    def __init__(self, serve: Serve, id_file: Path) -> None:
+        script = (
+            'source "$1/scripts/setup"; unibus_setup all >&2; export DENO_NO_UPDATE_CHECK=1; '
+            'exec "$UNIBUS_DENO" run --quiet --frozen --allow-all "$1/clients/python/tests/ts_peer.ts" "$2" "$3" "$4"'
+        )
+        self.proc = subprocess.Popen(
+            ["bash", "-c", script, "ts_peer", str(ROOT), str(id_file), serve.nats, serve.http],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve.env,
+            start_new_session=True,
+        )
+        self.messages: list[dict] = []
+        self._answers: dict[int, dict] = {}
+        self._cond = threading.Condition()
+        self._next = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        self._wait(lambda: self._answers.get(-1), 90, "the TypeScript peer did not start")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            obj = json.loads(line)
+            with self._cond:
+                if obj.get("event") == "ready":
+                    self._answers[-1] = obj
+                elif obj.get("event") == "message":
+                    self.messages.append(obj)
+                else:
+                    self._answers[obj["id"]] = obj
+                self._cond.notify_all()
+
+    def _wait(self, ready, timeout: float, what: str):  # type: ignore[no-untyped-def]
+        with self._cond:
+            if not self._cond.wait_for(ready, timeout):
+                err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+                raise TimeoutError(f"{what} {err}")
+            return ready()
+
+    def call(self, op: str, timeout: float = 30, **args: object) -> dict:
+        self._next += 1
+        cid = self._next
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"id": cid, "op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        answer = self._wait(lambda: self._answers.get(cid), timeout, f"no answer to {op}")
+        if not answer["ok"]:
+            raise RuntimeError(f"TypeScript peer: {op}: {answer['error']}")
+        return answer
+
+    def wait_messages(self, pred, timeout: float = 15) -> list[dict]:  # type: ignore[no-untyped-def]
+        return self._wait(lambda: [m for m in self.messages if pred(m)] or None, timeout, "no such message")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
