@@ -4,8 +4,9 @@
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
  * Options: --only=callout,cluster,cluster-connect,cluster-e2e,cold-start,connect,
- * control-plane,e2e,flood,history,primitives,ready,scale,shell,sync (default all but cluster,
- * cluster-connect, cluster-e2e, cold-start, scale, shell and sync; cold-start:
+ * control-plane,e2e,flood,history,primitives,python,ready,scale,shell,sync (default all but cluster,
+ * cluster-connect, cluster-e2e, cold-start, python, scale, shell and sync; python:
+ * --py-messages=N (default 5000), --py-round-trips=N (default 300); cold-start:
  * --cold-starts=N (default 20), --cold-at-once=K (default 2); shell: --shell-lines=N, default 10000; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
  * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
  * cluster-e2e runs, reported as min / median / max),
@@ -31,6 +32,7 @@ import { benchHistory, historyReport } from "./history.ts";
 import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { benchShell } from "./shell.ts";
+import { benchPython, PYTHON_SIZES } from "./python.ts";
 import { benchColdStart } from "./cold_start.ts";
 import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
@@ -301,6 +303,34 @@ if (only.has("shell")) {
     "|---|---|---|---|---|",
     `| shell (send → listen --json), send's start included | ${f.received} | ${f.shellMs} | ${f.shellPerSec} | ${f.streamPerSec} |`,
     `| library (publish → subscribe) | ${f.lines} | ${f.libraryMs} | ${f.libraryPerSec} | |`,
+    "",
+  );
+}
+
+if (only.has("python")) {
+  const f = await benchPython(
+    Math.min(100_000, Math.max(10, Number(flag("py-messages", "5000")))),
+    Math.min(10_000, Math.max(10, Number(flag("py-round-trips", "300")))),
+  );
+  results.python = f;
+  out.push(
+    `The Python client beside the TypeScript client (encrypted room, one serve) and raw nats-py ` +
+      `(plain room, same logins): ${f.messages} publishes at 256 B and ${
+        Math.max(1, Math.floor(f.messages / 10))
+      } at 16 KiB, publish → subscribe, and ${f.roundTrips} sequential request/reply round trips:`,
+    "",
+    "| path | payload | msgs/s | request/reply p50 ms | p99 ms |",
+    "|---|---|---|---|---|",
+    ...PYTHON_SIZES.flatMap((size) =>
+      ([["raw nats-py", f.natsPy], ["Python client", f.python], [
+        "TypeScript client",
+        f.typescript,
+      ]] as const)
+        .map(([name, fig]) => {
+          const x = fig[String(size)];
+          return `| ${name} | ${size} B | ${x.msgs_per_s} | ${x.p50_ms} | ${x.p99_ms} |`;
+        })
+    ),
     "",
   );
 }
