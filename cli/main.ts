@@ -97,6 +97,11 @@ const COMMANDS: Array<{ name: string; summary: string; load(): Promise<Command> 
     summary: "serve the bus to an LLM agent as MCP tools over stdio",
     load: async () => (await import("./mcp.ts")).mcpCommand,
   },
+  {
+    name: "status",
+    summary: "the health of a node or a cluster (exit 1 when unhealthy)",
+    load: async () => (await import("./status.ts")).statusCommand,
+  },
   { name: "version", summary: "print the version", load: () => Promise.resolve(versionCommand) },
 ];
 

@@ -93,6 +93,24 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
         for (const s of cl.streams) {
           assertEquals([s.replicas, s.current.length], [3, 2], `${s.stream}`);
         }
+        // `unibus status` over the three: healthy, exit 0, every bucket at R3.
+        const seeds = c.nodes.map((n) => n.httpUrl).join(",");
+        const st = await runUnibus(["status", "--ctrl-seeds", seeds]);
+        assertEquals(st.code, 0, st.stdout + st.stderr);
+        assertMatch(st.stdout, /meta leader n[123], meta group 3 of 3, quorum yes/);
+        assertMatch(st.stdout, /stream KV_UNIBUS_users: R3, leader n[123]/);
+        const js = JSON.parse(
+          (await runUnibus(["status", "--ctrl-seeds", seeds, "--json"])).stdout,
+        );
+        assertEquals(js.healthy, true);
+        assertEquals(
+          js.nodes.map((n: { health: { cluster: { node: string } } }) => n.health.cluster.node),
+          [
+            "n1",
+            "n2",
+            "n3",
+          ],
+        );
       },
     );
 
@@ -297,6 +315,17 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
         );
         // The survivor: no meta leader, so healthz 503 …
         await waitUntil("n1's healthz 503", 20_000, async () => (await c.health(0)).status === 503);
+        // `unibus status` says so, and exits 1: the survivor unhealthy, the others unreachable.
+        const down = await runUnibus([
+          "status",
+          "--ctrl-seeds",
+          c.nodes.map((n) => n.httpUrl).join(","),
+          "--timeout",
+          "2",
+        ]);
+        assertEquals(down.code, 1, down.stdout + down.stderr);
+        assertMatch(down.stdout, /UNHEALTHY \(503\)/);
+        assertEquals(down.stdout.split("\n").filter((l) => l.includes("UNREACHABLE")).length, 2);
         // … a signed write 503 (never accepted, never half-done) …
         const outageRoom = newRoomId();
         const change = genesis(ada, { subject: "cluster.during.outage", room: outageRoom });

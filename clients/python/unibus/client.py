@@ -710,6 +710,8 @@ class Client:
         if not sender:
             return None
         if sender not in self._handles:
+            if len(self._handles) >= 10_000:
+                self._handles.clear()  # bounded: names are looked up again when needed
             try:
                 self._handles[sender] = (await self.control.json("GET", f"/v1/users/{sender}")).get("handle")
             except UnibusError:
