@@ -98,6 +98,11 @@ const COMMANDS: Array<{ name: string; summary: string; load(): Promise<Command> 
     load: async () => (await import("./mcp.ts")).mcpCommand,
   },
   {
+    name: "audit",
+    summary: "read the audit log: tail",
+    load: async () => (await import("./audit.ts")).auditCommand,
+  },
+  {
     name: "status",
     summary: "the health of a node or a cluster (exit 1 when unhealthy)",
     load: async () => (await import("./status.ts")).statusCommand,

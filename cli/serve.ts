@@ -5,6 +5,7 @@
  * @module
  */
 
+import { auditLogIn, openAuditLog } from "../lib/audit_log.ts";
 import { createLogger } from "../lib/log.ts";
 import { parseHostPort, parsePort } from "../lib/net/address.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
@@ -162,6 +163,13 @@ export const SERVE_OPTIONS: OptionTable = {
     valueName: "off|enforce",
     description: "data-plane client authentication: enforce = allowlist + nkey + per-subject ACL",
     defaultText: "off",
+  },
+  "audit-log": {
+    type: "string",
+    valueName: "FILE",
+    description: "append security events here as JSON lines (0600); they also go to stdout " +
+      'marked "audit": true',
+    defaultText: "DATA_DIR/audit.log",
   },
   "internal-id-file": {
     type: "string",
@@ -417,6 +425,7 @@ export function parseServeArgs(
     serverName,
     busAuth,
     internalIdFile: str("internal-id-file") ?? null,
+    auditLog: str("audit-log") ?? auditLogIn(dataDir),
     tls: parseTlsFlags(str),
     insecurePublic: v["insecure-public"] === true,
     maxBodyBytes: forFlag("max-body", () => parseByteSize(str("max-body") ?? "1MiB")),
@@ -443,11 +452,22 @@ export const serveCommand: Command = {
       console.log(SERVE_HELP);
       return 0;
     }
+    let audit;
+    try {
+      audit = await openAuditLog(opts.auditLog);
+    } catch (err) {
+      throw new Error(`--audit-log ${opts.auditLog}: ${err instanceof Error ? err.message : err}`);
+    }
     const log = createLogger("serve", {
       level: Deno.env.get("UNIBUS_LOG_LEVEL") === "debug" ? "debug" : "info",
+      auditSink: audit.sink,
     });
-    // Loaded on demand so that the offline commands do not pay for the server.
-    const { runServe } = await import("../server/serve.ts");
-    return await runServe(opts, log);
+    try {
+      // Loaded on demand so that the offline commands do not pay for the server.
+      const { runServe } = await import("../server/serve.ts");
+      return await runServe(opts, log);
+    } finally {
+      audit.close();
+    }
   },
 };

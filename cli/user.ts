@@ -9,6 +9,8 @@
  * @module
  */
 
+import { dirname } from "node:path";
+import { appendAudit } from "../lib/audit_log.ts";
 import { isValidPublicKey } from "../lib/crypto/ed25519.ts";
 import { handleViolation } from "../lib/grammar.ts";
 import { fromHex, normalizeHexInput, toHex } from "../lib/identity/hex.ts";
@@ -55,6 +57,15 @@ const STORE_OPTIONS: OptionTable = {
   ...KV_TARGET_OPTIONS,
 };
 
+const AUDIT_OPTION: OptionTable = {
+  "audit-log": {
+    type: "string",
+    valueName: "FILE",
+    description: "append the change to this audit log",
+    defaultText: "audit.log beside --db, or beside --internal-id-file with --store kv",
+  },
+};
+
 const ADD_OPTIONS: OptionTable = {
   handle: {
     type: "string",
@@ -78,6 +89,7 @@ const ADD_OPTIONS: OptionTable = {
   },
   role: { type: "string", valueName: "admin|member", description: "role", defaultText: "member" },
   ...STORE_OPTIONS,
+  ...AUDIT_OPTION,
 };
 
 const LIST_OPTIONS: OptionTable = {
@@ -85,7 +97,7 @@ const LIST_OPTIONS: OptionTable = {
   ...STORE_OPTIONS,
 };
 
-const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS };
+const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS, ...AUDIT_OPTION };
 
 /** Help of `unibus user add`. */
 export const USER_ADD_HELP: string = renderHelp(
@@ -307,6 +319,39 @@ async function addUserOnce(
   }
 }
 
+/**
+ * Appends a user change to the audit log: the CLI writes the SQLite file (or
+ * the KV) itself, so no serve sees who made the change, nor from where.
+ */
+async function auditUserChange(
+  values: Record<string, string | boolean | undefined>,
+  target: Target,
+  event: "user.add" | "user.revoke",
+  fields: Record<string, unknown>,
+): Promise<void> {
+  const explicit = typeof values["audit-log"] === "string" ? values["audit-log"] : undefined;
+  const path = explicit ??
+    `${dirname(target.kind === "sqlite" ? target.db : target.kv.internalIdFile)}/audit.log`;
+  let host = "?";
+  try {
+    host = Deno.hostname();
+  } catch { /* no hostname: the line still says who */ }
+  try {
+    await appendAudit(path, event, event === "user.add" ? "user added" : "user revoked", {
+      ...fields,
+      store: target.kind,
+      by: "cli",
+      osUser: Deno.env.get("SUDO_USER") ?? Deno.env.get("USER") ?? null,
+      host,
+    });
+  } catch (err) {
+    throw new Error(
+      `the change was made, but its audit line could not be written to ${path} ` +
+        `(${err instanceof Error ? err.message : err}); give --audit-log FILE`,
+    );
+  }
+}
+
 async function runAdd(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, ADD_OPTIONS, { maxPositionals: 0 });
   if (values.help) {
@@ -340,6 +385,11 @@ async function runAdd(argv: string[]): Promise<number> {
       `added user ${req.signPub} (handle ${JSON.stringify(req.handle)}, role ${req.role}` +
         `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${where(req.target)}`,
     );
+    await auditUserChange(values, req.target, "user.add", {
+      signPub: req.signPub,
+      handle: req.handle,
+      role: req.role,
+    });
     if (kv) console.log(await replicationLine(kv));
     return 0;
   }, { mayCreate: true });
@@ -433,6 +483,7 @@ async function runRevoke(argv: string[]): Promise<number> {
     }
     await store.revokeUser(signPub);
     console.log(`revoked user ${signPub}`);
+    await auditUserChange(values, target, "user.revoke", { signPub, handle: user.handle });
     if (kv) console.log(await replicationLine(kv));
     return 0;
   });

@@ -20,6 +20,14 @@ export interface Logger {
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
+  /**
+   * A security event (a login admitted or denied, a membership change, a
+   * connection cut, a refusal): written whatever the level, marked
+   * `"audit": true` with its `event` name so that journald can filter it,
+   * and also to the audit sink when there is one. Never message contents
+   * nor secrets: keys, ids, subjects, reasons.
+   */
+  audit(event: string, msg: string, fields?: LogFields): void;
   /** A logger for a sub-component that shares this one's sink and level. */
   child(component: string): Logger;
 }
@@ -46,25 +54,33 @@ const stdoutSink: LogSink = (line) => {
  */
 export function createLogger(
   component: string,
-  options: { level?: LogLevel; sink?: LogSink } = {},
+  options: { level?: LogLevel; sink?: LogSink; auditSink?: LogSink } = {},
 ): Logger {
   const level = options.level ?? "info";
   const sink = options.sink ?? stdoutSink;
-  const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
-    if (ORDER[lvl] < ORDER[level]) return;
-    const line: LogFields = { ts: new Date().toISOString(), level: lvl, component, msg };
+  const line = (lvl: LogLevel, msg: string, fields?: LogFields): string => {
+    const out: LogFields = { ts: new Date().toISOString(), level: lvl, component, msg };
     if (fields) {
       for (const [k, v] of Object.entries(fields)) {
-        line[k] = v instanceof Error ? v.message : v;
+        out[k] = v instanceof Error ? v.message : v;
       }
     }
-    sink(JSON.stringify(line));
+    return JSON.stringify(out);
+  };
+  const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
+    if (ORDER[lvl] < ORDER[level]) return;
+    sink(line(lvl, msg, fields));
   };
   return {
     debug: (msg, fields) => write("debug", msg, fields),
     info: (msg, fields) => write("info", msg, fields),
     warn: (msg, fields) => write("warn", msg, fields),
     error: (msg, fields) => write("error", msg, fields),
-    child: (sub) => createLogger(`${component}.${sub}`, { level, sink }),
+    audit: (event, msg, fields) => {
+      const text = line("info", msg, { audit: true, event, ...fields });
+      sink(text);
+      options.auditSink?.(text);
+    },
+    child: (sub) => createLogger(`${component}.${sub}`, { ...options, level, sink }),
   };
 }

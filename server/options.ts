@@ -35,6 +35,8 @@ export interface ServeCommonOptions {
   serverName: string;
   /** Persisted internal service identity (load or create); null = ephemeral per process. */
   internalIdFile: string | null;
+  /** Where security events are appended as JSON lines (lib/audit_log.ts). */
+  auditLog: string;
   /** Both planes over TLS; null = plain, loopback only when the bus is enforced. */
   tls: TlsFiles | null;
   /** Accepts a non-loopback bind while the bus is open. */
@@ -155,6 +157,7 @@ export function checkServeOptions(o: UncheckedServeOptions): ServeOptions {
     natsServerBin: o.natsServerBin,
     serverName: o.serverName,
     internalIdFile: o.internalIdFile,
+    auditLog: o.auditLog,
     tls: o.tls,
     insecurePublic: o.insecurePublic,
     maxBodyBytes: o.maxBodyBytes,

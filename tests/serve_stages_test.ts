@@ -105,6 +105,7 @@ function singleNode(dataDir: string, takenPort: number): UncheckedServeOptions {
     natsPort: takenPort,
     dataDir,
     dbPath: `${dataDir}/unibus.db`,
+    auditLog: `${dataDir}/audit.log`,
     store: "sqlite",
     natsUrl: null,
     natsServerBin: null,

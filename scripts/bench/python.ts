@@ -11,9 +11,8 @@
 
 import { connect } from "../../lib/client/client.ts";
 import { generateIdentity, saveIdentity } from "../../lib/identity/identity.ts";
-import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import { startServe } from "../../tests/helpers/serve_process.ts";
-import { addBenchUsers } from "./users.ts";
+import { registerUsers } from "./users.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 export const PYTHON_SIZES = [256, 16_384] as const;
@@ -56,9 +55,7 @@ export async function benchPython(messages: number, roundTrips: number): Promise
   try {
     const ada = generateIdentity("ada");
     const bob = generateIdentity("bob");
-    const store = await openSqliteStore(`${s.dataDir}/unibus.db`);
-    await addBenchUsers(store, [ada, bob], "python");
-    await store.close();
+    await registerUsers(s.dataDir, [ada, bob], "python");
     await saveIdentity(`${dir}/ada.id`, ada);
     await saveIdentity(`${dir}/bob.id`, bob);
     const nats = `nats://127.0.0.1:${s.natsPort}`;

@@ -175,7 +175,11 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
       // The store failed: fail closed, and say why in the log.
       opts.log.error("authorization failed closed", { ...client, error: err });
     }
-    opts.log.warn("connection refused", { ...client, reason });
+    opts.log.audit("login.denied", "connection refused", {
+      ...client,
+      server: req.server_id?.name ?? req.server_id?.id,
+      reason,
+    });
     answer = { error: reason };
     stats.denied++;
   }
@@ -201,7 +205,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   // after it (the first is a login that overlapped the revoke; the enforcer
   // cuts it at once, see enforcer.ts; the second must never happen).
   if (admitted) {
-    opts.log.info("connection admitted", {
+    opts.log.audit("login.admitted", "connection admitted", {
       ...admitted,
       ms: Math.round((performance.now() - started) * 10) / 10,
     });

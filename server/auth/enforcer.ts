@@ -236,7 +236,11 @@ function connectionCutter(
       );
       const body = res.json<{ error?: { description?: string } }>();
       if (body.error) throw new Error(body.error.description ?? "kick refused");
-      opts.log.info("connection cut", { signPub: s.signPub, cid: s.cid, reason });
+      opts.log.audit("connection.cut", "connection cut", {
+        signPub: s.signPub,
+        cid: s.cid,
+        reason,
+      });
       opts.onKick?.(reason);
       opts.sessions.remove(s.serverId, s.cid);
     } catch (err) {

@@ -387,6 +387,15 @@ export const accessLog: Middleware = async (req, ctx, next) => {
     // A refusal (503 included) is an answer too: without its line, an
     // operator reading the log after a failed write saw nothing at all.
     if (err instanceof HttpError) line(err.status, err.code);
+    // A quota reached is a security event: a runaway user, or one being denied service.
+    if (err instanceof HttpError && err.code === "quota_exceeded") {
+      ctx.log.audit("quota.refused", "quota refused", {
+        key: req.headers.get("x-unibus-key"),
+        method: req.method,
+        path: ctx.url.pathname,
+        message: err.message,
+      });
+    }
     throw err;
   }
 };

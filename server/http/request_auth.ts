@@ -121,7 +121,15 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
 
     const path = ctx.url.pathname;
     const refuse = (status: number, code: string, fields: Record<string, unknown> = {}) => {
-      ctx.log.info("request refused", { code, method: req.method, path, ...fields });
+      ctx.log.audit("request.denied", "request refused", {
+        code,
+        method: req.method,
+        path,
+        from: ctx.remoteAddr,
+        // What the request said it was, unproven (bounded: it is the sender's text).
+        claimedKey: req.headers.get("x-unibus-key")?.slice(0, 64),
+        ...fields,
+      });
       return new HttpError(status, code, REFUSED);
     };
     const refuseAuth = (e: unknown, fields: Record<string, unknown> = {}) => {
@@ -181,7 +189,7 @@ export function requireSignedRequests(opts: RequestAuthOptions): Middleware {
       try {
         release = gate.enter(key, source);
       } catch (e) {
-        ctx.log.info("request refused", {
+        ctx.log.audit("request.denied", "request refused", {
           code: "too_many_uploads",
           key,
           source,

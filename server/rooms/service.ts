@@ -412,7 +412,7 @@ export class RoomService {
           throw err;
         }
         if (room.policy.persist) await this.#ensureStream(room);
-        this.#log.info("room created", {
+        this.#log.audit("room.create", "room created", {
           room: room.id,
           subject: room.subject,
           by: caller,
@@ -472,14 +472,18 @@ export class RoomService {
         throw err;
       }
       const named = b.member !== undefined ? [b.member] : added.map((m) => m.member);
-      this.#log.info("room changed", {
-        room: id,
-        seq: b.seq,
-        op: b.op,
-        member: named.length === 1 ? named[0] : undefined,
-        members: named.length,
-        by: caller,
-      });
+      this.#log.audit(
+        `room.${b.op === "remove" && b.member === caller ? "leave" : b.op}`,
+        "room changed",
+        {
+          room: id,
+          seq: b.seq,
+          op: b.op,
+          member: named.length === 1 ? named[0] : undefined,
+          members: named.length,
+          by: caller,
+        },
+      );
       this.#recheck(id);
       this.#notify(id, [...new Set([...next.members.keys(), ...named])]);
       const members = [...next.members.values()].map((m) => ({
@@ -527,7 +531,7 @@ export class RoomService {
         }
       }
       await store.deleteRoom(id);
-      this.#log.info("room deleted", { room: id, by: caller });
+      this.#log.audit("room.delete", "room deleted", { room: id, by: caller });
       this.#recheck(id);
       // Members' connections are cut (their ACL narrowed) and reconnect; the
       // notice lets their clients drop the room's subscriptions first.

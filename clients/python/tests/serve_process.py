@@ -32,13 +32,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to a process group started with ``start_new_session``, SIGKILL after ``grace_s``."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def make_pki(dir: Path) -> Path:
     """A test CA and a server certificate for 127.0.0.1 (openssl), as
     tests/helpers/tls.ts makes them; returns the CA file."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=dir, check=True, capture_output=True, timeout=60)
+        subprocess.run([os.environ.get("UNIBUS_OPENSSL", "openssl"), *args], cwd=dir, check=True, capture_output=True, timeout=60)
 
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=unibus test CA")
     openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
@@ -86,13 +97,7 @@ class Serve:
         self.nats = f"{'tls' if tls else 'nats'}://127.0.0.1:{self.nats_port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 20)
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(["bash", *UNIBUS, *args], capture_output=True, text=True, timeout=60, env=self.env)
@@ -207,10 +212,4 @@ class TsPeer:
         return self._wait(lambda: [m for m in self.messages if pred(m)] or None, timeout, "no such message")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 10)
