@@ -31,6 +31,13 @@ const MiB = 1024 * 1024;
 
 // The limit flags, by Limits field: flag name, unit, help text.
 const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
+  [
+    "connectionsPerUser",
+    "max-connections-per-user",
+    "count",
+    "NATS connections one user may hold at once; the next login is refused",
+  ],
+
   ["roomsPerUser", "max-rooms-per-user", "count", "rooms one user may have created"],
   [
     "persistedRoomsPerUser",

@@ -34,6 +34,12 @@ export interface Limits {
   uploadsPerSource: number;
   /** Large request bodies the node reads at once, all users together. */
   uploadsTotal: number;
+  /**
+   * NATS connections one user may hold at once (counted over the cluster's
+   * admitted sessions): a runaway agent reconnecting in a loop cannot take
+   * the node's connections, or its callout's time, from everyone else.
+   */
+  connectionsPerUser: number;
 }
 
 const MiB = 1024 * 1024;
@@ -54,6 +60,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   // a user uploading a few files at once from one machine is not held back.
   uploadsPerSource: 4,
   uploadsTotal: 16,
+  connectionsPerUser: 100,
 };
 
 /** The share of the data disk's free space JetStream may reserve when not set by flag. */

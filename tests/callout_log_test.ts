@@ -11,6 +11,7 @@ import { createLogger } from "../lib/log.ts";
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import { AUTH_CALLOUT_SUBJECT, startAuthCallout } from "../server/auth/callout.ts";
 import { SessionRegistry } from "../server/auth/sessions.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { addBusUser, type BusUser } from "./helpers/bus.ts";
 import { startNatsServer } from "./helpers/nats_server.ts";
@@ -46,6 +47,7 @@ Deno.test("'connection admitted' is logged only after the answer is sent, never 
   const lines: Array<Record<string, unknown>> = [];
   const log = createLogger("auth", { sink: (l) => lines.push(JSON.parse(l)) });
   const callout = startAuthCallout({
+    limits: DEFAULT_LIMITS,
     nc,
     issuer: NativeNkeyPair.generate(Prefix.Account),
     store,

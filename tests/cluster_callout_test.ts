@@ -7,6 +7,7 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
 import { createLogger } from "../lib/log.ts";
 import { openSqliteStore } from "../lib/store/sqlite.ts";
 import { startAuthCallout } from "../server/auth/callout.ts";
@@ -39,6 +40,7 @@ Deno.test("any node answers the callout for any node; the holding node cuts a re
       conns.push(app);
       const publish = grantPublisher(app);
       const callout = startAuthCallout({
+        limits: DEFAULT_LIMITS,
         nc: app,
         issuer: c.issuer,
         store,

@@ -73,6 +73,7 @@ Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes"
     "--jetstream-max-store=10GiB",
     "--max-uploads-per-user=1",
     "--max-uploads=4",
+    "--max-connections-per-user=3",
   ]);
   assertEquals(o.limits, {
     roomsPerUser: 5,
@@ -84,6 +85,7 @@ Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes"
     uploadsPerUser: 1,
     uploadsPerSource: 4,
     uploadsTotal: 4,
+    connectionsPerUser: 3,
   });
   // Left at its default, the per-source bound follows a smaller --max-uploads.
   assertEquals(

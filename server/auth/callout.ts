@@ -28,6 +28,7 @@ import type { Store } from "../../lib/store/store.ts";
 import { USERS_ACCOUNT } from "../nats/config.ts";
 import { encodeCalloutResponse, encodeUserJwt } from "./jwt.ts";
 import type { Session, SessionRegistry } from "./sessions.ts";
+import type { Limits } from "../limits.ts";
 
 /** The subject nats-server sends authorization requests to. */
 export const AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -43,6 +44,8 @@ export interface CalloutOptions {
   store: Store;
   sessions: SessionRegistry;
   log: Logger;
+  /** What one user and one connection may hold (server/limits.ts). */
+  limits: Pick<Limits, "connectionsPerUser">;
   /**
    * In a cluster: where an admitted connection is reported instead of
    * `sessions` (server/cluster/session_feed.ts hands it to the node whose
@@ -124,6 +127,10 @@ export function startAuthCallout(
   opts: CalloutOptions,
 ): { stop(): Promise<void>; stats: CalloutStats } {
   const stats: CalloutStats = { allowed: 0, denied: 0, roomsLeftOut: 0 };
+  // Admissions answered but not yet recorded as sessions, per user: counted
+  // with the sessions, so that logins racing each other cannot pass the
+  // connection limit together.
+  const inFlight = new Map<string, number>();
   const sub: Subscription = opts.nc.subscribe(AUTH_CALLOUT_SUBJECT, {
     queue: AUTH_CALLOUT_QUEUE,
     callback: (err, msg) => {
@@ -131,7 +138,7 @@ export function startAuthCallout(
         opts.log.error("auth callout subscription failed", { error: err });
         return;
       }
-      handle(opts, msg, stats).catch((e) =>
+      handle(opts, msg, stats, inFlight).catch((e) =>
         opts.log.error("auth callout could not answer", { error: e })
       );
     },
@@ -144,7 +151,12 @@ export function startAuthCallout(
   };
 }
 
-async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Promise<void> {
+async function handle(
+  opts: CalloutOptions,
+  msg: Msg,
+  stats: CalloutStats,
+  inFlight: Map<string, number>,
+): Promise<void> {
   const started = performance.now();
   let req: AuthRequest;
   try {
@@ -163,8 +175,10 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   let answer;
   let admitted: Record<string, unknown> | null = null;
   let record: (() => void) | null = null;
+  let counted: string | null = null;
   try {
-    const jwt = await admit(opts, req, stats);
+    const jwt = await admit(opts, req, stats, inFlight);
+    counted = jwt.signPub;
     answer = { jwt: jwt.jwt };
     admitted = jwt.admitted;
     record = jwt.record;
@@ -183,11 +197,16 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
     answer = { error: reason };
     stats.denied++;
   }
-  if (
-    !msg.respond(
-      await encodeCalloutResponse(req.user_nkey, req.server_id.id, opts.issuer, answer),
-    )
-  ) throw new Error("the authorization request has no reply subject");
+  try {
+    if (
+      !msg.respond(
+        await encodeCalloutResponse(req.user_nkey, req.server_id.id, opts.issuer, answer),
+      )
+    ) throw new Error("the authorization request has no reply subject");
+  } catch (err) {
+    if (counted !== null) release(inFlight, counted);
+    throw err;
+  }
   // The session is recorded once the answer is on its way, not while it is
   // encoded: recording starts the enforcer's re-check of the user (another
   // store read), which competed with the encoding (+0.2 ms p50 a connect).
@@ -198,6 +217,7 @@ async function handle(opts: CalloutOptions, msg: Msg, stats: CalloutStats): Prom
   // below (the log line is a synchronous write), not after it.
   await Promise.resolve();
   record?.();
+  if (counted !== null) release(inFlight, counted);
   // Only once the answer is out: logged earlier, a failed send read as
   // "connection admitted" followed by "could not answer". With how long the
   // answer took: the store was read at most that long before this line, so
@@ -236,11 +256,20 @@ export function jwtName(handle: string): string {
   );
 }
 
+function release(inFlight: Map<string, number>, signPub: string): void {
+  const n = (inFlight.get(signPub) ?? 1) - 1;
+  if (n > 0) inFlight.set(signPub, n);
+  else inFlight.delete(signPub);
+}
+
 async function admit(
   opts: CalloutOptions,
   req: AuthRequest,
   stats: CalloutStats,
-): Promise<{ jwt: string; admitted: Record<string, unknown>; record: () => void }> {
+  inFlight: Map<string, number>,
+): Promise<
+  { jwt: string; admitted: Record<string, unknown>; record: () => void; signPub: string }
+> {
   const nkey = req.connect_opts?.nkey;
   const sigText = req.connect_opts?.sig;
   const nonce = req.client_info?.nonce;
@@ -277,6 +306,33 @@ async function admit(
   if (!quorate) throw new Error("no majority of the cluster's nodes is reachable");
   if (!user) throw new Denied("key is not on the allowlist");
   if (user.status !== "active") throw new Denied("user is revoked");
+  // Counted over the admitted sessions this node knows (in a cluster, every
+  // node's) and the admissions still in flight here, checked and counted in
+  // one step: logins racing each other on this node cannot pass the limit
+  // together (on different nodes, by at most the few in flight there).
+  const held = opts.sessions.forUser(signPubHex).length + (inFlight.get(signPubHex) ?? 0);
+  if (held >= opts.limits.connectionsPerUser) {
+    throw new Denied(`too many connections: ${held} of ${opts.limits.connectionsPerUser} held`);
+  }
+  inFlight.set(signPubHex, (inFlight.get(signPubHex) ?? 0) + 1);
+  try {
+    return await grant(opts, req, stats, signPubHex, user, rooms);
+  } catch (err) {
+    release(inFlight, signPubHex);
+    throw err;
+  }
+}
+
+async function grant(
+  opts: CalloutOptions,
+  req: AuthRequest,
+  stats: CalloutStats,
+  signPubHex: string,
+  user: NonNullable<Awaited<ReturnType<Store["getUserAccess"]>>["user"]>,
+  rooms: Awaited<ReturnType<Store["getUserAccess"]>>["rooms"],
+): Promise<
+  { jwt: string; admitted: Record<string, unknown>; record: () => void; signPub: string }
+> {
   // Defensive: what another user stored (a room added us to) must never cost
   // us the login. A room the ACL cannot express is left out, logged and
   // counted; the user gets the rest (lib/auth/acl.ts grants it nothing too).
@@ -296,6 +352,9 @@ async function admit(
     jwtName(user.handle),
     req.user_nkey,
     opts.issuer,
+    // No `subs` or `payload` limits here: nats-server (without an operator)
+    // discards the limits of a callout's user JWT and applies only its
+    // permissions, so they would only look enforced.
     { pub: permissions.pub, sub: permissions.sub },
     // Without aud naming the account, the JWT library writes "NATS", which
     // the server rejects: aud places the user in the users' account.
@@ -322,5 +381,5 @@ async function admit(
     rooms: granted.length,
     roomsLeftOut: inexpressible.length,
   };
-  return { jwt, admitted, record };
+  return { jwt, admitted, record, signPub: signPubHex };
 }

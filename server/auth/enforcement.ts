@@ -100,6 +100,7 @@ export async function startEnforcement(
     store,
     sessions,
     log: log.child("auth"),
+    limits: opts.limits,
     // In a cluster this node may answer for another node's server: the
     // admission goes to the node that holds the connection.
     grant: opts.cluster ? grantPublisher(conn.nc) : undefined,
