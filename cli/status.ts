@@ -29,7 +29,7 @@ const OPTIONS: OptionTable = {
     type: "string",
     valueName: "SECONDS",
     description: "per request, 1 to 60",
-    defaultText: "5",
+    defaultText: "10",
   },
 };
 
@@ -103,7 +103,9 @@ export async function nodeStatus(
       status.error = `/healthz answered ${res.status} without JSON`;
     }
   } catch (err) {
-    status.error = `unreachable: ${err instanceof Error ? err.message : String(err)}`;
+    status.error = err instanceof Error && err.name === "TimeoutError"
+      ? `unreachable: no answer within ${timeoutMs / 1000} s`
+      : `unreachable: ${err instanceof Error ? err.message : String(err)}`;
     return status;
   }
   const cluster = status.health?.cluster as Record<string, unknown> | undefined;
@@ -209,7 +211,7 @@ export const statusCommand: Command = {
       }
     }
     if (seeds.length === 0) throw new UsageError("--ctrl-seeds names no node");
-    const timeoutS = Number(v.timeout ?? "5");
+    const timeoutS = Number(v.timeout ?? "10");
     if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 60) {
       throw new UsageError("--timeout must be a whole number of seconds from 1 to 60");
     }

@@ -10,7 +10,7 @@ import { generateIdentity, type Identity } from "../lib/identity/identity.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { connectAs, strangerUser } from "./helpers/bus.ts";
 import { waitUntil } from "./helpers/nats_cluster.ts";
-import { runUnibus, startServe } from "./helpers/serve_process.ts";
+import { runUnibus, startServe, userAddArgs } from "./helpers/serve_process.ts";
 import { toBase64 } from "../lib/e2e/bytes.ts";
 
 type Event = Record<string, unknown>;
@@ -22,20 +22,7 @@ Deno.test("every security event has its audit line, and audit tail reads them ba
     const db = `${s.dataDir}/unibus.db`;
     const log = `${s.dataDir}/audit.log`;
     const add = async (id: Identity) => {
-      const r = await runUnibus([
-        "user",
-        "add",
-        "--handle",
-        id.handle!,
-        "--sign-pub",
-        id.signPubHex,
-        "--kex-pub",
-        id.kexPubHex,
-        "--kex-sig",
-        id.kexSigHex,
-        "--db",
-        db,
-      ]);
+      const r = await runUnibus([...userAddArgs(id), "--db", db]);
       assertEquals(r.code, 0, r.stderr);
     };
     const [ada, bob, cid] = ["ada", "bob", "cid"].map((h) => generateIdentity(h));

@@ -1,6 +1,6 @@
 import { generateIdentity, saveIdentity } from "../lib/identity/identity.ts";
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
-import { spawnUnibus, startServe } from "./helpers/serve_process.ts";
+import { spawnUnibus, startServe, userAddArgs } from "./helpers/serve_process.ts";
 
 const EXAMPLE = new URL("../scripts/examples/two_agents.ts", import.meta.url).pathname;
 
@@ -9,22 +9,7 @@ async function registered(dir: string, dataDir: string, handle: string): Promise
   const id = generateIdentity(handle);
   await saveIdentity(file, id);
   // Through the real CLI, as the README tells an operator to.
-  const p = spawnUnibus([
-    "user",
-    "add",
-    "--handle",
-    handle,
-    "--sign-pub",
-    id.signPubHex,
-    "--kex-pub",
-    id.kexPubHex,
-    "--kex-sig",
-    id.kexSigHex,
-    "--role",
-    "member",
-    "--db",
-    `${dataDir}/unibus.db`,
-  ]);
+  const p = spawnUnibus([...userAddArgs(id, "member", handle), "--db", `${dataDir}/unibus.db`]);
   assertEquals((await p.finished).code, 0, p.stderr());
   return file;
 }

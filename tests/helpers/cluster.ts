@@ -13,7 +13,13 @@
 import { isAlive } from "./ports.ts";
 import { freePort } from "./ports.ts";
 import type { Identity } from "../../lib/identity/identity.ts";
-import { type CliRun, runUnibus, spawnUnibus, type UnibusProcess } from "./serve_process.ts";
+import {
+  type CliRun,
+  runUnibus,
+  spawnUnibus,
+  type UnibusProcess,
+  userAddArgs,
+} from "./serve_process.ts";
 import { makeRoutePki, makeTestPki, type RoutePki, type TestPki } from "./tls.ts";
 import { waitUntil } from "./nats_cluster.ts";
 import { routeListenHost, type RouteProxies, startRouteProxies } from "./route_proxy.ts";
@@ -150,21 +156,7 @@ export async function addKvUser(
   id: Identity,
   role = "member",
 ): Promise<CliRun> {
-  const r = await runUnibus([
-    "user",
-    "add",
-    "--handle",
-    id.handle!,
-    "--sign-pub",
-    id.signPubHex,
-    "--kex-pub",
-    id.kexPubHex,
-    "--kex-sig",
-    id.kexSigHex,
-    "--role",
-    role,
-    ...kvAt(c, via),
-  ]);
+  const r = await runUnibus([...userAddArgs(id, role), ...kvAt(c, via)]);
   if (r.code !== 0) {
     throw new Error(`user add ${id.handle} via ${c.nodes[via].name}: ${r.stderr}`);
   }

@@ -6,6 +6,7 @@
  */
 
 import { freePort, isAlive } from "./ports.ts";
+import type { Identity } from "../../lib/identity/identity.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -241,6 +242,32 @@ export interface CliRun {
  * const r = await runUnibus(["user", "list", "--db", db]);
  * ```
  */
+/**
+ * The `unibus user add` arguments that register `id` (with its kex key) as
+ * `role`; the caller adds where (`--db` or the KV target).
+ *
+ * @example
+ * ```ts
+ * await runUnibus([...userAddArgs(ada, "admin"), "--db", db]);
+ * ```
+ */
+export function userAddArgs(id: Identity, role = "member", handle = id.handle): string[] {
+  return [
+    "user",
+    "add",
+    "--handle",
+    handle ?? "user",
+    "--sign-pub",
+    id.signPubHex,
+    "--kex-pub",
+    id.kexPubHex,
+    "--kex-sig",
+    id.kexSigHex,
+    "--role",
+    role,
+  ];
+}
+
 export async function runUnibus(args: string[], launcher?: Launcher): Promise<CliRun> {
   const p = spawnUnibus(args, {}, launcher);
   const status = await p.finished;
