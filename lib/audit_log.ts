@@ -7,7 +7,7 @@
  * @module
  */
 
-import { closeSync, fchmodSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { LogSink } from "./log.ts";
 
@@ -41,10 +41,22 @@ export function auditLogIn(dataDir: string): string {
 export async function openAuditLog(path: string): Promise<{ sink: LogSink; close(): void }> {
   await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
   // O_APPEND: each line lands whole at the end, whoever else appends.
-  const fd = openSync(path, "a", 0o600);
+  // O_NOFOLLOW, and judged on the handle: whoever can write the directory
+  // could plant a link at this name (`user add` may run as root on a --db
+  // beside which anyone writes), and an append and chmod through it would
+  // land on the link's target, /etc/shadow for one.
+  const fd = openSync(
+    path,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW |
+      constants.O_NONBLOCK,
+    0o600,
+  );
   try {
-    // An existing file keeps its mode on open: narrowed here, on the handle,
-    // so whatever is at the path by now, it is this file that gets it.
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+    // A second name (a hard link planted beside it) would make this another file too.
+    if (st.nlink !== 1) throw new Error(`${path} has ${st.nlink} links; an audit log has one`);
+    // An existing file keeps its mode on open: narrowed here, on the handle.
     fchmodSync(fd, 0o600);
   } catch (err) {
     closeSync(fd);

@@ -1,0 +1,30 @@
+import { openAuditLog } from "../lib/audit_log.ts";
+import { assertEquals, assertRejects } from "./helpers/assert.ts";
+
+Deno.test("the audit log is never opened through a planted link, hard link or FIFO", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unibus-audit-" });
+  try {
+    const target = `${dir}/precious`;
+    await Deno.writeTextFile(target, "keep\n");
+    await Deno.chmod(target, 0o644);
+    await Deno.symlink(target, `${dir}/sym.log`);
+    await Deno.link(target, `${dir}/hard.log`);
+    await new Deno.Command("mkfifo", { args: [`${dir}/fifo.log`] }).output();
+    for (const name of ["sym.log", "hard.log", "fifo.log"]) {
+      await assertRejects(() => openAuditLog(`${dir}/${name}`), Error);
+    }
+    // The link's target is as it was: no line appended, no mode changed.
+    assertEquals(await Deno.readTextFile(target), "keep\n");
+    assertEquals((await Deno.stat(target)).mode! & 0o777, 0o644);
+    // A plain file is taken, narrowed to 0600, and appended to.
+    await Deno.writeTextFile(`${dir}/audit.log`, "old\n", { mode: 0o644 });
+    await Deno.chmod(`${dir}/audit.log`, 0o644);
+    const log = await openAuditLog(`${dir}/audit.log`);
+    log.sink("new");
+    log.close();
+    assertEquals(await Deno.readTextFile(`${dir}/audit.log`), "old\nnew\n");
+    assertEquals((await Deno.stat(`${dir}/audit.log`)).mode! & 0o777, 0o600);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
