@@ -43,6 +43,51 @@ const stdoutSink: LogSink = (line) => {
 };
 
 /**
+ * How many `*.denied` audit lines may be written: a refused login or request
+ * needs no key, so without a bound anyone who can reach the node could fill
+ * its disk with audit lines. A token bucket (a burst of 100, then 20 a
+ * second) shared by a logger and its children; what it drops is counted and
+ * said on the next line it lets through (`suppressedBefore`). Events of
+ * authenticated callers are never dropped.
+ *
+ * @example
+ * ```ts
+ * const budget = new DeniedBudget();
+ * budget.admit("login.denied"); // 0: written, nothing dropped before it
+ * ```
+ */
+export class DeniedBudget {
+  #tokens: number;
+  #at: number;
+  #dropped = 0;
+
+  constructor(
+    readonly burst = 100,
+    readonly perSecond = 20,
+    readonly now: () => number = () => performance.now(),
+  ) {
+    this.#tokens = burst;
+    this.#at = now();
+  }
+
+  /** null: drop this line; else how many were dropped before it. */
+  admit(event: string): number | null {
+    if (!event.endsWith(".denied")) return 0;
+    const t = this.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + ((t - this.#at) / 1000) * this.perSecond);
+    this.#at = t;
+    if (this.#tokens < 1) {
+      this.#dropped++;
+      return null;
+    }
+    this.#tokens--;
+    const dropped = this.#dropped;
+    this.#dropped = 0;
+    return dropped;
+  }
+}
+
+/**
  * Creates a logger for `component` that writes lines at `level` and above.
  *
  * @example
@@ -54,9 +99,10 @@ const stdoutSink: LogSink = (line) => {
  */
 export function createLogger(
   component: string,
-  options: { level?: LogLevel; sink?: LogSink; auditSink?: LogSink } = {},
+  options: { level?: LogLevel; sink?: LogSink; auditSink?: LogSink; denied?: DeniedBudget } = {},
 ): Logger {
   const level = options.level ?? "info";
+  const denied = options.denied ?? new DeniedBudget();
   const sink = options.sink ?? stdoutSink;
   const line = (lvl: LogLevel, msg: string, fields?: LogFields): string => {
     const out: LogFields = { ts: new Date().toISOString(), level: lvl, component, msg };
@@ -77,10 +123,17 @@ export function createLogger(
     warn: (msg, fields) => write("warn", msg, fields),
     error: (msg, fields) => write("error", msg, fields),
     audit: (event, msg, fields) => {
-      const text = line("info", msg, { audit: true, event, ...fields });
+      const suppressed = denied.admit(event);
+      if (suppressed === null) return;
+      const text = line("info", msg, {
+        audit: true,
+        event,
+        ...fields,
+        ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
+      });
       sink(text);
       options.auditSink?.(text);
     },
-    child: (sub) => createLogger(`${component}.${sub}`, { ...options, level, sink }),
+    child: (sub) => createLogger(`${component}.${sub}`, { ...options, level, sink, denied }),
   };
 }
