@@ -169,6 +169,11 @@ export class ControlPlaneClient {
           },
           body: payload as Uint8Array<ArrayBuffer> | undefined,
           signal: AbortSignal.timeout(this.#timeoutMs),
+          // The node never redirects. Followed, a redirect would carry these
+          // signed headers (and the body) wherever the answer pointed: the
+          // signature binds method, path and body, not the host, so another
+          // node could be made to apply the request.
+          redirect: "manual",
         });
         this.#preferred = at;
         return { res, timedOut };

@@ -42,6 +42,18 @@ class ControlPlane:
         # without one, the system's roots.
         self._tls = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
         self._current = 0
+        # No redirect handler: the node never redirects, and a followed
+        # redirect would carry the signed headers and body wherever it
+        # pointed (the signature binds method, path and body, not the host).
+        self._opener = urllib.request.OpenerDirector()
+        for handler in (
+            urllib.request.ProxyHandler(),
+            urllib.request.HTTPHandler(),
+            urllib.request.HTTPSHandler(context=self._tls),
+            urllib.request.HTTPErrorProcessor(),
+            urllib.request.HTTPDefaultErrorHandler(),
+        ):
+            self._opener.add_handler(handler)
 
     def _once(self, url: str, method: str, path: str, body: bytes, content_type: str | None) -> tuple[int, dict, bytes]:
         # Signed per attempt: the node refuses a nonce it has seen.
@@ -51,7 +63,7 @@ class ControlPlane:
         req = urllib.request.Request(url + path, data=body if body or method in ("POST", "PUT") else None,
                                      method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=self._tls) as res:
+            with self._opener.open(req, timeout=TIMEOUT_S) as res:
                 return res.status, dict(res.headers), res.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
