@@ -175,7 +175,11 @@ class TsPeer:
         self._cond = threading.Condition()
         self._next = 0
         threading.Thread(target=self._read, daemon=True).start()
-        self._wait(lambda: self._answers.get(-1), 90, "the TypeScript peer did not start")
+        try:
+            self._wait(lambda: self._answers.get(-1), 90, "the TypeScript peer did not start")
+        except BaseException:
+            self.stop()  # the caller never gets it to stop
+            raise
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
