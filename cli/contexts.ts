@@ -76,16 +76,31 @@ function contextPath(name: string): string {
  */
 export function checkSeeds(natsSeeds: string[], ctrlSeeds: string[], ca: string | null): void {
   if (natsSeeds.length === 0) throw new UsageError("--nats-seeds names no URL");
-  if (ctrlSeeds.length === 0) throw new UsageError("--ctrl-seeds names no URL");
-  for (const u of ctrlSeeds) {
-    if (!/^https?:\/\//.test(u)) throw new UsageError(`--ctrl-seeds: "${u}" is not an http(s) URL`);
-    if (ca && !u.startsWith("https://")) {
-      throw new UsageError(`--ctrl-seeds: "${u}" must be https:// when --ca is given`);
-    }
-  }
+  checkCtrlSeeds(ctrlSeeds, ca);
   for (const u of natsSeeds) {
     if (!/^(nats|tls):\/\/[^/]+$/.test(u)) {
       throw new UsageError(`--nats-seeds: "${u}" is not a nats:// or tls:// URL`);
+    }
+  }
+}
+
+/**
+ * The control-plane half of {@linkcode checkSeeds}, for commands that speak
+ * only to the control plane (`unibus status`).
+ *
+ * @example
+ * ```ts
+ * checkCtrlSeeds(["https://n1:8470"], "ca.crt");
+ * ```
+ */
+export function checkCtrlSeeds(ctrlSeeds: string[], ca: string | null): void {
+  if (ctrlSeeds.length === 0) throw new UsageError("--ctrl-seeds names no URL");
+  for (const u of ctrlSeeds) {
+    if (!/^https?:\/\/[^\s]+$/.test(u)) {
+      throw new UsageError(`--ctrl-seeds: "${u}" is not an http(s) URL`);
+    }
+    if (ca && !u.startsWith("https://")) {
+      throw new UsageError(`--ctrl-seeds: "${u}" must be https:// when --ca is given`);
     }
   }
 }

@@ -13,6 +13,7 @@
 import { pinnedFetch } from "../lib/platform/mod.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { checkCtrlSeeds, csv } from "./contexts.ts";
 
 const DEFAULT_SEED = "http://127.0.0.1:8470";
 
@@ -197,20 +198,8 @@ export const statusCommand: Command = {
       console.log(HELP);
       return 0;
     }
-    const seeds = String(v["ctrl-seeds"] ?? DEFAULT_SEED).split(",").map((s) => s.trim())
-      .filter((s) => s !== "");
-    for (const s of seeds) {
-      let u: URL;
-      try {
-        u = new URL(s);
-      } catch {
-        throw new UsageError(`--ctrl-seeds: not a URL: ${s}`);
-      }
-      if (u.protocol !== "http:" && u.protocol !== "https:") {
-        throw new UsageError(`--ctrl-seeds: ${s} is not http:// or https://`);
-      }
-    }
-    if (seeds.length === 0) throw new UsageError("--ctrl-seeds names no node");
+    const seeds = csv(String(v["ctrl-seeds"] ?? DEFAULT_SEED));
+    checkCtrlSeeds(seeds, typeof v.ca === "string" ? v.ca : null);
     const timeoutS = Number(v.timeout ?? "10");
     if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 60) {
       throw new UsageError("--timeout must be a whole number of seconds from 1 to 60");

@@ -38,10 +38,14 @@ Deno.test("unibus status: a healthy node exits 0; one unreachable among the seed
 Deno.test("unibus status: usage mistakes are exit 2 with one line", async () => {
   for (
     const [argv, want] of [
-      [["status", "--ctrl-seeds", "nats://127.0.0.1:4222"], /not http:\/\/ or https:\/\//],
-      [["status", "--ctrl-seeds", "::"], /not a URL/],
+      [["status", "--ctrl-seeds", "nats://127.0.0.1:4222"], /is not an http\(s\) URL/],
+      [["status", "--ctrl-seeds", "::"], /is not an http\(s\) URL/],
       [["status", "--timeout", "0"], /--timeout must be/],
-      [["status", "--ca", "/nonexistent/ca.crt"], /--ca \/nonexistent\/ca.crt/],
+      [
+        ["status", "--ctrl-seeds", "https://127.0.0.1:8470", "--ca", "/nonexistent/ca.crt"],
+        /--ca \/nonexistent\/ca.crt/,
+      ],
+      [["status", "--ca", "/nonexistent/ca.crt"], /must be https:\/\/ when --ca is given/],
       [["status", "extra"], /unexpected argument/],
     ] as const
   ) {
