@@ -34,7 +34,6 @@ from .errors import (
     InvalidSubjectError,
     MembershipVerificationError,
     NoRespondersError,
-    NotAMemberError,
     RequestTimeoutError,
     UnibusError,
     UnreachableError,
@@ -43,6 +42,7 @@ from .identity import Identity, verify_kex_binding
 from .membership import MAX_CHANGE_MEMBERS, ZERO_HASH, ChangeBody, MemberEntry, sign_change, subject_violation
 from .reflected import is_ack_of, is_reflected_answer, is_server_notice
 from .room import Dropped, Message, Room, Stale
+from .wire import user_nkey
 
 #: The login signature's context (docs/protocol.md §3.2).
 LOGIN_CONTEXT = b"unibus/nats-auth/v1\n"
@@ -237,7 +237,7 @@ class Client:
             # nats-py sends a public nkey only from a seed it holds itself; the
             # key stays in this process's Identity, so the nkey is set directly
             # and the token (never checked by the node) makes nats-py sign.
-            nc._public_nkey = self._nkey()  # noqa: SLF001
+            nc._public_nkey = user_nkey(self.identity.sign_pub)  # noqa: SLF001
             try:
                 await nc.connect(
                     servers=servers[i:] + servers[:i], dont_randomize=True, signature_cb=sign, token="unibus",
@@ -260,10 +260,6 @@ class Client:
         await self._nc.subscribe(f"{self._inbox}.unibus.ack.*", cb=self._on_ack)
         self._spawn(self._resend_loop())
 
-    def _nkey(self) -> str:
-        from .wire import user_nkey
-
-        return user_nkey(self.identity.sign_pub)
 
     @property
     def nats(self) -> nats.NATS:
