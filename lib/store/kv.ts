@@ -433,6 +433,17 @@ export class KvStore implements Store {
     return rows.filter((x) => x !== null).map((x) => x.value).sort((a, b) => a.epoch - b.epoch);
   }
 
+  /** Every sealed key of a room, by epoch then recipient; empty if the room is absent. */
+  async listSealedKeys(roomId: string): Promise<SealedKey[]> {
+    check.id("roomId", roomId);
+    const r = await this.#rooms.room(roomId);
+    if (r === null) return [];
+    const keys = await this.#a.keys(this.#a.kv.roomKeys, `${roomPrefix(r.value)}.*.*`);
+    const rows = await Promise.all(keys.map((k) => this.#a.get<SealedKey>(this.#a.kv.roomKeys, k)));
+    return rows.filter((x) => x !== null).map((x) => x.value)
+      .sort((a, b) => a.epoch - b.epoch || cmp(a.recipient, b.recipient));
+  }
+
   // ---- nonces ----
 
   async rememberNonce(
@@ -573,6 +584,18 @@ export class KvStore implements Store {
     });
   }
 
+  /** The id of every visible blob, sorted: backups and copies list them all. */
+  async listBlobIds(): Promise<string[]> {
+    // Blob records are the single-token keys (ids with '.' are encoded).
+    const keys = await this.#a.keys(this.#a.kv.blobMeta, "*");
+    const rooms = new Map<string, Promise<RoomRead | null>>();
+    const ids = await Promise.all(keys.map(async (k) => {
+      const id = untok(k);
+      return await this.#blob(id, rooms) ? id : null;
+    }));
+    return ids.filter((id) => id !== null).sort(cmp);
+  }
+
   async blobUsageOf(owner: string): Promise<BlobUsage> {
     check.signPub("owner", owner);
     // Invariant 5: the owner's own hints, each checked against its blob.
@@ -662,6 +685,27 @@ export class KvStore implements Store {
     };
     this.#watches.add(w);
     return w;
+  }
+
+  /** Every visible room, sorted by id. */
+  listRooms(): Promise<Room[]> {
+    return this.#rooms.listRooms();
+  }
+
+  /**
+   * Each control-plane stream's last sequence, the nonces' aside (they change
+   * with every signed request and are not copied): two equal answers mean
+   * nothing the copies read was written in between.
+   *
+   * @example
+   * ```ts
+   * const before = await store.writeMarks();
+   * // … read everything …
+   * const unchanged = JSON.stringify(await store.writeMarks()) === JSON.stringify(before);
+   * ```
+   */
+  writeMarks(): Promise<Record<string, number>> {
+    return this.#a.lastSequences(["nonces"]);
   }
 
   /**

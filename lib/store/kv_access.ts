@@ -455,6 +455,22 @@ export class KvAccess {
   }
 
   /**
+   * The last sequence of each bucket's stream (but those in `except`) and of
+   * the object store's, read from the streams' leaders.
+   */
+  async lastSequences(except: (keyof Buckets["kv"])[]): Promise<Record<string, number>> {
+    return await this.io("stream sequences", async () => {
+      const b = this.#b!;
+      const streams = (Object.keys(b.names) as (keyof Buckets["kv"])[])
+        .filter((k) => !except.includes(k)).map((k) => `KV_${b.names[k]}`);
+      streams.push(`OBJ_${b.blobsName}`);
+      const marks: Record<string, number> = {};
+      for (const s of streams) marks[s] = (await b.jsm.streams.info(s)).state.last_seq;
+      return marks;
+    });
+  }
+
+  /**
    * An object's bytes, read chunk by chunk from the object store's stream
    * leader (a message get by subject per chunk) and checked against the
    * object's size and SHA-256 digest; null if there is no such object. Not

@@ -93,6 +93,14 @@ export class KvRooms {
     return rec;
   }
 
+  /** Every visible room (invariant 1), sorted by id: backups and copies list them all. */
+  async listRooms(): Promise<Room[]> {
+    const keys = await this.#a.keys(this.#a.kv.rooms, "id.*");
+    const rooms = await Promise.all(keys.map((k) => this.room(untok(k.slice("id.".length)))));
+    return rooms.filter((r) => r !== null).map((r) => publicRoom(r.value))
+      .sort((a, b) => cmp(a.id, b.id));
+  }
+
   async createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room> {
     const row = newRoomRow(room);
     if (genesis !== undefined) validateGenesis(room.id, genesis);
