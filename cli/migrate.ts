@@ -25,7 +25,7 @@ import {
   parseKvTarget,
   replicationLine,
 } from "./kv_target.ts";
-import { DEFAULT_DB_PATH, requireDb } from "./user.ts";
+import { DEFAULT_DB_PATH, requireDb } from "./store_target.ts";
 
 const OPTIONS: OptionTable = {
   "data-dir": {

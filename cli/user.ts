@@ -9,8 +9,6 @@
  * @module
  */
 
-import { dirname } from "node:path";
-import { appendAudit } from "../lib/audit_log.ts";
 import { isValidPublicKey } from "../lib/crypto/ed25519.ts";
 import { handleViolation } from "../lib/grammar.ts";
 import { fromHex, normalizeHexInput, toHex } from "../lib/identity/hex.ts";
@@ -20,7 +18,7 @@ import {
   signPubFromNkey,
   verifyKexBinding,
 } from "../lib/identity/identity.ts";
-import { type KvStore, openStore } from "../lib/store/mod.ts";
+import type { KvStore } from "../lib/store/mod.ts";
 import {
   type Role,
   type Store,
@@ -30,32 +28,15 @@ import {
 } from "../lib/store/store.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { replicationLine } from "./kv_target.ts";
 import {
-  KV_TARGET_OPTIONS,
-  type KvTarget,
-  openKvTarget,
-  parseKvTarget,
-  replicationLine,
-} from "./kv_target.ts";
-
-/** Where `serve` keeps its SQLite file with its default `--data-dir`. */
-export const DEFAULT_DB_PATH = "./local_files/unibus.db";
-
-const STORE_OPTIONS: OptionTable = {
-  db: {
-    type: "string",
-    valueName: "PATH",
-    description: "SQLite file of the control plane",
-    defaultText: DEFAULT_DB_PATH,
-  },
-  store: {
-    type: "string",
-    valueName: "sqlite|kv",
-    description: "the SQLite file (offline), or a running node's KV buckets (live)",
-    defaultText: "sqlite",
-  },
-  ...KV_TARGET_OPTIONS,
-};
+  auditCliChange,
+  describeTarget,
+  openTargetStore,
+  STORE_OPTIONS,
+  type StoreTarget as Target,
+  storeTargetOf,
+} from "./store_target.ts";
 
 const AUDIT_OPTION: OptionTable = {
   "audit-log": {
@@ -143,28 +124,6 @@ function str(values: Values, name: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-/** Where the command writes: a SQLite file, or a node's KV buckets. */
-type Target = { kind: "sqlite"; db: string } | { kind: "kv"; kv: KvTarget };
-
-function targetOf(values: Values): Target {
-  const store = str(values, "store") ?? "sqlite";
-  if (store === "kv") {
-    if (str(values, "db") !== undefined) throw new UsageError("--db is for --store sqlite");
-    return { kind: "kv", kv: parseKvTarget(values) };
-  }
-  if (store !== "sqlite") throw new UsageError(`--store must be sqlite or kv, not "${store}"`);
-  for (const f of Object.keys(KV_TARGET_OPTIONS)) {
-    if (str(values, f) !== undefined) throw new UsageError(`--${f} needs --store kv`);
-  }
-  const db = str(values, "db") ?? DEFAULT_DB_PATH;
-  if (db.length === 0) throw new UsageError("--db must not be empty");
-  return { kind: "sqlite", db };
-}
-
-function where(t: Target): string {
-  return t.kind === "sqlite" ? t.db : `the KV at ${t.kv.natsUrl}`;
-}
-
 /** An Ed25519 public key typed by an operator: hex in either case, or a U… nkey. */
 function parseSignPub(input: string, what: string): string {
   if (input.startsWith("U")) {
@@ -181,42 +140,14 @@ function parseSignPub(input: string, what: string): string {
   return hex;
 }
 
-/**
- * Refuses a SQLite path that is not an existing file. Only a file that is
- * already there may be administered (list, revoke) or migrated: opening a
- * mistyped path would create an empty store and report "no users".
- *
- * @example
- * ```ts
- * await requireDb("./local_files/unibus.db"); // throws "no database at …" if absent
- * ```
- */
-export async function requireDb(path: string): Promise<void> {
-  let st: Deno.FileInfo;
-  try {
-    st = await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`no database at ${path}`);
-    throw e;
-  }
-  if (!st.isFile) throw new Error(`no database at ${path} (not a regular file)`);
-}
-
 async function withStore<T>(
   t: Target,
   fn: (store: Store, kv: KvStore | null) => Promise<T>,
   opts: { mayCreate?: boolean } = {},
 ): Promise<T> {
-  let kv: KvStore | null = null;
-  let store: Store;
-  if (t.kind === "kv") {
-    store = kv = await openKvTarget(t.kv);
-  } else {
-    if (!opts.mayCreate) await requireDb(t.db);
-    store = await openStore({ kind: "sqlite", path: t.db });
-  }
+  const store = await openTargetStore(t, opts);
   try {
-    return await fn(store, kv);
+    return await fn(store, store.kind === "kv" ? store : null);
   } finally {
     await store.close();
   }
@@ -233,7 +164,7 @@ interface AddRequest {
 
 /** Validates every `user add` flag; throws UsageError before anything is opened. */
 function parseAdd(values: Values): AddRequest {
-  const target = targetOf(values);
+  const target = storeTargetOf(values);
   const handle = str(values, "handle");
   if (handle === undefined) throw new UsageError("--handle is required");
   const bad = handleViolation(handle);
@@ -319,37 +250,16 @@ async function addUserOnce(
   }
 }
 
-/**
- * Appends a user change to the audit log: the CLI writes the SQLite file (or
- * the KV) itself, so no serve sees who made the change, nor from where.
- */
-async function auditUserChange(
+/** Appends a user change to the audit log (see {@linkcode auditCliChange}). */
+function auditUserChange(
   values: Record<string, string | boolean | undefined>,
   target: Target,
   event: "user.add" | "user.revoke",
   fields: Record<string, unknown>,
 ): Promise<void> {
   const explicit = typeof values["audit-log"] === "string" ? values["audit-log"] : undefined;
-  const path = explicit ??
-    `${dirname(target.kind === "sqlite" ? target.db : target.kv.internalIdFile)}/audit.log`;
-  let host = "?";
-  try {
-    host = Deno.hostname();
-  } catch { /* no hostname: the line still says who */ }
-  try {
-    await appendAudit(path, event, event === "user.add" ? "user added" : "user revoked", {
-      ...fields,
-      store: target.kind,
-      by: "cli",
-      osUser: Deno.env.get("SUDO_USER") ?? Deno.env.get("USER") ?? null,
-      host,
-    });
-  } catch (err) {
-    throw new Error(
-      `the change was made, but its audit line could not be written to ${path} ` +
-        `(${err instanceof Error ? err.message : err}); give --audit-log FILE`,
-    );
-  }
+  const msg = event === "user.add" ? "user added" : "user revoked";
+  return auditCliChange(explicit, target, event, msg, fields);
 }
 
 async function runAdd(argv: string[]): Promise<number> {
@@ -383,7 +293,7 @@ async function runAdd(argv: string[]): Promise<number> {
     }
     console.log(
       `added user ${req.signPub} (handle ${JSON.stringify(req.handle)}, role ${req.role}` +
-        `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${where(req.target)}`,
+        `${req.kexPub ? ", with kex key" : ", no kex key"}) to ${describeTarget(req.target)}`,
     );
     await auditUserChange(values, req.target, "user.add", {
       signPub: req.signPub,
@@ -450,12 +360,12 @@ async function runList(argv: string[]): Promise<number> {
     console.log(USER_LIST_HELP);
     return 0;
   }
-  const target = targetOf(values);
+  const target = storeTargetOf(values);
   const users = await withStore(target, (store) => store.listUsers());
   if (values.json) {
     console.log(JSON.stringify(users.map(listed))); // one line, for scripts
   } else if (users.length === 0) {
-    console.log(`no users in ${where(target)}`);
+    console.log(`no users in ${describeTarget(target)}`);
   } else {
     console.log(table(users));
   }
@@ -468,7 +378,7 @@ async function runRevoke(argv: string[]): Promise<number> {
     console.log(USER_REVOKE_HELP);
     return 0;
   }
-  const target = targetOf(values);
+  const target = storeTargetOf(values);
   const key = positionals[0];
   if (key === undefined) throw new UsageError("user revoke needs the user's KEY (sign_pub hex)");
   // Unlike add, a key that fails the curve checks may still be revoked: if one
@@ -476,7 +386,7 @@ async function runRevoke(argv: string[]): Promise<number> {
   const signPub = parseSignPub(key, "KEY");
   return await withStore(target, async (store, kv) => {
     const user = await store.getUser(signPub);
-    if (user === null) throw new Error(`no user ${signPub} in ${where(target)}`);
+    if (user === null) throw new Error(`no user ${signPub} in ${describeTarget(target)}`);
     if (user.status === "revoked") {
       console.log(`user ${signPub} is already revoked (unchanged)`);
       return 0;
