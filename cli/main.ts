@@ -53,6 +53,16 @@ const COMMANDS: Array<{ name: string; summary: string; load(): Promise<Command> 
     load: async () => (await import("./migrate.ts")).migrateCommand,
   },
   {
+    name: "backup",
+    summary: "write the control plane into one verified archive",
+    load: async () => (await import("./backup.ts")).backupCommand,
+  },
+  {
+    name: "restore",
+    summary: "restore a backup archive into an empty control plane",
+    load: async () => (await import("./restore.ts")).restoreCommand,
+  },
+  {
     name: "context",
     summary: "save, list, show, select and remove client contexts",
     load: async () => (await import("./context.ts")).contextCommand,

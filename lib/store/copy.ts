@@ -1,6 +1,7 @@
 /**
- * Copying one control plane into another (SQLite into KV, for
- * `unibus migrate-to-kv`): users, rooms with their change logs, members and
+ * Copying one control plane into another (SQLite into KV for
+ * `unibus migrate-to-kv`, a backup archive into either store for
+ * `unibus restore`): users, rooms with their change logs, members and
  * epochs, sealed keys and blobs; not nonces, which expire within a minute.
  *
  * Idempotent: identical records are skipped, so a second run after a
@@ -16,13 +17,22 @@ import type { Blob, Member, Room, SealedKey, Store, User } from "./store.ts";
 
 /** What one kind of record came to: copied, already identical, conflicting. */
 export interface Tally {
+  /** Where conflicts are: the target's name in their messages. */
+  where: string;
   copied: number;
   identical: number;
   conflicts: string[];
 }
 
-/** What a source must list beyond {@linkcode Store} (every room, key and blob). */
-export interface CopySource extends Store {
+/**
+ * What a copy reads: the store's reads it needs, and every room, key and
+ * blob listed (a store, or a verified backup archive).
+ */
+export interface CopySource extends
+  Pick<
+    Store,
+    "getUser" | "listUsers" | "getRoom" | "listRoomChanges" | "listMembers" | "getBlob"
+  > {
   listRooms(): Promise<Room[]>;
   listSealedKeys(roomId: string): Promise<SealedKey[]>;
   listBlobIds(): Promise<string[]>;
@@ -36,13 +46,18 @@ export interface CopyResult {
   readBackDiffers: string[];
 }
 
-const tally = (): Tally => ({ copied: 0, identical: 0, conflicts: [] });
+const tally = (where: string): Tally => ({ where, copied: 0, identical: 0, conflicts: [] });
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-async function copyUsers(src: CopySource, dst: Store, dry: boolean, t: Tally): Promise<User[]> {
+async function copyUsers(
+  src: CopySource,
+  dst: Store,
+  dry: boolean,
+  t: Tally,
+): Promise<User[]> {
   const users = await src.listUsers();
   for (const u of users) {
     const have = await dst.getUser(u.signPub);
@@ -58,7 +73,7 @@ async function copyUsers(src: CopySource, dst: Store, dry: boolean, t: Tally): P
       t.copied++;
       if (!dry) await dst.revokeUser(u.signPub);
     } else {
-      t.conflicts.push(`user ${u.signPub} differs in KV`);
+      t.conflicts.push(`user ${u.signPub} differs in ${t.where}`);
     }
   }
   return users;
@@ -79,14 +94,14 @@ async function copyRoom(src: CopySource, dst: Store, room: Room, dry: boolean, t
   if (have !== null) {
     const { epoch: _h, ...haveShape } = have;
     if (!same(haveShape, shape)) {
-      t.conflicts.push(`room ${room.id} differs in KV`);
+      t.conflicts.push(`room ${room.id} differs in ${t.where}`);
       return;
     }
   }
   const haveLog = have ? await dst.listRoomChanges(room.id) : [];
   for (const c of haveLog) {
     if (!same(c, log[c.seq])) {
-      t.conflicts.push(`room ${room.id} change ${c.seq} differs in KV`);
+      t.conflicts.push(`room ${room.id} change ${c.seq} differs in ${t.where}`);
       return;
     }
   }
@@ -94,12 +109,14 @@ async function copyRoom(src: CopySource, dst: Store, room: Room, dry: boolean, t
   for (const m of haveMembers) {
     const want = members.find((x) => x.signPub === m.signPub);
     if (!want || !same(m, want)) {
-      t.conflicts.push(`room ${room.id} member ${m.signPub} differs in KV`);
+      t.conflicts.push(`room ${room.id} member ${m.signPub} differs in ${t.where}`);
       return;
     }
   }
   if (have !== null && have.epoch > room.epoch) {
-    t.conflicts.push(`room ${room.id} epoch is ahead in KV (${have.epoch} > ${room.epoch})`);
+    t.conflicts.push(
+      `room ${room.id} epoch is ahead in ${t.where} (${have.epoch} > ${room.epoch})`,
+    );
     return;
   }
   const complete = have !== null && haveLog.length === log.length &&
@@ -146,18 +163,30 @@ async function copyKeys(
         t.copied++;
         if (!dry) await dst.putSealedKeys(room.id, k.epoch, [{ ...k }]);
       } else if (same(have, k)) t.identical++;
-      else t.conflicts.push(`sealed key ${room.id}/${k.epoch}/${k.recipient} differs in KV`);
+      else {t.conflicts.push(
+          `sealed key ${room.id}/${k.epoch}/${k.recipient} differs in ${t.where}`,
+        );}
     }
   }
 }
 
-/** Blobs compared with their bytes (JSON turns a Uint8Array into an object). */
+/** Blobs compared field by field and byte by byte (JSON turns bytes into an object). */
 function sameBlob(a: Blob, b: Blob): boolean {
-  return same({ ...a, data: [...a.data] }, { ...b, data: [...b.data] });
+  const { data: x, ...metaA } = a;
+  const { data: y, ...metaB } = b;
+  return same(metaA, metaB) && x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-async function copyBlobs(src: CopySource, dst: Store, dry: boolean, t: Tally): Promise<void> {
-  for (const id of await src.listBlobIds()) {
+async function copyBlobs(
+  src: CopySource,
+  dst: Store,
+  dry: boolean,
+  t: Tally,
+  onBlob?: (done: number, total: number) => void,
+): Promise<void> {
+  const ids = await src.listBlobIds();
+  for (const [i, id] of ids.entries()) {
+    onBlob?.(i, ids.length);
     const b = (await src.getBlob(id))!;
     const have = await dst.getBlob(id);
     if (have === null) {
@@ -165,7 +194,7 @@ async function copyBlobs(src: CopySource, dst: Store, dry: boolean, t: Tally): P
       if (!dry) await dst.putBlob({ ...b });
     } else if (sameBlob(have, b)) {
       t.identical++;
-    } else t.conflicts.push(`blob ${id} differs in KV`);
+    } else t.conflicts.push(`blob ${id} differs in ${t.where}`);
   }
 }
 
@@ -209,21 +238,29 @@ async function verify(src: CopySource, dst: Store, users: User[], rooms: Room[])
 export async function copyControlPlane(
   src: CopySource,
   dst: Store,
-  opts: { dryRun: boolean; report: (kind: string, t: Tally) => void },
+  opts: {
+    dryRun: boolean;
+    report: (kind: string, t: Tally) => void;
+    /** The target as conflicts name it ("KV" unless said). */
+    targetName?: string;
+    /** Called before each blob (the long part of a large copy). */
+    onBlob?: (done: number, total: number) => void;
+  },
 ): Promise<CopyResult> {
   const dry = opts.dryRun;
-  const tu = tally();
+  const where = opts.targetName ?? "KV";
+  const tu = tally(where);
   const users = await copyUsers(src, dst, dry, tu);
   opts.report("users", tu);
-  const tr = tally();
+  const tr = tally(where);
   const rooms = await src.listRooms();
   for (const r of rooms) await copyRoom(src, dst, r, dry, tr);
   opts.report("rooms (change logs, members, epochs)", tr);
-  const tk = tally();
+  const tk = tally(where);
   await copyKeys(src, dst, rooms, dry, tk);
   opts.report("sealed keys", tk);
-  const tb = tally();
-  await copyBlobs(src, dst, dry, tb);
+  const tb = tally(where);
+  await copyBlobs(src, dst, dry, tb, opts.onBlob);
   opts.report("blobs", tb);
   const conflicts = [tu, tr, tk, tb].flatMap((t) => t.conflicts);
   if (dry) return { conflicts, readBackDiffers: [] };

@@ -51,3 +51,17 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     }
   }
 }
+
+/**
+ * Copies a SQLite control-plane file as of one instant, WAL included, while
+ * serve may be writing it (see `snapshotSqliteFile` in sqlite.ts).
+ *
+ * @example
+ * ```ts
+ * await snapshotSqlite("./local_files/unibus.db", "/tmp/snapshot.db");
+ * ```
+ */
+export async function snapshotSqlite(source: string, target: string): Promise<void> {
+  const { snapshotSqliteFile } = await import("./sqlite.ts");
+  await snapshotSqliteFile(source, target);
+}

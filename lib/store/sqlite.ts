@@ -103,6 +103,36 @@ export async function openSqliteStore(path: string): Promise<Store> {
 }
 
 /**
+ * Copies the control plane in the SQLite file `source` (its WAL included)
+ * into a new file `target`, as of one instant: `VACUUM INTO` reads inside one
+ * transaction, so a serve writing meanwhile is neither stopped nor half
+ * copied. The source is only read: no pragma that persists and no schema
+ * migration touch it (open the copy to migrate).
+ *
+ * @example
+ * ```ts
+ * await snapshotSqliteFile("/var/lib/unibus/unibus.db", "/tmp/backup/unibus.db");
+ * ```
+ */
+export async function snapshotSqliteFile(source: string, target: string): Promise<void> {
+  const abs = resolve(source);
+  let client: Client;
+  try {
+    client = createClient({ url: fileUrl(abs), concurrency: 1, timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw unavailable(`cannot open store at ${abs}`, e);
+  }
+  try {
+    await client.execute(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    await client.execute({ sql: "VACUUM INTO ?", args: [resolve(target)] });
+  } catch (e) {
+    throw unavailable(`cannot snapshot the store at ${abs}`, e);
+  } finally {
+    client.close();
+  }
+}
+
+/**
  * {@linkcode Store} on a local SQLite file through `@libsql/client`.
  *
  * @example

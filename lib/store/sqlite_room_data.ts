@@ -203,8 +203,8 @@ export class SqliteRoomData {
   // ---- export (SQLite only: what migrate-to-kv enumerates) ----
 
   /**
-   * Every room, by id. Not part of the Store contract: KV has no cheap
-   * "all rooms", and only a migration needs it.
+   * Every room, by id. Not part of the Store contract: only backups and
+   * migrations need every room, and KV has no cheap way to list them.
    *
    * @example
    * ```ts

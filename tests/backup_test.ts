@@ -1,0 +1,257 @@
+import { connect as connectClient, type UnibusClient } from "../lib/client/mod.ts";
+import { toHex } from "../lib/identity/hex.ts";
+import { loadIdentity } from "../lib/identity/identity.ts";
+import { type CopySource, type KvStore, openStore } from "../lib/store/mod.ts";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { addBusUser, type BusUser } from "./helpers/bus.ts";
+import { runUnibus as unibus, type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
+import { openServeStore, storeArgs } from "./helpers/serve_store.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Everything a store holds that a backup must carry, in a comparable order. */
+async function contents(s: CopySource) {
+  const rooms = await s.listRooms();
+  const bySign = (a: { signPub: string }, b: { signPub: string }) => a.signPub < b.signPub ? -1 : 1;
+  return {
+    users: (await s.listUsers()).sort(bySign),
+    rooms: await Promise.all(rooms.map(async (r) => ({
+      room: r,
+      changes: await s.listRoomChanges(r.id),
+      members: (await s.listMembers(r.id)).sort(bySign),
+      keys: await s.listSealedKeys(r.id),
+    }))),
+    blobs: await Promise.all(
+      (await s.listBlobIds()).sort().map(async (id) => {
+        const b = (await s.getBlob(id))!;
+        return { ...b, data: dec.decode(b.data) };
+      }),
+    ),
+  };
+}
+
+async function client(who: BusUser, node: ServeUnderTest): Promise<UnibusClient> {
+  return await connectClient({
+    natsServers: [`nats://127.0.0.1:${node.natsPort}`],
+    ctrlUrls: [node.httpUrl],
+    identity: who.identity,
+  });
+}
+
+/** Bob hears what Alice sends in `room` on `node`: the room's keys survived. */
+async function exchange(alice: BusUser, bob: BusUser, node: ServeUnderTest, room: string) {
+  const ca = await client(alice, node);
+  const cb = await client(bob, node);
+  try {
+    const heard: string[] = [];
+    await cb.subscribe(room, (_m, p) => heard.push(dec.decode(p)));
+    await ca.publish(room, "after the restore");
+    await waitFor(() => heard.length > 0, { timeoutMs: 10_000, what: "bob hears alice" });
+    assertEquals(heard, ["after the restore"]);
+  } finally {
+    await ca.close();
+    await cb.close();
+  }
+}
+
+/** Rewrites an archive's lines with `edit` and a recomputed end line (as a forger would). */
+async function forge(path: string, out: string, edit: (lines: string[]) => void) {
+  const lines = (await Deno.readTextFile(path)).trimEnd().split("\n");
+  const end = JSON.parse(lines.pop()!);
+  edit(lines);
+  const body = lines.map((l) => l + "\n").join("");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(body)));
+  end.sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  end.records = lines.length - 1;
+  await Deno.writeTextFile(out, body + JSON.stringify(end) + "\n");
+}
+
+Deno.test("backup and restore: a running SQLite node into a new data dir, into KV and back; damaged or forged archives refused with nothing written", async () => {
+  const root = await Deno.makeTempDir({ prefix: "unibus-backup-" });
+  const nodes: ServeUnderTest[] = [];
+  const dataDir = (name: string) => `${root}/${name}`;
+  try {
+    // 1. A single node on SQLite: users (one revoked), a room whose epoch
+    //    moved (a member added and removed), a second room, a blob.
+    await Deno.mkdir(dataDir("a"));
+    const a = await startServe({
+      dataDir: dataDir("a"),
+      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("a")}/internal.id`],
+    });
+    nodes.push(a);
+    const sqlite = await openStore({ kind: "sqlite", path: `${dataDir("a")}/unibus.db` });
+    const alice = await addBusUser(sqlite, "alice", "admin");
+    const bob = await addBusUser(sqlite, "bob");
+    const carol = await addBusUser(sqlite, "carol");
+    const dave = await addBusUser(sqlite, "dave");
+    await sqlite.revokeUser(dave.hex);
+    const ca = await client(alice, a);
+    const room = await ca.createRoom("team.ops", { encrypt: true, sign: true, persist: false });
+    await ca.addMember(room, bob.hex);
+    await ca.addMember(room, carol.hex);
+    await ca.removeMember(room, carol.hex);
+    await ca.createRoom("team.notes", { encrypt: true, sign: true, persist: false });
+    const blob = await ca.putBlob(room, enc.encode("kept in the archive"));
+    await ca.close();
+    const original = await contents(sqlite);
+    await sqlite.close();
+    assertEquals(original.rooms.length, 2);
+    assertEquals(original.rooms.find((r) => r.room.subject === "team.ops")?.room.epoch, 3);
+
+    // 2. Backed up while serve runs: one file, 0600, counts on stdout, progress on stderr.
+    const archive = `${root}/cp.unibus-backup`;
+    const b1 = await unibus(["backup", "--out", archive, "--data-dir", dataDir("a")]);
+    assertEquals(b1.code, 0, b1.stderr);
+    assertMatch(
+      b1.stdout,
+      /written to .*cp\.unibus-backup: 4 users, 2 rooms, \d+ sealed keys, 1 blobs/,
+    );
+    assertMatch(b1.stderr, /^backup: snapshot of .* taken$/m);
+    assertMatch(b1.stderr, /^backup: users: 4$/m);
+    assertEquals((await Deno.stat(archive)).mode! & 0o777, 0o600);
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["a", "cp.unibus-backup"]);
+    // Never over an existing file.
+    const again = await unibus(["backup", "--out", archive, "--data-dir", dataDir("a")]);
+    assertEquals(again.code, 1);
+    assertMatch(again.stderr.trim(), /^unibus backup: .* exists; backup never overwrites a file$/);
+    // No private key of a user or of the node is in it.
+    const text = await Deno.readTextFile(archive);
+    const internal = await loadIdentity(`${dataDir("a")}/internal.id`);
+    for (const who of [alice.identity, bob.identity, carol.identity, dave.identity, internal]) {
+      for (const secret of [who.signSeed, who.kexPriv]) {
+        for (const spelled of [toHex(secret), btoa(String.fromCharCode(...secret))]) {
+          assert(!text.includes(spelled), `a private key of ${who.handle} is in the archive`);
+        }
+      }
+    }
+    assert(!/"S[UAN][A-Z2-7]{50,}"/.test(text), "an nkey seed is in the archive");
+
+    // 3. Damaged, truncated, newer or forged archives: one line, exit 1, nothing written.
+    const lines = text.trimEnd().split("\n");
+    const bad: Array<[string, string, RegExp]> = [
+      ["truncated", lines.slice(0, -1).join("\n") + "\n", /truncated \(no end line/],
+      ["cut mid-line", text.slice(0, Math.floor(text.length / 2)), /truncated|not JSON/],
+      ["a flipped byte", text.replace('"handle":"bob"', '"handle":"bub"'), /checksum mismatch/],
+      ["empty", "", /empty file/],
+      [
+        "a newer format",
+        text.replace('"unibus_backup":1', '"unibus_backup":2'),
+        /archive format 2 was written by a newer unibus/,
+      ],
+    ];
+    for (const [what, content, why] of bad) {
+      const path = `${root}/bad.unibus-backup`;
+      await Deno.writeTextFile(path, content);
+      const r = await unibus(["restore", "--in", path, "--data-dir", dataDir("x")]);
+      assertEquals(r.code, 1, `${what}: ${r.stdout} ${r.stderr}`);
+      assertMatch(r.stderr.trim(), why, what);
+      assertMatch(r.stderr.trim(), /nothing was written$/, what);
+      assertEquals(r.stderr.trim().split("\n").filter((l) => !l.startsWith("restore: ")).length, 1);
+      assert(!await Deno.stat(dataDir("x")).catch(() => null), `${what}: the target was created`);
+    }
+    // A forger who recomputes the digest still cannot add a member the signed log does not name.
+    const forged = `${root}/forged.unibus-backup`;
+    await forge(archive, forged, (ls) => {
+      const i = ls.findIndex((l) => l.includes('"subject":"team.ops"'));
+      const r = JSON.parse(ls[i]);
+      r.members.push({ ...r.members[0], signPub: dave.hex, role: "admin" });
+      ls[i] = JSON.stringify(r);
+    });
+    const f1 = await unibus(["restore", "--in", forged, "--data-dir", dataDir("x")]);
+    assertEquals(f1.code, 1, f1.stdout);
+    assertMatch(f1.stderr, new RegExp(`member ${dave.hex} \\(admin\\) is not what its signed log`));
+    await forge(archive, forged, (ls) => {
+      const i = ls.findIndex((l) => l.includes('"subject":"team.ops"'));
+      const r = JSON.parse(ls[i]);
+      r.changes[1].text = r.changes[1].text.replace(bob.hex, dave.hex);
+      r.members = r.members.map((m: { signPub: string }) =>
+        m.signPub === bob.hex ? { ...m, signPub: dave.hex } : m
+      );
+      ls[i] = JSON.stringify(r);
+    });
+    const f2 = await unibus(["restore", "--in", forged, "--data-dir", dataDir("x")]);
+    assertEquals(f2.code, 1, f2.stdout);
+    assertMatch(f2.stderr, /membership log does not verify/);
+    assert(!await Deno.stat(dataDir("x")).catch(() => null));
+
+    // 4. Restored into a new data dir: everything read back, an audit line, and the
+    //    node started on it serves the same room: Bob hears Alice, the blob reads.
+    const r1 = await unibus(["restore", "--in", archive, "--data-dir", dataDir("b")]);
+    assertEquals(r1.code, 0, r1.stderr);
+    assertMatch(r1.stdout, /archive verified: 4 users, 2 rooms \(signed logs verified\)/);
+    assertMatch(r1.stdout, /users: 4 restored/);
+    assertMatch(r1.stdout, /read back: every restored record matches/);
+    const audit = (await Deno.readTextFile(`${dataDir("b")}/audit.log`)).trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assertEquals(audit.at(-1)?.event, "control_plane.restore");
+    assertEquals(audit.at(-1)?.users, 4);
+    // Into a store that is not empty: refused, unless --force (then only what is absent).
+    const full = await unibus(["restore", "--in", archive, "--data-dir", dataDir("b")]);
+    assertEquals(full.code, 1);
+    assertMatch(full.stderr.trim(), /is not empty \(\d+ users, rooms and blobs\)/);
+    const forced = await unibus([
+      "restore",
+      "--in",
+      archive,
+      "--data-dir",
+      dataDir("b"),
+      "--force",
+    ]);
+    assertEquals(forced.code, 0, forced.stderr);
+    assertMatch(forced.stdout, /users: 0 restored, 4 identical, 0 conflicting/);
+    const restored = await openStore({ kind: "sqlite", path: `${dataDir("b")}/unibus.db` });
+    assertEquals(await contents(restored), original);
+    await restored.close();
+    await a.stop();
+    const b = await startServe({
+      dataDir: dataDir("b"),
+      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("b")}/internal.id`],
+    });
+    nodes.push(b);
+    await exchange(alice, bob, b, room.id);
+    const cb = await client(bob, b);
+    assertEquals(dec.decode(await cb.getBlob(room, blob)), "kept in the archive");
+    await cb.close();
+    await b.stop();
+
+    // 5. Across stores: the SQLite archive into a KV node, which then serves it;
+    //    that node's KV backed up and restored into SQLite gives back the original.
+    await Deno.mkdir(dataDir("c"));
+    const cId = `${dataDir("c")}/internal.id`;
+    const c = await startServe({
+      dataDir: dataDir("c"),
+      extraArgs: ["--bus-auth", "enforce", ...storeArgs("kv", cId)],
+    });
+    nodes.push(c);
+    const kvFlags = [
+      "--store",
+      "kv",
+      "--internal-id-file",
+      cId,
+      "--nats-url",
+      `nats://127.0.0.1:${c.natsPort}`,
+    ];
+    const r2 = await unibus(["restore", "--in", archive, ...kvFlags]);
+    assertEquals(r2.code, 0, r2.stderr);
+    assertMatch(r2.stdout, /read back: every restored record matches, in the KV at/);
+    const kv = await openServeStore(c, "kv", cId);
+    assertEquals(await contents(kv as KvStore), original);
+    await kv.close();
+    await exchange(alice, bob, c, room.id);
+    const kvArchive = `${root}/kv.unibus-backup`;
+    const b2 = await unibus(["backup", "--out", kvArchive, ...kvFlags]);
+    assertEquals(b2.code, 0, b2.stderr);
+    assertMatch(b2.stdout, /backup of the KV at .* written to .*: 4 users, 2 rooms/);
+    assertEquals(JSON.parse((await Deno.readTextFile(kvArchive)).split("\n")[0]).source, "kv");
+    const r3 = await unibus(["restore", "--in", kvArchive, "--data-dir", dataDir("d")]);
+    assertEquals(r3.code, 0, r3.stderr);
+    const back = await openStore({ kind: "sqlite", path: `${dataDir("d")}/unibus.db` });
+    assertEquals(await contents(back), original);
+    await back.close();
+  } finally {
+    for (const n of nodes) await n.stop();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
