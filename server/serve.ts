@@ -25,6 +25,7 @@ import { dataDirLayout } from "./nats/data_dir.ts";
 import { type DataPlane, startDataPlane } from "./nats/data_plane.ts";
 import { claimDataDir, releaseDataDir } from "./nats/pid_file.ts";
 import { checkServeOptions, servePosture, type UncheckedServeOptions } from "./options.ts";
+import { startRoomStreamKeeper } from "./rooms/stream_keeper.ts";
 import { startRoomStreamMover } from "./rooms/stream_move.ts";
 
 /**
@@ -105,6 +106,15 @@ export async function runServe(options: UncheckedServeOptions, log: Logger): Pro
       });
       life.started("room stream mover", () => mover.stop());
     }
+    // A persisted room restored or copied into the store gets its stream.
+    const keeper = startRoomStreamKeeper({
+      store,
+      nc: plane.roomsConn.nc,
+      maxBytes: opts.limits.roomStreamMaxBytes,
+      replicas: posture.replicas,
+      log: log.child("streams"),
+    });
+    life.started("room stream keeper", () => keeper.stop());
     const stopPruner = startNoncePruner(store, log.child("nonces"));
     life.started("nonce pruner", stopPruner);
     http.serve(controlPlaneApp(opts, {

@@ -40,7 +40,10 @@ async function client(who: BusUser, node: ServeUnderTest): Promise<UnibusClient>
   });
 }
 
-/** Bob hears what Alice sends in `room` on `node`: the room's keys survived. */
+/**
+ * Bob hears what Alice sends in `room` on `node`, and reads it in the room's
+ * history: the room's keys survived, and its stream was made.
+ */
 async function exchange(alice: BusUser, bob: BusUser, node: ServeUnderTest, room: string) {
   const ca = await client(alice, node);
   const cb = await client(bob, node);
@@ -48,8 +51,12 @@ async function exchange(alice: BusUser, bob: BusUser, node: ServeUnderTest, room
     const heard: string[] = [];
     await cb.subscribe(room, (_m, p) => heard.push(dec.decode(p)));
     await ca.publish(room, "after the restore");
+    // Stored: the persisted room's stream was made for the restored room.
+    await ca.flush();
     await waitFor(() => heard.length > 0, { timeoutMs: 10_000, what: "bob hears alice" });
     assertEquals(heard, ["after the restore"]);
+    const { messages } = await cb.history(room);
+    assertEquals(messages.map((m) => dec.decode(m.plaintext)).at(-1), "after the restore");
   } finally {
     await ca.close();
     await cb.close();
@@ -88,7 +95,7 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const dave = await addBusUser(sqlite, "dave");
     await sqlite.revokeUser(dave.hex);
     const ca = await client(alice, a);
-    const room = await ca.createRoom("team.ops", { encrypt: true, sign: true, persist: false });
+    const room = await ca.createRoom("team.ops", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
     await ca.addMember(room, carol.hex);
     await ca.removeMember(room, carol.hex);
@@ -211,6 +218,9 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     });
     nodes.push(b);
     await exchange(alice, bob, b, room.id);
+    assert(
+      b.lines.some((l) => l.msg === "persisted room had no stream; created" && l.room === room.id),
+    );
     const cb = await client(bob, b);
     assertEquals(dec.decode(await cb.getBlob(room, blob)), "kept in the archive");
     await cb.close();

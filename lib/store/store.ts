@@ -72,6 +72,8 @@ export interface Store {
    */
   createRoom(room: NewRoom, genesis?: RoomGenesis): Promise<Room>;
   getRoom(id: string): Promise<Room | null>;
+  /** Every room, sorted by id (backups, and checks that run over all rooms). */
+  listRooms(): Promise<Room[]>;
   getRoomBySubject(subject: string): Promise<Room | null>;
   /** Rooms the signPub is a member of, sorted by id. */
   listRoomsForMember(signPub: string): Promise<Room[]>;
