@@ -18,10 +18,15 @@
  */
 
 import { dirname } from "node:path";
-import { type ArchiveWritten, writeArchive } from "../lib/store/archive.ts";
+import { createLogger } from "../lib/log.ts";
+import { type ArchiveWritten, type HistorySource, writeArchive } from "../lib/store/archive.ts";
 import { type CopySource, type KvStore, openStore, snapshotSqlite } from "../lib/store/mod.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
+import type { Room } from "../lib/store/store.ts";
+import { startDataDirServer } from "../server/nats/data_dir_server.ts";
+import { readRoomHistory } from "../server/rooms/stream_history.ts";
 import type { Command } from "./command.ts";
+import { dialAs, dialRoomsAccount } from "./kv_target.ts";
 import {
   describeTarget,
   openTargetStore,
@@ -38,13 +43,20 @@ const OPTIONS: OptionTable = {
     description: "back up DIR/unibus.db (serve's layout); instead of --db",
   },
   ...STORE_OPTIONS,
+  "with-history": {
+    type: "boolean",
+    description:
+      "also persisted rooms' stored packets (--store kv, or --data-dir of a stopped node)",
+  },
 };
 
 const HELP = renderHelp(
-  "unibus backup --out FILE [--data-dir DIR | --db PATH]\n" +
-    "       unibus backup --out FILE --store kv --internal-id-file PATH [--nats-url URL] [--ca PEM]",
+  "unibus backup --out FILE [--data-dir DIR | --db PATH] [--with-history]\n" +
+    "       unibus backup --out FILE --store kv --internal-id-file PATH [--nats-url URL] [--ca PEM] " +
+    "[--with-history]",
   "Writes the control plane (users, rooms, signed membership logs, sealed keys, blobs) into\n" +
-    "one checksummed archive, while serve runs or not. The archive holds no private key;\n" +
+    "one checksummed archive, while serve runs or not; with --with-history also the persisted\n" +
+    "rooms' stored (end-to-end encrypted) packets. The archive holds no private key;\n" +
     "keep it where only operators can read it. Progress goes to stderr.",
   OPTIONS,
 );
@@ -61,6 +73,13 @@ async function run(argv: string[]): Promise<number> {
   const out = typeof values.out === "string" ? values.out : "";
   if (out === "") throw new UsageError("--out FILE is required");
   const target = storeTargetOf(values, { dataDir: true });
+  const withHistory = values["with-history"] === true;
+  if (withHistory && target.kind === "sqlite" && values["data-dir"] === undefined) {
+    throw new UsageError(
+      "--with-history reads the node's room streams: give --data-dir (of a stopped node) " +
+        "or --store kv",
+    );
+  }
   if (await exists(out)) throw new Error(`${out} exists; backup never overwrites a file`);
   const progress = (line: string) => console.error(`backup: ${line}`);
   const partial = `${out}.partial`;
@@ -68,11 +87,23 @@ async function run(argv: string[]): Promise<number> {
   try {
     if (target.kind === "sqlite") {
       await requireDb(target.db);
-      written = await fromSqliteSnapshot(target.db, partial, progress);
+      const dataDir = String(values["data-dir"] ?? "");
+      written = withHistory
+        ? await withDataDirRooms(
+          dataDir,
+          (history) => fromSqliteSnapshot(target.db, partial, progress, history),
+        )
+        : await fromSqliteSnapshot(target.db, partial, progress);
     } else {
       const store = await openTargetStore(target) as KvStore;
       try {
-        written = await fromKv(store, partial, progress);
+        const rooms = withHistory ? await dialRoomsAccount(target.kv) : null;
+        try {
+          const history = rooms ? (room: Room) => readRoomHistory(rooms, room.id) : undefined;
+          written = await fromKv(store, partial, progress, history);
+        } finally {
+          await rooms?.close();
+        }
       } finally {
         await store.close();
       }
@@ -85,6 +116,7 @@ async function run(argv: string[]): Promise<number> {
   console.log(
     `backup of ${describeTarget(target)} written to ${out}: ${written.users} users, ` +
       `${written.rooms} rooms, ${written.keys} sealed keys, ${written.blobs} blobs ` +
+      `${withHistory ? `, ${written.messages} stored packets of persisted rooms` : ""} ` +
       `(${written.bytes} bytes, sha256 ${written.sha256})`,
   );
   return 0;
@@ -106,6 +138,7 @@ async function writeFile(
   path: string,
   source: "sqlite" | "kv",
   progress: (line: string) => void,
+  history?: HistorySource,
 ): Promise<ArchiveWritten> {
   let file: Deno.FsFile;
   try {
@@ -117,7 +150,7 @@ async function writeFile(
     throw new Error(`cannot create ${path}: ${(err as Error).message}`);
   }
   try {
-    const written = await writeArchive(src, file, { source, progress });
+    const written = await writeArchive(src, file, { source, progress, history });
     await file.sync();
     return written;
   } finally {
@@ -129,6 +162,7 @@ async function fromSqliteSnapshot(
   db: string,
   partial: string,
   progress: (line: string) => void,
+  history?: HistorySource,
 ): Promise<ArchiveWritten> {
   // The snapshot sits beside the archive, not in /tmp: it is as large as the
   // store and holds the same records, so it belongs where the operator chose.
@@ -139,7 +173,7 @@ async function fromSqliteSnapshot(
     progress(`snapshot of ${db} taken`);
     const store = await openStore({ kind: "sqlite", path: snapshot });
     try {
-      return await writeFile(store, partial, "sqlite", progress);
+      return await writeFile(store, partial, "sqlite", progress, history);
     } finally {
       await store.close();
     }
@@ -152,10 +186,11 @@ async function fromKv(
   store: KvStore,
   partial: string,
   progress: (line: string) => void,
+  history?: HistorySource,
 ): Promise<ArchiveWritten> {
   for (let attempt = 1; attempt <= KV_ATTEMPTS; attempt++) {
     const before = JSON.stringify(await store.writeMarks());
-    const written = await writeFile(store, partial, "kv", progress);
+    const written = await writeFile(store, partial, "kv", progress, history);
     if (JSON.stringify(await store.writeMarks()) === before) return written;
     await Deno.remove(partial);
     if (attempt < KV_ATTEMPTS) {
@@ -167,6 +202,31 @@ async function fromKv(
   throw new Error(
     `the control plane changed during each of ${KV_ATTEMPTS} tries; back up at a quieter time`,
   );
+}
+
+/**
+ * Runs `fn` with the room streams of a stopped node's data dir, through a
+ * temporary loopback nats-server on its JetStream store (which refuses a
+ * data dir a serve runs on: its streams change under a reader).
+ */
+async function withDataDirRooms<T>(
+  dataDir: string,
+  fn: (history: HistorySource) => Promise<T>,
+): Promise<T> {
+  const server = await startDataDirServer(
+    dataDir,
+    createLogger("backup.nats-server", { level: "warn", sink: (l) => console.error(l) }),
+  );
+  try {
+    const nc = await dialAs(server.url, server.roomsUser, null);
+    try {
+      return await fn((room) => readRoomHistory(nc, room.id));
+    } finally {
+      await nc.close();
+    }
+  } finally {
+    await server.stop();
+  }
 }
 
 /** `unibus backup`. */

@@ -13,6 +13,7 @@ import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../lib/auth/nkey.t
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { isLoopbackHost } from "../lib/net/address.ts";
 import { type KvStore, openStore } from "../lib/store/mod.ts";
+import { accountUser } from "../server/nats/account_users.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** Where a node's managed nats-server listens by default (seeds: 4250). */
@@ -153,19 +154,7 @@ export async function openKvAs(
   user: NativeNkeyPair,
   t: { caFile: string | null; replicas: 1 | 3 },
 ): Promise<KvStore> {
-  let nc: NatsConnection;
-  try {
-    nc = await connect({
-      servers: natsUrl,
-      name: "unibus-admin",
-      timeout: CONNECT_TIMEOUT_MS,
-      reconnect: false,
-      authenticator: nkeyAuthenticatorFor(user),
-      tls: t.caFile ? { caFile: t.caFile } : undefined,
-    });
-  } catch (err) {
-    throw new Error(`cannot reach NATS at ${natsUrl}: ${(err as Error).message}`);
-  }
+  const nc = await dialAs(natsUrl, user, t.caFile);
   try {
     return await openStore({
       kind: "kv",
@@ -180,6 +169,51 @@ export async function openKvAs(
       `the control-plane KV at ${natsUrl} is unavailable: ${(err as Error).message}`,
     );
   }
+}
+
+/**
+ * Connects to `natsUrl` as `user`, once (an administrator waits seconds, not
+ * minutes), TLS pinned to `caFile` when given.
+ *
+ * @example
+ * ```ts
+ * const nc = await dialAs("nats://127.0.0.1:4250", kp, null);
+ * ```
+ */
+export async function dialAs(
+  natsUrl: string,
+  user: NativeNkeyPair,
+  caFile: string | null,
+): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: natsUrl,
+      name: "unibus-admin",
+      timeout: CONNECT_TIMEOUT_MS,
+      reconnect: false,
+      authenticator: nkeyAuthenticatorFor(user),
+      tls: caFile ? { caFile } : undefined,
+    });
+  } catch (err) {
+    throw new Error(`cannot reach NATS at ${natsUrl}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Connects to the target's node in the rooms' account (where persisted
+ * rooms' streams are), as serve's identity there, derived from the internal
+ * one (server/nats/account_users.ts).
+ *
+ * @example
+ * ```ts
+ * const nc = await dialRoomsAccount(parseKvTarget(values));
+ * ```
+ */
+export async function dialRoomsAccount(t: KvTarget): Promise<NatsConnection> {
+  const id = await loadIdentity(t.internalIdFile).catch((err) => {
+    throw new Error(`cannot load --internal-id-file: ${(err as Error).message}`);
+  });
+  return await dialAs(t.natsUrl, accountUser(id.signSeed, "rooms"), t.caFile);
 }
 
 /**

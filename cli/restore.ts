@@ -15,14 +15,21 @@
  */
 
 import { ArchiveError, VerifiedArchive } from "../lib/store/archive.ts";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createLogger } from "../lib/log.ts";
 import { copyControlPlane } from "../lib/store/mod.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
+import { type DataDirServer, startDataDirServer } from "../server/nats/data_dir_server.ts";
+import { HistoryNotEmptyError, writeRoomHistory } from "../server/rooms/stream_history.ts";
 import { type OptionTable, parseCommandArgs, renderHelp, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { dialAs, dialRoomsAccount } from "./kv_target.ts";
 import {
   auditCliChange,
   describeTarget,
   openTargetStore,
   STORE_OPTIONS,
+  type StoreTarget,
   storeTargetOf,
 } from "./store_target.ts";
 
@@ -39,6 +46,10 @@ const OPTIONS: OptionTable = {
     description: "restore into a non-empty store: add what is absent, report what differs",
   },
   "dry-run": { type: "boolean", description: "verify and compare; write nothing" },
+  "skip-history": {
+    type: "boolean",
+    description: "restore the control plane only, not the persisted rooms' stored packets",
+  },
   "allow-unsigned-rooms": {
     type: "boolean",
     description: "accept rooms without a signed membership log (stores older than the log)",
@@ -54,7 +65,10 @@ const OPTIONS: OptionTable = {
 const HELP = renderHelp(
   "unibus restore --in FILE [--data-dir DIR | --db PATH] [--force] [--dry-run]\n" +
     "       unibus restore --in FILE --store kv --internal-id-file PATH [--nats-url URL] [--ca PEM] " +
-    "[--kv-replicas 1|3] [--force] [--dry-run]",
+    "[--kv-replicas 1|3] [--force] [--dry-run]\n" +
+    "       (an archive made --with-history also restores persisted rooms' stored packets,\n" +
+    "       into --data-dir's JetStream store (serve stopped) or the running node's, unless\n" +
+    "       --skip-history)",
   "Restores a backup archive into an empty control plane (SQLite or a running node's KV).\n" +
     "The archive's checksum and every room's signed membership log are verified before\n" +
     "anything is written. Progress goes to stderr.",
@@ -71,6 +85,7 @@ async function run(argv: string[]): Promise<number> {
   if (input === "") throw new UsageError("--in FILE is required");
   const target = storeTargetOf(values, { dataDir: true });
   const dry = values["dry-run"] === true;
+  const skipHistory = values["skip-history"] === true;
   const progress = (line: string) => console.error(`restore: ${line}`);
 
   let archive: VerifiedArchive;
@@ -87,9 +102,17 @@ async function run(argv: string[]): Promise<number> {
     const c = archive.counts;
     console.log(
       `archive verified: ${c.users} users, ${c.rooms} rooms (signed logs verified), ` +
-        `${c.keys} sealed keys, ${c.blobs} blobs (${c.blobBytes} bytes); taken from ` +
+        `${c.keys} sealed keys, ${c.blobs} blobs (${c.blobBytes} bytes)` +
+        `${c.messages ? `, ${c.messages} stored packets of persisted rooms` : ""}; taken from ` +
         `${archive.header.source} by unibus ${archive.header.unibus} at ${archive.header.created_at}`,
     );
+    const history = skipHistory ? [] : archive.historyRooms();
+    if (history.length && target.kind === "sqlite" && values["data-dir"] === undefined) {
+      throw new UsageError(
+        `the archive holds ${c.messages} stored packets of persisted rooms: give --data-dir ` +
+          "(their streams go into its JetStream store), or --skip-history",
+      );
+    }
     if (target.kind === "sqlite" && values["data-dir"] !== undefined && !dry) {
       await Deno.mkdir(String(values["data-dir"]), { recursive: true, mode: 0o700 });
     }
@@ -127,6 +150,16 @@ async function run(argv: string[]): Promise<number> {
           );
         }
         console.log(`read back: every restored record matches, in ${describeTarget(target)}`);
+        if (history.length) {
+          const { messages, refused } = await restoreHistory(archive, target, values, progress);
+          console.log(
+            `history: ${messages} stored packets restored into ${
+              history.length - refused.length
+            } rooms`,
+          );
+          for (const r of refused) console.log(`conflict: ${r}`);
+          conflicts.push(...refused);
+        }
         const explicit = typeof values["audit-log"] === "string" ? values["audit-log"] : undefined;
         await auditCliChange(explicit, target, "control_plane.restore", "control plane restored", {
           archive: input,
@@ -140,7 +173,7 @@ async function run(argv: string[]): Promise<number> {
       }
       if (conflicts.length) {
         throw new Error(
-          `${conflicts.length} record(s) differ in the target and were left unchanged`,
+          `${conflicts.length} record(s) or histories differ in the target and were left unchanged`,
         );
       }
     } finally {
@@ -150,6 +183,60 @@ async function run(argv: string[]): Promise<number> {
     archive.close();
   }
   return 0;
+}
+
+/**
+ * Appends each persisted room's stored packets to its stream: the running
+ * node's (KV: serve makes a restored room's stream itself, with its own
+ * limits and replicas, and is waited for), or a stopped node's data dir
+ * (SQLite: through a temporary nats-server on its JetStream store, which
+ * refuses a data dir a serve runs on). A stream already holding packets is
+ * left alone and reported.
+ */
+async function restoreHistory(
+  archive: VerifiedArchive,
+  target: StoreTarget,
+  values: Record<string, string | boolean | undefined>,
+  progress: (line: string) => void,
+): Promise<{ messages: number; refused: string[] }> {
+  let server: DataDirServer | null = null;
+  let nc: NatsConnection;
+  if (target.kind === "kv") {
+    nc = await dialRoomsAccount(target.kv);
+  } else {
+    server = await startDataDirServer(
+      String(values["data-dir"]),
+      createLogger("restore.nats-server", { level: "warn", sink: (l) => console.error(l) }),
+    ).catch((err) => {
+      throw new Error(
+        `the control plane is restored, its history is not: ${(err as Error).message}; stop ` +
+          "serve on it and run the same restore again with --force",
+      );
+    });
+    nc = await dialAs(server.url, server.roomsUser, null);
+  }
+  const refused: string[] = [];
+  let messages = 0;
+  try {
+    for (const roomId of archive.historyRooms()) {
+      const room = (await archive.getRoom(roomId))!;
+      try {
+        const n = await writeRoomHistory(nc, room, archive.history(roomId), {
+          create: server ? { maxBytes: DEFAULT_LIMITS.roomStreamMaxBytes, replicas: 1 } : undefined,
+          waitMs: server ? 0 : 60_000,
+        });
+        messages += n;
+        progress(`history of ${room.subject}: ${n} stored packets`);
+      } catch (err) {
+        if (!(err instanceof HistoryNotEmptyError)) throw err;
+        refused.push(err.message);
+      }
+    }
+  } finally {
+    await nc.close();
+    await server?.stop();
+  }
+  return { messages, refused };
 }
 
 /** `unibus restore`. */

@@ -101,6 +101,8 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     await ca.removeMember(room, carol.hex);
     await ca.createRoom("team.notes", { encrypt: true, sign: true, persist: false });
     const blob = await ca.putBlob(room, enc.encode("kept in the archive"));
+    for (let i = 0; i < 3; i++) await ca.publish(room, `stored-${i}`);
+    await ca.flush();
     await ca.close();
     const original = await contents(sqlite);
     await sqlite.close();
@@ -211,7 +213,42 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const restored = await openStore({ kind: "sqlite", path: `${dataDir("b")}/unibus.db` });
     assertEquals(await contents(restored), original);
     await restored.close();
+    // With history, the node's room streams are read: not while serve runs on them.
+    const historyArchive = `${root}/history.unibus-backup`;
+    const busy = await unibus([
+      "backup",
+      "--out",
+      historyArchive,
+      "--data-dir",
+      dataDir("a"),
+      "--with-history",
+    ]);
+    assertEquals(busy.code, 1, busy.stdout);
+    assertMatch(busy.stderr, /in use by another unibus serve/);
+    assert(!await Deno.stat(historyArchive).catch(() => null));
+    const noDir = await unibus([
+      "backup",
+      "--out",
+      historyArchive,
+      "--db",
+      `${dataDir("a")}/unibus.db`,
+      "--with-history",
+    ]);
+    assertEquals(noDir.code, 2);
     await a.stop();
+    const h1 = await unibus([
+      "backup",
+      "--out",
+      historyArchive,
+      "--data-dir",
+      dataDir("a"),
+      "--with-history",
+    ]);
+    assertEquals(h1.code, 0, h1.stderr);
+    assertMatch(h1.stdout, /, 3 stored packets of persisted rooms/);
+    assertMatch(h1.stderr, /^backup: history of team\.ops: 3 messages$/m);
+    // Stored packets are sealed: the plaintext is nowhere in the archive.
+    assert(!(await Deno.readTextFile(historyArchive)).includes(btoa("stored-0").slice(0, 8)));
     const b = await startServe({
       dataDir: dataDir("b"),
       extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("b")}/internal.id`],
@@ -260,6 +297,60 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const back = await openStore({ kind: "sqlite", path: `${dataDir("d")}/unibus.db` });
     assertEquals(await contents(back), original);
     await back.close();
+    await c.stop();
+
+    // 6. History restored: into a stopped node's data dir (a temporary nats-server makes
+    //    the stream), and into a running KV node (its serve makes the stream, restore
+    //    waits for it); Bob reads the same packets there. Never into a stream with packets.
+    const history = async (node: ServeUnderTest) => {
+      const cb = await client(bob, node);
+      try {
+        return (await cb.history(room)).messages.map((m) => dec.decode(m.plaintext));
+      } finally {
+        await cb.close();
+      }
+    };
+    const needsDir = await unibus(["restore", "--in", historyArchive, "--db", `${root}/e.db`]);
+    assertEquals(needsDir.code, 2);
+    assertMatch(needsDir.stderr, /holds 3 stored packets of persisted rooms: give --data-dir/);
+    const r4 = await unibus(["restore", "--in", historyArchive, "--data-dir", dataDir("e")]);
+    assertEquals(r4.code, 0, r4.stderr);
+    assertMatch(r4.stdout, /history: 3 stored packets restored into 1 rooms/);
+    const e = await startServe({
+      dataDir: dataDir("e"),
+      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("e")}/internal.id`],
+    });
+    nodes.push(e);
+    assertEquals(await history(e), ["stored-0", "stored-1", "stored-2"]);
+    await e.stop();
+    await Deno.mkdir(dataDir("g"));
+    const gId = `${dataDir("g")}/internal.id`;
+    const g = await startServe({
+      dataDir: dataDir("g"),
+      extraArgs: ["--bus-auth", "enforce", ...storeArgs("kv", gId)],
+    });
+    nodes.push(g);
+    const gFlags = [
+      "--store",
+      "kv",
+      "--internal-id-file",
+      gId,
+      "--nats-url",
+      `nats://127.0.0.1:${g.natsPort}`,
+    ];
+    const r5 = await unibus(["restore", "--in", historyArchive, ...gFlags]);
+    assertEquals(r5.code, 0, r5.stderr);
+    assertMatch(r5.stdout, /history: 3 stored packets restored into 1 rooms/);
+    assertEquals(await history(g), ["stored-0", "stored-1", "stored-2"]);
+    // Read back out of KV with its history, the archive carries the same packets.
+    const kvHistory = `${root}/kv-history.unibus-backup`;
+    const b3 = await unibus(["backup", "--out", kvHistory, ...gFlags, "--with-history"]);
+    assertEquals(b3.code, 0, b3.stderr);
+    assertMatch(b3.stdout, /, 3 stored packets of persisted rooms/);
+    const again2 = await unibus(["restore", "--in", historyArchive, ...gFlags, "--force"]);
+    assertEquals(again2.code, 1, again2.stdout);
+    assertMatch(again2.stdout, /conflict: room .* stream already holds 3 messages/);
+    await g.stop();
   } finally {
     for (const n of nodes) await n.stop();
     await Deno.remove(root, { recursive: true }).catch(() => {});

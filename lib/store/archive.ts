@@ -8,6 +8,7 @@
  * {"t":"room","room":{…},"changes":[…],"members":[…]}      the signed log and member set
  * {"t":"key","key":{…}}                                    one per sealed room key
  * {"t":"blob","blob":{…},"sha256":"<hex>","data":"<base64>"}
+ * {"t":"msg","room":"<id>","seq":<n>,"headers":{…},"data":"<base64>"}   with --with-history
  * {"t":"end","records":<n>,"sha256":"<hex of every byte before this line>"}
  * ```
  *
@@ -70,7 +71,20 @@ export interface ArchiveHeader {
   /** The store it was taken from. */
   source: "sqlite" | "kv";
   created_at: string;
+  /** Whether persisted rooms' stored packets follow the control plane. */
+  history?: boolean;
 }
+
+/** One stored packet of a persisted room's stream, as a backup carries it. */
+export interface StoredRoomMessage {
+  /** Its sequence in the stream it was read from (restored streams number afresh). */
+  seq: number;
+  headers: Record<string, string[]>;
+  data: Uint8Array;
+}
+
+/** Where a backup reads persisted rooms' history from. */
+export type HistorySource = (room: Room) => AsyncIterable<StoredRoomMessage>;
 
 /** How many records of each kind an archive holds. */
 export interface ArchiveCounts {
@@ -80,6 +94,8 @@ export interface ArchiveCounts {
   blobs: number;
   /** Bytes of blob data. */
   blobBytes: number;
+  /** Stored packets of persisted rooms (0 without history). */
+  messages: number;
 }
 
 /** An archive that cannot be read, or one that must not be restored; the message says which record and why. */
@@ -92,6 +108,7 @@ type Line =
   | { t: "room"; room: Room; changes: RoomChange[]; members: Member[] }
   | { t: "key"; key: SealedKey }
   | { t: "blob"; blob: BlobMeta; sha256: string; data: string }
+  | { t: "msg"; room: string; seq: number; headers: Record<string, string[]>; data: string }
   | { t: "end"; records: number; sha256: string };
 
 const te = new TextEncoder();
@@ -107,6 +124,14 @@ function toBase64(bytes: Uint8Array): string {
     bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   }
   return btoa(bin);
+}
+
+function decodeOrNull(text: unknown): Uint8Array | null {
+  try {
+    return typeof text === "string" ? fromBase64(text) : null;
+  } catch {
+    return null;
+  }
 }
 
 function fromBase64(text: string): Uint8Array {
@@ -144,7 +169,13 @@ export interface ArchiveWritten extends ArchiveCounts {
 export async function writeArchive(
   src: CopySource,
   file: Deno.FsFile,
-  opts: { source: "sqlite" | "kv"; progress?: (line: string) => void; now?: Date },
+  opts: {
+    source: "sqlite" | "kv";
+    /** Persisted rooms' stored packets, written after everything else. */
+    history?: HistorySource;
+    progress?: (line: string) => void;
+    now?: Date;
+  },
 ): Promise<ArchiveWritten> {
   const hash = createHash("sha256");
   let bytes = 0;
@@ -170,9 +201,17 @@ export async function writeArchive(
     unibus: VERSION,
     source: opts.source,
     created_at: (opts.now ?? new Date()).toISOString(),
+    ...(opts.history ? { history: true } : {}),
   };
   await put(header, "header");
-  const counts: ArchiveCounts = { users: 0, rooms: 0, keys: 0, blobs: 0, blobBytes: 0 };
+  const counts: ArchiveCounts = {
+    users: 0,
+    rooms: 0,
+    keys: 0,
+    blobs: 0,
+    blobBytes: 0,
+    messages: 0,
+  };
   for (const user of await src.listUsers()) {
     await put({ t: "user", user });
     counts.users++;
@@ -205,6 +244,23 @@ export async function writeArchive(
     if ((i + 1) % 100 === 0) opts.progress?.(`blobs: ${i + 1}/${ids.length}`);
   }
   opts.progress?.(`blobs: ${counts.blobs} (${counts.blobBytes} bytes)`);
+  if (opts.history) {
+    for (const room of rooms.filter((r) => r.policy.persist)) {
+      let n = 0;
+      for await (const m of opts.history(room)) {
+        await put({
+          t: "msg",
+          room: room.id,
+          seq: m.seq,
+          headers: m.headers,
+          data: toBase64(m.data),
+        });
+        n++;
+      }
+      counts.messages += n;
+      opts.progress?.(`history of ${room.subject}: ${n} messages`);
+    }
+  }
   const sha256 = hash.digest("hex");
   await put({ t: "end", records, sha256 }, "end");
   await flush();
@@ -235,11 +291,13 @@ export class VerifiedArchive implements CopySource {
   #rooms: Map<string, { room: Room; changes: RoomChange[]; members: Member[] }>;
   #keys: Map<string, SealedKey[]>;
   #blobs: Map<string, BlobRef>;
+  #history: Map<string, { lines: LineRef[]; lastSeq: number }>;
 
   private constructor(parts: {
     file: Deno.FsFile;
     header: ArchiveHeader;
     sha256: string;
+    history: Map<string, { lines: LineRef[]; lastSeq: number }>;
     users: User[];
     rooms: Map<string, { room: Room; changes: RoomChange[]; members: Member[] }>;
     keys: Map<string, SealedKey[]>;
@@ -252,6 +310,7 @@ export class VerifiedArchive implements CopySource {
     this.#rooms = parts.rooms;
     this.#keys = parts.keys;
     this.#blobs = parts.blobs;
+    this.#history = parts.history;
     let blobBytes = 0;
     for (const b of parts.blobs.values()) blobBytes += b.meta.size;
     this.counts = {
@@ -260,6 +319,7 @@ export class VerifiedArchive implements CopySource {
       keys: [...parts.keys.values()].reduce((n, k) => n + k.length, 0),
       blobs: parts.blobs.size,
       blobBytes,
+      messages: [...parts.history.values()].reduce((n, h) => n + h.lines.length, 0),
     };
   }
 
@@ -332,6 +392,48 @@ export class VerifiedArchive implements CopySource {
   async getBlob(id: string): Promise<Blob | null> {
     const ref = this.#blobs.get(id);
     if (!ref) return null;
+    const line = await this.#line(ref);
+    let data: Uint8Array | null = null;
+    if (line?.t === "blob" && line.blob.id === id) data = decodeOrNull(line.data);
+    if (data === null || sha256Hex(data) !== ref.sha256) {
+      throw new ArchiveError(`blob ${id} changed in the archive file after it was verified`);
+    }
+    return { ...ref.meta, data };
+  }
+
+  /** The persisted rooms whose stored packets the archive holds. */
+  historyRooms(): string[] {
+    return [...this.#history.keys()];
+  }
+
+  /**
+   * A room's stored packets in order, read from the file again (each line
+   * checked to be the one verified: same room, same seq).
+   *
+   * @example
+   * ```ts
+   * for await (const m of archive.history(room.id)) console.log(m.seq);
+   * ```
+   */
+  async *history(roomId: string): AsyncGenerator<StoredRoomMessage> {
+    let prev = 0;
+    for (const ref of this.#history.get(roomId)?.lines ?? []) {
+      const line = await this.#line(ref);
+      const data = line?.t === "msg" && line.room === roomId && line.seq > prev
+        ? decodeOrNull(line.data)
+        : null;
+      if (line?.t !== "msg" || data === null) {
+        throw new ArchiveError(
+          `room ${roomId}'s history changed in the archive file after it was verified`,
+        );
+      }
+      prev = line.seq;
+      yield { seq: line.seq, headers: line.headers, data };
+    }
+  }
+
+  /** The record at `ref`, parsed; null if it is no longer JSON. */
+  async #line(ref: LineRef): Promise<Line | null> {
     if (this.#file === null) throw new ArchiveError("the archive is closed");
     await this.#file.seek(ref.offset, Deno.SeekMode.Start);
     const buf = new Uint8Array(ref.length);
@@ -341,17 +443,11 @@ export class VerifiedArchive implements CopySource {
       if (n === null) break;
       got += n;
     }
-    let data: Uint8Array | null = null;
     try {
-      const line = JSON.parse(td.decode(buf.subarray(0, got))) as Line;
-      if (line.t === "blob" && line.blob.id === id) data = fromBase64(line.data);
+      return JSON.parse(td.decode(buf.subarray(0, got))) as Line;
     } catch {
-      data = null;
+      return null;
     }
-    if (data === null || sha256Hex(data) !== ref.sha256) {
-      throw new ArchiveError(`blob ${id} changed in the archive file after it was verified`);
-    }
-    return { ...ref.meta, data };
   }
 
   /** Releases the file. */
@@ -361,9 +457,17 @@ export class VerifiedArchive implements CopySource {
   }
 }
 
+/** Where one stored packet's line is in the file. */
+interface LineRef {
+  offset: number;
+  length: number;
+}
+
 interface ReadParts {
   header: ArchiveHeader;
   sha256: string;
+  /** Each persisted room's packets, in order, and the last seq taken. */
+  history: Map<string, { lines: LineRef[]; lastSeq: number }>;
   users: User[];
   rooms: Map<string, { room: Room; changes: RoomChange[]; members: Member[] }>;
   keys: Map<string, SealedKey[]>;
@@ -380,6 +484,7 @@ async function readLines(
   const parts: ReadParts = {
     header: null as unknown as ArchiveHeader,
     sha256: "",
+    history: new Map(),
     users: [],
     rooms: new Map(),
     keys: new Map(),
@@ -580,6 +685,28 @@ function takeRecord(
         });
         return;
       }
+      case "msg": {
+        if (!parts.header.history) {
+          throw new ArchiveError(`${where}: a stored packet in an archive without history`);
+        }
+        const h = parts.history.get(line.room) ?? { lines: [], lastSeq: 0 };
+        if (
+          typeof line.room !== "string" || !Number.isSafeInteger(line.seq) || line.seq <= h.lastSeq
+        ) {
+          throw new ArchiveError(`${where}: a stored packet out of order or without its room`);
+        }
+        const headersOk = typeof line.headers === "object" && line.headers !== null &&
+          Object.values(line.headers).every((vs) =>
+            Array.isArray(vs) && vs.every((v) => typeof v === "string")
+          );
+        if (!headersOk || decodeOrNull(line.data) === null) {
+          throw new ArchiveError(`${where}: a stored packet of room ${line.room} is malformed`);
+        }
+        h.lines.push({ offset, length });
+        h.lastSeq = line.seq;
+        parts.history.set(line.room, h);
+        return;
+      }
       default:
         throw new ArchiveError(`${where}: unknown record type "${String(line?.t)}"`);
     }
@@ -623,6 +750,13 @@ function crossCheck(parts: ReadParts, allowUnsignedRooms: boolean): void {
       const id = `${k.epoch}/${k.recipient}`;
       if (seen.has(id)) throw new ArchiveError(`sealed key ${roomId}/${id} appears twice`);
       seen.add(id);
+    }
+  }
+  for (const roomId of parts.history.keys()) {
+    if (!parts.rooms.get(roomId)?.room.policy.persist) {
+      throw new ArchiveError(
+        `history for room ${roomId}, which the archive lacks or does not persist`,
+      );
     }
   }
   for (const b of parts.blobs.values()) {

@@ -1,12 +1,14 @@
 /**
  * A temporary nats-server on a stopped node's data dir, for offline work on
- * its JetStream store (`unibus migrate-to-kv --data-dir`): the runbook's
+ * its JetStream store (`unibus migrate-to-kv --data-dir`, `unibus backup|restore --data-dir
+ * --with-history`): the runbook's
  * order is "stop serve, migrate, start serve --store kv", and the buckets
  * must land in the very JetStream store (and account) that serve opens next.
  *
  * It holds the data dir's lock (so serve cannot start on it meanwhile, and it
  * refuses a data dir a serve is running on), listens on loopback only, and
- * admits one identity: a key made for this run. Anyone else who dials it
+ * admits two identities, keys made for this run: one in the control plane's
+ * account, one in the rooms' account. Anyone else who dials it
  * waits on an auth callout nobody answers and is refused (fail closed).
  *
  * @module
@@ -24,8 +26,10 @@ import { claimDataDir, releaseDataDir } from "./pid_file.ts";
 export interface DataDirServer {
   /** `nats://127.0.0.1:<port>`. */
   url: string;
-  /** The only identity it admits besides none. */
+  /** The identity it admits in the control plane's account (the buckets). */
   user: NativeNkeyPair;
+  /** The identity it admits in the rooms' account (persisted rooms' streams). */
+  roomsUser: NativeNkeyPair;
   /** Stops it and gives the data dir back. */
   stop(): Promise<void>;
 }
@@ -56,6 +60,7 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
     const launcher = await prepareNatsLaunch({ layout: l, log });
     const { maxStore } = await jetStreamStoreFromDisk(l.dir, l.jetStreamDir);
     const user = NativeNkeyPair.generate(Prefix.User);
+    const roomsUser = NativeNkeyPair.generate(Prefix.User);
     // A port found free can be taken before nats-server binds it: retry.
     for (let attempt = 1;; attempt++) {
       const port = freeLoopbackPort();
@@ -77,6 +82,7 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
             mode: "enforce",
             calloutIssuer: NativeNkeyPair.generate(Prefix.Account).getPublicKey(),
             internalUser: user.getPublicKey(),
+            roomsUser: roomsUser.getPublicKey(),
             systemUser: NativeNkeyPair.generate(Prefix.User).getPublicKey(),
           },
           tls: null,
@@ -84,6 +90,7 @@ export async function startDataDirServer(dataDir: string, log: Logger): Promise<
         return {
           url: nats.url,
           user,
+          roomsUser,
           async stop() {
             await nats.stop();
             await releaseDataDir(l.lockFile);
