@@ -20,6 +20,7 @@ import {
 } from "../lib/identity/identity.ts";
 import type { KvStore } from "../lib/store/mod.ts";
 import {
+  MAX_CONNECTIONS_LIMIT,
   type Role,
   type Store,
   StoreOutcomeUnknownError,
@@ -80,6 +81,17 @@ const LIST_OPTIONS: OptionTable = {
 
 const REVOKE_OPTIONS: OptionTable = { ...STORE_OPTIONS, ...AUDIT_OPTION };
 
+const SET_LIMITS_OPTIONS: OptionTable = {
+  "max-connections": {
+    type: "string",
+    valueName: "N|default",
+    description: `connections the user may hold at once, 1 to ${MAX_CONNECTIONS_LIMIT}, ` +
+      "or 'default' for the node's --max-connections-per-user",
+  },
+  ...STORE_OPTIONS,
+  ...AUDIT_OPTION,
+};
+
 /** Help of `unibus user add`. */
 export const USER_ADD_HELP: string = renderHelp(
   "unibus user add --handle H --sign-pub HEX [--kex-pub HEX --kex-sig HEX] [--role admin|member]\n" +
@@ -104,6 +116,15 @@ export const USER_REVOKE_HELP: string = renderHelp(
   REVOKE_OPTIONS,
 );
 
+/** Help of `unibus user set-limits`. */
+export const USER_SET_LIMITS_HELP: string = renderHelp(
+  "unibus user set-limits KEY --max-connections N|default [--db PATH | --store kv ...]",
+  "Sets the user's own limit on connections held at once, over the node's\n" +
+    "--max-connections-per-user (a runaway agent gets less, a gateway more). Logins\n" +
+    "past it are refused with 'authorization violation'; connections already held stay.",
+  SET_LIMITS_OPTIONS,
+);
+
 /** Help of `unibus user`. */
 export const USER_HELP: string = `usage: unibus user <subcommand> [options]
 
@@ -111,9 +132,10 @@ Administers the allowlist: offline in the SQLite file, or live in a running
 node's KV buckets with --store kv (as its internal service identity).
 
 subcommands:
-  add       register a user
-  list      list users
-  revoke    revoke a user (never deletes)
+  add         register a user
+  list        list users
+  revoke      revoke a user (never deletes)
+  set-limits  the user's own connection limit
 
 Run 'unibus user <subcommand> --help' for its options.`;
 
@@ -254,11 +276,15 @@ async function addUserOnce(
 function auditUserChange(
   values: Record<string, string | boolean | undefined>,
   target: Target,
-  event: "user.add" | "user.revoke",
+  event: "user.add" | "user.revoke" | "user.limits",
   fields: Record<string, unknown>,
 ): Promise<void> {
   const explicit = typeof values["audit-log"] === "string" ? values["audit-log"] : undefined;
-  const msg = event === "user.add" ? "user added" : "user revoked";
+  const msg = {
+    "user.add": "user added",
+    "user.revoke": "user revoked",
+    "user.limits": "user limits set",
+  }[event];
   return auditCliChange(explicit, target, event, msg, fields);
 }
 
@@ -323,6 +349,8 @@ export interface ListedUser {
   kexSig: string | null;
   /** Milliseconds since the Unix epoch. */
   createdAt: number;
+  /** The user's own connection limit, or null: the node's `--max-connections-per-user`. */
+  maxConnections: number | null;
 }
 
 function listed(u: User): ListedUser {
@@ -335,17 +363,19 @@ function listed(u: User): ListedUser {
     kexPub: u.kexPub,
     kexSig: u.kexSig,
     createdAt: u.createdAt,
+    maxConnections: u.maxConnections ?? null,
   };
 }
 
 function table(users: User[]): string {
   const rows = [
-    ["HANDLE", "ROLE", "STATUS", "SIGN_PUB", "CREATED"],
+    ["HANDLE", "ROLE", "STATUS", "SIGN_PUB", "MAX_CONN", "CREATED"],
     ...users.map((u) => [
       u.handle,
       u.role,
       u.status,
       u.signPub,
+      u.maxConnections === undefined ? "default" : String(u.maxConnections),
       new Date(u.createdAt).toISOString().replace(/\.\d{3}Z$/, "Z"),
     ]),
   ];
@@ -399,8 +429,49 @@ async function runRevoke(argv: string[]): Promise<number> {
   });
 }
 
+async function runSetLimits(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, SET_LIMITS_OPTIONS, {
+    maxPositionals: 1,
+  });
+  if (values.help) {
+    console.log(USER_SET_LIMITS_HELP);
+    return 0;
+  }
+  const target = storeTargetOf(values);
+  const key = positionals[0];
+  if (key === undefined) throw new UsageError("user set-limits needs the user's KEY");
+  const signPub = parseSignPub(key, "KEY");
+  const text = str(values, "max-connections");
+  if (text === undefined) throw new UsageError("--max-connections N|default is required");
+  let max: number | null = null;
+  if (text !== "default") {
+    max = /^\d{1,6}$/.test(text) ? Number(text) : NaN;
+    if (!(max >= 1 && max <= MAX_CONNECTIONS_LIMIT)) {
+      throw new UsageError(
+        `--max-connections: "${text}" must be 1 to ${MAX_CONNECTIONS_LIMIT}, or default`,
+      );
+    }
+  }
+  return await withStore(target, async (store, kv) => {
+    const user = await store.getUser(signPub);
+    if (user === null) throw new Error(`no user ${signPub} in ${describeTarget(target)}`);
+    await store.setUserMaxConnections(signPub, max);
+    console.log(
+      `user ${signPub}: at most ${max ?? "the node's default number of"} connections at once`,
+    );
+    await auditUserChange(values, target, "user.limits", {
+      signPub,
+      handle: user.handle,
+      maxConnections: max,
+      before: user.maxConnections ?? null,
+    });
+    if (kv) console.log(await replicationLine(kv));
+    return 0;
+  });
+}
+
 /**
- * `unibus user add|list|revoke`.
+ * `unibus user add|list|revoke|set-limits`.
  *
  * @example
  * ```ts
@@ -419,13 +490,17 @@ export const userCommand: Command = {
         return await runList(rest);
       case "revoke":
         return await runRevoke(rest);
+      case "set-limits":
+        return await runSetLimits(rest);
       case "--help":
       case "-h":
       case "help":
         console.log(USER_HELP);
         return 0;
       case undefined:
-        throw new UsageError("missing subcommand: add, list or revoke (try 'unibus user --help')");
+        throw new UsageError(
+          "missing subcommand: add, list, revoke or set-limits (try 'unibus user --help')",
+        );
       default:
         throw new UsageError(`unknown subcommand "${sub}" (try 'unibus user --help')`);
     }

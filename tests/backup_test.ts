@@ -94,6 +94,7 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const carol = await addBusUser(sqlite, "carol");
     const dave = await addBusUser(sqlite, "dave");
     await sqlite.revokeUser(dave.hex);
+    await sqlite.setUserMaxConnections(bob.hex, 5);
     const ca = await client(alice, a);
     const room = await ca.createRoom("team.ops", { encrypt: true, sign: true, persist: true });
     await ca.addMember(room, bob.hex);
@@ -107,6 +108,7 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const original = await contents(sqlite);
     await sqlite.close();
     assertEquals(original.rooms.length, 2);
+    assertEquals(original.users.find((u) => u.signPub === bob.hex)?.maxConnections, 5);
     assertEquals(original.rooms.find((r) => r.room.subject === "team.ops")?.room.epoch, 3);
 
     // 2. Backed up while serve runs: one file, 0600, counts on stdout, progress on stderr.

@@ -220,6 +220,25 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
     await assert.rejects(s.setUserKex(C, B, "00ff"), NotFoundError);
   });
 
+  test("setUserMaxConnections sets a user's own limit, keeps the rest, and null takes it back", async (s) => {
+    await s.addUser(user(A, { handle: "ada" }));
+    assert.equal((await s.getUser(A))?.maxConnections, undefined);
+    await s.revokeUser(A);
+    await s.setUserMaxConnections(A, 7);
+    const u = await s.getUser(A);
+    assert.equal(u?.maxConnections, 7);
+    assert.equal(u?.status, "revoked");
+    assert.equal(u?.handle, "ada");
+    assert.deepEqual((await s.listUsers()).map((x) => x.maxConnections), [7]);
+    await s.setUserMaxConnections(A, null);
+    assert.equal("maxConnections" in (await s.getUser(A))!, false);
+    for (const bad of [0, -1, 1.5, 100_001, Number.NaN]) {
+      await assert.rejects(s.setUserMaxConnections(A, bad), InvalidInputError, String(bad));
+    }
+    assert.equal((await s.getUser(A))?.maxConnections, undefined);
+    await assert.rejects(s.setUserMaxConnections(B, 3), NotFoundError);
+  });
+
   test("concurrent setUserKex with different keys lets exactly one win", async (s) => {
     await s.addUser(user(A));
     const keys = [B, C, key(4), key(5)];

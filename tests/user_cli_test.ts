@@ -216,7 +216,7 @@ Deno.test("user add registers a user, creating the db and its directory, keys lo
     const table = await unibus(["user", "list", "--db", db]);
     assertEquals(table.code, 0, table.stderr);
     const rows = table.stdout.split("\n");
-    assertMatch(rows[0], /^HANDLE\s+ROLE\s+STATUS\s+SIGN_PUB\s+CREATED$/);
+    assertMatch(rows[0], /^HANDLE\s+ROLE\s+STATUS\s+SIGN_PUB\s+MAX_CONN\s+CREATED$/);
     assertEquals(rows.length, 3);
     assert(rows.some((row) => row.includes(ada.signPubHex) && row.includes("admin")));
     assertMatch(rows[1], /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);

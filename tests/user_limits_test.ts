@@ -6,8 +6,9 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { assertEquals } from "./helpers/assert.ts";
-import { addBusUser, connectAs } from "./helpers/bus.ts";
+import { assertEquals, assertMatch } from "./helpers/assert.ts";
+import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
+import { runUnibus } from "./helpers/serve_process.ts";
 import { startBus, stopBus } from "./helpers/rooms_api.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -52,6 +53,77 @@ Deno.test("a runaway user opening 1,000 connections is held to its limit; others
       { timeoutMs: 10_000, what: "a login after closing five connections" },
     );
     open.push(again);
+  } finally {
+    for (const nc of open) await nc.close().catch(() => {});
+    await stopBus(bus);
+  }
+});
+
+Deno.test("unibus user set-limits gives one user its own connection limit, live, and 'default' takes it back", async () => {
+  const bus = await startBus(["--max-connections-per-user", "4"]);
+  const open: NatsConnection[] = [];
+  const db = `${bus.s.dataDir}/unibus.db`;
+  const attempt = async (who: BusUser, n: number) => {
+    let admitted = 0;
+    for (
+      const t of await Promise.allSettled(
+        Array.from({ length: n }, () => connectAs(bus.s.natsPort, who)),
+      )
+    ) {
+      if (t.status === "fulfilled") {
+        admitted++;
+        open.push(t.value);
+      }
+    }
+    return admitted;
+  };
+  try {
+    const gateway = await addBusUser(bus.store, "gateway");
+    const agent = await addBusUser(bus.store, "agent");
+    const set = (who: BusUser, value: string) =>
+      runUnibus(["user", "set-limits", who.hex, "--max-connections", value, "--db", db]);
+
+    const more = await set(gateway, "9");
+    assertEquals(more.code, 0, more.stderr);
+    assertMatch(more.stdout, /at most 9 connections at once/);
+    assertEquals((await set(agent, "1")).code, 0);
+    // Bad values and unknown users: one line, nothing changed.
+    for (const bad of ["0", "-3", "100001", "many", ""]) {
+      const r = await set(agent, bad);
+      assertEquals(r.code, 2, `${bad}: ${r.stderr}`);
+    }
+    const stranger = await runUnibus([
+      "user",
+      "set-limits",
+      "ab".repeat(32),
+      "--max-connections",
+      "3",
+      "--db",
+      db,
+    ]);
+    assertEquals(stranger.code, 1);
+    assertMatch(stranger.stderr.trim(), /^unibus user: no user (ab)+ in /);
+
+    // The running node reads each user's own limit at login.
+    assertEquals(await attempt(gateway, 12), 9);
+    assertEquals(await attempt(agent, 3), 1);
+    const listed = JSON.parse((await runUnibus(["user", "list", "--json", "--db", db])).stdout);
+    assertEquals(
+      listed.map((
+        u: { handle: string; maxConnections: number | null },
+      ) => [u.handle, u.maxConnections]),
+      [["gateway", 9], ["agent", 1]],
+    );
+    // Back to the node's limit (4): three more logins, not four.
+    assertEquals((await set(agent, "default")).code, 0);
+    assertEquals(await attempt(agent, 4), 3);
+    const audit = (await Deno.readTextFile(`${bus.s.dataDir}/audit.log`)).trim().split("\n")
+      .map((l) => JSON.parse(l)).filter((e) => e.event === "user.limits");
+    assertEquals(audit.map((e) => [e.handle, e.maxConnections, e.before]), [
+      ["gateway", 9, null],
+      ["agent", 1, null],
+      ["agent", null, 1],
+    ]);
   } finally {
     for (const nc of open) await nc.close().catch(() => {});
     await stopBus(bus);

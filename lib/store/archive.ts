@@ -615,7 +615,15 @@ function takeRecord(
           throw new ArchiveError(`${where}: user status "${String(u.status)}" is unknown`);
         }
         check.count("createdAt", u.createdAt);
-        parts.users.push({ ...row, status: u.status, createdAt: u.createdAt });
+        if (u.maxConnections !== undefined) {
+          check.maxConnections("maxConnections", u.maxConnections);
+        }
+        parts.users.push({
+          ...row,
+          status: u.status,
+          createdAt: u.createdAt,
+          ...(u.maxConnections === undefined ? {} : { maxConnections: u.maxConnections }),
+        });
         return;
       }
       case "room": {

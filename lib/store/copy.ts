@@ -52,6 +52,12 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** What `addUser` cannot write: a revocation, the user's own connection limit. */
+async function finishUser(dst: Store, u: User): Promise<void> {
+  if (u.status === "revoked") await dst.revokeUser(u.signPub);
+  if (u.maxConnections !== undefined) await dst.setUserMaxConnections(u.signPub, u.maxConnections);
+}
+
 async function copyUsers(
   src: CopySource,
   dst: Store,
@@ -65,13 +71,18 @@ async function copyUsers(
       t.copied++;
       if (dry) continue;
       await dst.addUser({ ...u });
-      if (u.status === "revoked") await dst.revokeUser(u.signPub);
+      await finishUser(dst, u);
     } else if (same(have, u)) {
       t.identical++;
-    } else if (same({ ...have, status: "revoked" }, u)) {
-      // An interrupted run added it but did not revoke it yet.
+    } else if (
+      // An interrupted run added it but did not revoke it or set its limit yet
+      // (a copy never un-revokes, nor changes a limit it did not set).
+      (have.status === u.status || (have.status === "active" && u.status === "revoked")) &&
+      (have.maxConnections === undefined || have.maxConnections === u.maxConnections) &&
+      same({ ...have, status: u.status, maxConnections: u.maxConnections }, u)
+    ) {
       t.copied++;
-      if (!dry) await dst.revokeUser(u.signPub);
+      if (!dry) await finishUser(dst, u);
     } else {
       t.conflicts.push(`user ${u.signPub} differs in ${t.where}`);
     }

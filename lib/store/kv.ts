@@ -305,6 +305,17 @@ export class KvStore implements Store {
     });
   }
 
+  async setUserMaxConnections(signPub: string, max: number | null): Promise<void> {
+    check.signPub("signPub", signPub);
+    if (max !== null) check.maxConnections("max", max);
+    await this.#a.cas<User, void>(this.#a.kv.users, signPub, (u) => {
+      if (u === null) throw new NotFoundError("user", signPub);
+      const { maxConnections: had, ...rest } = u;
+      if ((had ?? null) === max) return { done: undefined };
+      return { write: max === null ? rest : { ...rest, maxConnections: max }, result: undefined };
+    });
+  }
+
   async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
     check.signPub("signPub", signPub);
     check.kexPub("kexPub", kexPub);

@@ -111,6 +111,15 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX blobs_by_owner ON blobs (owner, size)`,
     ],
   },
+  {
+    version: 4,
+    name: "per-user connection limit",
+    sql: [
+      // NULL: the node's --max-connections-per-user applies.
+      `ALTER TABLE users ADD COLUMN max_connections INTEGER
+        CHECK (max_connections IS NULL OR max_connections > 0)`,
+    ],
+  },
 ];
 
 /** Highest schema version this code understands. */

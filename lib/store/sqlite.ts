@@ -304,6 +304,17 @@ export class SqliteStore implements Store {
     this.#emit({ kind: "user", signPub });
   }
 
+  async setUserMaxConnections(signPub: string, max: number | null): Promise<void> {
+    check.signPub("signPub", signPub);
+    if (max !== null) check.maxConnections("max", max);
+    const rs = await this.#exec("UPDATE users SET max_connections = ? WHERE sign_pub = ?", [
+      max,
+      signPub,
+    ]);
+    if (rs.rowsAffected === 0) throw new NotFoundError("user", signPub);
+    this.#emit({ kind: "user", signPub });
+  }
+
   async setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void> {
     check.signPub("signPub", signPub);
     check.kexPub("kexPub", kexPub);

@@ -85,6 +85,9 @@ export function toUser(r: Row): User {
     role: str(r.role) as User["role"],
     status: str(r.status) as User["status"],
     createdAt: Number(r.created_at),
+    ...(r.max_connections === null || r.max_connections === undefined
+      ? {}
+      : { maxConnections: Number(r.max_connections) }),
   };
 }
 

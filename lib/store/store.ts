@@ -64,6 +64,11 @@ export interface Store {
    * the user is absent.
    */
   setUserKex(signPub: string, kexPub: string, kexSig: string): Promise<void>;
+  /**
+   * Sets the user's own connection limit (1 to 100,000), or with null goes
+   * back to the node's; NotFoundError if the user is absent.
+   */
+  setUserMaxConnections(signPub: string, max: number | null): Promise<void>;
 
   /**
    * Creates a room at epoch 0; {@linkcode RoomExistsError} if the id or subject

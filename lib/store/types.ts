@@ -27,6 +27,11 @@ export interface User {
   status: UserStatus;
   /** Milliseconds since the Unix epoch. */
   createdAt: number;
+  /**
+   * This user's own limit on connections held at once, overriding the
+   * node's `--max-connections-per-user`; absent means the node's.
+   */
+  maxConnections?: number;
 }
 
 /** Fields accepted by {@linkcode Store.addUser}; status starts "active". */

@@ -50,7 +50,16 @@ function failOn(field: string, violation: Violation<string> | null): void {
  * check.signPub("signPub", "ab".repeat(32)); // ok
  * ```
  */
+/** The largest per-user connection limit an operator may set. */
+export const MAX_CONNECTIONS_LIMIT = 100_000;
+
 export const check = {
+  /** A per-user connection limit: 1 to {@linkcode MAX_CONNECTIONS_LIMIT} (revoke to refuse all). */
+  maxConnections(field: string, v: unknown): void {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_CONNECTIONS_LIMIT) {
+      fail(field, `must be an integer from 1 to ${MAX_CONNECTIONS_LIMIT}`);
+    }
+  },
   signPub(field: string, v: unknown): void {
     if (typeof v !== "string" || !HEX64.test(v)) fail(field, "must be 64 lowercase hex characters");
   },

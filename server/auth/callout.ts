@@ -310,9 +310,11 @@ async function admit(
   // node's) and the admissions still in flight here, checked and counted in
   // one step: logins racing each other on this node cannot pass the limit
   // together (on different nodes, by at most the few in flight there).
+  // The user's own limit (`unibus user set-limits`) overrides the node's.
+  const limit = user.maxConnections ?? opts.limits.connectionsPerUser;
   const held = opts.sessions.forUser(signPubHex).length + (inFlight.get(signPubHex) ?? 0);
-  if (held >= opts.limits.connectionsPerUser) {
-    throw new Denied(`too many connections: ${held} of ${opts.limits.connectionsPerUser} held`);
+  if (held >= limit) {
+    throw new Denied(`too many connections: ${held} of ${limit} held`);
   }
   inFlight.set(signPubHex, (inFlight.get(signPubHex) ?? 0) + 1);
   try {
