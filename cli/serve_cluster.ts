@@ -15,7 +15,9 @@ import {
   type ClusterOptions,
   type ClusterPassSource,
   DEFAULT_CLUSTER_PORT,
+  DEFAULT_LAME_DUCK,
 } from "../server/cluster/options.ts";
+import { MIN_LAME_DUCK_S } from "../server/nats/config.ts";
 import { type OptionTable, UsageError } from "./args.ts";
 
 /** The cluster rows of `serve`'s option table. */
@@ -70,6 +72,19 @@ export const CLUSTER_SERVE_OPTIONS: OptionTable = {
     valueName: "PATH",
     description: "route CA (must not be the data-plane CA); routes are mutual TLS",
   },
+  "lame-duck-duration": {
+    type: "string",
+    valueName: "SECONDS",
+    description:
+      `on SIGTERM, nats-server's lame duck: clients are closed within this (at least ${MIN_LAME_DUCK_S}, nats-server's minimum)`,
+    defaultText: String(DEFAULT_LAME_DUCK.durationS),
+  },
+  "lame-duck-grace": {
+    type: "string",
+    valueName: "SECONDS",
+    description: "lame duck: wait this long after telling clients before closing them",
+    defaultText: String(DEFAULT_LAME_DUCK.graceS),
+  },
 };
 
 const CLUSTER_ONLY = [
@@ -80,6 +95,8 @@ const CLUSTER_ONLY = [
   "route-tls-cert",
   "route-tls-key",
   "route-tls-ca",
+  "lame-duck-duration",
+  "lame-duck-grace",
 ];
 
 /**
@@ -178,5 +195,24 @@ export function parseClusterArgs(
     throw new UsageError("--route-tls-cert, --route-tls-key and --route-tls-ca go together");
   }
   const routeTls = certFile && keyFile && caFile ? { certFile, keyFile, caFile } : null;
-  return { name, host, port, routes, user, pass, routeTls };
+  const seconds = (flag: string, fallback: number) => {
+    const text = str(flag);
+    if (text === undefined) return fallback;
+    if (!/^\d{1,6}$/.test(text)) throw new UsageError(`--${flag}: "${text}" is not whole seconds`);
+    return Number(text);
+  };
+  const lameDuck = {
+    durationS: seconds("lame-duck-duration", DEFAULT_LAME_DUCK.durationS),
+    graceS: seconds("lame-duck-grace", DEFAULT_LAME_DUCK.graceS),
+  };
+  // nats-server would refuse these at start, in words about its own config file.
+  if (lameDuck.durationS < MIN_LAME_DUCK_S) {
+    throw new UsageError(
+      `--lame-duck-duration: at least ${MIN_LAME_DUCK_S} (nats-server's minimum); the drain itself takes about the grace plus a second per client left`,
+    );
+  }
+  if (lameDuck.graceS < 1 || lameDuck.graceS >= lameDuck.durationS) {
+    throw new UsageError("--lame-duck-grace: at least 1 and below --lame-duck-duration");
+  }
+  return { name, host, port, routes, user, pass, routeTls, lameDuck };
 }

@@ -5,7 +5,9 @@
  * store (control_plane_store.ts) → enforcement (auth/enforcement.ts) → HTTP
  * (http/listener.ts, http/control_plane_app.ts). Each stage records how to
  * stop what it started in one {@linkcode Lifecycle}; a stage that fails, or
- * SIGINT/SIGTERM, stops everything started so far, newest first.
+ * SIGINT/SIGTERM, stops everything started so far, newest first. A
+ * clustered node first puts its nats-server in lame duck, so that its
+ * clients move to the other nodes before it goes.
  *
  * @module
  */
@@ -14,6 +16,7 @@ import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { startEnforcement } from "./auth/enforcement.ts";
 import { loadServeIdentities } from "./auth/identities.ts";
+import { DEFAULT_LAME_DUCK } from "./cluster/options.ts";
 import type { ClusterMonitor } from "./cluster/status.ts";
 import { openControlPlaneStore } from "./control_plane_store.ts";
 import { controlPlaneApp } from "./http/control_plane_app.ts";
@@ -23,6 +26,7 @@ import { Lifecycle, listenForStopSignals } from "./lifecycle.ts";
 import { createMetrics } from "./metrics.ts";
 import { dataDirLayout } from "./nats/data_dir.ts";
 import { type DataPlane, startDataPlane } from "./nats/data_plane.ts";
+import type { ManagedNatsServer } from "./nats/managed_server.ts";
 import { claimDataDir, releaseDataDir } from "./nats/pid_file.ts";
 import { checkServeOptions, servePosture, type UncheckedServeOptions } from "./options.ts";
 import { startRoomStreamKeeper } from "./rooms/stream_keeper.ts";
@@ -145,11 +149,48 @@ export async function runServe(options: UncheckedServeOptions, log: Logger): Pro
 
   const sig = await signals.received;
   log.info("shutting down", { signal: sig });
+  // A clustered node's clients have other nodes to go to: nats-server's lame
+  // duck moves them there before this node stops, while HTTP and the store
+  // keep answering (a client told to move may still be finishing a request
+  // here). A single node has nowhere to send them: its clients wait for it
+  // whatever it does, and a lame duck would only hold every restart for its
+  // grace and nats-server's 30 s minimum, so it stops at once.
+  if (opts.cluster && plane.nats) {
+    await lameDuck(plane.nats, opts.cluster.lameDuck ?? DEFAULT_LAME_DUCK, log);
+  }
   // Requests in flight finish before the store and connections they use close.
   await http.close();
   await life.stopAll();
   log.info("stopped");
   return 0;
+}
+
+// Past the duration, what nats-server may still be doing before it exits:
+// a second to hand RAFT leaderships away, JetStream's shutdown, the last
+// client's close.
+const LAME_DUCK_MARGIN_S = 15;
+
+/**
+ * The managed nats-server's lame duck, logged at both ends; a second SIGINT
+ * or SIGTERM cuts it short (an operator who insists means it), and so does
+ * its bound, so a stop never hangs on it.
+ */
+async function lameDuck(
+  nats: ManagedNatsServer,
+  ld: { durationS: number; graceS: number },
+  log: Logger,
+): Promise<void> {
+  const again = listenForStopSignals();
+  const startedAt = performance.now();
+  log.info("lame duck started", { durationS: ld.durationS, graceS: ld.graceS });
+  try {
+    const how = await nats.lameDuck((ld.durationS + LAME_DUCK_MARGIN_S) * 1000, again.received);
+    const ms = Math.round(performance.now() - startedAt);
+    if (how === "drained") log.info("lame duck done", { ms });
+    else log.warn("lame duck ended early", { how, ms });
+  } finally {
+    again.remove();
+  }
 }
 
 /** Opens the HTTP listener and records its closing. */

@@ -206,6 +206,34 @@ Deno.test("cluster flags: defaults, values, and a route with a secret is never e
   assert(!bad.includes("sekrit"), bad);
 });
 
+Deno.test("lame duck flags: defaults 30 s and 5 s grace, nats-server's 30 s minimum and grace below duration enforced, cluster only", () => {
+  const withPass = ["--routes", "nats://127.0.0.1:6251", "--cluster-pass-file", "/etc/p"];
+  const at = (...extra: string[]) =>
+    parseClusterArgs(
+      Object.fromEntries(
+        [...withPass, ...extra].reduce<string[][]>(
+          (pairs, x, n) => n % 2 === 0 ? [...pairs, [x.slice(2)]] : (pairs.at(-1)!.push(x), pairs),
+          [],
+        ),
+      ),
+      {},
+    );
+  assertEquals(at()?.lameDuck, { durationS: 30, graceS: 5 });
+  assertEquals(at("--lame-duck-duration", "60", "--lame-duck-grace", "1")?.lameDuck, {
+    durationS: 60,
+    graceS: 1,
+  });
+  assertThrows(() => at("--lame-duck-duration", "10"), UsageError, "at least 30");
+  assertThrows(() => at("--lame-duck-grace", "30"), UsageError, "below --lame-duck-duration");
+  assertThrows(() => at("--lame-duck-grace", "0"), UsageError, "at least 1");
+  assertThrows(() => at("--lame-duck-grace", "2s"), UsageError, "whole seconds");
+  assertThrows(
+    () => parseClusterArgs({ "lame-duck-duration": "60" }, {}),
+    UsageError,
+    "needs a cluster",
+  );
+});
+
 Deno.test("routes off loopback need mutual route TLS; the route CA must not be the data-plane CA", () => {
   const withPass = [...CLUSTER, "--cluster-pass-file", "/etc/p"];
   assertMatch(refusal([...withPass, "--cluster-host", "0.0.0.0"]), /need --route-tls-cert/);
@@ -373,6 +401,7 @@ Deno.test("a clustered node with --store kv parses: exactly the flags the issue 
     user: "unibus-cluster",
     pass: { kind: "file", path: "/srv/route.pass" },
     routeTls: null,
+    lameDuck: { durationS: 30, graceS: 5 },
   });
   // Defaults: cluster name "unibus", port 6250; the secret from the environment.
   const d = parseServeArgs([

@@ -63,6 +63,7 @@ Deno.test("nats-server itself accepts the generated config (nats-server -t)", as
     const variants = [
       base,
       { ...base, debug: true, trace: true, monitorPort: 8222, maxFileStore: 268435456 },
+      { ...base, lameDuck: { durationS: 30, graceS: 1 } },
     ];
     for (const variant of variants) {
       const path = `${dir}/nats.conf`;
@@ -90,4 +91,21 @@ Deno.test("JetStream's sync interval is written as always or a duration, and ref
   );
   assert(!renderNatsConfig(base).includes("sync_interval"));
   assertThrows(() => renderNatsConfig({ ...base, syncInterval: 0 }), NatsConfigError);
+});
+
+Deno.test("lame duck: duration and grace are written when given, and what nats-server 2.10 would refuse is refused here", () => {
+  assert(!renderNatsConfig(base).includes("lame_duck"));
+  const text = renderNatsConfig({ ...base, lameDuck: { durationS: 45, graceS: 5 } });
+  assertMatch(text, /^lame_duck_duration: "45s"$/m);
+  assertMatch(text, /^lame_duck_grace_period: "5s"$/m);
+  for (
+    const bad of [
+      { durationS: 29, graceS: 1 }, // below nats-server's minimum of 30 s
+      { durationS: 30, graceS: 30 }, // grace must be strictly below the duration
+      { durationS: 30, graceS: 0 }, // 0 would mean nats-server's default 10 s
+      { durationS: 30.5, graceS: 1 },
+    ]
+  ) {
+    assertThrows(() => renderNatsConfig({ ...base, lameDuck: bad }), NatsConfigError, "lame duck");
+  }
 });

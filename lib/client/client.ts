@@ -158,6 +158,18 @@ export class UnibusClient {
         this.#reconnected?.resolve();
       },
       refusedForGood: (error) => this.#failed({ room: null, what: "reconnect-refused", error }),
+      // Move now, while the node still answers, rather than when it closes
+      // this connection: its lame duck closes the clients left after a
+      // grace, one every second or less, and a publish in flight at that
+      // moment waits out a reconnect. The refresh dials another node at once
+      // (this one accepts no one new) and catches up on room notices missed
+      // in between, as after any re-authentication.
+      lameDuck: () => {
+        if (this.#closed) return;
+        this.refreshSession().catch((error) =>
+          this.#failed({ room: null, what: "refresh-session", error })
+        );
+      },
     });
     // The server's side of a membership change: when this identity gains
     // rights, it says so here; the client's side is to re-authenticate.

@@ -109,7 +109,8 @@ export async function dialClient(opts: ConnectOptions): Promise<ClientConnection
 const AUTH_REFUSED_GIVE_UP_MS = 30_000;
 
 /**
- * Follows a client's NATS connection: down, up again, and refused for good.
+ * Follows a client's NATS connection: down, up again, refused for good, and
+ * told that its server is going away (lame duck).
  * Refused while reconnecting (connect() sets ignoreAuthErrorAbort): during a
  * failover a survivor refuses until its control-plane streams have a leader
  * again, so a refusal is retried; one that lasts AUTH_REFUSED_GIVE_UP_MS is
@@ -118,12 +119,17 @@ const AUTH_REFUSED_GIVE_UP_MS = 30_000;
  *
  * @example
  * ```ts
- * watchConnection(nc, { down: () => {}, up: () => {}, refusedForGood: (e) => console.error(e) });
+ * watchConnection(nc, {
+ *   down: () => {},
+ *   up: () => {},
+ *   refusedForGood: (e) => console.error(e),
+ *   lameDuck: () => nc.reconnect(),
+ * });
  * ```
  */
 export function watchConnection(
   nc: NatsConnection,
-  on: { down(): void; up(): void; refusedForGood(error: Error): void },
+  on: { down(): void; up(): void; refusedForGood(error: Error): void; lameDuck?(): void },
 ): void {
   (async () => {
     // Since when the connection is down (0: up), for the refusal bound.
@@ -137,6 +143,10 @@ export function watchConnection(
         on.up();
         downSince = 0;
       }
+      // The server is going away (nats-server's lame duck: a node being
+      // restarted): it accepts no one new and will close this connection
+      // within its lame duck duration.
+      if (s.type === "ldm") on.lameDuck?.();
       if (
         s.type === "error" && (s.error as Error | undefined)?.name === "AuthorizationError" &&
         downSince > 0 && Date.now() - downSince > AUTH_REFUSED_GIVE_UP_MS

@@ -23,7 +23,19 @@ export interface ClusterOptions {
   pass: ClusterPassSource;
   /** Mutual route TLS; the CA is the route CA, never the data-plane CA. */
   routeTls: { certFile: string; keyFile: string; caFile: string } | null;
+  /** SIGTERM's lame duck (server/nats/config.ts LameDuckConfig); absent: {@linkcode DEFAULT_LAME_DUCK}. */
+  lameDuck?: { durationS: number; graceS: number };
 }
+
+/**
+ * The lame duck a clustered node takes on SIGTERM: nats-server 2.10's
+ * shortest duration, and a grace long enough for a client to hear the notice
+ * and move on its own (the TypeScript client reconnects at once) before
+ * nats-server starts closing the rest. With few clients the whole of it
+ * takes about the grace plus a second per remaining client, well within
+ * the duration.
+ */
+export const DEFAULT_LAME_DUCK = { durationS: 30, graceS: 5 } as const;
 
 /** The environment variable that may carry the route secret. */
 export const CLUSTER_PASS_ENV = "UNIBUS_CLUSTER_PASS";

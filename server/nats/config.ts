@@ -81,6 +81,23 @@ export interface NatsClusterConfig {
   tls: { certFile: string; keyFile: string; caFile: string } | null;
 }
 
+/**
+ * nats-server's lame duck mode (SIGUSR2, `nats-server --signal ldm`): it stops
+ * accepting clients, hands its RAFT leaderships away, tells the clients it
+ * holds (INFO `ldm`), waits `graceS`, then closes them spread over the rest of
+ * `durationS` (at most one a second), so they reconnect to the other nodes
+ * instead of all at once or to a node that is going away.
+ */
+export interface LameDuckConfig {
+  /** `lame_duck_duration`; nats-server 2.10 refuses less than {@linkcode MIN_LAME_DUCK_S}. */
+  durationS: number;
+  /** `lame_duck_grace_period`: at least 1 (0 would mean nats-server's 10 s), below `durationS`. */
+  graceS: number;
+}
+
+/** nats-server 2.10's shortest `lame_duck_duration` (opts.go: "minimum is 30 seconds"). */
+export const MIN_LAME_DUCK_S = 30;
+
 /** Everything the generated configuration depends on. */
 export interface NatsConfigInput {
   serverName: string;
@@ -106,6 +123,8 @@ export interface NatsConfigInput {
   tls: NatsTlsConfig | null;
   /** Absent or null: a single node. */
   cluster?: NatsClusterConfig | null;
+  /** Absent or null: nats-server's defaults (2 min, 10 s grace); serve never asks for it then. */
+  lameDuck?: LameDuckConfig | null;
 }
 
 /** Thrown when an option cannot be written into a config file safely. */
@@ -179,6 +198,7 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     lines.push(`  sync_interval: "${sync}ms"`);
   }
   lines.push("}");
+  if (input.lameDuck) lines.push(...lameDuckLines(input.lameDuck));
   lines.push(...authLines(input.auth));
   if (input.tls) {
     lines.push(
@@ -195,6 +215,22 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     lines.push(`http: "${NATS_MONITOR_HOST}:${input.monitorPort}"`);
   }
   return lines.join("\n") + "\n";
+}
+
+function lameDuckLines(ld: LameDuckConfig): string[] {
+  // Checked here rather than left to nats-server: it would refuse the file
+  // at start with a parse error far from the flag that caused it.
+  if (!Number.isSafeInteger(ld.durationS) || ld.durationS < MIN_LAME_DUCK_S) {
+    throw new NatsConfigError(
+      `lame duck duration ${ld.durationS} s: nats-server needs whole seconds, at least ${MIN_LAME_DUCK_S}`,
+    );
+  }
+  if (!Number.isSafeInteger(ld.graceS) || ld.graceS < 1 || ld.graceS >= ld.durationS) {
+    throw new NatsConfigError(
+      `lame duck grace ${ld.graceS} s must be whole seconds, at least 1 and below the duration (${ld.durationS} s)`,
+    );
+  }
+  return [`lame_duck_duration: "${ld.durationS}s"`, `lame_duck_grace_period: "${ld.graceS}s"`];
 }
 
 function nkey(field: string, value: string, prefix: "A" | "U"): string {

@@ -11,6 +11,7 @@ import { type NativeNkeyPair, nkeyAuthenticatorFor } from "../../lib/auth/nkey.t
 import type { Logger } from "../../lib/log.ts";
 import { connectInternal, type InternalConnection } from "../../lib/nats/internal_connection.ts";
 import type { ServeIdentities } from "../auth/identities.ts";
+import { DEFAULT_LAME_DUCK } from "../cluster/options.ts";
 import { clusterRouteConfig } from "../cluster/routes.ts";
 import type { Lifecycle } from "../lifecycle.ts";
 import { jetStreamStoreFromDisk } from "../limits.ts";
@@ -136,6 +137,9 @@ async function startManagedNats(
     auth: ids.natsAuth,
     tls: opts.tls ? { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : null,
     cluster,
+    // Only a clustered node ever asks for a lame duck (serve.ts), so only its
+    // config sets one.
+    lameDuck: opts.cluster ? opts.cluster.lameDuck ?? DEFAULT_LAME_DUCK : null,
   }, { quiet: logOpts.quiet, log: log.child("nats-server") });
 }
 

@@ -96,6 +96,44 @@ export class ManagedNatsServer {
     this.#routes.close();
   }
 
+  /**
+   * Puts the child in lame duck mode (SIGUSR2, what `nats-server --signal
+   * ldm` sends) and waits until it has closed its clients and exited;
+   * supervision ends first, so the exit is not taken for a crash. Bounded:
+   * past `boundMs`, or as soon as `cutShort` settles (a second SIGTERM or
+   * SIGINT to serve), the child is stopped at once: SIGINT (nats-server
+   * ignores SIGTERM while in lame duck), then SIGKILL after ten seconds.
+   *
+   * @example
+   * ```ts
+   * const how = await nats.lameDuck(45_000, secondSignal);
+   * // "drained" | "cut short" | "timed out" | "not running"
+   * await nats.stop(); // nothing left to stop; ends the supervisor
+   * ```
+   */
+  async lameDuck(
+    boundMs: number,
+    cutShort: Promise<unknown>,
+  ): Promise<"drained" | "cut short" | "timed out" | "not running"> {
+    this.#stopping = true;
+    const child = this.#child;
+    if (!child) return "not running";
+    try {
+      child.kill("SIGUSR2");
+    } catch {
+      return "not running";
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const how = await Promise.race([
+      child.status.then(() => "drained" as const),
+      cutShort.then(() => "cut short" as const, () => "cut short" as const),
+      new Promise<"timed out">((r) => timer = setTimeout(() => r("timed out"), boundMs)),
+    ]);
+    clearTimeout(timer);
+    if (how !== "drained") await terminate(child, 10_000, "SIGINT");
+    return how;
+  }
+
   async #spawnReady(): Promise<Deno.ChildProcess> {
     const { binary, configPath, log } = this.#opts;
     this.#readyLine = false;
@@ -224,9 +262,13 @@ async function canDial(hostname: string, port: number): Promise<boolean> {
   }
 }
 
-async function terminate(child: Deno.ChildProcess, graceMs: number): Promise<void> {
+async function terminate(
+  child: Deno.ChildProcess,
+  graceMs: number,
+  signal: Deno.Signal = "SIGTERM",
+): Promise<void> {
   try {
-    child.kill("SIGTERM");
+    child.kill(signal);
   } catch { /* already exited */ }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = await Promise.race([

@@ -61,6 +61,11 @@ export interface ServeCluster {
   health(i: number): Promise<{ status: number; body: Record<string, unknown> }>;
   /** kill -9 of node `i`'s serve and its nats-server. */
   kill9(i: number): Promise<void>;
+  /**
+   * SIGTERM to node `i`'s serve (a clustered node takes its lame duck) and
+   * its exit, within `ms` (else kill -9 and a throw).
+   */
+  sigterm(i: number, ms?: number): Promise<Deno.CommandStatus>;
   /** The pids of node `i`'s serve and nats-server (current incarnation). */
   pids(i: number): { serve: number | null; nats: number | null };
   stop(): Promise<void>;
@@ -322,6 +327,23 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
       nodes[i].proc = null;
       await killAll(p);
     },
+    async sigterm(i, ms = 60_000) {
+      const p = nodes[i].proc;
+      if (!p) throw new Error(`${nodes[i].name} is not running`);
+      p.child.kill("SIGTERM");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const status = await Promise.race([
+        p.finished,
+        new Promise<null>((r) => timer = setTimeout(() => r(null), ms)),
+      ]);
+      clearTimeout(timer);
+      nodes[i].proc = null;
+      if (status === null) {
+        await killAll(p);
+        throw new Error(`${nodes[i].name} did not stop within ${ms} ms of SIGTERM`);
+      }
+      return status;
+    },
     pids(i) {
       const p = nodes[i].proc;
       return { serve: p?.child.pid ?? null, nats: p ? natsPidOf(p) : null };
@@ -334,6 +356,14 @@ async function startServeClusterOnce(options: ServeClusterOptions): Promise<Serv
         try {
           p.child.kill("SIGTERM");
         } catch { /* gone */ }
+        // A ready node takes its lame duck on SIGTERM (seconds, while its
+        // peers go too); a second SIGTERM cuts it short, which is all a
+        // test's teardown needs.
+        p.waitFor((l) => l.msg === "lame duck started", 5000).then(() => {
+          try {
+            p.child.kill("SIGTERM");
+          } catch { /* gone */ }
+        }, () => {});
         let timer: ReturnType<typeof setTimeout> | undefined;
         const done = await Promise.race([
           p.finished.then(() => true),
