@@ -70,3 +70,71 @@ Deno.test("a damaged member list locks out that room only; a damaged member inde
     await b.stop();
   }
 });
+
+Deno.test("a record written by a newer unibus is refused by name: that login fails closed, HTTP answers 503 record_too_new, its room is left out; a record without a format still reads", async () => {
+  const b = await clientBus("kv");
+  try {
+    const alice = await addBusUser(b.store, "alice");
+    const bob = await addBusUser(b.store, "bob");
+    const ca = await b.client(alice);
+    const newer = await ca.createRoom("room.newer", undefined, { members: [bob.hex] });
+    const older = await ca.createRoom("room.older", undefined, { members: [bob.hex] });
+    await ca.close();
+
+    const id = await loadIdentity(b.internalId);
+    const nc = await natsConnect({
+      servers: `127.0.0.1:${b.s.natsPort}`,
+      authenticator: nkeyAuthenticatorFor(new NativeNkeyPair(Prefix.User, id.signSeed)),
+    });
+    try {
+      const kvm = new Kvm(nc);
+      const users = await kvm.open("UNIBUS_users");
+      const rooms = await kvm.open("UNIBUS_rooms");
+      // What this version writes carries its format.
+      const bobRecord = (await users.get(bob.hex))!.json<Record<string, unknown>>();
+      assertEquals(bobRecord.format, 1);
+      // A newer unibus's records: bob's user record and one room's id record.
+      await users.put(bob.hex, JSON.stringify({ ...bobRecord, format: 2 }));
+      const roomRecord = (await rooms.get(`id.${newer.id}`))!.json<Record<string, unknown>>();
+      await rooms.put(`id.${newer.id}`, JSON.stringify({ ...roomRecord, format: 2 }));
+      // Records from before formats were numbered: alice's and the other room's, no field.
+      const { format: _a, ...aliceOld } = (await users.get(alice.hex))!.json<
+        Record<string, unknown>
+      >();
+      await users.put(alice.hex, JSON.stringify(aliceOld));
+      const { format: _r, ...olderOld } = (await rooms.get(`id.${older.id}`))!.json<
+        Record<string, unknown>
+      >();
+      await rooms.put(`id.${older.id}`, JSON.stringify(olderOld));
+    } finally {
+      await nc.close();
+    }
+
+    // Bob's own record is unreadable here: his login is refused, not guessed at.
+    await assertRejects(() => connectAs(b.s.natsPort, bob), Error, "Authorization Violation");
+    const api = as({ s: b.s, store: b.store }, alice.identity);
+    const bobView = await api.get(`/v1/users/${bob.hex}`);
+    assertEquals([bobView.status, bobView.body?.error], [503, "record_too_new"]);
+    assert(String(bobView.body?.message).includes("newer unibus"), JSON.stringify(bobView.body));
+    const roomView = await api.get(`/v1/rooms/${newer.id}`);
+    assertEquals([roomView.status, roomView.body?.error], [503, "record_too_new"]);
+    // Alice, on a record without a format, logs in; the older-format room is
+    // hers, the newer one is left out of her grants.
+    const na = await connectAs(b.s.natsPort, alice);
+    try {
+      na.publish(older.subject, "still here");
+      await na.flush();
+      await publishDenied(na, newer.subject);
+    } finally {
+      await na.close();
+    }
+    assertEquals((await api.get(`/v1/rooms/${older.id}`)).status, 200);
+    // The log names each record and its format.
+    const said = b.s.lines.filter((l) => l.msg === "control-plane record written by a newer unibus")
+      .map((l) => `${l.key} ${l.format}`);
+    assert(said.includes(`users/${bob.hex} 2`), said.join(", "));
+    assert(said.includes(`rooms/id.${newer.id} 2`), said.join(", "));
+  } finally {
+    await b.stop();
+  }
+});

@@ -18,7 +18,8 @@ export type StoreErrorCode =
   | "invalid_input"
   | "store_unavailable"
   | "outcome_unknown"
-  | "schema_too_new";
+  | "schema_too_new"
+  | "record_too_new";
 
 /**
  * Base of every error the store throws on purpose.
@@ -223,6 +224,30 @@ export class StoreOutcomeUnknownError extends StoreUnavailableError {
 export class DamagedRecordError extends StoreUnavailableError {
   constructor(readonly key: string, reason: string) {
     super(`damaged control-plane record ${key}: ${reason}`);
+  }
+}
+
+/**
+ * A control-plane record in a format newer than this code reads
+ * (lib/store/kv_records.ts KV_RECORD_FORMAT): written by a newer unibus
+ * during a rolling upgrade, or left behind by a downgrade. Unavailable (a
+ * 503; a login that needs it is refused), never read as if it were the old
+ * shape. A reader of many records (a user's rooms) leaves it out, as a
+ * damaged one.
+ *
+ * @example
+ * ```ts
+ * import { RecordTooNewError } from "./store.ts";
+ * throw new RecordTooNewError("users/ab…", 2, 1);
+ * ```
+ */
+export class RecordTooNewError extends StoreUnavailableError {
+  override readonly code: StoreErrorCode = "record_too_new";
+  constructor(readonly key: string, readonly format: number, readonly known: number) {
+    super(
+      `control-plane record ${key} is in format ${format}, written by a newer unibus; ` +
+        `this one reads up to format ${known}: upgrade this node`,
+    );
   }
 }
 

@@ -17,15 +17,19 @@ import {
   type CurrentRead,
   digestMatches,
   encode,
+  FORMAT_FIELD,
   isWrongLastSequence,
+  KV_RECORD_FORMAT,
   live,
   MAX_CAS_ATTEMPTS,
   message,
   Raced,
+  readFormat,
   unanswered,
 } from "./kv_records.ts";
 import {
   DamagedRecordError,
+  RecordTooNewError,
   StoreError,
   StoreOutcomeUnknownError,
   StoreUnavailableError,
@@ -165,7 +169,27 @@ export class KvAccess {
       throw this.damaged(kv, key, "not JSON");
     }
     if (typeof value !== "object" || value === null) throw this.damaged(kv, key, "not an object");
-    return { value, revision: e.revision };
+    const read = readFormat(value);
+    if (read.format === null) throw this.damaged(kv, key, `${FORMAT_FIELD} is not a format number`);
+    // Fail closed: a newer node wrote what this one may misread (a grant,
+    // a member set, a revoke in a shape it does not know), so nothing is
+    // decided on it here; a login that needs it is refused, a request
+    // answers 503, and a newer node reads it.
+    if (read.format > KV_RECORD_FORMAT) throw this.tooNew(kv, key, read.format);
+    return { value: read.value, revision: e.revision };
+  }
+
+  // Said once here with the record's key: the operator's cue that this node
+  // is older than the cluster's data (finish the upgrade).
+  tooNew(kv: KV, key: string, format: number): RecordTooNewError {
+    const bucket = Object.entries(this.kv).find(([, handle]) => handle === kv)?.[0] ?? "kv";
+    const err = new RecordTooNewError(`${bucket}/${key}`, format, KV_RECORD_FORMAT);
+    this.#log?.error("control-plane record written by a newer unibus", {
+      key: err.key,
+      format,
+      known: KV_RECORD_FORMAT,
+    });
+    return err;
   }
 
   // A record that does not parse or has the wrong shape: said once here with

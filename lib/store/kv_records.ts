@@ -19,6 +19,59 @@ import {
   StoreUnavailableError,
 } from "./store.ts";
 
+/**
+ * The format of the control-plane records this code writes, and the newest
+ * it can read. Every object record carries it in {@linkcode FORMAT_FIELD};
+ * one without the field was written before formats were numbered and is
+ * format 1 (the same shape). Rules (docs/operations.md "Upgrades"): a new
+ * optional field keeps the format (older readers ignore it); a change an
+ * older node would misread (a field renamed, re-typed or given a new
+ * meaning, a record that must not be acted on without understanding it)
+ * bumps it, and an older node then refuses the record
+ * ({@linkcode RecordTooNewError}) instead of guessing. Lists (a member's index
+ * of rooms) carry no field: a later format would make them objects, which an
+ * older node already refuses as damaged.
+ */
+export const KV_RECORD_FORMAT = 1;
+
+/** The field of an object record that names its format. */
+export const FORMAT_FIELD = "format";
+
+/**
+ * `value` as written: an object record gets {@linkcode FORMAT_FIELD}.
+ *
+ * @example
+ * ```ts
+ * stamped({ id: "r1", inc: "ab" }); // { id: "r1", inc: "ab", format: 1 }
+ * stamped(["r1"]);                  // ["r1"]
+ * ```
+ */
+export function stamped(value: unknown): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  return { ...value, [FORMAT_FIELD]: KV_RECORD_FORMAT };
+}
+
+/**
+ * A record's format as read: 1 when it has no {@linkcode FORMAT_FIELD}, null
+ * when the field is there but not a positive whole number (damaged), and the
+ * record without the field, so that what the store hands on (and compares
+ * with what it meant to write) is the same whatever the format field said.
+ *
+ * @example
+ * ```ts
+ * readFormat({ id: "r1", format: 2 }); // { format: 2, value: { id: "r1" } }
+ * readFormat({ id: "r1" });            // { format: 1, value: { id: "r1" } }
+ * ```
+ */
+export function readFormat<T>(record: T): { format: number | null; value: T } {
+  if (Array.isArray(record) || !Object.hasOwn(record as object, FORMAT_FIELD)) {
+    return { format: 1, value: record };
+  }
+  const { [FORMAT_FIELD]: format, ...rest } = record as Record<string, unknown>;
+  const ok = typeof format === "number" && Number.isSafeInteger(format) && format >= 1;
+  return { format: ok ? format : null, value: rest as T };
+}
+
 /** Set once every room and blob has its quota hint (invariant 5). */
 export const QUOTA_HINTS_MARKER = "quota_hints.v1";
 
@@ -111,7 +164,8 @@ export function newIncarnation(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-export const encode = (v: unknown) => te.encode(JSON.stringify(v));
+/** A record's bytes, {@linkcode stamped} with this code's format. */
+export const encode = (v: unknown) => te.encode(JSON.stringify(stamped(v)));
 
 export function live(e: KvEntry | null): e is KvEntry {
   return e !== null && e.operation === "PUT";

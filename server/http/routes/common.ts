@@ -13,6 +13,7 @@
 import {
   InvalidInputError,
   NotFoundError,
+  RecordTooNewError,
   StoreError,
   StoreOutcomeUnknownError,
   StoreUnavailableError,
@@ -192,6 +193,15 @@ export function toHttpError(err: unknown): unknown {
   // Before the plain 503: an unknown outcome is one too, with a different
   // promise to the client (it may have happened; retry and compare).
   if (err instanceof StoreOutcomeUnknownError) return outcomeUnknown();
+  // Said as such (the key stays in the log): the operator's answer is to
+  // upgrade this node, not to look for an outage.
+  if (err instanceof RecordTooNewError) {
+    return new HttpError(
+      503,
+      "record_too_new",
+      "a control-plane record was written by a newer unibus than this node; upgrade this node",
+    );
+  }
   if (err instanceof StoreUnavailableError) {
     return new HttpError(503, "store_unavailable", "the control-plane store is unavailable");
   }
