@@ -23,7 +23,16 @@ import type { Logger } from "../../lib/log.ts";
 import type { Session, SessionRegistry } from "../auth/sessions.ts";
 import { USERS_ACCOUNT } from "../nats/config.ts";
 
-/** Prefix of the grant subjects; the server id follows. */
+/**
+ * Prefix of the grant subjects; the server id follows.
+ *
+ * A grant is a {@linkcode Session} as JSON, read field by field, unknown
+ * fields ignored, so a newer node may add fields. It carries no format
+ * number on purpose: a grant an older node refused would be a connection its
+ * enforcer never cuts on a revoke, so the fields read below keep their names
+ * and meanings for as long as a node of the previous version may run beside
+ * a newer one (docs/operations.md "Upgrades").
+ */
 export const GRANT_SUBJECT_PREFIX = "_UNIBUS.grant";
 
 /**

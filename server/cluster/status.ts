@@ -19,9 +19,19 @@
 
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../../lib/log.ts";
+import { VERSION } from "../../lib/version.ts";
 
 /** Where nodes publish their posture. */
 export const POSTURE_SUBJECT = "_UNIBUS.cluster.posture";
+
+/**
+ * The posture message's format. Readers take the fields they know and
+ * ignore the rest, so a newer node may add fields without a new number; one
+ * that changes what a known field means bumps it, and an older reader then
+ * keeps the peer's posture unknown ("posture unknown" on /healthz) rather
+ * than misread it. A message without `v` is format 1.
+ */
+export const POSTURE_FORMAT = 1;
 
 /** A node's posture, as reported. */
 export interface NodePosture {
@@ -44,6 +54,8 @@ export interface PeerStatus {
   postureAgeS: number | null;
   /** Why its posture is not enforce + ACL + TLS (or not known). Empty: fine. */
   flags: string[];
+  /** The unibus version it runs, as its posture message says (null: never heard, or older). */
+  version: string | null;
 }
 
 /** One control-plane stream (a KV bucket or the blob object store) as its leader reports it. */
@@ -234,7 +246,7 @@ function clusterStatus(
     streams: StreamReplication[];
     polledAt: number;
     error: string | null;
-    postures: Map<string, { posture: NodePosture; at: number }>;
+    postures: Map<string, { posture: NodePosture; version: string | null; at: number }>;
   },
 ): ClusterStatus {
   const { routez, jsz, streams, polledAt, error, postures } = seen;
@@ -260,6 +272,7 @@ function clusterStatus(
       posture: p?.posture ?? null,
       postureAgeS: p ? Math.round((now - p.at) / 1000) : null,
       flags: postureFlags(p?.posture ?? null),
+      version: p?.version ?? null,
     };
   });
   const metaLeader = fresh && meta.leader ? meta.leader : null;
@@ -316,7 +329,7 @@ function clusterStatus(
  */
 export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor {
   const interval = opts.intervalMs ?? 1000;
-  const postures = new Map<string, { posture: NodePosture; at: number }>();
+  const postures = new Map<string, { posture: NodePosture; version: string | null; at: number }>();
   let routez: Routez = {};
   let jsz: Jsz = {};
   let streams: StreamReplication[] = [];
@@ -326,9 +339,13 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
   const sub: Subscription = opts.app.subscribe(POSTURE_SUBJECT, {
     callback: (_err, msg) => {
       try {
-        const m = msg.json<{ node?: string; posture?: NodePosture }>();
+        const m = msg.json<
+          { v?: unknown; node?: string; version?: unknown; posture?: NodePosture }
+        >();
+        if ((m.v ?? 1) !== POSTURE_FORMAT) return;
         if (typeof m.node === "string" && m.posture && m.node !== opts.node) {
-          postures.set(m.node, { posture: m.posture, at: Date.now() });
+          const version = typeof m.version === "string" ? m.version : null;
+          postures.set(m.node, { posture: m.posture, version, at: Date.now() });
         }
       } catch { /* not a posture message */ }
     },
@@ -348,7 +365,15 @@ export function startClusterMonitor(opts: ClusterMonitorOptions): ClusterMonitor
 
   const poll = async () => {
     try {
-      opts.app.publish(POSTURE_SUBJECT, JSON.stringify({ node: opts.node, posture: opts.posture }));
+      opts.app.publish(
+        POSTURE_SUBJECT,
+        JSON.stringify({
+          v: POSTURE_FORMAT,
+          node: opts.node,
+          version: VERSION,
+          posture: opts.posture,
+        }),
+      );
       [routez, jsz, streams] = await Promise.all([
         ask<Routez>("ROUTEZ"),
         ask<Jsz>("JSZ"),
