@@ -37,6 +37,12 @@ const LIMIT_FLAGS: Array<[keyof Limits, string, "count" | "bytes", string]> = [
     "count",
     "NATS connections one user may hold at once; the next login is refused",
   ],
+  [
+    "subscriptionsPerConnection",
+    "max-subscriptions-per-connection",
+    "count",
+    "subscriptions one NATS connection may hold; the next is refused",
+  ],
 
   ["roomsPerUser", "max-rooms-per-user", "count", "rooms one user may have created"],
   [

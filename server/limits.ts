@@ -40,6 +40,13 @@ export interface Limits {
    * the node's connections, or its callout's time, from everyone else.
    */
   connectionsPerUser: number;
+  /**
+   * Subscriptions one connection may hold (nats-server's `max_subscriptions`,
+   * for every connection of the node, serve's own included): a runaway
+   * client subscribing in a loop is refused past it ("maximum subscriptions
+   * exceeded") instead of growing the server's interest graph without bound.
+   */
+  subscriptionsPerConnection: number;
 }
 
 const MiB = 1024 * 1024;
@@ -61,6 +68,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   uploadsPerSource: 4,
   uploadsTotal: 16,
   connectionsPerUser: 100,
+  // A client holds one per room it listens to, one inbox and one for the
+  // server's notices: thousands of rooms per connection before this bites.
+  subscriptionsPerConnection: 4096,
 };
 
 /** The share of the data disk's free space JetStream may reserve when not set by flag. */

@@ -34,6 +34,14 @@ Deno.test("JetStream's max store is written when given and must be a positive by
   }
 });
 
+Deno.test("the subscription limit per connection is written when given and must be a positive count", () => {
+  assert(!renderNatsConfig(base).includes("max_subscriptions"));
+  assertMatch(renderNatsConfig({ ...base, maxSubscriptions: 4096 }), /^max_subscriptions: 4096$/m);
+  for (const bad of [0, -1, 1.5, 2 ** 31]) {
+    assertThrows(() => renderNatsConfig({ ...base, maxSubscriptions: bad }), NatsConfigError);
+  }
+});
+
 Deno.test("the monitoring endpoint is absent unless asked for, and then loopback only", () => {
   assert(!renderNatsConfig(base).includes("http:"));
   const open = renderNatsConfig({ ...base, host: "0.0.0.0", monitorPort: 8222 });

@@ -74,6 +74,7 @@ Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes"
     "--max-uploads-per-user=1",
     "--max-uploads=4",
     "--max-connections-per-user=3",
+    "--max-subscriptions-per-connection=64",
   ]);
   assertEquals(o.limits, {
     roomsPerUser: 5,
@@ -86,6 +87,7 @@ Deno.test("limit flags default to DEFAULT_LIMITS and take counts and byte sizes"
     uploadsPerSource: 4,
     uploadsTotal: 4,
     connectionsPerUser: 3,
+    subscriptionsPerConnection: 64,
   });
   // Left at its default, the per-source bound follows a smaller --max-uploads.
   assertEquals(

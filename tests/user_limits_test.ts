@@ -9,6 +9,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { addBusUser, type BusUser, connectAs } from "./helpers/bus.ts";
 import { runUnibus } from "./helpers/serve_process.ts";
+import { inboxPrefixFor } from "../lib/auth/acl.ts";
+import { DEFAULT_LIMITS } from "../server/limits.ts";
 import { startBus, stopBus } from "./helpers/rooms_api.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -124,6 +126,50 @@ Deno.test("unibus user set-limits gives one user its own connection limit, live,
       ["agent", 1, null],
       ["agent", null, 1],
     ]);
+  } finally {
+    for (const nc of open) await nc.close().catch(() => {});
+    await stopBus(bus);
+  }
+});
+
+Deno.test("a runaway connection opening 10,000 subscriptions is refused past the node's limit; others are not touched", async () => {
+  const bus = await startBus([]);
+  const open: NatsConnection[] = [];
+  try {
+    const runaway = await addBusUser(bus.store, "runaway");
+    const calm = await addBusUser(bus.store, "calm");
+    const nc = await connectAs(bus.s.natsPort, runaway);
+    open.push(nc);
+    const prefix = inboxPrefixFor(runaway.hex);
+    const heard = new Set<number>();
+    for (let i = 0; i < 10_000; i++) {
+      nc.subscribe(`${prefix}.sub.${i}`, {
+        callback: () => {
+          heard.add(i);
+        },
+      });
+    }
+    await nc.flush().catch(() => {});
+    // nats-server says why, once per account and interval.
+    await bus.s.waitFor((l) => /maximum subscriptions exceeded/i.test(JSON.stringify(l)));
+
+    // Within the limit the runaway still hears; past it nothing is delivered.
+    const other = await connectAs(bus.s.natsPort, calm);
+    open.push(other);
+    const limit = DEFAULT_LIMITS.subscriptionsPerConnection;
+    for (const i of [0, limit - 1, limit, 9_999]) other.publish(`${prefix}.sub.${i}`, "x");
+    await other.flush();
+    await waitFor(() => heard.has(limit - 1), { timeoutMs: 5000, what: "the last admitted one" });
+    await new Promise((r) => setTimeout(r, 300));
+    assertEquals([...heard].sort((a, b) => a - b), [0, limit - 1]);
+
+    // The calm user subscribes and hears as usual.
+    const own = inboxPrefixFor(calm.hex);
+    const sub = other.subscribe(`${own}.ping`, { max: 1, timeout: 5000 });
+    const third = await connectAs(bus.s.natsPort, runaway);
+    open.push(third);
+    third.publish(`${own}.ping`, "hello");
+    for await (const m of sub) assertEquals(new TextDecoder().decode(m.data), "hello");
   } finally {
     for (const nc of open) await nc.close().catch(() => {});
     await stopBus(bus);

@@ -123,6 +123,11 @@ export interface NatsConfigInput {
   tls: NatsTlsConfig | null;
   /** Absent or null: a single node. */
   cluster?: NatsClusterConfig | null;
+  /**
+   * Subscriptions one connection may hold (`max_subscriptions`); absent or
+   * null: no limit (nats-server's default).
+   */
+  maxSubscriptions?: number | null;
   /** Absent or null: nats-server's defaults (2 min, 10 s grace); serve never asks for it then. */
   lameDuck?: LameDuckConfig | null;
 }
@@ -198,6 +203,13 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     lines.push(`  sync_interval: "${sync}ms"`);
   }
   lines.push("}");
+  const maxSubs = input.maxSubscriptions ?? null;
+  if (maxSubs !== null) {
+    if (!Number.isSafeInteger(maxSubs) || maxSubs < 1 || maxSubs > 2 ** 31 - 1) {
+      throw new NatsConfigError(`max subscriptions ${maxSubs} must be a positive count`);
+    }
+    lines.push(`max_subscriptions: ${maxSubs}`);
+  }
   if (input.lameDuck) lines.push(...lameDuckLines(input.lameDuck));
   lines.push(...authLines(input.auth));
   if (input.tls) {

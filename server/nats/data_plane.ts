@@ -128,6 +128,7 @@ async function startManagedNats(
     host: opts.natsHost,
     port: opts.natsPort,
     maxFileStore,
+    maxSubscriptions: opts.limits.subscriptionsPerConnection,
     syncInterval: opts.jetstreamSync ?? "always",
     debug: logOpts.debug,
     trace: logOpts.trace,
