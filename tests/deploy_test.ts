@@ -6,6 +6,7 @@
  * 127.0.0.1/.2/.3. scripts/test sets up ShellCheck, openssl and systemd-analyze
  * (scripts/setup deploy-tools).
  */
+import { DEFAULT_LAME_DUCK } from "../server/cluster/options.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { freePort } from "./helpers/ports.ts";
 
@@ -195,6 +196,11 @@ Deno.test("the units keep Restart=always and the cluster unit passes every postu
   const user = await Deno.readTextFile(`${ROOT}/deploy/unibus.service`);
   const cluster = await Deno.readTextFile(`${CLUSTER}/unibus-cluster.service`);
   for (const unit of [user, cluster]) assertMatch(unit, /^Restart=always$/m);
+  // The lame duck: SIGTERM to serve alone, and time for the longest one
+  // (default duration + serve's margin + nats-server's 10 s to die).
+  assertMatch(cluster, /^KillMode=mixed$/m);
+  const stopS = Number(/^TimeoutStopSec=(\d+)s$/m.exec(cluster)?.[1]);
+  assert(stopS > DEFAULT_LAME_DUCK.durationS + 15 + 10, `TimeoutStopSec=${stopS}s`);
   assertMatch(user, /^WorkingDirectory=%h\/\.local\/share\/unibus$/m);
   assertMatch(user, /^ExecStart=%h\/\.local\/bin\/unibus serve --bus-auth enforce /m);
   const exec = execStartArgs(cluster);
