@@ -79,15 +79,29 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
   const root = await Deno.makeTempDir({ prefix: "unibus-backup-" });
   const nodes: ServeUnderTest[] = [];
   const dataDir = (name: string) => `${root}/${name}`;
+  /** An enforcing serve on data dir `name` (made if absent), and the CLI's flags for its KV. */
+  const startNode = async (name: string, kind: "sqlite" | "kv") => {
+    await Deno.mkdir(dataDir(name), { recursive: true });
+    const idFile = `${dataDir(name)}/internal.id`;
+    const node = await startServe({
+      dataDir: dataDir(name),
+      extraArgs: ["--bus-auth", "enforce", ...storeArgs(kind, idFile)],
+    });
+    nodes.push(node);
+    const kvFlags = [
+      "--store",
+      "kv",
+      "--internal-id-file",
+      idFile,
+      "--nats-url",
+      `nats://127.0.0.1:${node.natsPort}`,
+    ];
+    return { node, idFile, kvFlags };
+  };
   try {
     // 1. A single node on SQLite: users (one revoked), a room whose epoch
     //    moved (a member added and removed), a second room, a blob.
-    await Deno.mkdir(dataDir("a"));
-    const a = await startServe({
-      dataDir: dataDir("a"),
-      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("a")}/internal.id`],
-    });
-    nodes.push(a);
+    const { node: a } = await startNode("a", "sqlite");
     const sqlite = await openStore({ kind: "sqlite", path: `${dataDir("a")}/unibus.db` });
     const alice = await addBusUser(sqlite, "alice", "admin");
     const bob = await addBusUser(sqlite, "bob");
@@ -251,11 +265,7 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     assertMatch(h1.stderr, /^backup: history of team\.ops: 3 messages$/m);
     // Stored packets are sealed: the plaintext is nowhere in the archive.
     assert(!(await Deno.readTextFile(historyArchive)).includes(btoa("stored-0").slice(0, 8)));
-    const b = await startServe({
-      dataDir: dataDir("b"),
-      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("b")}/internal.id`],
-    });
-    nodes.push(b);
+    const { node: b } = await startNode("b", "sqlite");
     await exchange(alice, bob, b, room.id);
     assert(
       b.lines.some((l) => l.msg === "persisted room had no stream; created" && l.room === room.id),
@@ -267,21 +277,7 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
 
     // 5. Across stores: the SQLite archive into a KV node, which then serves it;
     //    that node's KV backed up and restored into SQLite gives back the original.
-    await Deno.mkdir(dataDir("c"));
-    const cId = `${dataDir("c")}/internal.id`;
-    const c = await startServe({
-      dataDir: dataDir("c"),
-      extraArgs: ["--bus-auth", "enforce", ...storeArgs("kv", cId)],
-    });
-    nodes.push(c);
-    const kvFlags = [
-      "--store",
-      "kv",
-      "--internal-id-file",
-      cId,
-      "--nats-url",
-      `nats://127.0.0.1:${c.natsPort}`,
-    ];
+    const { node: c, idFile: cId, kvFlags } = await startNode("c", "kv");
     const r2 = await unibus(["restore", "--in", archive, ...kvFlags]);
     assertEquals(r2.code, 0, r2.stderr);
     assertMatch(r2.stdout, /read back: every restored record matches, in the KV at/);
@@ -318,28 +314,10 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     const r4 = await unibus(["restore", "--in", historyArchive, "--data-dir", dataDir("e")]);
     assertEquals(r4.code, 0, r4.stderr);
     assertMatch(r4.stdout, /history: 3 stored packets restored into 1 rooms/);
-    const e = await startServe({
-      dataDir: dataDir("e"),
-      extraArgs: ["--bus-auth", "enforce", "--internal-id-file", `${dataDir("e")}/internal.id`],
-    });
-    nodes.push(e);
+    const { node: e } = await startNode("e", "sqlite");
     assertEquals(await history(e), ["stored-0", "stored-1", "stored-2"]);
     await e.stop();
-    await Deno.mkdir(dataDir("g"));
-    const gId = `${dataDir("g")}/internal.id`;
-    const g = await startServe({
-      dataDir: dataDir("g"),
-      extraArgs: ["--bus-auth", "enforce", ...storeArgs("kv", gId)],
-    });
-    nodes.push(g);
-    const gFlags = [
-      "--store",
-      "kv",
-      "--internal-id-file",
-      gId,
-      "--nats-url",
-      `nats://127.0.0.1:${g.natsPort}`,
-    ];
+    const { node: g, kvFlags: gFlags } = await startNode("g", "kv");
     const r5 = await unibus(["restore", "--in", historyArchive, ...gFlags]);
     assertEquals(r5.code, 0, r5.stderr);
     assertMatch(r5.stdout, /history: 3 stored packets restored into 1 rooms/);

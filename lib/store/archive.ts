@@ -37,6 +37,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
+import { concatBytes, fromBase64, toBase64 } from "../e2e/bytes.ts";
 import { MembershipError, verifyLog } from "../e2e/membership.ts";
 import { VERSION } from "../version.ts";
 import type { CopySource } from "./copy.ts";
@@ -118,27 +119,12 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(bin);
-}
-
 function decodeOrNull(text: unknown): Uint8Array | null {
   try {
     return typeof text === "string" ? fromBase64(text) : null;
   } catch {
     return null;
   }
-}
-
-function fromBase64(text: string): Uint8Array {
-  const bin = atob(text);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
@@ -293,16 +279,7 @@ export class VerifiedArchive implements CopySource {
   #blobs: Map<string, BlobRef>;
   #history: Map<string, { lines: LineRef[]; lastSeq: number }>;
 
-  private constructor(parts: {
-    file: Deno.FsFile;
-    header: ArchiveHeader;
-    sha256: string;
-    history: Map<string, { lines: LineRef[]; lastSeq: number }>;
-    users: User[];
-    rooms: Map<string, { room: Room; changes: RoomChange[]; members: Member[] }>;
-    keys: Map<string, SealedKey[]>;
-    blobs: Map<string, BlobRef>;
-  }) {
+  private constructor(parts: ReadParts & { file: Deno.FsFile }) {
     this.#file = parts.file;
     this.header = parts.header;
     this.sha256 = parts.sha256;
@@ -536,7 +513,7 @@ async function readLines(
     for (let i = 0; i < n; i++) {
       if (chunk[i] !== 0x0a) continue;
       const piece = chunk.subarray(start, i);
-      const line = carryBytes ? concat([...carry, piece], carryBytes + piece.length) : piece;
+      const line = carryBytes ? concatBytes(...carry, piece) : piece;
       onLine(line, offset - carryBytes);
       offset += i - start + 1;
       carry = [];
@@ -567,16 +544,6 @@ async function readLines(
 }
 
 const NEWLINE = new Uint8Array([0x0a]);
-
-function concat(pieces: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function checkHeader(value: unknown, path: string): ArchiveHeader {
   const h = value as Partial<ArchiveHeader> | null;

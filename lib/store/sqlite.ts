@@ -103,6 +103,19 @@ export async function openSqliteStore(path: string): Promise<Store> {
 }
 
 /**
+ * One connection to the file at `abs`: per-connection pragmas then always
+ * apply, and calls in this process are serialised without interactive
+ * transactions.
+ */
+function openClient(abs: string): Client {
+  try {
+    return createClient({ url: fileUrl(abs), concurrency: 1, timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw unavailable(`cannot open store at ${abs}`, e);
+  }
+}
+
+/**
  * Copies the control plane in the SQLite file `source` (its WAL included)
  * into a new file `target`, as of one instant: `VACUUM INTO` reads inside one
  * transaction, so a serve writing meanwhile is neither stopped nor half
@@ -116,12 +129,7 @@ export async function openSqliteStore(path: string): Promise<Store> {
  */
 export async function snapshotSqliteFile(source: string, target: string): Promise<void> {
   const abs = resolve(source);
-  let client: Client;
-  try {
-    client = createClient({ url: fileUrl(abs), concurrency: 1, timeout: BUSY_TIMEOUT_MS });
-  } catch (e) {
-    throw unavailable(`cannot open store at ${abs}`, e);
-  }
+  const client = openClient(abs);
   try {
     await client.execute(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     await client.execute({ sql: "VACUUM INTO ?", args: [resolve(target)] });
@@ -185,14 +193,7 @@ export class SqliteStore implements Store {
     }
     const abs = resolve(path);
     await prepareFile(abs);
-    let client: Client;
-    try {
-      // One connection: per-connection pragmas then always apply, and calls in
-      // this process are serialised without interactive transactions.
-      client = createClient({ url: fileUrl(abs), concurrency: 1, timeout: BUSY_TIMEOUT_MS });
-    } catch (e) {
-      throw unavailable(`cannot open store at ${abs}`, e);
-    }
+    const client = openClient(abs);
     try {
       await client.execute("PRAGMA journal_mode = WAL");
       await client.execute("PRAGMA foreign_keys = ON");
