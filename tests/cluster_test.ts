@@ -26,6 +26,8 @@ import {
   startServeCluster,
 } from "./helpers/cluster.ts";
 import { waitUntil } from "./helpers/nats_cluster.ts";
+import type { PeerStatus } from "../server/cluster/status.ts";
+import { VERSION } from "../lib/version.ts";
 import { as, type Bus, genesis, newRoomId } from "./helpers/rooms_api.ts";
 import { freePort, isAlive } from "./helpers/ports.ts";
 import { runUnibus, spawnUnibus } from "./helpers/serve_process.ts";
@@ -527,6 +529,13 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
         );
         assert(missedLive.length < sent / 10, `${missedLive.length} of ${sent} missed live`);
         assert(events.some((e) => e.type === "ldm"), "no client ever heard a lame duck");
+        // Each node hears its peers' versions (a mixed cluster mid-upgrade shows there).
+        for (const i of [0, 1, 2]) {
+          await waitUntil(`${c.nodes[i].name} to know its peers' versions`, 10_000, async () => {
+            const peers = ((await c.health(i)).body.cluster as { peers: PeerStatus[] }).peers;
+            return peers.length === 2 && peers.every((p) => p.version === VERSION);
+          });
+        }
       },
     );
 
