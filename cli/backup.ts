@@ -81,6 +81,8 @@ async function run(argv: string[]): Promise<number> {
     );
   }
   if (await exists(out)) throw new Error(`${out} exists; backup never overwrites a file`);
+  const outDir = await Deno.stat(dirname(out)).catch(() => null);
+  if (!outDir?.isDirectory) throw new Error(`cannot write ${out}: no directory ${dirname(out)}`);
   const progress = (line: string) => console.error(`backup: ${line}`);
   const partial = `${out}.partial`;
   let written: ArchiveWritten;
@@ -115,7 +117,7 @@ async function run(argv: string[]): Promise<number> {
   }
   console.log(
     `backup of ${describeTarget(target)} written to ${out}: ${written.users} users, ` +
-      `${written.rooms} rooms, ${written.keys} sealed keys, ${written.blobs} blobs ` +
+      `${written.rooms} rooms, ${written.keys} sealed keys, ${written.blobs} blobs` +
       `${withHistory ? `, ${written.messages} stored packets of persisted rooms` : ""} ` +
       `(${written.bytes} bytes, sha256 ${written.sha256})`,
   );

@@ -116,6 +116,10 @@ async function run(argv: string[]): Promise<number> {
     if (target.kind === "sqlite" && values["data-dir"] !== undefined && !dry) {
       await Deno.mkdir(String(values["data-dir"]), { recursive: true, mode: 0o700 });
     }
+    if (dry && target.kind === "sqlite" && !await Deno.stat(target.db).catch(() => null)) {
+      console.log(`dry run: ${target.db} does not exist; everything would be restored`);
+      return 0;
+    }
     const store = await openTargetStore(target, { mayCreate: !dry });
     try {
       const held = (await store.listUsers()).length + (await store.listRooms()).length +
