@@ -539,6 +539,31 @@ Deno.test("three serve nodes: healthy together, E2E across nodes, revoke across 
       },
     );
 
+    await t.step("a second SIGTERM during the lame duck stops the node at once", async () => {
+      const p = c.nodes[2].proc!;
+      const nats = c.pids(2).nats!;
+      p.child.kill("SIGTERM");
+      await p.waitFor((l) => l.msg === "lame duck started", 10_000);
+      const again = Date.now();
+      p.child.kill("SIGTERM");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const status = await Promise.race([
+        p.finished,
+        new Promise<null>((r) => timer = setTimeout(() => r(null), 20_000)),
+      ]);
+      clearTimeout(timer);
+      assert(status !== null, "still running 20 s after the second SIGTERM");
+      const took = Date.now() - again;
+      assertEquals(status.code, 0, p.stderr());
+      const ended = p.lines.find((l) => l.msg === "lame duck ended early");
+      assertEquals(ended?.how, "cut short", JSON.stringify(p.lines.slice(-6)));
+      assert(took < 8000, `stopped ${took} ms after the second SIGTERM`);
+      assert(!isAlive(nats), "nats-server outlived serve");
+      c.start(2);
+      await c.ready(2);
+      await c.healthy(2, 60_000);
+    });
+
     await t.step("the route secret is in no process's argv and no log line", async () => {
       assertEquals(await secretLeaks(c, c.pass), []);
     });
