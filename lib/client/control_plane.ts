@@ -35,7 +35,7 @@ export interface ControlPlaneOptions {
 /**
  * 503 answers after which the same request may simply be sent again: the
  * server did nothing (`store_unavailable`, `auth_unavailable`,
- * `stream_unavailable` after its rollback, `starting`), or does not know
+ * `stream_unavailable` after its rollback, `starting`, `record_too_new`), or does not know
  * (`outcome_unknown`, then reconciled, see below). Never `cluster_degraded`:
  * that lasts until an operator brings a node back, and its `Retry-After`
  * says so.
@@ -46,6 +46,9 @@ const RETRYABLE_503 = new Set([
   "auth_unavailable",
   "stream_unavailable",
   "starting",
+  // An older node mid-upgrade that cannot read a record a newer one wrote:
+  // the next seed may be a newer node (docs/operations.md "Upgrades").
+  "record_too_new",
 ]);
 
 /** Pause before the next try: the answer's `Retry-After` (capped), else 250 ms doubling to 2 s. */
