@@ -66,11 +66,16 @@ Deno.test("a meta group smaller than the configured cluster is 503 with its reas
     clusterSize: 3,
   });
   try {
+    // Two nodes usually form a group of two; under load nats-server 2.10's
+    // cold boot now and then shrinks each one's expected size and they form
+    // two groups of one. Either is a group short of the configured three.
     const st = await waitUntil("the monitor to see the short meta group", 30_000, () => {
       const s = mon.status();
-      return s.metaLeader !== null && s.problems.some((p) => p.includes("2 of 3")) ? s : null;
+      return s.metaLeader !== null && s.problems.some((p) => /[12] of 3/.test(p)) ? s : null;
     });
-    assertEquals([st.clusterSize, st.configuredSize], [2, 3]);
+    const formed = st.clusterSize;
+    assert(formed === 1 || formed === 2, `a group of ${formed}`);
+    assertEquals(st.configuredSize, 3);
     const health = createApp({
       log: quiet,
       routes: [healthRoute({
@@ -83,12 +88,16 @@ Deno.test("a meta group smaller than the configured cluster is 503 with its reas
     const body = await res.json();
     assertEquals(res.status, 503);
     assert(
-      body.cluster.problems.some((p: string) => /formed with 2 of 3 members/.test(p)),
+      body.cluster.problems.some((p: string) => p.includes(`formed with ${formed} of 3 members`)),
       JSON.stringify(body.cluster.problems),
     );
     // Polled every 200 ms for a while, said once.
     await new Promise((r) => setTimeout(r, 1000));
-    assertEquals(logged.filter((l) => l.includes("formed with 2 of 3")).length, 1, logged.join());
+    assertEquals(
+      logged.filter((l) => l.includes(`formed with ${formed} of 3`)).length,
+      1,
+      logged.join(),
+    );
   } finally {
     await mon.stop();
     await sys.close();
