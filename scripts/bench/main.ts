@@ -3,9 +3,10 @@
  * run on this machine. Prints a Markdown report (paste it into
  * docs/benchmarks.md) and, with --json, the raw figures.
  *
- * Options: --only=callout,cluster,cluster-connect,cluster-e2e,cold-start,connect,
+ * Options: --only=backup,callout,cluster,cluster-connect,cluster-e2e,cold-start,connect,
  * control-plane,e2e,flood,history,primitives,python,ready,scale,shell,sync (default all but cluster,
- * cluster-connect, cluster-e2e, cold-start, python, scale, shell and sync; python:
+ * cluster-connect, cluster-e2e, cold-start, python, scale, shell, sync and backup; backup:
+ * --backup-users=N (default 1000), --backup-rooms=N (200), --backup-blobs=N (200, 64 KiB each); python:
  * --py-messages=N (default 5000), --py-round-trips=N (default 300); cold-start:
  * --cold-starts=N (default 20), --cold-at-once=K (default 2); shell: --shell-lines=N, default 10000; cluster-connect: --cluster-connects=N, default 200; cluster: --kills=N, default 3; sync: --sync-packets,
  * --sync-writes, --sync-repeat), --repeat=N (E2E, room-ready and
@@ -33,6 +34,7 @@ import { benchPrimitives } from "./primitives.ts";
 import { benchRoomReady, benchScale, scaleReport } from "./scale.ts";
 import { benchShell } from "./shell.ts";
 import { benchPython, PYTHON_SIZES } from "./python.ts";
+import { benchBackup } from "./backup.ts";
 import { benchColdStart } from "./cold_start.ts";
 import { spread } from "./stats.ts";
 import { benchUploadFlood } from "./upload_flood.ts";
@@ -331,6 +333,32 @@ if (only.has("python")) {
           return `| ${name} | ${size} B | ${x.msgs_per_s} | ${x.p50_ms} | ${x.p99_ms} |`;
         })
     ),
+    "",
+  );
+}
+
+if (only.has("backup")) {
+  const f = await benchBackup({
+    users: Math.min(100_000, Math.max(2, Number(flag("backup-users", "1000")))),
+    rooms: Math.min(1000, Math.max(1, Number(flag("backup-rooms", "200")))),
+    membersPerRoom: 5,
+    blobs: Math.min(1000, Math.max(0, Number(flag("backup-blobs", "200")))),
+    blobBytes: 64 * 1024,
+  });
+  results.backup = f;
+  out.push(
+    `Backup and restore of a control plane of ${f.users} users, ${f.rooms} rooms (each with ` +
+      `${f.membersPerRoom} members added in one signed change) and ${f.blobs} blobs of ` +
+      `${f.blobBytes / 1024} KiB, each command in its own process as an operator runs it; ` +
+      `the archive is ${(f.archiveBytes / 1024 / 1024).toFixed(1)} MiB:`,
+    "",
+    "| step | ms |",
+    "|---|---|",
+    `| plain copy of unibus.db (the floor) | ${f.fileCopyMs} |`,
+    `| backup, SQLite while serve runs | ${f.backupSqliteMs} |`,
+    `| restore into a new SQLite data dir (verify, write, read back) | ${f.restoreSqliteMs} |`,
+    `| restore into a running KV node | ${f.restoreKvMs} |`,
+    `| backup, KV | ${f.backupKvMs} |`,
     "",
   );
 }
