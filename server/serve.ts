@@ -16,7 +16,9 @@ import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { startEnforcement } from "./auth/enforcement.ts";
 import { loadServeIdentities } from "./auth/identities.ts";
+import { watchMetaGroup } from "./cluster/meta_watchdog.ts";
 import { DEFAULT_LAME_DUCK } from "./cluster/options.ts";
+import { clusterSize } from "./cluster/routes.ts";
 import type { ClusterMonitor } from "./cluster/status.ts";
 import { openControlPlaneStore } from "./control_plane_store.ts";
 import { controlPlaneApp } from "./http/control_plane_app.ts";
@@ -77,6 +79,17 @@ export async function runServe(options: UncheckedServeOptions, log: Logger): Pro
   try {
     const ids = await loadServeIdentities(opts, log);
     plane = live.plane = await startDataPlane(opts, ids, layout, life, log);
+    if (opts.cluster && plane.nats && ids.systemUser) {
+      await watchMetaGroup({
+        natsUrl: plane.natsUrl,
+        systemUser: ids.systemUser,
+        caFile: opts.tls?.caFile ?? null,
+        node: opts.serverName,
+        clusterSize: clusterSize(opts.cluster),
+        nats: plane.nats,
+        log: log.child("cluster"),
+      }, life);
+    }
     // A clustered node listens before its buckets open (they wait for a
     // quorum), answering 503 "starting" meanwhile (http/listener.ts).
     if (opts.cluster) await listen(http, life);

@@ -50,6 +50,8 @@ export class ManagedNatsServer {
   #readyLine = false;
   #stopping = false;
   #restarts = 0;
+  /** Why the running child is being stopped on purpose, for supervision to say so. */
+  #restartReason: string | null = null;
   #supervisor: Promise<void> | null = null;
   #routes: RouteDialLog;
 
@@ -94,6 +96,22 @@ export class ManagedNatsServer {
     if (child) await terminate(child, 10_000);
     await this.#supervisor;
     this.#routes.close();
+  }
+
+  /**
+   * Stops the child (SIGTERM, SIGKILL after ten seconds) and lets supervision
+   * start it again at once, logging `reason`; nothing happens while stopping.
+   *
+   * @example
+   * ```ts
+   * await nats.restart("left out of the JetStream meta group");
+   * ```
+   */
+  async restart(reason: string): Promise<void> {
+    const child = this.#child;
+    if (!child || this.#stopping) return;
+    this.#restartReason = reason;
+    await terminate(child, 10_000);
   }
 
   /**
@@ -228,7 +246,11 @@ export class ManagedNatsServer {
       const status: Deno.CommandStatus | null = child ? await child.status : null;
       if (this.#stopping) return;
       this.#child = null;
-      if (status) {
+      const requested = this.#restartReason;
+      this.#restartReason = null;
+      if (requested !== null) {
+        this.#opts.log.warn("nats-server stopped on purpose; restarting", { reason: requested });
+      } else if (status) {
         if (Date.now() - startedAt > STABLE_MS) attempt = 0;
         this.#opts.log.error("nats-server exited unexpectedly; restarting", {
           code: status.code,
@@ -236,8 +258,8 @@ export class ManagedNatsServer {
           lastLines: this.#tail.slice(-5),
         });
       }
-      const delay = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
-      attempt++;
+      const delay = requested !== null ? 0 : BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+      if (requested === null) attempt++;
       await new Promise((r) => setTimeout(r, delay));
       if (this.#stopping) return;
       try {
