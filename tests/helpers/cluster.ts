@@ -186,26 +186,16 @@ function natsPidOf(p: UnibusProcess): number | null {
 export async function startServeCluster(
   options: ServeClusterOptions = {},
 ): Promise<ServeCluster> {
-  // Two ways a start fails that are not the code under test, each seen on a
-  // fresh-clone CI run, each given a new cluster at most three times: a port
-  // picked free was taken before it was bound, and nats-server 2.10.27,
-  // started three at once, formed its JetStream meta group with two of the
-  // nodes, so no R3 bucket can be placed ("no suitable peers for placement")
-  // however long serve waits (`deno task bench --only=cold-start` counts how
-  // often).
+  // A port picked free can be taken (by another listener) before it is
+  // bound: not the code under test, so a new cluster, at most three times.
+  // A short JetStream meta group is the code's to heal (a left-out node
+  // restarts its nats-server, server/cluster/meta_watchdog.ts): no retry.
   let portRaces = 0;
-  let shortGroups = 0;
   for (;;) {
     try {
       return await startServeClusterOnce(options);
     } catch (err) {
-      const text = String(err);
-      if (/address already in use/i.test(text) && ++portRaces < 3) continue;
-      if (
-        /no suitable peers for placement/i.test(text) && ++shortGroups < (options.attempts ?? 3)
-      ) {
-        continue;
-      }
+      if (/address already in use/i.test(String(err)) && ++portRaces < 3) continue;
       throw err;
     }
   }
@@ -214,12 +204,6 @@ export async function startServeCluster(
 /** Options of {@linkcode startServeCluster}. */
 interface ServeClusterOptions {
   extraArgs?: (i: number) => string[];
-  /**
-   * Starts tried at most when the meta group forms short (default 3); 1 to
-   * see a failed cold start as it is. A port taken before it was bound is
-   * tried again regardless.
-   */
-  attempts?: number;
   readyMs?: number;
   /** Every route through a proxy of the test's that can cut a node off (route_proxy.ts). */
   routeProxies?: boolean;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { metaGroupVerdict, type MetaView } from "../../server/cluster/meta_watchdog.ts";
 import { allRoutes } from "../../server/cluster/options.ts";
 import { NativeNkeyPair, nkeyAuthenticatorFor, Prefix } from "../../lib/auth/nkey.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -212,7 +213,8 @@ async function startNatsClusterOnce(
  * forms a meta group of two out of three nodes started at once, even with
  * every member in every node's routes (its cold-boot "mixed mode" size
  * adjustment counts a peer whose JetStream it has not heard of yet); a test
- * that needs R3 waits for this rather than for any leader.
+ * that needs R3 waits for this rather than for any leader
+ * ({@linkcode untilFullMetaGroup} heals a short group as serve does).
  *
  * @example
  * ```ts
@@ -229,6 +231,53 @@ export async function fullMetaGroup(c: TestNatsCluster): Promise<boolean> {
       followers.length === c.nodes.length - 1 && followers.every((f) => f.current === true);
   }
   return false;
+}
+
+/**
+ * Waits until the meta group of `c` has every node, healing a short group
+ * the way serve does (server/cluster/meta_watchdog.ts): a node left outside
+ * it for `settleMs` has its nats-server restarted, once.
+ *
+ * @example
+ * ```ts
+ * await untilFullMetaGroup(c, 60_000);
+ * ```
+ */
+export async function untilFullMetaGroup(
+  c: TestNatsCluster,
+  ms: number,
+  settleMs = 10_000,
+): Promise<void> {
+  const outSince = new Map<string, number>();
+  const restarted = new Set<string>();
+  await waitUntil("a meta group of all nodes", ms, async () => {
+    if (await fullMetaGroup(c)) return true;
+    const views: MetaView[] = [];
+    for (const n of c.nodes) {
+      const meta = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz`)
+        .then((r) => r.json()).then((b) => b?.meta_cluster).catch(() => null);
+      if (!meta) continue;
+      views.push({
+        server: n.name,
+        leader: meta.leader ?? null,
+        clusterSize: meta.cluster_size ?? null,
+        replicas: (meta.replicas ?? []).map((r: { name: string }) => r.name),
+      });
+    }
+    for (const n of c.nodes) {
+      if (metaGroupVerdict(n.name, c.nodes.length, views).kind !== "left-out") {
+        outSince.delete(n.name);
+        continue;
+      }
+      const since = outSince.get(n.name) ?? Date.now();
+      outSince.set(n.name, since);
+      if (Date.now() - since >= settleMs && !restarted.has(n.name)) {
+        restarted.add(n.name);
+        await n.server.restart("left out of the JetStream meta group");
+      }
+    }
+    return false;
+  });
 }
 
 /**
