@@ -2,7 +2,8 @@ import { connect as connectClient, type UnibusClient } from "../lib/client/mod.t
 import { toHex } from "../lib/identity/hex.ts";
 import { loadIdentity } from "../lib/identity/identity.ts";
 import { type CopySource, type KvStore, openStore } from "../lib/store/mod.ts";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
+import { ArchiveError, VerifiedArchive } from "../lib/store/archive.ts";
 import { addBusUser, type BusUser } from "./helpers/bus.ts";
 import { runUnibus as unibus, type ServeUnderTest, startServe } from "./helpers/serve_process.ts";
 import { openServeStore, storeArgs } from "./helpers/serve_store.ts";
@@ -177,6 +178,22 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
       assert(!await Deno.stat(dataDir("x")).catch(() => null), `${what}: the target was created`);
     }
     // A forger who recomputes the digest still cannot add a member the signed log does not name.
+    // Changed in place after it was verified (blobs are read from the file again):
+    // what is read again is refused, not restored.
+    const swapped = `${root}/swapped.unibus-backup`;
+    await Deno.copyFile(archive, swapped);
+    const verified = await VerifiedArchive.open(swapped);
+    const dataAt = text.indexOf('"data":"', text.indexOf('"t":"blob"')) + '"data":"'.length;
+    const file = await Deno.open(swapped, { write: true });
+    await file.seek(dataAt, Deno.SeekMode.Start);
+    await file.write(enc.encode(text[dataAt] === "A" ? "B" : "A"));
+    file.close();
+    await assertRejects(
+      () => verified.getBlob(blob.id),
+      ArchiveError,
+      "changed after it was verified",
+    );
+    verified.close();
     const forged = `${root}/forged.unibus-backup`;
     await forge(archive, forged, (ls) => {
       const i = ls.findIndex((l) => l.includes('"subject":"team.ops"'));
