@@ -120,9 +120,11 @@ export async function writeRoomHistory(
   for await (const m of messages) {
     const h = natsHeaders();
     for (const [k, vs] of Object.entries(m.headers)) {
-      // The id's duplicate window and the publisher's expectations belonged
-      // to the original stream; here they could only drop a genuine packet.
-      if (k === "Nats-Msg-Id" || k.startsWith("Nats-Expected")) continue;
+      // `Nats-*` headers are JetStream's instructions to the stream (an id's
+      // duplicate window, expected sequences, rollups that purge, TTLs),
+      // about the original stream or none: an archive is only as
+      // trustworthy as its file, so none of them is obeyed here.
+      if (k.toLowerCase().startsWith("nats-")) continue;
       for (const v of vs) h.append(k, v);
     }
     const ack = await js.publish(subject, m.data, {
