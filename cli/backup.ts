@@ -11,7 +11,7 @@
  * written again (three tries), so a backup never mixes two states.
  *
  * The file is written as `FILE.partial` (new, 0600: it lists every user and
- * room) and renamed into place only when complete: a crash or a full disk
+ * room) and linked into place only when complete (never over a file): a crash or a full disk
  * leaves no file that looks like a backup.
  *
  * @module
@@ -110,7 +110,17 @@ async function run(argv: string[]): Promise<number> {
         await store.close();
       }
     }
-    await Deno.rename(partial, out);
+    // A link fails if `out` appeared since the check above; a rename would
+    // replace it: never overwrite, whoever put a file there meanwhile.
+    try {
+      await Deno.link(partial, out);
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) {
+        throw new Error(`${out} exists; backup never overwrites a file`);
+      }
+      throw err;
+    }
+    await Deno.remove(partial);
   } catch (err) {
     await Deno.remove(partial).catch(() => {});
     throw err;
@@ -134,7 +144,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes the archive into a new 0600 file, synced before it is renamed into place. */
+/** Writes the archive into a new 0600 file, synced before it is linked into place. */
 async function writeFile(
   src: CopySource,
   path: string,
