@@ -20,6 +20,7 @@ Deno.test("a damaged member list locks out that room only; a damaged member inde
     const alice = await addBusUser(b.store, "alice");
     const bob = await addBusUser(b.store, "bob");
     const carol = await addBusUser(b.store, "carol");
+    const dave = await addBusUser(b.store, "dave");
     const ca = await b.client(alice);
     const damaged = await ca.createRoom("room.damaged", undefined, { members: [bob.hex] });
     const intact = await ca.createRoom("room.intact", undefined, { members: [bob.hex, carol.hex] });
@@ -40,6 +41,10 @@ Deno.test("a damaged member list locks out that room only; a damaged member inde
       await members.put(key, "{not json");
       // Carol's own index of rooms: an object, not a list.
       await (await kvm.open("UNIBUS_rooms_by_member")).put(carol.hex, '{"a":1}');
+      // Dave's own connection limit: not a count (a limit no comparison can reach).
+      const users = await kvm.open("UNIBUS_users");
+      const rec = (await users.get(dave.hex))!.json<Record<string, unknown>>();
+      await users.put(dave.hex, JSON.stringify({ ...rec, maxConnections: "lots" }));
     } finally {
       await nc.close();
     }
@@ -58,6 +63,7 @@ Deno.test("a damaged member list locks out that room only; a damaged member inde
     assertEquals([got.status, got.body?.error], [503, "store_unavailable"]);
     // Carol's index cannot say where to look: her login fails closed, others are unaffected.
     await assertRejects(() => connectAs(b.s.natsPort, carol), Error, "Authorization Violation");
+    await assertRejects(() => connectAs(b.s.natsPort, dave), Error, "Authorization Violation");
     const na = await connectAs(b.s.natsPort, alice);
     await na.close();
     // The log names each damaged record's key.
@@ -66,6 +72,7 @@ Deno.test("a damaged member list locks out that room only; a damaged member inde
     );
     assert(said.some((k) => k.startsWith(`members/${damaged.id}`)), said.join(", "));
     assert(said.includes(`roomsByMember/${carol.hex}`), said.join(", "));
+    assert(said.includes(`users/${dave.hex}`), said.join(", "));
   } finally {
     await b.stop();
   }

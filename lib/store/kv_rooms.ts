@@ -341,6 +341,17 @@ export class KvRooms {
       this.#a.getCurrent<User>(this.#a.kv.users, signPub),
       this.#roomsForMember(signPub, true),
     ]);
+    // The login is decided on this record: a limit that is not a count
+    // would lift it (every comparison with it is false), so the record is
+    // damaged and the login fails closed, as for any damaged record.
+    const own = user?.value.maxConnections;
+    if (own !== undefined) {
+      try {
+        check.maxConnections("maxConnections", own);
+      } catch {
+        throw this.#a.damaged(this.#a.kv.users, signPub, "maxConnections is not a count");
+      }
+    }
     return { user: user?.value ?? null, rooms };
   }
 
