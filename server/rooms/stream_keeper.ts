@@ -65,6 +65,14 @@ export async function ensureRoomStream(
   return true;
 }
 
+/** The names of the streams in `nc`'s account. */
+async function streamNames(nc: NatsConnection): Promise<Set<string>> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const names = new Set<string>();
+  for await (const name of jsm.streams.names()) names.add(name);
+  return names;
+}
+
 /**
  * Starts the keeper; `stop()` ends it and its change feed.
  *
@@ -121,8 +129,12 @@ export function startRoomStreamKeeper(opts: StreamKeeperOptions): { stop(): Prom
       const rooms = everything
         ? await opts.store.listRooms()
         : (await Promise.all(ids.map((id) => opts.store.getRoom(id)))).filter((r) => r !== null);
+      // Every room at once (each start, on every node): one listing of the
+      // streams there are, then a request only for a room without one.
+      const existing = everything ? await streamNames(opts.nc) : null;
       for (const room of rooms) {
         if (stopped) return;
+        if (existing?.has(roomStreamName(room.id))) continue;
         if (!await check(room)) due.add(room.id);
       }
     } catch (err) {
