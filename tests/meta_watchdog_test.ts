@@ -6,7 +6,11 @@
  * docs/operations.md "Faults".)
  */
 
-import { metaGroupVerdict, type MetaView } from "../server/cluster/meta_watchdog.ts";
+import {
+  metaGroupVerdict,
+  metaGroupWhole,
+  type MetaView,
+} from "../server/cluster/meta_watchdog.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 const view = (
@@ -43,4 +47,14 @@ Deno.test("a node leading a meta group of its own is a split, not restarted", ()
   const split = [view("n1", "n1", 1), view("n2", "n2", 2, ["n3"]), view("n3", "n2", 2)];
   assertEquals(metaGroupVerdict("n1", 3, split), { kind: "split", leaders: ["n1", "n2"] });
   assertEquals(metaGroupVerdict("n3", 3, split), { kind: "in" });
+});
+
+Deno.test("the watch ends once the node is in a group of the configured size", () => {
+  const short = [view("n1", "n2", 2), view("n2", "n2", 2, ["n3"]), view("n3", "n2", 2)];
+  for (const n of ["n1", "n2", "n3"]) assertEquals(metaGroupWhole(n, 3, short), false);
+  const full = [view("n1", "n2", 3), view("n2", "n2", 3, ["n1", "n3"]), view("n3", "n2", 3)];
+  for (const n of ["n1", "n2", "n3"]) assertEquals(metaGroupWhole(n, 3, full), true);
+  // Sized for three, but this node not (yet) among its members: keep watching.
+  assertEquals(metaGroupWhole("n3", 3, [view("n1", "n1", 3, ["n2"])]), false);
+  assertEquals(metaGroupWhole("n1", 3, [view("n1", null, 3)]), false);
 });

@@ -30,6 +30,7 @@
 
 import { type NatsConnection, RequestError } from "@nats-io/transport-node";
 import { inboxPrefixFor, permissionsNarrowed, userPermissions } from "../../lib/auth/acl.ts";
+import { askEveryServer } from "../nats/every_server.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Store } from "../../lib/store/store.ts";
 import { noticeHeaders } from "../rooms/notices.ts";
@@ -68,16 +69,9 @@ export { REFRESH_NOTICE_SUFFIX };
  */
 export async function liveServerIds(sys: NatsConnection, maxWaitMs = 2000): Promise<Set<string>> {
   const ids = new Set<string>();
-  const replies = await sys.requestMany("$SYS.REQ.SERVER.PING", "", {
-    strategy: "stall",
-    stall: 300,
-    maxWait: maxWaitMs,
-  });
-  for await (const m of replies) {
-    try {
-      const id = m.json<{ server?: { id?: unknown } }>().server?.id;
-      if (typeof id === "string" && id) ids.add(id);
-    } catch { /* not a statsz reply */ }
+  for (const a of await askEveryServer<{ server?: { id?: unknown } }>(sys, null, maxWaitMs)) {
+    const id = a.server?.id;
+    if (typeof id === "string" && id) ids.add(id);
   }
   return ids;
 }

@@ -14,6 +14,10 @@
  * that, after the state has held for a while (a node being added right now
  * is outside for a moment), and not again for minutes.
  *
+ * It watches a cold boot only: once the node is in a group of the
+ * configured size it stops and closes its connection (nats-server then adds
+ * and removes peers itself).
+ *
  * Only the left-out node acts, and only on a group smaller than the
  * configured cluster: a node that is down does not shrink the group, so this
  * never fires on a healthy cluster missing a node. A node that leads a group
@@ -28,6 +32,7 @@ import { type NativeNkeyPair, nkeyAuthenticatorFor } from "../../lib/auth/nkey.t
 import type { Logger } from "../../lib/log.ts";
 import { connectInternal } from "../../lib/nats/internal_connection.ts";
 import type { Lifecycle } from "../lifecycle.ts";
+import { askEveryServer } from "../nats/every_server.ts";
 import type { ManagedNatsServer } from "../nats/managed_server.ts";
 
 /** One server's view of the meta group (its `JSZ` `meta_cluster`). */
@@ -74,31 +79,41 @@ export function metaGroupVerdict(node: string, configured: number, views: MetaVi
   return { kind: "left-out", leader: main.server, size: main.clusterSize, members };
 }
 
-/** Every server's meta group view, as answered to `$SYS.REQ.SERVER.PING.JSZ` on `sys`. */
-async function metaViews(sys: NatsConnection, maxWaitMs: number): Promise<MetaView[]> {
+/**
+ * Whether `node` is in a meta group of the configured size: the end of a
+ * cold boot, after which nats-server adds and removes peers itself and a
+ * short group cannot form any more.
+ *
+ * @example
+ * ```ts
+ * metaGroupWhole("n1", 3, [{ server: "n2", leader: "n2", clusterSize: 3, replicas: ["n1", "n3"] }]); // true
+ * ```
+ */
+export function metaGroupWhole(node: string, configured: number, views: MetaView[]): boolean {
+  return views.some((v) =>
+    v.leader === v.server && (v.clusterSize ?? 0) >= configured &&
+    (v.server === node || v.replicas.includes(node))
+  );
+}
+
+/** Every server's meta group view, from its answer to `$SYS.REQ.SERVER.PING.JSZ`. */
+async function metaViews(sys: NatsConnection): Promise<MetaView[]> {
+  const answers = await askEveryServer<{
+    server?: { name?: string };
+    data?: {
+      meta_cluster?: { leader?: string; cluster_size?: number; replicas?: { name: string }[] };
+    };
+  }>(sys, "JSZ");
   const views: MetaView[] = [];
-  const replies = await sys.requestMany("$SYS.REQ.SERVER.PING.JSZ", "{}", {
-    strategy: "stall",
-    stall: 300,
-    maxWait: maxWaitMs,
-  });
-  for await (const m of replies) {
-    try {
-      const r = m.json<{
-        server?: { name?: string };
-        data?: {
-          meta_cluster?: { leader?: string; cluster_size?: number; replicas?: { name: string }[] };
-        };
-      }>();
-      const meta = r.data?.meta_cluster;
-      if (!r.server?.name || !meta) continue;
-      views.push({
-        server: r.server.name,
-        leader: meta.leader ?? null,
-        clusterSize: meta.cluster_size ?? null,
-        replicas: (meta.replicas ?? []).map((x) => x.name),
-      });
-    } catch { /* not a JSZ answer */ }
+  for (const a of answers) {
+    const meta = a.data?.meta_cluster;
+    if (!a.server?.name || !meta) continue;
+    views.push({
+      server: a.server.name,
+      leader: meta.leader ?? null,
+      clusterSize: meta.cluster_size ?? null,
+      replicas: (meta.replicas ?? []).map((x) => x.name),
+    });
   }
   return views;
 }
@@ -121,6 +136,8 @@ export interface MetaWatchdogOptions {
   minGapMs?: number;
   /** Restarts at most, over the node's life. */
   maxRestarts?: number;
+  /** Called once this node is in a whole group; the watchdog stops then. */
+  onWhole?: () => void;
 }
 
 /**
@@ -148,7 +165,15 @@ export function startMetaWatchdog(opts: MetaWatchdogOptions): { stop(): Promise<
   const check = async () => {
     let verdict: MetaVerdict;
     try {
-      verdict = metaGroupVerdict(opts.node, opts.clusterSize, await metaViews(opts.sys, 2000));
+      const views = await metaViews(opts.sys);
+      // Once whole, a short group can only come from a cold boot again: no
+      // more asking every server every few seconds for the node's life.
+      if (metaGroupWhole(opts.node, opts.clusterSize, views)) {
+        running = false;
+        opts.onWhole?.();
+        return;
+      }
+      verdict = metaGroupVerdict(opts.node, opts.clusterSize, views);
     } catch {
       return; // nats-server restarting or unreachable: asked again next time
     }
@@ -245,6 +270,7 @@ export async function watchMetaGroup(
     clusterSize: opts.clusterSize,
     restart: (reason) => opts.nats.restart(reason),
     log: opts.log,
+    onWhole: () => void sys.close(),
   });
   life.started("meta group watchdog", () => dog.stop());
 }
