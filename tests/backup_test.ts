@@ -248,35 +248,16 @@ Deno.test("backup and restore: a running SQLite node into a new data dir, into K
     await restored.close();
     // With history, the node's room streams are read: not while serve runs on them.
     const historyArchive = `${root}/history.unibus-backup`;
-    const busy = await unibus([
-      "backup",
-      "--out",
-      historyArchive,
-      "--data-dir",
-      dataDir("a"),
-      "--with-history",
-    ]);
+    const backupWithHistory = (...target: string[]) =>
+      unibus(["backup", "--out", historyArchive, ...target, "--with-history"]);
+    const busy = await backupWithHistory("--data-dir", dataDir("a"));
     assertEquals(busy.code, 1, busy.stdout);
     assertMatch(busy.stderr, /in use by another unibus serve/);
     assert(!await Deno.stat(historyArchive).catch(() => null));
-    const noDir = await unibus([
-      "backup",
-      "--out",
-      historyArchive,
-      "--db",
-      `${dataDir("a")}/unibus.db`,
-      "--with-history",
-    ]);
+    const noDir = await backupWithHistory("--db", `${dataDir("a")}/unibus.db`);
     assertEquals(noDir.code, 2);
     await a.stop();
-    const h1 = await unibus([
-      "backup",
-      "--out",
-      historyArchive,
-      "--data-dir",
-      dataDir("a"),
-      "--with-history",
-    ]);
+    const h1 = await backupWithHistory("--data-dir", dataDir("a"));
     assertEquals(h1.code, 0, h1.stderr);
     assertMatch(h1.stdout, /, 3 stored packets of persisted rooms/);
     assertMatch(h1.stderr, /^backup: history of team\.ops: 3 messages$/m);
